@@ -1,0 +1,104 @@
+"""The one internal model of slots, schedules, actors and proposed appointments.
+
+Plain frozen dataclasses over plain data: FHIR JSON exists only at the edges
+(`app.fhir`), SQL only in `app.cache`. Codes are kept as FHIR token strings
+``"system|code"`` so that they compare, hash and serialise trivially.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+VISIT_TYPE_SYSTEM = "http://fhir.org/guides/argonaut-scheduling/CodeSystem/visit-type"
+APPT_TYPE_SYSTEM = "http://fhir.org/guides/argonaut-scheduling/CodeSystem/appt-type"
+SNOMED = "http://snomed.info/sct"
+
+
+def token(system: str | None, code: str) -> str:
+    """A code as a FHIR token string; a code without system keeps a bare ``|code``."""
+    return f"{system or ''}|{code}"
+
+
+def split_token(value: str) -> tuple[str | None, str]:
+    """Inverse of :func:`token`: ``"sys|code"`` -> ``("sys", "code")``."""
+    system, sep, code = value.rpartition("|")
+    if not sep:
+        return None, value
+    return (system or None), code
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """A schedulable or referenced resource: practitioner, location, room, device, service."""
+
+    ref: str  # "Practitioner/123"
+    display: str | None = None
+    codes: tuple[str, ...] = ()  # specialties, room kinds, device kinds as tokens
+    address: str | None = None  # free text (line, city, state, zip) for location-string search
+    part_of: str | None = None  # "Location/clinic-1" for a room inside a clinic
+    timezone: str | None = None  # IANA zone where the EHR states one
+
+    @property
+    def resource_type(self) -> str:
+        return self.ref.split("/", 1)[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """The EHR Schedule of one lowest schedulable entity (and its location)."""
+
+    id: str
+    actor_refs: tuple[str, ...]
+    service_types: tuple[str, ...] = ()
+    specialties: tuple[str, ...] = ()
+    horizon_start: datetime | None = None
+    horizon_end: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """A slot as cached; times are timezone-aware and normalised to UTC."""
+
+    id: str
+    schedule_id: str
+    start: datetime
+    end: datetime
+    status: str = "free"
+    service_types: tuple[str, ...] = ()
+    specialties: tuple[str, ...] = ()
+    appointment_types: tuple[str, ...] = ()
+    overbooked: bool = False
+    comment: str | None = None
+    version_id: str | None = None
+    last_updated: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Participant:
+    """One participant of a proposed appointment."""
+
+    ref: str | None
+    display: str | None = None
+    required: str = "required"  # required | optional | information-only
+    status: str = "needs-action"
+
+
+@dataclass(frozen=True, slots=True)
+class ProposedAppointment:
+    """An appointment the server offers: every required asset is free for its whole span."""
+
+    id: str
+    start: datetime
+    end: datetime
+    slot_ids: tuple[str, ...]
+    participants: tuple[Participant, ...]
+    service_types: tuple[str, ...] = ()
+    specialties: tuple[str, ...] = ()
+    appointment_type: str | None = None
+    visit_type_display: str | None = None
+    schedule_ids: tuple[str, ...] = field(default=())
+
+    @property
+    def minutes(self) -> int:
+        return int((self.end - self.start).total_seconds() // 60)
