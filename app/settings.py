@@ -29,6 +29,11 @@ class Settings(BaseSettings):
     ehr_timeout_seconds: float = 30.0
     rules_path: Path | None = None
     horizon_days: int = Field(default=30, ge=1, le=730)
+    daily_load_at: str = Field(
+        default="03:00",
+        pattern=r"^([01]\d|2[0-3]):[0-5]\d$",
+        description="UTC HH:MM of the daily resync",
+    )
     load_window_days: int = Field(
         default=7, ge=1, le=90, description="initial load chunk: one schedule x this many days"
     )

@@ -1,0 +1,15 @@
+# One image for every slotsync process (api, worker, beat, sandbox-ehr, migrate).
+FROM python:3.11-slim
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+WORKDIR /srv/slotsync
+COPY pyproject.toml README.md ./
+COPY app ./app
+COPY workers ./workers
+COPY rules ./rules
+COPY migrations ./migrations
+COPY sandbox_ehr ./sandbox_ehr
+COPY benchmarks ./benchmarks
+RUN pip install . && useradd --system --uid 10001 slotsync
+USER slotsync
+EXPOSE 8000 8100
+CMD ["slotsync", "serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -1,0 +1,1 @@
+"""HTTP surface (FastAPI): /fhir, /webhook, /admin, health."""

@@ -1,0 +1,42 @@
+"""The FastAPI application factory (``uvicorn --factory app.api.main:create_app``)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from app.runtime import get_engine
+from app.settings import Settings, get_settings
+
+from . import fhir_find
+from .errors import install_error_handlers
+from .responses import FhirResponse
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.settings = settings
+        app.state.engine = get_engine(settings)
+        yield
+
+    app = FastAPI(title="slotsync", version="0.1.0", lifespan=lifespan)
+    install_error_handlers(app)
+    app.include_router(fhir_find.router, prefix="/fhir", tags=["fhir"])
+
+    @app.get("/healthz", response_class=FhirResponse, tags=["ops"])
+    def healthz() -> FhirResponse:
+        return FhirResponse({"status": "ok"})
+
+    @app.get("/readyz", tags=["ops"])
+    def readyz() -> FhirResponse:
+        with app.state.engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        return FhirResponse({"status": "ready"})
+
+    return app

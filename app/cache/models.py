@@ -1,0 +1,134 @@
+"""SQLAlchemy 2 typed models of the slot cache.
+
+Times are stored as UTC. SQLite has no time zone type, so :class:`UTCDateTime`
+normalises on the way in and re-attaches UTC on the way out: the rest of the
+code only ever sees aware datetimes.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+Codes = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Aware datetime stored as UTC (timestamptz on PostgreSQL, ISO text on SQLite)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime reached the cache; times must be timezone-aware")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ActorRow(Base):
+    """Practitioners, locations (clinics and rooms), devices, services the slots belong to."""
+
+    __tablename__ = "actors"
+
+    ref: Mapped[str] = mapped_column(String(200), primary_key=True)  # "Practitioner/123"
+    resource_type: Mapped[str] = mapped_column(String(40), index=True)
+    display: Mapped[str | None] = mapped_column(Text)
+    codes: Mapped[list[str]] = mapped_column(Codes, default=list)
+    address: Mapped[str | None] = mapped_column(Text)
+    part_of: Mapped[str | None] = mapped_column(String(200))
+    timezone: Mapped[str | None] = mapped_column(String(64))
+    last_confirmed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ScheduleRow(Base):
+    __tablename__ = "schedules"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)  # EHR Schedule id
+    actor_refs: Mapped[list[str]] = mapped_column(Codes, default=list)
+    service_types: Mapped[list[str]] = mapped_column(Codes, default=list)
+    specialties: Mapped[list[str]] = mapped_column(Codes, default=list)
+    horizon_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    horizon_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    covered_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    covered_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_confirmed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class ScheduleActorRow(Base):
+    """Which actors a schedule serves: the index behind provider/location filters."""
+
+    __tablename__ = "schedule_actors"
+
+    schedule_id: Mapped[str] = mapped_column(
+        ForeignKey("schedules.id", ondelete="CASCADE"), primary_key=True
+    )
+    actor_ref: Mapped[str] = mapped_column(String(200), primary_key=True)
+
+    __table_args__ = (Index("ix_schedule_actors_actor", "actor_ref", "schedule_id"),)
+
+
+class SlotRow(Base):
+    __tablename__ = "slots"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)  # EHR Slot id
+    schedule_id: Mapped[str] = mapped_column(
+        ForeignKey("schedules.id", ondelete="CASCADE"), nullable=False
+    )
+    start: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    end: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    status: Mapped[str] = mapped_column(String(32), nullable=False)
+    service_types: Mapped[list[str]] = mapped_column(Codes, default=list)
+    specialties: Mapped[list[str]] = mapped_column(Codes, default=list)
+    appointment_types: Mapped[list[str]] = mapped_column(Codes, default=list)
+    overbooked: Mapped[bool] = mapped_column(Boolean, default=False)
+    comment: Mapped[str | None] = mapped_column(Text)
+    version_id: Mapped[str | None] = mapped_column(String(64))
+    ehr_last_updated: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_confirmed_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+    __table_args__ = (
+        # the $find query: slots of some schedules overlapping a time window
+        Index("ix_slots_schedule_start", "schedule_id", "start"),
+        Index("ix_slots_start", "start"),
+    )
+
+
+class SyncRunRow(Base):
+    """One load/refresh/poll: what ran, when, how it ended and what it changed."""
+
+    __tablename__ = "sync_runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    kind: Mapped[str] = mapped_column(String(32))  # initial-load | refresh | poll
+    scope: Mapped[str | None] = mapped_column(Text)  # schedule id or "*"
+    window_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    window_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16))  # running | ok | failed
+    slots_seen: Mapped[int] = mapped_column(Integer, default=0)
+    slots_upserted: Mapped[int] = mapped_column(Integer, default=0)
+    slots_deleted: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_sync_runs_started", "started_at"),)

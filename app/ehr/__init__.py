@@ -1,0 +1,1 @@
+"""Talking to the EHR: reads (client) and, later, writes (gateway)."""

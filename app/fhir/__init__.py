@@ -1,0 +1,1 @@
+"""FHIR version adapters: the only code that knows FHIR JSON shapes."""

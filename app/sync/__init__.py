@@ -1,0 +1,1 @@
+"""Keeping the cache a faithful copy of the EHR: services called by Celery tasks, CLI and API."""

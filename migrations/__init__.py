@@ -1,0 +1,1 @@
+"""Alembic migration environment for the slot cache (run via `slotsync db upgrade`)."""

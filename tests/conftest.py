@@ -1,0 +1,40 @@
+"""Fixtures shared by the whole suite: real PostgreSQL and SQLite caches."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import Engine
+
+from app.cache.db import make_engine
+from app.cache.migrate import upgrade
+from tests.support import throwaway_postgres
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    with throwaway_postgres() as url:
+        upgrade(url)
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def engine(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Engine]:
+    """A migrated, empty cache on each backend (PostgreSQL tables are emptied per test)."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path_factory.mktemp('db') / 'cache.sqlite3'}"
+        upgrade(url)
+        eng = make_engine(url)
+    else:
+        url = request.getfixturevalue("pg_url")
+        eng = make_engine(url)
+        with eng.begin() as conn:
+            conn.exec_driver_sql(
+                "TRUNCATE slots, schedule_actors, schedules, actors, sync_runs"
+                " RESTART IDENTITY CASCADE"
+            )
+    yield eng
+    eng.dispose()

@@ -1,0 +1,1 @@
+"""Celery workers: thin task wrappers around the sync services in app.sync."""
