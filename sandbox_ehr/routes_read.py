@@ -183,7 +183,7 @@ def _entity_matches(resource: dict[str, Any], params: list[tuple[str, str]]) -> 
 async def entity_search(request: Request, rtype: str) -> Response:
     sb = sandbox(request)
     if rtype not in ENTITY_TYPES:
-        return await sb.records.search(request, rtype)
+        raise not_found(f"resource type {rtype}")
     params, count, after, _ = _page_params(request, query_pairs(request))
     refs = [ref for ref in sb.store.org.resources if ref.startswith(f"{rtype}/")]
     matches = [r for r in map(sb.renderer.resource, refs) if r and _entity_matches(r, params)]

@@ -6,7 +6,9 @@ import time
 
 from sandbox_ehr.capability import capability_statement
 from sandbox_ehr.config import SandboxConfig
+from sandbox_ehr.faults import Faults
 from sandbox_ehr.fhir_render import Renderer
+from sandbox_ehr.notify import Notifier
 from sandbox_ehr.records import Records
 from sandbox_ehr.stats import Stats
 from sandbox_ehr.store import SlotStore
@@ -24,6 +26,9 @@ class Sandbox:
         self.store = SlotStore(config.seed, config.size, config.start_date, config.horizon_days)
         self.renderer = Renderer(self.store.org, config.fhir_version, int(time.time() * 1000))
         self.records = Records(self)
+        self.faults = Faults()
+        self.notifier = Notifier(self)
+        self.base_url = f"http://{config.host}:{config.port}/fhir"
         self.capability = capability_statement(config.fhir_version, SOFTWARE_VERSION, now_instant())
 
     @property
@@ -31,8 +36,13 @@ class Sandbox:
         return self.config.fhir_version == "stu3"
 
     def reset(self) -> int:
-        """Back to the seed; returns how many schedules changed (they are notified)."""
+        """Back to the seed: slots, appointments, patients, coverage, faults and counters.
+
+        Subscriptions stay; every schedule whose slots differed from the seed is
+        notified. Returns the number of such schedules.
+        """
         self.records.clear()
-        changes = self.store.reset()
+        self.faults.clear()
+        self.stats.clear()
         self.renderer = Renderer(self.store.org, self.config.fhir_version, int(time.time() * 1000))
-        return len(changes)
+        return len(self.store.reset())
