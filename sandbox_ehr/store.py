@@ -265,7 +265,9 @@ class SlotStore:
             ]
             if not zone_day:
                 empty.add(s)
-        fresh = generate_day(self.org, day, empty)
+        fresh = generate_day(self.org, day)
+        keep = np.isin(fresh.sched, np.fromiter(empty, dtype=np.int32, count=len(empty)))
+        fresh = SlotArrays(fresh.start[keep], fresh.dur[keep], fresh.sched[keep], fresh.status[keep])
         if not len(fresh):
             return []
         first = self.n
