@@ -234,7 +234,9 @@ class Records:
         resource = copy.deepcopy(resource)
         return Appt(id="", resource=resource), True
 
-    def _check_live(self, appt: Appt) -> None:
+    def _check_live(self, appt: Appt, new: bool) -> None:
+        if new:
+            return
         status = appt.resource.get("status")
         if status in ("cancelled", "entered-in-error", "noshow", "fulfilled"):
             raise conflict(f"Appointment/{appt.id} is {status}")
@@ -242,8 +244,8 @@ class Records:
     def hold(self, appt_id: str | None, resource: dict[str, Any] | None) -> tuple[Appt, bool]:
         self.expire_holds()
         appt, new = self._prepare(appt_id, resource)
-        self._check_live(appt)
-        if appt.resource.get("status") == "booked":
+        self._check_live(appt, new)
+        if not new and appt.resource.get("status") == "booked":
             raise conflict(f"Appointment/{appt.id} is already booked")
         slots = self.resolve_slots(appt.resource, appt.id or None)
         self._commit(appt, new, slots, "pending", HELD)
@@ -260,8 +262,8 @@ class Records:
     ) -> tuple[Appt, bool]:
         self.expire_holds()
         appt, new = self._prepare(appt_id, resource)
-        self._check_live(appt)
-        if appt.resource.get("status") == "booked":
+        self._check_live(appt, new)
+        if not new and appt.resource.get("status") == "booked":
             raise conflict(f"Appointment/{appt.id} is already booked")
         cancelled = None
         if cancelled_appt_id:
