@@ -42,7 +42,9 @@ def test_paging_matches_brute_force(
 ) -> None:
     monkeypatch.setattr("sandbox_ehr.store.FEW_SCHEDULES", few)
     n_sched = len(store.org.schedules)
-    schedules = None if pick is None else frozenset(range(0, n_sched, 2) if pick == "even" else pick)
+    schedules = (
+        None if pick is None else frozenset(range(0, n_sched, 2) if pick == "even" else pick)
+    )
     lo = int(np.percentile(store.start, 10))
     hi = int(np.percentile(store.start, 80))
     q = SlotQuery(lo=lo, hi=hi, schedules=schedules, statuses=frozenset({FREE}))

@@ -37,7 +37,9 @@ def _slot_status(http: httpx.Client, sp: SandboxProcess, slot_id: str) -> str:
     return http.get(f"{sp.base_url}/Slot/{slot_id}").json()["status"]
 
 
-def test_hold_then_book_then_cancel_moves_slot_state(ehr: SandboxProcess, http: httpx.Client) -> None:
+def test_hold_then_book_then_cancel_moves_slot_state(
+    ehr: SandboxProcess, http: httpx.Client
+) -> None:
     r4 = flavour_of(ehr) == "r4"
     slot = _free(http, ehr, "sch-pr-1")[0]
     r = http.post(f"{ehr.base_url}/Appointment/$hold",
@@ -83,7 +85,9 @@ def test_hold_then_book_then_cancel_moves_slot_state(ehr: SandboxProcess, http: 
 
 def test_fhirpath_patch_releases_a_hold(stu3: SandboxProcess, http: httpx.Client) -> None:
     slot = _free(http, stu3, "sch-pr-1")[1]
-    held = http.post(f"{stu3.base_url}/Appointment/$hold", json=_appointment(slot)).json()["entry"][0]["resource"]
+    held = http.post(f"{stu3.base_url}/Appointment/$hold", json=_appointment(slot)).json()["entry"][
+        0
+    ]["resource"]
     patch = _params({"name": "operation", "part": [
         {"name": "type", "valueCode": "replace"},
         {"name": "path", "valueString": "Appointment.status"},
@@ -98,7 +102,9 @@ def test_fhirpath_patch_releases_a_hold(stu3: SandboxProcess, http: httpx.Client
     assert bad.status_code == 422
 
 
-def test_slots_matched_by_time_and_actors_when_not_referenced(stu3: SandboxProcess, http: httpx.Client) -> None:
+def test_slots_matched_by_time_and_actors_when_not_referenced(
+    stu3: SandboxProcess, http: httpx.Client
+) -> None:
     slots = _free(http, stu3, "sch-pr-1")
     pair = next((a, b) for a, b in zip(slots, slots[1:], strict=False) if a["end"] == b["start"])
     appt = _appointment(pair[0], by_reference=False)
@@ -150,7 +156,9 @@ def test_stu3_has_no_plain_appointment_create(stu3: SandboxProcess, http: httpx.
     assert r.status_code == 405 and r.json()["resourceType"] == "OperationOutcome"
 
 
-def test_patient_registration_returns_existing_patient(ehr: SandboxProcess, http: httpx.Client) -> None:
+def test_patient_registration_returns_existing_patient(
+    ehr: SandboxProcess, http: httpx.Client
+) -> None:
     bruce = {"resourceType": "Patient", "name": [{"family": "Banner", "given": ["Bruce"]}],
              "gender": "male", "birthDate": "1980-12-18"}  # fmt: skip
     first = http.post(f"{ehr.base_url}/Patient", json=bruce)
@@ -160,9 +168,16 @@ def test_patient_registration_returns_existing_patient(ehr: SandboxProcess, http
     mrn = first.json()["identifier"][0]
     by_id = {"resourceType": "Patient", "identifier": [mrn], "name": [{"family": "Other"}]}
     assert http.post(f"{ehr.base_url}/Patient", json=by_id).json()["id"] == first.json()["id"]
-    found = http.get(f"{ehr.base_url}/Patient", params={"family": "ban", "birthdate": "1980-12-18"}).json()
+    found = http.get(
+        f"{ehr.base_url}/Patient", params={"family": "ban", "birthdate": "1980-12-18"}
+    ).json()
     assert [e["resource"]["id"] for e in found["entry"]] == [first.json()["id"]]
-    assert http.post(f"{ehr.base_url}/Patient", json={"resourceType": "Patient", "gender": 7}).status_code == 400
+    assert (
+        http.post(
+            f"{ehr.base_url}/Patient", json={"resourceType": "Patient", "gender": 7}
+        ).status_code
+        == 400
+    )
 
 
 def test_coverage_type_change_is_rejected(ehr: SandboxProcess, http: httpx.Client) -> None:
