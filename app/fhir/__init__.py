@@ -1,0 +1,1 @@
+"""FHIR version adapters: the only place that knows STU3 and R4 resource shapes."""
