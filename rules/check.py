@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from app.domain import Actor, Schedule, Slot
 from rules.appointment_id import ProposalPayload
@@ -28,7 +29,7 @@ class VisitTypeSummary:
     horizon_days: int
     offers: int  # bookable (start, primary asset) pairs over the horizon
     distinct_starts: int
-    practitioners: int  # distinct primary assets offering it
+    practitioners: int  # distinct primary assets (usually practitioners) offering it
     first_start: datetime | None
     last_start: datetime | None
 
@@ -75,19 +76,20 @@ def format_report(
 ) -> str:
     """A plain-text report: the file's headline facts and one line per visit type."""
     org = rules.organization
+    zone = ZoneInfo(org.timezone)
     lines = [
         f"rules file {source + ' ' if source else ''}is valid (version {rules.version})",
         f"organization: {org.name} ({org.timezone}), {len(org.sites)} clinic override(s), "
         f"{len(org.closures)} closure(s), {len(rules.visit_types)} visit type(s)",
         "",
         f"{'visit type':<34} {'min':>4} {'days':>4} {'offers':>7} {'starts':>7} "
-        f"{'assets':>6}  first .. last (UTC)",
+        f"{'staff':>6}  first .. last ({org.timezone})",
     ]
     empty = []
     for s in summaries:
         name = (s.display or s.name or s.code.rpartition("|")[2])[:34]
         span = (
-            f"{_short(s.first_start)} .. {_short(s.last_start)}"
+            f"{_short(s.first_start, zone)} .. {_short(s.last_start, zone)}"
             if s.first_start and s.last_start
             else "-"
         )
@@ -107,8 +109,8 @@ def format_report(
     return "\n".join(lines) + "\n"
 
 
-def _short(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%d %H:%M")
+def _short(moment: datetime, zone: ZoneInfo) -> str:
+    return moment.astimezone(zone).strftime("%Y-%m-%d %H:%M")
 
 
 def _no_signature(payload: ProposalPayload) -> str:

@@ -20,6 +20,7 @@ FAMILY = "http://snomed.info/sct|419772000"
 DERM = "http://snomed.info/sct|394582007"
 CARDIO = "http://snomed.info/sct|394579002"
 PAEDS = "http://snomed.info/sct|394537008"
+RADIOLOGY = "http://snomed.info/sct|394914008"
 ROOM_KIND = "http://slotsync.example/fhir/CodeSystem/room-kind"
 DEVICE_KIND = "http://slotsync.example/fhir/CodeSystem/device-kind"
 ALL_DAY = {day: ["00:00-24:00"] for day in WEEKDAYS}
@@ -182,3 +183,31 @@ class World:
 def starts(result: ComposeResult, zone: ZoneInfo = NY) -> list[str]:
     """Offer starts as local ``HH:MM`` strings, for readable assertions."""
     return [a.start.astimezone(zone).strftime("%H:%M") for a in result.appointments]
+
+
+def example_world() -> World:
+    """A small organisation matching the shared contract, one weekday of slots."""
+    world = World()
+    world.clinic(1, tz="America/New_York", address="1 Main St, Albany, NY 12207")
+    day = "2026-03-10"
+    specialties = {1: FAMILY, 2: PAEDS, 3: DERM, 4: CARDIO, 5: RADIOLOGY}
+    services = {
+        FAMILY: ("office-visit", "follow-up", "new-patient", "physical"),
+        PAEDS: ("office-visit", "well-child", "vaccine"),
+        DERM: ("office-visit", "consult", "minor-surgery"),
+        CARDIO: ("consult", "follow-up", "ekg", "echo"),
+        RADIOLOGY: ("x-ray", "ultrasound", "mri"),
+    }
+    for n, specialty in specialties.items():
+        sid = world.practitioner(n, specialty=specialty)
+        types = tuple(vt(c) for c in services[specialty])
+        world.add_slots(sid, at(f"{day} 08:00"), 15, count=16, service_types=types)
+    for n, kind in enumerate(("exam", "procedure", "imaging"), start=1):
+        world.add_slots(
+            world.room(n, kind=kind), at(f"{day} 08:00"), 10, count=24, service_types=()
+        )
+    for n, kind in enumerate(("ekg", "ultrasound", "xray", "mri"), start=1):
+        sid = world.device(n, at_ref="Location/room-3", kind=kind)
+        world.add_slots(sid, at(f"{day} 08:00"), 30, count=8, service_types=())
+    assert f"{DEVICE_KIND}|mri" in world.actors["Device/dev-4"].codes
+    return world

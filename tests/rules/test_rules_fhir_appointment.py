@@ -25,21 +25,16 @@ from rules.appointment_id import IDENTIFIER_SYSTEM, decode, fhir_id
 from rules.loader import load_rules
 from rules.request import PatientInfo
 from tests.rules.factories import (
-    CARDIO,
     DERM,
-    DEVICE_KIND,
-    FAMILY,
-    PAEDS,
     SECRET,
-    World,
     at,
+    example_world,
     vt,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
 IG = ROOT.parent / "shared" / "spec" / "ig"
 ARGO_APPT = IG / "StructureDefinition-argo-appt.json"
-RADIOLOGY = "http://snomed.info/sct|394914008"
 
 
 def argo_appt_problems(resource: dict[str, Any]) -> list[str]:
@@ -182,34 +177,6 @@ def test_display_table_is_generated_from_the_ig_expansions() -> None:
         assert display_of(vt(concept["code"])) == concept["display"]
     assert display_of("http://terminology.hl7.org/CodeSystem/v2-0276|WALKIN") is not None
     assert display_of("http://local|x") is None
-
-
-def example_world() -> World:
-    """A small organisation matching the shared contract, one weekday of slots."""
-    world = World()
-    world.clinic(1, tz="America/New_York", address="1 Main St, Albany, NY 12207")
-    day = "2026-03-10"
-    specialties = {1: FAMILY, 2: PAEDS, 3: DERM, 4: CARDIO, 5: RADIOLOGY}
-    services = {
-        FAMILY: ("office-visit", "follow-up", "new-patient", "physical"),
-        PAEDS: ("office-visit", "well-child", "vaccine"),
-        DERM: ("office-visit", "consult", "minor-surgery"),
-        CARDIO: ("consult", "follow-up", "ekg", "echo"),
-        RADIOLOGY: ("x-ray", "ultrasound", "mri"),
-    }
-    for n, specialty in specialties.items():
-        sid = world.practitioner(n, specialty=specialty)
-        types = tuple(vt(c) for c in services[specialty])
-        world.add_slots(sid, at(f"{day} 08:00"), 15, count=16, service_types=types)
-    for n, kind in enumerate(("exam", "procedure", "imaging"), start=1):
-        world.add_slots(
-            world.room(n, kind=kind), at(f"{day} 08:00"), 10, count=24, service_types=()
-        )
-    for n, kind in enumerate(("ekg", "ultrasound", "xray", "mri"), start=1):
-        sid = world.device(n, at_ref="Location/room-3", kind=kind)
-        world.add_slots(sid, at(f"{day} 08:00"), 30, count=8, service_types=())
-    assert f"{DEVICE_KIND}|mri" in world.actors["Device/dev-4"].codes
-    return world
 
 
 def test_example_rules_compose_valid_appointments_for_every_visit_type() -> None:
