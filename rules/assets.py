@@ -123,7 +123,7 @@ class Unit:
 class Qualifier:
     """Which slots may be used for one asset of one visit type."""
 
-    __slots__ = ("_appointment_types", "_service_types", "_specialties", "key")
+    __slots__ = ("_appointment_types", "_memo", "_service_types", "_specialties", "key")
 
     def __init__(
         self,
@@ -135,15 +135,22 @@ class Qualifier:
         self._service_types = TokenSet(service_types)
         self._appointment_types = TokenSet(appointment_types)
         self._specialties = TokenSet(specialties)
+        # Slots of one organisation share a handful of code combinations.
+        self._memo: dict[tuple[tuple[str, ...], ...], bool] = {}
 
     def accepts(self, slot: Slot) -> bool:
         """A slot qualifies unless it states values and none is wanted; an empty
         wanted list accepts everything."""
-        return (
-            _ok(self._service_types, slot.service_types)
-            and _ok(self._appointment_types, slot.appointment_types)
-            and _ok(self._specialties, slot.specialties)
-        )
+        codes = (slot.service_types, slot.appointment_types, slot.specialties)
+        verdict = self._memo.get(codes)
+        if verdict is None:
+            verdict = (
+                _ok(self._service_types, slot.service_types)
+                and _ok(self._appointment_types, slot.appointment_types)
+                and _ok(self._specialties, slot.specialties)
+            )
+            self._memo[codes] = verdict
+        return verdict
 
 
 def _ok(wanted: TokenSet, have: tuple[str, ...]) -> bool:

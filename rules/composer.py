@@ -17,8 +17,10 @@ the window (times a log factor).
 
 from __future__ import annotations
 
+import heapq
+from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 
@@ -140,6 +142,9 @@ class _Candidate:
     # (requirement index, unit, slots) for the primary and every chosen other asset
     parts: list[tuple[int, Unit, list[Slot]]] = field(default_factory=list)
 
+    def unit_key(self) -> tuple[datetime, str, str]:
+        return (self.start, self.primary.ref, self.primary.schedule.id)
+
     def final_key(self) -> tuple[object, ...]:
         return (
             self.start,
@@ -219,43 +224,67 @@ class _VisitTypePlan:
                 )
             )
             return None
-        return self._select(self._candidates())
+        streams = self._streams()
+        if self.eff.ordering == "earliest":
+            # Each stream is in start order: merge lazily and stop at _count.
+            return self._take_earliest(heapq.merge(*streams, key=_Candidate.unit_key))
+        return self._select([c for stream in streams for c in stream])
 
-    def _candidates(self) -> list[_Candidate]:
+    def _streams(self) -> list[Iterator[_Candidate]]:
         others = [
             (i, self._by_site(self._units(i)))
             for i in range(len(self.rule.assets))
             if i != self.primary
         ]
         preference = self._preference()
-        buffered = bool(self.before or self.after)
-        age_rule = self.rule.eligibility
-        patient = self.request.patient
-        join = self.eff.join_contiguous
+        return [
+            self._unit_candidates(unit, others, preference.get(unit.ref, len(preference)))
+            for unit in self._primary_units()
+        ]
+
+    def _unit_candidates(
+        self,
+        unit: Unit,
+        others: list[tuple[int, tuple[dict[str | None, list[Unit]], list[Unit]]]],
+        rank: int,
+    ) -> Iterator[_Candidate]:
+        """Offers with ``unit`` as primary asset, in start order."""
+        runs = unit.runs(self.qualifiers[self.primary], join=self.eff.join_contiguous)
+        free = unit.free_runs() if (self.before or self.after) else None
+        age_rule, patient = self.rule.eligibility, self.request.patient
+        for t in _starts(runs, self.earliest, self.latest):
+            end = t + self.duration
+            cover = runs.cover(t, end)
+            if cover is None:
+                continue
+            if free is not None and not free.covers(t - self.before, end + self.after):
+                continue
+            day = self.calendar.open_day(unit.site, t, end)
+            if day is None or not age_allows(age_rule, patient, day):
+                continue
+            parts = self._other_assets(unit, t, end, others)
+            if parts is None:
+                continue
+            parts.insert(0, (self.primary, unit, cover))
+            yield _Candidate(t, end, self.pref, self.rule, unit, unit.site, day, rank, parts)
+
+    def _take_earliest(self, merged: Iterable[_Candidate]) -> list[_Candidate]:
+        """The per-day cap and ``_count`` applied to offers arriving in start order."""
+        cap = self.eff.max_offers_per_day_per_practitioner
+        count = self.request.count
+        per_day: dict[tuple[str, date], int] = defaultdict(int)
         out: list[_Candidate] = []
-        for unit in self._primary_units():
-            runs = unit.runs(self.qualifiers[self.primary], join=join)
-            free = unit.free_runs() if buffered else None
-            rank = preference.get(unit.ref, len(preference))
-            for t in _starts(runs, self.earliest, self.latest):
-                end = t + self.duration
-                cover = runs.cover(t, end)
-                if cover is None:
+        if count == 0:
+            return out
+        for c in merged:
+            if cap is not None:
+                key = (c.primary.ref, c.day)
+                if per_day[key] >= cap:
                     continue
-                if free is not None and not free.covers(t - self.before, end + self.after):
-                    continue
-                if not self.calendar.is_open(unit.site, t, end):
-                    continue
-                day = self.calendar.local_date(unit.site, t)
-                if not age_allows(age_rule, patient, day):
-                    continue
-                parts = self._other_assets(unit, t, end, others)
-                if parts is None:
-                    continue
-                parts.insert(0, (self.primary, unit, cover))
-                out.append(
-                    _Candidate(t, end, self.pref, self.rule, unit, unit.site, day, rank, parts)
-                )
+                per_day[key] += 1
+            out.append(c)
+            if count is not None and len(out) >= count:
+                break
         return out
 
     def _other_assets(
@@ -361,7 +390,7 @@ class _VisitTypePlan:
     def _select(self, candidates: list[_Candidate]) -> list[_Candidate]:
         """Apply the per-day cap and ``_count`` in the rule's ordering."""
         ordering = self.eff.ordering
-        candidates.sort(key=lambda c: (c.start, c.primary.ref, c.primary.schedule.id))
+        candidates.sort(key=_Candidate.unit_key)
         if ordering == "practitioner-preference":
             candidates.sort(key=lambda c: c.rank)  # stable: earliest first within a rank
         cap = self.eff.max_offers_per_day_per_practitioner
@@ -381,18 +410,15 @@ class _VisitTypePlan:
         return candidates
 
 
-def _starts(runs: Runs, earliest: datetime, latest: datetime) -> list[datetime]:
+def _starts(runs: Runs, earliest: datetime, latest: datetime) -> Iterator[datetime]:
     """Candidate starts: the start of every qualifying slot in ``[earliest, latest]``."""
-    out = []
-    for members in runs.members:
-        if members[-1].end <= earliest:
-            continue
+    first = max(bisect_right(runs.ends, earliest) - 1, 0)
+    for members in runs.members[first:]:
         for slot in members:
             if slot.start > latest:
-                return out
+                return
             if slot.start >= earliest:
-                out.append(slot.start)
-    return out
+                yield slot.start
 
 
 def _spread(items: list[_Candidate], k: int) -> list[_Candidate]:

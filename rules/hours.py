@@ -40,8 +40,15 @@ class Calendar:
 
     def is_open(self, site: str | None, start: datetime, end: datetime) -> bool:
         """True when ``[start, end)`` lies inside one opening range of an open day."""
+        return self.open_day(site, start, end) is not None
+
+    def open_day(self, site: str | None, start: datetime, end: datetime) -> date | None:
+        """The local date of ``start`` when ``[start, end)`` is inside opening hours."""
         day = self.local_date(site, start)
-        return any(o <= start and end <= c for o, c in self.open_ranges(site, day))
+        for opens, closes in self.open_ranges(site, day):
+            if opens <= start and end <= closes:
+                return day
+        return None
 
     def open_ranges(self, site: str | None, day: date) -> list[tuple[datetime, datetime]]:
         key = (site, day)
