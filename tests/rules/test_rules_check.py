@@ -45,7 +45,7 @@ def test_report_lists_visit_types_and_warns_about_empty_ones() -> None:
     report = format_report(rules, summaries, source="multi-clinic.yaml")
     lines = report.splitlines()
     assert lines[0] == "rules file multi-clinic.yaml is valid (version 1)"
-    assert "Sandbox Health Partners (America/New_York)" in lines[1]
+    assert "Acme Health (America/New_York)" in lines[1]
     assert any(line.startswith("Office visit ") and " 20 " in line for line in lines)
     # minor surgery needs two days' lead: nothing on 2026-03-10 from this "now"
     assert "warning: no bookable start for:" in report

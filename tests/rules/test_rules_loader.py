@@ -45,10 +45,10 @@ def test_example_file_loads() -> None:
     rules = load_rules(EXAMPLE)
     codes = {vt.code.rpartition("|")[2] for vt in rules.visit_types}
     assert {"office-visit", "new-patient", "well-child", "minor-surgery", "echo", "mri"} <= codes
-    saturday = rules.site("Location/clinic-1")
-    assert saturday is not None and saturday.opening_hours is not None
-    assert saturday.opening_hours.sat == ["09:00-12:00"]
-    assert saturday.opening_hours.mon == ["08:00-12:00", "13:00-17:00"]
+    flagship = rules.site("Location/clinic-1")
+    assert flagship is not None and flagship.opening_hours is not None
+    assert flagship.opening_hours.thu == ["08:00-12:00", "13:00-19:00"]
+    assert flagship.opening_hours.sat == rules.organization.opening_hours.sat == ["09:00-12:00"]
 
 
 def test_json_rules_load_like_yaml(tmp_path: Path) -> None:
