@@ -29,11 +29,11 @@ from rules.appointment_id import ProposalPayload
 from rules.assets import AssetIndex, Qualifier, Runs, Unit, covering_slots
 from rules.eligibility import age_allows, ineligible_reason
 from rules.hours import Calendar
-from rules.request import ComposeResult, FindRequest, InvalidFindRequest, Notice
+from rules.request import ComposeResult, FindRequest, InvalidFindRequest, Notice, PatientInfo
 from rules.schema import KIND_RESOURCE_TYPE, EffectiveRule, RulesFile, VisitTypeRule
 from rules.tokens import TokenSet
 
-__all__ = ["Signer", "compose", "covering_slots", "slot_fetch_window"]
+__all__ = ["Signer", "compose", "covering_slots", "reconstruct", "slot_fetch_window"]
 
 Signer = Callable[[ProposalPayload], str]
 
@@ -74,6 +74,35 @@ def compose(
     if request.count is not None:
         chosen = chosen[: request.count]
     return ComposeResult([_build(c, request, index, sign) for c in chosen], notices)
+
+
+def reconstruct(
+    token: str,
+    payload: ProposalPayload,
+    rules: RulesFile,
+    slots: Sequence[Slot],
+    schedules: Mapping[str, Schedule],
+    actors: Mapping[str, Actor],
+    now: datetime,
+    sign: Signer,
+) -> ProposedAppointment | None:
+    """The appointment a ``$find`` token names, if it is still offered now; else None.
+
+    ``$hold``/``$book`` with an ``appt-id`` decode the token (which proves we issued
+    it) and call this with the current cache: composing again for exactly that
+    visit type and span, with the same patient, re-checks every rule (slots still
+    free, lead time, hours...) on any replica without stored state. ``slots`` must
+    cover :func:`slot_fetch_window` of ``[payload.start, payload.end)``.
+    """
+    patients = [ref for ref in payload.participants if ref.startswith("Patient/")]
+    request = FindRequest(
+        start=payload.start,
+        end=payload.end,
+        visit_types=(payload.visit_type,),
+        patient=PatientInfo(ref=patients[0]) if patients else None,
+    )
+    result = compose(request, rules, slots, schedules, actors, now, sign)
+    return next((a for a in result.appointments if a.id == token), None)
 
 
 def _unique(candidates: list[_Candidate]) -> list[_Candidate]:

@@ -11,7 +11,7 @@ import pytest
 
 from app.domain import Participant
 from rules.appointment_id import decode
-from rules.composer import compose, covering_slots, slot_fetch_window
+from rules.composer import compose, covering_slots, reconstruct, slot_fetch_window
 from rules.request import FindRequest, InvalidFindRequest, PatientInfo
 from tests.rules.factories import (
     CARDIO,
@@ -683,3 +683,29 @@ def test_slot_fetch_window_widens_by_buffers_and_narrows_to_bookable_time() -> N
     start, end = slot_fetch_window(request, rules, now)
     assert start == now + timedelta(minutes=60 - 15)
     assert end == now + timedelta(days=3, minutes=45 + 10)
+
+
+def test_reconstruct_finds_the_offer_only_while_it_is_still_valid() -> None:
+    world = one_practitioner(15, count=4)
+    rules = make_rules([visit(minutes=20, join_contiguous=True, min_lead_minutes=60)])
+    patient = PatientInfo(ref="Patient/p-1", display="Jo Doe")
+    now = at(f"{DAY} 06:00")
+    offer = find_day(world, rules, now=now, patient=patient).appointments[1]  # 08:15
+    payload = decode(offer.id, SECRET)
+
+    def again(slots, at_time):  # type: ignore[no-untyped-def]
+        return reconstruct(
+            offer.id, payload, rules, slots, world.schedules, world.actors, at_time, sign
+        )
+
+    rebuilt = again(world.slots, now)
+    assert rebuilt is not None
+    assert (rebuilt.start, rebuilt.end, rebuilt.slot_ids) == (
+        offer.start,
+        offer.end,
+        offer.slot_ids,
+    )
+    assert rebuilt.participants[-1].ref == "Patient/p-1"
+    taken = [replace(s, status="busy") if s.id == offer.slot_ids[1] else s for s in world.slots]
+    assert again(taken, now) is None
+    assert again(world.slots, at(f"{DAY} 07:30")) is None  # lead time has passed
