@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -27,7 +27,13 @@ class Settings(BaseSettings):
     ehr_base_url: str = "http://127.0.0.1:8100/fhir"
     ehr_fhir_version: Literal["stu3", "r4"] = "stu3"
     ehr_timeout_seconds: float = 30.0
-    rules_path: Path | None = None
+    rules_path: Path | None = Field(
+        default=None, description="business-rules file; unset = the bundled multi-clinic example"
+    )
+    proposal_secret: SecretStr = Field(
+        default=SecretStr("development-proposal-secret-change-me"),
+        description="HMAC key that signs $find appointment ids so any replica can rebuild them",
+    )
     horizon_days: int = Field(default=30, ge=1, le=730)
     daily_load_at: str = Field(
         default="03:00",
