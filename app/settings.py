@@ -43,6 +43,16 @@ class Settings(BaseSettings):
     load_window_days: int = Field(
         default=7, ge=1, le=90, description="initial load chunk: one schedule x this many days"
     )
+    hold_overlay_seconds: int = Field(
+        default=300,
+        ge=1,
+        description="how long a held slot stays hidden when the EHR sends no Expires header",
+    )
+    booked_overlay_seconds: int = Field(
+        default=6 * 3600,
+        ge=60,
+        description="how long a booked slot stays hidden while waiting for the sync to see it busy",
+    )
 
     @property
     def effective_database_url(self) -> str:

@@ -33,7 +33,7 @@ def engine(
         eng = make_engine(url)
         with eng.begin() as conn:
             conn.exec_driver_sql(
-                "TRUNCATE slots, schedule_actors, schedules, actors, sync_runs"
+                "TRUNCATE slot_claims, slots, schedule_actors, schedules, actors, sync_runs"
                 " RESTART IDENTITY CASCADE"
             )
     yield eng

@@ -7,7 +7,7 @@ executemany (SQLAlchemy's insertmanyvalues), never row-by-row ORM flushes.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Row, case, delete, func, or_, select, update
@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.domain import Actor, Schedule, Slot
 
+from . import claims
 from .models import ActorRow, ScheduleActorRow, ScheduleRow, SlotRow, SyncRunRow
 from .snapshot import SnapshotPlan
 
@@ -240,12 +241,27 @@ def schedule_ids_for_actors(
 
 
 def free_slots(
-    session: Session, start: datetime, end: datetime, schedule_ids: Collection[str] | None = None
+    session: Session,
+    start: datetime,
+    end: datetime,
+    schedule_ids: Collection[str] | None = None,
+    *,
+    now: datetime | None = None,
 ) -> list[Slot]:
-    """Free cached slots starting in [start, end), ordered by start (the $find read)."""
+    """Free cached slots starting in [start, end), ordered by start (the $find read).
+
+    Slots with a live claim (held or booked through slotsync, or being so right
+    now; see :mod:`app.cache.claims`) are left out: they are not free any more even
+    if the EHR's notification has not arrived yet.
+    """
     stmt = (
         select(*SLOT_COLUMNS)
-        .where(SlotRow.start >= start, SlotRow.start < end, SlotRow.status == "free")
+        .where(
+            SlotRow.start >= start,
+            SlotRow.start < end,
+            SlotRow.status == "free",
+            claims.unclaimed(now or datetime.now(UTC)),
+        )
         .order_by(SlotRow.start, SlotRow.id)
     )
     if schedule_ids is not None:
