@@ -8,6 +8,8 @@ import orjson
 from fastapi.responses import Response
 
 FHIR_JSON = "application/fhir+json"
+REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID_EXTENSION = "http://slotsync.example/fhir/StructureDefinition/request-id"
 
 
 class FhirResponse(Response):

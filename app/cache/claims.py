@@ -256,3 +256,11 @@ def purge_expired(session: Session, now: datetime) -> int:
     """Housekeeping: expired claims are already ignored; this only keeps the table small."""
     result = session.execute(delete(SlotClaimRow).where(SlotClaimRow.expires_at <= now))
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def slots_by_id(session: Session, slot_ids: Collection[str]) -> dict[str, Slot]:
+    """Cached slots by id whatever their status or claims (to explain why one is not free)."""
+    from .repository import SLOT_COLUMNS, slot_from_row
+
+    stmt = select(*SLOT_COLUMNS).where(SlotRow.id.in_(list(slot_ids)))
+    return {row[0]: slot_from_row(row) for row in session.execute(stmt)}

@@ -1,0 +1,47 @@
+"""Patient registration and Coverage, forwarded to the EHR (Use Case 2 registration steps)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from app.booking import records
+from app.fhir.operation_params import fhir_id
+from app.fhir.record_input import check_coverage, check_patient
+
+from .body import base_url, json_body
+from .deps import BookingDep
+from .responses import FhirResponse
+
+router = APIRouter()
+
+# Route access control (e.g. ``Depends(require_scopes("system/Patient.write"))``).
+PATIENT_WRITE: list[Any] = []
+COVERAGE_WRITE: list[Any] = []
+
+
+@router.post("/Patient", dependencies=PATIENT_WRITE, response_class=FhirResponse)
+async def register_patient(request: Request, ctx: BookingDep) -> FhirResponse:
+    """Register, or get back the EHR's existing record of this patient (200)."""
+    patient = check_patient(ctx.flavour, await json_body(request))
+    result, created = await run_in_threadpool(records.register_patient, ctx, patient)
+    headers = {"Location": f"{base_url(request)}/Patient/{result.get('id')}"}
+    return FhirResponse(result, status_code=201 if created else 200, headers=headers)
+
+
+@router.post("/Coverage", dependencies=COVERAGE_WRITE, response_class=FhirResponse)
+async def create_coverage(request: Request, ctx: BookingDep) -> FhirResponse:
+    coverage = check_coverage(ctx.flavour, await json_body(request))
+    result = await run_in_threadpool(records.create_coverage, ctx, coverage)
+    headers = {"Location": f"{base_url(request)}/Coverage/{result.get('id')}"}
+    return FhirResponse(result, status_code=201, headers=headers)
+
+
+@router.put("/Coverage/{coverage_id}", dependencies=COVERAGE_WRITE, response_class=FhirResponse)
+async def update_coverage(request: Request, coverage_id: str, ctx: BookingDep) -> FhirResponse:
+    rid = fhir_id(coverage_id, "Coverage", "Coverage.id")
+    coverage = check_coverage(ctx.flavour, await json_body(request), rid)
+    result, created = await run_in_threadpool(records.update_coverage, ctx, rid, coverage)
+    return FhirResponse(result, status_code=201 if created else 200)
