@@ -356,7 +356,16 @@ class Records:
                 raise unprocessable(f"Appointment.{key} cannot be changed here; cancel and rebook")
         if new_resource.get("id", appt.id) != appt.id:
             raise bad_request("Appointment.id cannot be changed")
-        if _participant_refs(old) != _participant_refs(new_resource):
+        old_refs, new_refs = _participant_refs(old), _participant_refs(new_resource)
+        added = new_refs[len(old_refs) :]
+        booking = new_resource.get("status") == "booked" and old.get("status") in (
+            "pending",
+            "proposed",
+        )
+        # Booking a hold may add the patient(s) (IG state diagram, step 7); nothing else changes.
+        if new_refs[: len(old_refs)] != old_refs or (
+            added and not (booking and all(r.startswith("Patient/") for r in added))
+        ):
             raise unprocessable("participants cannot be changed; cancel and rebook")
         before, after = old.get("status"), new_resource.get("status")
         appt.resource = copy.deepcopy(new_resource)

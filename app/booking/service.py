@@ -22,7 +22,6 @@ from app.ehr.errors import (
     EhrConflict,
     EhrError,
     EhrNotProcessed,
-    EhrOutcomeUnknown,
     EhrRejected,
     EhrTimeout,
 )
@@ -171,13 +170,13 @@ def _write(
         raise
     except _NotDone as exc:
         undo(False)
-        if isinstance(exc.cause, EhrTimeout | EhrOutcomeUnknown):
+        if isinstance(exc.cause, EhrTimeout):
             raise EhrNoAnswer(
                 f"the EHR did not answer in time ({exc.cause}); reading its state back shows "
                 f"it did not {what}. Nothing changed: it is safe to retry."
             ) from None
         raise EhrBadAnswer(
-            f"the EHR is unavailable ({exc.cause}); it did not {what}. Nothing changed: "
+            f"the EHR failed ({exc.cause}); it did not {what} (verified). Nothing changed: "
             "it is safe to retry later."
         ) from None
     except _Unknown as exc:
