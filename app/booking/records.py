@@ -9,12 +9,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.ehr.errors import EhrOutcomeUnknown
-from app.errors import EhrNoAnswer
+from app.ehr.errors import EhrOutcomeUnknown, EhrTimeout
+from app.errors import EhrBadAnswer, EhrNoAnswer, SlotsyncError
 
 from .context import BookingContext
 
 SEARCH_LIMIT = 1000
+
+
+def _lost(exc: EhrOutcomeUnknown, known: str) -> SlotsyncError:
+    """504 when the EHR timed out, 502 when it failed; the diagnostics say what is known."""
+    kind = EhrNoAnswer if isinstance(exc, EhrTimeout) else EhrBadAnswer
+    return kind(f"the EHR did not give an answer ({exc}); {known}")
 
 
 def search_appointments(
@@ -68,13 +74,11 @@ def register_patient(ctx: BookingContext, patient: dict[str, Any]) -> tuple[dict
         found = _find_patient(ctx, params) if params else None
         if found is not None:
             return found, False
-        raise EhrNoAnswer(
-            f"the EHR did not answer the registration ({exc}); "
-            + (
-                "a search shows no such patient, so nothing was registered: it is safe to retry"
-                if params
-                else "whether the patient was registered is unknown"
-            )
+        raise _lost(
+            exc,
+            "a search shows no such patient, so nothing was registered: it is safe to retry"
+            if params
+            else "whether the patient was registered is unknown",
         ) from None
 
 
@@ -82,9 +86,9 @@ def create_coverage(ctx: BookingContext, coverage: dict[str, Any]) -> dict[str, 
     try:
         return ctx.gateway.create_coverage(coverage)
     except EhrOutcomeUnknown as exc:
-        raise EhrNoAnswer(
-            f"the EHR did not answer ({exc}); whether the Coverage was created is unknown. "
-            "Prefer PUT Coverage/[id], which is safe to repeat."
+        raise _lost(
+            exc,
+            "whether the Coverage was created is unknown; PUT Coverage/[id] is safe to repeat",
         ) from None
 
 
