@@ -8,11 +8,18 @@ from app.errors import InvalidParameter
 
 from .validate import check_resource, require_elements
 
+GENDERS = frozenset({"male", "female", "other", "unknown"})
+
 
 def check_patient(flavour: str, body: Any) -> dict[str, Any]:
     """A valid Patient with what US Core requires and enough to find an existing record."""
     patient = check_resource(flavour, body, "Patient")
     require_elements(patient, "Patient", "name", "gender")
+    if patient["gender"] not in GENDERS:
+        raise InvalidParameter(
+            f"Patient.gender {patient['gender']!r} is not one of {', '.join(sorted(GENDERS))}",
+            expression="Patient.gender",
+        )
     if not patient.get("identifier") and not patient.get("birthDate"):
         raise InvalidParameter(
             "Patient needs an identifier or a birthDate, so that an existing registration "

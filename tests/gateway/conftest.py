@@ -13,8 +13,6 @@ from tests.support import throwaway_postgres
 
 from .support import HORIZON_DAYS, Stack, api_env, start_api
 
-pytestmark = pytest.mark.integration
-
 
 def _stack(flavour: str) -> Iterator[Stack]:
     with (

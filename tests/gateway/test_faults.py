@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 
 from .support import (
     DERMATOLOGY,
@@ -16,6 +17,8 @@ from .support import (
     slot_ids,
     token_of,
 )
+
+pytestmark = pytest.mark.integration
 
 
 def _write_path(stack: Stack, operation: str) -> dict[str, str]:

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 
 from app.domain import VISIT_TYPE_SYSTEM as VISIT_TYPES
 
@@ -19,6 +20,8 @@ from .support import (
     slot_ids,
     token_of,
 )
+
+pytestmark = pytest.mark.integration
 
 
 def _client_appointment(found: dict[str, Any]) -> dict[str, Any]:

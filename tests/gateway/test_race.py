@@ -25,6 +25,8 @@ from .support import (
 
 CLIENTS = 20
 
+pytestmark = pytest.mark.integration
+
 
 @pytest.fixture
 def two_apis(stu3: Stack) -> Iterator[list[str]]:
