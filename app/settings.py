@@ -34,6 +34,12 @@ class Settings(BaseSettings):
         default=SecretStr("development-proposal-secret-change-me"),
         description="HMAC key that signs $find appointment ids so any replica can rebuild them",
     )
+    stale_warning_seconds: int = Field(
+        default=26 * 3600, ge=1, description="$find warns when data is older than this"
+    )
+    stale_refuse_seconds: int = Field(
+        default=0, ge=0, description="$find answers 503 when data is older than this; 0 = never"
+    )
     horizon_days: int = Field(default=30, ge=1, le=730)
     daily_load_at: str = Field(
         default="03:00",
@@ -49,6 +55,13 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'cache.sqlite3').resolve()}"
+
+    @property
+    def effective_rules_path(self) -> Path:
+        """The configured rules file, or the bundled example matching the sandbox EHR."""
+        if self.rules_path:
+            return self.rules_path
+        return Path(__file__).resolve().parent.parent / "rules" / "examples" / "multi-clinic.yaml"
 
     @property
     def embedded(self) -> bool:

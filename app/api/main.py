@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 from sqlalchemy import text
 
+from app.cache.catalog import CatalogCache
 from app.runtime import get_engine
 from app.settings import Settings, get_settings
+from rules.appointment_id import encode
+from rules.loader import RulesStore
 
 from . import fhir_find
 from .errors import install_error_handlers
@@ -23,6 +27,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.engine = get_engine(settings)
+        app.state.rules_store = RulesStore(settings.effective_rules_path)
+        app.state.catalog = CatalogCache()
+        app.state.sign_proposal = partial(
+            encode, secret=settings.proposal_secret.get_secret_value().encode()
+        )
         yield
 
     app = FastAPI(title="slotsync", version="0.1.0", lifespan=lifespan)
