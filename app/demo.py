@@ -40,13 +40,14 @@ def run_demo(settings: Settings, *, host: str, port: int, sandbox_port: int) -> 
         console.print(f"sandbox EHR ready at {sandbox.base_url}")
         run_load_with_progress(settings)
         start = datetime.now(UTC).date() + timedelta(days=1)
-        end = start + timedelta(days=2)
+        end = start + timedelta(days=7)
         base = f"http://{host}:{port}/fhir"
+        visit = "http://fhir.org/guides/argonaut-scheduling/CodeSystem/visit-type%7Coffice-visit"
         console.print(
             "\n[bold]slotsync is ready.[/bold] Ask for appointments with:\n\n"
             f"  curl -s '{base}/Appointment/$find?start={start}&end={end}&_count=5'\n\n"
             f"  curl -s '{base}/Appointment/$find?start={start}&end={end}"
-            "&practitioner=Practitioner/pr-1'\n\n"
+            f"&visit-type={visit}&practitioner=Practitioner/pr-1&_count=5'\n\n"
             "Press Ctrl-C to stop (the sandbox EHR stops with it).\n"
         )
         uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
