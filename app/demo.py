@@ -7,6 +7,8 @@ Ctrl-C, which stops the sandbox too.
 
 from __future__ import annotations
 
+import signal
+import sys
 from datetime import UTC, datetime, timedelta
 
 from rich.console import Console
@@ -50,5 +52,8 @@ def run_demo(settings: Settings, *, host: str, port: int, sandbox_port: int) -> 
             f"&visit-type={visit}&practitioner=Practitioner/pr-1&_count=5'\n\n"
             "Press Ctrl-C to stop (the sandbox EHR stops with it).\n"
         )
+        # uvicorn re-raises SIGTERM after its graceful shutdown; turning it into SystemExit
+        # lets this `with` block stop the sandbox instead of orphaning it.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
     return 0
