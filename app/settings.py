@@ -34,6 +34,12 @@ class Settings(BaseSettings):
         default=SecretStr("development-proposal-secret-change-me"),
         description="HMAC key that signs $find appointment ids so any replica can rebuild them",
     )
+    find_max_results: int = Field(
+        default=200,
+        ge=1,
+        le=1000,
+        description="$find answers at most this many appointments when _count is not given",
+    )
     stale_warning_seconds: int = Field(
         default=26 * 3600, ge=1, description="$find warns when data is older than this"
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,15 +25,30 @@ def _answer(request: Request, parsed: ParsedFind, session: Any, settings: Any) -
     state = request.app.state
     state.rules_store.reload_if_changed()
     now = datetime.now(UTC)
+    find_request = parsed.request
+    capped = find_request.count is None
+    if capped:  # one more than the limit tells whether the answer was cut
+        find_request = replace(find_request, count=settings.find_max_results + 1)
     result = find_appointments(
         session,
-        parsed.request,
+        find_request,
         rules=state.rules_store.current,
         catalog=state.catalog.get(session),
         now=now,
         sign=state.sign_proposal,
     )
+    appointments = result.appointments
     issues = [outcome_issue("warning", "informational", n.message) for n in result.notices]
+    if capped and len(appointments) > settings.find_max_results:
+        appointments = appointments[: settings.find_max_results]
+        issues.append(
+            outcome_issue(
+                "warning",
+                "too-costly",
+                f"only the first {settings.find_max_results} appointments are listed; "
+                "pass _count or narrow the window",
+            )
+        )
     issues += [
         outcome_issue("warning", "not-supported", f"parameter {name} was not used")
         for name in parsed.ignored
@@ -52,11 +68,11 @@ def _answer(request: Request, parsed: ParsedFind, session: Any, settings: Any) -
                     f"availability was last confirmed {int(age.total_seconds())} s ago",
                 )
             )
-    if not result.appointments:
+    if not appointments:
         issues.append(outcome_issue("information", "not-found", "no appointments available"))
     render = to_r4 if settings.ehr_fhir_version == "r4" else to_stu3
     requested = (parsed.request.start, parsed.request.end)
-    resources = [render(a, requested, result.actors) for a in result.appointments]
+    resources = [render(a, requested, result.actors) for a in appointments]
     bundle = avail_bundle(
         resources,
         base_url=str(request.base_url).rstrip("/") + "/fhir",

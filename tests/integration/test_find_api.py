@@ -215,3 +215,27 @@ def test_bad_post_bodies_get_400(api, body):
     )
     assert resp.status_code == 400
     assert_operation_outcome(resp.json())
+
+
+def test_answers_without_count_are_capped_with_a_warning(engine, tmp_path):
+    rules_path = tmp_path / "rules.yaml"
+    rules_path.write_text(yaml.safe_dump(RULES))
+    load_window(
+        engine,
+        client_for(ScriptedEhr([slot(i) for i in range(6)])),
+        BASE - timedelta(hours=1),
+        BASE + timedelta(days=1),
+    )
+    settings = Settings(
+        database_url=engine.url.render_as_string(hide_password=False),
+        rules_path=rules_path,
+        find_max_results=3,
+    )
+    with TestClient(create_app(settings)) as client:
+        bundle = find(client, **WINDOW, **{"visit-type": OFFICE}).json()
+        assert bundle["total"] == 3
+        outcome = bundle["entry"][-1]["resource"]
+        assert outcome["issue"][0]["code"] == "too-costly"
+        explicit = find(client, **WINDOW, _count="5", **{"visit-type": OFFICE}).json()
+        assert explicit["total"] == 5
+        assert all(e["search"]["mode"] == "match" for e in explicit["entry"])
