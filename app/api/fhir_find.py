@@ -2,19 +2,45 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
 from app.fhir.bundle import appointment_stu3, avail_bundle
 from app.fhir.find_params import parse_find_query
 from app.find import find_appointments
 
+from .auth import APPOINTMENT_READ, require_scopes
 from .deps import SessionDep
 from .responses import FhirResponse
 
 router = APIRouter()
 
 
-@router.get("/Appointment/$find", response_class=FhirResponse)
+def _query(name: str, description: str, **schema: object) -> dict[str, object]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": name in ("start", "end"),
+        "description": description,
+        "schema": {"type": "string", **schema},
+    }
+
+
+# Documented for integrators (and fuzzed by the test suite); parsed by parse_find_query.
+FIND_PARAMETERS = [
+    _query("start", "FHIR date or dateTime with offset: the earliest appointment start"),
+    _query("end", "FHIR date or dateTime with offset: after start"),
+    _query("practitioner", "Practitioner/<id>; comma = OR (alias: provider)"),
+    _query("location-reference", "Location/<id>; comma = OR (alias: location)"),
+    _query("_count", "at most this many appointments (1-1000)", pattern="^[0-9]+$"),
+]
+
+
+@router.get(
+    "/Appointment/$find",
+    response_class=FhirResponse,
+    dependencies=[Depends(require_scopes(APPOINTMENT_READ))],
+    openapi_extra={"parameters": FIND_PARAMETERS},
+)
 def find_get(request: Request, session: SessionDep) -> FhirResponse:
     query = parse_find_query(request.query_params.multi_items())
     result = find_appointments(session, query)
