@@ -90,6 +90,8 @@ def client(app: FastAPI) -> Iterator[TestClient]:
 
 @pytest.fixture
 def db(settings: Settings) -> Engine:
+    """The app's cache database, migrated."""
+    upgrade(settings.effective_database_url)
     return engine_for(settings.effective_database_url)
 
 
