@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
 
 from app.settings import Settings, UnsafeSettings, get_settings
@@ -189,14 +190,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings = get_settings()
-    except UnsafeSettings as exc:
-        console.print(f"[red]{exc}[/red]")
+    except (UnsafeSettings, SettingsError) as exc:
+        console.print(f"[red]{exc}[/red]", soft_wrap=True, highlight=False)
         return 2
     except ValidationError as exc:
         # name the variables, never echo their values (they may be secrets)
         for error in exc.errors():
             name = "SLOTSYNC_" + "_".join(str(p) for p in error["loc"]).upper()
-            console.print(f"[red]{name}: {error['msg']}[/red]")
+            console.print(f"[red]{name}: {error['msg']}[/red]", soft_wrap=True, highlight=False)
         return 2
     from app.observability.logging import configure_logging
 
