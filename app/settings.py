@@ -83,6 +83,7 @@ class Settings(BaseSettings):
     metrics_public: bool = Field(default=False, description="serve /metrics without credentials")
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
     max_json_depth: int = Field(default=64, ge=4, le=512)
+    max_query_bytes: int = Field(default=8192, ge=256, le=65536, description="414 beyond")
 
     # -- observability ----------------------------------------------------------
     log_format: Literal["text", "json"] = "text"

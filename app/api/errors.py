@@ -32,6 +32,7 @@ HTTP_ISSUE_CODES = {
     410: "deleted",
     412: "conflict",
     413: "too-costly",
+    414: "too-costly",
     415: "not-supported",
     422: "business-rule",
     429: "throttled",

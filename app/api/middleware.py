@@ -79,6 +79,9 @@ def route_template(scope: Scope) -> str:
     pattern = getattr(route, "path_regex", None)
     template = getattr(route, "path_format", None) or getattr(route, "path", None)
     if pattern is None or not template:
+        # a plain Starlette route (/openapi.json, /docs) without parameters: a constant path
+        if "endpoint" in scope and not scope.get("path_params"):
+            return str(scope.get("path", UNMATCHED_ROUTE))
         return UNMATCHED_ROUTE
     path: str = scope.get("path", "")
     if pattern.match(path):
@@ -257,21 +260,34 @@ def json_too_deep(value: Any, limit: int) -> bool:
     return False
 
 
-class RequestBodyMiddleware:
-    """Refuses bodies over ``max_bytes`` (413) and JSON that is broken or too deep (400).
+class RequestLimitsMiddleware:
+    """Refuses query strings over ``max_query`` (414), bodies over ``max_bytes`` (413) and
+    JSON that is broken or nested deeper than ``max_depth`` (400).
 
     The body is read here once (bounded), checked, then replayed to the application,
-    so no handler ever parses an unbounded or pathologically nested document.
+    so no handler ever parses an unbounded or pathologically nested document, and no
+    query builds an unbounded ``IN (...)`` list.
     """
 
-    def __init__(self, app: ASGIApp, *, max_bytes: int, max_depth: int) -> None:
+    def __init__(self, app: ASGIApp, *, max_bytes: int, max_depth: int, max_query: int) -> None:
         self.app = app
         self.max_bytes = max_bytes
         self.max_depth = max_depth
+        self.max_query = max_query
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if len(scope.get("query_string", b"")) > self.max_query:
+            await _refuse(
+                scope,
+                receive,
+                send,
+                414,
+                "too-costly",
+                f"query string is longer than {self.max_query} bytes; use fewer values",
+            )
             return
         headers = Headers(scope=scope)
         if not has_body(headers):
@@ -328,11 +344,12 @@ class RequestBodyMiddleware:
 
 
 def install_middleware(app: FastAPI, settings: Settings) -> None:
-    """Adds the stack; the last added runs first: id -> log/metrics -> negotiation -> body."""
+    """Adds the stack; the last added runs first: id -> log/metrics -> negotiation -> limits."""
     app.add_middleware(
-        RequestBodyMiddleware,
+        RequestLimitsMiddleware,
         max_bytes=settings.max_body_bytes,
         max_depth=settings.max_json_depth,
+        max_query=settings.max_query_bytes,
     )
     app.add_middleware(FhirContentMiddleware)
     app.add_middleware(AccessLogMiddleware)

@@ -53,6 +53,44 @@ OPERATION_OUTCOME_SCHEMA: dict[str, Any] = {
     },
 }
 
+RESOURCE_REF = {"$ref": "#/components/schemas/FhirResource"}
+BUNDLE_REF = {"$ref": "#/components/schemas/Bundle"}
+
+# Deliberately shallow: the full FHIR shapes are checked in the test suite with
+# fhir.resources; these say what every integrator can rely on.
+FHIR_RESOURCE_SCHEMA: dict[str, Any] = {
+    "title": "FHIR resource",
+    "type": "object",
+    "required": ["resourceType"],
+    "properties": {"resourceType": {"type": "string"}, "id": {"type": "string"}},
+}
+BUNDLE_SCHEMA: dict[str, Any] = {
+    "title": "Bundle",
+    "type": "object",
+    "required": ["resourceType", "type"],
+    "properties": {
+        "resourceType": {"type": "string", "enum": ["Bundle"]},
+        "type": {"type": "string"},
+        "total": {"type": "integer", "minimum": 0},
+        "entry": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"resource": RESOURCE_REF, "fullUrl": {"type": "string"}},
+            },
+        },
+    },
+}
+
+
+def fhir_content(schema_ref: dict[str, Any], description: str) -> dict[str, Any]:
+    """A ``responses=`` entry for a route answering a FHIR resource."""
+    return {
+        "description": description,
+        "content": {FHIR_JSON: {"schema": schema_ref}, "application/json": {"schema": schema_ref}},
+    }
+
+
 _ERROR_RANGES = {
     "4XX": "client error (bad parameter, credentials, scope, size, media type...)",
     "5XX": "server or EHR failure",
@@ -75,10 +113,18 @@ def _is_fastapi_422(response: dict[str, Any]) -> bool:
     return any(s.get("$ref", "").endswith("/HTTPValidationError") for s in schemas)
 
 
+def _resource_schema(media: dict[str, Any]) -> dict[str, Any]:
+    """FastAPI describes a ``Response`` subclass as a string; FHIR JSON is an object."""
+    schema = {k: v for k, v in media.get("schema", {}).items() if (k, v) != ("type", "string")}
+    return schema or RESOURCE_REF
+
+
 def refine(schema: dict[str, Any]) -> dict[str, Any]:
     """Apply the error conventions to every operation of an OpenAPI document (in place)."""
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     components["OperationOutcome"] = OPERATION_OUTCOME_SCHEMA
+    components["FhirResource"] = FHIR_RESOURCE_SCHEMA
+    components["Bundle"] = BUNDLE_SCHEMA
     for path_item in schema.get("paths", {}).values():
         for method, operation in path_item.items():
             if method not in _HTTP_METHODS:
@@ -90,8 +136,9 @@ def refine(schema: dict[str, Any]) -> dict[str, Any]:
                 responses.setdefault(code, _outcome_response(description))
             for response in responses.values():
                 content = response.get("content", {})
-                if FHIR_JSON in content and "application/json" not in content:
-                    content["application/json"] = content[FHIR_JSON]
+                if FHIR_JSON in content:
+                    content[FHIR_JSON] = {"schema": _resource_schema(content[FHIR_JSON])}
+                    content.setdefault("application/json", content[FHIR_JSON])
     for unused in ("HTTPValidationError", "ValidationError"):
         components.pop(unused, None)
     return schema

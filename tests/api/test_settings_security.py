@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date
 from pathlib import Path
 
@@ -80,7 +81,7 @@ def test_api_keys_from_environment_accept_scope_strings(monkeypatch):
 
 def test_cli_refuses_to_start_in_production_with_defaults(monkeypatch, capsys):
     monkeypatch.setenv("SLOTSYNC_ENVIRONMENT", "production")
-    monkeypatch.setenv("SLOTSYNC_API_KEYS", '{"%s": "system/Appointment.read"}' % STRONG_KEY)
+    monkeypatch.setenv("SLOTSYNC_API_KEYS", json.dumps({STRONG_KEY: "system/Appointment.read"}))
     get_settings.cache_clear()
     try:
         code = cli.main(["status"])
