@@ -1,16 +1,19 @@
 """Logging setup: JSON lines (production) or readable text, always with the correlation id.
 
 PHI policy: log ids, counts, durations and route templates, never resource content,
-query strings or request bodies. :class:`PhiRedactingFilter` is the safety net for
-structured ``extra=`` fields that carry demographic keys by mistake; it cannot catch
-PHI formatted into a message, which is why the policy is "ids only".
+query strings or request bodies. Two safety nets: :class:`PhiRedactingFilter`
+replaces structured ``extra=`` fields with demographic keys, and in production
+tracebacks keep their stack but not exception messages. Neither can catch PHI
+formatted into a message, which is why the policy is "ids only".
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+import traceback
 from collections.abc import Mapping
+from types import TracebackType
 from typing import Any
 
 from pythonjsonlogger.orjson import OrjsonFormatter
@@ -80,19 +83,58 @@ class PhiRedactingFilter(logging.Filter):
         return True
 
 
-def make_handler(fmt: str, stream: Any = None) -> logging.Handler:
+ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
+
+
+def format_exception_without_messages(exc_info: ExcInfo) -> str:
+    """The stack and exception types of a chain, without the messages.
+
+    Exception messages carry data (SQL parameters, EHR URLs with search values,
+    validation input) that may identify a patient; the stack is what debugging needs.
+    """
+    parts: list[str] = []
+    exc: BaseException | None = exc_info[1]
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        frames = "".join(traceback.format_tb(exc.__traceback__))
+        name = f"{type(exc).__module__}.{type(exc).__qualname__}"
+        parts.append(f"Traceback (most recent call last):\n{frames}{name}: [message withheld]")
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    return "\n\nwhich was raised while handling or from:\n\n".join(parts)
+
+
+class _NoMessagesJson(OrjsonFormatter):
+    def formatException(self, ei: Any) -> str:
+        return format_exception_without_messages(ei)
+
+
+class _NoMessagesText(logging.Formatter):
+    def formatException(self, ei: Any) -> str:
+        return format_exception_without_messages(ei)
+
+
+def make_handler(
+    fmt: str, stream: Any = None, *, redact_exceptions: bool = False
+) -> logging.Handler:
+    """A stream handler in ``fmt`` ("json"/"text") with the request id and PHI filters.
+
+    ``redact_exceptions`` keeps tracebacks but withholds exception messages (production).
+    """
     handler = logging.StreamHandler(stream or sys.stderr)
     if fmt == "json":
+        json_cls = _NoMessagesJson if redact_exceptions else OrjsonFormatter
         handler.setFormatter(
-            OrjsonFormatter(
+            json_cls(
                 "%(levelname)s %(name)s %(message)s %(request_id)s",
                 rename_fields={"levelname": "level", "name": "logger"},
                 timestamp="time",
             )
         )
     else:
+        text_cls = _NoMessagesText if redact_exceptions else logging.Formatter
         handler.setFormatter(
-            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
+            text_cls("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s")
         )
     handler.addFilter(RequestIdFilter())
     handler.addFilter(PhiRedactingFilter())
@@ -109,7 +151,8 @@ def configure_logging(settings: Settings, *, level: str | None = None, stream: A
     root = logging.getLogger()
     for old in [h for h in root.handlers if getattr(h, _MARK, False)]:
         root.removeHandler(old)
-    root.addHandler(make_handler(settings.log_format, stream))
+    redact = settings.environment == "production"
+    root.addHandler(make_handler(settings.log_format, stream, redact_exceptions=redact))
     root.setLevel((level or settings.log_level).upper())
     for name in _QUIET:
         logging.getLogger(name).setLevel(logging.WARNING)
