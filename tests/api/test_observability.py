@@ -396,3 +396,23 @@ def test_status_database_down(tmp_path: Path):
     code, text = report(settings)
     assert code == 1
     assert "database" in text and "failed: OperationalError" in text
+
+
+def test_production_settings_switch_exception_redaction_on():
+    production = Settings(
+        environment="production",
+        webhook_secret="w" * 32,
+        api_keys={"k" * 32: ["system/Appointment.read"]},
+        log_format="json",
+    )
+    buffer = io.StringIO()
+    configure_logging(production, stream=buffer)
+    try:
+        try:
+            raise LookupError(PHI)
+        except LookupError:
+            logging.getLogger("test.prod").exception("failed")
+    finally:
+        configure_logging(Settings())
+    assert PHI not in buffer.getvalue()
+    assert "LookupError: [message withheld]" in buffer.getvalue()
