@@ -74,13 +74,20 @@ def _celery_main(argv: list[str], settings: Settings) -> int:
     return 0
 
 
+def _passthrough(celery_args: Sequence[str]) -> list[str]:
+    """Celery's own options, written after ``--`` (``slotsync beat -- --schedule=...``)."""
+    args = list(celery_args)
+    return args[1:] if args[:1] == ["--"] else args
+
+
 def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     argv = ["worker", f"--loglevel={args.log_level}", f"--concurrency={args.concurrency}"]
-    return _celery_main(argv + list(args.celery_args), settings)
+    return _celery_main(argv + _passthrough(args.celery_args), settings)
 
 
 def _cmd_beat(args: argparse.Namespace, settings: Settings) -> int:
-    return _celery_main(["beat", f"--loglevel={args.log_level}", *args.celery_args], settings)
+    argv = ["beat", f"--loglevel={args.log_level}", *_passthrough(args.celery_args)]
+    return _celery_main(argv, settings)
 
 
 def _cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
