@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Sequence
@@ -26,24 +27,38 @@ def _cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _prepare_metrics_dir(settings: Settings, workers: int) -> None:
-    """Several API processes share their metrics through a directory that starts empty."""
+def _prepare_metrics_dir(settings: Settings, workers: int) -> Path | None:
+    """Several API processes share their metrics through a directory that starts empty.
+
+    Returns the directory when this call created it (and so must remove it).
+    """
     directory = settings.metrics_multiproc_dir
+    created = None
     if directory is None:
         if workers < 2:
-            return
-        directory = Path(tempfile.mkdtemp(prefix="slotsync-metrics-"))
+            return None
+        directory = created = Path(tempfile.mkdtemp(prefix="slotsync-metrics-"))
         # read by prometheus-client in the worker processes uvicorn is about to start
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob("*.db"):
         stale.unlink()
+    return created
 
 
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    created = _prepare_metrics_dir(settings, args.workers)
+    try:
+        _run_uvicorn(args)
+    finally:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+    return 0
+
+
+def _run_uvicorn(args: argparse.Namespace) -> None:
     import uvicorn
 
-    _prepare_metrics_dir(settings, args.workers)
     uvicorn.run(
         "app.api.main:create_app",
         factory=True,
@@ -58,7 +73,6 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         forwarded_allow_ips=args.forwarded_allow_ips,
         timeout_graceful_shutdown=args.graceful_timeout,
     )
-    return 0
 
 
 def _celery_main(argv: list[str], settings: Settings) -> int:

@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import Any
 
+from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.orjson import OrjsonFormatter
 
 from app.settings import Settings
@@ -129,6 +130,8 @@ def make_handler(
                 "%(levelname)s %(name)s %(message)s %(request_id)s",
                 rename_fields={"levelname": "level", "name": "logger"},
                 timestamp="time",
+                # uvicorn's terminal-coloured duplicate of the message
+                reserved_attrs=[*RESERVED_ATTRS, "color_message"],
             )
         )
     else:
