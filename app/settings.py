@@ -93,6 +93,9 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("PROMETHEUS_MULTIPROC_DIR", "SLOTSYNC_METRICS_MULTIPROC_DIR"),
         description="prometheus-client multiprocess directory (several uvicorn workers)",
     )
+    worker_metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Celery worker /metrics port; unset = none"
+    )
     readiness_max_load_age_hours: float = Field(
         default=48.0, ge=0, description="/readyz fails when the last full load is older; 0 = off"
     )
