@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.ehr.errors import EhrError, EhrRejected, EhrTimeout
 from app.errors import SlotsyncError
 
-from .responses import REQUEST_ID_EXTENSION, FhirResponse, outcome_response
+from .responses import REQUEST_ID_EXTENSION, REQUEST_ID_HEADER, FhirResponse, outcome_response
 
 log = logging.getLogger(__name__)
 
@@ -94,16 +94,17 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.__class__.__name__,
             exc.status,
         )
-        response = outcome_response(status, code, diagnostics, request_id=_request_id(request))
+        request_id = _request_id(request)
         issues = ehr_issues(exc) if status < 500 else None
-        if issues:
-            # the EHR's own explanation of a refusal is the most useful answer
-            body = {"resourceType": "OperationOutcome", "issue": issues}
-            request_id = _request_id(request)
-            if request_id:
-                body["extension"] = [{"url": REQUEST_ID_EXTENSION, "valueString": request_id}]
-            return FhirResponse(body, status_code=status, headers=dict(response.headers))
-        return response
+        if not issues:
+            return outcome_response(status, code, diagnostics, request_id=request_id)
+        # the EHR's own explanation of a refusal is the most useful answer
+        body: dict[str, object] = {"resourceType": "OperationOutcome", "issue": issues}
+        headers = {}
+        if request_id:
+            body["extension"] = [{"url": REQUEST_ID_EXTENSION, "valueString": request_id}]
+            headers[REQUEST_ID_HEADER] = request_id
+        return FhirResponse(body, status_code=status, headers=headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> FhirResponse:

@@ -24,6 +24,7 @@ def outcome(response, status: int) -> dict:
     request_id = response.headers["x-request-id"]
     assert body["extension"] == [{"url": REQUEST_ID_EXTENSION, "valueString": request_id}]
     assert "Traceback" not in response.text
+    assert int(response.headers["content-length"]) == len(response.content)
     return body
 
 
