@@ -308,20 +308,23 @@ class Authenticator:
         cls, settings: Settings, *, jwks_transport: httpx.BaseTransport | None = None
     ) -> Authenticator:
         tokens = None
-        common = {
-            "issuer": settings.jwt_issuer,
-            "audience": settings.jwt_audience,
-            "leeway": settings.jwt_leeway_seconds,
-        }
-        if settings.jwt_shared_key is not None:
-            tokens = TokenVerifier(shared_key=settings.jwt_shared_key.get_secret_value(), **common)
-        elif settings.jwt_jwks_url:
-            jwks = JwksKeys(
-                settings.jwt_jwks_url,
-                ttl=settings.jwks_cache_seconds,
-                transport=jwks_transport,
+        if settings.jwt_shared_key is not None or settings.jwt_jwks_url:
+            jwks = None
+            if settings.jwt_shared_key is None and settings.jwt_jwks_url:
+                jwks = JwksKeys(
+                    settings.jwt_jwks_url,
+                    ttl=settings.jwks_cache_seconds,
+                    transport=jwks_transport,
+                )
+            tokens = TokenVerifier(
+                jwks=jwks,
+                shared_key=(
+                    settings.jwt_shared_key.get_secret_value() if settings.jwt_shared_key else None
+                ),
+                issuer=settings.jwt_issuer,
+                audience=settings.jwt_audience,
+                leeway=settings.jwt_leeway_seconds,
             )
-            tokens = TokenVerifier(jwks=jwks, **common)
         return cls(api_keys=settings.api_keys, tokens=tokens)
 
     def close(self) -> None:
