@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -47,14 +48,21 @@ def test_two_workers_share_metrics_and_stop_cleanly(tmp_path: Path):
                     response = client.get(find, headers={**headers, "X-Request-ID": f"req-{i}"})
                     assert response.status_code == 200
                     assert response.headers["x-request-id"] == f"req-{i}"
-                text = client.get(f"{base}/metrics", headers=headers).text
-            samples = {
-                (s.name, tuple(sorted(s.labels.items()))): s.value
-                for family in text_string_to_metric_families(text)
-                for s in family.samples
-            }
-            key = (("method", "GET"), ("route", "/fhir/Appointment/$find"), ("status", "200"))
-            assert samples[("slotsync_http_requests_total", key)] == 8
+                # a worker records a request just after answering it: allow it a moment
+                key = (("method", "GET"), ("route", "/fhir/Appointment/$find"), ("status", "200"))
+                deadline = time.monotonic() + 10
+                while True:
+                    text = client.get(f"{base}/metrics", headers=headers).text
+                    samples = {
+                        (s.name, tuple(sorted(s.labels.items()))): s.value
+                        for family in text_string_to_metric_families(text)
+                        for s in family.samples
+                    }
+                    total = samples.get(("slotsync_http_requests_total", key), 0)
+                    if total >= 8 or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.1)
+            assert total == 8
         finally:
             proc.terminate()
             code = proc.wait(timeout=30)
