@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
 from app.errors import CacheStale, InvalidParameter
 from app.fhir.appointment import to_r4, to_stu3
@@ -15,10 +15,54 @@ from app.fhir.bundle import avail_bundle, included_actors, outcome_issue
 from app.fhir.find_params import ParsedFind, parse_find_parameters, parse_find_query
 from app.find import find_appointments
 
+from .auth import APPOINTMENT_READ, require_scopes
 from .deps import SessionDep, SettingsDep
+from .openapi import BUNDLE_REF, fhir_content
 from .responses import FhirResponse
 
 router = APIRouter()
+
+
+def _query(name: str, description: str, example: str, **schema: object) -> dict[str, object]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": name in ("start", "end"),
+        "description": description,
+        "example": example,
+        "schema": {"type": "string", **schema},
+    }
+
+
+VISIT_TYPE = "http://fhir.org/guides/argonaut-scheduling/CodeSystem/visit-type|office-visit"
+# Documented for integrators (and fuzzed by the test suite); parsed by app.fhir.find_params.
+FIND_PARAMETERS = [
+    _query("start", "FHIR date or dateTime with offset: the earliest start", "2030-01-07"),
+    _query("end", "FHIR date or dateTime with offset: after start", "2030-01-08T00:00:00Z"),
+    _query("visit-type", "system|code; comma = OR, in preference order", VISIT_TYPE),
+    _query(
+        "specialty",
+        "system|code of the practitioner's specialty",
+        "http://snomed.info/sct|419772000",
+    ),
+    _query("practitioner", "Practitioner/<id>; comma = OR (alias: provider)", "Practitioner/pr-1"),
+    _query(
+        "location-reference", "Location/<id>; comma = OR (alias: location)", "Location/clinic-1"
+    ),
+    _query("location-string", "part of a clinic address: city, state or zip", "Springfield"),
+    _query("patient-reference", "Patient/<id>: eligibility of a known patient", "Patient/123"),
+    _query("_count", "at most this many appointments (1-1000)", "10", pattern="^[0-9]+$"),
+    _query(
+        "_include",
+        "Appointment:practitioner | Appointment:location | Appointment:actor",
+        "Appointment:actor",
+    ),
+]
+FIND_DOC = {
+    "dependencies": [Depends(require_scopes(APPOINTMENT_READ))],
+    "response_class": FhirResponse,
+    "responses": {200: fhir_content(BUNDLE_REF, "avail-bundle of proposed appointments")},
+}
 
 
 def _answer(request: Request, parsed: ParsedFind, session: Any, settings: Any) -> FhirResponse:
@@ -84,13 +128,13 @@ def _answer(request: Request, parsed: ParsedFind, session: Any, settings: Any) -
     return FhirResponse(bundle)
 
 
-@router.get("/Appointment/$find", response_class=FhirResponse)
+@router.get("/Appointment/$find", openapi_extra={"parameters": FIND_PARAMETERS}, **FIND_DOC)
 def find_get(request: Request, session: SessionDep, settings: SettingsDep) -> FhirResponse:
     parsed = parse_find_query(request.query_params.multi_items())
     return _answer(request, parsed, session, settings)
 
 
-@router.post("/Appointment/$find", response_class=FhirResponse)
+@router.post("/Appointment/$find", **FIND_DOC)
 async def find_post(request: Request, session: SessionDep, settings: SettingsDep) -> FhirResponse:
     try:
         body = orjson.loads(await request.body())

@@ -7,21 +7,25 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
-from sqlalchemy import text
 
 from app.cache.catalog import CatalogCache
+from app.observability.logging import configure_logging
 from app.runtime import get_engine
 from app.settings import Settings, get_settings
 from rules.appointment_id import encode
 from rules.loader import RulesStore
 
 from . import fhir_find
+from .auth import install_auth
 from .errors import install_error_handlers
-from .responses import FhirResponse
+from .health import install_health
+from .middleware import install_middleware
+from .openapi import install_openapi
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    configure_logging(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -33,19 +37,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             encode, secret=settings.proposal_secret.get_secret_value().encode()
         )
         yield
+        app.state.authenticator.close()
 
     app = FastAPI(title="slotsync", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
     install_error_handlers(app)
+    install_middleware(app, settings)
+    install_auth(app, settings)
+    install_health(app, settings)
     app.include_router(fhir_find.router, prefix="/fhir", tags=["fhir"])
-
-    @app.get("/healthz", response_class=FhirResponse, tags=["ops"])
-    def healthz() -> FhirResponse:
-        return FhirResponse({"status": "ok"})
-
-    @app.get("/readyz", tags=["ops"])
-    def readyz() -> FhirResponse:
-        with app.state.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        return FhirResponse({"status": "ready"})
-
+    install_openapi(app)
     return app

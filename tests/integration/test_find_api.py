@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from app.api.main import create_app
 from app.domain import VISIT_TYPE_SYSTEM, Slot
-from app.settings import Settings
+from app.settings import DEMO_API_KEY, Settings
 from app.sync.load import load_window
 from tests.fhir_checks import assert_avail_bundle, assert_operation_outcome
 from tests.integration.test_load_window import ScriptedEhr, client_for
@@ -43,6 +43,8 @@ RULES = {
     ],
 }
 
+AUTH = {"X-API-Key": DEMO_API_KEY}
+
 
 def slot(n: int, schedule: str = "sch-1") -> Slot:
     start = BASE + timedelta(minutes=15 * n)
@@ -65,7 +67,7 @@ def api(engine, tmp_path):
     settings = Settings(
         database_url=engine.url.render_as_string(hide_password=False), rules_path=rules_path
     )
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers=AUTH) as client:
         yield client, slots
 
 
@@ -231,7 +233,7 @@ def test_answers_without_count_are_capped_with_a_warning(engine, tmp_path):
         rules_path=rules_path,
         find_max_results=3,
     )
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers=AUTH) as client:
         bundle = find(client, **WINDOW, **{"visit-type": OFFICE}).json()
         assert bundle["total"] == 3
         outcome = bundle["entry"][-1]["resource"]
