@@ -126,9 +126,10 @@ class Faults:
         self.rules = [r for r in self.rules if r.id != rule_id]
         return len(self.rules) != before
 
-    def for_request(self, method: str, path: str) -> tuple[int, FaultRule | None]:
-        """(total added latency in ms, the terminal rule that fires, if any)."""
+    def for_request(self, method: str, path: str) -> tuple[int, list[FaultRule], FaultRule | None]:
+        """(added latency in ms, the latency rules that fired, the terminal rule that fires)."""
         latency = 0
+        delays: list[FaultRule] = []
         terminal = None
         for rule in self.rules:
             if rule.kind in NOTIFY_KINDS:
@@ -140,9 +141,10 @@ class Faults:
             if rule.kind == "latency":
                 if rule.try_fire():
                     latency += int(rule.latency_ms)
+                    delays.append(rule)
             elif terminal is None and rule.try_fire():
                 terminal = rule
-        return latency, terminal
+        return latency, delays, terminal
 
     def for_notification(self, subscription_id: str) -> FaultRule | None:
         for rule in self.rules:

@@ -39,7 +39,9 @@ class FaultMiddleware:
         sb: Sandbox = self.sandbox_getter()
         method, path = scope["method"], scope["path"]
         sb.stats.paths[f"{method} {path}"] += 1
-        latency, rule = sb.faults.for_request(method, path)
+        latency, delays, rule = sb.faults.for_request(method, path)
+        for delay in delays:
+            sb.stats.faults[delay.id] += 1
         status_box = [0]
 
         async def counting_send(message: dict[str, Any]) -> None:

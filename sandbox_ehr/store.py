@@ -267,7 +267,9 @@ class SlotStore:
                 empty.add(s)
         fresh = generate_day(self.org, day)
         keep = np.isin(fresh.sched, np.fromiter(empty, dtype=np.int32, count=len(empty)))
-        fresh = SlotArrays(fresh.start[keep], fresh.dur[keep], fresh.sched[keep], fresh.status[keep])
+        fresh = SlotArrays(
+            fresh.start[keep], fresh.dur[keep], fresh.sched[keep], fresh.status[keep]
+        )
         if not len(fresh):
             return []
         first = self.n

@@ -37,7 +37,9 @@ def test_size_is_approximate_from_hundreds_to_a_million() -> None:
 def test_contract_ids_codes_and_actors() -> None:
     org, _ = generate(42, 20_000, START, 30)
     assert {p.specialty for p in org.practitioners} == set(codes.SPECIALTIES)
-    assert {c.tz for c in org.clinics} <= set(codes.TIME_ZONES) and len({c.tz for c in org.clinics}) >= 2
+    assert {c.tz for c in org.clinics} <= set(codes.TIME_ZONES) and len(
+        {c.tz for c in org.clinics}
+    ) >= 2
     assert {r.kind for r in org.rooms} == set(codes.ROOM_KINDS)
     assert {d.kind for d in org.devices} <= set(codes.DEVICE_KINDS)
     for s in org.schedules:
@@ -58,15 +60,17 @@ def test_slots_follow_clinic_hours_lengths_and_statuses() -> None:
     for i in range(0, len(slots), 7):
         s = org.schedules[int(slots.sched[i])]
         tz = ZoneInfo(org.clinics[s.clinic_index].tz)
-        start = datetime(1970, 1, 1, tzinfo=ZoneInfo("UTC")) + timedelta(minutes=int(slots.start[i]))
+        start = datetime(1970, 1, 1, tzinfo=ZoneInfo("UTC")) + timedelta(
+            minutes=int(slots.start[i])
+        )
         local = start.astimezone(tz)
         end = local + timedelta(minutes=int(slots.dur[i]))
         minutes = (local.hour * 60 + local.minute, end.hour * 60 + end.minute)
         if local.weekday() < 5:
-            assert 480 <= minutes[0] and minutes[1] <= 1020
+            assert minutes[0] >= 480 and minutes[1] <= 1020
             assert minutes[1] <= 720 or minutes[0] >= 780, "no slot in the lunch break"
         else:
-            assert local.weekday() == 5 and 540 <= minutes[0] and minutes[1] <= 720
+            assert local.weekday() == 5 and minutes[0] >= 540 and minutes[1] <= 720
         seen_lengths["pr" if s.kind == "pr" else "asset"].add(int(slots.dur[i]))
     assert seen_lengths["pr"] <= {15, 20, 30} and len(seen_lengths["pr"]) >= 2
     assert seen_lengths["asset"] <= {10, 15, 30} and len(seen_lengths["asset"]) >= 2

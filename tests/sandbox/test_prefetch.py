@@ -71,51 +71,89 @@ def test_prefetch_practitioner_filter_returns_only_that_schedule(
     assert {s["schedule"]["reference"] for s in slots} == {"Schedule/sch-pr-2"}
 
 
-def test_prefetch_post_parameters_equals_get_and_truth(stu3: SandboxProcess, http: httpx.Client) -> None:
-    params = {"resourceType": "Parameters", "parameter": [
-        {"name": "start", "valueDateTime": WINDOW["start"]},
-        {"name": "end", "valueDateTime": WINDOW["end"]},
-        {"name": "location-reference", "valueUri": "Location/room-1"},
-    ]}  # fmt: skip
+def test_prefetch_post_parameters_equals_get_and_truth(
+    stu3: SandboxProcess, http: httpx.Client
+) -> None:
+    params = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "start", "valueDateTime": WINDOW["start"]},
+            {"name": "end", "valueDateTime": WINDOW["end"]},
+            {"name": "location-reference", "valueUri": "Location/room-1"},
+        ],
+    }
     r = http.post(f"{stu3.base_url}/Slot/$prefetch", json=params)
     assert r.status_code == 200
     posted = [e["resource"]["id"] for e in r.json()["entry"]]
-    _, entries = follow(http, f"{stu3.base_url}/Slot/$prefetch", {**WINDOW, "location-reference": "Location/room-1"})
+    _, entries = follow(
+        http, f"{stu3.base_url}/Slot/$prefetch", {**WINDOW, "location-reference": "Location/room-1"}
+    )
     assert posted == [s["id"] for s in _slots(entries)]
-    truth = http.get(f"{stu3.control_url}/truth", params={"schedule": "sch-room-1", **WINDOW}).json()
+    truth = http.get(
+        f"{stu3.control_url}/truth", params={"schedule": "sch-room-1", **WINDOW}
+    ).json()
     assert [s["id"] for s in truth["slots"]] == posted and truth["count"] == len(posted) > 0
 
 
-def test_prefetch_filters_are_anded_across_kinds_and_ored_within(stu3: SandboxProcess, http: httpx.Client) -> None:
+def test_prefetch_filters_are_anded_across_kinds_and_ored_within(
+    stu3: SandboxProcess, http: httpx.Client
+) -> None:
     url = f"{stu3.base_url}/Slot/$prefetch"
     derm = "http://snomed.info/sct|394582007"
     _, entries = follow(http, url, {**WINDOW, "specialty": derm, "_include": "Slot:schedule"})
-    schedules = {e["resource"]["id"]: e["resource"] for e in entries if e["search"]["mode"] == "include"}
-    assert schedules and all(s["specialty"][0]["coding"][0]["code"] == "394582007" for s in schedules.values())
-    _, both = follow(http, url, {**WINDOW, "practitioner": ["Practitioner/pr-1", "Practitioner/pr-2"]})
-    assert {s["schedule"]["reference"] for s in _slots(both)} == {"Schedule/sch-pr-1", "Schedule/sch-pr-2"}
-    _, none = follow(http, url, {**WINDOW, "practitioner": "Practitioner/pr-1",
-                                 "location-reference": "Location/room-1"})  # fmt: skip
+    schedules = {
+        e["resource"]["id"]: e["resource"] for e in entries if e["search"]["mode"] == "include"
+    }
+    assert schedules and all(
+        s["specialty"][0]["coding"][0]["code"] == "394582007" for s in schedules.values()
+    )
+    _, both = follow(
+        http, url, {**WINDOW, "practitioner": ["Practitioner/pr-1", "Practitioner/pr-2"]}
+    )
+    assert {s["schedule"]["reference"] for s in _slots(both)} == {
+        "Schedule/sch-pr-1",
+        "Schedule/sch-pr-2",
+    }
+    _, none = follow(
+        http,
+        url,
+        {**WINDOW, "practitioner": "Practitioner/pr-1", "location-reference": "Location/room-1"},
+    )
     assert _slots(none) == []
     _, ekg = follow(http, url, {**WINDOW, "visit-type": "ekg", "location-string": "New York"})
     assert ekg and all(s["serviceType"] for s in _slots(ekg))
-    assert any(c["code"] == "ekg" for s in _slots(ekg) for st in s["serviceType"] for c in st["coding"])
+    assert any(
+        c["code"] == "ekg" for s in _slots(ekg) for st in s["serviceType"] for c in st["coding"]
+    )
 
 
 def test_slot_times_carry_the_clinic_offset(stu3: SandboxProcess, http: httpx.Client) -> None:
-    clinics = {e["resource"]["id"]: e["resource"] for e in follow(http, f"{stu3.base_url}/Location")[1]}
-    offsets = {"America/New_York": "-05:00", "America/Los_Angeles": "-08:00",
-               "America/Chicago": "-06:00", "America/Denver": "-07:00"}  # fmt: skip
+    clinics = {
+        e["resource"]["id"]: e["resource"] for e in follow(http, f"{stu3.base_url}/Location")[1]
+    }
+    offsets = {
+        "America/New_York": "-05:00",
+        "America/Los_Angeles": "-08:00",
+        "America/Chicago": "-06:00",
+        "America/Denver": "-07:00",
+    }
     for cid in ("clinic-1", "clinic-2"):
         tz = clinics[cid]["extension"][0]["valueCode"]
-        _, entries = follow(http, f"{stu3.base_url}/Slot/$prefetch",
-                            {**WINDOW, "location-reference": f"Location/{cid}", "_count": 5})  # fmt: skip
+        _, entries = follow(
+            http,
+            f"{stu3.base_url}/Slot/$prefetch",
+            {**WINDOW, "location-reference": f"Location/{cid}", "_count": 5},
+        )
         assert entries and all(s["start"].endswith(offsets[tz]) for s in _slots(entries))
 
 
 def test_bad_parameters_get_an_operation_outcome(stu3: SandboxProcess, http: httpx.Client) -> None:
-    for params in ({"start": "yesterday"}, {**WINDOW, "_count": "many"}, {"_cursor": "garbage!"},
-                   {"start": WINDOW["end"], "end": WINDOW["start"]}):  # fmt: skip
+    for params in (
+        {"start": "yesterday"},
+        {**WINDOW, "_count": "many"},
+        {"_cursor": "garbage!"},
+        {"start": WINDOW["end"], "end": WINDOW["start"]},
+    ):
         r = http.get(f"{stu3.base_url}/Slot/$prefetch", params=params)
         assert r.status_code == 400 and r.json()["resourceType"] == "OperationOutcome", params
 
@@ -125,8 +163,12 @@ def test_r4_slot_search_pages_and_validates(r4: SandboxProcess, http: httpx.Clie
 
     r = http.get(f"{r4.base_url}/Slot/$prefetch", params=WINDOW)
     assert r.status_code == 404 and r.json()["resourceType"] == "OperationOutcome"
-    params = {"schedule": "sch-pr-1,sch-pr-3", "start": ["ge2026-11-26", "lt2026-12-10"], "_count": 11,
-              "_include": "Slot:schedule"}  # fmt: skip
+    params = {
+        "schedule": "sch-pr-1,sch-pr-3",
+        "start": ["ge2026-11-26", "lt2026-12-10"],
+        "_count": 11,
+        "_include": "Slot:schedule",
+    }
     pages, entries = follow(http, f"{r4.base_url}/Slot", params)
     for page in pages:
         r4_model("Bundle").model_validate(page)
@@ -137,10 +179,14 @@ def test_r4_slot_search_pages_and_validates(r4: SandboxProcess, http: httpx.Clie
     assert len(_slots(free)) == sum(1 for s in slots if s["status"] == "free")
 
 
-def test_r4_last_updated_returns_slots_that_stopped_being_free(r4: SandboxProcess, http: httpx.Client) -> None:
+def test_r4_last_updated_returns_slots_that_stopped_being_free(
+    r4: SandboxProcess, http: httpx.Client
+) -> None:
     truth = http.get(f"{r4.control_url}/truth", params={"schedule": "sch-pr-2"}).json()["slots"]
     since = http.get(f"{r4.base_url}/Slot/{truth[0]['id']}").json()["meta"]["lastUpdated"]
-    changed = http.post(f"{r4.control_url}/mutate", json={"op": "book", "slots": [truth[0]["id"], truth[1]["id"]]})
+    changed = http.post(
+        f"{r4.control_url}/mutate", json={"op": "book", "slots": [truth[0]["id"], truth[1]["id"]]}
+    )
     assert changed.status_code == 200
     _, entries = follow(http, f"{r4.base_url}/Slot", {"_lastUpdated": f"gt{since}"})
     got = {s["id"]: s for s in _slots(entries)}
@@ -153,7 +199,11 @@ def test_schedule_and_actor_discovery(ehr: SandboxProcess, http: httpx.Client) -
     pages, entries = follow(http, f"{ehr.base_url}/Schedule", {"_count": 7})
     config = http.get(f"{ehr.control_url}/config").json()
     assert len(entries) == config["schedules"] == pages[0]["total"] and len(pages) > 1
-    _, mine = follow(http, f"{ehr.base_url}/Schedule", {"actor": "Practitioner/pr-4", "_include": "Schedule:actor"})
+    _, mine = follow(
+        http,
+        f"{ehr.base_url}/Schedule",
+        {"actor": "Practitioner/pr-4", "_include": "Schedule:actor"},
+    )
     kinds = sorted(e["resource"]["resourceType"] for e in mine)
     assert kinds == ["Location", "Practitioner", "Schedule"]
     for rtype in ("Practitioner", "Location", "Device", "Organization"):

@@ -28,10 +28,14 @@ def _all_pages(store: SlotStore, q: SlotQuery, count: int) -> tuple[list[int], i
 
 
 def _brute(store: SlotStore, q: SlotQuery) -> list[int]:
-    idx = [i for i in range(store.n)
-           if (q.lo is None or store.start[i] >= q.lo) and (q.hi is None or store.start[i] < q.hi)
-           and (q.statuses is None or int(store.status[i]) in q.statuses)
-           and (q.schedules is None or int(store.sched[i]) in q.schedules)]  # fmt: skip
+    idx = [
+        i
+        for i in range(store.n)
+        if (q.lo is None or store.start[i] >= q.lo)
+        and (q.hi is None or store.start[i] < q.hi)
+        and (q.statuses is None or int(store.status[i]) in q.statuses)
+        and (q.schedules is None or int(store.sched[i]) in q.schedules)
+    ]
     return sorted(idx, key=lambda i: (int(store.start[i]), i))
 
 
@@ -42,7 +46,9 @@ def test_paging_matches_brute_force(
 ) -> None:
     monkeypatch.setattr("sandbox_ehr.store.FEW_SCHEDULES", few)
     n_sched = len(store.org.schedules)
-    schedules = None if pick is None else frozenset(range(0, n_sched, 2) if pick == "even" else pick)
+    schedules = (
+        None if pick is None else frozenset(range(0, n_sched, 2) if pick == "even" else pick)
+    )
     lo = int(np.percentile(store.start, 10))
     hi = int(np.percentile(store.start, 80))
     q = SlotQuery(lo=lo, hi=hi, schedules=schedules, statuses=frozenset({FREE}))
