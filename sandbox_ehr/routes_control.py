@@ -35,7 +35,7 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import ORJSONResponse, Response
 
-from sandbox_ehr import search
+from sandbox_ehr import codes, search
 from sandbox_ehr.errors import bad_request, not_found
 from sandbox_ehr.org import BUSY, FREE, HELD, TENTATIVE, UNAVAILABLE, slot_id, slot_index
 from sandbox_ehr.store import Change
@@ -67,15 +67,13 @@ async def truth(request: Request) -> Response:
     bounds = []
     for name in ("start", "end"):
         value = search.first(pairs, name)
-        bounds.append(ceil_minute(search._parse(value, name)[0]) if value else None)
+        bounds.append(ceil_minute(search.parse_param_datetime(value, name)[0]) if value else None)
     store = sb.store
     idx = store.free_slots(schedules, bounds[0], bounds[1])
     arr = np.asarray(idx, dtype=np.int64)
     starts, durs = store.start[arr].tolist(), store.dur[arr].tolist()
     scheds, versions = store.sched[arr].tolist(), store.version[arr].tolist()
-    tokens = [
-        [f"{search.codes.VISIT_TYPE_SYSTEM}|{c}" for c in s.service_types] for s in org.schedules
-    ]
+    tokens = [[f"{codes.VISIT_TYPE_SYSTEM}|{c}" for c in s.service_types] for s in org.schedules]
     slots = [
         {
             "id": slot_id(i),

@@ -6,6 +6,7 @@ HTTP parsing only; the state machine lives in :mod:`sandbox_ehr.records`.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -53,8 +54,6 @@ def _appointment_response(request: Request, appt: Appt, created: bool, hold: boo
     body = bundle([entry(base, appt.resource)], total=1, self_url=str(request.url), profile=profile)
     headers = {}
     if hold and appt.hold_expires is not None:
-        from datetime import UTC, datetime
-
         headers["Expires"] = http_date(datetime.fromtimestamp(appt.hold_expires, UTC))
     if created:
         headers["Location"] = f"{base}/Appointment/{appt.id}/_history/{appt.version}"

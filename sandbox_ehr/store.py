@@ -55,6 +55,7 @@ class SlotQuery:
     schedules: frozenset[int] | None = None
     statuses: frozenset[int] | None = None
     updated_after_ms: int | None = None
+    slots: frozenset[int] | None = None  # explicit slot indices (``_id``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,6 +134,15 @@ class SlotStore:
         """Up to ``count`` slot indices matching ``q`` with key > ``after_key``, in key order."""
         lo_key = (q.lo << KEY_SHIFT) if q.lo is not None else -(2**62)
         hi_key = (q.hi << KEY_SHIFT) if q.hi is not None else 2**62
+        if q.slots is not None:
+            idx = np.array(sorted(i for i in q.slots if 0 <= i < self.n), dtype=np.int64)
+            keys = np.sort((self.start[idx] << KEY_SHIFT) | idx)
+            window = keys[(keys >= lo_key) & (keys < hi_key)]
+            matches = window[self._mask(window, q)]
+            total = len(matches) if want_total else None
+            if after_key is not None:
+                matches = matches[np.searchsorted(matches, after_key, side="right") :]
+            return self._cut(matches, count, total)
         if q.schedules is not None and len(q.schedules) <= FEW_SCHEDULES:
             parts = []
             for s in sorted(q.schedules):

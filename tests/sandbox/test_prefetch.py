@@ -212,3 +212,32 @@ def test_schedule_and_actor_discovery(ehr: SandboxProcess, http: httpx.Client) -
         first_id = found[0]["resource"]["id"]
         assert http.get(f"{ehr.base_url}/{rtype}/{first_id}").json()["id"] == first_id
     assert http.get(f"{ehr.base_url}/Practitioner/nobody").status_code == 404
+
+
+def test_r4_slot_search_by_id_and_chained_actor(r4: SandboxProcess, http: httpx.Client) -> None:
+    truth = http.get(f"{r4.control_url}/truth", params={"schedule": "sch-pr-2"}).json()["slots"]
+    ids = [truth[0]["id"], truth[3]["id"]]
+    found = http.get(f"{r4.base_url}/Slot", params={"_id": ",".join(ids)}).json()
+    assert sorted(e["resource"]["id"] for e in found["entry"]) == sorted(ids)
+    _, chained = follow(
+        http, f"{r4.base_url}/Slot", {"schedule.actor": "Practitioner/pr-2", "status": "free"}
+    )
+    assert [s["id"] for s in _slots(chained)] == [s["id"] for s in truth]
+
+
+def test_organization_filter_uses_the_managing_organisation(
+    stu3: SandboxProcess, http: httpx.Client
+) -> None:
+    _, east = follow(
+        http,
+        f"{stu3.base_url}/Slot/$prefetch",
+        {**WINDOW, "organization": "Organization/org-1", "_include": "Schedule:actor"},
+    )
+    clinics = {
+        e["resource"]["id"]: e["resource"]
+        for e in east
+        if e["resource"]["resourceType"] == "Location" and e["resource"]["id"].startswith("clinic-")
+    }
+    assert clinics and {c["managingOrganization"]["reference"] for c in clinics.values()} == {
+        "Organization/org-1"
+    }
