@@ -85,7 +85,12 @@ class Records:
         return self.sandbox.config.fhir_version
 
     def _next_id(self, prefix: str) -> str:
-        taken = {"appt": self.appointments, "pat": self.patients, "cov": self.coverages}[prefix]
+        tables: dict[str, dict[str, Any]] = {
+            "appt": self.appointments,
+            "pat": self.patients,
+            "cov": self.coverages,
+        }
+        taken = tables[prefix]
         while True:
             self._counters[prefix] = self._counters.get(prefix, 0) + 1
             candidate = f"{prefix}-{self._counters[prefix]}"
@@ -164,8 +169,8 @@ class Records:
                 for i in chosen:
                     by_schedule.setdefault(int(store.sched[i]), []).append(i)
                 for slots in by_schedule.values():
-                    if not _covers(store, slots, start, end):
-                        raise unprocessable(
+                    if not _covers(store, slots, start, end):  # e.g. the EHR moved a slot
+                        raise conflict(
                             "Appointment.start/end are not covered by its slots "
                             f"{[slot_id(i) for i in slots]}"
                         )

@@ -60,7 +60,8 @@ def parameters_to_pairs(body: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def split_values(pairs: Iterable[tuple[str, str]], name: str) -> list[str]:
-    out = []
+    """Every value of ``name``, comma-separated values split (FHIR OR semantics)."""
+    out: list[str] = []
     for k, v in pairs:
         if k == name:
             out.extend(x.strip() for x in v.split(",") if x.strip())
