@@ -201,22 +201,27 @@ async def entity_search(request: Request, rtype: str) -> Response:
 
 @router.get("/fhir/{rtype}/{rid}")
 async def read(request: Request, rtype: str, rid: str) -> Response:
+    """Read by id; the ETag carries meta.versionId as FHIR servers do."""
+    resource = _lookup(request, rtype, rid)
+    version = (resource.get("meta") or {}).get("versionId")
+    return fhir_response(resource, headers={"ETag": f'W/"{version}"'} if version else None)
+
+
+def _lookup(request: Request, rtype: str, rid: str) -> dict[str, Any]:
     sb = sandbox(request)
     if rtype == "Slot":
         i = slot_index(rid)
         if i is None or not sb.store.exists(i):
             raise not_found(f"Slot/{rid}")
-        return fhir_response(sb.renderer.slot_resources(sb.store, [i])[0])
+        return sb.renderer.slot_resources(sb.store, [i])[0]
     if rtype == "Schedule":
         s = sb.store.org.schedule_index.get(rid)
         if s is None:
             raise not_found(f"Schedule/{rid}")
-        return fhir_response(
-            sb.renderer.schedule(sb.store.org.schedules[s], int(sb.store.horizon_end[s]))
-        )
+        return sb.renderer.schedule(sb.store.org.schedules[s], int(sb.store.horizon_end[s]))
     if rtype in ENTITY_TYPES:
         res = sb.renderer.resource(f"{rtype}/{rid}")
         if res is None:
             raise not_found(f"{rtype}/{rid}")
-        return fhir_response(res)
-    return fhir_response(sb.records.read(rtype, rid))
+        return res
+    return sb.records.read(rtype, rid)

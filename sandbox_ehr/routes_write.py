@@ -138,6 +138,8 @@ async def create_appointment(request: Request) -> Response:
     _r4_only(request, "Appointment create")
     appt = sandbox(request).records.create(await json_body(request))
     headers = {"Location": f"{fhir_base(request)}/Appointment/{appt.id}/_history/{appt.version}"}
+    if appt.hold_expires is not None:
+        headers["Expires"] = http_date(datetime.fromtimestamp(appt.hold_expires, UTC))
     return fhir_response(appt.resource, 201, headers)
 
 

@@ -256,3 +256,21 @@ def test_coverage_type_change_is_rejected(ehr: SandboxProcess, http: httpx.Clien
     assert "type" in rejected.json()["issue"][0]["diagnostics"]
     stranger = dict(coverage, beneficiary={"reference": "Patient/nobody"})
     assert http.post(f"{ehr.base_url}/Coverage", json=stranger).status_code == 422
+
+
+def test_concurrent_holds_of_one_slot_have_exactly_one_winner(stu3: SandboxProcess) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    slot = _free(httpx.Client(), stu3, "sch-pr-4")[0]
+    appt = _appointment(slot) | {
+        "participant": [{"actor": {"reference": "Practitioner/pr-4"}, "status": "needs-action"}]
+    }
+
+    def attempt(_: int) -> int:
+        return httpx.post(f"{stu3.base_url}/Appointment/$hold", json=appt, timeout=10).status_code
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = sorted(pool.map(attempt, range(8)))
+    assert statuses == [201] + [409] * 7
+    read = httpx.get(f"{stu3.base_url}/Slot/{slot['id']}")
+    assert read.json()["status"] == "busy" and read.headers["etag"] == 'W/"2"'
