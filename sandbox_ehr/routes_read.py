@@ -5,6 +5,12 @@ start lies in [start, end); R4's ``GET Slot`` returns every status unless
 ``status`` is given, so that pollers using ``_lastUpdated`` learn about slots that
 stopped being free. Both are keyset-paged with opaque ``_cursor`` next links and
 may ``_include`` the page's Schedules and their actors.
+
+Beyond the IG's ``$prefetch`` parameters the sandbox accepts ``schedule``
+(``Schedule/sch-dev-1`` or ``sch-dev-1``) and ``actor`` (any actor reference, e.g.
+``Device/dev-1``, which no IG parameter can name), so a client can re-fetch
+exactly the schedule a notification names. A date without a time
+(``start=2026-11-26``) means 00:00 UTC of that day.
 """
 
 from __future__ import annotations

@@ -122,6 +122,8 @@ def test_prefetch_filters_are_anded_across_kinds_and_ored_within(
     assert _slots(none) == []
     _, ekg = follow(http, url, {**WINDOW, "visit-type": "ekg", "location-string": "New York"})
     assert ekg and all(s["serviceType"] for s in _slots(ekg))
+    _, device = follow(http, url, {**WINDOW, "actor": "Device/dev-1"})
+    assert {s["schedule"]["reference"] for s in _slots(device)} == {"Schedule/sch-dev-1"}
     assert any(
         c["code"] == "ekg" for s in _slots(ekg) for st in s["serviceType"] for c in st["coding"]
     )
