@@ -184,3 +184,33 @@ def test_notification_faults_duplicate_drop_and_reorder(
     numbers = [int(h["x-event-number"]) for h, _ in receiver.of_type("event-notification")]
     # event 1 duplicated, event 2 dropped, event 3 held back until after event 4
     assert numbers == [1, 1, 4, 3]
+
+
+def test_hold_and_cancel_notify_with_empty_r4_payload(
+    r4: SandboxProcess, http: httpx.Client, receiver: Receiver
+) -> None:
+    _subscribe(http, r4, receiver, content="empty")
+    slot = _free_slot(http, r4, "sch-pr-1")
+    appt = {
+        "resourceType": "Appointment",
+        "status": "proposed",
+        "start": slot["start"],
+        "end": slot["end"],
+        "slot": [{"reference": f"Slot/{slot['id']}"}],
+        "participant": [{"actor": {"reference": "Practitioner/pr-1"}, "status": "needs-action"}],
+    }
+    held = http.post(f"{r4.base_url}/Appointment/$hold", json=appt).json()["entry"][0]["resource"]
+    http.patch(
+        f"{r4.base_url}/Appointment/{held['id']}",
+        json=[{"op": "replace", "path": "/status", "value": "cancelled"}],
+        headers={"Content-Type": "application/json-patch+json"},
+    )
+    receiver.wait_for(
+        lambda g: sum(h.get("x-notification-type") == "event-notification" for h, _ in g) >= 2
+    )
+    for number, (headers, body) in enumerate(receiver.of_type("event-notification"), start=1):
+        bundle = orjson.loads(body)
+        assert len(bundle["entry"]) == 1 and headers["x-event-number"] == str(number)
+        params = {p["name"]: p for p in bundle["entry"][0]["resource"]["parameter"]}
+        parts = {p["name"] for p in params["notification-event"]["part"]}
+        assert parts == {"event-number", "timestamp"}
