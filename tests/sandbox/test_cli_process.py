@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
 from datetime import UTC, datetime
 
 import httpx
-import orjson
 import pytest
 
 from sandbox_ehr.cli import build_parser, config_from_args, main
@@ -72,7 +72,10 @@ def test_start_sandbox_serves_and_stops_idempotently() -> None:
 
 
 def test_prefetch_pages_serve_well_above_the_load_target() -> None:
-    """1000-slot pages from a 300k-slot sandbox; the real figure (1M slots) is in the report."""
+    """1000-slot pages from a 300k-slot sandbox, bytes only (JSON parsing is the client's
+    cost). Unloaded this runs at ~90-120k slots/s; the floor leaves room for a busy
+    shared 2-core machine while still failing if paging stopped being O(page)."""
+    next_link = re.compile(rb'"relation":"next","url":"([^"]+)"')
     with (
         start_sandbox(size=300_000, start_date="2026-11-26", page_size=1000) as sp,
         httpx.Client(timeout=30) as c,
@@ -81,10 +84,11 @@ def test_prefetch_pages_serve_well_above_the_load_target() -> None:
             f"{sp.base_url}/Slot/$prefetch?start=2026-11-26&end=2027-03-01&_count=1000"
         )
         slots, t0 = 0, time.perf_counter()
-        while url and slots < 60_000:
-            page = orjson.loads(c.get(url).content)
-            slots += len(page["entry"])
-            url = next((link["url"] for link in page["link"] if link["relation"] == "next"), None)
+        while url and slots < 100_000:
+            body = c.get(url).content
+            slots += body.count(b'"resourceType":"Slot"')
+            found = next_link.search(body)
+            url = found.group(1).decode() if found else None
         rate = slots / (time.perf_counter() - t0)
-    # Includes the client's own JSON parsing; the shared 2-core CI box sets a conservative floor.
+    assert slots == 100_000
     assert rate > 30_000, f"{rate:.0f} slots/s"
