@@ -76,6 +76,7 @@ class Renderer:
             for s in org.schedules
         ]
         self.sched_tz = [org.clinics[s.clinic_index].tz for s in org.schedules]
+        self._schedules: dict[tuple[int, int | None], dict[str, Any]] = {}
         self.zone_names = sorted(set(self.sched_tz))
         self.sched_tz_index = np.array(
             [self.zone_names.index(tz) for tz in self.sched_tz], dtype=np.int64
@@ -143,6 +144,14 @@ class Renderer:
 
     # ----- schedules and actors ------------------------------------------------------------
     def schedule(self, s: ScheduleDef, horizon_end_minute: int | None = None) -> dict[str, Any]:
+        """The Schedule resource (cached: pages with ``_include`` repeat the same few)."""
+        key = (s.index, horizon_end_minute)
+        cached = self._schedules.get(key)
+        if cached is None:
+            cached = self._schedules[key] = self._schedule(s, horizon_end_minute)
+        return cached
+
+    def _schedule(self, s: ScheduleDef, horizon_end_minute: int | None) -> dict[str, Any]:
         res: dict[str, Any] = {
             "resourceType": "Schedule",
             "id": s.id,
