@@ -18,7 +18,7 @@ Mutations (``POST /_sandbox/mutate``, one op or ``{"ops": [...]}``)::
     {"op": "free", "slot": "sl-00000012"}       # -> free
     {"op": "set-status", "slot": ..., "status": "busy-unavailable"}
     {"op": "move", "slot": ..., "minutes": 15}  # shift start and end
-    {"op": "add-day", "date": "YYYY-MM-DD", "schedules": [...]}  # date default: after horizon
+    {"op": "add-day", "date": "YYYY-MM-DD", "schedules": [...]}  # date default: next new day
     {"op": "random", "count": 500, "seed": 1, "move_fraction": 0.0}
 
 answer ``{"slots": [ids], "schedules": [ids], "changes": [{"schedule", "start",
@@ -39,7 +39,7 @@ from sandbox_ehr import codes, search
 from sandbox_ehr.errors import bad_request, not_found
 from sandbox_ehr.org import BUSY, FREE, HELD, TENTATIVE, UNAVAILABLE, slot_id, slot_index
 from sandbox_ehr.store import Change
-from sandbox_ehr.timefmt import ceil_minute, minute_to_datetime, utc_iso
+from sandbox_ehr.timefmt import ceil_minute, utc_iso
 from sandbox_ehr.web import json_body, query_pairs, sandbox
 
 router = APIRouter(prefix="/_sandbox")
@@ -129,11 +129,8 @@ def _apply(sb: Any, op: dict[str, Any]) -> list[Change]:
                 day = date.fromisoformat(str(op["date"]))
             except ValueError as exc:
                 raise bad_request(f"bad date {op['date']!r}") from exc
-        else:  # the first day after the last slot, at least the first day after the horizon
-            last = minute_to_datetime(int(store.start[: store.n].max())).date() if store.n else None
-            day = max(
-                store.org.horizon_end, last + timedelta(days=1) if last else store.org.horizon_end
-            )
+        else:  # the day after the last day generated or added
+            day = store.last_day + timedelta(days=1)
         scheds = None
         if op.get("schedules"):
             try:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 
@@ -92,6 +92,7 @@ class SlotStore:
         self.version = np.ones(self.n, dtype=np.int32)
         self.updated = np.full(self.n, self._tick(), dtype=np.int64)
         self.horizon_end = np.full(len(org.schedules), _epoch_minute_of(org.horizon_end), np.int64)
+        self.last_day = org.horizon_end - timedelta(days=1)  # latest day generated or added
         self._rebuild_index()
         if changes:
             self._emit(changes)
@@ -263,6 +264,7 @@ class SlotStore:
 
     def add_day(self, day: date, schedules: set[int] | None = None) -> list[Change]:
         """Generate one more day of slots (for schedules that have none that day yet)."""
+        self.last_day = max(self.last_day, day)
         day_lo = _epoch_minute_of(day) - 14 * 60
         day_hi = day_lo + 24 * 60 + 28 * 60
         candidates = set(range(len(self.org.schedules))) if schedules is None else set(schedules)
