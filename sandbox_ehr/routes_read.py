@@ -23,6 +23,7 @@ from fastapi.responses import Response
 from sandbox_ehr import codes, paging, search
 from sandbox_ehr.errors import FhirError, not_found
 from sandbox_ehr.fhir_render import bundle, entry
+from sandbox_ehr.listing import offset_bundle, page_params
 from sandbox_ehr.org import slot_index
 from sandbox_ehr.store import Page
 from sandbox_ehr.web import fhir_base, fhir_response, json_body, query_pairs, sandbox
@@ -31,26 +32,11 @@ router = APIRouter()
 ENTITY_TYPES = ("Practitioner", "Location", "Device", "Organization")
 
 
-def _page_params(
-    request: Request, pairs: list[tuple[str, str]]
-) -> tuple[list[tuple[str, str]], int, int | None, int | None]:
-    """Search params, page size, cursor key and carried total (from ``_cursor`` if present)."""
-    sb = sandbox(request)
-    token = search.first(pairs, paging.CURSOR_PARAM)
-    if token:
-        cur = paging.decode(token)
-        count = search.page_size(pairs, cur.count, sb.config.max_page_size)
-        return cur.params, count, cur.after, cur.total
-    params = [(k, v) for k, v in pairs if k not in (paging.CURSOR_PARAM, "_count")]
-    count = search.page_size(pairs, sb.config.page_size, sb.config.max_page_size)
-    return params, count, None, None
-
-
 def _slot_bundle(
     request: Request, pairs: list[tuple[str, str]], path: str, prefetch: bool
 ) -> Response:
     sb = sandbox(request)
-    params, count, after, total = _page_params(request, pairs)
+    params, count, after, total = page_params(request, pairs)
     org = sb.store.org
     if prefetch:
         query = search.prefetch_query(org, params)
@@ -131,29 +117,20 @@ async def slot_search(request: Request) -> Response:
 @router.get("/fhir/Schedule")
 async def schedule_search(request: Request) -> Response:
     sb = sandbox(request)
-    params, count, after, _ = _page_params(request, query_pairs(request))
-    allowed = search.schedules_matching(sb.store.org, params)
-    matches = sorted(allowed) if allowed is not None else list(range(len(sb.store.org.schedules)))
-    offset = after or 0
-    chosen = matches[offset : offset + count]
-    base = fhir_base(request)
-    entries = [
-        entry(base, sb.renderer.schedule(sb.store.org.schedules[s], int(sb.store.horizon_end[s])))
-        for s in chosen
+    org = sb.store.org
+    params, count, after, _ = page_params(request, query_pairs(request))
+    allowed = search.schedules_matching(org, params)
+    indices = sorted(allowed) if allowed is not None else range(len(org.schedules))
+    matches = [
+        sb.renderer.schedule(org.schedules[s], int(sb.store.horizon_end[s])) for s in indices
     ]
-    if search.includes(params).actors:
-        seen: dict[str, None] = {}
-        for s in chosen:
-            for ref in sb.store.org.schedules[s].actor_refs:
-                seen[ref] = None
-        entries += [entry(base, r, "include") for r in map(sb.renderer.resource, seen) if r]
-    next_url = None
-    if offset + count < len(matches) and count:
-        token = paging.encode(paging.Cursor(params, offset + count, len(matches), count))
-        next_url = f"{base}/Schedule?{paging.CURSOR_PARAM}={token}"
-    return fhir_response(
-        bundle(entries, total=len(matches), self_url=str(request.url), next_url=next_url)
-    )
+
+    def actors(chosen: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        refs = dict.fromkeys(a["reference"] for s in chosen for a in s["actor"])
+        return [r for r in map(sb.renderer.resource, refs) if r]
+
+    include = actors if search.includes(params).actors else None
+    return offset_bundle(request, "Schedule", params, matches, count, after or 0, include)
 
 
 def _entity_matches(resource: dict[str, Any], params: list[tuple[str, str]]) -> bool:
@@ -190,19 +167,10 @@ async def entity_search(request: Request, rtype: str) -> Response:
     sb = sandbox(request)
     if rtype not in ENTITY_TYPES:
         raise not_found(f"resource type {rtype}")
-    params, count, after, _ = _page_params(request, query_pairs(request))
+    params, count, after, _ = page_params(request, query_pairs(request))
     refs = [ref for ref in sb.store.org.resources if ref.startswith(f"{rtype}/")]
     matches = [r for r in map(sb.renderer.resource, refs) if r and _entity_matches(r, params)]
-    offset = after or 0
-    base = fhir_base(request)
-    next_url = None
-    if offset + count < len(matches) and count:
-        token = paging.encode(paging.Cursor(params, offset + count, len(matches), count))
-        next_url = f"{base}/{rtype}?{paging.CURSOR_PARAM}={token}"
-    entries = [entry(base, r) for r in matches[offset : offset + count]]
-    return fhir_response(
-        bundle(entries, total=len(matches), self_url=str(request.url), next_url=next_url)
-    )
+    return offset_bundle(request, rtype, params, matches, count, after or 0)
 
 
 @router.get("/fhir/{rtype}/{rid}")
