@@ -118,17 +118,9 @@ def schedules_matching(
                 found.update(org.schedules_by_actor.get(ref, ()))
         narrow(found)
     strings = [v.lower() for v in split_values(pairs, "location-string")]
-    if strings:
+    if strings:  # any part of the address (line, city, state, zip), case-insensitive
         narrow(
-            {
-                s.index
-                for s in org.schedules
-                if any(
-                    t.startswith(q) or q in " ".join(s.address_terms)
-                    for q in strings
-                    for t in s.address_terms
-                )
-            }
+            {s.index for s in org.schedules if any(q in " ".join(s.address_terms) for q in strings)}
         )
     specialties = split_values(pairs, "specialty")
     if specialties:

@@ -274,3 +274,36 @@ def test_concurrent_holds_of_one_slot_have_exactly_one_winner(stu3: SandboxProce
     assert statuses == [201] + [409] * 7
     read = httpx.get(f"{stu3.base_url}/Slot/{slot['id']}")
     assert read.json()["status"] == "busy" and read.headers["etag"] == 'W/"2"'
+
+
+def test_reschedule_cancels_the_old_booking(stu3: SandboxProcess, http: httpx.Client) -> None:
+    first, second = _free(http, stu3, "sch-pr-1")[:2]
+    patient = {"name": "patient-id", "valueUri": "Patient/pat-1"}
+    old = http.post(
+        f"{stu3.base_url}/Appointment/$book",
+        json=_params({"name": "appt-resource", "resource": _appointment(first)}, patient),
+    )
+    old_id = old.json()["entry"][0]["resource"]["id"]
+    moved = http.post(
+        f"{stu3.base_url}/Appointment/$book",
+        json=_params(
+            {"name": "appt-resource", "resource": _appointment(second)},
+            patient,
+            {"name": "cancelled-appt-id", "valueUri": f"Appointment/{old_id}"},
+        ),
+    )
+    assert moved.status_code == 201, moved.text
+    assert http.get(f"{stu3.base_url}/Appointment/{old_id}").json()["status"] == "cancelled"
+    assert _slot_status(http, stu3, first["id"]) == "free"
+    assert _slot_status(http, stu3, second["id"]) == "busy"
+    new_id = moved.json()["entry"][0]["resource"]["id"]
+    same = http.post(
+        f"{stu3.base_url}/Appointment/$book",
+        json=_params(
+            {"name": "appt-resource", "resource": _appointment(second)},
+            patient,
+            {"name": "cancelled-appt-id", "valueUri": f"Appointment/{new_id}"},
+        ),
+    )
+    assert same.status_code == 201, "a reschedule may reuse the slots it gives up"
+    assert _slot_status(http, stu3, second["id"]) == "busy"
