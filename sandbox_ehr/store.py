@@ -72,6 +72,7 @@ class SlotStore:
         self._params = (seed, size, start_date, horizon_days)
         self.listeners: list[Callable[[list[Change]], None]] = []
         self._last_ms = 0
+        self._loaded = False
         self.org: Organisation
         self.reset()
 
@@ -79,10 +80,8 @@ class SlotStore:
     def reset(self) -> list[Change]:
         """Back to the seed's state; returns a Change for every schedule that differed."""
         org, arrays = generate(*self._params)
-        previous = getattr(self, "start", None)
-        changes: list[Change] = []
-        if previous is not None:
-            changes = self._diff(arrays)
+        changes = self._diff(arrays) if self._loaded else []
+        self._loaded = True
         self.org = org
         self.n = len(arrays)
         self.start = arrays.start.copy()
@@ -111,9 +110,10 @@ class SlotStore:
         out = []
         for s, idx in per.items():
             lows = [int(self.start[i]) for i in idx]
+            highs = [int(self.start[i] + self.dur[i]) for i in idx]
             lows += [int(fresh.start[i]) for i in idx if i < len(fresh)]
-            hi = max(int(self.start[i] + self.dur[i]) for i in idx)
-            out.append(Change(s, min(lows), hi, tuple(idx)))
+            highs += [int(fresh.start[i] + fresh.dur[i]) for i in idx if i < len(fresh)]
+            out.append(Change(s, min(lows), max(highs), tuple(idx)))
         return out
 
     def _tick(self) -> int:
