@@ -33,14 +33,14 @@ from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import Response
 
 from sandbox_ehr import codes, search
 from sandbox_ehr.errors import bad_request, not_found
 from sandbox_ehr.org import BUSY, FREE, HELD, TENTATIVE, UNAVAILABLE, slot_id, slot_index
 from sandbox_ehr.store import Change
 from sandbox_ehr.timefmt import ceil_minute, utc_iso
-from sandbox_ehr.web import json_body, query_pairs, sandbox
+from sandbox_ehr.web import json_body, json_response, query_pairs, sandbox
 
 router = APIRouter(prefix="/_sandbox")
 STATUS_BY_NAME = {
@@ -86,7 +86,7 @@ async def truth(request: Request) -> Response:
         }
         for i, a, d, s, v in zip(idx, starts, durs, scheds, versions, strict=True)
     ]
-    return ORJSONResponse({"count": len(slots), "slots": slots})
+    return json_response({"count": len(slots), "slots": slots})
 
 
 def _slots(op: dict[str, Any], store: Any) -> list[int]:
@@ -169,7 +169,7 @@ async def mutate(request: Request) -> Response:
         changes += _apply(sb, op)
     org = sb.store.org
     slots = sorted({i for c in changes for i in c.slots})
-    return ORJSONResponse(
+    return json_response(
         {
             "slots": [slot_id(i) for i in slots],
             "schedules": sorted({org.schedules[c.schedule].id for c in changes}),
@@ -188,12 +188,12 @@ async def mutate(request: Request) -> Response:
 @router.post("/reset")
 async def reset(request: Request) -> Response:
     changed = sandbox(request).reset()
-    return ORJSONResponse({"schedulesChanged": changed})
+    return json_response({"schedulesChanged": changed})
 
 
 @router.get("/faults")
 async def list_faults(request: Request) -> Response:
-    return ORJSONResponse({"rules": [r.as_json() for r in sandbox(request).faults.rules]})
+    return json_response({"rules": [r.as_json() for r in sandbox(request).faults.rules]})
 
 
 @router.post("/faults")
@@ -203,7 +203,7 @@ async def add_faults(request: Request) -> Response:
     specs = body.get("rules") if isinstance(body, dict) and "rules" in body else body
     specs = specs if isinstance(specs, list) else [specs]
     rules = [sb.faults.add(s) for s in specs]
-    return ORJSONResponse({"rules": [r.as_json() for r in rules]}, status_code=201)
+    return json_response({"rules": [r.as_json() for r in rules]}, 201)
 
 
 @router.delete("/faults")
@@ -232,7 +232,7 @@ async def stats(request: Request) -> Response:
         }
         for s in sb.notifier.subscriptions.values()
     }
-    return ORJSONResponse({**sb.stats.as_json(), "subscriptions": subs})
+    return json_response({**sb.stats.as_json(), "subscriptions": subs})
 
 
 @router.delete("/stats")
@@ -246,7 +246,7 @@ async def get_config(request: Request) -> Response:
     sb = sandbox(request)
     cfg = sb.config
     org = sb.store.org
-    return ORJSONResponse(
+    return json_response(
         {
             "fhirVersion": cfg.fhir_version,
             "size": cfg.size,
