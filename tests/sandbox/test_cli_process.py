@@ -92,3 +92,23 @@ def test_prefetch_pages_serve_well_above_the_load_target() -> None:
         rate = slots / (time.perf_counter() - t0)
     assert slots == 100_000
     assert rate > 30_000, f"{rate:.0f} slots/s"
+
+
+def test_create_app_serves_in_process() -> None:
+    import asyncio
+    from datetime import date
+
+    from sandbox_ehr.app import SandboxConfig, create_app
+
+    async def scenario() -> tuple[int, int, int]:
+        app = create_app(SandboxConfig(size=500, start_date=date(2026, 11, 26), fhir_version="r4"))
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://sandbox"
+        ) as c:
+            slots = await c.get("/fhir/Slot", params={"_count": 2})
+            missing = await c.get("/fhir/Slot/sl-99999999")
+            broken = await c.post("/fhir/Appointment", content=b"{not json")
+            assert slots.json()["link"][1]["url"].startswith("http://sandbox/fhir/Slot?_cursor=")
+            return slots.status_code, missing.status_code, broken.status_code
+
+    assert asyncio.run(scenario()) == (200, 404, 400)
