@@ -107,3 +107,63 @@ def test_every_resource_type_is_valid(ehr: SandboxProcess, http: httpx.Client) -
     if flavour == "r4":
         _valid(flavour, http.get(f"{base}/Subscription/{created.json()['id']}/$status").json())
     assert http.delete(f"{base}/Subscription/{created.json()['id']}").status_code == 204
+
+
+def test_write_responses_are_valid(ehr: SandboxProcess, http: httpx.Client) -> None:
+    flavour = flavour_of(ehr)
+    base = ehr.base_url
+    patient = http.post(
+        f"{base}/Patient",
+        json={
+            "resourceType": "Patient",
+            "name": [{"family": "Valid", "given": ["Val"]}],
+            "birthDate": "2000-01-01",
+            "gender": "other",
+        },
+    )
+    assert patient.status_code == 201
+    _valid(flavour, patient.json())
+    coverage: dict[str, Any] = {
+        "resourceType": "Coverage",
+        "status": "active",
+        "beneficiary": {"reference": f"Patient/{patient.json()['id']}"},
+        "payor": [{"display": "Acme Insurance"}],
+    }
+    if flavour == "stu3":
+        coverage["grouping"] = {"plan": "P1", "planDisplay": "Plan one"}
+    _valid(flavour, http.post(f"{base}/Coverage", json=coverage).json())
+    truth = http.get(f"{ehr.control_url}/truth", params={"schedule": "sch-room-1"}).json()["slots"][
+        0
+    ]
+    appt = {
+        "resourceType": "Appointment",
+        "status": "proposed",
+        "start": truth["start"],
+        "end": truth["end"],
+        "participant": [{"actor": {"reference": "Location/room-1"}, "status": "needs-action"}],
+    }
+    booked = http.post(
+        f"{base}/Appointment/$book",
+        json={
+            "resourceType": "Parameters",
+            "parameter": [
+                {"name": "appt-resource", "resource": appt},
+                {"name": "patient-id", "valueUri": f"Patient/{patient.json()['id']}"},
+            ],
+        },
+    )
+    assert booked.status_code == 201, booked.text
+    _valid(flavour, booked.json())
+    appt_id = booked.json()["entry"][0]["resource"]["id"]
+    patched = http.patch(
+        f"{base}/Appointment/{appt_id}",
+        json=[{"op": "replace", "path": "/status", "value": "cancelled"}],
+        headers={"Content-Type": "application/json-patch+json"},
+    )
+    assert patched.status_code == 200
+    _valid(flavour, patched.json())
+    conflict = http.post(
+        f"{base}/Appointment/$hold", json=appt | {"slot": [{"reference": "Slot/nope"}]}
+    )
+    assert conflict.status_code == 422
+    _valid(flavour, conflict.json())
