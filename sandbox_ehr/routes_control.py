@@ -133,18 +133,22 @@ def _apply(sb: Any, op: dict[str, Any]) -> list[Change]:
             day = store.last_day + timedelta(days=1)
         scheds = None
         if op.get("schedules"):
+            if not isinstance(op["schedules"], list):
+                raise bad_request("add-day schedules is a list of schedule ids")
             try:
                 scheds = {store.org.schedule_index[s] for s in op["schedules"]}
             except KeyError as exc:
                 raise bad_request(f"unknown schedule {exc}") from exc
         return store.add_day(day, scheds)
     if kind == "random":
-        count = int(op.get("count", 10))
-        if not 1 <= count <= 100_000:
+        count = op.get("count", 10)
+        if not isinstance(count, int) or not 1 <= count <= 100_000:
             raise bad_request("random count must be within 1..100000")
         rng = random.Random(op.get("seed", 0))
         picks = rng.sample(range(store.n), min(count, store.n))
-        move_fraction = float(op.get("move_fraction", 0.0))
+        move_fraction = op.get("move_fraction", 0.0)
+        if not isinstance(move_fraction, int | float) or not 0 <= move_fraction <= 1:
+            raise bad_request("move_fraction must be within 0..1")
         moves = [i for i in picks if rng.random() < move_fraction]
         moved = set(moves)
         rest = [i for i in picks if i not in moved and i not in sb.records.slot_owner]

@@ -33,8 +33,10 @@ def _op_inputs(body: Any) -> dict[str, list[Any]]:
     if body.get("resourceType") != "Parameters":
         raise bad_request("body must be a Parameters or Appointment resource")
     out: dict[str, list[Any]] = {}
-    for p in body.get("parameter") or []:
+    for p in search.parameter_list(body):
         name = p.get("name")
+        if not isinstance(name, str):
+            raise bad_request("every parameter needs a name")
         if "resource" in p:
             value = p["resource"]
         else:

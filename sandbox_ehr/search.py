@@ -35,12 +35,20 @@ INCLUDE_SCHEDULE = {"Slot:schedule", "Slot:schedule:Schedule", "*"}
 INCLUDE_ACTOR_PREFIX = "Schedule:actor"
 
 
+def parameter_list(body: Any, element: str = "parameter") -> list[dict[str, Any]]:
+    """``Parameters.parameter`` (or a parameter's ``part``) checked to be a list of objects."""
+    items = body.get(element) or [] if isinstance(body, dict) else None
+    if not isinstance(items, list) or not all(isinstance(p, dict) for p in items):
+        raise bad_request(f"Parameters {element} must be a list of parameters")
+    return items
+
+
 def parameters_to_pairs(body: dict[str, Any]) -> list[tuple[str, str]]:
     """A FHIR ``Parameters`` resource -> (name, string value) pairs (primitive values only)."""
-    if body.get("resourceType") != "Parameters":
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
         raise bad_request("body must be a Parameters resource")
     pairs = []
-    for p in body.get("parameter") or []:
+    for p in parameter_list(body):
         name = p.get("name")
         if not isinstance(name, str):
             raise bad_request("every parameter needs a name")

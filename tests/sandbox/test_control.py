@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import httpx
+import orjson
 
 from sandbox_ehr.process import SandboxProcess
 
@@ -87,3 +88,47 @@ def test_runtime_config_changes_and_validation(stu3: SandboxProcess, http: httpx
     assert len(page["entry"]) == 7
     assert http.post(f"{stu3.control_url}/config", json={"seed": 1}).status_code == 400
     assert http.post(f"{stu3.control_url}/config", json={"page_size": 0}).status_code == 400
+
+
+def test_malformed_bodies_never_get_5xx_and_the_connection_survives(
+    ehr: SandboxProcess, http: httpx.Client
+) -> None:
+    junk = [
+        None,
+        1,
+        "x",
+        [],
+        {"resourceType": "Parameters", "parameter": "x"},
+        {"resourceType": "Parameters", "parameter": [1]},
+        {"resourceType": "Parameters", "parameter": [{"name": "operation", "part": "x"}]},
+    ]
+    targets = [
+        ("POST", "/fhir/Slot/$prefetch"),
+        ("POST", "/fhir/Appointment/$hold"),
+        ("POST", "/fhir/Appointment/$book"),
+        ("POST", "/fhir/Patient"),
+        ("POST", "/fhir/Coverage"),
+        ("POST", "/fhir/Subscription"),
+        ("PATCH", "/fhir/Appointment/appt-1"),
+        ("POST", "/_sandbox/mutate"),
+        ("POST", "/_sandbox/faults"),
+        ("POST", "/_sandbox/config"),
+    ]
+    for (method, path), body in [(t, b) for t in targets for b in junk]:
+        r = http.request(
+            method,
+            f"{ehr.root_url}{path}",
+            content=orjson.dumps(body),
+            headers={"Content-Type": "application/fhir+json"},
+        )
+        assert r.status_code < 500 and orjson.loads(r.content) is not None, (
+            method,
+            path,
+            body,
+            r.text,
+        )
+        if body is None or isinstance(body, int | str):
+            assert r.status_code in (400, 404), (method, path, body)
+    for op in ({"op": "random", "count": "x"}, {"op": "add-day", "schedules": 5}, {"ops": 5}):
+        assert http.post(f"{ehr.control_url}/mutate", json=op).status_code == 400, op
+    assert http.get(f"{ehr.base_url}/metadata").status_code == 200
