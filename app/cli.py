@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import logging
+import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
-from rich.table import Table
 
-from app.settings import Settings, get_settings
+from app.settings import Settings, UnsafeSettings, get_settings
 
 console = Console(stderr=True)
 
@@ -23,7 +27,36 @@ def _cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _prepare_metrics_dir(settings: Settings, workers: int) -> Path | None:
+    """Several API processes share their metrics through a directory that starts empty.
+
+    Returns the directory when this call created it (and so must remove it).
+    """
+    directory = settings.metrics_multiproc_dir
+    created = None
+    if directory is None:
+        if workers < 2:
+            return None
+        directory = created = Path(tempfile.mkdtemp(prefix="slotsync-metrics-"))
+        # read by prometheus-client in the worker processes uvicorn is about to start
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    return created
+
+
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    created = _prepare_metrics_dir(settings, args.workers)
+    try:
+        _run_uvicorn(args)
+    finally:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+    return 0
+
+
+def _run_uvicorn(args: argparse.Namespace) -> None:
     import uvicorn
 
     uvicorn.run(
@@ -33,10 +66,13 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         port=args.port,
         workers=args.workers,
         log_level=args.log_level,
-        access_log=args.access_log,
-        timeout_graceful_shutdown=20,
+        # our access log (route templates, no query strings) replaces uvicorn's
+        access_log=False,
+        log_config=None,
+        proxy_headers=True,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+        timeout_graceful_shutdown=args.graceful_timeout,
     )
-    return 0
 
 
 def _celery_main(argv: list[str], settings: Settings) -> int:
@@ -52,13 +88,20 @@ def _celery_main(argv: list[str], settings: Settings) -> int:
     return 0
 
 
+def _passthrough(celery_args: Sequence[str]) -> list[str]:
+    """Celery's own options, written after ``--`` (``slotsync beat -- --schedule=...``)."""
+    args = list(celery_args)
+    return args[1:] if args[:1] == ["--"] else args
+
+
 def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
     argv = ["worker", f"--loglevel={args.log_level}", f"--concurrency={args.concurrency}"]
-    return _celery_main(argv + list(args.celery_args), settings)
+    return _celery_main(argv + _passthrough(args.celery_args), settings)
 
 
 def _cmd_beat(args: argparse.Namespace, settings: Settings) -> int:
-    return _celery_main(["beat", f"--loglevel={args.log_level}", *args.celery_args], settings)
+    argv = ["beat", f"--loglevel={args.log_level}", *_passthrough(args.celery_args)]
+    return _celery_main(argv, settings)
 
 
 def _cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
@@ -84,43 +127,37 @@ def _cmd_resync(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from app.observability.report import print_status
+
+    return print_status(settings, runs=args.limit, lagging=args.lagging, as_json=args.json)
+
+
+def _cmd_rules_check(args: argparse.Namespace, settings: Settings) -> int:
+    """Validate a rules file, then count what it would offer from the current cache."""
+    from datetime import UTC, datetime, timedelta
+
     from sqlalchemy.orm import Session
 
     from app.cache import repository as repo
     from app.runtime import get_engine
+    from rules.check import format_report, summarise
+    from rules.loader import RulesError, load_rules
 
+    try:
+        rules = load_rules(args.file)
+    except RulesError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    now = datetime.now(UTC)
+    horizon = max(rules.effective(vt).max_horizon_days for vt in rules.visit_types)
     with Session(get_engine(settings)) as session:
-        slots = repo.count_slots(session)
-        schedules = len(repo.schedules_by_id(session))
-        runs = repo.recent_runs(session, args.limit)
-    out = Console()
-    out.print(f"cache: {slots} free slots in {schedules} schedules")
-    table = Table(
-        "run",
-        "kind",
-        "scope",
-        "started",
-        "finished",
-        "status",
-        "seen",
-        "written",
-        "removed",
-        "error",
-    )
-    for run in runs:
-        table.add_row(
-            str(run.id),
-            run.kind,
-            run.scope or "",
-            run.started_at.isoformat(timespec="seconds"),
-            run.finished_at.isoformat(timespec="seconds") if run.finished_at else "",
-            run.status,
-            str(run.slots_seen),
-            str(run.slots_upserted),
-            str(run.slots_deleted),
-            (run.error or "")[:60],
+        slots = repo.free_slots(
+            session, now - timedelta(hours=12), now + timedelta(days=horizon + 1)
         )
-    out.print(table)
+        schedules = repo.schedules_by_id(session)
+        actors = repo.actors_by_ref(session)
+    print(format_report(rules, summarise(rules, slots, schedules, actors, now), source=args.file))
+    print(f"(against {len(slots)} cached free slots in {len(schedules)} schedules)")
     return 0
 
 
@@ -132,14 +169,24 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slotsync", description=__doc__)
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-level", default=None, help="default: SLOTSYNC_LOG_LEVEL")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the HTTP API (uvicorn)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
-    serve.add_argument("--access-log", action="store_true")
+    serve.add_argument(
+        "--forwarded-allow-ips",
+        default="127.0.0.1",
+        help="proxies trusted for X-Forwarded-For/-Proto (comma list, '*' for any)",
+    )
+    serve.add_argument(
+        "--graceful-timeout",
+        type=int,
+        default=20,
+        help="seconds in-flight requests get to finish on SIGTERM",
+    )
     serve.set_defaults(func=_cmd_serve)
 
     worker = sub.add_parser("worker", help="run a Celery worker (needs SLOTSYNC_REDIS_URL)")
@@ -170,9 +217,19 @@ def build_parser() -> argparse.ArgumentParser:
     resync.add_argument("--enqueue", action="store_true", help="queue it for the workers")
     resync.set_defaults(func=_cmd_resync)
 
-    status = sub.add_parser("status", help="cache size and recent sync runs")
-    status.add_argument("--limit", type=int, default=10)
+    status = sub.add_parser("status", help="sync health at a glance (exit 1 when unhealthy)")
+    status.add_argument("--limit", type=int, default=10, help="recent runs to show")
+    status.add_argument("--lagging", type=int, default=5, help="most lagging schedules to show")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=_cmd_status)
+
+    rules = sub.add_parser("rules", help="business rules")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True)
+    rules_check = rules_sub.add_parser(
+        "check", help="validate a rules file and summarise what it offers from the cache"
+    )
+    rules_check.add_argument("file")
+    rules_check.set_defaults(func=_cmd_rules_check)
 
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)
@@ -189,11 +246,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return sandbox_main(argv[1:])
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    args.log_level = args.log_level.lower()
-    return int(args.func(args, get_settings()) or 0)
+    try:
+        settings = get_settings()
+    except (UnsafeSettings, SettingsError) as exc:
+        console.print(f"[red]{exc}[/red]", soft_wrap=True, highlight=False)
+        return 2
+    except ValidationError as exc:
+        # name the variables, never echo their values (they may be secrets)
+        for error in exc.errors():
+            name = "SLOTSYNC_" + "_".join(str(p) for p in error["loc"]).upper()
+            console.print(f"[red]{name}: {error['msg']}[/red]", soft_wrap=True, highlight=False)
+        return 2
+    from app.observability.logging import configure_logging
+
+    args.log_level = (args.log_level or settings.log_level).lower()
+    configure_logging(settings, level=args.log_level)
+    return int(args.func(args, settings) or 0)
 
 
 if __name__ == "__main__":

@@ -1,27 +1,25 @@
 """One place that maps every failure to an OperationOutcome with the right status.
 
-Every error answer carries a correlation id (``X-Request-ID`` header and an
-OperationOutcome extension): the one the request brought, else a fresh one that
-is also logged, so a caller's report leads to the server's log lines. Nothing
-from an exception beyond a curated message reaches the client: no stack traces,
-no EHR URLs.
+Every answer carries the correlation id (header and OperationOutcome extension)
+so that a caller's bug report leads straight to the server's log lines. Nothing
+from the exception itself beyond a curated message reaches the client: no stack
+traces, no EHR URLs, no resource content.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import compile_path
 
 from app.ehr.errors import EhrConflict, EhrError, EhrRejected, EhrTimeout
-from app.ehr.gateway import outcome_issues
 from app.errors import SlotsyncError
 
-from .responses import REQUEST_ID_EXTENSION, REQUEST_ID_HEADER, FhirResponse, operation_outcome
+from .responses import REQUEST_ID_HEADER, FhirResponse, operation_outcome, outcome_response
 
 log = logging.getLogger(__name__)
 
@@ -31,27 +29,25 @@ HTTP_ISSUE_CODES = {
     403: "forbidden",
     404: "not-found",
     405: "not-supported",
+    406: "not-supported",
     409: "conflict",
     410: "deleted",
     412: "conflict",
     413: "too-costly",
+    414: "too-costly",
     415: "not-supported",
     422: "business-rule",
+    429: "throttled",
+    503: "transient",
 }
 
-# EHR refusals a consumer may see as they are (with the EHR's reason); any other
-# EHR 4xx (401/403: our own credentials at the EHR) is our failure, hence 502.
+# EHR answers a consumer may see as they are; any other EHR 4xx (401/403: our own
+# credentials at the EHR) is our failure, hence 502.
 _PASS_THROUGH_EHR_STATUS = frozenset({400, 404, 409, 410, 412, 422})
-_ISSUE_FIELDS = ("severity", "code", "details", "diagnostics", "expression", "location")
 
 
-def request_id(request: Request) -> str:
-    """The request's correlation id (set by the middleware, or sent by the caller), or a new one."""
-    rid = getattr(request.state, "request_id", None) or request.headers.get(REQUEST_ID_HEADER)
-    if not rid:
-        rid = uuid.uuid4().hex
-        request.state.request_id = rid
-    return str(rid)
+def _request_id(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
 
 
 def ehr_error_status(exc: EhrError) -> tuple[int, str, str]:
@@ -65,54 +61,89 @@ def ehr_error_status(exc: EhrError) -> tuple[int, str, str]:
     return 502, "transient", "the EHR is unavailable or answered something unusable"
 
 
-def _ehr_issues(exc: EhrError) -> list[dict[str, Any]]:
-    return [
+_ISSUE_FIELDS = ("severity", "code", "details", "diagnostics", "expression", "location")
+
+
+def ehr_issues(exc: EhrError) -> list[dict[str, object]] | None:
+    """The issues of the EHR's OperationOutcome for a refusal, trimmed to the standard fields."""
+    outcome = getattr(exc, "outcome", None)
+    if not isinstance(outcome, dict) or outcome.get("resourceType") != "OperationOutcome":
+        return None
+    issues = [
         {k: issue[k] for k in _ISSUE_FIELDS if k in issue}
-        for issue in outcome_issues(getattr(exc, "outcome", None))
-        if issue.get("severity") and issue.get("code")
+        for issue in outcome.get("issue") or ()
+        if isinstance(issue, dict) and issue.get("severity") and issue.get("code")
     ]
+    return issues or None
 
 
-def _answer(
-    request: Request,
-    status: int,
-    issues: list[dict[str, Any]],
-    headers: dict[str, str] | None = None,
-) -> FhirResponse:
-    rid = request_id(request)
-    body = {
-        "resourceType": "OperationOutcome",
-        "extension": [{"url": REQUEST_ID_EXTENSION, "valueString": rid}],
-        "issue": issues,
-    }
-    return FhirResponse(
-        body, status_code=status, headers={**(headers or {}), REQUEST_ID_HEADER: rid}
-    )
+HTTP_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 
-def _issue(severity: str, code: str, diagnostics: str, expression: str | None = None) -> dict:
-    return operation_outcome(severity, code, diagnostics, expression=expression)["issue"][0]
+def _allowed_methods(request: Request) -> list[str]:
+    """Every method served at this path, from the OpenAPI document (built once per app).
+
+    Starlette's own 405 names only the first matching route's methods, which is wrong
+    for paths like ``$find`` that several routes serve.
+    """
+    table = getattr(request.app.state, "allow_table", None)
+    if table is None:
+        table = [
+            (compile_path(path)[0], {m.upper() for m in ops} & HTTP_METHODS)
+            for path, ops in request.app.openapi().get("paths", {}).items()
+        ]
+        request.app.state.allow_table = table
+    path = request.url.path
+    return sorted({m for regex, methods in table if regex.match(path) for m in methods})
+
+
+def _outcome_with(body: dict[str, Any], status: int, request_id: str | None) -> FhirResponse:
+    headers = {REQUEST_ID_HEADER: request_id} if request_id else {}
+    return FhirResponse(body, status_code=status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(SlotsyncError)
     async def _domain(request: Request, exc: SlotsyncError) -> FhirResponse:
-        main = _issue(exc.severity, exc.code, exc.diagnostics, exc.expression)
-        return _answer(request, exc.status, [main, *exc.issues])
+        request_id = _request_id(request)
+        if exc.issues:  # e.g. the EHR's own reason, or what a reschedule already did
+            body = operation_outcome(
+                exc.severity,
+                exc.code,
+                exc.diagnostics,
+                expression=exc.expression,
+                request_id=request_id,
+            )
+            body["issue"].extend(exc.issues)
+            return _outcome_with(body, exc.status, request_id)
+        return outcome_response(
+            exc.status,
+            exc.code,
+            exc.diagnostics,
+            severity=exc.severity,
+            expression=exc.expression,
+            request_id=request_id,
+        )
 
     @app.exception_handler(EhrError)
     async def _ehr(request: Request, exc: EhrError) -> FhirResponse:
         status, code, diagnostics = ehr_error_status(exc)
         log.warning(
-            "EHR failure answered %d: %s (EHR status %s) [request %s]",
+            "EHR failure answered %d: %s (EHR status %s)",
             status,
-            exc,
+            exc.__class__.__name__,
             exc.status,
-            request_id(request),
         )
-        # The EHR's own explanation of a refusal is the most useful answer.
-        issues = (_ehr_issues(exc) if status < 500 else []) or [_issue("error", code, diagnostics)]
-        return _answer(request, status, [*issues, *exc.issues])
+        request_id = _request_id(request)
+        issues = ehr_issues(exc) if status < 500 else None
+        if not issues and not exc.issues:
+            return outcome_response(status, code, diagnostics, request_id=request_id)
+        # the EHR's own explanation of a refusal is the most useful answer
+        body = operation_outcome("error", code, diagnostics, request_id=request_id)
+        if issues:
+            body["issue"] = issues
+        body["issue"].extend(exc.issues)
+        return _outcome_with(body, status, request_id)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> FhirResponse:
@@ -120,27 +151,33 @@ def install_error_handlers(app: FastAPI) -> None:
             f"{'.'.join(str(p) for p in err.get('loc', ()))}: {err.get('msg')}"
             for err in exc.errors()
         )
-        return _answer(request, 400, [_issue("error", "invalid", problems)])
+        return outcome_response(400, "invalid", problems, request_id=_request_id(request))
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> FhirResponse:
         code = HTTP_ISSUE_CODES.get(exc.status_code, "exception")
-        return _answer(
-            request,
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            headers["Allow"] = ", ".join(_allowed_methods(request))
+        return outcome_response(
             exc.status_code,
-            [_issue("error", code, str(exc.detail))],
-            headers=getattr(exc, "headers", None),
+            code,
+            str(exc.detail),
+            request_id=_request_id(request),
+            headers=headers or None,
         )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> FhirResponse:
-        log.exception("unhandled error [request %s]", request_id(request))
-        return _answer(
-            request,
+        # runs outside the middleware stack: stamp the id on the record explicitly
+        request_id = _request_id(request)
+        log.error(
+            "unhandled %s", exc.__class__.__name__, exc_info=exc, extra={"request_id": request_id}
+        )
+        return outcome_response(
             500,
-            [
-                _issue(
-                    "fatal", "exception", "internal error; quote the request id when reporting it"
-                )
-            ],
+            "exception",
+            "internal error; quote the request id when reporting it",
+            severity="fatal",
+            request_id=request_id,
         )

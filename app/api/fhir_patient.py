@@ -4,22 +4,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from app.booking import records
 from app.fhir.operation_params import fhir_id
 from app.fhir.record_input import check_coverage, check_patient
 
+from . import auth
 from .body import base_url, json_body
 from .deps import BookingDep
 from .responses import FhirResponse
 
 router = APIRouter()
 
-# Route access control (e.g. ``Depends(require_scopes("system/Patient.write"))``).
-PATIENT_WRITE: list[Any] = []
-COVERAGE_WRITE: list[Any] = []
+# Route access control: one dependency list per kind of route.
+PATIENT_WRITE: list[Any] = [Depends(auth.require_scopes(auth.PATIENT_WRITE))]
+COVERAGE_WRITE: list[Any] = [Depends(auth.require_scopes(auth.COVERAGE_WRITE))]
 
 
 @router.post("/Patient", dependencies=PATIENT_WRITE, response_class=FhirResponse)

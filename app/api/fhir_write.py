@@ -10,7 +10,7 @@ from datetime import UTC
 from email.utils import format_datetime
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
 from app.booking import records, service
@@ -22,15 +22,16 @@ from app.fhir.operation_params import fhir_id, parse_operation
 from app.fhir.patch_body import parse_cancel_patch
 from app.fhir.results import operation_result, searchset
 
+from . import auth
 from .body import base_url, json_body
 from .deps import BookingDep
 from .responses import FhirResponse
 
 router = APIRouter()
 
-# Route access control (e.g. ``Depends(require_scopes("system/Appointment.write"))``).
-APPOINTMENT_WRITE: list[Any] = []
-APPOINTMENT_READ: list[Any] = []
+# Route access control: one dependency list per kind of route.
+APPOINTMENT_WRITE: list[Any] = [Depends(auth.require_scopes(auth.APPOINTMENT_WRITE))]
+APPOINTMENT_READ: list[Any] = [Depends(auth.require_scopes(auth.APPOINTMENT_READ))]
 
 
 def _result(request: Request, ctx: BookingContext, outcome: BookingOutcome) -> FhirResponse:

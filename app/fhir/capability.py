@@ -25,9 +25,6 @@ class Security:
     services: tuple[str, ...] = ()  # restful-security-service codes, e.g. "OAuth", "SMART-on-FHIR"
 
 
-NO_AUTH = Security("No authentication is configured on this server.")
-
-
 def _param(name: str, kind: str, doc: str) -> dict[str, str]:
     return {"name": name, "type": kind, "documentation": doc}
 

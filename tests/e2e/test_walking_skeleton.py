@@ -11,10 +11,12 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import httpx
 import pytest
 
+from app.settings import DEMO_API_KEY
 from sandbox_ehr.process import start_sandbox
 from tests.fhir_checks import assert_avail_bundle
 from tests.support import free_port, throwaway_postgres, wait_for_http
@@ -22,6 +24,7 @@ from tests.support import free_port, throwaway_postgres, wait_for_http
 pytestmark = pytest.mark.integration
 
 HORIZON_DAYS = 7
+AUTH = {"X-API-Key": DEMO_API_KEY}
 
 
 def slotsync(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -66,44 +69,56 @@ def stack() -> Iterator[tuple[str, str]]:
             api.wait(timeout=20)
 
 
-def test_find_matches_sandbox_free_slots_exactly(stack):
-    api, control = stack
-    start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
-    end = start + timedelta(days=3)
-    window = {"start": start.isoformat(), "end": end.isoformat()}
-    truth = httpx.get(f"{control}/truth", params=window, timeout=30).json()["slots"]
-    assert 0 < len(truth) <= 1000, "the window must fit in one $find answer"
-
-    resp = httpx.get(f"{api}/Appointment/$find", params={**window, "_count": "1000"}, timeout=30)
-    assert resp.status_code == 200
-    bundle = resp.json()
-    assert_avail_bundle(bundle)
-    free = {s["id"]: (s["start"], s["end"]) for s in truth}
-    offered = set()
-    for entry in bundle["entry"]:
-        appt = entry["resource"]
-        for ref in appt["slot"]:
-            slot_id = ref["reference"].split("/", 1)[1]
-            assert slot_id in free, f"{slot_id} offered but not free in the EHR"
-        starts = [free[r["reference"].split("/", 1)[1]][0] for r in appt["slot"]]
-        ends = [free[r["reference"].split("/", 1)[1]][1] for r in appt["slot"]]
-        assert appt["start"] == min(starts) and appt["end"] == max(ends)
-        offered.update(r["reference"].split("/", 1)[1] for r in appt["slot"])
-    assert bundle["total"] == len(truth)
-    assert offered == set(free)
+def appointments(bundle):
+    return [e["resource"] for e in bundle["entry"] if e["search"]["mode"] == "match"]
 
 
-def test_find_by_practitioner_only_returns_that_practitioner(stack):
+def test_find_offers_only_what_the_ehr_has_free(stack):
+    """Soundness end to end: each offer's slots are free in the EHR and cover its span."""
     api, control = stack
     start = datetime.now(UTC).date() + timedelta(days=1)
-    params = {"start": str(start), "end": str(start + timedelta(days=5))}
+    window = {"start": str(start), "end": str(start + timedelta(days=HORIZON_DAYS - 2))}
+    truth = httpx.get(f"{control}/truth", params=window, timeout=30).json()["slots"]
+    free = {s["id"]: s for s in truth}
     resp = httpx.get(
-        f"{api}/Appointment/$find", params={**params, "practitioner": "Practitioner/pr-1"}
+        f"{api}/Appointment/$find", params={**window, "_count": "500"}, headers=AUTH, timeout=30
     )
     assert resp.status_code == 200
     bundle = resp.json()
-    truth = httpx.get(f"{control}/truth", params={**params, "schedule": "sch-pr-1"}).json()
-    assert bundle["total"] == truth["count"]
-    for entry in bundle["entry"]:
-        refs = [p["actor"].get("reference") for p in entry["resource"]["participant"]]
+    assert_avail_bundle(bundle)
+    offers = appointments(bundle)
+    assert offers, "the example rules should offer something in the sandbox organisation"
+    visit_types = set()
+    for appt in offers:
+        slots = [free.get(r["reference"].split("/", 1)[1]) for r in appt["slot"]]
+        assert all(slots), f"{appt['id']} uses a slot the EHR does not report free"
+        practitioner = next(
+            p["actor"]["reference"]
+            for p in appt["participant"]
+            if p["actor"].get("reference", "").startswith("Practitioner/")
+        )
+        own = sorted(
+            (s for s in slots if s["schedule"] == f"sch-pr-{practitioner.split('-')[-1]}"),
+            key=lambda s: s["start"],
+        )
+        assert own and own[0]["start"] <= appt["start"] and own[-1]["end"] >= appt["end"]
+        assert all(a["end"] == b["start"] for a, b in pairwise(own))
+        visit_types.add(appt["serviceType"][0]["coding"][0]["code"])
+    assert len(visit_types) > 1
+
+
+def test_find_by_practitioner_only_returns_that_practitioner(stack):
+    api, _control = stack
+    start = datetime.now(UTC).date() + timedelta(days=1)
+    params = {"start": str(start), "end": str(start + timedelta(days=5))}
+    resp = httpx.get(
+        f"{api}/Appointment/$find",
+        params={**params, "practitioner": "Practitioner/pr-1"},
+        headers=AUTH,
+    )
+    assert resp.status_code == 200
+    offers = appointments(resp.json())
+    assert offers
+    for appt in offers:
+        refs = [p["actor"].get("reference") for p in appt["participant"]]
         assert "Practitioner/pr-1" in refs
