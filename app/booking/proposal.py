@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -30,14 +30,13 @@ from app.errors import BusinessRuleViolation, Conflict, InvalidParameter
 from app.fhir.appointment import to_r4, to_stu3
 from app.fhir.operation_params import OperationInput, strip_reference
 from app.fhir.parse import FhirParseError, codeable_tokens, parse_instant
+from app.find import MAX_SLOT_LENGTH
 from rules.appointment_id import IDENTIFIER_SYSTEM, InvalidAppointmentId, ProposalPayload, decode
 from rules.composer import compose, reconstruct, slot_fetch_window
 from rules.request import FindRequest, InvalidFindRequest, PatientInfo
 
 from .context import BookingContext
 
-# Slots start before the window they cover by at most this much (longest slot).
-_SLOT_REACH = timedelta(hours=4)
 _PROPOSAL_FHIR_ID = re.compile(r"^p[0-9a-f]{32}$")
 _FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
@@ -268,7 +267,13 @@ def _cache_view(
 ) -> tuple[list[Slot], dict[str, Schedule], dict[str, Actor]]:
     """The free, unclaimed slots of these schedules around the request, with their context."""
     start, end = slot_fetch_window(request, rules, now)
-    slots = repo.free_slots(session, start - _SLOT_REACH, end, schedule_ids, now=now)
+    slots = (
+        repo.free_slots_overlapping(
+            session, start, end, schedule_ids, lookback=MAX_SLOT_LENGTH, now=now
+        )
+        if schedule_ids and start < end
+        else []
+    )
     schedules = repo.schedules_by_id(session, schedule_ids)
     refs = {r for s in schedules.values() for r in s.actor_refs}
     actors = repo.actors_by_ref(session, refs)

@@ -3,6 +3,7 @@ loading the cache, offers as ``$find`` makes them, and FHIR shape checks per fla
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from app.cache.db import make_engine
 from app.domain import VISIT_TYPE_SYSTEM
 from app.ehr.client import EhrClient, fhir_datetime
 from app.fhir.appointment import to_r4, to_stu3
+from app.settings import DEMO_API_KEY, DEMO_SCOPES
 from app.sync.load import day_start, initial_load
 from rules.appointment_id import encode
 from rules.composer import compose, slot_fetch_window
@@ -40,6 +42,10 @@ DERMATOLOGY = f"{SNOMED}|394582007"
 FAMILY_PRACTICE = f"{SNOMED}|419772000"
 OFFICE_VISIT = f"{VISIT_TYPE_SYSTEM}|office-visit"
 WRITE_TIMEOUT = 2.0
+AUTH = {"X-API-Key": DEMO_API_KEY}
+READ_ONLY_KEY = "gateway-tests-read-only-key"
+# One keep-alive client for every request of the tests, authenticated with the demo key.
+http = httpx.Client(headers=AUTH, timeout=60)
 
 
 def load_test_rules() -> RulesFile:
@@ -136,14 +142,14 @@ class Stack:
 
     def reset(self) -> None:
         """Fresh EHR state, no faults, empty overlay, cache loaded from the EHR."""
-        assert httpx.delete(f"{self.control}/faults").status_code == 204
-        httpx.post(f"{self.control}/config", json={"hold_seconds": 300}).raise_for_status()
-        httpx.post(f"{self.control}/reset").raise_for_status()
+        assert http.delete(f"{self.control}/faults").status_code == 204
+        http.post(f"{self.control}/config", json={"hold_seconds": 300}).raise_for_status()
+        http.post(f"{self.control}/reset").raise_for_status()
         with self.engine.begin() as conn:
             conn.execute(text("DELETE FROM slot_claims"))
             conn.execute(text("DELETE FROM slots"))
         self.load()
-        httpx.delete(f"{self.control}/stats").raise_for_status()
+        http.delete(f"{self.control}/stats").raise_for_status()
 
     def load(self) -> None:
         with self.client() as client:
@@ -163,22 +169,27 @@ class Stack:
             return [c for cid in set(rows) for c in claims.claims_of(session, cid)]
 
     def stats(self) -> dict[str, Any]:
-        return httpx.get(f"{self.control}/stats").json()  # type: ignore[no-any-return]
+        return http.get(f"{self.control}/stats").json()  # type: ignore[no-any-return]
 
     def requests(self, method: str, path_template: str) -> int:
         return int(self.stats()["requests"].get(f"{method} {path_template}", 0))
 
     def ehr_slot_status(self, slot_id: str) -> str:
-        return str(httpx.get(f"{self.ehr}/Slot/{slot_id}").json()["status"])
+        return str(http.get(f"{self.ehr}/Slot/{slot_id}").json()["status"])
 
     def fault(self, **rule: Any) -> None:
-        httpx.post(f"{self.control}/faults", json=rule).raise_for_status()
+        http.post(f"{self.control}/faults", json=rule).raise_for_status()
 
     def find_slot_ids(self, day: date, **params: str) -> set[str]:
-        """Slots offered by our ``$find`` for a day."""
+        """Slots offered by our ``$find`` for a day (dermatology office visits by default)."""
         start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        query = {"start": start.isoformat(), "end": (start + timedelta(days=1)).isoformat()}
-        response = httpx.get(
+        query = {
+            "start": start.isoformat(),
+            "end": (start + timedelta(days=1)).isoformat(),
+            "visit-type": OFFICE_VISIT,
+            "specialty": DERMATOLOGY,
+        }
+        response = http.get(
             f"{self.api}/Appointment/$find", params={**query, **params, "_count": "1000"}
         )
         assert response.status_code == 200, response.text
@@ -255,6 +266,9 @@ def api_env(db_url: str, sandbox: SandboxProcess, flavour: str) -> dict[str, str
         "SLOTSYNC_PROPOSAL_SECRET": SECRET,
         "SLOTSYNC_HORIZON_DAYS": str(HORIZON_DAYS),
         "SLOTSYNC_RULES_PATH": str(RULES_PATH),
+        "SLOTSYNC_API_KEYS": json.dumps(
+            {DEMO_API_KEY: DEMO_SCOPES, READ_ONLY_KEY: ["system/Appointment.read"]}
+        ),
     }
     env.pop("SLOTSYNC_REDIS_URL", None)
     return env

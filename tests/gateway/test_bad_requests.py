@@ -12,9 +12,11 @@ from sqlalchemy import text
 
 from .support import (
     DERMATOLOGY,
+    READ_ONLY_KEY,
     Stack,
     assert_outcome,
     bookable_day,
+    http,
     params,
     slot_ids,
     token_of,
@@ -95,14 +97,14 @@ def test_bad_hold_and_book_bodies_are_400_with_the_reason(stack: Stack) -> None:
         ("$hold", {"resourceType": "Parameters", "parameter": []}, "missing or empty"),
     ]
     for operation, body, fragment in cases:
-        r = httpx.post(f"{stack.api}/Appointment/{operation}", json=body)
+        r = http.post(f"{stack.api}/Appointment/{operation}", json=body)
         outcome = assert_outcome(r, 400, "invalid")
         assert fragment in outcome["issue"][0]["diagnostics"], (body, outcome)
     assert_outcome(
-        httpx.post(f"{stack.api}/Appointment/$hold", content=b"{not json",
+        http.post(f"{stack.api}/Appointment/$hold", content=b"{not json",
                    headers={"Content-Type": "application/fhir+json"}), 400)  # fmt: skip
     assert_outcome(
-        httpx.post(f"{stack.api}/Appointment/$hold", content=b"appt-id=x",
+        http.post(f"{stack.api}/Appointment/$hold", content=b"appt-id=x",
                    headers={"Content-Type": "text/plain"}), 415, "not-supported")  # fmt: skip
     assert stack.claims() == []
     assert _ehr_writes(stack) == 0
@@ -114,13 +116,13 @@ def test_unknown_ids_and_refused_business_rules_change_nothing(stack: Stack) -> 
     offer = stack.offers(day, specialty=DERMATOLOGY)[0]
     before = stack.find_slot_ids(day)
 
-    unknown = httpx.post(
+    unknown = http.post(
         f"{stack.api}/Appointment/appt-999/$book",
         json=params(("patient-id", "valueUri", "Patient/pat-1")),
     )
     assert_outcome(unknown, 404, "not-found")
 
-    stranger = httpx.post(f"{stack.api}/Appointment/$book", json=params(
+    stranger = http.post(f"{stack.api}/Appointment/$book", json=params(
         ("appt-id", "valueUri", token_of(offer)),
         ("patient-id", "valueUri", "Patient/nobody")))  # fmt: skip
     outcome = assert_outcome(stranger, 422)
@@ -128,13 +130,13 @@ def test_unknown_ids_and_refused_business_rules_change_nothing(stack: Stack) -> 
 
     ten_minutes = {k: v for k, v in offer.items() if k not in ("id", "identifier", "slot")}
     ten_minutes["end"] = _plus_minutes(offer["start"], 10)
-    refused = httpx.post(f"{stack.api}/Appointment/$hold",
+    refused = http.post(f"{stack.api}/Appointment/$hold",
                          json=params(("appt-resource", "resource", ten_minutes)))  # fmt: skip
     assert_outcome(refused, 422, "business-rule")
 
     assert stack.claims() == []
     assert stack.find_slot_ids(day) == before
-    booked = httpx.get(f"{stack.ehr}/Appointment", params={"status": "booked,pending"}).json()
+    booked = http.get(f"{stack.ehr}/Appointment", params={"status": "booked,pending"}).json()
     assert booked.get("total", 0) == 0
 
 
@@ -147,17 +149,17 @@ def test_holding_a_held_offer_again_is_409_without_asking_the_ehr(stu3: Stack) -
     day = bookable_day(stu3.rules)
     offer = stu3.offers(day, specialty=DERMATOLOGY)[0]
     body = params(("appt-id", "valueUri", token_of(offer)))
-    assert httpx.post(f"{stu3.api}/Appointment/$hold", json=body).status_code == 201
-    again = httpx.post(f"{stu3.api}/Appointment/$hold", json=body)
+    assert http.post(f"{stu3.api}/Appointment/$hold", json=body).status_code == 201
+    again = http.post(f"{stu3.api}/Appointment/$hold", json=body)
     assert_outcome(again, 409, "conflict")
     assert stu3.requests("POST", "/fhir/Appointment/$hold") == 1
 
 
 def test_booking_an_expired_hold_is_409_and_changes_nothing(stack: Stack) -> None:
-    httpx.post(f"{stack.control}/config", json={"hold_seconds": 1}).raise_for_status()
+    http.post(f"{stack.control}/config", json={"hold_seconds": 1}).raise_for_status()
     day = bookable_day(stack.rules)
     offer = stack.offers(day, specialty=DERMATOLOGY)[0]
-    r = httpx.post(f"{stack.api}/Appointment/$hold",
+    r = http.post(f"{stack.api}/Appointment/$hold",
                    json=params(("appt-id", "valueUri", token_of(offer))))  # fmt: skip
     assert r.status_code == 201, r.text
     held = r.json()["entry"][0]["resource"]
@@ -167,7 +169,7 @@ def test_booking_an_expired_hold_is_409_and_changes_nothing(stack: Stack) -> Non
     time.sleep(2.1 if stack.flavour == "stu3" else 0)
     if stack.flavour == "r4":  # no Expires from a plain R4 server: our overlay default applies
         _expire_claims(stack)
-    late = httpx.post(f"{stack.api}/Appointment/$book", json=params(
+    late = http.post(f"{stack.api}/Appointment/$book", json=params(
         ("appt-id", "valueUri", f"Appointment/{held['id']}"),
         ("patient-id", "valueUri", "Patient/pat-1")))  # fmt: skip
     outcome = assert_outcome(late, 409, "conflict")
@@ -187,39 +189,39 @@ def test_bad_patches_searches_and_registrations_are_4xx(stack: Stack) -> None:
     book = params(
         ("appt-id", "valueUri", token_of(offer)), ("patient-id", "valueUri", "Patient/pat-1")
     )
-    booked = httpx.post(f"{stack.api}/Appointment/$book", json=book)
+    booked = http.post(f"{stack.api}/Appointment/$book", json=book)
     appointment = booked.json()["entry"][0]["resource"]
     url = f"{stack.api}/Appointment/{appointment['id']}"
     json_patch = {"Content-Type": "application/json-patch+json"}
     writes = _ehr_writes(stack)
 
     move = [{"op": "replace", "path": "/start", "value": "2027-01-01T09:00:00Z"}]
-    assert_outcome(httpx.patch(url, json=move, headers=json_patch), 422, "business-rule")
+    assert_outcome(http.patch(url, json=move, headers=json_patch), 422, "business-rule")
     rebook = [{"op": "replace", "path": "/status", "value": "booked"}]
-    assert_outcome(httpx.patch(url, json=rebook, headers=json_patch), 422, "business-rule")
-    assert_outcome(httpx.patch(url, json=[{"path": "/status"}], headers=json_patch), 400)
-    assert_outcome(httpx.patch(url, json={"resourceType": "Patient"}), 400)
+    assert_outcome(http.patch(url, json=rebook, headers=json_patch), 422, "business-rule")
+    assert_outcome(http.patch(url, json=[{"path": "/status"}], headers=json_patch), 400)
+    assert_outcome(http.patch(url, json={"resourceType": "Patient"}), 400)
     assert_outcome(
-        httpx.patch(url, content=b"status=cancelled", headers={"Content-Type": "text/plain"}), 415
+        http.patch(url, content=b"status=cancelled", headers={"Content-Type": "text/plain"}), 415
     )
     assert _ehr_writes(stack) == writes
     assert stack.ehr_slot_status(slot_ids(offer)[0]) == "busy"
 
     search = f"{stack.api}/Appointment"
-    outcome = assert_outcome(httpx.get(search, params={"status": "booked"}), 400)
+    outcome = assert_outcome(http.get(search, params={"status": "booked"}), 400)
     assert "patient parameter is required" in outcome["issue"][0]["diagnostics"]
-    assert_outcome(httpx.get(search, params={"patient": "pat-1", "date": "xx2026-01-01"}), 400)
-    assert_outcome(httpx.get(search, params={"patient": "pat-1", "date": "ge2026-13-45"}), 400)
-    assert_outcome(httpx.get(search, params={"patient": "pat-1", "status": "sleeping"}), 400)
-    assert_outcome(httpx.get(search, params={"patient": "pat-1", "patinet": "x"}), 400)
+    assert_outcome(http.get(search, params={"patient": "pat-1", "date": "xx2026-01-01"}), 400)
+    assert_outcome(http.get(search, params={"patient": "pat-1", "date": "ge2026-13-45"}), 400)
+    assert_outcome(http.get(search, params={"patient": "pat-1", "status": "sleeping"}), 400)
+    assert_outcome(http.get(search, params={"patient": "pat-1", "patinet": "x"}), 400)
 
     patients = f"{stack.api}/Patient"
-    assert_outcome(httpx.post(patients, json={"resourceType": "Patient", "gender": "male",
+    assert_outcome(http.post(patients, json={"resourceType": "Patient", "gender": "male",
                                               "birthDate": "1990-01-01"}), 400)  # fmt: skip
-    assert_outcome(httpx.post(patients, json={"resourceType": "Coverage"}), 400)
+    assert_outcome(http.post(patients, json={"resourceType": "Coverage"}), 400)
     bad_gender = {"resourceType": "Patient", "name": [{"family": "X"}], "gender": "often",
                   "birthDate": "1990-01-01"}  # fmt: skip
-    assert_outcome(httpx.post(patients, json=bad_gender), 400)
+    assert_outcome(http.post(patients, json=bad_gender), 400)
     coverage = {
         "resourceType": "Coverage",
         "id": "cov-a",
@@ -227,4 +229,23 @@ def test_bad_patches_searches_and_registrations_are_4xx(stack: Stack) -> None:
         "beneficiary": {"reference": "Patient/pat-1"},
         "payor": [{"display": "X"}],
     }
-    assert_outcome(httpx.put(f"{stack.api}/Coverage/cov-b", json=coverage), 400)
+    assert_outcome(http.put(f"{stack.api}/Coverage/cov-b", json=coverage), 400)
+
+
+def test_writes_need_the_write_scope(stu3: Stack) -> None:
+    day = bookable_day(stu3.rules)
+    offer = stu3.offers(day, specialty=DERMATOLOGY)[0]
+    book = params(("appt-id", "valueUri", token_of(offer)))
+    read_only = {"X-API-Key": READ_ONLY_KEY}
+    assert_outcome(httpx.post(f"{stu3.api}/Appointment/$book", json=book), 401, "login")
+    assert_outcome(
+        httpx.post(f"{stu3.api}/Appointment/$book", json=book, headers=read_only), 403, "forbidden"
+    )
+    assert_outcome(
+        httpx.post(f"{stu3.api}/Patient", json={"resourceType": "Patient"}, headers=read_only),
+        403,
+    )
+    search = httpx.get(f"{stu3.api}/Appointment", params={"patient": "pat-1"}, headers=read_only)
+    assert search.status_code == 200
+    assert httpx.get(f"{stu3.api}/metadata").status_code == 200, "metadata is open"
+    assert stu3.claims() == [] and _ehr_writes(stu3) == 0

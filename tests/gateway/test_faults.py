@@ -13,6 +13,7 @@ from .support import (
     Stack,
     assert_outcome,
     bookable_day,
+    http,
     params,
     slot_ids,
     token_of,
@@ -34,7 +35,7 @@ def _offer(stack: Stack, n: int = 0) -> tuple[Any, dict[str, Any]]:
 
 
 def _booked_at_ehr(stack: Stack) -> list[dict[str, Any]]:
-    bundle = httpx.get(f"{stack.ehr}/Appointment", params={"status": "booked"}).json()
+    bundle = http.get(f"{stack.ehr}/Appointment", params={"status": "booked"}).json()
     return [e["resource"] for e in bundle.get("entry", [])]
 
 
@@ -42,7 +43,7 @@ def _book(stack: Stack, offer: dict[str, Any], **headers: str) -> httpx.Response
     body = params(
         ("appt-id", "valueUri", token_of(offer)), ("patient-id", "valueUri", "Patient/pat-1")
     )
-    return httpx.post(f"{stack.api}/Appointment/$book", json=body, headers=headers, timeout=60)
+    return http.post(f"{stack.api}/Appointment/$book", json=body, headers=headers, timeout=60)
 
 
 def test_book_that_timed_out_before_the_ehr_acted_is_read_back_then_retried(stack: Stack) -> None:
@@ -75,7 +76,7 @@ def test_book_whose_answer_was_lost_is_found_by_reading_back(stack: Stack) -> No
 def test_hold_the_ehr_keeps_failing_is_a_verified_502_and_changes_nothing(stack: Stack) -> None:
     day, offer = _offer(stack)
     stack.fault(kind="error", status=500, **_write_path(stack, "hold"))
-    r = httpx.post(
+    r = http.post(
         f"{stack.api}/Appointment/$hold",
         json=params(("appt-id", "valueUri", token_of(offer))),
         headers={"X-Request-ID": "trace-hold-500"},
@@ -93,7 +94,7 @@ def test_hold_the_ehr_keeps_failing_is_a_verified_502_and_changes_nothing(stack:
 def test_unknown_outcome_keeps_the_slots_reserved_and_says_so(stu3: Stack) -> None:
     day, offer = _offer(stu3)
     stu3.fault(kind="error", status=503, path="/fhir/Appointment*")
-    r = httpx.post(
+    r = http.post(
         f"{stu3.api}/Appointment/$hold",
         json=params(("appt-id", "valueUri", token_of(offer))),
         timeout=60,
@@ -108,10 +109,10 @@ def test_unknown_outcome_keeps_the_slots_reserved_and_says_so(stu3: Stack) -> No
 def test_ehr_conflict_is_409_with_its_reason_and_the_schedule_is_reread(stu3: Stack) -> None:
     day, offer = _offer(stu3)
     [slot] = slot_ids(offer)
-    taken = httpx.post(f"{stu3.control}/mutate", json={"op": "book", "slot": slot})
+    taken = http.post(f"{stu3.control}/mutate", json={"op": "book", "slot": slot})
     assert taken.status_code == 200
     assert slot in stu3.find_slot_ids(day), "the cache has not heard of it yet"
-    r = httpx.post(
+    r = http.post(
         f"{stu3.api}/Appointment/$hold", json=params(("appt-id", "valueUri", token_of(offer)))
     )
     body = assert_outcome(r, 409, "conflict")
@@ -123,7 +124,7 @@ def test_ehr_conflict_is_409_with_its_reason_and_the_schedule_is_reread(stu3: St
 def test_ehr_conflict_in_r4_is_409_and_leaves_no_claim(r4: Stack) -> None:
     _, offer = _offer(r4)
     [slot] = slot_ids(offer)
-    httpx.post(f"{r4.control}/mutate", json={"op": "book", "slot": slot}).raise_for_status()
+    http.post(f"{r4.control}/mutate", json={"op": "book", "slot": slot}).raise_for_status()
     r = _book(r4, offer)
     body = assert_outcome(r, 409, "conflict")
     assert slot in body["issue"][0]["diagnostics"]
@@ -134,7 +135,7 @@ def test_cancel_is_retried_through_transient_errors(stack: Stack) -> None:
     day, offer = _offer(stack)
     booked = _book(stack, offer).json()["entry"][0]["resource"]
     stack.fault(kind="error", status=503, times=2, method="PATCH", path="/fhir/Appointment/*")
-    r = httpx.patch(
+    r = http.patch(
         f"{stack.api}/Appointment/{booked['id']}",
         json=[{"op": "replace", "path": "/status", "value": "cancelled"}],
         headers={"Content-Type": "application/json-patch+json"},
@@ -149,7 +150,7 @@ def test_cancel_is_retried_through_transient_errors(stack: Stack) -> None:
 
 def test_search_failing_at_the_ehr_is_502_with_a_correlation_id(stack: Stack) -> None:
     stack.fault(kind="error", status=500, method="GET", path="/fhir/Appointment")
-    r = httpx.get(f"{stack.api}/Appointment", params={"patient": "pat-1"}, timeout=60)
+    r = http.get(f"{stack.api}/Appointment", params={"patient": "pat-1"}, timeout=60)
     body = assert_outcome(r, 502)
     assert body["extension"][0]["valueString"] == r.headers["X-Request-ID"]
     assert "Traceback" not in r.text and "127.0.0.1" not in r.text
@@ -161,11 +162,11 @@ def test_patient_registration_whose_answer_was_lost_returns_the_registered_patie
     stack.fault(kind="truncate", times=1, method="POST", path="/fhir/Patient")
     patient = {"resourceType": "Patient", "name": [{"family": "Lost", "given": ["Answer"]}],
                "gender": "male", "birthDate": "1970-01-02"}  # fmt: skip
-    r = httpx.post(f"{stack.api}/Patient", json=patient, timeout=60)
+    r = http.post(f"{stack.api}/Patient", json=patient, timeout=60)
     assert r.status_code == 200, r.text
     registered = r.json()
     assert registered["name"][0]["family"] == "Lost"
-    again = httpx.post(f"{stack.api}/Patient", json=patient)
+    again = http.post(f"{stack.api}/Patient", json=patient)
     assert again.status_code == 200 and again.json()["id"] == registered["id"]
 
 
@@ -177,11 +178,11 @@ def test_coverage_refused_by_the_ehr_comes_back_with_its_reason(stack: Stack) ->
         "beneficiary": {"reference": "Patient/pat-1"},
         "payor": [{"display": "Anthem"}],
     }
-    created = httpx.put(f"{stack.api}/Coverage/cov-test", json=coverage)
+    created = http.put(f"{stack.api}/Coverage/cov-test", json=coverage)
     assert created.status_code == 201, created.text
     coverage["type"] = {"coding": [{"system": "http://hl7.org/fhir/v3/ActCode", "code": "DENTAL"}]}
-    r = httpx.put(f"{stack.api}/Coverage/cov-test", json=coverage)
+    r = http.put(f"{stack.api}/Coverage/cov-test", json=coverage)
     body = assert_outcome(r, 422)
     assert "Coverage.type cannot be changed" in body["issue"][0]["diagnostics"]
     unknown = dict(coverage, beneficiary={"reference": "Patient/nobody"})
-    assert_outcome(httpx.post(f"{stack.api}/Coverage", json=unknown), 422)
+    assert_outcome(http.post(f"{stack.api}/Coverage", json=unknown), 422)

@@ -16,6 +16,7 @@ from .support import (
     Stack,
     assert_valid,
     bookable_day,
+    http,
     params,
     slot_ids,
     token_of,
@@ -76,14 +77,14 @@ def test_use_case_3_flow_with_a_client_built_appointment(stack: Stack) -> None:
     end = f"{day + timedelta(days=1)}T00:00:00Z"
 
     # $find, as the consumer sees it
-    found = httpx.get(f"{stack.api}/Appointment/$find",
+    found = http.get(f"{stack.api}/Appointment/$find",
                       params={"start": start, "end": end, "practitioner": practitioner,
                               "_count": "500"}).json()  # fmt: skip
     entry = next(e["resource"] for e in found["entry"] if slot_ids(e["resource"]) == [slot])
 
     # $hold with the client-built Argonaut Appointment (Use Case 3)
     hold = params(("appt-resource", "resource", _client_appointment(entry)))
-    r = httpx.post(f"{stack.api}/Appointment/$hold", json=hold)
+    r = http.post(f"{stack.api}/Appointment/$hold", json=hold)
     assert r.status_code == 201, r.text
     held = _bundle_appointment(stack, r, "pending")
     assert r.headers["Location"].endswith(f"/Appointment/{held['id']}")
@@ -95,15 +96,15 @@ def test_use_case_3_flow_with_a_client_built_appointment(stack: Stack) -> None:
     # register the patient; the second registration returns the same record
     patient = {"resourceType": "Patient", "name": [{"family": "Tester", "given": ["Una"]}],
                "gender": "female", "birthDate": "1985-03-14"}  # fmt: skip
-    r = httpx.post(f"{stack.api}/Patient", json=patient)
+    r = http.post(f"{stack.api}/Patient", json=patient)
     assert r.status_code == 201, r.text
     patient_id = r.json()["id"]
     assert r.headers["Location"].endswith(f"/Patient/{patient_id}")
-    again = httpx.post(f"{stack.api}/Patient", json=patient)
+    again = http.post(f"{stack.api}/Patient", json=patient)
     assert again.status_code == 200 and again.json()["id"] == patient_id
 
     # $book the hold for that patient
-    r = httpx.post(f"{stack.api}/Appointment/$book", json=params(
+    r = http.post(f"{stack.api}/Appointment/$book", json=params(
         ("appt-id", "valueUri", f"Appointment/{held['id']}"),
         ("patient-id", "valueUri", f"Patient/{patient_id}"),
         ("comment", "valueString", "rash on the left arm")))  # fmt: skip
@@ -115,16 +116,16 @@ def test_use_case_3_flow_with_a_client_built_appointment(stack: Stack) -> None:
     assert [(c.kind, c.appointment_id) for c in stack.claims()] == [("booked", held["id"])]
 
     # coverage: create, then update
-    r = httpx.post(f"{stack.api}/Coverage", json=_coverage(stack.flavour, f"Patient/{patient_id}"))
+    r = http.post(f"{stack.api}/Coverage", json=_coverage(stack.flavour, f"Patient/{patient_id}"))
     assert r.status_code == 201, r.text
     coverage = r.json()
     assert_valid(stack.flavour, coverage)
     coverage["period"] = {"start": "2026-02-01"}
-    r = httpx.put(f"{stack.api}/Coverage/{coverage['id']}", json=coverage)
+    r = http.put(f"{stack.api}/Coverage/{coverage['id']}", json=coverage)
     assert r.status_code == 200 and r.json()["period"]["start"] == "2026-02-01"
 
     # retrieve the patient's appointments
-    r = httpx.get(f"{stack.api}/Appointment", params=[
+    r = http.get(f"{stack.api}/Appointment", params=[
         ("patient", patient_id), ("status", "booked"), ("date", f"ge{day}"),
         ("date", f"lt{day + timedelta(days=1)}"), ("practitioner", practitioner)])  # fmt: skip
     assert r.status_code == 200, r.text
@@ -132,13 +133,13 @@ def test_use_case_3_flow_with_a_client_built_appointment(stack: Stack) -> None:
     assert_valid(stack.flavour, bundle)
     assert [e["resource"]["id"] for e in bundle["entry"]] == [held["id"]]
     after = ("date", f"gt{day + timedelta(days=1)}")
-    later = httpx.get(f"{stack.api}/Appointment", params=[("patient", patient_id), after])
+    later = http.get(f"{stack.api}/Appointment", params=[("patient", patient_id), after])
     assert later.status_code == 200 and later.json()["total"] == 0
 
     # cancel, with a reason; the slot comes back to $find
     cancel = [{"op": "replace", "path": "/status", "value": "cancelled"},
               {"op": "add", "path": "/comment", "value": "patient feels better"}]  # fmt: skip
-    r = httpx.patch(f"{stack.api}/Appointment/{held['id']}", json=cancel,
+    r = http.patch(f"{stack.api}/Appointment/{held['id']}", json=cancel,
                     headers={"Content-Type": "application/json-patch+json"})  # fmt: skip
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "cancelled"
@@ -153,7 +154,7 @@ def test_offer_id_from_find_is_booked_directly_and_released_by_fhirpath_patch(
     day = bookable_day(stack.rules)
     offer = stack.offers(day, specialty=DERMATOLOGY)[1]
     slots = slot_ids(offer)
-    r = httpx.post(f"{stack.api}/Appointment/$book", json=params(
+    r = http.post(f"{stack.api}/Appointment/$book", json=params(
         ("appt-id", "valueUri", f"Appointment/{token_of(offer)}"),
         ("patient-id", "valueUri", "Patient/pat-2")))  # fmt: skip
     assert r.status_code == 201, r.text
@@ -177,7 +178,7 @@ def test_offer_id_from_find_is_booked_directly_and_released_by_fhirpath_patch(
                                             "extension-status-reason"},
                                            {"name": "valueCodeableConcept",
                                             "valueCodeableConcept": reason}]}]}]}  # fmt: skip
-    r = httpx.patch(f"{stack.api}/Appointment/{booked['id']}", json=patch,
+    r = http.patch(f"{stack.api}/Appointment/{booked['id']}", json=patch,
                     headers={"Content-Type": "application/fhir+json"})  # fmt: skip
     assert r.status_code == 200, r.text
     assert r.json()["status"] == "cancelled"

@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
-from .support import Stack, fhir_model
+from .support import Stack, fhir_model, http
 
 pytestmark = pytest.mark.integration
 
 
 def test_capability_statement_is_truthful(stack: Stack) -> None:
-    r = httpx.get(f"{stack.api}/metadata")
+    r = http.get(f"{stack.api}/metadata")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("application/fhir+json")
     statement = r.json()
@@ -31,10 +30,10 @@ def test_capability_statement_is_truthful(stack: Stack) -> None:
     assert {i["code"] for i in resources["Coverage"]["interaction"]} == {"create", "update"}
 
     # every declared interaction answers (not 404/405) on the live API
-    assert httpx.get(f"{stack.api}/Appointment", params={"patient": "pat-1"}).status_code == 200
+    assert http.get(f"{stack.api}/Appointment", params={"patient": "pat-1"}).status_code == 200
     declared = [("PATCH", "/Appointment/x"), ("POST", "/Patient"), ("POST", "/Coverage"),
                 ("PUT", "/Coverage/x"), ("POST", "/Appointment/$hold"),
                 ("POST", "/Appointment/$book")]  # fmt: skip
     for method, path in declared:
-        status = httpx.request(method, f"{stack.api}{path}", json={}).status_code
+        status = http.request(method, f"{stack.api}{path}", json={}).status_code
         assert status not in (404, 405), (method, path, status)

@@ -12,11 +12,13 @@ import pytest
 from app.domain import VISIT_TYPE_SYSTEM
 
 from .support import (
+    AUTH,
     DERMATOLOGY,
     ApiProcess,
     Stack,
     assert_outcome,
     bookable_day,
+    http,
     params,
     slot_ids,
     start_api,
@@ -43,7 +45,7 @@ def _race(bodies: list[tuple[str, dict[str, Any]]]) -> list[httpx.Response]:
     results: list[httpx.Response | BaseException] = [RuntimeError("not run")] * len(bodies)
 
     def run(n: int, url: str, body: dict[str, Any]) -> None:
-        with httpx.Client(timeout=30) as client:
+        with httpx.Client(timeout=30, headers=AUTH) as client:
             barrier.wait()
             try:
                 results[n] = client.post(url, json=body)
@@ -92,7 +94,7 @@ def test_parallel_bookings_of_one_offer_through_two_processes_book_it_once(
     assert stu3.requests("POST", "/fhir/Appointment/$book") == 1, "the EHR saw one attempt"
     booked = [
         e["resource"]
-        for e in httpx.get(f"{stu3.ehr}/Appointment", params={"status": "booked"}).json()["entry"]
+        for e in http.get(f"{stu3.ehr}/Appointment", params={"status": "booked"}).json()["entry"]
     ]
     assert [slot_ids(a) for a in booked] == [slot_ids(offer)]
     assert not set(slot_ids(offer)) & stu3.find_slot_ids(day)

@@ -7,7 +7,16 @@ from typing import Any
 import httpx
 import pytest
 
-from .support import DERMATOLOGY, Stack, assert_outcome, bookable_day, params, slot_ids, token_of
+from .support import (
+    DERMATOLOGY,
+    Stack,
+    assert_outcome,
+    bookable_day,
+    http,
+    params,
+    slot_ids,
+    token_of,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -18,11 +27,11 @@ def _book(stack: Stack, offer: dict[str, Any], *extra: tuple[str, str, Any]) -> 
         ("patient-id", "valueUri", "Patient/pat-3"),
         *extra,
     )
-    return httpx.post(f"{stack.api}/Appointment/$book", json=body)
+    return http.post(f"{stack.api}/Appointment/$book", json=body)
 
 
 def _status(stack: Stack, appointment_id: str) -> str:
-    return str(httpx.get(f"{stack.api}/Appointment/{appointment_id}").json()["status"])
+    return str(http.get(f"{stack.api}/Appointment/{appointment_id}").json()["status"])
 
 
 def test_reschedule_cancels_the_old_appointment_and_books_the_new(stack: Stack) -> None:
@@ -45,7 +54,7 @@ def test_reschedule_whose_booking_fails_after_the_cancel_says_so(stack: Stack) -
     day = bookable_day(stack.rules)
     first, second = stack.offers(day, specialty=DERMATOLOGY)[:2]
     old = _book(stack, first).json()["entry"][0]["resource"]
-    httpx.post(f"{stack.control}/mutate", json={"op": "book", "slots": slot_ids(second)})
+    http.post(f"{stack.control}/mutate", json={"op": "book", "slots": slot_ids(second)})
     r = _book(stack, second, ("cancelled-appt-id", "valueUri", old["id"]))
     outcome = assert_outcome(r, 409, "conflict")
     incomplete = [i for i in outcome["issue"] if i["code"] == "incomplete"]
