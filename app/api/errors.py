@@ -9,6 +9,7 @@ traces, no EHR URLs, no resource content.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -80,6 +81,15 @@ def ehr_issues(exc: EhrError) -> list[dict[str, object]] | None:
 HTTP_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 
+def _path_pattern(path: str) -> re.Pattern[str]:
+    """An OpenAPI path as a regex whose parameters never match a ``$operation`` segment.
+
+    A FHIR id cannot contain ``$``, so ``/Appointment/{id}`` does not serve
+    ``/Appointment/$find`` (the typed ``{id:fhirid}`` route says so; OpenAPI forgets it).
+    """
+    return re.compile(compile_path(path)[0].pattern.replace("[^/]+", "[^/$][^/]*"))
+
+
 def _allowed_methods(request: Request) -> list[str]:
     """Every method served at this path, from the OpenAPI document (built once per app).
 
@@ -89,7 +99,7 @@ def _allowed_methods(request: Request) -> list[str]:
     table = getattr(request.app.state, "allow_table", None)
     if table is None:
         table = [
-            (compile_path(path)[0], {m.upper() for m in ops} & HTTP_METHODS)
+            (_path_pattern(path), {m.upper() for m in ops} & HTTP_METHODS)
             for path, ops in request.app.openapi().get("paths", {}).items()
         ]
         request.app.state.allow_table = table

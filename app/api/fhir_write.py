@@ -16,18 +16,26 @@ from starlette.concurrency import run_in_threadpool
 from app.booking import records, service
 from app.booking.context import BookingContext
 from app.booking.service import BookingOutcome
-from app.errors import NotFound
 from app.fhir.appointment_search import parse_appointment_search
-from app.fhir.operation_params import fhir_id, parse_operation
+from app.fhir.operation_params import parse_operation
 from app.fhir.patch_body import parse_cancel_patch
 from app.fhir.results import operation_result, searchset
 
-from . import auth
+from . import auth, convertors  # noqa: F401 (registers the fhirid path type)
 from .body import base_url, json_body
 from .deps import BookingDep
+from .openapi import BUNDLE_REF, RESOURCE_REF, fhir_content
 from .responses import FhirResponse
 
 router = APIRouter()
+
+# What each kind of route answers besides the OperationOutcome errors (see app.api.openapi).
+OPERATION_RESULT = {
+    200: fhir_content(BUNDLE_REF, "the EHR's Appointment, changed (Bundle, avail-bundle)"),
+    201: fhir_content(BUNDLE_REF, "the EHR's new Appointment (Bundle, avail-bundle)"),
+}
+APPOINTMENT = {200: fhir_content(RESOURCE_REF, "the EHR's Appointment")}
+SEARCHSET = {200: fhir_content(BUNDLE_REF, "searchset of the patient's appointments")}
 
 # Route access control: one dependency list per kind of route.
 APPOINTMENT_WRITE: list[Any] = [Depends(auth.require_scopes(auth.APPOINTMENT_WRITE))]
@@ -49,8 +57,6 @@ def _result(request: Request, ctx: BookingContext, outcome: BookingOutcome) -> F
 async def _operation(
     request: Request, ctx: BookingContext, operation: str, instance: str | None
 ) -> FhirResponse:
-    if instance is not None:
-        instance = fhir_id(instance, "Appointment", "Appointment.id")
     inputs = parse_operation(
         await json_body(request), operation=operation, instance_id=instance, flavour=ctx.flavour
     )
@@ -58,45 +64,64 @@ async def _operation(
     return _result(request, ctx, await run_in_threadpool(run, ctx, inputs))
 
 
-@router.post("/Appointment/$hold", dependencies=APPOINTMENT_WRITE, response_class=FhirResponse)
+@router.post(
+    "/Appointment/$hold",
+    dependencies=APPOINTMENT_WRITE,
+    response_class=FhirResponse,
+    responses=OPERATION_RESULT,
+)
 async def hold(request: Request, ctx: BookingDep) -> FhirResponse:
     return await _operation(request, ctx, "hold", None)
 
 
 @router.post(
-    "/Appointment/{appointment_id}/$hold",
+    "/Appointment/{appointment_id:fhirid}/$hold",
     dependencies=APPOINTMENT_WRITE,
     response_class=FhirResponse,
+    responses=OPERATION_RESULT,
 )
 async def hold_instance(request: Request, appointment_id: str, ctx: BookingDep) -> FhirResponse:
     return await _operation(request, ctx, "hold", appointment_id)
 
 
-@router.post("/Appointment/$book", dependencies=APPOINTMENT_WRITE, response_class=FhirResponse)
+@router.post(
+    "/Appointment/$book",
+    dependencies=APPOINTMENT_WRITE,
+    response_class=FhirResponse,
+    responses=OPERATION_RESULT,
+)
 async def book(request: Request, ctx: BookingDep) -> FhirResponse:
     return await _operation(request, ctx, "book", None)
 
 
 @router.post(
-    "/Appointment/{appointment_id}/$book",
+    "/Appointment/{appointment_id:fhirid}/$book",
     dependencies=APPOINTMENT_WRITE,
     response_class=FhirResponse,
+    responses=OPERATION_RESULT,
 )
 async def book_instance(request: Request, appointment_id: str, ctx: BookingDep) -> FhirResponse:
     return await _operation(request, ctx, "book", appointment_id)
 
 
 @router.patch(
-    "/Appointment/{appointment_id}", dependencies=APPOINTMENT_WRITE, response_class=FhirResponse
+    "/Appointment/{appointment_id:fhirid}",
+    dependencies=APPOINTMENT_WRITE,
+    response_class=FhirResponse,
+    responses=APPOINTMENT,
 )
 async def cancel(request: Request, appointment_id: str, ctx: BookingDep) -> FhirResponse:
     """Cancel an appointment or release a hold (JSON Patch or FHIRPath Patch)."""
-    rid = fhir_id(appointment_id, "Appointment", "Appointment.id")
     patch = parse_cancel_patch(await request.body(), request.headers.get("content-type"))
-    return FhirResponse(await run_in_threadpool(service.cancel, ctx, rid, patch))
+    return FhirResponse(await run_in_threadpool(service.cancel, ctx, appointment_id, patch))
 
 
-@router.get("/Appointment", dependencies=APPOINTMENT_READ, response_class=FhirResponse)
+@router.get(
+    "/Appointment",
+    dependencies=APPOINTMENT_READ,
+    response_class=FhirResponse,
+    responses=SEARCHSET,
+)
 def search(request: Request, ctx: BookingDep) -> FhirResponse:
     params = parse_appointment_search(request.query_params.multi_items())
     found, truncated = records.search_appointments(ctx, params)
@@ -112,10 +137,9 @@ def search(request: Request, ctx: BookingDep) -> FhirResponse:
 
 
 @router.get(
-    "/Appointment/{appointment_id}", dependencies=APPOINTMENT_READ, response_class=FhirResponse
+    "/Appointment/{appointment_id:fhirid}",
+    dependencies=APPOINTMENT_READ,
+    response_class=FhirResponse,
 )
 def read(appointment_id: str, ctx: BookingDep) -> FhirResponse:
-    if appointment_id.startswith("$"):
-        raise NotFound(f"operation {appointment_id} is not supported with GET")
-    rid = fhir_id(appointment_id, "Appointment", "Appointment.id")
-    return FhirResponse(records.read_appointment(ctx, rid))
+    return FhirResponse(records.read_appointment(ctx, appointment_id))

@@ -11,6 +11,7 @@ from app.settings import Settings
 
 from .body import base_url
 from .deps import SettingsDep
+from .openapi import RESOURCE_REF, fhir_content
 from .responses import FhirResponse
 
 router = APIRouter()
@@ -34,7 +35,11 @@ def security(settings: Settings) -> Security:
     )
 
 
-@router.get("/metadata", response_class=FhirResponse)
+@router.get(
+    "/metadata",
+    response_class=FhirResponse,
+    responses={200: fhir_content(RESOURCE_REF, "CapabilityStatement")},
+)
 def metadata(request: Request, settings: SettingsDep) -> FhirResponse:
     return FhirResponse(
         capability_statement(

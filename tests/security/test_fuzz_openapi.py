@@ -7,6 +7,7 @@ Bounded for CI: few examples per operation, no example database.
 
 from __future__ import annotations
 
+import atexit
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from app.runtime import engine_for
+from sandbox_ehr.process import start_sandbox
 from tests.api.conftest import EVERYTHING, WEBHOOK_SECRET, api_settings, build_app
 from tests.tokens import JwksServer, SigningKey
 
@@ -27,7 +29,11 @@ from .conftest import fingerprint, seed_cache
 # (its fixture-based loader does not support this pytest). The cache lives in a
 # temporary directory that the module fixture below removes.
 _DIRECTORY = Path(tempfile.mkdtemp(prefix="slotsync-fuzz-"))
-_SETTINGS = api_settings(_DIRECTORY)
+# The write side forwards to the EHR: fuzz it against a real (sandbox) one, whose
+# refusals must come back as 4xx, never as a 5xx of ours.
+_EHR = start_sandbox(size=300, extra_args=("--horizon-days", "7"))
+atexit.register(_EHR.stop)  # also when collection deselects every test of this module
+_SETTINGS = api_settings(_DIRECTORY, ehr_base_url=_EHR.base_url, ehr_timeout_seconds=10)
 APP = build_app(_SETTINGS, JwksServer(SigningKey(kid="fuzz")))
 ENGINE = engine_for(_SETTINGS.effective_database_url)
 seed_cache(ENGINE)
@@ -39,6 +45,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", APP)
 @pytest.fixture(scope="module", autouse=True)
 def _remove_directory() -> Iterator[None]:
     yield
+    _EHR.stop()
     ENGINE.dispose()
     shutil.rmtree(_DIRECTORY, ignore_errors=True)
 
