@@ -18,7 +18,7 @@ from .responses import FhirResponse
 
 router = APIRouter()
 
-CREATED_OR_FOUND = {
+CREATED_OR_FOUND: dict[int | str, dict[str, Any]] = {
     200: fhir_content(RESOURCE_REF, "the EHR's existing or updated resource"),
     201: fhir_content(RESOURCE_REF, "the resource the EHR created"),
 }

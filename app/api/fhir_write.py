@@ -30,12 +30,16 @@ from .responses import FhirResponse
 router = APIRouter()
 
 # What each kind of route answers besides the OperationOutcome errors (see app.api.openapi).
-OPERATION_RESULT = {
+OPERATION_RESULT: dict[int | str, dict[str, Any]] = {
     200: fhir_content(BUNDLE_REF, "the EHR's Appointment, changed (Bundle, avail-bundle)"),
     201: fhir_content(BUNDLE_REF, "the EHR's new Appointment (Bundle, avail-bundle)"),
 }
-APPOINTMENT = {200: fhir_content(RESOURCE_REF, "the EHR's Appointment")}
-SEARCHSET = {200: fhir_content(BUNDLE_REF, "searchset of the patient's appointments")}
+APPOINTMENT: dict[int | str, dict[str, Any]] = {
+    200: fhir_content(RESOURCE_REF, "the EHR's Appointment")
+}
+SEARCHSET: dict[int | str, dict[str, Any]] = {
+    200: fhir_content(BUNDLE_REF, "searchset of the patient's appointments")
+}
 
 # Route access control: one dependency list per kind of route.
 APPOINTMENT_WRITE: list[Any] = [Depends(auth.require_scopes(auth.APPOINTMENT_WRITE))]

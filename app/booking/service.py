@@ -95,16 +95,18 @@ def _read(read_back: Callable[[], dict[str, Any] | None], cause: EhrError) -> di
         raise _Unknown(cause) from exc
 
 
-def _recovered(state: dict[str, Any], cause: EhrError) -> AppointmentAnswer:
+def _recovered(state: dict[str, Any], cause: EhrError, created: bool) -> AppointmentAnswer:
     return AppointmentAnswer(
         appointment=state,
-        created=True,
+        created=created,
         issues=[_info(f"the EHR's answer was lost ({cause}); its state was read back")],
     )
 
 
 def _attempt(
-    call: Callable[[], AppointmentAnswer], read_back: Callable[[], dict[str, Any] | None]
+    call: Callable[[], AppointmentAnswer],
+    read_back: Callable[[], dict[str, Any] | None],
+    creates: bool,
 ) -> AppointmentAnswer:
     """``call``; if its answer is lost, read back, and try once more only when nothing happened.
 
@@ -122,14 +124,14 @@ def _attempt(
         lost = first
     state = _read(read_back, lost)
     if state is not None:
-        return _recovered(state, lost)
+        return _recovered(state, lost, creates)
     log.warning("EHR write lost (%r) and read back as not done: trying once more", lost)
     try:
         return call()
     except EhrConflict:
         state = _read(read_back, lost)  # the lost first attempt may have landed meanwhile
         if state is not None:
-            return _recovered(state, lost)
+            return _recovered(state, lost, creates)
         raise
     except EhrRejected:
         raise
@@ -138,7 +140,7 @@ def _attempt(
             raise _NotDone(second) from second
         state = _read(read_back, second)
         if state is not None:
-            return _recovered(state, second)
+            return _recovered(state, second, creates)
         raise _NotDone(second) from second
 
 
@@ -150,14 +152,16 @@ def _write(
     call: Callable[[], AppointmentAnswer],
     read_back: Callable[[], dict[str, Any] | None],
     undo: Callable[[bool], None],
+    creates: bool,
 ) -> AppointmentAnswer:
     """Run one EHR write and turn every failure into a definite answer for the caller.
 
     ``undo(conflict)`` puts the claims back after a definite "no" (and refreshes the
-    schedule when the EHR said a slot is taken).
+    schedule when the EHR said a slot is taken); ``creates`` says whether the write
+    makes a new Appointment (how a read-back result is reported).
     """
     try:
-        return _attempt(call, read_back)
+        return _attempt(call, read_back, creates)
     except EhrConflict as exc:
         undo(True)
         raise Conflict(
@@ -244,6 +248,7 @@ def hold(ctx: BookingContext, request: OperationInput) -> BookingOutcome:
             ctx.gateway, target.resource, ("pending",)
         ),
         undo=_undo_new(ctx, claim_id),
+        creates=True,
     )
     rid = _appointment_id(ctx, claim_id, answer)
     confirmed = ctx.clock()
@@ -319,7 +324,13 @@ def book(ctx: BookingContext, request: OperationInput) -> BookingOutcome:
         notes.append(_info(f"Appointment/{old} was cancelled (rescheduled)"))
     try:
         answer = _write(
-            ctx, claim_id, what="book the appointment", call=call, read_back=read_back, undo=undo
+            ctx,
+            claim_id,
+            what="book the appointment",
+            call=call,
+            read_back=read_back,
+            undo=undo,
+            creates=isinstance(target, NewAppointment),
         )
         rid = _appointment_id(ctx, claim_id, answer)
     except (SlotsyncError, EhrError) as exc:

@@ -186,3 +186,47 @@ def test_coverage_refused_by_the_ehr_comes_back_with_its_reason(stack: Stack) ->
     assert "Coverage.type cannot be changed" in body["issue"][0]["diagnostics"]
     unknown = dict(coverage, beneficiary={"reference": "Patient/nobody"})
     assert_outcome(http.post(f"{stack.api}/Coverage", json=unknown), 422)
+
+
+def _coverage() -> dict[str, Any]:
+    return {
+        "resourceType": "Coverage",
+        "status": "active",
+        "beneficiary": {"reference": "Patient/pat-2"},
+        "payor": [{"display": "Anthem"}],
+    }
+
+
+def test_coverage_writes_through_ehr_failures(stack: Stack) -> None:
+    stack.fault(kind="error", status=503, times=2, method="PUT", path="/fhir/Coverage/*")
+    r = http.put(f"{stack.api}/Coverage/cov-retry", json=_coverage())
+    assert r.status_code == 201, r.text
+    puts = [n for key, n in stack.stats()["requests"].items() if key.startswith("PUT ")]
+    assert sum(puts) == 3, "an update is safe to repeat"
+
+    stack.fault(kind="error", status=500, method="POST", path="/fhir/Coverage")
+    r = http.post(f"{stack.api}/Coverage", json=_coverage())
+    body = assert_outcome(r, 502)
+    assert "PUT Coverage/[id] is safe to repeat" in body["issue"][0]["diagnostics"]
+    posts = [n for key, n in stack.stats()["requests"].items() if key.startswith("POST /fhir/Cov")]
+    assert sum(posts) == 1, "a create is never repeated blindly"
+
+
+def test_booking_a_hold_whose_answer_was_lost_is_read_back(stack: Stack) -> None:
+    day, offer = _offer(stack)
+    held = http.post(
+        f"{stack.api}/Appointment/$hold", json=params(("appt-id", "valueUri", token_of(offer)))
+    ).json()["entry"][0]["resource"]
+    if stack.flavour == "r4":
+        stack.fault(kind="truncate", times=1, method="PUT", path="/fhir/Appointment/*")
+    else:
+        stack.fault(kind="truncate", times=1, **_write_path(stack, "book"))
+    r = http.post(f"{stack.api}/Appointment/$book", json=params(
+        ("appt-id", "valueUri", f"Appointment/{held['id']}"),
+        ("patient-id", "valueUri", "Patient/pat-4")))  # fmt: skip
+    assert r.status_code == 200, r.text
+    bundle = r.json()
+    assert bundle["entry"][0]["resource"]["status"] == "booked"
+    assert "read back" in bundle["entry"][1]["resource"]["issue"][0]["diagnostics"]
+    assert {c.kind for c in stack.claims()} == {"booked"}
+    assert not set(slot_ids(offer)) & stack.find_slot_ids(day)
