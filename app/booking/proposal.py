@@ -217,13 +217,12 @@ def _from_resource(
     slots, schedules, actors = _cache_view(session, request, rules, schedule_ids, now)
     offers = compose(request, rules, slots, schedules, actors, now, ctx.sign).appointments
     wanted = set(slot_ids)
-    match = next((a for a in offers if wanted and set(a.slot_ids) == wanted), None) or next(
+    same_time = [a for a in offers if (a.start, a.end) == (start, end)]
+    match = next((a for a in same_time if wanted and set(a.slot_ids) == wanted), None) or next(
         (
             a
-            for a in offers
-            if (a.start, a.end) == (start, end)
-            and wanted <= set(a.slot_ids)
-            and set(non_patient) <= {p.ref for p in a.participants}
+            for a in same_time
+            if wanted <= set(a.slot_ids) and set(non_patient) <= {p.ref for p in a.participants}
         ),
         None,
     )
