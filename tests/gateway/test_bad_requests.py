@@ -135,8 +135,8 @@ def test_unknown_ids_and_refused_business_rules_change_nothing(stack: Stack) -> 
     assert_outcome(refused, 422, "business-rule")
     longer = {k: v for k, v in offer.items() if k not in ("id", "identifier")}
     longer["end"] = _plus_minutes(offer["end"], 15)  # its slots do not cover that
-    stretched = http.post(f"{stack.api}/Appointment/$book", json=params(
-        ("appt-resource", "resource", longer), ("patient-id", "valueUri", "Patient/pat-1")))  # fmt: skip
+    stretched = http.post(f"{stack.api}/Appointment/$hold",
+                          json=params(("appt-resource", "resource", longer)))  # fmt: skip
     assert_outcome(stretched, 422, "business-rule")
 
     assert stack.claims() == []
