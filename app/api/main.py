@@ -22,9 +22,21 @@ from rules.schema import RulesFile
 from . import fhir_find, fhir_patient, fhir_write, metadata
 from .auth import install_auth
 from .errors import install_error_handlers
-from .health import install_health
+from .health import Check, add_readiness_check, install_health
 from .middleware import install_middleware
 from .openapi import install_openapi
+
+
+def rules_check(app: FastAPI) -> Check:
+    """Ready once rules are loaded; a rejected newer file is reported, the old rules serve."""
+    store = getattr(app.state, "rules_store", None)
+    if store is None:
+        return Check(False, "rules not loaded yet")
+    rules = store.current
+    detail = f"{rules.organization.name}: {len(rules.visit_types)} visit types from {store.path}"
+    if store.last_error is not None:
+        detail += "; a newer file was rejected, previous rules in force"
+    return Check(True, detail)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -64,6 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_middleware(app, settings)
     install_auth(app, settings)
     install_health(app, settings)
+    add_readiness_check(app, "rules", lambda: rules_check(app))
     app.include_router(metadata.router, prefix="/fhir", tags=["fhir"])
     app.include_router(fhir_find.router, prefix="/fhir", tags=["fhir"])
     app.include_router(fhir_write.router, prefix="/fhir", tags=["fhir"])
