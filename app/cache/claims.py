@@ -113,8 +113,18 @@ def insert_claims(
     except IntegrityError as exc:
         raise SlotsTaken(", ".join(ids)) from exc
     except OperationalError as exc:
-        # A deadlock or lock timeout between claimers: the other one won.
-        raise SlotsTaken(", ".join(ids)) from exc
+        if _lost_lock_race(exc):  # a deadlock or lock timeout between claimers: the other won
+            raise SlotsTaken(", ".join(ids)) from exc
+        raise
+
+
+# PostgreSQL: deadlock_detected, lock_not_available, serialization_failure.
+_LOCK_RACE_STATES = frozenset({"40P01", "55P03", "40001"})
+
+
+def _lost_lock_race(exc: OperationalError) -> bool:
+    state = getattr(exc.orig, "sqlstate", None)
+    return state in _LOCK_RACE_STATES or "database is locked" in str(exc.orig)
 
 
 def live_claims(session: Session, slot_ids: Collection[str], now: datetime) -> list[Claim]:
