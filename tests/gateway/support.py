@@ -19,17 +19,12 @@ from sqlalchemy.orm import Session
 
 import rules
 from app.cache import claims
-from app.cache import repository as repo
 from app.cache.db import make_engine
 from app.domain import VISIT_TYPE_SYSTEM
 from app.ehr.client import EhrClient, fhir_datetime
-from app.fhir.appointment import to_r4, to_stu3
 from app.settings import DEMO_API_KEY, DEMO_SCOPES
 from app.sync.load import day_start, initial_load
-from rules.appointment_id import encode
-from rules.composer import compose, slot_fetch_window
 from rules.loader import load_rules
-from rules.request import FindRequest, PatientInfo
 from rules.schema import RulesFile
 from sandbox_ehr.process import SandboxProcess
 from tests.support import free_port, wait_for_http
@@ -211,33 +206,24 @@ class Stack:
         practitioners: tuple[str, ...] = (),
         patient: str | None = None,
     ) -> list[dict[str, Any]]:
-        """Offers for a day exactly as ``$find`` composes them (signed ids, same rules)."""
+        """The proposed Appointments our ``$find`` offers for a day, in its order."""
         start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        request = FindRequest(
-            start=start,
-            end=start + timedelta(days=1),
-            visit_types=(visit_type,),
-            specialties=(specialty,) if specialty else (),
-            practitioners=practitioners,
-            patient=PatientInfo(ref=patient) if patient else None,
-        )
-        now = datetime.now(UTC)
-        fetch_start, fetch_end = slot_fetch_window(request, self.rules, now)
-        with Session(self.engine) as session:
-            slots = repo.free_slots(session, fetch_start - timedelta(hours=4), fetch_end)
-            schedules = repo.schedules_by_id(session)
-            actors = repo.actors_by_ref(session)
-        result = compose(
-            request,
-            self.rules,
-            slots,
-            schedules,
-            actors,
-            now,
-            lambda payload: encode(payload, SECRET.encode()),
-        )
-        render = to_r4 if self.flavour == "r4" else to_stu3
-        return [render(a, (request.start, request.end), actors) for a in result.appointments]
+        query = [
+            ("start", start.isoformat()),
+            ("end", (start + timedelta(days=1)).isoformat()),
+            ("visit-type", visit_type),
+            ("_count", "1000"),
+        ]
+        query += [("specialty", specialty)] if specialty else []
+        query += [("practitioner", ",".join(practitioners))] if practitioners else []
+        query += [("patient-reference", patient)] if patient else []
+        response = http.get(f"{self.api}/Appointment/$find", params=query)
+        assert response.status_code == 200, response.text
+        return [
+            entry["resource"]
+            for entry in response.json().get("entry", [])
+            if entry["resource"]["resourceType"] == "Appointment"
+        ]
 
 
 def slot_ids(appointment: dict[str, Any]) -> list[str]:
