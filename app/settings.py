@@ -10,7 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -37,6 +37,66 @@ class Settings(BaseSettings):
     load_window_days: int = Field(
         default=7, ge=1, le=90, description="initial load chunk: one schedule x this many days"
     )
+    load_chunking: Literal["schedule", "window"] = Field(
+        default="schedule",
+        description="daily load unit: (schedules x window) chunks, or every schedule x window",
+    )
+    load_schedules_per_chunk: int = Field(
+        default=1, ge=1, le=200, description="schedules fetched together in one load chunk"
+    )
+
+    # -- EHR access --------------------------------------------------------------
+    ehr_page_size: int | None = Field(default=None, ge=1, description="_count asked of the EHR")
+    ehr_prefetch_method: Literal["GET", "POST"] = "GET"
+    ehr_auth: Literal["none", "bearer", "smart"] = "none"
+    ehr_bearer_token: SecretStr | None = None
+    ehr_client_id: str | None = Field(default=None, description="SMART backend services client")
+    ehr_token_url: str | None = None
+    ehr_private_key: SecretStr | None = Field(default=None, description="PEM of the JWT key")
+    ehr_private_key_path: Path | None = None
+    ehr_key_id: str | None = None
+    ehr_jwt_alg: Literal["RS384", "ES384"] = "RS384"
+    ehr_scope: str = "system/Slot.read system/Schedule.read system/Practitioner.read"
+
+    # -- notifications, polling, workers ------------------------------------------
+    webhook_secret: SecretStr | None = Field(
+        default=None, description="shared secret the EHR sends with every notification"
+    )
+    public_base_url: str | None = Field(
+        default=None, description="our URL as the EHR sees it; unset = no subscription, poll"
+    )
+    subscription_topic: str = Field(
+        default="http://slotsync.example/fhir/SubscriptionTopic/slot-changes",
+        description="R4 backport topic canonical of slot/schedule changes",
+    )
+    heartbeat_seconds: int = Field(default=60, ge=5, description="heartbeat period asked for")
+    heartbeat_grace: float = Field(
+        default=2.5, ge=1.0, description="feed is stale after this many silent periods"
+    )
+    poll_interval_seconds: int = Field(default=60, ge=5, description="polling while stale")
+    poll_near_days: int = Field(default=7, ge=1, description="STU3 poll: re-prefetch this far")
+    watchdog_seconds: int = Field(default=15, ge=1, description="how often the watchdog looks")
+    subscription_renew_seconds: int = Field(default=3600, ge=60)
+    refresh_coalesce_seconds: int = Field(
+        default=300, ge=1, description="expiry of a queued refresh's dedupe key"
+    )
+    schedule_lock_seconds: int = Field(
+        default=60, ge=5, description="expiry of a schedule lock (extended while pages arrive)"
+    )
+    broker_visibility_timeout_seconds: int = Field(
+        default=3600, ge=10, description="unacked task redelivery; longer than any task"
+    )
+    task_time_limit_seconds: int = Field(default=900, ge=10, description="hard limit per task")
+    worker_queues: str = Field(default="sync,load", description="queues a worker consumes")
+
+    @model_validator(mode="after")
+    def _visibility_outlasts_tasks(self) -> Settings:
+        # A task still running when its message becomes visible again would run twice at once.
+        if self.broker_visibility_timeout_seconds <= self.task_time_limit_seconds:
+            raise ValueError(
+                "BROKER_VISIBILITY_TIMEOUT_SECONDS must be longer than TASK_TIME_LIMIT_SECONDS"
+            )
+        return self
 
     @property
     def effective_database_url(self) -> str:
