@@ -217,6 +217,4 @@ class SubscriptionRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
-    __table_args__ = (
-        Index("ix_subscriptions_endpoint", "endpoint", "fhir_version", unique=True),
-    )
+    __table_args__ = (Index("ix_subscriptions_endpoint", "endpoint", "fhir_version", unique=True),)

@@ -23,7 +23,9 @@ codes = sa.JSON().with_variant(JSONB(), "postgresql")
 
 def upgrade() -> None:
     with op.batch_alter_table("sync_runs") as batch:
-        batch.add_column(sa.Column("chunks_total", sa.Integer(), nullable=False, server_default="0"))
+        batch.add_column(
+            sa.Column("chunks_total", sa.Integer(), nullable=False, server_default="0")
+        )
         batch.add_column(sa.Column("chunks_done", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(
             sa.Column("chunks_failed", sa.Integer(), nullable=False, server_default="0")
