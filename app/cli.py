@@ -6,11 +6,15 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
 
 from app.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from app.sync.runs import ResyncRequest
 
 console = Console(stderr=True)
 
@@ -67,60 +71,114 @@ def _cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
     return sandbox_main(list(args.sandbox_args))
 
 
+def _resync_request(args: argparse.Namespace) -> ResyncRequest:
+    from app.fhir.parse import parse_instant
+    from app.sync.runs import ResyncRequest
+    from app.sync.windows import horizon, utcnow
+
+    start = parse_instant(args.start, "--start") if args.start else None
+    end = parse_instant(args.end, "--end") if args.end else None
+    everything = not args.schedule and not args.actor and start is None and end is None
+    if args.horizon_days and end is None:
+        end = horizon(utcnow(), args.horizon_days)[1]
+    ids = tuple(s.removeprefix("Schedule/") for s in args.schedule) if args.schedule else None
+    return ResyncRequest(
+        kind="initial-load" if everything else "resync",
+        schedule_ids=ids,
+        actor=args.actor,
+        start=start,
+        end=end,
+    )
+
+
 def _cmd_resync(args: argparse.Namespace, settings: Settings) -> int:
-    if args.enqueue:
-        if settings.embedded:
-            console.print("[red]--enqueue needs SLOTSYNC_REDIS_URL (a broker)[/red]")
-            return 2
-        from workers.tasks import initial_load_task
+    from app.fhir.parse import FhirParseError
+    from app.progress import run_with_progress, watch_run
+    from app.runtime import dispatcher, sync_context
+    from app.sync.feed import ensure_subscription
 
-        result = initial_load_task.delay(args.horizon_days)
-        console.print(f"initial load queued as task {result.id}")
+    try:
+        request = _resync_request(args)
+    except FhirParseError as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
+    ctx = sync_context(settings)
+    if args.subscribe:
+        state = ensure_subscription(ctx)
+        if state.endpoint:
+            colour = "red" if state.error else "green"
+            console.print(
+                f"[{colour}]subscription {state.ehr_id or '-'} {state.status}[/{colour}]"
+                f" -> {state.endpoint} {state.error or ''}"
+            )
+        else:
+            console.print("[yellow]SLOTSYNC_PUBLIC_BASE_URL unset: no subscription, polling[/]")
+    if settings.embedded or not args.enqueue:
+        result = run_with_progress(ctx, request)
+        return 0 if result.status == "ok" else 1
+    token = dispatcher(settings).resync(request)
+    console.print(f"resync queued (token {token})")
+    if args.no_wait:
         return 0
-    from app.progress import run_load_with_progress
-
-    run_load_with_progress(settings, args.horizon_days)
-    return 0
+    result = watch_run(ctx, token, timeout=args.timeout)
+    return 0 if result.status == "ok" else 1
 
 
 def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
     from sqlalchemy.orm import Session
 
-    from app.cache import repository as repo
     from app.runtime import get_engine
+    from app.sync.status import sync_status
+    from app.sync.windows import utcnow
 
     with Session(get_engine(settings)) as session:
-        slots = repo.count_slots(session)
-        schedules = len(repo.schedules_by_id(session))
-        runs = repo.recent_runs(session, args.limit)
-    out = Console()
-    out.print(f"cache: {slots} free slots in {schedules} schedules")
-    table = Table(
-        "run",
-        "kind",
-        "scope",
-        "started",
-        "finished",
-        "status",
-        "seen",
-        "written",
-        "removed",
-        "error",
-    )
-    for run in runs:
-        table.add_row(
-            str(run.id),
-            run.kind,
-            run.scope or "",
-            run.started_at.isoformat(timespec="seconds"),
-            run.finished_at.isoformat(timespec="seconds") if run.finished_at else "",
-            run.status,
-            str(run.slots_seen),
-            str(run.slots_upserted),
-            str(run.slots_deleted),
-            (run.error or "")[:60],
+        report = sync_status(
+            session, now=utcnow(), schedule_ids=args.schedule or None, limit=args.limit
         )
-    out.print(table)
+    out = Console()
+    if args.json:
+        out.print_json(json.dumps(report))
+        return 0
+    overall = report["overall"]
+    out.print(
+        f"cache: {overall['slots_cached']} free slots in {overall['schedules']} schedules;"
+        f" EHR feed: [bold]{overall['feed_state']}[/bold]"
+    )
+    last = overall["last_complete_full_load"]
+    out.print(f"last complete full load: {last['finished_at'] if last else 'never'}")
+    for feed in overall["feeds"]:
+        out.print(
+            f"feed {feed['id']}: subscription {feed['ehr_id'] or '-'} {feed['status']},"
+            f" {feed['feed_state']}, last heard {feed['last_heard_at'] or 'never'},"
+            f" last polled {feed['last_polled_at'] or 'never'}"
+            + (f", error: {feed['last_error']}" if feed["last_error"] else "")
+        )
+    runs = Table("run", "kind", "scope", "started", "status", "chunks", "seen", "written", "error")
+    for run in overall["running"] + [r for r in report["recent_runs"] if r["status"] != "running"]:
+        runs.add_row(
+            str(run["id"]),
+            run["kind"],
+            (run["scope"] or "")[:30],
+            run["started_at"] or "",
+            run["status"],
+            f"{run['chunks_done']}+{run['chunks_failed']}/{run['chunks_total']}",
+            str(run["slots_seen"]),
+            str(run["slots_upserted"]),
+            (run["error"] or "")[:50],
+        )
+    out.print(runs)
+    if args.schedules or args.schedule:
+        table = Table("schedule", "slots", "last confirmed", "last error")
+        for row in report["schedules"]:
+            table.add_row(
+                row["id"],
+                str(row["slots_cached"]),
+                row["last_confirmed_at"] or "never",
+                (row["last_error"] or "")[:60],
+            )
+        out.print(table)
     return 0
 
 
@@ -165,13 +223,25 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--sandbox-port", type=int, default=8100)
     demo.set_defaults(func=_cmd_demo)
 
-    resync = sub.add_parser("resync", help="reload the whole horizon from the EHR now")
+    resync = sub.add_parser(
+        "resync", help="reload from the EHR now: everything, or some schedules / an actor"
+    )
+    resync.add_argument("--schedule", action="append", default=[], help="Schedule id (repeat)")
+    resync.add_argument("--actor", help="all schedules of e.g. Practitioner/pr-1")
+    resync.add_argument("--start", help="window start (FHIR date or dateTime)")
+    resync.add_argument("--end", help="window end (FHIR date or dateTime)")
     resync.add_argument("--horizon-days", type=int, default=None)
-    resync.add_argument("--enqueue", action="store_true", help="queue it for the workers")
+    resync.add_argument("--subscribe", action="store_true", help="create/renew the Subscription")
+    resync.add_argument("--enqueue", action="store_true", help="run it on the Celery workers")
+    resync.add_argument("--no-wait", action="store_true", help="with --enqueue: do not watch it")
+    resync.add_argument("--timeout", type=float, default=3600.0, help="seconds to watch")
     resync.set_defaults(func=_cmd_resync)
 
-    status = sub.add_parser("status", help="cache size and recent sync runs")
-    status.add_argument("--limit", type=int, default=10)
+    status = sub.add_parser("status", help="sync status: feed, runs, per-schedule freshness")
+    status.add_argument("--schedule", action="append", default=[], help="only these schedules")
+    status.add_argument("--schedules", action="store_true", help="list every schedule")
+    status.add_argument("--limit", type=int, default=1000)
+    status.add_argument("--json", action="store_true", help="the report as JSON")
     status.set_defaults(func=_cmd_status)
 
     db = sub.add_parser("db", help="database schema")

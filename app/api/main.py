@@ -8,10 +8,10 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from sqlalchemy import text
 
-from app.runtime import get_engine
+from app.runtime import coordinator, dispatcher, get_engine
 from app.settings import Settings, get_settings
 
-from . import fhir_find
+from . import admin, fhir_find, webhook
 from .errors import install_error_handlers
 from .responses import FhirResponse
 
@@ -23,11 +23,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.engine = get_engine(settings)
+        app.state.coordinator = coordinator(settings)
+        app.state.dispatcher = dispatcher(settings)
         yield
 
     app = FastAPI(title="slotsync", version="0.1.0", lifespan=lifespan)
     install_error_handlers(app)
     app.include_router(fhir_find.router, prefix="/fhir", tags=["fhir"])
+    app.include_router(webhook.router, tags=["sync"])
+    app.include_router(admin.router, tags=["ops"])
 
     @app.get("/healthz", response_class=FhirResponse, tags=["ops"])
     def healthz() -> FhirResponse:

@@ -7,7 +7,7 @@ executemany (SQLAlchemy's insertmanyvalues), never row-by-row ORM flushes.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Row, case, delete, func, or_, select, update
@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from app.domain import Actor, Schedule, Slot
 
-from .models import ActorRow, ScheduleActorRow, ScheduleRow, SlotRow, SyncRunRow
+from .models import ActorRow, ScheduleActorRow, ScheduleRow, SlotRow, SyncMarkRow
 from .snapshot import SnapshotPlan
 
 BATCH = 2000
@@ -122,6 +122,7 @@ def actor_from_row(row: ActorRow) -> Actor:
 
 
 def upsert_actors(session: Session, actors: Iterable[Actor], confirmed_at: datetime) -> None:
+    actors = sorted(actors, key=lambda a: a.ref)  # one lock order for concurrent writers
     rows = {
         a.ref: {
             "ref": a.ref,
@@ -138,10 +139,18 @@ def upsert_actors(session: Session, actors: Iterable[Actor], confirmed_at: datet
     _upsert(session, ActorRow, list(rows.values()), ["ref"])
 
 
+NEVER = datetime(1970, 1, 1, tzinfo=UTC)  # "slots not confirmed yet" of a new schedule
+
+
 def upsert_schedules(
-    session: Session, schedules: Iterable[Schedule], confirmed_at: datetime
+    session: Session, schedules: Iterable[Schedule], confirmed_at: datetime | None
 ) -> None:
-    unique = {s.id: s for s in schedules}
+    """Insert or update schedules (and their actor links), in id order.
+
+    ``confirmed_at=None`` records the schedules without claiming their slots are
+    confirmed (schedule discovery): new ones get :data:`NEVER`, known ones keep theirs.
+    """
+    unique = {s.id: s for s in sorted(schedules, key=lambda s: s.id)}
     if not unique:
         return
     rows = [
@@ -152,11 +161,20 @@ def upsert_schedules(
             "specialties": list(s.specialties),
             "horizon_start": s.horizon_start,
             "horizon_end": s.horizon_end,
-            "last_confirmed_at": confirmed_at,
+            "last_confirmed_at": confirmed_at or NEVER,
         }
         for s in unique.values()
     ]
-    _upsert(session, ScheduleRow, rows, ["id"])
+    if confirmed_at is None:
+        stmt = _insert(session, ScheduleRow)
+        keep = {"id", "last_confirmed_at"}
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["id"], set_={c: stmt.excluded[c] for c in rows[0] if c not in keep}
+        )
+        for i in range(0, len(rows), BATCH):
+            session.execute(stmt, rows[i : i + BATCH])
+    else:
+        _upsert(session, ScheduleRow, rows, ["id"])
     ids = list(unique)
     for chunk in _batched(ids):
         session.execute(delete(ScheduleActorRow).where(ScheduleActorRow.schedule_id.in_(chunk)))
@@ -183,38 +201,121 @@ def apply_snapshot(session: Session, plan: SnapshotPlan, confirmed_at: datetime)
         session.execute(delete(SlotRow).where(SlotRow.id.in_(chunk)))
 
 
-def confirm_window(
+def lock_schedules(session: Session, schedule_ids: Collection[str] | None) -> None:
+    """Row-lock the schedules about to be written (all of them for None), in id order.
+
+    Writers of one schedule then queue up in the database, so the check of the day
+    marks and the write that follows it see no concurrent change. Locking in id
+    order keeps two multi-schedule writers from deadlocking. SQLite has one writer
+    at a time anyway and ignores it.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    stmt = select(ScheduleRow.id).order_by(ScheduleRow.id).with_for_update()
+    if schedule_ids is None:
+        session.execute(stmt)
+        return
+    for chunk in _batched(sorted(schedule_ids)):
+        session.execute(stmt.where(ScheduleRow.id.in_(chunk)))
+
+
+def fresher_days(
+    session: Session,
+    schedule_ids: Collection[str] | None,
+    start: datetime,
+    end: datetime,
+    than: datetime,
+) -> set[tuple[str, datetime]]:
+    """(schedule, day) pairs of [start, end) confirmed by a fetch newer than ``than``."""
+    stmt = select(SyncMarkRow.schedule_id, SyncMarkRow.day).where(
+        SyncMarkRow.day >= start, SyncMarkRow.day < end, SyncMarkRow.confirmed_at > than
+    )
+    if schedule_ids is None:
+        return {(r[0], r[1]) for r in session.execute(stmt)}
+    found: set[tuple[str, datetime]] = set()
+    for chunk in _batched(sorted(schedule_ids)):
+        rows = session.execute(stmt.where(SyncMarkRow.schedule_id.in_(chunk)))
+        found.update((r[0], r[1]) for r in rows)
+    return found
+
+
+def all_schedule_ids(session: Session) -> list[str]:
+    return list(session.scalars(select(ScheduleRow.id).order_by(ScheduleRow.id)))
+
+
+def mark_days(
+    session: Session,
+    schedule_ids: Sequence[str],
+    days: Sequence[datetime],
+    confirmed_at: datetime,
+    skip: Collection[tuple[str, datetime]] = (),
+) -> None:
+    """Record that these schedule days now hold the EHR's state as of ``confirmed_at``."""
+    rows = [
+        {"schedule_id": sid, "day": day, "confirmed_at": confirmed_at}
+        for sid in sorted(schedule_ids)
+        for day in days
+        if (sid, day) not in skip
+    ]
+    _upsert(session, SyncMarkRow, rows, ["schedule_id", "day"])
+
+
+def confirm_schedules(
     session: Session,
     schedule_ids: Collection[str] | None,
     start: datetime,
     end: datetime,
     confirmed_at: datetime,
 ) -> None:
-    """Record that the EHR confirmed this scope just now (schedules and their slots)."""
-    slots = update(SlotRow).where(SlotRow.start >= start, SlotRow.start < end)
-    schedules = update(ScheduleRow)
-    if schedule_ids is not None:
-        ids = list(schedule_ids)
-        slots = slots.where(SlotRow.schedule_id.in_(ids))
-        schedules = schedules.where(ScheduleRow.id.in_(ids))
-    session.execute(slots.values(last_confirmed_at=confirmed_at))
-    session.execute(
-        schedules.values(
-            last_confirmed_at=confirmed_at,
-            covered_start=case(
-                (
-                    or_(ScheduleRow.covered_start.is_(None), ScheduleRow.covered_start > start),
-                    start,
-                ),
-                else_=ScheduleRow.covered_start,
+    """Schedules were confirmed for [start, end): widen coverage, clear the last error.
+
+    ``last_confirmed_at`` only moves forward: a write of older data (for days a
+    newer fetch left alone) must not make the schedule look fresher or staler.
+    """
+    stmt = update(ScheduleRow).values(
+        last_confirmed_at=case(
+            (ScheduleRow.last_confirmed_at < confirmed_at, confirmed_at),
+            else_=ScheduleRow.last_confirmed_at,
+        ),
+        covered_start=case(
+            (
+                or_(ScheduleRow.covered_start.is_(None), ScheduleRow.covered_start > start),
+                start,
             ),
-            covered_end=case(
-                (or_(ScheduleRow.covered_end.is_(None), ScheduleRow.covered_end < end), end),
-                else_=ScheduleRow.covered_end,
-            ),
-            last_error=None,
-        )
+            else_=ScheduleRow.covered_start,
+        ),
+        covered_end=case(
+            (or_(ScheduleRow.covered_end.is_(None), ScheduleRow.covered_end < end), end),
+            else_=ScheduleRow.covered_end,
+        ),
+        last_error=None,
     )
+    if schedule_ids is None:
+        session.execute(stmt)
+        return
+    for chunk in _batched(sorted(schedule_ids)):
+        session.execute(stmt.where(ScheduleRow.id.in_(chunk)))
+
+
+def record_schedule_error(session: Session, schedule_ids: Collection[str], error: str) -> None:
+    for chunk in _batched(sorted(schedule_ids)):
+        session.execute(
+            update(ScheduleRow).where(ScheduleRow.id.in_(chunk)).values(last_error=error[:2000])
+        )
+
+
+def delete_schedules_not_in(session: Session, keep: Collection[str], older_than: datetime) -> int:
+    """Forget schedules the EHR no longer lists (their slots go with them, by cascade)."""
+    keep_set = set(keep)
+    stale = [
+        sid
+        for sid, confirmed in session.execute(select(ScheduleRow.id, ScheduleRow.last_confirmed_at))
+        if sid not in keep_set and confirmed < older_than
+    ]
+    for chunk in _batched(stale):
+        session.execute(delete(SlotRow).where(SlotRow.schedule_id.in_(chunk)))
+        session.execute(delete(ScheduleRow).where(ScheduleRow.id.in_(chunk)))
+    return len(stale)
 
 
 # -- reads --------------------------------------------------------------------
@@ -278,57 +379,21 @@ def count_slots(session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(SlotRow)) or 0)
 
 
-# -- sync runs ----------------------------------------------------------------
+def slots_per_schedule(session: Session) -> dict[str, int]:
+    rows = session.execute(select(SlotRow.schedule_id, func.count()).group_by(SlotRow.schedule_id))
+    return {r[0]: int(r[1]) for r in rows}
 
 
-def start_run(
-    session: Session,
-    *,
-    kind: str,
-    scope: str,
-    window: tuple[datetime, datetime] | None,
-    started_at: datetime,
-) -> int:
-    run = SyncRunRow(
-        kind=kind,
-        scope=scope,
-        window_start=window[0] if window else None,
-        window_end=window[1] if window else None,
-        started_at=started_at,
-        status="running",
-        slots_seen=0,
-        slots_upserted=0,
-        slots_deleted=0,
-    )
-    session.add(run)
-    session.flush()
-    return run.id
+def schedule_rows(
+    session: Session, ids: Collection[str] | None = None, limit: int | None = None
+) -> list[ScheduleRow]:
+    stmt = select(ScheduleRow).order_by(ScheduleRow.id)
+    if ids is not None:
+        stmt = stmt.where(ScheduleRow.id.in_(list(ids)))
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(session.scalars(stmt))
 
 
-def finish_run(
-    session: Session,
-    run_id: int,
-    *,
-    status: str,
-    finished_at: datetime,
-    seen: int = 0,
-    upserted: int = 0,
-    deleted: int = 0,
-    error: str | None = None,
-) -> None:
-    session.execute(
-        update(SyncRunRow)
-        .where(SyncRunRow.id == run_id)
-        .values(
-            status=status,
-            finished_at=finished_at,
-            slots_seen=seen,
-            slots_upserted=upserted,
-            slots_deleted=deleted,
-            error=error,
-        )
-    )
-
-
-def recent_runs(session: Session, limit: int = 20) -> list[SyncRunRow]:
-    return list(session.scalars(select(SyncRunRow).order_by(SyncRunRow.id.desc()).limit(limit)))
+def count_schedules(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(ScheduleRow)) or 0)

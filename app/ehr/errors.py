@@ -30,3 +30,7 @@ class EhrRejected(EhrError):
 
 class EhrProtocolError(EhrError):
     """The EHR answered something we cannot use (not JSON, not a Bundle, truncated)."""
+
+
+class EhrAuthError(EhrError):
+    """We could not obtain credentials for the EHR (token endpoint refused or failed)."""
