@@ -57,7 +57,12 @@ def _celery_main(argv: list[str], settings: Settings) -> int:
 
 
 def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    argv = ["worker", f"--loglevel={args.log_level}", f"--concurrency={args.concurrency}"]
+    argv = [
+        "worker",
+        f"--loglevel={args.log_level}",
+        f"--concurrency={args.concurrency}",
+        f"--queues={args.queues or settings.worker_queues}",
+    ]
     return _celery_main(argv + list(args.celery_args), settings)
 
 
@@ -202,6 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="run a Celery worker (needs SLOTSYNC_REDIS_URL)")
     worker.add_argument("--concurrency", type=int, default=2)
+    worker.add_argument("--queues", help="comma-separated: sync (refreshes), load (bulk)")
     worker.add_argument("celery_args", nargs=argparse.REMAINDER)
     worker.set_defaults(func=_cmd_worker)
 
