@@ -1,4 +1,4 @@
-"""Builders for sync tests: a SyncContext over a FakeEhr, a ticking clock, a recording dispatcher."""
+"""Builders for sync tests: a SyncContext over a FakeEhr, a clock, a recording dispatcher."""
 
 from __future__ import annotations
 

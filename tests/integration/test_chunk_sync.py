@@ -1,4 +1,4 @@
-"""Snapshot replace of (schedules x window) chunks against a scripted EHR, on SQLite and PostgreSQL."""
+"""Snapshot replace of (schedules x window) chunks against a scripted EHR (SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
