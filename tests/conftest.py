@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 
 from app.cache.db import make_engine
 from app.cache.migrate import upgrade
-from tests.support import throwaway_postgres
+from tests.support import throwaway_postgres, throwaway_redis_db
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +39,10 @@ def engine(
             )
     yield eng
     eng.dispose()
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A real Redis database of this test's own (flushed afterwards)."""
+    with throwaway_redis_db() as url:
+        yield url

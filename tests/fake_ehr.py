@@ -134,6 +134,8 @@ class FakeEhr:
         practitioners = set(_all(params, "practitioner"))
         locations = set(_all(params, "location-reference"))
         statuses = set((_get(params, "status") or "").split(",")) - {""}
+        updated = _get(params, "_lastUpdated")
+        since = _instant(updated[2:]) if updated else None
         if prefetch:
             statuses = {"free"}
         chosen = []
@@ -148,6 +150,8 @@ class FakeEhr:
             if locations and not locations & actors:
                 continue
             if statuses and s.status not in statuses:
+                continue
+            if since is not None and (s.last_updated is None or s.last_updated <= since):
                 continue
             chosen.append(s)
         return self._page(path, params, chosen, include=bool(_all(params, "_include")))
