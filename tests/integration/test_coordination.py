@@ -33,9 +33,8 @@ def test_claim_is_won_once_until_released_or_expired(coord):
 def test_a_held_schedule_makes_others_wait_then_give_up(coord):
     names = lock_names(["sch-1"])
     with coord.hold(names, ttl=5, wait=1):
-        with pytest.raises(ScheduleBusy):
-            with coord.hold(names, ttl=5, wait=0.1):
-                pass
+        with pytest.raises(ScheduleBusy), coord.hold(names, ttl=5, wait=0.1):
+            pass
         with coord.hold(lock_names(["sch-2"]), ttl=5, wait=0.1):
             pass  # other schedules are free
     with coord.hold(names, ttl=5, wait=0.1):
