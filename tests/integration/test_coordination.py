@@ -72,8 +72,8 @@ def test_redis_lock_expires_so_a_dead_holder_cannot_block_forever(redis_url):
 def test_multi_locks_release_what_they_took_when_one_is_busy(redis_url):
     coord = RedisCoordinator(redis.Redis.from_url(redis_url))
     with coord.hold(lock_names(["sch-2"]), ttl=5, wait=0):
-        with pytest.raises(ScheduleBusy):
-            with coord.hold(lock_names(["sch-1", "sch-2"]), ttl=5, wait=0.05):
-                pass
+        busy = coord.hold(lock_names(["sch-1", "sch-2"]), ttl=5, wait=0.05)
+        with pytest.raises(ScheduleBusy), busy:
+            pass
         with coord.hold(lock_names(["sch-1"]), ttl=5, wait=0):
             pass  # sch-1 was given back
