@@ -187,6 +187,35 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _cmd_rules_check(args: argparse.Namespace, settings: Settings) -> int:
+    """Validate a rules file, then count what it would offer from the current cache."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy.orm import Session
+
+    from app.cache import repository as repo
+    from app.runtime import get_engine
+    from rules.check import format_report, summarise
+    from rules.loader import RulesError, load_rules
+
+    try:
+        rules = load_rules(args.file)
+    except RulesError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    now = datetime.now(UTC)
+    horizon = max(rules.effective(vt).max_horizon_days for vt in rules.visit_types)
+    with Session(get_engine(settings)) as session:
+        slots = repo.free_slots(
+            session, now - timedelta(hours=12), now + timedelta(days=horizon + 1)
+        )
+        schedules = repo.schedules_by_id(session)
+        actors = repo.actors_by_ref(session)
+    print(format_report(rules, summarise(rules, slots, schedules, actors, now), source=args.file))
+    print(f"(against {len(slots)} cached free slots in {len(schedules)} schedules)")
+    return 0
+
+
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from app.demo import run_demo
 
@@ -249,6 +278,14 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--limit", type=int, default=1000)
     status.add_argument("--json", action="store_true", help="the report as JSON")
     status.set_defaults(func=_cmd_status)
+
+    rules = sub.add_parser("rules", help="business rules")
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True)
+    rules_check = rules_sub.add_parser(
+        "check", help="validate a rules file and summarise what it offers from the cache"
+    )
+    rules_check.add_argument("file")
+    rules_check.set_defaults(func=_cmd_rules_check)
 
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)

@@ -7,6 +7,8 @@ Ctrl-C, which stops the sandbox too.
 
 from __future__ import annotations
 
+import signal
+import sys
 from datetime import UTC, datetime, timedelta
 
 from rich.console import Console
@@ -42,14 +44,18 @@ def run_demo(settings: Settings, *, host: str, port: int, sandbox_port: int) -> 
         console.print(f"sandbox EHR ready at {sandbox.base_url}")
         run_with_progress(sync_context(settings), ResyncRequest(kind="initial-load"))
         start = datetime.now(UTC).date() + timedelta(days=1)
-        end = start + timedelta(days=2)
+        end = start + timedelta(days=7)
         base = f"http://{host}:{port}/fhir"
+        visit = "http://fhir.org/guides/argonaut-scheduling/CodeSystem/visit-type%7Coffice-visit"
         console.print(
             "\n[bold]slotsync is ready.[/bold] Ask for appointments with:\n\n"
             f"  curl -s '{base}/Appointment/$find?start={start}&end={end}&_count=5'\n\n"
             f"  curl -s '{base}/Appointment/$find?start={start}&end={end}"
-            "&practitioner=Practitioner/pr-1'\n\n"
+            f"&visit-type={visit}&practitioner=Practitioner/pr-1&_count=5'\n\n"
             "Press Ctrl-C to stop (the sandbox EHR stops with it).\n"
         )
+        # uvicorn re-raises SIGTERM after its graceful shutdown; turning it into SystemExit
+        # lets this `with` block stop the sandbox instead of orphaning it.
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
         uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
     return 0

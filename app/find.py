@@ -1,66 +1,138 @@
-"""The $find service: read free slots from the cache and compose proposed appointments.
+"""The $find service: read the relevant free slots and let the rules compose offers.
 
-Called by the API; plain function over a session so it can be tested without HTTP.
+Plain functions over a session and plain data, called by the API (and usable from
+tests and the CLI). Which slots to read is decided here, conservatively: only
+schedules that could contribute to a requested visit type, in the span the
+composer asks for; the composer then applies every rule itself.
 """
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
 from app.cache import repository as repo
-from app.domain import Actor, Participant, ProposedAppointment, Schedule, Slot
-from app.fhir.find_params import FindQuery
+from app.cache.catalog import Catalog
+from app.domain import Actor, ProposedAppointment, Schedule
+from app.errors import InvalidParameter
+from rules.appointment_id import ProposalPayload
+from rules.composer import compose, slot_fetch_window
+from rules.request import FindRequest, Notice
+from rules.schema import RulesFile
+
+# Slots are read by start time through the index; a slot that began this long
+# before the span can still overlap it. Longer slots than this are not offered.
+MAX_SLOT_LENGTH = timedelta(hours=12)
 
 
 @dataclass(frozen=True, slots=True)
 class FindResult:
     appointments: list[ProposedAppointment]
+    notices: list[Notice]
     actors: dict[str, Actor]
     oldest_confirmation: datetime | None
-    total: int
 
 
-def _one_per_slot(slot: Slot, schedule: Schedule, actors: dict[str, Actor]) -> ProposedAppointment:
-    digest = hashlib.sha256(slot.id.encode()).hexdigest()[:40]
-    return ProposedAppointment(
-        id=f"p{digest}",
-        start=slot.start,
-        end=slot.end,
-        slot_ids=(slot.id,),
-        participants=tuple(
-            Participant(ref=ref, display=actors[ref].display if ref in actors else None)
-            for ref in schedule.actor_refs
-        ),
-        service_types=slot.service_types or schedule.service_types,
-        specialties=slot.specialties or schedule.specialties,
-        schedule_ids=(schedule.id,),
+def check_visit_types(request: FindRequest, rules: RulesFile) -> None:
+    """An unknown visit type is a client error (400), not an empty answer."""
+    for code in request.visit_types:
+        if not rules.visit_types_for(code):
+            raise InvalidParameter(
+                f"visit-type {code!r} is not offered by this organisation's rules",
+                expression="visit-type",
+            )
+
+
+def qualifying_service_types(request: FindRequest, rules: RulesFile) -> set[str] | None:
+    """Slot service types that can serve the request; None when any slot may."""
+    wanted = (
+        [vt for code in request.visit_types for vt in rules.visit_types_for(code)]
+        if request.visit_types
+        else list(rules.visit_types)
     )
+    out: set[str] = set()
+    for vt in wanted:
+        eff = rules.effective(vt)
+        groups = [eff.slot_service_types] + [
+            a.slot_service_types for a in vt.assets if a.slot_service_types is not None
+        ]
+        for group in groups:
+            if not group:  # [] = any slot qualifies
+                return None
+            out.update(group)
+    return out
 
 
-def find_appointments(session: Session, query: FindQuery) -> FindResult:
-    schedule_ids = repo.schedule_ids_for_actors(session, [query.practitioners, query.locations])
-    if schedule_ids is not None and not schedule_ids:
-        return FindResult([], {}, None, 0)
-    slots = repo.free_slots(session, query.start, query.end, schedule_ids)
-    schedules = repo.schedules_by_id(session, {s.schedule_id for s in slots})
-    actors = repo.actors_by_ref(session, {r for s in schedules.values() for r in s.actor_refs})
-    appointments = [
-        _one_per_slot(slot, schedules[slot.schedule_id], actors)
-        for slot in slots
-        if slot.schedule_id in schedules
-    ]
-    total = len(appointments)
-    if query.count is not None:
-        appointments = appointments[: query.count]
-    used = {sid for a in appointments for sid in a.schedule_ids}
-    confirmations = repo.schedule_confirmations(session, used) if used else {}
+def relevant_schedules(
+    request: FindRequest, schedules: Iterable[Schedule], service_types: set[str] | None
+) -> list[str]:
+    """Schedules whose slots could be part of an answer (a superset; never too few)."""
+    chosen: list[str] = []
+    wanted_practitioners = set(request.practitioners)
+    wanted_specialties = set(request.specialties)
+    for schedule in schedules:
+        if (
+            service_types is not None
+            and schedule.service_types
+            and service_types.isdisjoint(schedule.service_types)
+        ):
+            continue
+        practitioners = [r for r in schedule.actor_refs if r.startswith("Practitioner/")]
+        if (
+            practitioners
+            and wanted_practitioners
+            and wanted_practitioners.isdisjoint(practitioners)
+        ):
+            continue
+        if (
+            practitioners
+            and wanted_specialties
+            and schedule.specialties
+            and wanted_specialties.isdisjoint(schedule.specialties)
+        ):
+            continue
+        chosen.append(schedule.id)
+    return chosen
+
+
+def find_appointments(
+    session: Session,
+    request: FindRequest,
+    *,
+    rules: RulesFile,
+    catalog: Catalog,
+    now: datetime,
+    sign: Callable[[ProposalPayload], str],
+) -> FindResult:
+    check_visit_types(request, rules)
+    span_start, span_end = slot_fetch_window(request, rules, now)
+    schedule_ids = relevant_schedules(
+        request, catalog.schedules.values(), qualifying_service_types(request, rules)
+    )
+    if span_end <= span_start or not schedule_ids:
+        slots = []
+    else:
+        slots = repo.free_slots_overlapping(
+            session, span_start, span_end, schedule_ids, lookback=MAX_SLOT_LENGTH
+        )
+    result = compose(request, rules, slots, catalog.schedules, catalog.actors, now, sign)
     return FindResult(
-        appointments=appointments,
-        actors=actors,
-        oldest_confirmation=min(confirmations.values()) if confirmations else None,
-        total=total,
+        appointments=result.appointments,
+        notices=result.notices,
+        actors=catalog.actors,
+        oldest_confirmation=_oldest_confirmation(session, result.appointments, slots),
     )
+
+
+def _oldest_confirmation(
+    session: Session, appointments: Collection[ProposedAppointment], slots: Collection[object]
+) -> datetime | None:
+    """meta.lastUpdated: the oldest sync confirmation among the schedules used."""
+    used = {sid for a in appointments for sid in a.schedule_ids}
+    if not used:
+        return None
+    confirmations = repo.schedule_confirmations(session, used)
+    return min(confirmations.values()) if confirmations else None

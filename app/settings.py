@@ -27,7 +27,19 @@ class Settings(BaseSettings):
     ehr_base_url: str = "http://127.0.0.1:8100/fhir"
     ehr_fhir_version: Literal["stu3", "r4"] = "stu3"
     ehr_timeout_seconds: float = 30.0
-    rules_path: Path | None = None
+    rules_path: Path | None = Field(
+        default=None, description="business-rules file; unset = the bundled multi-clinic example"
+    )
+    proposal_secret: SecretStr = Field(
+        default=SecretStr("development-proposal-secret-change-me"),
+        description="HMAC key that signs $find appointment ids so any replica can rebuild them",
+    )
+    stale_warning_seconds: int = Field(
+        default=26 * 3600, ge=1, description="$find warns when data is older than this"
+    )
+    stale_refuse_seconds: int = Field(
+        default=0, ge=0, description="$find answers 503 when data is older than this; 0 = never"
+    )
     horizon_days: int = Field(default=30, ge=1, le=730)
     daily_load_at: str = Field(
         default="03:00",
@@ -103,6 +115,13 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'cache.sqlite3').resolve()}"
+
+    @property
+    def effective_rules_path(self) -> Path:
+        """The configured rules file, or the bundled example matching the sandbox EHR."""
+        if self.rules_path:
+            return self.rules_path
+        return Path(__file__).resolve().parent.parent / "rules" / "examples" / "multi-clinic.yaml"
 
     @property
     def embedded(self) -> bool:

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 
 from fastapi import FastAPI
 from sqlalchemy import text
 
+from app.cache.catalog import CatalogCache
 from app.runtime import coordinator, dispatcher, get_engine
 from app.settings import Settings, get_settings
+from rules.appointment_id import encode
+from rules.loader import RulesStore
 
 from . import admin, fhir_find, webhook
 from .errors import install_error_handlers
@@ -23,6 +27,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.settings = settings
         app.state.engine = get_engine(settings)
+        app.state.rules_store = RulesStore(settings.effective_rules_path)
+        app.state.catalog = CatalogCache()
+        app.state.sign_proposal = partial(
+            encode, secret=settings.proposal_secret.get_secret_value().encode()
+        )
         app.state.coordinator = coordinator(settings)
         app.state.dispatcher = dispatcher(settings)
         yield

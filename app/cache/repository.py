@@ -7,7 +7,7 @@ executemany (SQLAlchemy's insertmanyvalues), never row-by-row ORM flushes.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, case, delete, func, or_, select, update
@@ -351,6 +351,33 @@ def free_slots(
     )
     if schedule_ids is not None:
         stmt = stmt.where(SlotRow.schedule_id.in_(list(schedule_ids)))
+    return [slot_from_row(row) for row in session.execute(stmt)]
+
+
+def free_slots_overlapping(
+    session: Session,
+    start: datetime,
+    end: datetime,
+    schedule_ids: Collection[str],
+    *,
+    lookback: timedelta,
+) -> list[Slot]:
+    """Free cached slots of these schedules overlapping [start, end), ordered by start.
+
+    The (schedule_id, start) index bounds the scan: a slot overlapping the span
+    started at most ``lookback`` before it.
+    """
+    stmt = (
+        select(*SLOT_COLUMNS)
+        .where(
+            SlotRow.schedule_id.in_(list(schedule_ids)),
+            SlotRow.start >= start - lookback,
+            SlotRow.start < end,
+            SlotRow.end > start,
+            SlotRow.status == "free",
+        )
+        .order_by(SlotRow.start, SlotRow.id)
+    )
     return [slot_from_row(row) for row in session.execute(stmt)]
 
 

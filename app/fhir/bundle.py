@@ -1,89 +1,119 @@
-"""Building the avail-bundle (searchset of proposed Appointments) as plain dicts.
+"""The avail-bundle (searchset of proposed Appointments) and its parts, as plain dicts.
 
 Hot path of $find: no model validation here (tests validate with fhir.resources).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from app.domain import ProposedAppointment, split_token
+from app.domain import Actor, split_token
+from app.fhir.appointment import instant
 
-ARGO_APPT = "http://fhir.org/guides/argonaut-scheduling/StructureDefinition/argo-appt"
 AVAIL_BUNDLE = "http://fhir.org/guides/argonaut-scheduling/StructureDefinition/avail-bundle"
 
 
-def instant(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
+def outcome_issue(severity: str, code: str, diagnostics: str) -> dict[str, Any]:
+    return {"severity": severity, "code": code, "diagnostics": diagnostics}
 
 
-def concept(tok: str) -> dict[str, Any]:
-    system, code = split_token(tok)
-    coding: dict[str, Any] = {"code": code}
-    if system:
-        coding = {"system": system, "code": code}
-    return {"coding": [coding]}
-
-
-def appointment_stu3(
-    appt: ProposedAppointment, requested: tuple[datetime, datetime]
-) -> dict[str, Any]:
-    participants = []
-    for p in appt.participants:
-        actor: dict[str, Any] = {}
-        if p.ref:
-            actor["reference"] = p.ref
-        if p.display:
-            actor["display"] = p.display
-        participants.append({"actor": actor, "required": p.required, "status": p.status})
-    resource: dict[str, Any] = {
-        "resourceType": "Appointment",
-        "id": appt.id,
-        "meta": {"profile": [ARGO_APPT]},
-        "status": "proposed",
-        "start": instant(appt.start),
-        "end": instant(appt.end),
-        "minutesDuration": appt.minutes,
-        "slot": [{"reference": f"Slot/{sid}"} for sid in appt.slot_ids],
-        "participant": participants,
-        "requestedPeriod": [{"start": instant(requested[0]), "end": instant(requested[1])}],
-    }
-    if appt.service_types:
-        resource["serviceType"] = [concept(t) for t in appt.service_types]
-    if appt.specialties:
-        resource["specialty"] = [concept(t) for t in appt.specialties]
-    if appt.appointment_type:
-        resource["appointmentType"] = concept(appt.appointment_type)
-    return resource
+def actor_resource(actor: Actor) -> dict[str, Any]:
+    """A minimal resource for an ``_include``d participant: id, name, codes, address."""
+    rtype, rid = actor.ref.split("/", 1)
+    res: dict[str, Any] = {"resourceType": rtype, "id": rid}
+    codings = []
+    for tok in actor.codes:
+        system, code = split_token(tok)
+        codings.append({"system": system, "code": code} if system else {"code": code})
+    if rtype == "Practitioner":
+        if actor.display:
+            res["name"] = [{"text": actor.display}]
+    elif rtype == "Location":
+        if actor.display:
+            res["name"] = actor.display
+        if codings:
+            res["type"] = {"coding": codings}
+        if actor.address:
+            res["address"] = {"text": actor.address}
+        if actor.part_of:
+            res["partOf"] = {"reference": actor.part_of}
+    elif rtype == "Device":
+        if codings:
+            res["type"] = {"coding": codings}
+        if actor.part_of:
+            res["location"] = {"reference": actor.part_of}
+    elif rtype == "HealthcareService" and actor.display:
+        res["name"] = actor.display
+    return res
 
 
 def avail_bundle(
-    resources: Sequence[dict[str, Any]],
+    appointments: Sequence[dict[str, Any]],
     *,
-    total: int,
     base_url: str,
     last_updated: datetime | None,
-    outcome: dict[str, Any] | None = None,
+    issues: Sequence[dict[str, Any]] = (),
+    included: Iterable[Actor] = (),
+    profile: bool = True,
 ) -> dict[str, Any]:
+    """searchset: Appointments (match), then included actors, then one OperationOutcome."""
     entries: list[dict[str, Any]] = [
         {
             "fullUrl": f"{base_url}/Appointment/{r['id']}",
             "resource": r,
             "search": {"mode": "match"},
         }
-        for r in resources
+        for r in appointments
     ]
-    if outcome is not None:
-        entries.append({"resource": outcome, "search": {"mode": "outcome"}})
-    bundle: dict[str, Any] = {
-        "resourceType": "Bundle",
-        "meta": {"profile": [AVAIL_BUNDLE]},
-        "type": "searchset",
-        "total": total,
-        "entry": entries,
-    }
+    for actor in included:
+        entries.append(
+            {
+                "fullUrl": f"{base_url}/{actor.ref}",
+                "resource": actor_resource(actor),
+                "search": {"mode": "include"},
+            }
+        )
+    if issues:
+        entries.append(
+            {
+                "resource": {"resourceType": "OperationOutcome", "issue": list(issues)},
+                "search": {"mode": "outcome"},
+            }
+        )
+    bundle: dict[str, Any] = {"resourceType": "Bundle", "type": "searchset"}
+    meta: dict[str, Any] = {}
+    if profile:
+        meta["profile"] = [AVAIL_BUNDLE]
     if last_updated is not None:
-        bundle["meta"]["lastUpdated"] = instant(last_updated)
+        meta["lastUpdated"] = instant(last_updated)
+    if meta:
+        bundle["meta"] = meta
+    bundle["total"] = len(appointments)
+    bundle["entry"] = entries
     return bundle
+
+
+def included_actors(
+    appointments: Sequence[dict[str, Any]], includes: Sequence[str], actors: Mapping[str, Actor]
+) -> list[Actor]:
+    """Participants asked for with ``_include=Appointment:actor|practitioner|location``."""
+    kinds: set[str] = set()
+    for inc in includes:
+        target = inc.split(":", 1)[-1] if inc.startswith("Appointment:") else None
+        if target in {"actor", "*"}:
+            kinds |= {"Practitioner", "Location", "Device", "HealthcareService"}
+        elif target == "practitioner":
+            kinds.add("Practitioner")
+        elif target == "location":
+            kinds.add("Location")
+    if not kinds:
+        return []
+    seen: dict[str, Actor] = {}
+    for appt in appointments:
+        for participant in appt["participant"]:
+            ref = participant["actor"].get("reference")
+            if ref and ref.split("/", 1)[0] in kinds and ref in actors:
+                seen.setdefault(ref, actors[ref])
+    return list(seen.values())

@@ -1,38 +1,62 @@
-"""Parsing ``Appointment/$find`` parameters (GET query) into a plain request object.
+"""Parsing ``Appointment/$find`` input (GET query or POST Parameters) into a FindRequest.
 
-Names follow the IG's OperationDefinition; the IG examples' names (``provider``,
-``location``) are accepted as aliases. Errors name the offending parameter.
+Names follow the IG's OperationDefinition; the IG examples' names are accepted as
+aliases (``provider``, ``location``, ``service-type`` for ``visit-type``).
+Errors name the offending parameter so the caller can fix the request.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 from app.errors import InvalidParameter
+from rules.request import FindRequest, InvalidFindRequest, PatientInfo
 
 MAX_WINDOW = timedelta(days=366)
 MAX_COUNT = 1000
 
-ALIASES = {"provider": "practitioner", "location": "location-reference"}
-REFERENCE_TYPES = {"practitioner": "Practitioner", "location-reference": "Location"}
+ALIASES = {
+    "provider": "practitioner",
+    "location": "location-reference",
+    "service-type": "visit-type",
+    "patient": "patient-reference",
+}
+REFERENCE_TYPES = {
+    "practitioner": "Practitioner",
+    "location-reference": "Location",
+    "organization": "Organization",
+    "patient-reference": "Patient",
+}
+TOKEN_PARAMS = ("specialty", "visit-type", "reason", "appt-type")
+STRING_PARAMS = ("location-string",)
+RESOURCE_PARAMS = {"patient-resource": "Patient", "coverage": "Coverage"}
+KNOWN = {
+    "start", "end", "_count", "_include", *REFERENCE_TYPES, *TOKEN_PARAMS, *STRING_PARAMS,
+    *RESOURCE_PARAMS,
+}  # fmt: skip
+# Result-shaping parameters every FHIR server may receive; not ours to warn about.
+GENERAL = {"_format", "_pretty", "_summary", "_elements"}
+# Accepted and answered with a warning: we cannot act on them (see warnings()).
+IGNORED = {"organization", "reason", "coverage", "appt-type"}
+GENDERS = {"male", "female", "other", "unknown"}
 
 
 @dataclass(frozen=True, slots=True)
-class FindQuery:
-    start: datetime
-    end: datetime
-    practitioners: tuple[str, ...] = ()
-    locations: tuple[str, ...] = ()
-    count: int | None = None
+class ParsedFind:
+    request: FindRequest
+    ignored: tuple[str, ...] = ()  # parameter names given but not acted upon
+    includes: tuple[str, ...] = ()  # _include values
+    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def parse_datetime_param(name: str, value: str) -> datetime:
     """FHIR dateTime: a date (midnight UTC) or a dateTime with a time zone offset."""
     value = value.strip()
     try:
-        parsed = datetime.fromisoformat(value)
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise InvalidParameter(
             f"parameter '{name}' is not a FHIR dateTime: {value!r}", expression=name
@@ -59,12 +83,61 @@ def parse_reference_param(name: str, value: str) -> str:
     return f"{expected}/{parts[-1]}"
 
 
-def parse_find_query(items: Iterable[tuple[str, str]]) -> FindQuery:
+def parse_token_param(name: str, value: str) -> str:
+    """``system|code``: the $find definition says both SHALL be present."""
+    system, sep, code = value.strip().rpartition("|")
+    if not sep or not system or not code or " " in code:
+        raise InvalidParameter(
+            f"parameter '{name}' must be a token 'system|code' with both parts: {value!r}",
+            expression=name,
+        )
+    return f"{system}|{code}"
+
+
+def _patient_from_resource(resource: Any) -> PatientInfo:
+    """What eligibility needs from a (US Core) Patient given as ``patient-resource``."""
+    if not isinstance(resource, Mapping) or resource.get("resourceType") != "Patient":
+        raise InvalidParameter(
+            "parameter 'patient-resource' must be a Patient resource", expression="patient-resource"
+        )
+    birth: date | None = None
+    if resource.get("birthDate") is not None:
+        try:
+            birth = date.fromisoformat(str(resource["birthDate"]))
+        except ValueError:
+            raise InvalidParameter(
+                f"patient-resource.birthDate is not a date: {resource['birthDate']!r}",
+                expression="patient-resource.birthDate",
+            ) from None
+    gender = resource.get("gender")
+    if gender is not None and gender not in GENDERS:
+        raise InvalidParameter(
+            f"patient-resource.gender must be one of {sorted(GENDERS)}",
+            expression="patient-resource.gender",
+        )
+    rid = resource.get("id")
+    return PatientInfo(
+        ref=f"Patient/{rid}" if isinstance(rid, str) and rid else None,
+        birth_date=birth,
+        gender=gender,
+        new_patient=not rid,
+    )
+
+
+def split_values(items: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """Query items by canonical name; a comma-separated value is an OR list, as in FHIR."""
     values: dict[str, list[str]] = {}
     for raw_name, raw_value in items:
         name = ALIASES.get(raw_name, raw_name)
-        # a comma-separated value is an OR list, as in FHIR search
-        values.setdefault(name, []).extend(v for v in raw_value.split(",") if v.strip())
+        parts = [raw_value] if name in STRING_PARAMS else raw_value.split(",")
+        values.setdefault(name, []).extend(v for v in parts if v.strip())
+    return values
+
+
+def build_find_request(
+    values: Mapping[str, list[str]], resources: Mapping[str, list[Any]] | None = None
+) -> ParsedFind:
+    resources = resources or {}
 
     def single(name: str) -> str:
         got = values.get(name) or []
@@ -91,15 +164,81 @@ def parse_find_query(items: Iterable[tuple[str, str]]) -> FindQuery:
                 f"parameter '_count' must be an integer from 1 to {MAX_COUNT}", expression="_count"
             )
         count = int(raw)
-    return FindQuery(
-        start=start,
-        end=end,
-        practitioners=tuple(
-            parse_reference_param("practitioner", v) for v in values.get("practitioner", [])
-        ),
-        locations=tuple(
-            parse_reference_param("location-reference", v)
-            for v in values.get("location-reference", [])
-        ),
-        count=count,
+
+    def refs(name: str) -> tuple[str, ...]:
+        return tuple(parse_reference_param(name, v) for v in values.get(name, []))
+
+    def tokens(name: str) -> tuple[str, ...]:
+        return tuple(parse_token_param(name, v) for v in values.get(name, []))
+
+    patients = refs("patient-reference")
+    patient: PatientInfo | None = None
+    if resources.get("patient-resource"):
+        patient = _patient_from_resource(resources["patient-resource"][0])
+    elif patients:
+        patient = PatientInfo(ref=patients[0], new_patient=False)
+    for name in TOKEN_PARAMS:
+        tokens(name)  # validate even those we only acknowledge
+    refs("organization")
+    ignored = tuple(
+        sorted(n for n in IGNORED if values.get(n) or resources.get(n))
+        + sorted(f"{n} (unknown)" for n in values if n not in KNOWN and n not in GENERAL)
+        + (["patient-reference (group appointments)"] if len(patients) > 1 else [])
     )
+    try:
+        request = FindRequest(
+            start=start,
+            end=end,
+            visit_types=tokens("visit-type"),
+            specialties=tokens("specialty"),
+            practitioners=refs("practitioner"),
+            locations=refs("location-reference"),
+            location_strings=tuple(v.strip() for v in values.get("location-string", [])),
+            patient=patient,
+            count=count,
+        )
+    except InvalidFindRequest as exc:
+        raise InvalidParameter(str(exc)) from exc
+    return ParsedFind(request=request, ignored=ignored, includes=tuple(values.get("_include", [])))
+
+
+def parse_find_query(items: Iterable[tuple[str, str]]) -> ParsedFind:
+    """GET ``$find``: every parameter is a query string value."""
+    values = split_values(items)
+    for name in RESOURCE_PARAMS:
+        if name in values:
+            raise InvalidParameter(
+                f"parameter '{name}' is a resource and can only be sent with POST",
+                expression=name,
+            )
+    return build_find_request(values)
+
+
+def parse_find_parameters(body: Any, query: Iterable[tuple[str, str]] = ()) -> ParsedFind:
+    """POST ``$find``: a Parameters resource (``_count`` may also come in the URL)."""
+    if not isinstance(body, Mapping) or body.get("resourceType") != "Parameters":
+        raise InvalidParameter("the body of POST $find must be a Parameters resource")
+    params = body.get("parameter") or []
+    if not isinstance(params, list):
+        raise InvalidParameter("Parameters.parameter must be a list", expression="parameter")
+    items: list[tuple[str, str]] = list(query)
+    resources: dict[str, list[Any]] = {}
+    for i, param in enumerate(params):
+        where = f"Parameters.parameter[{i}]"
+        if not isinstance(param, Mapping) or not isinstance(param.get("name"), str):
+            raise InvalidParameter(f"{where} needs a name", expression=where)
+        name = ALIASES.get(param["name"], param["name"])
+        if "resource" in param:
+            if name not in RESOURCE_PARAMS:
+                raise InvalidParameter(
+                    f"parameter '{name}' does not take a resource", expression=where
+                )
+            resources.setdefault(name, []).append(param["resource"])
+            continue
+        value = next((v for k, v in param.items() if k.startswith("value")), None)
+        if value is None or isinstance(value, (dict, list, bool)):
+            raise InvalidParameter(
+                f"parameter '{name}' needs a primitive value[x]", expression=where
+            )
+        items.append((name, str(value)))
+    return build_find_request(split_values(items), resources)

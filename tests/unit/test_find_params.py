@@ -11,7 +11,7 @@ def parse(**params):
     for k, v in params.items():
         for value in v if isinstance(v, list) else [v]:
             items.append((k.replace("_", "-") if k != "_count" else k, value))
-    return parse_find_query(items)
+    return parse_find_query(items).request
 
 
 def test_dates_and_offsets_become_utc():
@@ -21,17 +21,34 @@ def test_dates_and_offsets_become_utc():
 
 
 def test_aliases_and_repeats():
-    q = parse_find_query(
+    parsed = parse_find_query(
         [
             ("start", "2030-01-07"),
             ("end", "2030-01-09"),
             ("provider", "Practitioner/1"),
             ("practitioner", "https://ehr.example/fhir/Practitioner/2"),
             ("location", "Location/a,Location/b"),
+            (
+                "service-type",
+                "http://fhir.org/guides/argonaut-scheduling/CodeSystem/visit-type|ekg",
+            ),
+            ("specialty", "http://snomed.info/sct|394579002"),
+            ("location-string", "Springfield, IL"),
+            ("patient", "Patient/9"),
+            ("reason", "http://snomed.info/sct|1234"),
+            ("foo", "bar"),
         ]
     )
+    q = parsed.request
     assert q.practitioners == ("Practitioner/1", "Practitioner/2")
     assert q.locations == ("Location/a", "Location/b")
+    assert q.visit_types == (
+        "http://fhir.org/guides/argonaut-scheduling/CodeSystem/visit-type|ekg",
+    )
+    assert q.specialties == ("http://snomed.info/sct|394579002",)
+    assert q.location_strings == ("Springfield, IL",)  # a string, never split on commas
+    assert q.patient is not None and q.patient.ref == "Patient/9"
+    assert parsed.ignored == ("reason", "foo (unknown)")
 
 
 @pytest.mark.parametrize(

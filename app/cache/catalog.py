@@ -1,0 +1,49 @@
+"""Schedules and actors held in process for a moment: every $find needs all of them.
+
+They are few (thousands at most) and change only when a sync writes, so reading
+them once per ``ttl`` seconds instead of once per request keeps $find cheap. A
+stale read is harmless: composition only uses them to label and group slots,
+and the slots themselves are always read fresh.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy.orm import Session
+
+from app.domain import Actor, Schedule
+
+from . import repository as repo
+
+
+@dataclass(frozen=True, slots=True)
+class Catalog:
+    schedules: dict[str, Schedule]
+    actors: dict[str, Actor]
+
+
+class CatalogCache:
+    def __init__(self, ttl: float = 2.0, clock: Callable[[], float] = time.monotonic):
+        self._ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._value: Catalog | None = None
+        self._loaded_at = 0.0
+
+    def get(self, session: Session) -> Catalog:
+        value = self._value
+        if value is not None and self._clock() - self._loaded_at < self._ttl:
+            return value
+        with self._lock:
+            if self._value is not None and self._clock() - self._loaded_at < self._ttl:
+                return self._value
+            self._value = Catalog(repo.schedules_by_id(session), repo.actors_by_ref(session))
+            self._loaded_at = self._clock()
+            return self._value
+
+    def invalidate(self) -> None:
+        self._value = None

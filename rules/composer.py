@@ -1,0 +1,516 @@
+"""Composing proposed appointments from cached free slots and the rules file.
+
+Pure: plain data in, plain data out, no web or database imports, so the API,
+the CLI (``rules check``) and tests share one implementation.
+
+An appointment of visit type V at ``[t, t+d)`` is offered when every required
+asset of V is free for the whole span: a *primary* asset (the first required
+practitioner, else the first required asset) supplies candidate starts (the
+start of each of its qualifying slots), and every other asset must have
+qualifying free slots covering the same span -- one slot, or contiguous slots
+when V allows joining. Opening hours, closures, lead time, horizon, buffers,
+eligibility and the per-day cap then filter, and the ``ordering`` picks which
+offers survive ``_count``. Each asset's slots are scanned once per visit type and
+other assets are found by binary search, so the cost is linear in the slots of
+the window (times a log factor).
+"""
+
+from __future__ import annotations
+
+import heapq
+from bisect import bisect_right
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from app.domain import Actor, Participant, ProposedAppointment, Schedule, Slot
+from rules.appointment_id import ProposalPayload
+from rules.assets import AssetIndex, Qualifier, Runs, Unit, covering_slots
+from rules.eligibility import age_allows, ineligible_reason
+from rules.hours import Calendar
+from rules.request import ComposeResult, FindRequest, InvalidFindRequest, Notice, PatientInfo
+from rules.schema import KIND_RESOURCE_TYPE, EffectiveRule, RulesFile, VisitTypeRule
+from rules.tokens import TokenSet
+
+__all__ = ["Signer", "compose", "covering_slots", "reconstruct", "slot_fetch_window"]
+
+Signer = Callable[[ProposalPayload], str]
+
+
+def compose(
+    request: FindRequest,
+    rules: RulesFile,
+    slots: Sequence[Slot],
+    schedules: Mapping[str, Schedule],
+    actors: Mapping[str, Actor],
+    now: datetime,
+    sign: Signer,
+) -> ComposeResult:
+    """Proposed appointments for ``request``, ordered by start, at most ``request.count``.
+
+    ``slots`` are the cached slots overlapping :func:`slot_fetch_window` (non-free
+    ones are ignored); ``schedules`` maps schedule id and ``actors`` maps reference
+    to the cached resources; ``sign`` turns a proposal into its id token.
+    """
+    if now.tzinfo is None:
+        raise InvalidFindRequest("now must be timezone-aware")
+    index = AssetIndex(slots, schedules, actors)
+    calendar = Calendar(rules, actors)
+    notices: list[Notice] = []
+    chosen: list[_Candidate] = []
+    for pref, variants in enumerate(_requested_visit_types(request, rules, notices)):
+        blocked: list[Notice] = []
+        offered = False
+        for vt in variants:
+            plan = _VisitTypePlan(request, rules.effective(vt), pref, index, calendar, now)
+            offers = plan.offers(blocked)
+            if offers is not None:
+                offered = True
+                chosen.extend(offers)
+        if not offered:  # a reason matters only when no variant of the visit type applies
+            notices.extend(blocked)
+    chosen = _unique(sorted(chosen, key=_Candidate.final_key))
+    if request.count is not None:
+        chosen = chosen[: request.count]
+    return ComposeResult([_build(c, request, index, sign) for c in chosen], notices)
+
+
+def reconstruct(
+    token: str,
+    payload: ProposalPayload,
+    rules: RulesFile,
+    slots: Sequence[Slot],
+    schedules: Mapping[str, Schedule],
+    actors: Mapping[str, Actor],
+    now: datetime,
+    sign: Signer,
+) -> ProposedAppointment | None:
+    """The appointment a ``$find`` token names, if it is still offered now; else None.
+
+    ``$hold``/``$book`` with an ``appt-id`` decode the token (which proves we issued
+    it) and call this with the current cache: composing again for exactly that
+    visit type and span, with the same patient, re-checks every rule (slots still
+    free, lead time, hours...) on any replica without stored state. ``slots`` must
+    cover :func:`slot_fetch_window` of ``[payload.start, payload.end)``.
+    """
+    patients = [ref for ref in payload.participants if ref.startswith("Patient/")]
+    request = FindRequest(
+        start=payload.start,
+        end=payload.end,
+        visit_types=(payload.visit_type,),
+        patient=PatientInfo(ref=patients[0]) if patients else None,
+    )
+    result = compose(request, rules, slots, schedules, actors, now, sign)
+    return next((a for a in result.appointments if a.id == token), None)
+
+
+def _unique(candidates: list[_Candidate]) -> list[_Candidate]:
+    """Drop offers that two variants of one visit type both found (same time, same slots)."""
+    seen: set[tuple[object, ...]] = set()
+    out = []
+    for c in candidates:
+        key = (c.rule.code, c.start, c.end, tuple(s.id for _, _, slots in c.parts for s in slots))
+        if key not in seen:
+            seen.add(key)
+            out.append(c)
+    return out
+
+
+def slot_fetch_window(
+    request: FindRequest, rules: RulesFile, now: datetime
+) -> tuple[datetime, datetime]:
+    """The span of cached slots :func:`compose` needs for ``request``.
+
+    Wider than the request by the largest buffers (an asset must be free around
+    the appointment) and narrowed to what any visit type could book from ``now``.
+    Pass every slot overlapping ``[start, end)``.
+    """
+    effective = [rules.effective(vt) for vt in rules.visit_types]
+    lead = min(e.min_lead_minutes for e in effective)
+    horizon = max(e.max_horizon_days for e in effective)
+    before = max(e.buffer_before_minutes for e in effective)
+    after = max(e.buffer_after_minutes for e in effective)
+    longest = max(e.rule.duration_minutes for e in effective)
+    start = max(request.start, now + timedelta(minutes=lead))
+    end = min(request.end, now + timedelta(days=horizon, minutes=longest))
+    return start - timedelta(minutes=before), max(end, start) + timedelta(minutes=after)
+
+
+def _requested_visit_types(
+    request: FindRequest, rules: RulesFile, notices: list[Notice]
+) -> list[list[VisitTypeRule]]:
+    """Rule entries per requested visit type, in the request's preference order."""
+    if not request.visit_types:
+        by_code: dict[str, list[VisitTypeRule]] = {}
+        for vt in rules.visit_types:
+            by_code.setdefault(vt.code, []).append(vt)
+        return list(by_code.values())
+    out: list[list[VisitTypeRule]] = []
+    for code in request.visit_types:
+        variants = rules.visit_types_for(code)
+        if not variants:
+            notices.append(
+                Notice("unknown-visit-type", f"visit type {code} is not offered", visit_type=code)
+            )
+        elif variants not in out:
+            out.append(variants)
+    return out
+
+
+@dataclass(slots=True)
+class _Candidate:
+    start: datetime
+    end: datetime
+    pref: int  # visit type's position in the request
+    rule: VisitTypeRule
+    primary: Unit
+    site: str | None
+    day: date
+    rank: int  # practitioner preference
+    # (requirement index, unit, slots) for the primary and every chosen other asset
+    parts: list[tuple[int, Unit, list[Slot]]] = field(default_factory=list)
+
+    def unit_key(self) -> tuple[datetime, str, str]:
+        return (self.start, self.primary.ref, self.primary.schedule.id)
+
+    def final_key(self) -> tuple[object, ...]:
+        return (
+            self.start,
+            self.pref,
+            self.primary.ref,
+            self.end,
+            tuple(s.id for _, _, slots in self.parts for s in slots),
+        )
+
+
+class _VisitTypePlan:
+    """Everything needed to compose one visit type for one request."""
+
+    def __init__(
+        self,
+        request: FindRequest,
+        eff: EffectiveRule,
+        pref: int,
+        index: AssetIndex,
+        calendar: Calendar,
+        now: datetime,
+    ):
+        self.request = request
+        self.eff = eff
+        self.rule = eff.rule
+        self.pref = pref
+        self.index = index
+        self.calendar = calendar
+        self.duration = timedelta(minutes=self.rule.duration_minutes)
+        self.before = timedelta(minutes=eff.buffer_before_minutes)
+        self.after = timedelta(minutes=eff.buffer_after_minutes)
+        self.earliest = max(request.start, now + timedelta(minutes=eff.min_lead_minutes))
+        self.latest = min(now + timedelta(days=eff.max_horizon_days), request.end - self.duration)
+        assets = self.rule.assets
+        required = [i for i, a in enumerate(assets) if not a.optional]
+        self.primary = next((i for i in required if assets[i].kind == "practitioner"), required[0])
+        self.qualifiers = [
+            Qualifier(
+                service_types=(
+                    a.slot_service_types
+                    if a.slot_service_types is not None
+                    else eff.slot_service_types
+                ),
+                appointment_types=self.rule.slot_appointment_types,
+                specialties=a.codes if a.kind == "practitioner" else (),
+            )
+            for a in assets
+        ]
+
+    def offers(self, notices: list[Notice]) -> list[_Candidate] | None:
+        """Selected offers, or None (with a notice) when the request rules them out."""
+        label = self.rule.display or self.rule.name or self.rule.code
+        if self.earliest > self.latest:
+            notices.append(
+                Notice(
+                    "outside-bookable-window",
+                    f"{label}: nothing can be booked in the requested window "
+                    f"(bookable from {self.earliest.isoformat()} for "
+                    f"{self.eff.max_horizon_days} days after now)",
+                    visit_type=self.rule.code,
+                )
+            )
+            return None
+        org_zone = self.calendar.zone(None)
+        reason = ineligible_reason(
+            self.rule.eligibility,
+            self.request.patient,
+            self.earliest.astimezone(org_zone).date(),
+            self.latest.astimezone(org_zone).date(),
+        )
+        if reason:
+            notices.append(
+                Notice(
+                    "ineligible",
+                    f"{label}: patient is not eligible ({reason})",
+                    visit_type=self.rule.code,
+                )
+            )
+            return None
+        streams = self._streams()
+        if self.eff.ordering == "earliest":
+            # Each stream is in start order: merge lazily and stop at _count.
+            return self._take_earliest(heapq.merge(*streams, key=_Candidate.unit_key))
+        return self._select([c for stream in streams for c in stream])
+
+    def _streams(self) -> list[Iterator[_Candidate]]:
+        others = [
+            (i, self._by_site(self._units(i)))
+            for i in range(len(self.rule.assets))
+            if i != self.primary
+        ]
+        preference = self._preference()
+        return [
+            self._unit_candidates(unit, others, preference.get(unit.ref, len(preference)))
+            for unit in self._primary_units()
+        ]
+
+    def _unit_candidates(
+        self,
+        unit: Unit,
+        others: list[tuple[int, tuple[dict[str | None, list[Unit]], list[Unit]]]],
+        rank: int,
+    ) -> Iterator[_Candidate]:
+        """Offers with ``unit`` as primary asset, in start order."""
+        runs = unit.runs(self.qualifiers[self.primary], join=self.eff.join_contiguous)
+        free = unit.free_runs() if (self.before or self.after) else None
+        age_rule, patient = self.rule.eligibility, self.request.patient
+        for t in _starts(runs, self.earliest, self.latest):
+            end = t + self.duration
+            cover = runs.cover(t, end)
+            if cover is None:
+                continue
+            if free is not None and not free.covers(t - self.before, end + self.after):
+                continue
+            day = self.calendar.open_day(unit.site, t, end)
+            if day is None or not age_allows(age_rule, patient, day):
+                continue
+            parts = self._other_assets(unit, t, end, others)
+            if parts is None:
+                continue
+            parts.insert(0, (self.primary, unit, cover))
+            yield _Candidate(t, end, self.pref, self.rule, unit, unit.site, day, rank, parts)
+
+    def _take_earliest(self, merged: Iterable[_Candidate]) -> list[_Candidate]:
+        """The per-day cap and ``_count`` applied to offers arriving in start order."""
+        cap = self.eff.max_offers_per_day_per_practitioner
+        count = self.request.count
+        per_day: dict[tuple[str, date], int] = defaultdict(int)
+        out: list[_Candidate] = []
+        if count == 0:
+            return out
+        for c in merged:
+            if cap is not None:
+                key = (c.primary.ref, c.day)
+                if per_day[key] >= cap:
+                    continue
+                per_day[key] += 1
+            out.append(c)
+            if count is not None and len(out) >= count:
+                break
+        return out
+
+    def _other_assets(
+        self,
+        primary: Unit,
+        start: datetime,
+        end: datetime,
+        others: list[tuple[int, tuple[dict[str | None, list[Unit]], list[Unit]]]],
+    ) -> list[tuple[int, Unit, list[Slot]]] | None:
+        """A free unit for every other requirement (optional ones when available)."""
+        used = {primary.ref}
+        parts: list[tuple[int, Unit, list[Slot]]] = []
+        join = self.eff.join_contiguous
+        for i, (by_site, everywhere) in others:
+            requirement = self.rule.assets[i]
+            pool = (
+                by_site.get(primary.site, [])
+                if requirement.same_location_as_practitioner and primary.site is not None
+                else everywhere
+            )
+            found = None
+            for unit in pool:
+                if unit.ref in used:
+                    continue
+                cover = unit.runs(self.qualifiers[i], join=join).cover(start, end)
+                if cover is None:
+                    continue
+                if (self.before or self.after) and not unit.free_runs().covers(
+                    start - self.before, end + self.after
+                ):
+                    continue
+                found = (i, unit, cover)
+                break
+            if found is not None:
+                used.add(found[1].ref)
+                parts.append(found)
+            elif not requirement.optional:
+                return None
+        return parts
+
+    def _units(self, i: int) -> list[Unit]:
+        """Units that can fill requirement ``i``, in the rule's preference order."""
+        requirement = self.rule.assets[i]
+        codes = TokenSet(requirement.codes)
+        ids = {ref: n for n, ref in enumerate(requirement.ids)}
+        units = [
+            u
+            for u in self.index.by_type.get(KIND_RESOURCE_TYPE[requirement.kind], [])
+            if (not ids or u.ref in ids) and (not codes or codes.any_of(u.codes))
+        ]
+        units.sort(key=lambda u: (ids.get(u.ref, len(ids)), u.ref, u.schedule.id))
+        return units
+
+    @staticmethod
+    def _by_site(units: list[Unit]) -> tuple[dict[str | None, list[Unit]], list[Unit]]:
+        by_site: dict[str | None, list[Unit]] = defaultdict(list)
+        for unit in units:
+            by_site[unit.site].append(unit)
+        return by_site, units
+
+    def _primary_units(self) -> list[Unit]:
+        """Primary candidates narrowed by the request's practitioner, specialty and
+        location parameters and the rule's clinics."""
+        request, rule = self.request, self.rule
+        is_practitioner = rule.assets[self.primary].kind == "practitioner"
+        if request.practitioners and not is_practitioner:
+            return []
+        specialties = TokenSet(request.specialties)
+        if specialties and not is_practitioner and not specialties.any_of(rule.specialties):
+            return []
+        locations = set(request.locations)
+        strings = [s.casefold() for s in request.location_strings]
+        out = []
+        for unit in self._units(self.primary):
+            if rule.locations and unit.site not in rule.locations:
+                continue
+            if request.practitioners and unit.ref not in request.practitioners:
+                continue
+            if specialties and is_practitioner and not specialties.any_of(unit.codes):
+                continue
+            if locations and not self._at_location(unit, locations):
+                continue
+            if strings and not self._matches_address(unit, strings):
+                continue
+            out.append(unit)
+        return out
+
+    def _at_location(self, unit: Unit, locations: set[str]) -> bool:
+        places = [unit.ref, *(self.index.ancestors(unit.site) if unit.site else [])]
+        return not locations.isdisjoint(places)
+
+    def _matches_address(self, unit: Unit, strings: list[str]) -> bool:
+        address = self.index.actor(unit.site).address if unit.site else None
+        if not address:
+            return False
+        folded = address.casefold()
+        return any(s in folded for s in strings)
+
+    def _preference(self) -> dict[str, int]:
+        refs = self.request.practitioners or tuple(self.rule.assets[self.primary].ids)
+        return {ref: n for n, ref in enumerate(refs)}
+
+    def _select(self, candidates: list[_Candidate]) -> list[_Candidate]:
+        """Apply the per-day cap and ``_count`` in the rule's ordering."""
+        ordering = self.eff.ordering
+        candidates.sort(key=_Candidate.unit_key)
+        if ordering == "practitioner-preference":
+            candidates.sort(key=lambda c: c.rank)  # stable: earliest first within a rank
+        cap = self.eff.max_offers_per_day_per_practitioner
+        if cap is not None:
+            groups: dict[tuple[str, date], list[_Candidate]] = defaultdict(list)
+            for c in candidates:
+                groups[(c.primary.ref, c.day)].append(c)
+            kept = {
+                id(c)
+                for group in groups.values()
+                for c in (_spread(group, cap) if ordering == "spread" else group[:cap])
+            }
+            candidates = [c for c in candidates if id(c) in kept]
+        count = self.request.count
+        if count is not None:
+            candidates = _spread(candidates, count) if ordering == "spread" else candidates[:count]
+        return candidates
+
+
+def _starts(runs: Runs, earliest: datetime, latest: datetime) -> Iterator[datetime]:
+    """Candidate starts: the start of every qualifying slot in ``[earliest, latest]``."""
+    first = max(bisect_right(runs.ends, earliest) - 1, 0)
+    for members in runs.members[first:]:
+        for slot in members:
+            if slot.start > latest:
+                return
+            if slot.start >= earliest:
+                yield slot.start
+
+
+def _spread(items: list[_Candidate], k: int) -> list[_Candidate]:
+    """``k`` items evenly spaced through ``items`` (first and last included)."""
+    n = len(items)
+    if n <= k:
+        return items
+    if k <= 1:
+        return items[:k]
+    return [items[round(i * (n - 1) / (k - 1))] for i in range(k)]
+
+
+def _build(
+    c: _Candidate, request: FindRequest, index: AssetIndex, sign: Signer
+) -> ProposedAppointment:
+    rule = c.rule
+    participants: list[Participant] = []
+    seen: set[str] = set()
+
+    def add(ref: str, required: str) -> None:
+        if ref not in seen:
+            seen.add(ref)
+            participants.append(
+                Participant(ref=ref, display=index.actor(ref).display, required=required)
+            )
+
+    primary_index, primary, _ = c.parts[0]
+    add(primary.ref, "required")
+    if c.site is not None:
+        add(c.site, "required")
+    for i, unit, _ in sorted(c.parts[1:], key=lambda p: p[0]):
+        add(unit.ref, "optional" if rule.assets[i].optional else "required")
+    patient = request.patient
+    if patient is not None and (patient.ref or patient.display):
+        participants.append(Participant(ref=patient.ref, display=patient.display))
+    ordered = [c.parts[0], *sorted(c.parts[1:], key=lambda p: p[0])]
+    slot_ids = tuple(s.id for _, _, slots in ordered for s in slots)
+    payload = ProposalPayload(
+        visit_type=rule.code,
+        start=c.start,
+        end=c.end,
+        slot_ids=slot_ids,
+        participants=tuple(p.ref for p in participants if p.ref),
+    )
+    return ProposedAppointment(
+        id=sign(payload),
+        start=c.start,
+        end=c.end,
+        slot_ids=slot_ids,
+        participants=tuple(participants),
+        service_types=(rule.code,),
+        specialties=_specialties(rule, primary_index, primary),
+        appointment_type=rule.appointment_type,
+        visit_type_display=rule.display,
+        schedule_ids=tuple(dict.fromkeys(unit.schedule.id for _, unit, _ in ordered)),
+    )
+
+
+def _specialties(rule: VisitTypeRule, primary_index: int, primary: Unit) -> tuple[str, ...]:
+    if rule.specialties:
+        return tuple(rule.specialties)
+    requirement = rule.assets[primary_index]
+    if requirement.kind != "practitioner":
+        return ()
+    wanted = TokenSet(requirement.codes)
+    return tuple(code for code in primary.codes if not wanted or wanted.matches(code))

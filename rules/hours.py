@@ -1,0 +1,95 @@
+"""Opening hours and closures of each clinic as UTC instants.
+
+Hours are wall-clock times in the clinic's zone, so on DST change days the UTC
+offset of 08:00 and 17:00 differ from the day before; converting each local day's
+ranges to aware instants once (and caching them) keeps every comparison in UTC
+and correct across the change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from app.domain import Actor
+from rules.schema import RulesFile, WeeklyHours
+
+_DAY = 24 * 60
+
+
+class Calendar:
+    """When each site is open, per the rules file (and the EHR's stated zones)."""
+
+    def __init__(self, rules: RulesFile, actors: Mapping[str, Actor]):
+        self._rules = rules
+        self._actors = actors
+        self._zones: dict[str | None, ZoneInfo] = {}
+        self._days: dict[tuple[str | None, date], list[tuple[datetime, datetime]]] = {}
+
+    def zone(self, site: str | None) -> ZoneInfo:
+        """The site's zone: rules override, else the EHR's, else the organisation's."""
+        zone = self._zones.get(site)
+        if zone is None:
+            zone = self._resolve_zone(site)
+            self._zones[site] = zone
+        return zone
+
+    def local_date(self, site: str | None, moment: datetime) -> date:
+        return moment.astimezone(self.zone(site)).date()
+
+    def is_open(self, site: str | None, start: datetime, end: datetime) -> bool:
+        """True when ``[start, end)`` lies inside one opening range of an open day."""
+        return self.open_day(site, start, end) is not None
+
+    def open_day(self, site: str | None, start: datetime, end: datetime) -> date | None:
+        """The local date of ``start`` when ``[start, end)`` is inside opening hours."""
+        day = self.local_date(site, start)
+        for opens, closes in self.open_ranges(site, day):
+            if opens <= start and end <= closes:
+                return day
+        return None
+
+    def open_ranges(self, site: str | None, day: date) -> list[tuple[datetime, datetime]]:
+        key = (site, day)
+        ranges = self._days.get(key)
+        if ranges is None:
+            ranges = self._compute(site, day)
+            self._days[key] = ranges
+        return ranges
+
+    def _compute(self, site: str | None, day: date) -> list[tuple[datetime, datetime]]:
+        org = self._rules.organization
+        if any(closure.covers(day, site) for closure in org.closures):
+            return []
+        zone = self.zone(site)
+        return [
+            (_instant(day, a, zone), _instant(day, b, zone))
+            for a, b in self._hours(site).intervals(day.weekday())
+        ]
+
+    def _hours(self, site: str | None) -> WeeklyHours:
+        override = self._rules.site(site)
+        if override is not None and override.opening_hours is not None:
+            return override.opening_hours
+        return self._rules.organization.opening_hours
+
+    def _resolve_zone(self, site: str | None) -> ZoneInfo:
+        override = self._rules.site(site)
+        if override is not None and override.timezone:
+            return ZoneInfo(override.timezone)
+        actor = self._actors.get(site) if site else None
+        if actor is not None and actor.timezone:
+            try:
+                return ZoneInfo(actor.timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                pass  # an EHR zone we cannot read: the organisation's zone is the rule
+        return ZoneInfo(self._rules.organization.timezone)
+
+
+def _instant(day: date, minutes: int, zone: ZoneInfo) -> datetime:
+    """Local wall-clock ``minutes`` after midnight of ``day`` as a UTC instant."""
+    if minutes >= _DAY:
+        day, minutes = day + timedelta(days=1), minutes - _DAY
+    local = datetime.combine(day, time(minutes // 60, minutes % 60), zone)
+    return local.astimezone(ZoneInfo("UTC"))

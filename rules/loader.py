@@ -1,0 +1,271 @@
+"""Loading the rules file with errors a person can act on, and hot reloading it.
+
+Rules are edited by hand and deployed without a restart, so a bad edit must be
+reported as ``<field path> (line N): <message>`` for every problem at once, and a
+running server must keep the rules it has when the new file is invalid.
+
+YAML is parsed once into a node tree (PyYAML's composer records line numbers),
+from which both the data and a map of field path -> line are built. JSON files
+are read with :mod:`json` (exact JSON semantics); their line numbers come from
+the same YAML composer, which reads JSON as well.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from rules.schema import RuleProblems, RulesFile
+
+log = logging.getLogger(__name__)
+
+Loc = tuple[str | int, ...]
+
+
+class RulesError(Exception):
+    """The rules file cannot be used; ``problems`` lists ``(path, line, message)``."""
+
+    def __init__(self, source: str, problems: list[tuple[str, int | None, str]]):
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: invalid rules file ({len(problems)} problem(s))"]
+        for path, line, message in problems:
+            where = f" (line {line})" if line is not None else ""
+            lines.append(f"  {path}{where}: {message}")
+        super().__init__("\n".join(lines))
+
+
+def load_rules(path: str | Path) -> RulesFile:
+    """Read and validate a rules file (``.json`` = JSON, anything else = YAML)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RulesError(str(path), [("(file)", None, f"cannot read: {exc}")]) from exc
+    fmt = "json" if path.suffix.lower() == ".json" else "yaml"
+    return parse_rules(text, source=str(path), fmt=fmt)
+
+
+def parse_rules(text: str, *, source: str = "<string>", fmt: str = "yaml") -> RulesFile:
+    """Validate rules given as text; ``fmt`` is ``"yaml"`` or ``"json"``."""
+    data, lines = _parse(text, source, fmt)
+    if not isinstance(data, dict):
+        raise RulesError(source, [("(document)", 1, "the rules file must be a mapping")])
+    try:
+        return RulesFile.model_validate(data)
+    except ValidationError as exc:
+        raise RulesError(source, _problems(exc, lines)) from None
+
+
+def _parse(text: str, source: str, fmt: str) -> tuple[Any, dict[Loc, int]]:
+    if fmt == "json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise RulesError(source, [("(document)", exc.lineno, exc.msg)]) from None
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError:
+            return data, {}
+        lines: dict[Loc, int] = {}
+        duplicates: list[tuple[str, int | None, str]] = []
+        if node is not None:
+            _index(node, (), lines, duplicates)
+        if duplicates:
+            raise RulesError(source, duplicates)
+        return data, lines
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            raise RulesError(source, [("(document)", 1, "the rules file is empty")])
+        lines = {}
+        duplicates = []
+        _index(node, (), lines, duplicates)
+        if duplicates:
+            raise RulesError(source, duplicates)
+        return loader.construct_document(node), lines
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = mark.line + 1 if mark is not None else None
+        raise RulesError(source, [("(document)", line, f"YAML syntax: {exc.problem}")]) from None
+    except yaml.YAMLError as exc:
+        raise RulesError(source, [("(document)", None, f"YAML: {exc}")]) from None
+    finally:
+        loader.dispose()
+
+
+def _index(
+    node: yaml.Node,
+    loc: Loc,
+    lines: dict[Loc, int],
+    duplicates: list[tuple[str, int | None, str]],
+    stack: frozenset[int] = frozenset(),
+) -> None:
+    """Record the line of every mapping key and sequence item under ``node``."""
+    lines.setdefault(loc, node.start_mark.line + 1)
+    if id(node) in stack:  # a recursive alias: its lines are recorded already
+        return
+    stack = stack | {id(node)}
+    if isinstance(node, yaml.MappingNode):
+        seen: set[str] = set()
+        for key_node, value_node in node.value:
+            key = str(key_node.value)
+            child = (*loc, key)
+            if key in seen:
+                duplicates.append(
+                    (format_loc(child), key_node.start_mark.line + 1, "duplicate key")
+                )
+            seen.add(key)
+            lines[child] = key_node.start_mark.line + 1
+            _index(value_node, child, lines, duplicates, stack)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            child = (*loc, i)
+            lines[child] = item.start_mark.line + 1
+            _index(item, child, lines, duplicates, stack)
+
+
+def format_loc(loc: Loc) -> str:
+    """``("visit_types", 2, "code")`` -> ``"visit_types[2].code"``."""
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(document)"
+
+
+def _line(loc: Loc, lines: dict[Loc, int]) -> int | None:
+    """The line of ``loc``, or of its nearest ancestor present in the file."""
+    for n in range(len(loc), -1, -1):
+        if loc[:n] in lines:
+            return lines[loc[:n]]
+    return None
+
+
+def _problems(exc: ValidationError, lines: dict[Loc, int]) -> list[tuple[str, int | None, str]]:
+    out: list[tuple[str, int | None, str]] = []
+    for err in exc.errors(include_url=False):
+        loc = _data_loc(err["loc"])
+        cause = err.get("ctx", {}).get("error")
+        if isinstance(cause, RuleProblems):
+            for sub, message in cause.problems:
+                full = (*loc, *sub)
+                out.append((format_loc(full), _line(full, lines), message))
+            continue
+        message = err["msg"].removeprefix("Value error, ")
+        out.append((format_loc(loc), _line(loc, lines), message))
+    return sorted(out, key=lambda p: (p[1] or 0, p[0]))
+
+
+def _data_loc(loc: tuple[Any, ...]) -> Loc:
+    """Drop pydantic's validator markers (e.g. ``function-after[...]``) from a loc."""
+    return tuple(p for p in loc if isinstance(p, int) or "[" not in str(p))
+
+
+class RulesStore:
+    """The rules in force, reloaded when the file changes; safe to share across threads.
+
+    ``reload_if_changed`` is cheap enough for every request: it stats the file at
+    most once per ``check_interval`` seconds and parses only when the content
+    hash changed. An invalid new file is logged and the previous rules stay.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        check_interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ):
+        self.path = Path(path)
+        self._interval = check_interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._last_check = clock()
+        self._stat = self._stat_key()
+        data = self._read()
+        self._digest = hashlib.sha256(data).hexdigest()
+        self._current = self._parse(data)
+        self.last_error: RulesError | None = None
+
+    @property
+    def current(self) -> RulesFile:
+        return self._current
+
+    def reload_if_changed(self) -> bool:
+        """Load the file again if it changed; True when new rules are now in force."""
+        now = self._clock()
+        if now - self._last_check < self._interval:
+            return False
+        with self._lock:
+            if now - self._last_check < self._interval:
+                return False
+            self._last_check = now
+            stat = self._stat_key()
+            if stat == self._stat:
+                return False
+            self._stat = stat
+            try:
+                return self._load_if_new(force=False)
+            except RulesError as exc:
+                log.error("rules file rejected, previous rules stay in force:\n%s", exc)
+                return False
+
+    def reload(self) -> RulesFile:
+        """Load the file now (signal or admin call); raises :class:`RulesError` if invalid."""
+        with self._lock:
+            self._stat = self._stat_key()
+            self._last_check = self._clock()
+            self._load_if_new(force=True)
+            return self._current
+
+    def _load_if_new(self, *, force: bool) -> bool:
+        data = self._read()
+        digest = hashlib.sha256(data).hexdigest()
+        if digest == self._digest and not force:
+            return False
+        self._digest = digest
+        try:
+            rules = self._parse(data)
+        except RulesError as exc:
+            self.last_error = exc
+            raise
+        changed = rules != self._current
+        self._current = rules
+        self.last_error = None
+        if changed:
+            log.info("rules reloaded from %s", self.path)
+        return changed
+
+    def _stat_key(self) -> tuple[int, int] | None:
+        try:
+            st = self.path.stat()
+        except OSError:
+            return None
+        return st.st_mtime_ns, st.st_size
+
+    def _read(self) -> bytes:
+        try:
+            return self.path.read_bytes()
+        except OSError as exc:
+            raise RulesError(str(self.path), [("(file)", None, f"cannot read: {exc}")]) from exc
+
+    def _parse(self, data: bytes) -> RulesFile:
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise RulesError(str(self.path), [("(file)", None, f"not UTF-8: {exc}")]) from exc
+        fmt = "json" if self.path.suffix.lower() == ".json" else "yaml"
+        return parse_rules(text, source=str(self.path), fmt=fmt)

@@ -1,0 +1,72 @@
+"""What a caller asks the composer for, and what it gets back besides appointments.
+
+These are plain data so that the API (``$find`` parameters), the CLI
+(``rules check``) and tests can build them without any web types.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+
+from app.domain import ProposedAppointment
+
+
+class InvalidFindRequest(ValueError):
+    """The request itself is unusable (naive times, empty window...): a 400, not a 500."""
+
+
+@dataclass(frozen=True, slots=True)
+class PatientInfo:
+    """What is known about the patient; ``None`` means unknown and never excludes."""
+
+    ref: str | None = None  # "Patient/123" when the patient exists (patient-reference)
+    display: str | None = None
+    birth_date: date | None = None
+    gender: str | None = None  # FHIR administrative gender
+    new_patient: bool | None = None  # True for patient-resource without a record
+
+
+@dataclass(frozen=True, slots=True)
+class FindRequest:
+    """A ``$find`` query in internal terms.
+
+    Repeated values of one kind are alternatives in preference order; different
+    kinds are all applied (AND), as the ``$find`` operation definition says.
+    """
+
+    start: datetime
+    end: datetime
+    visit_types: tuple[str, ...] = ()  # tokens; empty = every visit type in the rules
+    specialties: tuple[str, ...] = ()  # tokens; practitioner specialty
+    practitioners: tuple[str, ...] = ()  # "Practitioner/pr-1"
+    locations: tuple[str, ...] = ()  # "Location/clinic-1" (clinic or room)
+    location_strings: tuple[str, ...] = ()  # part of a clinic address: city, state, zip
+    patient: PatientInfo | None = None
+    count: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.start.tzinfo is None or self.end.tzinfo is None:
+            raise InvalidFindRequest("start and end must carry a time zone offset")
+        if self.end <= self.start:
+            raise InvalidFindRequest("end must be after start")
+        if self.count is not None and self.count < 0:
+            raise InvalidFindRequest("_count must not be negative")
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something the caller should tell the client (an OperationOutcome issue).
+
+    ``code``: ``unknown-visit-type`` | ``ineligible`` | ``outside-bookable-window``.
+    """
+
+    code: str
+    message: str
+    visit_type: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ComposeResult:
+    appointments: list[ProposedAppointment]
+    notices: list[Notice] = field(default_factory=list)

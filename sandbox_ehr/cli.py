@@ -1,0 +1,85 @@
+"""``slotsync sandbox-ehr`` / ``python -m sandbox_ehr``: run the sandbox EHR with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import date
+
+from sandbox_ehr.config import SandboxConfig
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="slotsync sandbox-ehr",
+        description="A synthetic FHIR scheduling EHR (Argonaut STU3 or plain R4) for demos, tests "
+        "and benchmarks. FHIR base: http://HOST:PORT/fhir; control API: http://HOST:PORT/_sandbox",
+    )
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8100)
+    p.add_argument("--fhir-version", choices=("stu3", "r4"), default="stu3")
+    p.add_argument("--size", type=int, default=5000, help="approximate total number of slots")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--horizon-days", type=int, default=90)
+    p.add_argument(
+        "--start-date",
+        type=date.fromisoformat,
+        default=None,
+        help="first day of slots, YYYY-MM-DD (default: today, UTC)",
+    )
+    p.add_argument("--page-size", type=int, default=500, help="default _count of searches")
+    p.add_argument("--hold-seconds", type=int, default=300, help="how long a $hold lasts")
+    p.add_argument(
+        "--callback-secret",
+        default=None,
+        help="bearer token sent to subscribers whose Subscription lists no header",
+    )
+    p.add_argument(
+        "--heartbeat-seconds",
+        type=int,
+        default=60,
+        help="heartbeat period for subscriptions that do not state one",
+    )
+    p.add_argument("--log-level", default="warning")
+    return p
+
+
+def config_from_args(args: argparse.Namespace) -> SandboxConfig:
+    kwargs = {}
+    if args.start_date is not None:
+        kwargs["start_date"] = args.start_date
+    return SandboxConfig(
+        host=args.host,
+        port=args.port,
+        fhir_version=args.fhir_version,
+        size=args.size,
+        seed=args.seed,
+        horizon_days=args.horizon_days,
+        page_size=args.page_size,
+        hold_seconds=args.hold_seconds,
+        callback_secret=args.callback_secret,
+        heartbeat_seconds=args.heartbeat_seconds,
+        **kwargs,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:
+        parser.error(str(exc))
+    import uvicorn
+
+    from sandbox_ehr.app import create_app
+
+    app = create_app(config)
+    uvicorn.run(
+        app,
+        host=config.host,
+        port=config.port,
+        log_level=args.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=2,
+    )
+    return 0

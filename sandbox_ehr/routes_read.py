@@ -1,0 +1,222 @@
+"""Read side of the FHIR API: ``Slot/$prefetch``, Slot/Schedule/actor search, reads.
+
+``$prefetch`` (STU3 flavour only, as in the Argonaut IG) returns free slots whose
+start lies in [start, end); R4's ``GET Slot`` returns every status unless
+``status`` is given, so that pollers using ``_lastUpdated`` learn about slots that
+stopped being free. Both are keyset-paged with opaque ``_cursor`` next links and
+may ``_include`` the page's Schedules and their actors.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+
+from sandbox_ehr import codes, paging, search
+from sandbox_ehr.errors import FhirError, not_found
+from sandbox_ehr.fhir_render import bundle, entry
+from sandbox_ehr.org import slot_index
+from sandbox_ehr.store import Page
+from sandbox_ehr.web import fhir_base, fhir_response, json_body, query_pairs, sandbox
+
+router = APIRouter()
+ENTITY_TYPES = ("Practitioner", "Location", "Device", "Organization")
+
+
+def _page_params(
+    request: Request, pairs: list[tuple[str, str]]
+) -> tuple[list[tuple[str, str]], int, int | None, int | None]:
+    """Search params, page size, cursor key and carried total (from ``_cursor`` if present)."""
+    sb = sandbox(request)
+    token = search.first(pairs, paging.CURSOR_PARAM)
+    if token:
+        cur = paging.decode(token)
+        count = search.page_size(pairs, cur.count, sb.config.max_page_size)
+        return cur.params, count, cur.after, cur.total
+    params = [(k, v) for k, v in pairs if k not in (paging.CURSOR_PARAM, "_count")]
+    count = search.page_size(pairs, sb.config.page_size, sb.config.max_page_size)
+    return params, count, None, None
+
+
+def _slot_bundle(
+    request: Request, pairs: list[tuple[str, str]], path: str, prefetch: bool
+) -> Response:
+    sb = sandbox(request)
+    params, count, after, total = _page_params(request, pairs)
+    org = sb.store.org
+    if prefetch:
+        query = search.prefetch_query(org, params)
+    else:
+        query = search.slot_search_query(org, sb.config.fhir_version, params)
+    if count == 0:
+        page = Page([], None, sb.store.page(query, None, 1, want_total=True).total)
+    else:
+        page = sb.store.page(query, after, count, want_total=total is None)
+    total = total if total is not None else page.total
+    base = fhir_base(request)
+    entries = [entry(base, r) for r in sb.renderer.slot_resources(sb.store, page.indices)]
+    entries += _includes(
+        request, params, sorted({int(sb.store.sched[i]) for i in page.indices}, key=lambda s: s)
+    )
+    next_url = None
+    if page.next_key is not None:
+        token = paging.encode(paging.Cursor(params, page.next_key, total, count))
+        next_url = f"{base}/{path}?{paging.CURSOR_PARAM}={token}"
+    profile = codes.SLOT_BUNDLE_PROFILE if prefetch else None
+    return fhir_response(
+        bundle(entries, total=total, self_url=str(request.url), next_url=next_url, profile=profile)
+    )
+
+
+def _includes(
+    request: Request, params: list[tuple[str, str]], schedules: list[int]
+) -> list[dict[str, Any]]:
+    inc = search.includes(params)
+    if not inc.schedules:
+        return []
+    sb = sandbox(request)
+    base = fhir_base(request)
+    out = []
+    actors: dict[str, None] = {}
+    for s in schedules:
+        sd = sb.store.org.schedules[s]
+        out.append(entry(base, sb.renderer.schedule(sd, int(sb.store.horizon_end[s])), "include"))
+        for ref in sd.actor_refs:
+            actors[ref] = None
+    if inc.actors:
+        for ref in actors:
+            res = sb.renderer.resource(ref)
+            if res is not None:
+                out.append(entry(base, res, "include"))
+    return out
+
+
+@router.get("/fhir/metadata")
+async def metadata(request: Request) -> Response:
+    return fhir_response(sandbox(request).capability)
+
+
+@router.get("/fhir/Slot/$prefetch")
+@router.post("/fhir/Slot/$prefetch")
+@router.get("/fhir/Slot/$find")
+@router.post("/fhir/Slot/$find")
+async def prefetch(request: Request) -> Response:
+    sb = sandbox(request)
+    if sb.config.fhir_version != "stu3":
+        raise FhirError(
+            404,
+            "Slot/$prefetch is an Argonaut STU3 operation; this R4 server "
+            "offers Slot search (GET Slot?schedule=&start=...)",
+            "not-supported",
+        )
+    pairs = query_pairs(request)
+    if request.method == "POST" and search.first(pairs, paging.CURSOR_PARAM) is None:
+        pairs = search.parameters_to_pairs(await json_body(request)) + pairs
+    return _slot_bundle(request, pairs, "Slot/$prefetch", prefetch=True)
+
+
+@router.get("/fhir/Slot")
+async def slot_search(request: Request) -> Response:
+    return _slot_bundle(request, query_pairs(request), "Slot", prefetch=False)
+
+
+@router.get("/fhir/Schedule")
+async def schedule_search(request: Request) -> Response:
+    sb = sandbox(request)
+    params, count, after, _ = _page_params(request, query_pairs(request))
+    allowed = search.schedules_matching(sb.store.org, params)
+    matches = sorted(allowed) if allowed is not None else list(range(len(sb.store.org.schedules)))
+    offset = after or 0
+    chosen = matches[offset : offset + count]
+    base = fhir_base(request)
+    entries = [
+        entry(base, sb.renderer.schedule(sb.store.org.schedules[s], int(sb.store.horizon_end[s])))
+        for s in chosen
+    ]
+    if search.includes(params).actors:
+        seen: dict[str, None] = {}
+        for s in chosen:
+            for ref in sb.store.org.schedules[s].actor_refs:
+                seen[ref] = None
+        entries += [entry(base, r, "include") for r in map(sb.renderer.resource, seen) if r]
+    next_url = None
+    if offset + count < len(matches) and count:
+        token = paging.encode(paging.Cursor(params, offset + count, len(matches), count))
+        next_url = f"{base}/Schedule?{paging.CURSOR_PARAM}={token}"
+    return fhir_response(
+        bundle(entries, total=len(matches), self_url=str(request.url), next_url=next_url)
+    )
+
+
+def _entity_matches(resource: dict[str, Any], params: list[tuple[str, str]]) -> bool:
+    ids = search.split_values(params, "_id")
+    if ids and resource["id"] not in ids:
+        return False
+    for name in search.split_values(params, "name"):
+        text = resource.get("name")
+        text = text[0].get("text", "") if isinstance(text, list) else (text or "")
+        if name.lower() not in text.lower():
+            return False
+    addr = search.split_values(params, "address") + search.split_values(params, "address-city")
+    if addr:
+        a = resource.get("address")
+        a = a[0] if isinstance(a, list) else (a or {})
+        terms = [
+            *(a.get("line") or []),
+            a.get("city", ""),
+            a.get("state", ""),
+            a.get("postalCode", ""),
+        ]
+        if not any(t.lower().startswith(q.lower()) for q in addr for t in terms):
+            return False
+    partof = search.split_values(params, "partof")
+    if partof:
+        ref = (resource.get("partOf") or {}).get("reference")
+        if ref not in {search.normalise_ref(p, "Location") for p in partof}:
+            return False
+    return True
+
+
+@router.get("/fhir/{rtype}")
+async def entity_search(request: Request, rtype: str) -> Response:
+    sb = sandbox(request)
+    if rtype not in ENTITY_TYPES:
+        raise not_found(f"resource type {rtype}")
+    params, count, after, _ = _page_params(request, query_pairs(request))
+    refs = [ref for ref in sb.store.org.resources if ref.startswith(f"{rtype}/")]
+    matches = [r for r in map(sb.renderer.resource, refs) if r and _entity_matches(r, params)]
+    offset = after or 0
+    base = fhir_base(request)
+    next_url = None
+    if offset + count < len(matches) and count:
+        token = paging.encode(paging.Cursor(params, offset + count, len(matches), count))
+        next_url = f"{base}/{rtype}?{paging.CURSOR_PARAM}={token}"
+    entries = [entry(base, r) for r in matches[offset : offset + count]]
+    return fhir_response(
+        bundle(entries, total=len(matches), self_url=str(request.url), next_url=next_url)
+    )
+
+
+@router.get("/fhir/{rtype}/{rid}")
+async def read(request: Request, rtype: str, rid: str) -> Response:
+    sb = sandbox(request)
+    if rtype == "Slot":
+        i = slot_index(rid)
+        if i is None or not sb.store.exists(i):
+            raise not_found(f"Slot/{rid}")
+        return fhir_response(sb.renderer.slot_resources(sb.store, [i])[0])
+    if rtype == "Schedule":
+        s = sb.store.org.schedule_index.get(rid)
+        if s is None:
+            raise not_found(f"Schedule/{rid}")
+        return fhir_response(
+            sb.renderer.schedule(sb.store.org.schedules[s], int(sb.store.horizon_end[s]))
+        )
+    if rtype in ENTITY_TYPES:
+        res = sb.renderer.resource(f"{rtype}/{rid}")
+        if res is None:
+            raise not_found(f"{rtype}/{rid}")
+        return fhir_response(res)
+    return fhir_response(sb.records.read(rtype, rid))

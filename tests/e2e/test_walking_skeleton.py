@@ -1,0 +1,118 @@
+"""End to end with real processes: sandbox EHR -> `slotsync resync` -> PostgreSQL -> API $find.
+
+Every appointment $find offers must be backed by slots the sandbox reports free,
+with exactly their times, and every free slot of the window must be offered.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+
+import httpx
+import pytest
+
+from sandbox_ehr.process import start_sandbox
+from tests.fhir_checks import assert_avail_bundle
+from tests.support import free_port, throwaway_postgres, wait_for_http
+
+pytestmark = pytest.mark.integration
+
+HORIZON_DAYS = 7
+
+
+def slotsync(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[tuple[str, str]]:
+    with (
+        throwaway_postgres() as db_url,
+        start_sandbox(size=3000, extra_args=("--horizon-days", str(HORIZON_DAYS))) as sandbox,
+    ):
+        env = {
+            **os.environ,
+            "SLOTSYNC_DATABASE_URL": db_url,
+            "SLOTSYNC_EHR_BASE_URL": sandbox.base_url,
+            "SLOTSYNC_HORIZON_DAYS": str(HORIZON_DAYS),
+            "SLOTSYNC_LOAD_WINDOW_DAYS": "2",
+        }
+        env.pop("SLOTSYNC_REDIS_URL", None)
+        slotsync("db", "upgrade", env=env)
+        slotsync("resync", env=env)
+        port = free_port()
+        api = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_for_http(f"http://127.0.0.1:{port}/healthz")
+            yield f"http://127.0.0.1:{port}/fhir", sandbox.control_url
+        finally:
+            api.terminate()
+            api.wait(timeout=20)
+
+
+def appointments(bundle):
+    return [e["resource"] for e in bundle["entry"] if e["search"]["mode"] == "match"]
+
+
+def test_find_offers_only_what_the_ehr_has_free(stack):
+    """Soundness end to end: each offer's slots are free in the EHR and cover its span."""
+    api, control = stack
+    start = datetime.now(UTC).date() + timedelta(days=1)
+    window = {"start": str(start), "end": str(start + timedelta(days=HORIZON_DAYS - 2))}
+    truth = httpx.get(f"{control}/truth", params=window, timeout=30).json()["slots"]
+    free = {s["id"]: s for s in truth}
+    resp = httpx.get(f"{api}/Appointment/$find", params={**window, "_count": "500"}, timeout=30)
+    assert resp.status_code == 200
+    bundle = resp.json()
+    assert_avail_bundle(bundle)
+    offers = appointments(bundle)
+    assert offers, "the example rules should offer something in the sandbox organisation"
+    visit_types = set()
+    for appt in offers:
+        slots = [free.get(r["reference"].split("/", 1)[1]) for r in appt["slot"]]
+        assert all(slots), f"{appt['id']} uses a slot the EHR does not report free"
+        practitioner = next(
+            p["actor"]["reference"]
+            for p in appt["participant"]
+            if p["actor"].get("reference", "").startswith("Practitioner/")
+        )
+        own = sorted(
+            (s for s in slots if s["schedule"] == f"sch-pr-{practitioner.split('-')[-1]}"),
+            key=lambda s: s["start"],
+        )
+        assert own and own[0]["start"] <= appt["start"] and own[-1]["end"] >= appt["end"]
+        assert all(a["end"] == b["start"] for a, b in pairwise(own))
+        visit_types.add(appt["serviceType"][0]["coding"][0]["code"])
+    assert len(visit_types) > 1
+
+
+def test_find_by_practitioner_only_returns_that_practitioner(stack):
+    api, _control = stack
+    start = datetime.now(UTC).date() + timedelta(days=1)
+    params = {"start": str(start), "end": str(start + timedelta(days=5))}
+    resp = httpx.get(
+        f"{api}/Appointment/$find", params={**params, "practitioner": "Practitioner/pr-1"}
+    )
+    assert resp.status_code == 200
+    offers = appointments(resp.json())
+    assert offers
+    for appt in offers:
+        refs = [p["actor"].get("reference") for p in appt["participant"]]
+        assert "Practitioner/pr-1" in refs

@@ -1,0 +1,217 @@
+"""$find through the FastAPI app over a cache loaded from a scripted EHR, on both backends."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+
+from app.api.main import create_app
+from app.domain import VISIT_TYPE_SYSTEM, Slot
+from app.settings import Settings
+from app.sync.load import load_window
+from tests.fhir_checks import assert_avail_bundle, assert_operation_outcome
+from tests.integration.test_load_window import ScriptedEhr, client_for
+
+BASE = (datetime.now(UTC) + timedelta(days=2)).replace(hour=14, minute=0, second=0, microsecond=0)
+OFFICE = f"{VISIT_TYPE_SYSTEM}|office-visit"
+RULES = {
+    "version": 1,
+    "organization": {
+        "name": "Test clinic",
+        "timezone": "UTC",
+        "opening_hours": {
+            d: ["00:00-24:00"] for d in ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+        },
+    },
+    "defaults": {"min_lead_minutes": 0, "max_horizon_days": 60, "join_contiguous": False},
+    "visit_types": [
+        {
+            "code": OFFICE,
+            "duration_minutes": 15,
+            "assets": [{"kind": "practitioner"}],
+        },
+        {
+            "code": f"{VISIT_TYPE_SYSTEM}|consult",
+            "duration_minutes": 30,
+            "join_contiguous": True,
+            "slot_service_types": [OFFICE],
+            "assets": [{"kind": "practitioner"}],
+        },
+    ],
+}
+
+
+def slot(n: int, schedule: str = "sch-1") -> Slot:
+    start = BASE + timedelta(minutes=15 * n)
+    return Slot(
+        id=f"{schedule}-s{n}",
+        schedule_id=schedule,
+        start=start,
+        end=start + timedelta(minutes=15),
+        service_types=(OFFICE,),
+    )
+
+
+@pytest.fixture
+def api(engine, tmp_path):
+    rules_path = tmp_path / "rules.yaml"
+    rules_path.write_text(yaml.safe_dump(RULES))
+    slots = [slot(i) for i in range(6)] + [slot(i, "sch-2") for i in (0, 1, 3)]
+    window = (BASE - timedelta(hours=1), BASE + timedelta(days=1))
+    load_window(engine, client_for(ScriptedEhr(slots)), *window)
+    settings = Settings(
+        database_url=engine.url.render_as_string(hide_password=False), rules_path=rules_path
+    )
+    with TestClient(create_app(settings)) as client:
+        yield client, slots
+
+
+def iso(t: datetime) -> str:
+    return t.isoformat()
+
+
+WINDOW = {"start": iso(BASE - timedelta(hours=1)), "end": iso(BASE + timedelta(days=1))}
+
+
+def find(client, **params):
+    return client.get("/fhir/Appointment/$find", params=params)
+
+
+def test_office_visits_one_per_free_slot(api):
+    client, slots = api
+    resp = find(client, **WINDOW, **{"visit-type": OFFICE})
+    assert resp.status_code == 200
+    assert resp.headers["content-type"].startswith("application/fhir+json")
+    bundle = resp.json()
+    assert_avail_bundle(bundle)
+    appts = [
+        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Appointment"
+    ]
+    assert bundle["total"] == len(appts) == len(slots)
+    want = sorted((s.start, s.end) for s in slots)
+    got = [(datetime.fromisoformat(a["start"]), datetime.fromisoformat(a["end"])) for a in appts]
+    assert sorted(got) == want
+    assert [g[0] for g in got] == sorted(g[0] for g in got)  # ordered by start
+    assert "lastUpdated" in bundle["meta"]
+
+
+def test_consult_joins_contiguous_slots_but_not_across_gaps(api):
+    client, _ = api
+    bundle = find(client, **WINDOW, **{"visit-type": f"{VISIT_TYPE_SYSTEM}|consult"}).json()
+    appts = [
+        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "Appointment"
+    ]
+    by_schedule: dict[str, list[list[str]]] = {}
+    for a in appts:
+        refs = sorted(r["reference"] for r in a["slot"])
+        assert len(refs) == 2 and a["minutesDuration"] == 30
+        by_schedule.setdefault(refs[0].split("-s")[0], []).append(refs)
+    # sch-1 has 6 contiguous slots -> 5 joined pairs; sch-2 has 0,1,_,3 -> only (0,1)
+    assert len(by_schedule["Slot/sch-1"]) == 5
+    assert by_schedule["Slot/sch-2"] == [["Slot/sch-2-s0", "Slot/sch-2-s1"]]
+
+
+def test_post_parameters_equals_get(api):
+    client, _ = api
+    get = find(client, **WINDOW, practitioner="Practitioner/sch-2", **{"visit-type": OFFICE})
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "start", "valueDateTime": WINDOW["start"]},
+            {"name": "end", "valueDateTime": WINDOW["end"]},
+            {"name": "practitioner", "valueUri": "Practitioner/sch-2"},
+            {"name": "visit-type", "valueString": OFFICE},
+        ],
+    }
+    post = client.post("/fhir/Appointment/$find", json=body)
+    assert post.status_code == 200
+    assert get.json()["entry"] == post.json()["entry"]
+    assert get.json()["total"] == 3
+
+
+def test_count_and_include(api):
+    client, _ = api
+    bundle = find(
+        client, **WINDOW, _count="2", _include="Appointment:practitioner", **{"visit-type": OFFICE}
+    ).json()
+    assert_avail_bundle(bundle)
+    modes = [e["search"]["mode"] for e in bundle["entry"]]
+    assert modes.count("match") == 2 == bundle["total"]
+    included = [e["resource"] for e in bundle["entry"] if e["search"]["mode"] == "include"]
+    participants = {
+        p["actor"]["reference"]
+        for e in bundle["entry"]
+        if e["search"]["mode"] == "match"
+        for p in e["resource"]["participant"]
+    }
+    assert {f"Practitioner/{r['id']}" for r in included} == participants
+    assert all(r["resourceType"] == "Practitioner" and r["name"] for r in included)
+
+
+def test_empty_answer_is_200_with_information(api):
+    client, _ = api
+    resp = find(client, **WINDOW, practitioner="Practitioner/nobody")
+    assert resp.status_code == 200
+    bundle = resp.json()
+    assert bundle["total"] == 0
+    outcome = bundle["entry"][-1]["resource"]
+    assert outcome["resourceType"] == "OperationOutcome"
+
+
+def test_unknown_visit_type_is_400(api):
+    client, _ = api
+    resp = find(client, **WINDOW, **{"visit-type": f"{VISIT_TYPE_SYSTEM}|mri"})
+    assert resp.status_code == 400
+    assert_operation_outcome(resp.json(), code="invalid")
+    assert resp.json()["issue"][0]["expression"] == ["visit-type"]
+
+
+def test_ignored_parameters_are_reported(api):
+    client, _ = api
+    bundle = find(client, **WINDOW, organization="Organization/x", **{"visit-type": OFFICE}).json()
+    outcome = bundle["entry"][-1]["resource"]
+    assert any("organization" in i["diagnostics"] for i in outcome["issue"])
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {},
+        {"start": "2030-01-02"},
+        {"start": "yesterday", "end": "2030-01-02"},
+        {"start": "2030-01-03", "end": "2030-01-02"},
+        {"start": "2030-01-01", "end": "2030-01-02", "_count": "-1"},
+        {"start": "2030-01-01", "end": "2030-01-02", "practitioner": "Patient/1"},
+        {"start": "2030-01-01T10:00:00", "end": "2030-01-02"},
+        {"start": "2030-01-01", "end": "2030-01-02", "specialty": "394582007"},
+        {"start": "2030-01-01", "end": "2030-01-02", "patient-resource": "x"},
+    ],
+)
+def test_bad_parameters_get_400_operation_outcome(api, params):
+    client, _ = api
+    resp = find(client, **params)
+    assert resp.status_code == 400
+    assert resp.headers["content-type"].startswith("application/fhir+json")
+    assert_operation_outcome(resp.json(), code="invalid")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"not json",
+        b'{"resourceType": "Patient"}',
+        b'{"resourceType": "Parameters", "parameter": [{"name": "start"}]}',
+        b'{"resourceType": "Parameters", "parameter": {"name": "start"}}',
+        b'{"resourceType": "Parameters", "parameter": [{"name": "start", "valueDateTime": "x"}]}',
+    ],
+)
+def test_bad_post_bodies_get_400(api, body):
+    client, _ = api
+    resp = client.post(
+        "/fhir/Appointment/$find", content=body, headers={"content-type": "application/fhir+json"}
+    )
+    assert resp.status_code == 400
+    assert_operation_outcome(resp.json())

@@ -1,0 +1,87 @@
+"""The seeded organisation follows the shared contract and is deterministic."""
+
+from __future__ import annotations
+
+import time
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import numpy as np
+
+from sandbox_ehr import codes
+from sandbox_ehr.org import BUSY, FREE, TENTATIVE, generate, generate_day
+
+START = date(2026, 11, 26)
+
+
+def test_same_seed_same_organisation_and_slots() -> None:
+    org_a, a = generate(5, 4000, START, 30)
+    org_b, b = generate(5, 4000, START, 30)
+    _, c = generate(6, 4000, START, 30)
+    assert org_a.practitioners == org_b.practitioners and org_a.clinics == org_b.clinics
+    assert np.array_equal(a.start, b.start) and np.array_equal(a.status, b.status)
+    assert len(c) != len(a) or not np.array_equal(c.start, a.start)
+
+
+def test_size_is_approximate_from_hundreds_to_a_million() -> None:
+    for size in (300, 5000, 100_000):
+        _, slots = generate(42, size, START, 90)
+        assert 0.75 * size <= len(slots) <= 1.25 * size, (size, len(slots))
+    t0 = time.perf_counter()
+    _, big = generate(42, 1_000_000, START, 90)
+    assert time.perf_counter() - t0 < 10
+    assert len(big) >= 1_000_000 * 0.95
+    assert big.start.nbytes + big.dur.nbytes + big.sched.nbytes + big.status.nbytes < 20_000_000
+
+
+def test_contract_ids_codes_and_actors() -> None:
+    org, _ = generate(42, 20_000, START, 30)
+    assert {p.specialty for p in org.practitioners} == set(codes.SPECIALTIES)
+    assert {c.tz for c in org.clinics} <= set(codes.TIME_ZONES) and len(
+        {c.tz for c in org.clinics}
+    ) >= 2
+    assert {r.kind for r in org.rooms} == set(codes.ROOM_KINDS)
+    assert {d.kind for d in org.devices} <= set(codes.DEVICE_KINDS)
+    for s in org.schedules:
+        if s.kind == "pr":
+            n = s.id.removeprefix("sch-pr-")
+            clinic = next(p.clinic_id for p in org.practitioners if p.id == f"pr-{n}")
+            assert s.actor_refs == (f"Practitioner/pr-{n}", f"Location/{clinic}")
+            assert s.service_types == codes.SPECIALTY_VISIT_TYPES[s.specialty]
+        elif s.kind == "room":
+            assert s.id.startswith("sch-room-") and s.actor_refs == (f"Location/{s.id[4:]}",)
+        else:
+            assert s.id.startswith("sch-dev-") and s.actor_refs == (f"Device/{s.id[4:]}",)
+
+
+def test_slots_follow_clinic_hours_lengths_and_statuses() -> None:
+    org, slots = generate(42, 20_000, START, 30)
+    seen_lengths: dict[str, set[int]] = {"pr": set(), "asset": set()}
+    for i in range(0, len(slots), 7):
+        s = org.schedules[int(slots.sched[i])]
+        tz = ZoneInfo(org.clinics[s.clinic_index].tz)
+        start = datetime(1970, 1, 1, tzinfo=ZoneInfo("UTC")) + timedelta(
+            minutes=int(slots.start[i])
+        )
+        local = start.astimezone(tz)
+        end = local + timedelta(minutes=int(slots.dur[i]))
+        minutes = (local.hour * 60 + local.minute, end.hour * 60 + end.minute)
+        if local.weekday() < 5:
+            assert 480 <= minutes[0] and minutes[1] <= 1020
+            assert minutes[1] <= 720 or minutes[0] >= 780, "no slot in the lunch break"
+        else:
+            assert local.weekday() == 5 and 540 <= minutes[0] and minutes[1] <= 720
+        seen_lengths["pr" if s.kind == "pr" else "asset"].add(int(slots.dur[i]))
+    assert seen_lengths["pr"] <= {15, 20, 30} and len(seen_lengths["pr"]) >= 2
+    assert seen_lengths["asset"] <= {10, 15, 30} and len(seen_lengths["asset"]) >= 2
+    counts = np.bincount(slots.status, minlength=5)
+    assert counts[FREE] > counts[BUSY] > counts[TENTATIVE] > 0
+
+
+def test_generate_day_is_seeded_and_on_that_day() -> None:
+    org, _ = generate(42, 5000, START, 30)
+    day = START + timedelta(days=32)  # a Monday after the horizon
+    a, b = generate_day(org, day), generate_day(org, day)
+    assert len(a) > 0 and np.array_equal(a.start, b.start)
+    lo = (day - date(1970, 1, 1)).days * 1440
+    assert ((a.start >= lo) & (a.start < lo + 1440 + 600)).all()
