@@ -10,6 +10,7 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
 from sqlalchemy import Row, case, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -28,13 +29,68 @@ def _insert(session: Session, table: Any) -> Any:
 
 
 def _upsert(session: Session, table: Any, rows: list[dict[str, Any]], key: Sequence[str]) -> None:
+    """Batched executemany of ``INSERT ... ON CONFLICT DO UPDATE`` on the Core connection
+    (the ORM bulk path costs more than the database does)."""
     if not rows:
         return
-    stmt = _insert(session, table)
+    stmt = _insert(session, table.__table__)
     updates = {c: stmt.excluded[c] for c in rows[0] if c not in key}
     stmt = stmt.on_conflict_do_update(index_elements=list(key), set_=updates)
+    connection = session.connection()
     for i in range(0, len(rows), BATCH):
-        session.execute(stmt, rows[i : i + BATCH])
+        connection.execute(stmt, rows[i : i + BATCH])
+
+
+COPY_THRESHOLD = 500  # below this many rows the staging round trips cost more than they save
+SLOT_FIELDS = (
+    "id",
+    "schedule_id",
+    "start",
+    "end",
+    "status",
+    "service_types",
+    "specialties",
+    "appointment_types",
+    "overbooked",
+    "comment",
+    "version_id",
+    "ehr_last_updated",
+    "last_confirmed_at",
+)
+
+
+def _copy_upsert_slots(session: Session, slots: Sequence[Slot], confirmed_at: datetime) -> None:
+    """PostgreSQL: ``COPY`` into a per-connection temporary table, then one
+    ``INSERT ... SELECT ... ON CONFLICT DO UPDATE``: the fastest path for big writes."""
+    raw = session.connection().connection.driver_connection
+    columns = ", ".join(f'"{c}"' for c in SLOT_FIELDS)
+    updates = ", ".join(f'"{c}" = excluded."{c}"' for c in SLOT_FIELDS if c != "id")
+    with raw.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE IF NOT EXISTS slot_stage (LIKE slots) ON COMMIT DELETE ROWS")
+        with cur.copy(f"COPY slot_stage ({columns}) FROM STDIN") as copy:
+            for s in slots:
+                copy.write_row(
+                    (
+                        s.id,
+                        s.schedule_id,
+                        s.start,
+                        s.end,
+                        s.status,
+                        orjson.dumps(s.service_types).decode(),
+                        orjson.dumps(s.specialties).decode(),
+                        orjson.dumps(s.appointment_types).decode(),
+                        s.overbooked,
+                        s.comment,
+                        s.version_id,
+                        s.last_updated,
+                        confirmed_at,
+                    )
+                )
+        cur.execute(
+            f"INSERT INTO slots ({columns}) SELECT {columns} FROM slot_stage"
+            f" ON CONFLICT (id) DO UPDATE SET {updates}"
+        )
+        cur.execute("DELETE FROM slot_stage")
 
 
 def _batched(items: Sequence[str]) -> Iterable[Sequence[str]]:
@@ -196,7 +252,11 @@ def cached_slots(
 
 
 def apply_snapshot(session: Session, plan: SnapshotPlan, confirmed_at: datetime) -> None:
-    _upsert(session, SlotRow, [slot_row(s, confirmed_at) for s in plan.upserts], ["id"])
+    """Write a snapshot plan: upserts (COPY-staged on PostgreSQL when big), then deletes."""
+    if len(plan.upserts) >= COPY_THRESHOLD and session.get_bind().dialect.name == "postgresql":
+        _copy_upsert_slots(session, plan.upserts, confirmed_at)
+    else:
+        _upsert(session, SlotRow, [slot_row(s, confirmed_at) for s in plan.upserts], ["id"])
     for chunk in _batched(list(plan.deletes)):
         session.execute(delete(SlotRow).where(SlotRow.id.in_(chunk)))
 

@@ -102,17 +102,29 @@ class ChunkRun:
 def group_schedules(
     schedules: Sequence[Schedule], per_chunk: int, fhir_version: str
 ) -> list[tuple[str, ...]]:
-    """Schedules fetched together. STU3 ``$prefetch`` filters only by practitioner and
-    location, so schedules with neither (devices, services) share one unfiltered fetch."""
-    named: list[str] = []
+    """Schedules fetched together, at most ``per_chunk`` a fetch.
+
+    STU3 ``$prefetch`` filters by practitioner AND location, so only schedules with
+    the same kinds of actors can share a fetch (a room's schedule has no
+    practitioner to match), and schedules with neither (devices, services) share
+    one unfiltered fetch. R4 names schedules directly.
+    """
+    by_kind: dict[tuple[bool, bool], list[str]] = {}
     unnamed: list[str] = []
     for schedule in sorted(schedules, key=lambda s: s.id):
         kinds = {ref.split("/", 1)[0] for ref in schedule.actor_refs}
-        if fhir_version == "stu3" and not kinds & {*PROVIDER_TYPES, "Location"}:
+        key = (bool(kinds & set(PROVIDER_TYPES)), "Location" in kinds)
+        if fhir_version == "stu3" and key == (False, False):
             unnamed.append(schedule.id)
         else:
-            named.append(schedule.id)
-    groups = [tuple(named[i : i + per_chunk]) for i in range(0, len(named), per_chunk)]
+            by_kind.setdefault(key if fhir_version == "stu3" else (True, True), []).append(
+                schedule.id
+            )
+    groups = [
+        tuple(ids[i : i + per_chunk])
+        for _, ids in sorted(by_kind.items(), reverse=True)
+        for i in range(0, len(ids), per_chunk)
+    ]
     if unnamed:
         groups.append(tuple(unnamed))
     return groups

@@ -146,5 +146,12 @@ def test_stu3_groups_unnamed_schedules_into_one_fetch():
         ("sch-room-1",),
         ("sch-dev-1", "sch-dev-2"),
     ]
-    assert len(group_schedules(schedules, 1, "r4")) == 4
+    # a practitioner's and a room's schedule cannot share a practitioner AND location query
+    schedules.append(Schedule(id="sch-pr-2", actor_refs=("Practitioner/pr-2", "Location/c-2")))
+    assert group_schedules(schedules, 3, "stu3") == [
+        ("sch-pr-1", "sch-pr-2"),
+        ("sch-room-1",),
+        ("sch-dev-1", "sch-dev-2"),
+    ]
+    assert len(group_schedules(schedules, 1, "r4")) == 5
     assert group_schedules(schedules, 3, "r4")[0] == ("sch-dev-1", "sch-dev-2", "sch-pr-1")
