@@ -67,7 +67,8 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_beat(args: argparse.Namespace, settings: Settings) -> int:
-    return _celery_main(["beat", f"--loglevel={args.log_level}", *args.celery_args], settings)
+    argv = ["beat", f"--loglevel={args.log_level}", f"--schedule={args.schedule_file}"]
+    return _celery_main(argv + list(args.celery_args), settings)
 
 
 def _cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
@@ -241,6 +242,9 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(func=_cmd_worker)
 
     beat = sub.add_parser("beat", help="run Celery beat: the daily load and periodic checks")
+    beat.add_argument(
+        "--schedule-file", default="celerybeat-schedule", help="where beat keeps its state"
+    )
     beat.add_argument("celery_args", nargs=argparse.REMAINDER)
     beat.set_defaults(func=_cmd_beat)
 

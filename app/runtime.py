@@ -15,7 +15,7 @@ from sqlalchemy import Engine
 
 from app.cache.db import make_engine
 from app.ehr.auth import BearerAuth, SmartBackendAuth
-from app.ehr.client import EhrClient
+from app.ehr.client import EhrClient, RetryPolicy
 from app.settings import Settings, get_settings
 from app.sync.context import SyncContext
 from app.sync.coordination import Coordinator, LocalCoordinator, RedisCoordinator
@@ -66,6 +66,7 @@ def ehr_client(settings: Settings | None = None) -> EhrClient:
         settings.ehr_base_url,
         fhir_version=settings.ehr_fhir_version,
         timeout=settings.ehr_timeout_seconds,
+        retry=RetryPolicy(attempts=settings.ehr_retry_attempts),
         auth=ehr_auth(settings),
         page_size=settings.ehr_page_size,
         prefetch_method=settings.ehr_prefetch_method,

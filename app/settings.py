@@ -59,6 +59,9 @@ class Settings(BaseSettings):
 
     # -- EHR access --------------------------------------------------------------
     ehr_page_size: int | None = Field(default=None, ge=1, description="_count asked of the EHR")
+    ehr_retry_attempts: int = Field(
+        default=5, ge=1, le=20, description="tries per EHR request (transient failures)"
+    )
     ehr_prefetch_method: Literal["GET", "POST"] = "GET"
     ehr_auth: Literal["none", "bearer", "smart"] = "none"
     ehr_bearer_token: SecretStr | None = None
@@ -96,9 +99,12 @@ class Settings(BaseSettings):
         default=60, ge=5, description="expiry of a schedule lock (extended while pages arrive)"
     )
     broker_visibility_timeout_seconds: int = Field(
-        default=3600, ge=10, description="unacked task redelivery; longer than any task"
+        default=3600, ge=5, description="unacked task redelivery; longer than any task"
     )
-    task_time_limit_seconds: int = Field(default=900, ge=10, description="hard limit per task")
+    task_time_limit_seconds: int = Field(default=900, ge=5, description="hard limit per task")
+    task_max_retries: int = Field(
+        default=6, ge=0, le=20, description="task retries after transient failures"
+    )
     worker_queues: str = Field(default="sync,load", description="queues a worker consumes")
 
     @model_validator(mode="after")

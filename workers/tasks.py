@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 from celery import Task
 
 from app.runtime import sync_context
+from app.settings import get_settings
 from app.sync import feed, refresh
 from app.sync.runs import ResyncRequest, execute_chunk, is_transient, plan_run
 from app.sync.windows import horizon
@@ -22,7 +23,9 @@ from app.sync.windows import horizon
 from .celery_app import celery_app
 from .dispatch import CeleryDispatcher, request_from_json
 
-MAX_RETRIES = 6
+
+def _max_retries() -> int:
+    return get_settings().task_max_retries
 
 
 def _countdown(retries: int, cap: float = 60.0) -> float:
@@ -30,7 +33,7 @@ def _countdown(retries: int, cap: float = 60.0) -> float:
 
 
 def _retry_or_raise(task: Task, exc: Exception) -> NoReturn:
-    if is_transient(exc) and task.request.retries < MAX_RETRIES:
+    if is_transient(exc) and task.request.retries < _max_retries():
         raise task.retry(exc=exc, countdown=_countdown(task.request.retries))
     raise exc
 
@@ -63,7 +66,7 @@ def resync_task(self: Task, request: dict[str, Any]) -> dict[str, Any]:
 @celery_app.task(name="slotsync.sync_chunk", bind=True)
 def sync_chunk_task(self: Task, run_id: int, seq: int) -> dict[str, Any]:
     """One (schedules, window) chunk of a run; a no-op if it already completed."""
-    final = self.request.retries >= MAX_RETRIES
+    final = self.request.retries >= _max_retries()
     try:
         outcome = execute_chunk(sync_context(), run_id, seq, final_attempt=final)
     except Exception as exc:
