@@ -102,7 +102,12 @@ def heard(
                 missed = min(numbers) > last + 1
             elif events_since_start is not None:
                 missed = events_since_start > last
-        values: dict[str, object] = {"last_heard_at": now, "feed_state": "live", "updated_at": now}
+        catching_up = missed or (row.feed_state == "catching-up" and kind != "handshake")
+        values: dict[str, object] = {
+            "last_heard_at": now,
+            "feed_state": "catching-up" if catching_up else "live",
+            "updated_at": now,
+        }
         if kind == "handshake":
             values["status"] = "active"
         if highest is not None and (last is None or highest > last or kind == "handshake"):
@@ -112,6 +117,15 @@ def heard(
         )
         out.append(Heard(feed_id=row.id, missed_events=missed, was_stale=row.feed_state != "live"))
     return out
+
+
+def caught_up(session: Session, now: datetime) -> None:
+    """A poll succeeded: lost notifications are accounted for; numbering starts afresh."""
+    session.execute(
+        update(SubscriptionRow)
+        .where(SubscriptionRow.feed_state == "catching-up")
+        .values(feed_state="live", last_event_number=None, updated_at=now)
+    )
 
 
 def mark_stale(session: Session, feed_id: int, now: datetime) -> bool:

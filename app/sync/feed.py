@@ -4,8 +4,9 @@
   recorded if the EHR still has it active (renewal), and records id and status.
 - :func:`watchdog` runs every few seconds (Celery beat): a feed silent for longer
   than ``heartbeat_seconds x heartbeat_grace`` becomes ``stale``; while no feed is
-  live, it has the poller run every ``poll_interval_seconds``. The webhook puts a
-  feed back to ``live`` as soon as a heartbeat or event arrives.
+  live (stale, or ``catching-up`` after lost notifications), it has the poller run
+  every ``poll_interval_seconds``. A heartbeat or event puts a stale feed back to
+  ``live``; a successful poll does so for a catching-up one.
 - :func:`poll` looks for changes without notifications. R4: ``Slot?_lastUpdated=gt``
   since the cursor, then a coalesced refresh of each changed schedule's days. STU3
   (or no cursor yet): the near days re-read whole, one day per snapshot replace.
@@ -215,6 +216,7 @@ def poll(ctx: SyncContext, dispatcher: Dispatcher) -> PollResult:
         return PollResult(mode="failed", changed_slots=0, refreshes=0, error=error)
     with transaction(ctx.engine) as session:
         feeds.record_poll(session, row.id, now=now, cursor=cursor, error=None)
+        feeds.caught_up(session, now)
     return result
 
 

@@ -61,11 +61,16 @@ def feed_json(row: SubscriptionRow) -> dict[str, Any]:
 
 
 def overall_feed_state(rows: list[SubscriptionRow]) -> str:
-    """live: a subscription is heard from; stale: one should be but is not; polling: none."""
+    """live: a subscription is heard from; stale: one should be but is not; catching-up:
+    notifications were lost and polling makes up for them; polling: no subscription."""
     subscribed = [r for r in rows if r.status != "off"]
     if not subscribed:
         return "polling"
-    return "live" if any(r.feed_state == "live" for r in subscribed) else "stale"
+    states = {r.feed_state for r in subscribed}
+    for state in ("live", "catching-up"):
+        if state in states:
+            return state
+    return "stale"
 
 
 def sync_status(

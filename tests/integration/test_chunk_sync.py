@@ -130,3 +130,18 @@ def test_unknown_schedule_is_read_when_not_included(engine):
     sync_chunk(engine, client_for(slots_only), WEEK)
     assert cached(engine) == ehr.slots
     assert "/fhir/Schedule/sch-1" in slots_only.paths()
+
+
+def test_big_chunks_take_the_bulk_path_and_update_in_place(engine):
+    """Enough rows for PostgreSQL's COPY-staged upsert: inserts, then updates of the same ids."""
+    ehr = FakeEhr(page_size=400)
+    ehr.add_schedule("sch-1", "Practitioner/sch-1")
+    ehr.put(*(slot(i, minutes=5) for i in range(700)))
+    assert sync_chunk(engine, client_for(ehr), WEEK).upserted == 700
+    assert cached(engine) == ehr.slots
+    for i in range(0, 700, 2):
+        s = ehr.slots[f"sch-1-s{i}"]
+        ehr.put(replace(s, comment="changed", service_types=(*s.service_types, "x|y")))
+    result = sync_chunk(engine, client_for(ehr), WEEK)
+    assert (result.upserted, result.unchanged) == (350, 350)
+    assert cached(engine) == ehr.slots
