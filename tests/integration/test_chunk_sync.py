@@ -141,7 +141,9 @@ def test_big_chunks_take_the_bulk_path_and_update_in_place(engine):
     assert cached(engine) == ehr.slots
     for i in range(0, 700, 2):
         s = ehr.slots[f"sch-1-s{i}"]
-        ehr.put(replace(s, comment="changed", service_types=(*s.service_types, "x|y")))
+        ehr.put(
+            replace(s, end=s.end + timedelta(minutes=1), service_types=(*s.service_types, "x|y"))
+        )
     result = sync_chunk(engine, client_for(ehr), WEEK)
     assert (result.upserted, result.unchanged) == (350, 350)
     assert cached(engine) == ehr.slots
