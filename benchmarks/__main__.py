@@ -18,6 +18,7 @@ from typing import Any
 
 BENCHMARKS = {
     "load": "benchmarks.load",
+    "freshness": "benchmarks.freshness",
 }
 
 
