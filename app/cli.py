@@ -62,6 +62,7 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         f"--loglevel={args.log_level}",
         f"--concurrency={args.concurrency}",
         f"--queues={args.queues or settings.worker_queues}",
+        f"--pool={args.pool}",
     ]
     return _celery_main(argv + list(args.celery_args), settings)
 
@@ -238,6 +239,12 @@ def build_parser() -> argparse.ArgumentParser:
     worker = sub.add_parser("worker", help="run a Celery worker (needs SLOTSYNC_REDIS_URL)")
     worker.add_argument("--concurrency", type=int, default=2)
     worker.add_argument("--queues", help="comma-separated: sync (refreshes), load (bulk)")
+    worker.add_argument(
+        "--pool",
+        choices=("prefork", "threads", "solo"),
+        default="prefork",
+        help="prefork: a process per slot of concurrency; threads: one process (less memory)",
+    )
     worker.add_argument("celery_args", nargs=argparse.REMAINDER)
     worker.set_defaults(func=_cmd_worker)
 

@@ -34,6 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--fhir-version", choices=("stu3", "r4"), default="stu3")
     p.add_argument("--mutations", type=int, default=200, help="book + free mutations")
     p.add_argument("--horizon-days", type=int, default=30)
+    p.add_argument("--pool", choices=("prefork", "threads"), default="prefork")
     p.add_argument("--concurrency", type=int, default=2)
     p.add_argument("--poll-ms", type=float, default=10.0, help="$find polling interval")
     p.add_argument("--timeout", type=float, default=10.0, help="per mutation")
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ) as running:
             engine = make_engine(running.settings.effective_database_url)
             running.start_api(port)
-            running.start_worker(concurrency=args.concurrency)
+            running.start_worker(concurrency=args.concurrency, pool=args.pool)
             _wait_for_worker(running.celery)
             token = running.celery.send_task("slotsync.initial_load").id
             deadline = time.monotonic() + 600
@@ -170,6 +171,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     return {
         "fhir_version": args.fhir_version,
         "sandbox_size": args.size,
+        "worker_pool": args.pool,
         "worker_concurrency": args.concurrency,
         "find_poll_interval_ms": args.poll_ms,
         "mutations": len(every),

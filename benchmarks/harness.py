@@ -188,12 +188,11 @@ class Stack:
     celery: Celery
     children: list[Child] = field(default_factory=list)
 
-    def start_worker(self, concurrency: int = 2, queues: str = "sync,load") -> Child:
-        child = spawn(
-            "worker",
-            slotsync("worker", "--concurrency", str(concurrency), "--queues", queues),
-            self.env,
-        )
+    def start_worker(
+        self, concurrency: int = 2, queues: str = "sync,load", pool: str = "prefork"
+    ) -> Child:
+        args = ["--concurrency", str(concurrency), "--queues", queues, "--pool", pool]
+        child = spawn("worker", slotsync("worker", *args), self.env)
         self.children.append(child)
         return child
 

@@ -34,6 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, default=1_000_000, help="sandbox slots (approximate)")
     p.add_argument("--fhir-version", choices=("stu3", "r4"), default="stu3")
     p.add_argument("--horizon-days", type=int, default=90)
+    p.add_argument("--pool", choices=("prefork", "threads"), default="prefork")
     p.add_argument("--concurrency", type=int, default=2, help="worker processes")
     p.add_argument("--chunking", choices=("schedule", "window"), default="schedule")
     p.add_argument("--window-days", type=int, default=30)
@@ -86,7 +87,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             ehr_base_url=sandbox.base_url, fhir_version=args.fhir_version, extra=extra
         ) as running:
             engine = make_engine(running.settings.effective_database_url)
-            worker = running.start_worker(concurrency=args.concurrency)
+            worker = running.start_worker(concurrency=args.concurrency, pool=args.pool)
             _wait_for_worker(running.celery)
             with MemorySampler(worker.pid) as memory:
                 t0 = time.perf_counter()
@@ -114,6 +115,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "fhir_version": args.fhir_version,
         "sandbox_size": args.size,
         "sandbox_start_seconds": round(sandbox_ready, 1),
+        "worker_pool": args.pool,
         "worker_concurrency": args.concurrency,
         "chunking": args.chunking,
         "window_days": args.window_days,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import gc
 
 from celery import Celery
-from celery.signals import beat_init, worker_process_init
+from celery.signals import beat_init, worker_init, worker_process_init
 
 from app.settings import Settings, get_settings
 
@@ -74,17 +74,22 @@ celery_app = make_celery(get_settings())
 GC_GEN0_THRESHOLD = 50_000
 
 
+@worker_init.connect
+def _tune_gc(**_: object) -> None:
+    # A chunk allocates a page of slots at a time; with CPython's default threshold
+    # (700) the collector walks the live heap every few hundred objects and costs
+    # more than the parsing. Startup objects are frozen out of its way (and, before
+    # prefork forks, out of the pages children would otherwise copy).
+    gc.freeze()
+    gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
+
+
 @worker_process_init.connect
 def _fresh_connections(**_: object) -> None:
     # prefork children must not share the parent's database, HTTP or Redis sockets
     from app.runtime import reset_after_fork
 
     reset_after_fork()
-    # A chunk allocates a page of slots at a time; with CPython's default threshold
-    # (700) the collector walks the live heap every few hundred objects and costs
-    # more than the parsing. Startup objects are frozen out of its way entirely.
-    gc.freeze()
-    gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
 
 
 @beat_init.connect

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
+import psycopg
 from sqlalchemy import Row, case, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -29,19 +30,21 @@ def _insert(session: Session, table: Any) -> Any:
 
 
 def _upsert(session: Session, table: Any, rows: list[dict[str, Any]], key: Sequence[str]) -> None:
-    """Batched executemany of ``INSERT ... ON CONFLICT DO UPDATE`` on the Core connection
-    (the ORM bulk path costs more than the database does)."""
+    """``INSERT ... VALUES (...), (...) ... ON CONFLICT DO UPDATE`` in batches on the Core
+    connection: one statement per batch (row-per-statement executemany and the ORM bulk
+    path both cost more than the database does). Rows must be unique on ``key``."""
     if not rows:
         return
-    stmt = _insert(session, table.__table__)
-    updates = {c: stmt.excluded[c] for c in rows[0] if c not in key}
-    stmt = stmt.on_conflict_do_update(index_elements=list(key), set_=updates)
+    per_statement = max(1, MAX_PARAMETERS // len(rows[0]))
     connection = session.connection()
-    for i in range(0, len(rows), BATCH):
-        connection.execute(stmt, rows[i : i + BATCH])
+    for i in range(0, len(rows), per_statement):
+        stmt = _insert(session, table.__table__).values(rows[i : i + per_statement])
+        updates = {c: stmt.excluded[c] for c in rows[0] if c not in key}
+        connection.execute(stmt.on_conflict_do_update(index_elements=list(key), set_=updates))
 
 
-COPY_THRESHOLD = 500  # below this many rows the staging round trips cost more than they save
+MAX_PARAMETERS = 30_000  # below both SQLite's (32,766) and PostgreSQL's (65,535) limits
+COPY_THRESHOLD = 64  # below this many rows the staging round trips cost more than they save
 SLOT_FIELDS = (
     "id",
     "schedule_id",
@@ -59,38 +62,59 @@ SLOT_FIELDS = (
 )
 
 
+def _copy_rows(cur: Any, table: str, slots: Sequence[Slot], confirmed_at: datetime) -> None:
+    columns = ", ".join(f'"{c}"' for c in SLOT_FIELDS)
+    with cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+        for s in slots:
+            copy.write_row(
+                (
+                    s.id,
+                    s.schedule_id,
+                    s.start,
+                    s.end,
+                    s.status,
+                    orjson.dumps(s.service_types).decode(),
+                    orjson.dumps(s.specialties).decode(),
+                    orjson.dumps(s.appointment_types).decode(),
+                    s.overbooked,
+                    s.comment,
+                    s.version_id,
+                    s.last_updated,
+                    confirmed_at,
+                )
+            )
+
+
 def _copy_upsert_slots(session: Session, slots: Sequence[Slot], confirmed_at: datetime) -> None:
     """PostgreSQL: ``COPY`` into a per-connection temporary table, then one
-    ``INSERT ... SELECT ... ON CONFLICT DO UPDATE``: the fastest path for big writes."""
+    ``INSERT ... SELECT ... ON CONFLICT DO UPDATE``: the fast path for big upserts."""
     raw = session.connection().connection.driver_connection
     columns = ", ".join(f'"{c}"' for c in SLOT_FIELDS)
     updates = ", ".join(f'"{c}" = excluded."{c}"' for c in SLOT_FIELDS if c != "id")
     with raw.cursor() as cur:
         cur.execute("CREATE TEMP TABLE IF NOT EXISTS slot_stage (LIKE slots) ON COMMIT DELETE ROWS")
-        with cur.copy(f"COPY slot_stage ({columns}) FROM STDIN") as copy:
-            for s in slots:
-                copy.write_row(
-                    (
-                        s.id,
-                        s.schedule_id,
-                        s.start,
-                        s.end,
-                        s.status,
-                        orjson.dumps(s.service_types).decode(),
-                        orjson.dumps(s.specialties).decode(),
-                        orjson.dumps(s.appointment_types).decode(),
-                        s.overbooked,
-                        s.comment,
-                        s.version_id,
-                        s.last_updated,
-                        confirmed_at,
-                    )
-                )
+        _copy_rows(cur, "slot_stage", slots, confirmed_at)
         cur.execute(
             f"INSERT INTO slots ({columns}) SELECT {columns} FROM slot_stage"
             f" ON CONFLICT (id) DO UPDATE SET {updates}"
         )
         cur.execute("DELETE FROM slot_stage")
+
+
+def _copy_insert_slots(session: Session, slots: Sequence[Slot], confirmed_at: datetime) -> None:
+    """PostgreSQL, slots new to the cache (an initial load): ``COPY`` straight into
+    ``slots``. Should one exist after all (moved in from another window), the
+    savepoint undoes the copy and the staged upsert does it instead."""
+    raw = session.connection().connection.driver_connection
+    with raw.cursor() as cur:
+        cur.execute("SAVEPOINT slot_copy")
+        try:
+            _copy_rows(cur, "slots", slots, confirmed_at)
+        except psycopg.errors.UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT slot_copy")
+            _copy_upsert_slots(session, slots, confirmed_at)
+        else:
+            cur.execute("RELEASE SAVEPOINT slot_copy")
 
 
 def _batched(items: Sequence[str]) -> Iterable[Sequence[str]]:
@@ -251,12 +275,25 @@ def cached_slots(
     return {row[0]: slot_from_row(row) for row in session.execute(stmt)}
 
 
-def apply_snapshot(session: Session, plan: SnapshotPlan, confirmed_at: datetime) -> None:
-    """Write a snapshot plan: upserts (COPY-staged on PostgreSQL when big), then deletes."""
-    if len(plan.upserts) >= COPY_THRESHOLD and session.get_bind().dialect.name == "postgresql":
-        _copy_upsert_slots(session, plan.upserts, confirmed_at)
-    else:
+def apply_snapshot(
+    session: Session,
+    plan: SnapshotPlan,
+    confirmed_at: datetime,
+    cached_ids: Collection[str] = (),
+) -> None:
+    """Write a snapshot plan: upserts, then deletes. On PostgreSQL big writes go through
+    ``COPY``: straight into the table for slots not in ``cached_ids`` (the scope's
+    cached slots), staged and upserted for the others."""
+    if len(plan.upserts) < COPY_THRESHOLD or session.get_bind().dialect.name != "postgresql":
         _upsert(session, SlotRow, [slot_row(s, confirmed_at) for s in plan.upserts], ["id"])
+    else:
+        known = set(cached_ids)
+        new = [s for s in plan.upserts if s.id not in known]
+        changed = [s for s in plan.upserts if s.id in known]
+        if new:
+            _copy_insert_slots(session, new, confirmed_at)
+        if changed:
+            _copy_upsert_slots(session, changed, confirmed_at)
     for chunk in _batched(list(plan.deletes)):
         session.execute(delete(SlotRow).where(SlotRow.id.in_(chunk)))
 

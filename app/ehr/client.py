@@ -23,6 +23,8 @@ import httpx
 import orjson
 
 from app.domain import Schedule
+from app.fhir.fastpage import decode_bundle_page
+from app.fhir.parse import BundlePage, FhirParseError
 
 from .errors import EhrProtocolError, EhrRejected, EhrTimeout, EhrUnavailable
 
@@ -68,6 +70,18 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 
 PROVIDER_TYPES = ("Practitioner", "PractitionerRole")
+
+
+def prefetch_parameters(
+    start: datetime, end: datetime, practitioners: Sequence[str], locations: Sequence[str]
+) -> list[dict[str, str]]:
+    """The ``Parameters`` of a ``POST Slot/$prefetch``."""
+    return [
+        {"name": "start", "valueDateTime": fhir_datetime(start)},
+        {"name": "end", "valueDateTime": fhir_datetime(end)},
+        *({"name": "practitioner", "valueUri": p} for p in practitioners),
+        *({"name": "location-reference", "valueUri": loc} for loc in locations),
+    ]
 
 
 class EhrClient:
@@ -134,6 +148,12 @@ class EhrClient:
         return self._request("DELETE", url, idempotent=True)
 
     def _request(self, method: str, url: str, *, idempotent: bool = True, **kwargs: Any) -> Any:
+        return self._decode(self._send(method, url, idempotent=idempotent, **kwargs))
+
+    def _send(
+        self, method: str, url: str, *, idempotent: bool = True, **kwargs: Any
+    ) -> httpx.Response:
+        """One request with the retry policy; a 2xx/3xx response or a typed error."""
         if "content" in kwargs:
             kwargs["headers"] = {"Content-Type": FHIR_JSON}
         attempt = 0
@@ -154,7 +174,7 @@ class EhrClient:
                     raise failure from exc
             else:
                 if response.status_code < 400:
-                    return self._decode(response)
+                    return response
                 if response.status_code not in RETRYABLE_STATUS:
                     raise EhrRejected(
                         f"EHR answered {response.status_code} to {method} {url}",
@@ -200,6 +220,26 @@ class EhrClient:
         """Yield each Bundle page, following ``next`` links to the end (lazily)."""
         yield from self._follow(self.get_json(url, params), url)
 
+    def _parsed_pages(
+        self, method: str, url: str, params: Any, body: Any = None
+    ) -> Iterator[BundlePage]:
+        """Pages decoded straight from bytes into slots (:mod:`app.fhir.fastpage`)."""
+        seen: set[str] = set()
+        content = None if body is None else orjson.dumps(body)
+        response = self._send(method, url, params=params, content=content)
+        while True:
+            try:
+                page = decode_bundle_page(response.content)
+            except FhirParseError as exc:
+                raise EhrProtocolError(f"{exc} (from {url})", url=str(response.url)) from exc
+            yield page
+            if not page.next_url:
+                return
+            if page.next_url in seen:
+                raise EhrProtocolError(f"paging loop at {page.next_url}")
+            seen.add(page.next_url)
+            response = self._send("GET", page.next_url)
+
     def _post_pages(self, url: str, body: Any, params: Any) -> Iterator[Any]:
         """A read operation invoked by POST (safe to retry); ``next`` links are GETs."""
         yield from self._follow(self.post_json(url, body, params, idempotent=True), url)
@@ -227,15 +267,26 @@ class EhrClient:
 
     def window_pages(
         self, start: datetime, end: datetime, schedules: Sequence[Schedule] | None = None
-    ) -> Iterator[Any]:
-        """Every page of the EHR's slots for a window: of some schedules, or of all (None).
+    ) -> Iterator[BundlePage]:
+        """Every page of the EHR's slots for a window (parsed): of some schedules, or all.
 
         The answer may hold more than asked (STU3 filters by actor, not schedule);
         callers keep only the schedules they asked for.
         """
+        page_size = self.page_size
         if self.fhir_version == "r4":
-            ids = [s.id for s in schedules] if schedules is not None else None
-            return self.slot_search_pages(start, end, schedule_ids=ids, statuses=("free",))
+            params: list[tuple[str, str]] = [
+                ("start", f"ge{fhir_datetime(start)}"),
+                ("start", f"lt{fhir_datetime(end)}"),
+                ("status", "free"),
+                ("_include", "Slot:schedule"),
+            ]
+            if schedules is not None:
+                refs = ",".join(f"Schedule/{s.id}" for s in schedules)
+                params.append(("schedule", refs))
+            if page_size:
+                params.append(("_count", str(page_size)))
+            return self._parsed_pages("GET", "/Slot", params)
         practitioners: list[str] = []
         locations: list[str] = []
         for schedule in schedules or ():
@@ -247,12 +298,23 @@ class EhrClient:
                 break
             practitioners += providers
             locations += places
-        return self.prefetch_pages(
-            start,
-            end,
-            practitioners=sorted(set(practitioners)),
-            locations=sorted(set(locations)),
-        )
+        control: list[tuple[str, str]] = [
+            ("_include", "Slot:schedule"),
+            ("_include", "Schedule:actor"),
+        ]
+        if page_size:
+            control.append(("_count", str(page_size)))
+        practitioners, locations = sorted(set(practitioners)), sorted(set(locations))
+        if self.prefetch_method == "POST":
+            body = {
+                "resourceType": "Parameters",
+                "parameter": prefetch_parameters(start, end, practitioners, locations),
+            }
+            return self._parsed_pages("POST", "/Slot/$prefetch", control, body)
+        params = [("start", fhir_datetime(start)), ("end", fhir_datetime(end)), *control]
+        params += [("practitioner", p) for p in practitioners]
+        params += [("location-reference", loc) for loc in locations]
+        return self._parsed_pages("GET", "/Slot/$prefetch", params)
 
     def prefetch_pages(
         self,
@@ -277,12 +339,7 @@ class EhrClient:
         if page_size:
             control.append(("_count", str(page_size)))
         if (method or self.prefetch_method) == "POST":
-            parameters = [
-                {"name": "start", "valueDateTime": fhir_datetime(start)},
-                {"name": "end", "valueDateTime": fhir_datetime(end)},
-                *({"name": "practitioner", "valueUri": p} for p in practitioners),
-                *({"name": "location-reference", "valueUri": loc} for loc in locations),
-            ]
+            parameters = prefetch_parameters(start, end, practitioners, locations)
             body = {"resourceType": "Parameters", "parameter": parameters}
             return self._post_pages("/Slot/$prefetch", body, control)
         params: list[tuple[str, str]] = [

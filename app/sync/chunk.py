@@ -29,7 +29,7 @@ from app.cache.snapshot import plan_snapshot
 from app.domain import Actor, Schedule, Slot
 from app.ehr.client import EhrClient
 from app.ehr.errors import EhrProtocolError, EhrRejected
-from app.fhir.parse import parse_bundle_page, parse_schedule
+from app.fhir.parse import parse_schedule
 
 from .windows import day_start, days_in, is_midnight, utcnow
 
@@ -105,8 +105,7 @@ def fetch_chunk(
     answer = FetchedAnswer()
     total: int | None = None
     matched: set[str] = set()
-    for bundle in client.window_pages(chunk.start, chunk.end, wanted):
-        page = parse_bundle_page(bundle)
+    for page in client.window_pages(chunk.start, chunk.end, wanted):
         answer.pages += 1
         if total is None and isinstance(page.total, int):
             total = page.total
@@ -166,7 +165,7 @@ def write_chunk(
         if writable(s)
     }
     plan = plan_snapshot(cached, answer.slots, in_scope=writable)
-    repo.apply_snapshot(session, plan, fetch_started)
+    repo.apply_snapshot(session, plan, fetch_started, cached_ids=cached.keys())
 
     marked = sorted(scope) if scope is not None else repo.all_schedule_ids(session)
     known = set(repo.schedules_by_id(session, marked)) if scope is not None else set(marked)

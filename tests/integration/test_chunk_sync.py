@@ -147,3 +147,19 @@ def test_big_chunks_take_the_bulk_path_and_update_in_place(engine):
     result = sync_chunk(engine, client_for(ehr), WEEK)
     assert (result.upserted, result.unchanged) == (350, 350)
     assert cached(engine) == ehr.slots
+
+
+def test_bulk_insert_of_a_slot_cached_elsewhere_falls_back_to_upsert(engine):
+    """A slot new to this window but cached in another (it moved) must not break the copy."""
+    ehr = FakeEhr(page_size=400)
+    ehr.add_schedule("sch-1", "Practitioner/sch-1")
+    ehr.put(*(slot(i, minutes=5) for i in range(100)))
+    far = Chunk(None, DAY0 + timedelta(days=7), DAY0 + timedelta(days=8))
+    moved = replace(ehr.slots["sch-1-s0"], start=DAY0 + timedelta(days=7, hours=9))
+    moved = replace(moved, end=moved.start + timedelta(minutes=5))
+    sync_chunk(
+        engine, client_for(FakeEhr(schedules=dict(ehr.schedules), slots={moved.id: moved})), far
+    )
+    assert cached(engine)[moved.id].start == moved.start
+    assert sync_chunk(engine, client_for(ehr), WEEK).upserted == 100
+    assert cached(engine) == ehr.slots  # s0 moved back into this week, updated in place
