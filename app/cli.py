@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -56,7 +57,28 @@ def _celery_main(argv: list[str], settings: Settings) -> int:
     return 0
 
 
+# glibc's allocator, left alone, keeps a heap per thread and serves large buffers (the
+# EHR's 1 MB pages) from them, so a worker's memory only ever grows; these settings
+# keep it near its working set. Read at process start: the worker re-executes itself.
+ALLOCATOR_ENV = {
+    "MALLOC_ARENA_MAX": "2",
+    "MALLOC_MMAP_THRESHOLD_": "131072",
+    "MALLOC_TRIM_THRESHOLD_": "131072",
+}
+
+
+def _with_allocator_settings() -> None:
+    missing = {k: v for k, v in ALLOCATOR_ENV.items() if k not in os.environ}
+    if missing and sys.platform.startswith("linux"):
+        os.execve(
+            sys.executable,
+            [sys.executable, "-m", "app.cli", *sys.argv[1:]],
+            {**os.environ, **missing},
+        )
+
+
 def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    _with_allocator_settings()
     argv = [
         "worker",
         f"--loglevel={args.log_level}",

@@ -36,7 +36,8 @@ def _upsert(session: Session, table: Any, rows: list[dict[str, Any]], key: Seque
     if not rows:
         return
     per_statement = max(1, MAX_PARAMETERS // len(rows[0]))
-    connection = session.connection()
+    # every batch size compiles to a different statement: caching them would hoard memory
+    connection = session.connection().execution_options(compiled_cache=None)
     for i in range(0, len(rows), per_statement):
         stmt = _insert(session, table.__table__).values(rows[i : i + per_statement])
         updates = {c: stmt.excluded[c] for c in rows[0] if c not in key}

@@ -102,24 +102,14 @@ def _concepts(concepts: list[_Concept]) -> tuple[str, ...]:
     return tuple(_token(c.system, c.code) for concept in concepts for c in concept.coding if c.code)
 
 
-_instants: dict[str, datetime] = {}
-
-
 def _instant(value: str, where: str) -> datetime:
-    # Slot times repeat across schedules (every clinic opens at 08:00): parse each once.
-    found = _instants.get(value)
-    if found is not None:
-        return found
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError as exc:
         raise FhirParseError(f"{where}: invalid dateTime {value!r}") from exc
     if parsed.tzinfo is None:
         raise FhirParseError(f"{where}: dateTime {value!r} has no offset")
-    if len(_instants) > 200_000:
-        _instants.clear()
-    found = _instants[value] = parsed.astimezone(UTC)
-    return found
+    return parsed.astimezone(UTC)
 
 
 def _to_slot(res: _Slot) -> Slot:
