@@ -9,12 +9,17 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from rich.console import Console
+from rich.table import Table
 
 from app.settings import Settings, UnsafeSettings, get_settings
+
+if TYPE_CHECKING:
+    from app.sync.runs import ResyncRequest
 
 console = Console(stderr=True)
 
@@ -94,14 +99,41 @@ def _passthrough(celery_args: Sequence[str]) -> list[str]:
     return args[1:] if args[:1] == ["--"] else args
 
 
+# glibc's allocator, left alone, keeps a heap per thread and serves large buffers (the
+# EHR's 1 MB pages) from them, so a worker's memory only ever grows; these settings
+# keep it near its working set. Read at process start: the worker re-executes itself.
+ALLOCATOR_ENV = {
+    "MALLOC_ARENA_MAX": "2",
+    "MALLOC_MMAP_THRESHOLD_": "131072",
+    "MALLOC_TRIM_THRESHOLD_": "131072",
+}
+
+
+def _with_allocator_settings() -> None:
+    missing = {k: v for k, v in ALLOCATOR_ENV.items() if k not in os.environ}
+    if missing and sys.platform.startswith("linux"):
+        os.execve(
+            sys.executable,
+            [sys.executable, "-m", "app.cli", *sys.argv[1:]],
+            {**os.environ, **missing},
+        )
+
+
 def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    argv = ["worker", f"--loglevel={args.log_level}", f"--concurrency={args.concurrency}"]
+    _with_allocator_settings()
+    argv = [
+        "worker",
+        f"--loglevel={args.log_level}",
+        f"--concurrency={args.concurrency}",
+        f"--queues={args.queues or settings.worker_queues}",
+        f"--pool={args.pool}",
+    ]
     return _celery_main(argv + _passthrough(args.celery_args), settings)
 
 
 def _cmd_beat(args: argparse.Namespace, settings: Settings) -> int:
-    argv = ["beat", f"--loglevel={args.log_level}", *_passthrough(args.celery_args)]
-    return _celery_main(argv, settings)
+    argv = ["beat", f"--loglevel={args.log_level}", f"--schedule={args.schedule_file}"]
+    return _celery_main(argv + _passthrough(args.celery_args), settings)
 
 
 def _cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
@@ -110,26 +142,123 @@ def _cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
     return sandbox_main(list(args.sandbox_args))
 
 
+def _resync_request(args: argparse.Namespace) -> ResyncRequest:
+    from app.fhir.parse import parse_instant
+    from app.sync.runs import ResyncRequest
+    from app.sync.windows import horizon, utcnow
+
+    start = parse_instant(args.start, "--start") if args.start else None
+    end = parse_instant(args.end, "--end") if args.end else None
+    everything = not args.schedule and not args.actor and start is None and end is None
+    if args.horizon_days and end is None:
+        end = horizon(utcnow(), args.horizon_days)[1]
+    ids = tuple(s.removeprefix("Schedule/") for s in args.schedule) if args.schedule else None
+    return ResyncRequest(
+        kind="initial-load" if everything else "resync",
+        schedule_ids=ids,
+        actor=args.actor,
+        start=start,
+        end=end,
+    )
+
+
 def _cmd_resync(args: argparse.Namespace, settings: Settings) -> int:
-    if args.enqueue:
-        if settings.embedded:
-            console.print("[red]--enqueue needs SLOTSYNC_REDIS_URL (a broker)[/red]")
-            return 2
-        from workers.tasks import initial_load_task
+    from app.fhir.parse import FhirParseError
+    from app.progress import run_with_progress, watch_run
+    from app.runtime import dispatcher, sync_context
+    from app.sync.feed import ensure_subscription
 
-        result = initial_load_task.delay(args.horizon_days)
-        console.print(f"initial load queued as task {result.id}")
+    try:
+        request = _resync_request(args)
+    except FhirParseError as exc:
+        console.print(f"[red]{exc}[/red]")
+        return 2
+    ctx = sync_context(settings)
+    if args.subscribe:
+        state = ensure_subscription(ctx)
+        if state.endpoint:
+            colour = "red" if state.error else "green"
+            console.print(
+                f"[{colour}]subscription {state.ehr_id or '-'} {state.status}[/{colour}]"
+                f" -> {state.endpoint} {state.error or ''}"
+            )
+        else:
+            console.print("[yellow]SLOTSYNC_PUBLIC_BASE_URL unset: no subscription, polling[/]")
+    if settings.embedded or not args.enqueue:
+        result = run_with_progress(ctx, request)
+        return 0 if result.status == "ok" else 1
+    token = dispatcher(settings).resync(request)
+    console.print(f"resync queued (token {token})")
+    if args.no_wait:
         return 0
-    from app.progress import run_load_with_progress
-
-    run_load_with_progress(settings, args.horizon_days)
-    return 0
+    result = watch_run(ctx, token, timeout=args.timeout)
+    return 0 if result.status == "ok" else 1
 
 
 def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    if args.sync or args.schedule or args.schedules:
+        return _sync_status(args, settings)
     from app.observability.report import print_status
 
     return print_status(settings, runs=args.limit, lagging=args.lagging, as_json=args.json)
+
+
+def _sync_status(args: argparse.Namespace, settings: Settings) -> int:
+    import json
+
+    from sqlalchemy.orm import Session
+
+    from app.runtime import get_engine
+    from app.sync.status import sync_status
+    from app.sync.windows import utcnow
+
+    with Session(get_engine(settings)) as session:
+        report = sync_status(
+            session, now=utcnow(), schedule_ids=args.schedule or None, limit=args.sync_limit
+        )
+    out = Console()
+    if args.json:
+        out.print_json(json.dumps(report))
+        return 0
+    overall = report["overall"]
+    out.print(
+        f"cache: {overall['slots_cached']} free slots in {overall['schedules']} schedules;"
+        f" EHR feed: [bold]{overall['feed_state']}[/bold]"
+    )
+    last = overall["last_complete_full_load"]
+    out.print(f"last complete full load: {last['finished_at'] if last else 'never'}")
+    for feed in overall["feeds"]:
+        out.print(
+            f"feed {feed['id']}: subscription {feed['ehr_id'] or '-'} {feed['status']},"
+            f" {feed['feed_state']}, last heard {feed['last_heard_at'] or 'never'},"
+            f" last polled {feed['last_polled_at'] or 'never'}"
+            + (f", error: {feed['last_error']}" if feed["last_error"] else "")
+        )
+    runs = Table("run", "kind", "scope", "started", "status", "chunks", "seen", "written", "error")
+    for run in overall["running"] + [r for r in report["recent_runs"] if r["status"] != "running"]:
+        runs.add_row(
+            str(run["id"]),
+            run["kind"],
+            (run["scope"] or "")[:30],
+            run["started_at"] or "",
+            run["status"],
+            f"{run['chunks_done']}+{run['chunks_failed']}/{run['chunks_total']}",
+            str(run["slots_seen"]),
+            str(run["slots_upserted"]),
+            (run["error"] or "")[:50],
+        )
+    out.print(runs)
+    if args.schedules or args.schedule:
+        table = Table("schedule", "slots", "last confirmed", "last error")
+        for row in report["schedules"]:
+            table.add_row(
+                row["id"],
+                str(row["slots_cached"]),
+                row["last_confirmed_at"] or "never",
+                (row["last_error"] or "")[:60],
+            )
+        out.print(table)
+    return 0
 
 
 def _cmd_rules_check(args: argparse.Namespace, settings: Settings) -> int:
@@ -191,10 +320,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = sub.add_parser("worker", help="run a Celery worker (needs SLOTSYNC_REDIS_URL)")
     worker.add_argument("--concurrency", type=int, default=2)
+    worker.add_argument("--queues", help="comma-separated: sync (refreshes), load (bulk)")
+    worker.add_argument(
+        "--pool",
+        choices=("prefork", "threads", "solo"),
+        default="prefork",
+        help="prefork: a process per slot of concurrency; threads: one process (less memory)",
+    )
     worker.add_argument("celery_args", nargs=argparse.REMAINDER)
     worker.set_defaults(func=_cmd_worker)
 
     beat = sub.add_parser("beat", help="run Celery beat: the daily load and periodic checks")
+    beat.add_argument(
+        "--schedule-file", default="celerybeat-schedule", help="where beat keeps its state"
+    )
     beat.add_argument("celery_args", nargs=argparse.REMAINDER)
     beat.set_defaults(func=_cmd_beat)
 
@@ -212,15 +351,28 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--sandbox-port", type=int, default=8100)
     demo.set_defaults(func=_cmd_demo)
 
-    resync = sub.add_parser("resync", help="reload the whole horizon from the EHR now")
+    resync = sub.add_parser(
+        "resync", help="reload from the EHR now: everything, or some schedules / an actor"
+    )
+    resync.add_argument("--schedule", action="append", default=[], help="Schedule id (repeat)")
+    resync.add_argument("--actor", help="all schedules of e.g. Practitioner/pr-1")
+    resync.add_argument("--start", help="window start (FHIR date or dateTime)")
+    resync.add_argument("--end", help="window end (FHIR date or dateTime)")
     resync.add_argument("--horizon-days", type=int, default=None)
-    resync.add_argument("--enqueue", action="store_true", help="queue it for the workers")
+    resync.add_argument("--subscribe", action="store_true", help="create/renew the Subscription")
+    resync.add_argument("--enqueue", action="store_true", help="run it on the Celery workers")
+    resync.add_argument("--no-wait", action="store_true", help="with --enqueue: do not watch it")
+    resync.add_argument("--timeout", type=float, default=3600.0, help="seconds to watch")
     resync.set_defaults(func=_cmd_resync)
 
     status = sub.add_parser("status", help="sync health at a glance (exit 1 when unhealthy)")
     status.add_argument("--limit", type=int, default=10, help="recent runs to show")
     status.add_argument("--lagging", type=int, default=5, help="most lagging schedules to show")
     status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--sync", action="store_true", help="sync detail: feeds, runs, chunks")
+    status.add_argument("--schedule", action="append", default=[], help="sync detail of these")
+    status.add_argument("--schedules", action="store_true", help="sync detail of every schedule")
+    status.add_argument("--sync-limit", type=int, default=1000, help="schedules in sync detail")
     status.set_defaults(func=_cmd_status)
 
     rules = sub.add_parser("rules", help="business rules")

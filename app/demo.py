@@ -72,7 +72,9 @@ def run_demo(settings: Settings, *, host: str, port: int, sandbox_port: int) -> 
 
     from app.api.main import create_app
     from app.cache.migrate import upgrade
-    from app.progress import run_load_with_progress
+    from app.progress import run_with_progress
+    from app.runtime import sync_context
+    from app.sync.runs import ResyncRequest
     from sandbox_ehr.process import start_sandbox
 
     settings = settings.model_copy(
@@ -87,7 +89,7 @@ def run_demo(settings: Settings, *, host: str, port: int, sandbox_port: int) -> 
         extra_args=("--horizon-days", str(settings.horizon_days)),
     ) as sandbox:
         console.print(f"sandbox EHR ready at {sandbox.base_url}")
-        run_load_with_progress(settings)
+        run_with_progress(sync_context(settings), ResyncRequest(kind="initial-load"))
         start = datetime.now(UTC).date() + timedelta(days=1)
         end = start + timedelta(days=7)
         banner = demo_banner(settings, host=host, port=port, start=start, end=end)

@@ -1,50 +1,96 @@
-"""Running the initial load in this process with a progress bar (CLI resync and demo)."""
+"""Progress bars for long sync runs, in this process or watched on the workers (CLI, demo)."""
 
 from __future__ import annotations
+
+import time
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from app.runtime import ehr_client, get_engine
-from app.settings import Settings
-from app.sync.load import WindowResult, day_start, initial_load, utcnow
+from app.cache import runs as runs_repo
+from app.cache.db import transaction
+from app.sync.context import SyncContext
+from app.sync.runs import ChunkRun, PlannedRun, ResyncRequest, RunSummary, run_in_process, summary
 
 console = Console(stderr=True)
 
 
-def run_load_with_progress(settings: Settings, horizon_days: int | None = None) -> None:
-    """Initial load in this process, with a progress bar on a terminal."""
-    days = horizon_days or settings.horizon_days
-    windows = -(-days // settings.load_window_days)
-    with (
-        ehr_client(settings) as client,
-        Progress(
-            TextColumn("[bold]loading slots"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("windows · {task.fields[slots]} slots"),
-            TimeElapsedColumn(),
-            console=console,
-            transient=False,
-        ) as progress,
-    ):
-        task = progress.add_task("load", total=windows, slots=0)
-        seen = 0
-
-        def advance(result: WindowResult) -> None:
-            nonlocal seen
-            seen += result.seen
-            progress.update(task, advance=1, slots=seen)
-
-        result = initial_load(
-            get_engine(settings),
-            client,
-            start=day_start(utcnow()),
-            horizon_days=days,
-            window_days=settings.load_window_days,
-            on_window=advance,
-        )
-    console.print(
-        f"loaded {result.seen} free slots in {result.windows} windows "
-        f"({result.upserted} written, {result.deleted} removed)"
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("chunks · {task.fields[slots]} slots · {task.fields[failed]} failed"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
     )
+
+
+def report(result: RunSummary) -> None:
+    colour = "green" if result.status == "ok" else "red"
+    console.print(
+        f"[{colour}]run {result.run_id} {result.status}[/{colour}]: {result.seen} free slots "
+        f"in {result.chunks} chunks ({result.upserted} written, {result.deleted} removed, "
+        f"{result.failed} chunks failed)"
+    )
+
+
+def run_with_progress(ctx: SyncContext, request: ResyncRequest) -> RunSummary:
+    """Plan and run here (embedded mode, or ``slotsync resync`` without ``--enqueue``)."""
+    with _progress() as progress:
+        task = progress.add_task("planning", total=None, slots=0, failed=0)
+        seen = failed = 0
+
+        def planned(run: PlannedRun) -> None:
+            progress.update(task, description="loading slots", total=len(run.seqs))
+
+        def advance(outcome: ChunkRun) -> None:
+            nonlocal seen, failed
+            seen += outcome.result.seen if outcome.result else 0
+            failed += outcome.status == "failed"
+            progress.update(task, advance=1, slots=seen, failed=failed)
+
+        result = run_in_process(ctx, request, on_planned=planned, on_chunk=advance)
+    report(result)
+    return result
+
+
+def watch_run(ctx: SyncContext, token: str, *, timeout: float, interval: float = 0.5) -> RunSummary:
+    """Follow a run the workers execute, by its planner's token, until it finishes."""
+    deadline = time.monotonic() + timeout
+    with _progress() as progress:
+        task = progress.add_task("waiting for a worker", total=None, slots=0, failed=0)
+        while True:
+            with transaction(ctx.engine) as session:
+                run = runs_repo.run_by_token(session, token)
+                state = (
+                    None
+                    if run is None
+                    else (
+                        run.id,
+                        run.status,
+                        run.chunks_total,
+                        run.chunks_done,
+                        run.chunks_failed,
+                        run.slots_seen,
+                    )
+                )
+            if state is not None:
+                run_id, status, total, done, failed, seen = state
+                progress.update(
+                    task,
+                    description="loading slots",
+                    total=total,
+                    completed=done + failed,
+                    slots=seen,
+                    failed=failed,
+                )
+                if status != "running":
+                    break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"run {token} did not finish within {timeout:.0f}s")
+            time.sleep(interval)
+    result = summary(ctx, run_id)
+    report(result)
+    return result

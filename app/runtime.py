@@ -1,29 +1,136 @@
-"""Composition root: builds the engine and EHR client from settings, once per process."""
+"""Composition root: builds engine, EHR client, Redis, coordinator and dispatcher from settings.
+
+Everything here is created lazily and cached per process; after a fork (Celery
+prefork children) :func:`reset_after_fork` drops what must not be shared.
+"""
 
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
+import httpx
+import redis
 from sqlalchemy import Engine
 
 from app.cache.db import make_engine
-from app.ehr.client import EhrClient
+from app.ehr.auth import BearerAuth, SmartBackendAuth
+from app.ehr.client import EhrClient, RetryPolicy
 from app.settings import Settings, get_settings
+from app.sync.context import SyncContext
+from app.sync.coordination import Coordinator, LocalCoordinator, RedisCoordinator
+from app.sync.dispatch import Dispatcher
+
+_engines: dict[str, Engine] = {}
 
 
-@lru_cache(maxsize=4)
 def engine_for(url: str) -> Engine:
-    return make_engine(url)
+    if url not in _engines:
+        _engines[url] = make_engine(url)
+    return _engines[url]
 
 
 def get_engine(settings: Settings | None = None) -> Engine:
     return engine_for((settings or get_settings()).effective_database_url)
 
 
+def ehr_auth(settings: Settings) -> httpx.Auth | None:
+    if settings.ehr_auth == "bearer":
+        if settings.ehr_bearer_token is None:
+            raise ValueError("SLOTSYNC_EHR_AUTH=bearer needs SLOTSYNC_EHR_BEARER_TOKEN")
+        return BearerAuth(settings.ehr_bearer_token.get_secret_value())
+    if settings.ehr_auth == "smart":
+        key = settings.ehr_private_key.get_secret_value() if settings.ehr_private_key else None
+        if key is None and settings.ehr_private_key_path is not None:
+            key = Path(settings.ehr_private_key_path).read_text()
+        if not (settings.ehr_client_id and settings.ehr_token_url and key):
+            raise ValueError(
+                "SLOTSYNC_EHR_AUTH=smart needs EHR_CLIENT_ID, EHR_TOKEN_URL and EHR_PRIVATE_KEY"
+                " (or EHR_PRIVATE_KEY_PATH)"
+            )
+        return SmartBackendAuth(
+            client_id=settings.ehr_client_id,
+            token_url=settings.ehr_token_url,
+            private_key=key,
+            key_id=settings.ehr_key_id,
+            algorithm=settings.ehr_jwt_alg,
+            scope=settings.ehr_scope,
+        )
+    return None
+
+
 def ehr_client(settings: Settings | None = None) -> EhrClient:
+    """A new client (the caller closes it); workers use :func:`shared_ehr_client`."""
     settings = settings or get_settings()
     return EhrClient(
         settings.ehr_base_url,
         fhir_version=settings.ehr_fhir_version,
         timeout=settings.ehr_timeout_seconds,
+        retry=RetryPolicy(attempts=settings.ehr_retry_attempts),
+        auth=ehr_auth(settings),
+        page_size=settings.ehr_page_size,
+        prefetch_method=settings.ehr_prefetch_method,
     )
+
+
+# Per settings object (kept alive alongside, so its id cannot be reused).
+_clients: dict[int, tuple[Settings, EhrClient]] = {}
+_dispatchers: dict[int, tuple[Settings, Dispatcher]] = {}
+
+
+def shared_ehr_client(settings: Settings | None = None) -> EhrClient:
+    """One pooled keep-alive client per process (and per configuration)."""
+    settings = settings or get_settings()
+    if id(settings) not in _clients:
+        _clients[id(settings)] = (settings, ehr_client(settings))
+    return _clients[id(settings)][1]
+
+
+@lru_cache(maxsize=4)
+def redis_for(url: str) -> redis.Redis:
+    return redis.Redis.from_url(url, socket_timeout=10, health_check_interval=30)
+
+
+_local_coordinator = LocalCoordinator()
+
+
+def coordinator(settings: Settings | None = None) -> Coordinator:
+    settings = settings or get_settings()
+    if settings.redis_url:
+        return RedisCoordinator(redis_for(settings.redis_url))
+    return _local_coordinator
+
+
+def sync_context(settings: Settings | None = None) -> SyncContext:
+    settings = settings or get_settings()
+    return SyncContext(
+        engine=get_engine(settings),
+        client=shared_ehr_client(settings),
+        coord=coordinator(settings),
+        settings=settings,
+    )
+
+
+def dispatcher(settings: Settings | None = None) -> Dispatcher:
+    """Celery with a broker, a local thread pool in embedded mode."""
+    settings = settings or get_settings()
+    if id(settings) not in _dispatchers:
+        made: Dispatcher
+        if settings.embedded:
+            from app.sync.local import LocalDispatcher
+
+            made = LocalDispatcher(sync_context(settings))
+        else:
+            from workers.dispatch import CeleryDispatcher
+
+            made = CeleryDispatcher()
+        _dispatchers[id(settings)] = (settings, made)
+    return _dispatchers[id(settings)][1]
+
+
+def reset_after_fork() -> None:
+    """In a forked child: never reuse the parent's sockets (database, EHR, Redis)."""
+    for engine in _engines.values():
+        engine.dispose(close=False)
+    _clients.clear()
+    redis_for.cache_clear()

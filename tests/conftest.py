@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 
 from app.cache.db import make_engine
 from app.cache.migrate import upgrade
-from tests.support import throwaway_postgres
+from tests.support import throwaway_postgres, throwaway_redis_db
 
 
 @pytest.fixture(scope="session")
@@ -33,8 +33,16 @@ def engine(
         eng = make_engine(url)
         with eng.begin() as conn:
             conn.exec_driver_sql(
-                "TRUNCATE slot_claims, slots, schedule_actors, schedules, actors, sync_runs"
+                "TRUNCATE slot_claims, slots, schedule_actors, schedules, actors, sync_runs,"
+                " sync_chunks, sync_marks, subscriptions"
                 " RESTART IDENTITY CASCADE"
             )
     yield eng
     eng.dispose()
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A real Redis database of this test's own (flushed afterwards)."""
+    with throwaway_redis_db() as url:
+        yield url

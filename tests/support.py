@@ -50,3 +50,34 @@ def wait_for_http(url: str, timeout: float = 30.0) -> None:
             last = exc
         time.sleep(0.1)
     raise TimeoutError(f"{url} did not answer within {timeout}s: {last}")
+
+
+REDIS_URL = os.environ.get("SLOTSYNC_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+
+
+@contextmanager
+def throwaway_redis_db() -> Iterator[str]:
+    """A Redis database number nobody uses right now (empty), flushed afterwards.
+
+    Celery's queue keys cannot be prefixed, so tests that run real workers need a
+    database of their own; an empty one is taken to be free.
+    """
+    import random
+
+    import redis
+
+    numbers = list(range(1, 16))
+    random.shuffle(numbers)
+    for number in numbers:
+        url = f"{REDIS_URL}/{number}"
+        client = redis.Redis.from_url(url)
+        # claim it atomically so that two test sessions never pick the same one
+        if client.dbsize() == 0 and client.set("slotsync-test-claim", uuid.uuid4().hex, nx=True):
+            try:
+                yield url
+            finally:
+                client.flushdb()
+                client.close()
+            return
+        client.close()
+    raise RuntimeError("no empty Redis database among 1..15")

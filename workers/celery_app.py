@@ -2,19 +2,26 @@
 
 With a Redis URL: Redis is broker and result backend, tasks are acknowledged late
 and re-queued if their worker dies (they are idempotent snapshot replaces), and
-the visibility timeout outlasts the longest task. Without one (embedded mode,
-``make demo``): tasks run eagerly in the calling process.
+the visibility timeout outlasts the longest task (a hard time limit enforces
+it). Two queues: ``sync`` (refreshes, polls, the watchdog: short and urgent) and
+``load`` (bulk load chunks), so that a refresh never waits behind a whole load;
+a worker consumes both unless told otherwise. Without a Redis URL (embedded
+mode, ``make demo``): tasks run eagerly in the calling process.
 """
 
 from __future__ import annotations
 
+import gc
+
 from celery import Celery
+from celery.signals import beat_init, worker_init, worker_process_init
 
 from app.settings import Settings, get_settings
 
 from .schedule import beat_schedule
 
-VISIBILITY_TIMEOUT_SECONDS = 4 * 3600
+SYNC_QUEUE = "sync"
+LOAD_QUEUE = "load"
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -27,25 +34,65 @@ def make_celery(settings: Settings) -> Celery:
             task_eager_propagates=True,
         )
     else:
+        visibility = settings.broker_visibility_timeout_seconds
+        transport = {
+            "visibility_timeout": visibility,
+            # sweep for messages of dead workers a few times per visibility timeout
+            "unacked_restore_interval": max(1, min(10, visibility // 5)),
+            "unacked_restore_throttle": 1,
+        }
         app.conf.update(
             broker_url=settings.redis_url,
             result_backend=settings.redis_url,
-            broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS},
-            result_backend_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS},
+            broker_transport_options=transport,
+            result_backend_transport_options={"visibility_timeout": visibility},
             broker_connection_retry_on_startup=True,
         )
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        task_time_limit=settings.task_time_limit_seconds,
+        task_soft_time_limit=max(5, settings.task_time_limit_seconds - 30),
+        task_default_queue=SYNC_QUEUE,
+        task_routes={"slotsync.sync_chunk": {"queue": LOAD_QUEUE}},
+        task_ignore_result=True,  # outcomes live in the database (sync_runs, schedules)
         task_serializer="json",
         result_serializer="json",
         accept_content=["json"],
         result_expires=24 * 3600,
         timezone="UTC",
         beat_schedule=beat_schedule(settings),
+        worker_hijack_root_logger=False,
     )
     return app
 
 
 celery_app = make_celery(get_settings())
+
+
+GC_GEN0_THRESHOLD = 50_000
+
+
+@worker_init.connect
+def _tune_gc(**_: object) -> None:
+    # A chunk allocates a page of slots at a time; with CPython's default threshold
+    # (700) the collector walks the live heap every few hundred objects and costs
+    # more than the parsing. Startup objects are frozen out of its way (and, before
+    # prefork forks, out of the pages children would otherwise copy).
+    gc.freeze()
+    gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
+
+
+@worker_process_init.connect
+def _fresh_connections(**_: object) -> None:
+    # prefork children must not share the parent's database, HTTP or Redis sockets
+    from app.runtime import reset_after_fork
+
+    reset_after_fork()
+
+
+@beat_init.connect
+def _subscribe_on_start(sender: object = None, **_: object) -> None:
+    # "on start": the one beat process asks a worker to create or renew the Subscription
+    celery_app.send_task("slotsync.subscribe")

@@ -1,7 +1,8 @@
-"""Celery beat schedule: the daily full resync (time from settings, UTC)."""
+"""Celery beat schedule: the daily full resync, the feed watchdog, subscription renewal."""
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from celery.schedules import crontab
@@ -15,5 +16,16 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
         "daily-initial-load": {
             "task": "slotsync.initial_load",
             "schedule": crontab(hour=hour, minute=minute),
+        },
+        "feed-watchdog": {
+            "task": "slotsync.watchdog",
+            "schedule": timedelta(seconds=settings.watchdog_seconds),
+            # a backlog of watchdog ticks (workers down) is worthless: let them lapse
+            "options": {"expires": settings.watchdog_seconds},
+        },
+        "renew-subscription": {
+            "task": "slotsync.subscribe",
+            "schedule": timedelta(seconds=settings.subscription_renew_seconds),
+            "options": {"expires": settings.subscription_renew_seconds},
         },
     }

@@ -9,17 +9,17 @@ from functools import partial
 from fastapi import FastAPI
 
 from app.booking.context import BookingContext
-from app.booking.refresh import refresh_with_load
+from app.booking.refresh import refresh_through_sync
 from app.cache.catalog import CatalogCache
 from app.ehr.gateway import EhrGateway
 from app.observability.logging import configure_logging
-from app.runtime import ehr_client, get_engine
+from app.runtime import coordinator, dispatcher, ehr_client, get_engine
 from app.settings import Settings, get_settings
 from rules.appointment_id import encode
 from rules.loader import RulesStore
 from rules.schema import RulesFile
 
-from . import fhir_find, fhir_patient, fhir_write, metadata
+from . import admin, fhir_find, fhir_patient, fhir_write, metadata, webhook
 from .auth import install_auth
 from .errors import install_error_handlers
 from .health import Check, add_readiness_check, install_health
@@ -52,6 +52,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.sign_proposal = partial(
             encode, secret=settings.proposal_secret.get_secret_value().encode()
         )
+        app.state.coordinator = coordinator(settings)
+        app.state.dispatcher = dispatcher(settings)
         store: RulesStore = app.state.rules_store
         client = ehr_client(settings)
 
@@ -64,7 +66,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             gateway=EhrGateway(client),
             rules=current_rules,
             settings=settings,
-            refresh=partial(refresh_with_load, app.state.engine, client),
+            refresh=partial(
+                refresh_through_sync,
+                app.state.coordinator,
+                app.state.dispatcher,
+                ttl=settings.refresh_coalesce_seconds,
+            ),
         )
         yield
         client.close()
@@ -81,5 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(fhir_find.router, prefix="/fhir", tags=["fhir"])
     app.include_router(fhir_write.router, prefix="/fhir", tags=["fhir"])
     app.include_router(fhir_patient.router, prefix="/fhir", tags=["fhir"])
+    app.include_router(webhook.router, tags=["sync"])
+    app.include_router(admin.router, tags=["ops"])
     install_openapi(app)
     return app

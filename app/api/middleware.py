@@ -250,6 +250,8 @@ class FhirContentMiddleware:
 
 def json_too_deep(value: Any, limit: int) -> bool:
     """Whether arrays/objects nest deeper than ``limit`` (iterative: no recursion to exhaust)."""
+    if not isinstance(value, dict | list):
+        return False  # a scalar body (null, false, 3) has no nesting at all
     stack = [(value, 1)]
     while stack:
         item, depth = stack.pop()

@@ -12,6 +12,15 @@ REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID_EXTENSION = "http://slotsync.example/fhir/StructureDefinition/request-id"
 
 
+class JsonResponse(Response):
+    """Plain JSON (ops endpoints that answer no FHIR resource), serialised with orjson."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
 class FhirResponse(Response):
     media_type = FHIR_JSON
 

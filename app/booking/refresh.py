@@ -3,8 +3,8 @@
 After a conflict (the EHR says a slot is gone) or a confirmed cancellation the
 cache must catch up now, not at the next notification. The service hands the
 affected (schedule, start, end) windows to a ``refresh`` callable; the default
-here re-reads whole UTC days through the initial-load path. The sync pipeline's
-per-schedule refresh can replace it without touching the service.
+here queues a refresh of each schedule's whole UTC days on the sync pipeline,
+exactly as a notification would.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
-from sqlalchemy import Engine
-
-from app.ehr.client import EhrClient
-from app.sync.load import load_window
+from app.sync.coordination import Coordinator
+from app.sync.dispatch import Dispatcher
+from app.sync.refresh import request_refresh
 
 log = logging.getLogger(__name__)
 
@@ -45,10 +44,21 @@ def day_windows(windows: Iterable[Window]) -> list[tuple[datetime, datetime]]:
     return ranges
 
 
-def refresh_with_load(engine: Engine, client: EhrClient, windows: Sequence[Window]) -> None:
-    """Snapshot-replace every day the windows touch (all schedules of those days)."""
-    for start, end in day_windows(windows):
-        load_window(engine, client, start, end)
+def refresh_through_sync(
+    coord: Coordinator, dispatcher: Dispatcher, windows: Sequence[Window], *, ttl: float
+) -> None:
+    """Queue a coalesced refresh of each schedule's affected days on the sync pipeline.
+
+    The same path as a notification: works for both EHR flavours, runs on the
+    workers (or the local pool in embedded mode), and merges with any refresh of
+    the same days already queued.
+    """
+    by_schedule: dict[str, list[Window]] = {}
+    for w in windows:
+        by_schedule.setdefault(w.schedule_id, []).append(w)
+    for schedule_id, own in sorted(by_schedule.items()):
+        for start, end in day_windows(own):
+            request_refresh(coord, dispatcher, schedule_id, (start, end), ttl=ttl)
 
 
 def refresh_quietly(refresh: Callable[[Sequence[Window]], None], windows: Sequence[Window]) -> None:

@@ -248,7 +248,14 @@ def reconcile_free(session: Session, free_slot_ids: Collection[str], fetched_at:
     keep its slot hidden until the claim expires. Pending claims are left alone
     (their EHR call is still in flight).
     """
-    ids = list(free_slot_ids)
+    # Claims are few and fetched slots many: intersect in memory, delete only those.
+    confirmed = session.scalars(
+        select(SlotClaimRow.slot_id).where(
+            SlotClaimRow.kind != PENDING, SlotClaimRow.confirmed_at < fetched_at
+        )
+    ).all()
+    wanted = set(free_slot_ids)
+    ids = [sid for sid in confirmed if sid in wanted]
     deleted = 0
     for i in range(0, len(ids), 2000):
         result = session.execute(

@@ -10,7 +10,17 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -130,8 +140,84 @@ class SyncRunRow(Base):
     slots_upserted: Mapped[int] = mapped_column(Integer, default=0)
     slots_deleted: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
+    # Chunked runs: counted by the chunks themselves as they finish (see sync_chunks).
+    chunks_total: Mapped[int] = mapped_column(Integer, default=0)
+    chunks_done: Mapped[int] = mapped_column(Integer, default=0)
+    chunks_failed: Mapped[int] = mapped_column(Integer, default=0)
+    # Id of the task that planned the run, so a redelivered planner finds its run again.
+    token: Mapped[str | None] = mapped_column(String(64))
 
-    __table_args__ = (Index("ix_sync_runs_started", "started_at"),)
+    __table_args__ = (
+        Index("ix_sync_runs_started", "started_at"),
+        Index("ix_sync_runs_token", "token", unique=True),
+    )
+
+
+class SyncChunkRow(Base):
+    """One unit of a run: some schedules (or all) x one window, an atomic snapshot replace.
+
+    Its status moves pending -> ok | failed exactly once; that transition is what
+    counts it in its run, so a redelivered chunk can never be counted twice.
+    """
+
+    __tablename__ = "sync_chunks"
+
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("sync_runs.id", ondelete="CASCADE"), primary_key=True
+    )
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    schedule_ids: Mapped[list[str] | None] = mapped_column(Codes)  # None = every schedule
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    window_end: Mapped[datetime] = mapped_column(UTCDateTime)
+    status: Mapped[str] = mapped_column(String(16))  # pending | ok | failed
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    slots_seen: Mapped[int] = mapped_column(Integer, default=0)
+    slots_upserted: Mapped[int] = mapped_column(Integer, default=0)
+    slots_deleted: Mapped[int] = mapped_column(Integer, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class SyncMarkRow(Base):
+    """When each (schedule, UTC day) was last confirmed by the EHR.
+
+    The value is the moment the fetch that wrote the day *started*. A write skips
+    days whose mark is newer than its own fetch, so a slow or redelivered fetch can
+    never put older data over fresher data, whatever order workers finish in.
+    """
+
+    __tablename__ = "sync_marks"
+
+    schedule_id: Mapped[str] = mapped_column(
+        ForeignKey("schedules.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)  # 00:00 UTC
+    confirmed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_sync_marks_day", "day"),)
+
+
+class SubscriptionRow(Base):
+    """An EHR Subscription pointing at our webhook, and the state of its feed."""
+
+    __tablename__ = "subscriptions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    ehr_id: Mapped[str | None] = mapped_column(String(200))  # null until the EHR created it
+    fhir_version: Mapped[str] = mapped_column(String(8))
+    endpoint: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(32))  # requested | active | error | off
+    heartbeat_seconds: Mapped[int | None] = mapped_column(Integer)
+    last_heard_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    feed_state: Mapped[str] = mapped_column(String(16))  # live | stale
+    last_event_number: Mapped[int | None] = mapped_column(BigInteger)
+    poll_cursor: Mapped[datetime | None] = mapped_column(UTCDateTime)  # EHR lastUpdated seen
+    last_polled_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_subscriptions_endpoint", "endpoint", "fhir_version", unique=True),)
 
 
 class SlotClaimRow(Base):

@@ -11,6 +11,8 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import orjson
+import psycopg
 from sqlalchemy import Row, Text, case, cast, delete, func, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
@@ -18,7 +20,7 @@ from sqlalchemy.orm import Session
 from app.domain import Actor, Schedule, Slot
 
 from . import claims
-from .models import ActorRow, ScheduleActorRow, ScheduleRow, SlotRow, SyncRunRow
+from .models import ActorRow, ScheduleActorRow, ScheduleRow, SlotRow, SyncMarkRow
 from .snapshot import SnapshotPlan
 
 BATCH = 2000
@@ -30,13 +32,92 @@ def _insert(session: Session, table: Any) -> Any:
 
 
 def _upsert(session: Session, table: Any, rows: list[dict[str, Any]], key: Sequence[str]) -> None:
+    """``INSERT ... VALUES (...), (...) ... ON CONFLICT DO UPDATE`` in batches on the Core
+    connection: one statement per batch (row-per-statement executemany and the ORM bulk
+    path both cost more than the database does). Rows must be unique on ``key``."""
     if not rows:
         return
-    stmt = _insert(session, table)
-    updates = {c: stmt.excluded[c] for c in rows[0] if c not in key}
-    stmt = stmt.on_conflict_do_update(index_elements=list(key), set_=updates)
-    for i in range(0, len(rows), BATCH):
-        session.execute(stmt, rows[i : i + BATCH])
+    per_statement = max(1, MAX_PARAMETERS // len(rows[0]))
+    # every batch size compiles to a different statement: caching them would hoard memory
+    connection = session.connection().execution_options(compiled_cache=None)
+    for i in range(0, len(rows), per_statement):
+        stmt = _insert(session, table.__table__).values(rows[i : i + per_statement])
+        updates = {c: stmt.excluded[c] for c in rows[0] if c not in key}
+        connection.execute(stmt.on_conflict_do_update(index_elements=list(key), set_=updates))
+
+
+MAX_PARAMETERS = 30_000  # below both SQLite's (32,766) and PostgreSQL's (65,535) limits
+COPY_THRESHOLD = 64  # below this many rows the staging round trips cost more than they save
+SLOT_FIELDS = (
+    "id",
+    "schedule_id",
+    "start",
+    "end",
+    "status",
+    "service_types",
+    "specialties",
+    "appointment_types",
+    "overbooked",
+    "comment",
+    "version_id",
+    "ehr_last_updated",
+    "last_confirmed_at",
+)
+
+
+def _copy_rows(cur: Any, table: str, slots: Sequence[Slot], confirmed_at: datetime) -> None:
+    columns = ", ".join(f'"{c}"' for c in SLOT_FIELDS)
+    with cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+        for s in slots:
+            copy.write_row(
+                (
+                    s.id,
+                    s.schedule_id,
+                    s.start,
+                    s.end,
+                    s.status,
+                    orjson.dumps(s.service_types).decode(),
+                    orjson.dumps(s.specialties).decode(),
+                    orjson.dumps(s.appointment_types).decode(),
+                    s.overbooked,
+                    s.comment,
+                    s.version_id,
+                    s.last_updated,
+                    confirmed_at,
+                )
+            )
+
+
+def _copy_upsert_slots(session: Session, slots: Sequence[Slot], confirmed_at: datetime) -> None:
+    """PostgreSQL: ``COPY`` into a per-connection temporary table, then one
+    ``INSERT ... SELECT ... ON CONFLICT DO UPDATE``: the fast path for big upserts."""
+    raw = session.connection().connection.driver_connection
+    columns = ", ".join(f'"{c}"' for c in SLOT_FIELDS)
+    updates = ", ".join(f'"{c}" = excluded."{c}"' for c in SLOT_FIELDS if c != "id")
+    with raw.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE IF NOT EXISTS slot_stage (LIKE slots) ON COMMIT DELETE ROWS")
+        _copy_rows(cur, "slot_stage", slots, confirmed_at)
+        cur.execute(
+            f"INSERT INTO slots ({columns}) SELECT {columns} FROM slot_stage"
+            f" ON CONFLICT (id) DO UPDATE SET {updates}"
+        )
+        cur.execute("DELETE FROM slot_stage")
+
+
+def _copy_insert_slots(session: Session, slots: Sequence[Slot], confirmed_at: datetime) -> None:
+    """PostgreSQL, slots new to the cache (an initial load): ``COPY`` straight into
+    ``slots``. Should one exist after all (moved in from another window), the
+    savepoint undoes the copy and the staged upsert does it instead."""
+    raw = session.connection().connection.driver_connection
+    with raw.cursor() as cur:
+        cur.execute("SAVEPOINT slot_copy")
+        try:
+            _copy_rows(cur, "slots", slots, confirmed_at)
+        except psycopg.errors.UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT slot_copy")
+            _copy_upsert_slots(session, slots, confirmed_at)
+        else:
+            cur.execute("RELEASE SAVEPOINT slot_copy")
 
 
 def _batched(items: Sequence[str]) -> Iterable[Sequence[str]]:
@@ -124,6 +205,7 @@ def actor_from_row(row: ActorRow) -> Actor:
 
 
 def upsert_actors(session: Session, actors: Iterable[Actor], confirmed_at: datetime) -> None:
+    actors = sorted(actors, key=lambda a: a.ref)  # one lock order for concurrent writers
     rows = {
         a.ref: {
             "ref": a.ref,
@@ -140,10 +222,18 @@ def upsert_actors(session: Session, actors: Iterable[Actor], confirmed_at: datet
     _upsert(session, ActorRow, list(rows.values()), ["ref"])
 
 
+NEVER = datetime(1970, 1, 1, tzinfo=UTC)  # "slots not confirmed yet" of a new schedule
+
+
 def upsert_schedules(
-    session: Session, schedules: Iterable[Schedule], confirmed_at: datetime
+    session: Session, schedules: Iterable[Schedule], confirmed_at: datetime | None
 ) -> None:
-    unique = {s.id: s for s in schedules}
+    """Insert or update schedules (and their actor links), in id order.
+
+    ``confirmed_at=None`` records the schedules without claiming their slots are
+    confirmed (schedule discovery): new ones get :data:`NEVER`, known ones keep theirs.
+    """
+    unique = {s.id: s for s in sorted(schedules, key=lambda s: s.id)}
     if not unique:
         return
     rows = [
@@ -154,11 +244,20 @@ def upsert_schedules(
             "specialties": list(s.specialties),
             "horizon_start": s.horizon_start,
             "horizon_end": s.horizon_end,
-            "last_confirmed_at": confirmed_at,
+            "last_confirmed_at": confirmed_at or NEVER,
         }
         for s in unique.values()
     ]
-    _upsert(session, ScheduleRow, rows, ["id"])
+    if confirmed_at is None:
+        stmt = _insert(session, ScheduleRow)
+        keep = {"id", "last_confirmed_at"}
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["id"], set_={c: stmt.excluded[c] for c in rows[0] if c not in keep}
+        )
+        for i in range(0, len(rows), BATCH):
+            session.execute(stmt, rows[i : i + BATCH])
+    else:
+        _upsert(session, ScheduleRow, rows, ["id"])
     ids = list(unique)
     for chunk in _batched(ids):
         session.execute(delete(ScheduleActorRow).where(ScheduleActorRow.schedule_id.in_(chunk)))
@@ -179,44 +278,144 @@ def cached_slots(
     return {row[0]: slot_from_row(row) for row in session.execute(stmt)}
 
 
-def apply_snapshot(session: Session, plan: SnapshotPlan, confirmed_at: datetime) -> None:
-    _upsert(session, SlotRow, [slot_row(s, confirmed_at) for s in plan.upserts], ["id"])
+def apply_snapshot(
+    session: Session,
+    plan: SnapshotPlan,
+    confirmed_at: datetime,
+    cached_ids: Collection[str] = (),
+) -> None:
+    """Write a snapshot plan: upserts, then deletes. On PostgreSQL big writes go through
+    ``COPY``: straight into the table for slots not in ``cached_ids`` (the scope's
+    cached slots), staged and upserted for the others."""
+    if len(plan.upserts) < COPY_THRESHOLD or session.get_bind().dialect.name != "postgresql":
+        _upsert(session, SlotRow, [slot_row(s, confirmed_at) for s in plan.upserts], ["id"])
+    else:
+        known = set(cached_ids)
+        new = [s for s in plan.upserts if s.id not in known]
+        changed = [s for s in plan.upserts if s.id in known]
+        if new:
+            _copy_insert_slots(session, new, confirmed_at)
+        if changed:
+            _copy_upsert_slots(session, changed, confirmed_at)
     for chunk in _batched(list(plan.deletes)):
         session.execute(delete(SlotRow).where(SlotRow.id.in_(chunk)))
 
 
-def confirm_window(
+def lock_schedules(session: Session, schedule_ids: Collection[str] | None) -> None:
+    """Row-lock the schedules about to be written (all of them for None), in id order.
+
+    Writers of one schedule then queue up in the database, so the check of the day
+    marks and the write that follows it see no concurrent change. Locking in id
+    order keeps two multi-schedule writers from deadlocking. SQLite has one writer
+    at a time anyway and ignores it.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    stmt = select(ScheduleRow.id).order_by(ScheduleRow.id).with_for_update()
+    if schedule_ids is None:
+        session.execute(stmt)
+        return
+    for chunk in _batched(sorted(schedule_ids)):
+        session.execute(stmt.where(ScheduleRow.id.in_(chunk)))
+
+
+def fresher_days(
+    session: Session,
+    schedule_ids: Collection[str] | None,
+    start: datetime,
+    end: datetime,
+    than: datetime,
+) -> set[tuple[str, datetime]]:
+    """(schedule, day) pairs of [start, end) confirmed by a fetch newer than ``than``."""
+    stmt = select(SyncMarkRow.schedule_id, SyncMarkRow.day).where(
+        SyncMarkRow.day >= start, SyncMarkRow.day < end, SyncMarkRow.confirmed_at > than
+    )
+    if schedule_ids is None:
+        return {(r[0], r[1]) for r in session.execute(stmt)}
+    found: set[tuple[str, datetime]] = set()
+    for chunk in _batched(sorted(schedule_ids)):
+        rows = session.execute(stmt.where(SyncMarkRow.schedule_id.in_(chunk)))
+        found.update((r[0], r[1]) for r in rows)
+    return found
+
+
+def all_schedule_ids(session: Session) -> list[str]:
+    return list(session.scalars(select(ScheduleRow.id).order_by(ScheduleRow.id)))
+
+
+def mark_days(
+    session: Session,
+    schedule_ids: Sequence[str],
+    days: Sequence[datetime],
+    confirmed_at: datetime,
+    skip: Collection[tuple[str, datetime]] = (),
+) -> None:
+    """Record that these schedule days now hold the EHR's state as of ``confirmed_at``."""
+    rows = [
+        {"schedule_id": sid, "day": day, "confirmed_at": confirmed_at}
+        for sid in sorted(schedule_ids)
+        for day in days
+        if (sid, day) not in skip
+    ]
+    _upsert(session, SyncMarkRow, rows, ["schedule_id", "day"])
+
+
+def confirm_schedules(
     session: Session,
     schedule_ids: Collection[str] | None,
     start: datetime,
     end: datetime,
     confirmed_at: datetime,
 ) -> None:
-    """Record that the EHR confirmed this scope just now (schedules and their slots)."""
-    slots = update(SlotRow).where(SlotRow.start >= start, SlotRow.start < end)
-    schedules = update(ScheduleRow)
-    if schedule_ids is not None:
-        ids = list(schedule_ids)
-        slots = slots.where(SlotRow.schedule_id.in_(ids))
-        schedules = schedules.where(ScheduleRow.id.in_(ids))
-    session.execute(slots.values(last_confirmed_at=confirmed_at))
-    session.execute(
-        schedules.values(
-            last_confirmed_at=confirmed_at,
-            covered_start=case(
-                (
-                    or_(ScheduleRow.covered_start.is_(None), ScheduleRow.covered_start > start),
-                    start,
-                ),
-                else_=ScheduleRow.covered_start,
+    """Schedules were confirmed for [start, end): widen coverage, clear the last error.
+
+    ``last_confirmed_at`` only moves forward: a write of older data (for days a
+    newer fetch left alone) must not make the schedule look fresher or staler.
+    """
+    stmt = update(ScheduleRow).values(
+        last_confirmed_at=case(
+            (ScheduleRow.last_confirmed_at < confirmed_at, confirmed_at),
+            else_=ScheduleRow.last_confirmed_at,
+        ),
+        covered_start=case(
+            (
+                or_(ScheduleRow.covered_start.is_(None), ScheduleRow.covered_start > start),
+                start,
             ),
-            covered_end=case(
-                (or_(ScheduleRow.covered_end.is_(None), ScheduleRow.covered_end < end), end),
-                else_=ScheduleRow.covered_end,
-            ),
-            last_error=None,
-        )
+            else_=ScheduleRow.covered_start,
+        ),
+        covered_end=case(
+            (or_(ScheduleRow.covered_end.is_(None), ScheduleRow.covered_end < end), end),
+            else_=ScheduleRow.covered_end,
+        ),
+        last_error=None,
     )
+    if schedule_ids is None:
+        session.execute(stmt)
+        return
+    for chunk in _batched(sorted(schedule_ids)):
+        session.execute(stmt.where(ScheduleRow.id.in_(chunk)))
+
+
+def record_schedule_error(session: Session, schedule_ids: Collection[str], error: str) -> None:
+    for chunk in _batched(sorted(schedule_ids)):
+        session.execute(
+            update(ScheduleRow).where(ScheduleRow.id.in_(chunk)).values(last_error=error[:2000])
+        )
+
+
+def delete_schedules_not_in(session: Session, keep: Collection[str], older_than: datetime) -> int:
+    """Forget schedules the EHR no longer lists (their slots go with them, by cascade)."""
+    keep_set = set(keep)
+    stale = [
+        sid
+        for sid, confirmed in session.execute(select(ScheduleRow.id, ScheduleRow.last_confirmed_at))
+        if sid not in keep_set and confirmed < older_than
+    ]
+    for chunk in _batched(stale):
+        session.execute(delete(SlotRow).where(SlotRow.schedule_id.in_(chunk)))
+        session.execute(delete(ScheduleRow).where(ScheduleRow.id.in_(chunk)))
+    return len(stale)
 
 
 # -- reads --------------------------------------------------------------------
@@ -361,57 +560,21 @@ def count_slots(session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(SlotRow)) or 0)
 
 
-# -- sync runs ----------------------------------------------------------------
+def slots_per_schedule(session: Session) -> dict[str, int]:
+    rows = session.execute(select(SlotRow.schedule_id, func.count()).group_by(SlotRow.schedule_id))
+    return {r[0]: int(r[1]) for r in rows}
 
 
-def start_run(
-    session: Session,
-    *,
-    kind: str,
-    scope: str,
-    window: tuple[datetime, datetime] | None,
-    started_at: datetime,
-) -> int:
-    run = SyncRunRow(
-        kind=kind,
-        scope=scope,
-        window_start=window[0] if window else None,
-        window_end=window[1] if window else None,
-        started_at=started_at,
-        status="running",
-        slots_seen=0,
-        slots_upserted=0,
-        slots_deleted=0,
-    )
-    session.add(run)
-    session.flush()
-    return run.id
+def schedule_rows(
+    session: Session, ids: Collection[str] | None = None, limit: int | None = None
+) -> list[ScheduleRow]:
+    stmt = select(ScheduleRow).order_by(ScheduleRow.id)
+    if ids is not None:
+        stmt = stmt.where(ScheduleRow.id.in_(list(ids)))
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list(session.scalars(stmt))
 
 
-def finish_run(
-    session: Session,
-    run_id: int,
-    *,
-    status: str,
-    finished_at: datetime,
-    seen: int = 0,
-    upserted: int = 0,
-    deleted: int = 0,
-    error: str | None = None,
-) -> None:
-    session.execute(
-        update(SyncRunRow)
-        .where(SyncRunRow.id == run_id)
-        .values(
-            status=status,
-            finished_at=finished_at,
-            slots_seen=seen,
-            slots_upserted=upserted,
-            slots_deleted=deleted,
-            error=error,
-        )
-    )
-
-
-def recent_runs(session: Session, limit: int = 20) -> list[SyncRunRow]:
-    return list(session.scalars(select(SyncRunRow).order_by(SyncRunRow.id.desc()).limit(limit)))
+def count_schedules(session: Session) -> int:
+    return int(session.scalar(select(func.count()).select_from(ScheduleRow)) or 0)

@@ -1,10 +1,11 @@
 """EHR read client (httpx): Argonaut STU3 ``Slot/$prefetch`` and R4 Slot search, paged.
 
-One pooled keep-alive connection set per client. Transient failures (connection
-errors, timeouts, 5xx, 429) are retried with exponential backoff and jitter, and a
-429's ``Retry-After`` is honoured; every other failure becomes a typed
-:mod:`app.ehr.errors` exception. Pages are yielded one at a time so that callers
-can stream them and never hold a whole horizon in memory.
+One pooled keep-alive connection set per client (HTTP/1.1; share one client per
+process). Transient failures (connection errors, timeouts, 5xx, 429) are retried
+with exponential backoff and jitter, and a ``Retry-After`` is honoured; every
+other failure becomes a typed :mod:`app.ehr.errors` exception. Pages are yielded
+one at a time so that callers can stream them and never hold a whole horizon in
+memory. Authentication is an ``httpx.Auth`` (:mod:`app.ehr.auth`).
 """
 
 from __future__ import annotations
@@ -14,11 +15,16 @@ import random
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Literal
 
 import httpx
 import orjson
+
+from app.domain import Schedule
+from app.fhir.fastpage import decode_bundle_page
+from app.fhir.parse import BundlePage, FhirParseError
 
 from .errors import EhrProtocolError, EhrRejected, EhrTimeout, EhrUnavailable
 
@@ -46,13 +52,36 @@ def fhir_datetime(value: datetime) -> str:
 
 
 def _retry_after(response: httpx.Response) -> float | None:
+    """``Retry-After`` in seconds, given as delta-seconds or as an HTTP date."""
     value = response.headers.get("Retry-After")
     if value is None:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
         return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+PROVIDER_TYPES = ("Practitioner", "PractitionerRole")
+
+
+def prefetch_parameters(
+    start: datetime, end: datetime, practitioners: Sequence[str], locations: Sequence[str]
+) -> list[dict[str, str]]:
+    """The ``Parameters`` of a ``POST Slot/$prefetch``."""
+    return [
+        {"name": "start", "valueDateTime": fhir_datetime(start)},
+        {"name": "end", "valueDateTime": fhir_datetime(end)},
+        *({"name": "practitioner", "valueUri": p} for p in practitioners),
+        *({"name": "location-reference", "valueUri": loc} for loc in locations),
+    ]
 
 
 class EhrClient:
@@ -65,16 +94,24 @@ class EhrClient:
         retry: RetryPolicy | None = None,
         headers: dict[str, str] | None = None,
         transport: httpx.BaseTransport | None = None,
+        auth: httpx.Auth | None = None,
+        page_size: int | None = None,
+        prefetch_method: Literal["GET", "POST"] = "GET",
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.fhir_version = fhir_version
         self.retry = retry or RetryPolicy()
+        self.page_size = page_size
+        self.prefetch_method = prefetch_method
         self._http = httpx.Client(
             base_url=self.base_url,
             timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
             headers={"Accept": FHIR_JSON, **(headers or {})},
-            limits=httpx.Limits(max_keepalive_connections=10, max_connections=20),
+            limits=httpx.Limits(
+                max_keepalive_connections=10, max_connections=20, keepalive_expiry=30.0
+            ),
             transport=transport,
+            auth=auth,
         )
 
     def close(self) -> None:
@@ -97,7 +134,33 @@ class EhrClient:
         """GET with retries for transient failures; returns decoded JSON."""
         return self._request("GET", url, params=params)
 
-    def _request(self, method: str, url: str, **kwargs: Any) -> Any:
+    def read(self, reference: str) -> Any:
+        """Read one resource by relative reference (``Practitioner/1``)."""
+        return self._request("GET", f"/{reference}")
+
+    def post_json(
+        self, url: str, body: Any, params: Any = None, *, idempotent: bool = False
+    ) -> Any:
+        """POST a FHIR JSON body. Only ``idempotent`` requests are retried after a timeout."""
+        return self._request(
+            "POST", url, params=params, content=orjson.dumps(body), idempotent=idempotent
+        )
+
+    def put_json(self, url: str, body: Any) -> Any:
+        return self._request("PUT", url, content=orjson.dumps(body), idempotent=True)
+
+    def delete(self, url: str) -> Any:
+        return self._request("DELETE", url, idempotent=True)
+
+    def _request(self, method: str, url: str, *, idempotent: bool = True, **kwargs: Any) -> Any:
+        return self._decode(self._send(method, url, idempotent=idempotent, **kwargs))
+
+    def _send(
+        self, method: str, url: str, *, idempotent: bool = True, **kwargs: Any
+    ) -> httpx.Response:
+        """One request with the retry policy; a 2xx/3xx response or a typed error."""
+        if "content" in kwargs:
+            kwargs["headers"] = {"Content-Type": FHIR_JSON}
         attempt = 0
         while True:
             attempt += 1
@@ -107,12 +170,16 @@ class EhrClient:
             except httpx.TimeoutException as exc:
                 failure: Exception = EhrTimeout(f"EHR timed out: {method} {url}", url=url)
                 failure.__cause__ = exc
+                if not idempotent and not isinstance(exc, httpx.ConnectTimeout):
+                    raise failure from exc  # it may have been done: do not do it twice
             except httpx.TransportError as exc:
                 failure = EhrUnavailable(f"EHR unreachable: {exc.__class__.__name__}", url=url)
                 failure.__cause__ = exc
+                if not idempotent and not isinstance(exc, httpx.ConnectError):
+                    raise failure from exc
             else:
                 if response.status_code < 400:
-                    return self._decode(response)
+                    return response
                 if response.status_code not in RETRYABLE_STATUS:
                     raise EhrRejected(
                         f"EHR answered {response.status_code} to {method} {url}",
@@ -136,6 +203,8 @@ class EhrClient:
 
     @staticmethod
     def _decode(response: httpx.Response) -> Any:
+        if not response.content:
+            return None
         try:
             return orjson.loads(response.content)
         except orjson.JSONDecodeError as exc:
@@ -153,9 +222,35 @@ class EhrClient:
     # -- reads -----------------------------------------------------------------
 
     def iter_pages(self, url: str, params: Any = None) -> Iterator[Any]:
-        """Yield each Bundle page, following ``next`` links to the end."""
+        """Yield each Bundle page, following ``next`` links to the end (lazily)."""
+        yield from self._follow(self.get_json(url, params), url)
+
+    def _parsed_pages(
+        self, method: str, url: str, params: Any, body: Any = None
+    ) -> Iterator[BundlePage]:
+        """Pages decoded straight from bytes into slots (:mod:`app.fhir.fastpage`)."""
         seen: set[str] = set()
-        page = self.get_json(url, params)
+        content = None if body is None else orjson.dumps(body)
+        response = self._send(method, url, params=params, content=content)
+        while True:
+            try:
+                page = decode_bundle_page(response.content)
+            except FhirParseError as exc:
+                raise EhrProtocolError(f"{exc} (from {url})", url=str(response.url)) from exc
+            yield page
+            if not page.next_url:
+                return
+            if page.next_url in seen:
+                raise EhrProtocolError(f"paging loop at {page.next_url}")
+            seen.add(page.next_url)
+            response = self._send("GET", page.next_url)
+
+    def _post_pages(self, url: str, body: Any, params: Any) -> Iterator[Any]:
+        """A read operation invoked by POST (safe to retry); ``next`` links are GETs."""
+        yield from self._follow(self.post_json(url, body, params, idempotent=True), url)
+
+    def _follow(self, page: Any, url: str) -> Iterator[Any]:
+        seen: set[str] = set()
         while True:
             if not isinstance(page, dict) or page.get("resourceType") != "Bundle":
                 raise EhrProtocolError(f"expected a Bundle from {url}")
@@ -175,6 +270,57 @@ class EhrClient:
             seen.add(next_url)
             page = self.get_json(next_url)
 
+    def window_pages(
+        self, start: datetime, end: datetime, schedules: Sequence[Schedule] | None = None
+    ) -> Iterator[BundlePage]:
+        """Every page of the EHR's slots for a window (parsed): of some schedules, or all.
+
+        The answer may hold more than asked (STU3 filters by actor, not schedule);
+        callers keep only the schedules they asked for.
+        """
+        page_size = self.page_size
+        if self.fhir_version == "r4":
+            params: list[tuple[str, str]] = [
+                ("start", f"ge{fhir_datetime(start)}"),
+                ("start", f"lt{fhir_datetime(end)}"),
+                ("status", "free"),
+                ("_include", "Slot:schedule"),
+            ]
+            if schedules is not None:
+                refs = ",".join(f"Schedule/{s.id}" for s in schedules)
+                params.append(("schedule", refs))
+            if page_size:
+                params.append(("_count", str(page_size)))
+            return self._parsed_pages("GET", "/Slot", params)
+        practitioners: list[str] = []
+        locations: list[str] = []
+        for schedule in schedules or ():
+            providers = [r for r in schedule.actor_refs if r.split("/")[0] in PROVIDER_TYPES]
+            places = [r for r in schedule.actor_refs if r.startswith("Location/")]
+            if not providers and not places:
+                # a device or service schedule: $prefetch cannot name it, ask for everything
+                practitioners, locations = [], []
+                break
+            practitioners += providers
+            locations += places
+        control: list[tuple[str, str]] = [
+            ("_include", "Slot:schedule"),
+            ("_include", "Schedule:actor"),
+        ]
+        if page_size:
+            control.append(("_count", str(page_size)))
+        practitioners, locations = sorted(set(practitioners)), sorted(set(locations))
+        if self.prefetch_method == "POST":
+            body = {
+                "resourceType": "Parameters",
+                "parameter": prefetch_parameters(start, end, practitioners, locations),
+            }
+            return self._parsed_pages("POST", "/Slot/$prefetch", control, body)
+        params = [("start", fhir_datetime(start)), ("end", fhir_datetime(end)), *control]
+        params += [("practitioner", p) for p in practitioners]
+        params += [("location-reference", loc) for loc in locations]
+        return self._parsed_pages("GET", "/Slot/$prefetch", params)
+
     def prefetch_pages(
         self,
         start: datetime,
@@ -183,16 +329,71 @@ class EhrClient:
         practitioners: Sequence[str] = (),
         locations: Sequence[str] = (),
         page_size: int | None = None,
+        method: Literal["GET", "POST"] | None = None,
     ) -> Iterator[Any]:
-        """Argonaut ``GET Slot/$prefetch`` for a window, with Schedules and actors included."""
-        params: list[tuple[str, str]] = [
-            ("start", fhir_datetime(start)),
-            ("end", fhir_datetime(end)),
+        """Argonaut ``Slot/$prefetch`` (GET or POST) for a window, Schedules and actors included.
+
+        Repeated practitioners are OR'ed, and practitioners AND locations (the IG's
+        rule for actor kinds), so several schedules can be fetched in one answer.
+        """
+        page_size = page_size or self.page_size
+        control: list[tuple[str, str]] = [
             ("_include", "Slot:schedule"),
             ("_include", "Schedule:actor"),
         ]
+        if page_size:
+            control.append(("_count", str(page_size)))
+        if (method or self.prefetch_method) == "POST":
+            parameters = prefetch_parameters(start, end, practitioners, locations)
+            body = {"resourceType": "Parameters", "parameter": parameters}
+            return self._post_pages("/Slot/$prefetch", body, control)
+        params: list[tuple[str, str]] = [
+            ("start", fhir_datetime(start)),
+            ("end", fhir_datetime(end)),
+            *control,
+        ]
         params += [("practitioner", p) for p in practitioners]
         params += [("location-reference", loc) for loc in locations]
+        return self.iter_pages("/Slot/$prefetch", params)
+
+    def slot_search_pages(
+        self,
+        start: datetime | None,
+        end: datetime | None,
+        *,
+        schedule_ids: Sequence[str] | None = None,
+        statuses: Sequence[str] = (),
+        updated_after: datetime | None = None,
+        include_schedule: bool = True,
+        page_size: int | None = None,
+    ) -> Iterator[Any]:
+        """R4 ``GET Slot?schedule=&start=ge&start=lt&_lastUpdated=gt`` with paging."""
+        params: list[tuple[str, str]] = []
+        if start is not None:
+            params.append(("start", f"ge{fhir_datetime(start)}"))
+        if end is not None:
+            params.append(("start", f"lt{fhir_datetime(end)}"))
+        if schedule_ids:
+            params.append(("schedule", ",".join(f"Schedule/{sid}" for sid in schedule_ids)))
+        if statuses:
+            params.append(("status", ",".join(statuses)))
+        if updated_after is not None:
+            params.append(("_lastUpdated", f"gt{fhir_datetime(updated_after)}"))
+        if include_schedule:
+            params.append(("_include", "Slot:schedule"))
+        page_size = page_size or self.page_size
         if page_size:
             params.append(("_count", str(page_size)))
-        return self.iter_pages("/Slot/$prefetch", params)
+        return self.iter_pages("/Slot", params)
+
+    def schedule_pages(
+        self, *, actor: str | None = None, page_size: int | None = None
+    ) -> Iterator[Any]:
+        """``GET Schedule`` (optionally ``?actor=``) with actors included, every page."""
+        params: list[tuple[str, str]] = [("_include", "Schedule:actor")]
+        if actor:
+            params.append(("actor", actor))
+        page_size = page_size or self.page_size
+        if page_size:
+            params.append(("_count", str(page_size)))
+        return self.iter_pages("/Schedule", params)

@@ -54,3 +54,7 @@ class EhrOutcomeUnknown(EhrUnavailable):
 
 class EhrWriteTimeout(EhrOutcomeUnknown, EhrTimeout):
     """A non-repeatable write timed out after it was sent."""
+
+
+class EhrAuthError(EhrError):
+    """We could not obtain credentials for the EHR (token endpoint refused or failed)."""

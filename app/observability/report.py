@@ -87,7 +87,7 @@ def verdicts(health: SyncHealth, settings: Settings) -> list[Verdict]:
 
 
 def _runs(session: Session, limit: int) -> list[dict[str, Any]]:
-    from app.cache import repository as repo
+    from app.cache import runs as runs_repo
 
     def iso(value: datetime | None) -> str | None:
         return value.isoformat(timespec="seconds") if value else None
@@ -105,7 +105,7 @@ def _runs(session: Session, limit: int) -> list[dict[str, Any]]:
             "removed": run.slots_deleted,
             "error": (run.error or "")[:60],
         }
-        for run in repo.recent_runs(session, limit)
+        for run in runs_repo.recent_runs(session, limit)
     ]
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from app.api.auth import install_auth
 from app.api.main import create_app
 from app.cache import repository as repo
+from app.cache import runs
 from app.cache.db import transaction
 from app.cache.migrate import upgrade
 from app.cache.snapshot import SnapshotPlan
@@ -117,14 +118,14 @@ def seed(engine: Engine, *, confirmed_at: datetime, schedules: int = 2, per: int
 
 def record_full_load(engine: Engine, *, finished_at: datetime, status: str = "ok") -> None:
     with transaction(engine) as session:
-        run_id = repo.start_run(
+        run_id = runs.start_run(
             session,
             kind="initial-load",
             scope="*",
             window=None,
             started_at=finished_at - timedelta(minutes=5),
         )
-        repo.finish_run(
+        runs.finish_run(
             session,
             run_id,
             status=status,

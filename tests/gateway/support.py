@@ -23,7 +23,8 @@ from app.cache.db import make_engine
 from app.domain import VISIT_TYPE_SYSTEM
 from app.ehr.client import EhrClient, fhir_datetime
 from app.settings import DEMO_API_KEY, DEMO_SCOPES
-from app.sync.load import day_start, initial_load
+from app.sync.load import load_window
+from app.sync.windows import day_start
 from rules.loader import load_rules
 from rules.schema import RulesFile
 from sandbox_ehr.process import SandboxProcess
@@ -148,13 +149,8 @@ class Stack:
 
     def load(self) -> None:
         with self.client() as client:
-            initial_load(
-                self.engine,
-                client,
-                start=day_start(datetime.now(UTC)),
-                horizon_days=HORIZON_DAYS,
-                window_days=HORIZON_DAYS,
-            )
+            start = day_start(datetime.now(UTC))
+            load_window(self.engine, client, start, start + timedelta(days=HORIZON_DAYS))
 
     # -- looking at state ---------------------------------------------------------
 

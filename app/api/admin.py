@@ -1,0 +1,158 @@
+"""Operations: ``POST /admin/resync`` and ``GET /admin/sync-status``.
+
+Authentication of these routes is added by the production surface (admin
+credential); this module only defines what they do.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.concurrency import run_in_threadpool
+
+from app.errors import InvalidParameter
+from app.fhir.parse import FhirParseError, parse_instant
+from app.sync.runs import ResyncRequest
+from app.sync.status import sync_status
+from app.sync.windows import align, horizon, utcnow
+
+from .auth import require_admin
+from .deps import SessionDep, SettingsDep
+from .responses import JsonResponse
+
+OBJECT = {"content": {"application/json": {"schema": {"type": "object"}}}}
+router = APIRouter(dependencies=[Depends(require_admin)])
+
+
+class ResyncBody(BaseModel):
+    """All fields optional: no schedule and no actor = everything (a full load)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    schedule: list[str] | str | None = Field(
+        default=None, description="Schedule ids (one id or a list)"
+    )
+    actor: str | None = Field(default=None, description="e.g. Practitioner/pr-1")
+    start: str | None = Field(default=None, description="FHIR date or dateTime")
+    end: str | None = Field(default=None, description="FHIR date or dateTime")
+    subscribe: bool = Field(default=False, description="also create/renew the EHR Subscription")
+
+    @field_validator("schedule", mode="before")
+    @classmethod
+    def _one_or_many(cls, value: object) -> object:
+        return [value] if isinstance(value, str) else value
+
+    @field_validator("schedule")
+    @classmethod
+    def _plain_ids(cls, value: list[str] | str | None) -> list[str] | None:
+        if value is None:
+            return None
+        ids = [v.removeprefix("Schedule/") for v in ([value] if isinstance(value, str) else value)]
+        if not ids or any(not v or "/" in v for v in ids):
+            raise ValueError("schedule must be one or more Schedule ids")
+        return ids
+
+    @field_validator("actor")
+    @classmethod
+    def _reference(cls, value: str | None) -> str | None:
+        if value is not None and (value.count("/") != 1 or not all(value.split("/"))):
+            raise ValueError("actor must be a relative reference like Practitioner/123")
+        return value
+
+
+def _instant(value: str | None, name: str) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        return parse_instant(value, name)
+    except FhirParseError as exc:
+        raise InvalidParameter(str(exc), expression=name) from exc
+
+
+async def _resync_body(request: Request) -> ResyncBody:
+    """The optional JSON object body; anything else is a 400, never a 500."""
+    raw = await request.body()
+    if not raw.strip():
+        return ResyncBody()
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        raise InvalidParameter("the body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidParameter("the body must be a JSON object")
+    try:
+        return ResyncBody.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+        )
+        raise InvalidParameter(problems) from None
+
+
+@router.post(
+    "/admin/resync",
+    status_code=202,
+    response_class=JsonResponse,
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": ResyncBody.model_json_schema()}},
+        }
+    },
+    responses={
+        202: {"description": "the resync is queued; its token finds it in sync-status", **OBJECT}
+    },
+)
+async def resync(request: Request, settings: SettingsDep) -> JsonResponse:
+    body = await _resync_body(request)
+    schedules = body.schedule if isinstance(body.schedule, list) else None
+    if body.schedule and body.actor:
+        raise InvalidParameter("give schedule or actor, not both")
+    start, end = _instant(body.start, "start"), _instant(body.end, "end")
+    if start and end and end < start:
+        raise InvalidParameter("end is before start", expression="end")
+    if align(start, end, horizon(utcnow(), settings.horizon_days)) is None:
+        raise InvalidParameter("the window lies outside the cached horizon")
+    everything = not body.schedule and not body.actor and start is None and end is None
+    resync_request = ResyncRequest(
+        kind="initial-load" if everything else "resync",
+        schedule_ids=tuple(schedules) if schedules else None,
+        actor=body.actor,
+        start=start,
+        end=end,
+    )
+    dispatcher = request.app.state.dispatcher
+    token = await run_in_threadpool(dispatcher.resync, resync_request)
+    if body.subscribe:
+        await run_in_threadpool(dispatcher.subscribe)
+    return JsonResponse(
+        {
+            "token": token,
+            "kind": resync_request.kind,
+            "schedules": schedules,
+            "actor": body.actor,
+            "start": body.start,
+            "end": body.end,
+            "subscribe": body.subscribe,
+            "status": "/admin/sync-status",
+        },
+        status_code=202,
+    )
+
+
+@router.get(
+    "/admin/sync-status",
+    response_class=JsonResponse,
+    responses={200: {"description": "per-schedule freshness, feeds and runs", **OBJECT}},
+)
+def status(
+    session: SessionDep,
+    schedule: Annotated[list[str] | None, Query()] = None,
+    limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
+) -> JsonResponse:
+    ids = [s.removeprefix("Schedule/") for s in schedule] if schedule else None
+    return JsonResponse(sync_status(session, now=utcnow(), schedule_ids=ids, limit=limit))

@@ -1,0 +1,103 @@
+"""``POST /webhook/subscription``: the EHR's notifications (handshake, heartbeat, events).
+
+Answers within milliseconds and does no EHR traffic: it checks the shared secret
+(constant-time; anything else is 401 and has no effect), parses the payload (400
+if malformed, nothing recorded), then records that the feed is alive and
+enqueues coalesced refreshes (:func:`app.sync.inbox.accept_notification`).
+The Argonaut flavour sends handshakes and heartbeats as empty bodies; the
+``X-Notification-Type``/``X-Subscription-Id``/``X-Event-Number`` headers, when
+present, tell them apart and number them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import replace
+
+import orjson
+from fastapi import APIRouter, Request
+from starlette.concurrency import run_in_threadpool
+
+from app.errors import InvalidParameter, SlotsyncError
+from app.fhir.notification import KINDS, NotificationError, parse_notification
+from app.sync.inbox import accept_notification
+from app.sync.windows import utcnow
+
+from .auth import WebhookDep
+from .deps import SettingsDep
+from .responses import FhirResponse, operation_outcome
+
+log = logging.getLogger(__name__)
+router = APIRouter()
+
+MAX_BODY_BYTES = 1_000_000
+JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
+
+
+class PayloadTooLarge(SlotsyncError):
+    status = 413
+    code = "too-costly"
+
+
+class UnsupportedMediaType(SlotsyncError):
+    status = 415
+    code = "not-supported"
+
+
+def _int_header(request: Request, name: str) -> int | None:
+    value = request.headers.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError as exc:
+        raise InvalidParameter(f"{name} is not a number: {value!r}") from exc
+
+
+@router.post("/webhook/subscription", response_class=FhirResponse)
+async def subscription_notification(
+    request: Request, settings: SettingsDep, _: WebhookDep
+) -> FhirResponse:
+    body = await request.body()
+    if len(body) > MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"notification larger than {MAX_BODY_BYTES} bytes")
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if body.strip() and content_type not in JSON_TYPES:
+        raise UnsupportedMediaType(f"notifications must be FHIR JSON, not {content_type!r}")
+    try:
+        decoded = orjson.loads(body) if body.strip() else None
+        note = parse_notification(decoded)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidParameter(f"notification body is not JSON: {exc}") from exc
+    except NotificationError as exc:
+        raise InvalidParameter(str(exc)) from exc
+    # Argonaut (STU3) numbering and kinds travel in headers.
+    kind_header = request.headers.get("x-notification-type")
+    if kind_header is not None and decoded is None:
+        if kind_header not in KINDS:
+            raise InvalidParameter(f"unknown X-Notification-Type {kind_header!r}")
+        note = replace(note, kind=KINDS[kind_header])
+    number = _int_header(request, "x-event-number")
+    if number is not None and not note.event_numbers and note.events_since_start is None:
+        if note.kind == "event":
+            note = replace(note, event_numbers=(number,))
+        else:
+            note = replace(note, events_since_start=number)
+    if note.subscription_id is None and request.headers.get("x-subscription-id"):
+        note = replace(note, subscription_id=request.headers["x-subscription-id"])
+    state = request.app.state
+    accepted = await run_in_threadpool(
+        accept_notification,
+        engine=state.engine,
+        coord=state.coordinator,
+        dispatcher=state.dispatcher,
+        settings=settings,
+        note=note,
+        now=utcnow(),
+    )
+    text = (
+        f"{accepted.kind}: {accepted.enqueued} refresh(es) queued, "
+        f"{accepted.coalesced} already queued, {accepted.outside_horizon} outside the horizon"
+        + (", poll requested" if accepted.poll else "")
+    )
+    return FhirResponse(operation_outcome("information", "informational", text))

@@ -1,0 +1,158 @@
+"""SQL of the EHR change feed: our Subscription(s) and whether they are heard from.
+
+One row per (webhook endpoint, FHIR version). Without a public URL there is no
+Subscription and the row (endpoint ``""``, status ``off``) only carries the
+polling state. ``feed_state`` is ``live`` while heartbeats or events arrive in
+time and ``stale`` otherwise (then the watchdog polls).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from .models import SubscriptionRow
+
+
+def get_or_create(
+    session: Session, *, endpoint: str, fhir_version: str, heartbeat_seconds: int, now: datetime
+) -> SubscriptionRow:
+    row = session.scalars(
+        select(SubscriptionRow).where(
+            SubscriptionRow.endpoint == endpoint, SubscriptionRow.fhir_version == fhir_version
+        )
+    ).first()
+    if row is not None:
+        return row
+    row = SubscriptionRow(
+        endpoint=endpoint,
+        fhir_version=fhir_version,
+        status="off" if not endpoint else "requested",
+        heartbeat_seconds=heartbeat_seconds,
+        feed_state="stale",
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(row)
+    session.flush()
+    return row
+
+
+def all_feeds(session: Session) -> list[SubscriptionRow]:
+    return list(session.scalars(select(SubscriptionRow).order_by(SubscriptionRow.id)))
+
+
+def record_subscription(
+    session: Session,
+    feed_id: int,
+    *,
+    ehr_id: str | None,
+    status: str,
+    now: datetime,
+    error: str | None = None,
+) -> None:
+    values: dict[str, object] = {"status": status, "updated_at": now, "last_error": error}
+    if ehr_id is not None:
+        values["ehr_id"] = ehr_id
+    session.execute(update(SubscriptionRow).where(SubscriptionRow.id == feed_id).values(**values))
+
+
+def reset_numbering(session: Session, feed_id: int) -> None:
+    """A new EHR Subscription counts its events from zero again."""
+    session.execute(
+        update(SubscriptionRow).where(SubscriptionRow.id == feed_id).values(last_event_number=None)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Heard:
+    feed_id: int
+    missed_events: bool  # event numbers jumped: some notification never reached us
+    was_stale: bool
+
+
+def heard(
+    session: Session,
+    *,
+    ehr_id: str | None,
+    kind: str,
+    numbers: tuple[int, ...],
+    events_since_start: int | None,
+    now: datetime,
+) -> list[Heard]:
+    """Record a notification on the feed(s) it belongs to; report gaps in the numbering.
+
+    Feeds are matched by the EHR's Subscription id when the notification names one,
+    otherwise every subscribed feed counts it (the Argonaut payload names none).
+    """
+    stmt = select(SubscriptionRow).where(SubscriptionRow.status != "off").with_for_update()
+    if ehr_id is not None:
+        stmt = stmt.where(SubscriptionRow.ehr_id == ehr_id)
+    out = []
+    counted = [*numbers, *([events_since_start] if events_since_start is not None else [])]
+    highest = max(counted, default=None)
+    for row in session.scalars(stmt):
+        last = row.last_event_number
+        missed = False
+        if last is not None and kind != "handshake":
+            if numbers:
+                missed = min(numbers) > last + 1
+            elif events_since_start is not None:
+                missed = events_since_start > last
+        catching_up = missed or (row.feed_state == "catching-up" and kind != "handshake")
+        values: dict[str, object] = {
+            "last_heard_at": now,
+            "feed_state": "catching-up" if catching_up else "live",
+            "updated_at": now,
+        }
+        if kind == "handshake":
+            values["status"] = "active"
+        if highest is not None and (last is None or highest > last or kind == "handshake"):
+            values["last_event_number"] = highest
+        session.execute(
+            update(SubscriptionRow).where(SubscriptionRow.id == row.id).values(**values)
+        )
+        out.append(Heard(feed_id=row.id, missed_events=missed, was_stale=row.feed_state != "live"))
+    return out
+
+
+def caught_up(session: Session, now: datetime) -> None:
+    """A poll succeeded: lost notifications are accounted for; numbering starts afresh."""
+    session.execute(
+        update(SubscriptionRow)
+        .where(SubscriptionRow.feed_state == "catching-up")
+        .values(feed_state="live", last_event_number=None, updated_at=now)
+    )
+
+
+def mark_stale(session: Session, feed_id: int, now: datetime) -> bool:
+    """live -> stale; True only for the caller that made the transition."""
+    result = session.execute(
+        update(SubscriptionRow)
+        .where(SubscriptionRow.id == feed_id, SubscriptionRow.feed_state == "live")
+        .values(feed_state="stale", updated_at=now)
+    )
+    return result.rowcount == 1
+
+
+def record_poll(
+    session: Session, feed_id: int, *, now: datetime, cursor: datetime | None, error: str | None
+) -> None:
+    values: dict[str, object] = {"last_polled_at": now, "updated_at": now}
+    if cursor is not None:
+        values["poll_cursor"] = cursor
+    if error is not None:
+        values["last_error"] = error[:2000]
+    session.execute(update(SubscriptionRow).where(SubscriptionRow.id == feed_id).values(**values))
+
+
+def advance_cursor(session: Session, cursor: datetime) -> None:
+    """After a complete load nothing older than its start needs polling for."""
+    session.execute(
+        update(SubscriptionRow)
+        .where((SubscriptionRow.poll_cursor.is_(None)) | (SubscriptionRow.poll_cursor < cursor))
+        .values(poll_cursor=cursor)
+    )

@@ -1,0 +1,247 @@
+"""SQL of sync bookkeeping: runs (a load, a resync, a poll) and their chunks.
+
+A chunk's status moves from ``pending`` to ``ok`` or ``failed`` exactly once, by
+``UPDATE ... WHERE status = 'pending'`` with a rowcount check; only the caller
+that wins that transition adds the chunk to its run's counters, and only the one
+that completes the count closes the run. Redelivered or duplicated chunk tasks
+therefore cannot count twice or close a run twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from .models import SyncChunkRow, SyncRunRow
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkSpec:
+    seq: int
+    schedule_ids: tuple[str, ...] | None
+    start: datetime
+    end: datetime
+
+
+def start_run(
+    session: Session,
+    *,
+    kind: str,
+    scope: str,
+    window: tuple[datetime, datetime] | None,
+    started_at: datetime,
+    token: str | None = None,
+) -> int:
+    run = SyncRunRow(
+        kind=kind,
+        scope=scope,
+        window_start=window[0] if window else None,
+        window_end=window[1] if window else None,
+        started_at=started_at,
+        status="running",
+        slots_seen=0,
+        slots_upserted=0,
+        slots_deleted=0,
+        chunks_total=0,
+        chunks_done=0,
+        chunks_failed=0,
+        token=token,
+    )
+    session.add(run)
+    session.flush()
+    return run.id
+
+
+def run_by_token(session: Session, token: str) -> SyncRunRow | None:
+    return session.scalars(select(SyncRunRow).where(SyncRunRow.token == token)).first()
+
+
+def get_run(session: Session, run_id: int) -> SyncRunRow | None:
+    return session.get(SyncRunRow, run_id)
+
+
+def finish_run(
+    session: Session,
+    run_id: int,
+    *,
+    status: str,
+    finished_at: datetime,
+    seen: int = 0,
+    upserted: int = 0,
+    deleted: int = 0,
+    error: str | None = None,
+) -> None:
+    session.execute(
+        update(SyncRunRow)
+        .where(SyncRunRow.id == run_id)
+        .values(
+            status=status,
+            finished_at=finished_at,
+            slots_seen=seen,
+            slots_upserted=upserted,
+            slots_deleted=deleted,
+            error=error,
+        )
+    )
+
+
+def add_chunks(session: Session, run_id: int, chunks: Sequence[ChunkSpec]) -> None:
+    rows = [
+        {
+            "run_id": run_id,
+            "seq": c.seq,
+            "schedule_ids": list(c.schedule_ids) if c.schedule_ids is not None else None,
+            "window_start": c.start,
+            "window_end": c.end,
+            "status": "pending",
+            "attempts": 0,
+            "slots_seen": 0,
+            "slots_upserted": 0,
+            "slots_deleted": 0,
+        }
+        for c in chunks
+    ]
+    for i in range(0, len(rows), 2000):
+        session.execute(SyncChunkRow.__table__.insert(), rows[i : i + 2000])
+    session.execute(
+        update(SyncRunRow)
+        .where(SyncRunRow.id == run_id)
+        .values(chunks_total=SyncRunRow.chunks_total + len(rows))
+    )
+
+
+def get_chunk(session: Session, run_id: int, seq: int) -> SyncChunkRow | None:
+    return session.get(SyncChunkRow, (run_id, seq))
+
+
+def chunk_spec(row: SyncChunkRow) -> ChunkSpec:
+    ids = tuple(row.schedule_ids) if row.schedule_ids is not None else None
+    return ChunkSpec(seq=row.seq, schedule_ids=ids, start=row.window_start, end=row.window_end)
+
+
+def pending_chunks(session: Session, run_id: int) -> list[int]:
+    rows = session.scalars(
+        select(SyncChunkRow.seq)
+        .where(SyncChunkRow.run_id == run_id, SyncChunkRow.status == "pending")
+        .order_by(SyncChunkRow.seq)
+    )
+    return list(rows)
+
+
+def count_attempt(session: Session, run_id: int, seq: int) -> None:
+    session.execute(
+        update(SyncChunkRow)
+        .where(SyncChunkRow.run_id == run_id, SyncChunkRow.seq == seq)
+        .values(attempts=SyncChunkRow.attempts + 1)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkOutcome:
+    counted: bool  # this call moved the chunk out of pending
+    run_finished: str | None  # the run's final status if this call completed it
+
+
+def finish_chunk(
+    session: Session,
+    run_id: int,
+    seq: int,
+    *,
+    ok: bool,
+    finished_at: datetime,
+    seen: int = 0,
+    upserted: int = 0,
+    deleted: int = 0,
+    error: str | None = None,
+) -> ChunkOutcome:
+    moved = session.execute(
+        update(SyncChunkRow)
+        .where(
+            SyncChunkRow.run_id == run_id,
+            SyncChunkRow.seq == seq,
+            SyncChunkRow.status == "pending",
+        )
+        .values(
+            status="ok" if ok else "failed",
+            slots_seen=seen,
+            slots_upserted=upserted,
+            slots_deleted=deleted,
+            error=error[:2000] if error else None,
+            finished_at=finished_at,
+        )
+    )
+    if moved.rowcount != 1:
+        return ChunkOutcome(counted=False, run_finished=None)
+    totals = session.execute(
+        update(SyncRunRow)
+        .where(SyncRunRow.id == run_id)
+        .values(
+            chunks_done=SyncRunRow.chunks_done + (1 if ok else 0),
+            chunks_failed=SyncRunRow.chunks_failed + (0 if ok else 1),
+            slots_seen=SyncRunRow.slots_seen + seen,
+            slots_upserted=SyncRunRow.slots_upserted + upserted,
+            slots_deleted=SyncRunRow.slots_deleted + deleted,
+            error=error[:2000] if error else SyncRunRow.error,
+        )
+        .returning(SyncRunRow.chunks_done, SyncRunRow.chunks_failed, SyncRunRow.chunks_total)
+    ).one()
+    done, failed, total = totals
+    if done + failed < total:
+        return ChunkOutcome(counted=True, run_finished=None)
+    status = "ok" if failed == 0 else "failed"
+    closed = session.execute(
+        update(SyncRunRow)
+        .where(SyncRunRow.id == run_id, SyncRunRow.status == "running")
+        .values(status=status, finished_at=finished_at)
+    )
+    return ChunkOutcome(counted=True, run_finished=status if closed.rowcount == 1 else None)
+
+
+def recent_runs(session: Session, limit: int = 20) -> list[SyncRunRow]:
+    return list(session.scalars(select(SyncRunRow).order_by(SyncRunRow.id.desc()).limit(limit)))
+
+
+def running_runs(session: Session) -> list[SyncRunRow]:
+    return list(
+        session.scalars(
+            select(SyncRunRow).where(SyncRunRow.status == "running").order_by(SyncRunRow.id)
+        )
+    )
+
+
+def last_run(session: Session, kind: str, status: str | None = None) -> SyncRunRow | None:
+    stmt = select(SyncRunRow).where(SyncRunRow.kind == kind)
+    if status is not None:
+        stmt = stmt.where(SyncRunRow.status == status)
+    return session.scalars(stmt.order_by(SyncRunRow.id.desc()).limit(1)).first()
+
+
+def failed_chunks(session: Session, run_id: int, limit: int = 20) -> list[SyncChunkRow]:
+    return list(
+        session.scalars(
+            select(SyncChunkRow)
+            .where(SyncChunkRow.run_id == run_id, SyncChunkRow.status == "failed")
+            .order_by(SyncChunkRow.seq)
+            .limit(limit)
+        )
+    )
+
+
+def prune_runs(session: Session, older_than: datetime) -> int:
+    """Forget finished runs (and their chunks) older than the retention period."""
+    ids = list(
+        session.scalars(
+            select(SyncRunRow.id).where(
+                SyncRunRow.status != "running", SyncRunRow.started_at < older_than
+            )
+        )
+    )
+    for i in range(0, len(ids), 2000):
+        part = ids[i : i + 2000]
+        session.execute(delete(SyncChunkRow).where(SyncChunkRow.run_id.in_(part)))
+        session.execute(delete(SyncRunRow).where(SyncRunRow.id.in_(part)))
+    return len(ids)

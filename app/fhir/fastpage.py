@@ -1,0 +1,175 @@
+"""Decoding slot search pages straight from bytes (msgspec): the load's hot path.
+
+A page of a thousand slots is about 1 MB of JSON. Building Python dicts for all
+of it and walking them (:func:`app.fhir.parse.parse_bundle_page`) costs several
+times more than the rest of a load; here typed structs of only the fields we use
+are decoded directly, entry by entry, and turned into the same
+:class:`~app.fhir.parse.BundlePage`. The few non-Slot entries (included
+Schedules, actors, OperationOutcomes) go through the dict parser. The rules are
+those of :mod:`app.fhir.parse`: a malformed resource is rejected alone, a page
+that is not a Bundle is an error.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import msgspec
+import orjson
+
+from app.domain import Slot
+
+from .parse import (
+    ACTOR_TYPES,
+    BundlePage,
+    FhirParseError,
+    parse_actor,
+    parse_schedule,
+    relative_reference,
+)
+
+
+class _Reference(msgspec.Struct):
+    reference: str | None = None
+
+
+class _Coding(msgspec.Struct):
+    system: str | None = None
+    code: str | None = None
+
+
+class _Concept(msgspec.Struct):
+    coding: list[_Coding] = []
+
+
+class _Meta(msgspec.Struct):
+    versionId: str | None = None
+    lastUpdated: str | None = None
+
+
+class _Slot(msgspec.Struct):
+    id: str
+    schedule: _Reference
+    status: str
+    start: str
+    end: str
+    serviceType: list[_Concept] = []
+    specialty: list[_Concept] = []
+    appointmentType: _Concept | None = None
+    overbooked: bool = False
+    comment: str | None = None
+    meta: _Meta | None = None
+
+
+class _Kind(msgspec.Struct):
+    resourceType: str | None = None
+
+
+class _Entry(msgspec.Struct):
+    resource: msgspec.Raw = msgspec.Raw()  # decoded later, by its resourceType
+
+
+class _Link(msgspec.Struct):
+    relation: str | None = None
+    url: str | None = None
+
+
+class _Bundle(msgspec.Struct):
+    resourceType: str | None = None
+    total: int | None = None
+    link: list[_Link] = []
+    entry: list[_Entry] = []
+
+
+_bundle = msgspec.json.Decoder(_Bundle)
+_kind = msgspec.json.Decoder(_Kind)
+_slot = msgspec.json.Decoder(_Slot)
+_tokens: dict[tuple[str | None, str], str] = {}
+
+
+def _token(system: str | None, code: str) -> str:
+    # the same few codes repeat on every slot: share one string for each
+    key = (system, code)
+    found = _tokens.get(key)
+    if found is None:
+        if len(_tokens) > 100_000:
+            _tokens.clear()
+        found = _tokens[key] = f"{system or ''}|{code}"
+    return found
+
+
+def _concepts(concepts: list[_Concept]) -> tuple[str, ...]:
+    return tuple(_token(c.system, c.code) for concept in concepts for c in concept.coding if c.code)
+
+
+def _instant(value: str, where: str) -> datetime:
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise FhirParseError(f"{where}: invalid dateTime {value!r}") from exc
+    if parsed.tzinfo is None:
+        raise FhirParseError(f"{where}: dateTime {value!r} has no offset")
+    return parsed.astimezone(UTC)
+
+
+def _to_slot(res: _Slot) -> Slot:
+    where = f"Slot/{res.id}"
+    if not res.id:
+        raise FhirParseError("Slot.id: missing")
+    if not res.schedule.reference:
+        raise FhirParseError(f"{where}.schedule: expected a Reference with a reference string")
+    start = _instant(res.start, f"{where}.start")
+    end = _instant(res.end, f"{where}.end")
+    if end <= start:
+        raise FhirParseError(f"{where}: end is not after start")
+    meta = res.meta
+    return Slot(
+        id=res.id,
+        schedule_id=relative_reference(res.schedule.reference).split("/", 1)[-1],
+        start=start,
+        end=end,
+        status=res.status,
+        service_types=_concepts(res.serviceType),
+        specialties=_concepts(res.specialty),
+        appointment_types=_concepts([res.appointmentType]) if res.appointmentType else (),
+        overbooked=res.overbooked,
+        comment=res.comment,
+        version_id=meta.versionId if meta else None,
+        last_updated=_instant(meta.lastUpdated, f"{where}.meta.lastUpdated")
+        if meta and meta.lastUpdated
+        else None,
+    )
+
+
+def decode_bundle_page(content: bytes) -> BundlePage:
+    """A searchset page (bytes) as a :class:`BundlePage`; raises FhirParseError if unusable."""
+    try:
+        bundle = _bundle.decode(content)
+    except msgspec.DecodeError as exc:
+        raise FhirParseError(f"not a usable Bundle: {exc}") from exc
+    if bundle.resourceType != "Bundle":
+        raise FhirParseError("expected a Bundle")
+    page = BundlePage(total=bundle.total)
+    page.next_url = next((lk.url for lk in bundle.link if lk.relation == "next" and lk.url), None)
+    for entry in bundle.entry:
+        raw = entry.resource
+        if not raw or bytes(raw) == b"null":
+            raise FhirParseError("Bundle.entry without a resource")
+        try:
+            rtype = _kind.decode(raw).resourceType
+            if rtype == "Slot":
+                page.slots.append(_to_slot(_slot.decode(raw)))
+            elif rtype == "Schedule":
+                page.schedules.append(parse_schedule(orjson.loads(memoryview(raw))))
+            elif rtype in ACTOR_TYPES:
+                page.actors.append(parse_actor(orjson.loads(memoryview(raw))))
+            elif rtype == "OperationOutcome":
+                res = orjson.loads(memoryview(raw))
+                page.warnings.extend(
+                    str(i.get("diagnostics") or i.get("details", {}).get("text") or i.get("code"))
+                    for i in res.get("issue") or ()
+                )
+        except (FhirParseError, msgspec.DecodeError) as exc:
+            # one malformed resource must not block every other slot of the window
+            page.rejected.append(str(exc))
+    return page

@@ -1,0 +1,233 @@
+"""The unit of sync: some schedules (or all) x one day-aligned window, replaced atomically.
+
+``sync_chunk`` reads the EHR's complete answer for the chunk first (every page;
+a failure or an incomplete answer raises and the cache is untouched), then writes
+it in one transaction: the pure :func:`app.cache.snapshot.plan_snapshot` decides
+what to upsert and delete, and the day marks decide what may be written at all.
+
+Why day marks: a chunk's data is as fresh as the moment its fetch *started*. The
+transaction row-locks the schedules, then skips every (schedule, day) already
+confirmed by a fetch that started later (a notification refresh that overtook a
+slow load chunk, say). Older data therefore never lands on fresher data, whatever
+order workers finish in, with or without the Redis locks that merely keep two
+workers from doing the same fetch at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from app.cache import claims
+from app.cache import repository as repo
+from app.cache.db import transaction
+from app.cache.snapshot import plan_snapshot
+from app.domain import Actor, Schedule, Slot
+from app.ehr.client import EhrClient
+from app.ehr.errors import EhrProtocolError, EhrRejected
+from app.fhir.parse import parse_schedule
+
+from .windows import day_start, days_in, is_midnight, utcnow
+
+
+class IncompleteAnswer(EhrProtocolError):
+    """The pages held fewer slots than the EHR's own ``Bundle.total`` announced."""
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Schedules (sorted ids; None = every schedule) x the day-aligned window [start, end)."""
+
+    schedule_ids: tuple[str, ...] | None
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        if not (is_midnight(self.start) and is_midnight(self.end) and self.start < self.end):
+            raise ValueError(f"chunk window must be whole UTC days: {self.start}..{self.end}")
+        if self.schedule_ids is not None:
+            if not self.schedule_ids:
+                raise ValueError("a chunk names at least one schedule (or None for all)")
+            object.__setattr__(self, "schedule_ids", tuple(sorted(set(self.schedule_ids))))
+
+    def holds(self, slot: Slot) -> bool:
+        """Whether a fetched slot belongs to this chunk (the EHR may answer more)."""
+        if not self.start <= slot.start < self.end:
+            return False
+        return self.schedule_ids is None or slot.schedule_id in self.schedule_ids
+
+    def describe(self) -> str:
+        scope = "*" if self.schedule_ids is None else ",".join(self.schedule_ids)
+        return f"{scope} {self.start.date()}..{self.end.date()}"
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkResult:
+    seen: int
+    upserted: int
+    deleted: int
+    unchanged: int
+    skipped_days: int = 0  # (schedule, day) pairs left alone: a newer fetch had written them
+    rejected: int = 0  # malformed resources the EHR sent, left out
+
+
+@dataclass(slots=True)
+class FetchedAnswer:
+    """The EHR's complete answer for a chunk, already reduced to the chunk."""
+
+    slots: list[Slot] = field(default_factory=list)
+    schedules: dict[str, Schedule] = field(default_factory=dict)
+    actors: dict[str, Actor] = field(default_factory=dict)
+    rejected: list[str] = field(default_factory=list)
+    pages: int = 0
+
+
+def fetch_chunk(
+    client: EhrClient,
+    chunk: Chunk,
+    known: Mapping[str, Schedule],
+    *,
+    on_page: Callable[[], Any] | None = None,
+) -> FetchedAnswer:
+    """Read every page of the chunk from the EHR; raise if the answer is incomplete.
+
+    ``known`` supplies the cached actors of the chunk's schedules, which the STU3
+    ``$prefetch`` needs as filters (it cannot name a schedule). ``on_page`` runs
+    after each page (used to keep a lock alive during long answers).
+    """
+    wanted: list[Schedule] | None = None
+    if chunk.schedule_ids is not None:
+        wanted = [known.get(sid) or Schedule(id=sid, actor_refs=()) for sid in chunk.schedule_ids]
+    answer = FetchedAnswer()
+    total: int | None = None
+    matched = 0  # a count, not the ids: an unfiltered answer can be a whole window
+    for page in client.window_pages(chunk.start, chunk.end, wanted):
+        answer.pages += 1
+        if total is None and isinstance(page.total, int):
+            total = page.total
+        matched += len(page.slots)
+        answer.slots.extend(s for s in page.slots if chunk.holds(s))
+        answer.schedules.update(
+            (s.id, s)
+            for s in page.schedules
+            if chunk.schedule_ids is None or s.id in chunk.schedule_ids
+        )
+        answer.actors.update((a.ref, a) for a in page.actors)
+        answer.rejected.extend(page.rejected)
+        if on_page is not None:
+            on_page()
+    received = matched + len(answer.rejected)
+    if total is not None and received < total:
+        raise IncompleteAnswer(f"EHR announced {total} slots but sent {received}")
+    return answer
+
+
+def _fill_missing_schedules(client: EhrClient, session: Session, answer: FetchedAnswer) -> None:
+    """Read schedules that slots reference but neither the answer nor the cache holds."""
+    wanted = {s.schedule_id for s in answer.slots} - set(answer.schedules)
+    if not wanted:
+        return
+    known = set(repo.schedules_by_id(session, wanted))
+    for sid in sorted(wanted - known):
+        try:
+            answer.schedules[sid] = parse_schedule(client.read(f"Schedule/{sid}"))
+        except EhrRejected as exc:
+            if exc.status != 404:
+                raise
+            # an EHR slot pointing at no schedule cannot be offered: leave it out
+            answer.slots = [s for s in answer.slots if s.schedule_id != sid]
+
+
+def write_chunk(
+    session: Session, chunk: Chunk, answer: FetchedAnswer, fetch_started: datetime
+) -> ChunkResult:
+    """Merge a complete answer into the cache inside the caller's transaction."""
+    scope = None if chunk.schedule_ids is None else set(chunk.schedule_ids)
+    repo.lock_schedules(session, scope)
+
+    changed_actors = _changed(repo.actors_by_ref(session, answer.actors), answer.actors)
+    repo.upsert_actors(session, changed_actors, fetch_started)
+    changed = _changed(repo.schedules_by_id(session, answer.schedules), answer.schedules)
+    repo.upsert_schedules(session, changed, fetch_started)
+
+    fresher = repo.fresher_days(session, scope, chunk.start, chunk.end, fetch_started)
+
+    def writable(slot: Slot) -> bool:
+        return (slot.schedule_id, day_start(slot.start)) not in fresher
+
+    cached = {
+        sid: s
+        for sid, s in repo.cached_slots(session, scope, chunk.start, chunk.end).items()
+        if writable(s)
+    }
+    plan = plan_snapshot(cached, answer.slots, in_scope=writable)
+    repo.apply_snapshot(session, plan, fetch_started, cached_ids=cached.keys())
+    # A hold that lapsed or a booking cancelled at the EHR shows up here as free again:
+    # its claim must not keep hiding the slot until it expires.
+    claims.reconcile_free(
+        session,
+        [
+            s.id
+            for s in answer.slots
+            if s.status == "free" and writable(s) and (scope is None or s.schedule_id in scope)
+        ],
+        fetch_started,
+    )
+
+    marked = sorted(scope) if scope is not None else repo.all_schedule_ids(session)
+    known = set(repo.schedules_by_id(session, marked)) if scope is not None else set(marked)
+    marked = [sid for sid in marked if sid in known]  # a schedule the EHR does not know
+    repo.mark_days(session, marked, days_in(chunk.start, chunk.end), fetch_started, fresher)
+    repo.confirm_schedules(session, scope, chunk.start, chunk.end, fetch_started)
+    return ChunkResult(
+        seen=len(answer.slots),
+        upserted=len(plan.upserts),
+        deleted=len(plan.deletes),
+        unchanged=plan.unchanged,
+        skipped_days=len(fresher),
+        rejected=len(answer.rejected),
+    )
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _changed(cached: Mapping[K, V], fetched: Mapping[K, V]) -> list[V]:
+    return [value for key, value in fetched.items() if cached.get(key) != value]
+
+
+def sync_chunk(
+    engine: Engine,
+    client: EhrClient,
+    chunk: Chunk,
+    *,
+    clock: Callable[[], datetime] = utcnow,
+    on_page: Callable[[], Any] | None = None,
+    in_transaction: Callable[[Session, ChunkResult], None] | None = None,
+) -> ChunkResult:
+    """Fetch the chunk completely, then replace it in the cache in one transaction.
+
+    ``in_transaction`` runs inside the write's transaction (bookkeeping that must
+    commit, or not, together with the data).
+    """
+    fetch_started = clock()
+    with transaction(engine) as session:
+        known = (
+            repo.schedules_by_id(session, chunk.schedule_ids)
+            if chunk.schedule_ids is not None
+            else {}
+        )
+    answer = fetch_chunk(client, chunk, known, on_page=on_page)
+    with transaction(engine) as session:
+        _fill_missing_schedules(client, session, answer)
+    with transaction(engine) as session:
+        result = write_chunk(session, chunk, answer, fetch_started)
+        if in_transaction is not None:
+            in_transaction(session, result)
+    return result

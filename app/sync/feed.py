@@ -1,0 +1,255 @@
+"""The EHR change feed: our Subscription, the heartbeat watchdog, and polling.
+
+- :func:`ensure_subscription` creates our Subscription at the EHR, or keeps the one
+  recorded if the EHR still has it active (renewal), and records id and status.
+- :func:`watchdog` runs every few seconds (Celery beat): a feed silent for longer
+  than ``heartbeat_seconds x heartbeat_grace`` becomes ``stale``; while no feed is
+  live (stale, or ``catching-up`` after lost notifications), it has the poller run
+  every ``poll_interval_seconds``. A heartbeat or event puts a stale feed back to
+  ``live``; a successful poll does so for a catching-up one.
+- :func:`poll` looks for changes without notifications. R4: ``Slot?_lastUpdated=gt``
+  since the cursor, then a coalesced refresh of each changed schedule's days. STU3
+  (or no cursor yet): the near days re-read whole, one day per snapshot replace.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from app.cache import feeds
+from app.cache import runs as runs_repo
+from app.cache.db import transaction
+from app.ehr.errors import EhrError, EhrRejected
+from app.fhir.parse import parse_bundle_page
+from app.fhir.subscription import subscription_r4, subscription_stu3
+
+from .chunk import Chunk, sync_chunk
+from .context import SyncContext
+from .dispatch import Dispatcher
+from .inbox import POLL_CLAIM
+from .refresh import request_refresh
+from .runs import describe_error
+from .windows import DAY, day_start, days_in
+
+log = logging.getLogger(__name__)
+
+WEBHOOK_PATH = "/webhook/subscription"
+CURSOR_MARGIN = timedelta(seconds=5)  # clock skew between us and the EHR, and commit lag
+RUN_RETENTION = timedelta(days=7)
+
+
+def webhook_url(ctx: SyncContext) -> str:
+    base = ctx.settings.public_base_url
+    return base.rstrip("/") + WEBHOOK_PATH if base else ""
+
+
+def _feed(ctx: SyncContext) -> Any:
+    with transaction(ctx.engine) as session:
+        row = feeds.get_or_create(
+            session,
+            endpoint=webhook_url(ctx),
+            fhir_version=ctx.settings.ehr_fhir_version,
+            heartbeat_seconds=ctx.settings.heartbeat_seconds,
+            now=ctx.clock(),
+        )
+        return row
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionState:
+    endpoint: str
+    ehr_id: str | None
+    status: str
+    created: bool
+    error: str | None = None
+
+
+def _remote_subscription(ctx: SyncContext, ehr_id: str) -> dict[str, Any] | None:
+    """The EHR's current view of our Subscription, by read or else by search."""
+    try:
+        found = ctx.client.read(f"Subscription/{ehr_id}")
+        return found if isinstance(found, dict) else None
+    except EhrRejected as exc:
+        if exc.status not in (404, 405):
+            raise
+    for bundle in ctx.client.iter_pages("/Subscription", [("_id", ehr_id)]):
+        for entry in bundle.get("entry") or ():
+            res = entry.get("resource") or {}
+            if res.get("resourceType") == "Subscription" and res.get("id") == ehr_id:
+                return res  # type: ignore[no-any-return]
+    return None
+
+
+def subscription_body(ctx: SyncContext, endpoint: str) -> dict[str, Any]:
+    settings = ctx.settings
+    secret = settings.webhook_secret.get_secret_value()
+    if settings.ehr_fhir_version == "r4":
+        return subscription_r4(
+            endpoint=endpoint,
+            secret=secret,
+            topic=settings.subscription_topic,
+            heartbeat_seconds=settings.heartbeat_seconds,
+        )
+    body = subscription_stu3(endpoint=endpoint, secret=secret)
+    # The Argonaut profile has no heartbeat element; the backport extension is understood
+    # by servers that send heartbeats at all, and ignored by the others.
+    body["channel"]["extension"].append(
+        {
+            "url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
+            "backport-heartbeat-period",
+            "valueUnsignedInt": settings.heartbeat_seconds,
+        }
+    )
+    return body
+
+
+def ensure_subscription(ctx: SyncContext) -> SubscriptionState:
+    """Create or renew our Subscription; without a public URL there is nothing to do."""
+    row = _feed(ctx)
+    endpoint = row.endpoint
+    if not endpoint:
+        return SubscriptionState(endpoint="", ehr_id=None, status="off", created=False)
+    now = ctx.clock()
+    try:
+        if row.ehr_id:
+            remote = _remote_subscription(ctx, row.ehr_id)
+            if remote is not None and remote.get("status") in ("requested", "active"):
+                status = str(remote["status"])
+                with transaction(ctx.engine) as session:
+                    feeds.record_subscription(
+                        session, row.id, ehr_id=row.ehr_id, status=status, now=now
+                    )
+                return SubscriptionState(endpoint, row.ehr_id, status, created=False)
+            if remote is not None:  # errored or switched off at the EHR: replace it
+                try:
+                    ctx.client.delete(f"/Subscription/{row.ehr_id}")
+                except EhrRejected:
+                    log.info("could not delete Subscription/%s; creating anew", row.ehr_id)
+        created = ctx.client.post_json("/Subscription", subscription_body(ctx, endpoint))
+    except EhrError as exc:
+        error = describe_error(exc)
+        with transaction(ctx.engine) as session:
+            feeds.record_subscription(
+                session, row.id, ehr_id=None, status="error", now=now, error=error
+            )
+        log.warning("subscription at the EHR failed: %s", error)
+        return SubscriptionState(endpoint, row.ehr_id, "error", created=False, error=error)
+    ehr_id = created.get("id") if isinstance(created, dict) else None
+    status = str((created or {}).get("status") or "requested")
+    with transaction(ctx.engine) as session:
+        feeds.record_subscription(session, row.id, ehr_id=ehr_id, status=status, now=now)
+        feeds.reset_numbering(session, row.id)
+    log.info("subscribed at the EHR: Subscription/%s -> %s (%s)", ehr_id, endpoint, status)
+    return SubscriptionState(endpoint, ehr_id, status, created=True)
+
+
+@dataclass(frozen=True, slots=True)
+class WatchdogReport:
+    live: int
+    went_stale: int
+    polled: bool
+
+
+def watchdog(ctx: SyncContext, dispatcher: Dispatcher) -> WatchdogReport:
+    """Mark silent feeds stale; keep polling while no feed is live."""
+    settings = ctx.settings
+    now = ctx.clock()
+    _feed(ctx)
+    went_stale = 0
+    with transaction(ctx.engine) as session:
+        rows = feeds.all_feeds(session)
+        live = 0
+        for row in rows:
+            if row.status == "off" or row.feed_state != "live":
+                continue
+            period = row.heartbeat_seconds or settings.heartbeat_seconds
+            silent = now - (row.last_heard_at or row.created_at)
+            limit = timedelta(seconds=period * settings.heartbeat_grace)
+            if silent <= limit:
+                live += 1
+            elif feeds.mark_stale(session, row.id, now):
+                went_stale += 1
+                log.warning("EHR feed %s silent for %s: stale, polling", row.id, silent)
+        last_poll = max((r.last_polled_at for r in rows if r.last_polled_at), default=None)
+        runs_repo.prune_runs(session, now - RUN_RETENTION)
+    due = last_poll is None or now - last_poll >= timedelta(seconds=settings.poll_interval_seconds)
+    polled = False
+    if (
+        live == 0
+        and (went_stale or due)
+        and ctx.coord.claim(POLL_CLAIM, settings.poll_interval_seconds)
+    ):
+        dispatcher.poll("feed stale" if went_stale else "polling: no live feed")
+        polled = True
+    return WatchdogReport(live=live, went_stale=went_stale, polled=polled)
+
+
+@dataclass(frozen=True, slots=True)
+class PollResult:
+    mode: str  # since | near-days
+    changed_slots: int
+    refreshes: int
+    error: str | None = None
+
+
+def poll(ctx: SyncContext, dispatcher: Dispatcher) -> PollResult:
+    """One polling pass; never raises for EHR trouble (recorded on the feed instead)."""
+    ctx.coord.release(POLL_CLAIM)
+    row = _feed(ctx)
+    now = ctx.clock()
+    since = max((t for t in (row.poll_cursor, row.last_heard_at) if t is not None), default=None)
+    cursor: datetime | None = None
+    try:
+        if ctx.settings.ehr_fhir_version == "r4" and since is not None:
+            result, cursor = _poll_since(ctx, dispatcher, since - CURSOR_MARGIN)
+        else:
+            result = _poll_near_days(ctx)
+            cursor = now
+    except EhrError as exc:
+        error = describe_error(exc)
+        with transaction(ctx.engine) as session:
+            feeds.record_poll(session, row.id, now=now, cursor=None, error=error)
+        log.warning("poll failed: %s", error)
+        return PollResult(mode="failed", changed_slots=0, refreshes=0, error=error)
+    with transaction(ctx.engine) as session:
+        feeds.record_poll(session, row.id, now=now, cursor=cursor, error=None)
+        feeds.caught_up(session, now)
+    return result
+
+
+def _poll_since(
+    ctx: SyncContext, dispatcher: Dispatcher, since: datetime
+) -> tuple[PollResult, datetime | None]:
+    lo, hi = ctx.horizon()
+    touched: dict[str, tuple[datetime, datetime]] = {}
+    newest: datetime | None = None
+    changed = 0
+    for bundle in ctx.client.slot_search_pages(lo, hi, updated_after=since, include_schedule=False):
+        for slot in parse_bundle_page(bundle).slots:
+            changed += 1
+            day = day_start(slot.start)
+            first, last = touched.get(slot.schedule_id, (day, day))
+            touched[slot.schedule_id] = (min(first, day), max(last, day))
+            if slot.last_updated and (newest is None or slot.last_updated > newest):
+                newest = slot.last_updated
+    refreshes = 0
+    for sid, (first, last) in sorted(touched.items()):
+        window = (first, min(last + DAY, hi))
+        if request_refresh(
+            ctx.coord, dispatcher, sid, window, ttl=ctx.settings.refresh_coalesce_seconds
+        ):
+            refreshes += 1
+    return PollResult(mode="since", changed_slots=changed, refreshes=refreshes), newest
+
+
+def _poll_near_days(ctx: SyncContext) -> PollResult:
+    lo, hi = ctx.horizon()
+    end = min(hi, lo + timedelta(days=ctx.settings.poll_near_days))
+    changed = 0
+    for day in days_in(lo, end):
+        result = sync_chunk(ctx.engine, ctx.client, Chunk(None, day, day + DAY), clock=ctx.clock)
+        changed += result.upserted + result.deleted
+    return PollResult(mode="near-days", changed_slots=changed, refreshes=len(days_in(lo, end)))

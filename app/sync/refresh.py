@@ -1,0 +1,90 @@
+"""Refreshes: one schedule's window re-read now, because the EHR said it changed.
+
+:func:`request_refresh` is the coalescing front door (webhook, poller): it
+enqueues a refresh only if none is already queued for that schedule and window.
+:func:`refresh_schedule` is the worker side: it takes the schedule lock, drops
+the queued marker (later notifications queue anew) and snapshot-replaces the
+window.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from app.cache import repository as repo
+from app.cache.db import transaction
+
+from .chunk import Chunk, ChunkResult, sync_chunk
+from .context import SyncContext
+from .coordination import Coordinator, lock_names
+from .discovery import discover_schedules
+from .dispatch import Dispatcher
+from .runs import describe_error
+
+log = logging.getLogger(__name__)
+
+
+def pending_key(subject: str, start: datetime, end: datetime) -> str:
+    return f"pending:{subject}:{start:%Y%m%d}:{end:%Y%m%d}"
+
+
+def request_refresh(
+    coord: Coordinator,
+    dispatcher: Dispatcher,
+    schedule_id: str,
+    window: tuple[datetime, datetime],
+    *,
+    ttl: float,
+) -> bool:
+    """Enqueue a refresh unless an identical one is still queued; True if enqueued."""
+    if not coord.claim(pending_key(f"schedule:{schedule_id}", *window), ttl):
+        return False
+    dispatcher.refresh(schedule_id, *window)
+    return True
+
+
+def request_actor_refresh(
+    coord: Coordinator,
+    dispatcher: Dispatcher,
+    actor_ref: str,
+    window: tuple[datetime, datetime],
+    *,
+    ttl: float,
+) -> bool:
+    if not coord.claim(pending_key(f"actor:{actor_ref}", *window), ttl):
+        return False
+    dispatcher.refresh_actor(actor_ref, *window)
+    return True
+
+
+def refresh_schedule(
+    ctx: SyncContext, schedule_id: str, start: datetime, end: datetime
+) -> ChunkResult:
+    """Replace the schedule's window with the EHR's current answer (idempotent)."""
+    chunk = Chunk((schedule_id,), start, end)
+    with ctx.coord.hold(
+        lock_names(chunk.schedule_ids), ttl=ctx.settings.schedule_lock_seconds, wait=ctx.lock_wait
+    ) as holder:
+        # From here on the fetch starts after any notification already received.
+        ctx.coord.release(pending_key(f"schedule:{schedule_id}", start, end))
+        try:
+            return sync_chunk(ctx.engine, ctx.client, chunk, clock=ctx.clock, on_page=holder.extend)
+        except Exception as exc:
+            with transaction(ctx.engine) as session:
+                repo.record_schedule_error(session, [schedule_id], describe_error(exc))
+            raise
+
+
+def refresh_actor(
+    ctx: SyncContext, actor_ref: str, start: datetime, end: datetime
+) -> list[ChunkResult]:
+    """Refresh every schedule of an actor; an actor the cache does not know is looked up."""
+    ctx.coord.release(pending_key(f"actor:{actor_ref}", start, end))
+    with transaction(ctx.engine) as session:
+        ids = repo.schedule_ids_for_actors(session, [[actor_ref]]) or set()
+    if not ids:
+        ids = set(discover_schedules(ctx, actor=actor_ref))
+        if not ids:
+            log.warning("notification for %s, which has no schedule in the EHR", actor_ref)
+    return [refresh_schedule(ctx, sid, start, end) for sid in sorted(ids)]

@@ -1,0 +1,116 @@
+"""The sync status report shown by ``GET /admin/sync-status`` and ``slotsync status``.
+
+Plain JSON-ready dicts: per schedule (last confirmed, last error, slots cached,
+feed state) and overall (last full load, running runs with progress, feeds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from app.cache import feeds
+from app.cache import repository as repo
+from app.cache import runs as runs_repo
+from app.cache.models import SubscriptionRow, SyncRunRow
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat().replace("+00:00", "Z") if value else None
+
+
+def run_json(run: SyncRunRow) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "kind": run.kind,
+        "scope": run.scope,
+        "status": run.status,
+        "window_start": _iso(run.window_start),
+        "window_end": _iso(run.window_end),
+        "started_at": _iso(run.started_at),
+        "finished_at": _iso(run.finished_at),
+        "chunks_total": run.chunks_total,
+        "chunks_done": run.chunks_done,
+        "chunks_failed": run.chunks_failed,
+        "slots_seen": run.slots_seen,
+        "slots_upserted": run.slots_upserted,
+        "slots_deleted": run.slots_deleted,
+        "error": run.error,
+        "token": run.token,
+    }
+
+
+def feed_json(row: SubscriptionRow) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "ehr_id": row.ehr_id,
+        "endpoint": row.endpoint or None,
+        "fhir_version": row.fhir_version,
+        "status": row.status,
+        "feed_state": row.feed_state,
+        "heartbeat_seconds": row.heartbeat_seconds,
+        "last_heard_at": _iso(row.last_heard_at),
+        "last_event_number": row.last_event_number,
+        "last_polled_at": _iso(row.last_polled_at),
+        "poll_cursor": _iso(row.poll_cursor),
+        "last_error": row.last_error,
+    }
+
+
+def overall_feed_state(rows: list[SubscriptionRow]) -> str:
+    """live: a subscription is heard from; stale: one should be but is not; catching-up:
+    notifications were lost and polling makes up for them; polling: no subscription."""
+    subscribed = [r for r in rows if r.status != "off"]
+    if not subscribed:
+        return "polling"
+    states = {r.feed_state for r in subscribed}
+    for state in ("live", "catching-up"):
+        if state in states:
+            return state
+    return "stale"
+
+
+def sync_status(
+    session: Session,
+    *,
+    now: datetime,
+    schedule_ids: Collection[str] | None = None,
+    limit: int = 1000,
+) -> dict[str, Any]:
+    feed_rows = feeds.all_feeds(session)
+    feed_state = overall_feed_state(feed_rows)
+    schedules = repo.schedule_rows(session, schedule_ids, limit)
+    counts = repo.slots_per_schedule(session)
+    full = runs_repo.last_run(session, "initial-load")
+    full_ok = runs_repo.last_run(session, "initial-load", "ok")
+    running = runs_repo.running_runs(session)
+    return {
+        "generated_at": _iso(now),
+        "overall": {
+            "slots_cached": sum(counts.values()),
+            "schedules": repo.count_schedules(session),
+            "feed_state": feed_state,
+            "last_full_load": run_json(full) if full else None,
+            "last_complete_full_load": run_json(full_ok) if full_ok else None,
+            "running": [run_json(r) for r in running],
+            "feeds": [feed_json(r) for r in feed_rows],
+        },
+        "schedules": [
+            {
+                "id": row.id,
+                "last_confirmed_at": _iso(
+                    row.last_confirmed_at if row.last_confirmed_at > repo.NEVER else None
+                ),
+                "last_error": row.last_error,
+                "slots_cached": counts.get(row.id, 0),
+                "covered_start": _iso(row.covered_start),
+                "covered_end": _iso(row.covered_end),
+                "feed_state": feed_state,
+            }
+            for row in schedules
+        ],
+        "recent_runs": [run_json(r) for r in runs_repo.recent_runs(session, 10)],
+    }

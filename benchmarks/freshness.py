@@ -1,0 +1,183 @@
+"""Freshness: sandbox mutation -> notification -> refresh -> ``$find`` shows it, p50/p99.
+
+Real processes: the sandbox EHR (notifying our webhook), the API, a Celery worker,
+Redis and PostgreSQL. Each sample books a slot that ``$find`` currently offers,
+then polls ``$find`` until no offer uses it; the next frees it again and waits
+until an offer uses it again. Target: p99 <= 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from sqlalchemy.orm import Session
+
+from app.cache import feeds
+from app.cache import runs as runs_repo
+from app.cache.db import make_engine
+from sandbox_ehr.process import start_sandbox
+
+from .harness import free_port, stack
+from .load import _wait_for_worker
+
+TARGET_P99_SECONDS = 1.0
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--size", type=int, default=100_000, help="sandbox slots (approximate)")
+    p.add_argument("--fhir-version", choices=("stu3", "r4"), default="stu3")
+    p.add_argument("--mutations", type=int, default=200, help="book + free mutations")
+    p.add_argument("--horizon-days", type=int, default=30)
+    p.add_argument("--pool", choices=("prefork", "threads"), default="prefork")
+    p.add_argument("--concurrency", type=int, default=2)
+    p.add_argument("--poll-ms", type=float, default=10.0, help="$find polling interval")
+    p.add_argument("--timeout", type=float, default=10.0, help="per mutation")
+    p.add_argument("--seed", type=int, default=1)
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))
+    return ordered[index]
+
+
+def _offered(api: httpx.Client, practitioner: str, day: str) -> dict[str, Any]:
+    """Slot ids used by the offers of one practitioner on one day."""
+    end = (datetime.fromisoformat(day) + timedelta(days=1)).date().isoformat()
+    bundle = api.get(
+        "/fhir/Appointment/$find",
+        params={"practitioner": practitioner, "start": day, "end": end, "_count": "1000"},
+    ).json()
+    slots: dict[str, Any] = {}
+    for entry in bundle.get("entry") or ():
+        res = entry.get("resource") or {}
+        if res.get("resourceType") != "Appointment":
+            continue
+        refs = [s["reference"].split("/")[-1] for s in res.get("slot") or ()]
+        for ref in refs:
+            slots[ref] = len(refs)
+    return slots
+
+
+def _mutate_and_wait(
+    api: httpx.Client,
+    control: httpx.Client,
+    *,
+    op: str,
+    slot: str,
+    practitioner: str,
+    day: str,
+    timeout: float,
+    poll: float,
+) -> float:
+    """Seconds from sending the mutation until ``$find`` agrees with it."""
+    want_offered = op == "free"
+    started = time.perf_counter()
+    control.post("/mutate", json={"op": op, "slot": slot}).raise_for_status()
+    while (slot in _offered(api, practitioner, day)) != want_offered:
+        if time.perf_counter() - started > timeout:
+            raise TimeoutError(f"{op} {slot} did not show in $find within {timeout}s")
+        time.sleep(poll)
+    return time.perf_counter() - started
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    rng = random.Random(args.seed)
+    port = free_port()
+    with start_sandbox(
+        size=args.size,
+        fhir_version=args.fhir_version,
+        page_size=1000,
+        extra_args=("--horizon-days", str(args.horizon_days)),
+        ready_timeout=300.0,
+    ) as sandbox:
+        extra = {
+            "SLOTSYNC_HORIZON_DAYS": str(args.horizon_days),
+            "SLOTSYNC_WEBHOOK_SECRET": "freshness-benchmark",
+            "SLOTSYNC_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
+            "SLOTSYNC_EHR_PAGE_SIZE": "1000",
+        }
+        with stack(
+            ehr_base_url=sandbox.base_url, fhir_version=args.fhir_version, extra=extra
+        ) as running:
+            engine = make_engine(running.settings.effective_database_url)
+            running.start_api(port)
+            running.start_worker(concurrency=args.concurrency, pool=args.pool)
+            _wait_for_worker(running.celery)
+            token = running.celery.send_task("slotsync.initial_load").id
+            deadline = time.monotonic() + 600
+            while time.monotonic() < deadline:
+                with Session(engine) as session:
+                    load = runs_repo.run_by_token(session, token)
+                    if load is not None and load.status != "running":
+                        break
+                time.sleep(0.5)
+            running.celery.send_task("slotsync.subscribe")
+            while time.monotonic() < deadline:
+                with Session(engine) as session:
+                    if any(f.feed_state == "live" and f.endpoint for f in feeds.all_feeds(session)):
+                        break
+                time.sleep(0.2)
+            else:
+                raise TimeoutError("the subscription never became live")
+            samples: dict[str, list[float]] = {"book": [], "free": []}
+            control = httpx.Client(base_url=sandbox.control_url, timeout=30)
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as api:
+                today = datetime.now(UTC).date()
+                poll = args.poll_ms / 1000
+                while sum(map(len, samples.values())) < args.mutations:
+                    practitioner = f"Practitioner/pr-{rng.randint(1, 20)}"
+                    day = (
+                        today + timedelta(days=rng.randint(3, args.horizon_days - 2))
+                    ).isoformat()
+                    offered = _offered(api, practitioner, day)
+                    singles = sorted(s for s, n in offered.items() if n == 1)
+                    if not singles:
+                        continue
+                    slot = rng.choice(singles)
+                    for op in ("book", "free"):
+                        samples[op].append(
+                            _mutate_and_wait(
+                                api,
+                                control,
+                                op=op,
+                                slot=slot,
+                                practitioner=practitioner,
+                                day=day,
+                                timeout=args.timeout,
+                                poll=poll,
+                            )
+                        )
+            control.close()
+            engine.dispose()
+    every = samples["book"] + samples["free"]
+
+    def summary(values: list[float]) -> dict[str, float]:
+        return {
+            "n": len(values),
+            "p50_ms": round(statistics.median(values) * 1000, 1),
+            "p90_ms": round(_percentile(values, 90) * 1000, 1),
+            "p99_ms": round(_percentile(values, 99) * 1000, 1),
+            "max_ms": round(max(values) * 1000, 1),
+        }
+
+    p99 = _percentile(every, 99)
+    return {
+        "fhir_version": args.fhir_version,
+        "sandbox_size": args.size,
+        "worker_pool": args.pool,
+        "worker_concurrency": args.concurrency,
+        "find_poll_interval_ms": args.poll_ms,
+        "mutations": len(every),
+        "all": summary(every),
+        "book_to_gone": summary(samples["book"]),
+        "free_to_offered": summary(samples["free"]),
+        "target_p99_ms": TARGET_P99_SECONDS * 1000,
+        "meets_target": p99 <= TARGET_P99_SECONDS,
+    }

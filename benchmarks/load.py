@@ -1,0 +1,143 @@
+"""Initial load: N slots from the sandbox EHR into PostgreSQL by a real Celery worker.
+
+Measures wall time from enqueuing ``slotsync.initial_load`` to the run's
+completion (schedule discovery included), slots/second, and the peak memory of
+the worker's process tree; then checks the cache holds exactly the EHR's free
+slot count. Targets: >= 10,000 slots/s, worker RSS <= 300 MB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import time
+from typing import Any
+
+import httpx
+from sqlalchemy.orm import Session
+
+from app.cache import repository as repo
+from app.cache import runs as runs_repo
+from app.cache.db import make_engine
+from app.sync.windows import horizon, utcnow
+from sandbox_ehr.process import start_sandbox
+
+from .harness import MemorySampler, stack
+
+log = logging.getLogger(__name__)
+
+TARGET_SLOTS_PER_SECOND = 10_000
+TARGET_WORKER_RSS_MB = 300
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--size", type=int, default=1_000_000, help="sandbox slots (approximate)")
+    p.add_argument("--fhir-version", choices=("stu3", "r4"), default="stu3")
+    p.add_argument("--horizon-days", type=int, default=90)
+    p.add_argument("--pool", choices=("prefork", "threads"), default="prefork")
+    p.add_argument("--concurrency", type=int, default=2, help="worker processes")
+    p.add_argument("--chunking", choices=("schedule", "window"), default="schedule")
+    p.add_argument("--window-days", type=int, default=30)
+    p.add_argument("--schedules-per-chunk", type=int, default=1)
+    p.add_argument("--page-size", type=int, default=1000)
+    p.add_argument("--timeout", type=float, default=1800.0)
+
+
+def _ehr_free_total(base_url: str, fhir_version: str, start: str, end: str) -> int:
+    """The EHR's own count of free slots in the window (a zero-size page's total)."""
+    if fhir_version == "stu3":
+        url, params = f"{base_url}/Slot/$prefetch", {"start": start, "end": end, "_count": "0"}
+    else:
+        url = f"{base_url}/Slot"
+        params = [
+            ("start", f"ge{start}"),
+            ("start", f"lt{end}"),
+            ("status", "free"),
+            ("_count", "0"),
+        ]
+    return int(httpx.get(url, params=params, timeout=120).json()["total"])
+
+
+def _wait_for_worker(celery: Any, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if celery.control.inspect(timeout=1.0).ping():
+            return
+    raise TimeoutError("the Celery worker did not come up")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    started = time.perf_counter()
+    with start_sandbox(
+        size=args.size,
+        fhir_version=args.fhir_version,
+        page_size=args.page_size,
+        extra_args=("--horizon-days", str(args.horizon_days)),
+        ready_timeout=600.0,
+    ) as sandbox:
+        sandbox_ready = time.perf_counter() - started
+        extra = {
+            "SLOTSYNC_HORIZON_DAYS": str(args.horizon_days),
+            "SLOTSYNC_LOAD_CHUNKING": args.chunking,
+            "SLOTSYNC_LOAD_WINDOW_DAYS": str(args.window_days),
+            "SLOTSYNC_LOAD_SCHEDULES_PER_CHUNK": str(args.schedules_per_chunk),
+            "SLOTSYNC_EHR_PAGE_SIZE": str(args.page_size),
+        }
+        with stack(
+            ehr_base_url=sandbox.base_url, fhir_version=args.fhir_version, extra=extra
+        ) as running:
+            engine = make_engine(running.settings.effective_database_url)
+            worker = running.start_worker(concurrency=args.concurrency, pool=args.pool)
+            _wait_for_worker(running.celery)
+            with MemorySampler(worker.pid) as memory:
+                t0 = time.perf_counter()
+                token = running.celery.send_task("slotsync.initial_load").id
+                run_row = None
+                while time.perf_counter() - t0 < args.timeout:
+                    with Session(engine) as session:
+                        run_row = runs_repo.run_by_token(session, token)
+                        if run_row is not None and run_row.status != "running":
+                            break
+                    time.sleep(0.25)
+                wall = time.perf_counter() - t0
+            if run_row is None or run_row.status == "running":
+                raise TimeoutError(f"load did not finish in {args.timeout}s:\n{worker.tail()}")
+            lo, hi = horizon(utcnow(), args.horizon_days)
+            with Session(engine) as session:
+                cached = repo.count_slots(session)
+            expected = _ehr_free_total(
+                sandbox.base_url, args.fhir_version, lo.date().isoformat(), hi.date().isoformat()
+            )
+            engine.dispose()
+    mem = memory.as_json()
+    rate = run_row.slots_seen / wall if wall else 0.0
+    return {
+        "fhir_version": args.fhir_version,
+        "sandbox_size": args.size,
+        "sandbox_start_seconds": round(sandbox_ready, 1),
+        "worker_pool": args.pool,
+        "worker_concurrency": args.concurrency,
+        "chunking": args.chunking,
+        "window_days": args.window_days,
+        "schedules_per_chunk": args.schedules_per_chunk,
+        "page_size": args.page_size,
+        "run_status": run_row.status,
+        "chunks": run_row.chunks_total,
+        "chunks_failed": run_row.chunks_failed,
+        "slots_loaded": run_row.slots_seen,
+        "slots_cached": cached,
+        "ehr_free_slots": expected,
+        "cache_matches_ehr_count": cached == expected,
+        "wall_seconds": round(wall, 2),
+        "slots_per_second": round(rate),
+        **mem,
+        "targets": {
+            "slots_per_second": TARGET_SLOTS_PER_SECOND,
+            "worker_rss_mb": TARGET_WORKER_RSS_MB,
+        },
+        "meets_targets": {
+            "slots_per_second": rate >= TARGET_SLOTS_PER_SECOND,
+            "worker_rss_total": mem["peak_rss_total_mb"] <= TARGET_WORKER_RSS_MB,
+            "worker_pss_total": mem["peak_pss_total_mb"] <= TARGET_WORKER_RSS_MB,
+        },
+    }

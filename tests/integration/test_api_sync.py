@@ -1,0 +1,238 @@
+"""The webhook and admin routes over HTTP (TestClient), with a recording dispatcher."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+import orjson
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from app.api.main import create_app
+from app.cache import feeds
+from app.settings import DEMO_API_KEY, Settings
+from app.sync.coordination import LocalCoordinator
+from app.sync.runs import ResyncRequest, run_in_process
+from app.sync.windows import day_start, utcnow
+from tests.factories import slot
+from tests.fake_ehr import FakeEhr
+from tests.sync_support import RecordingDispatcher, context
+
+SECRET = "correct horse battery staple"
+AUTH = {"Authorization": f"Bearer {SECRET}"}
+FHIR = {"Content-Type": "application/fhir+json"}
+
+
+@pytest.fixture
+def api(engine):
+    settings = Settings(
+        database_url=engine.url.render_as_string(hide_password=False),
+        webhook_secret=SECRET,
+        public_base_url="https://slotsync.example",
+        horizon_days=30,
+    )
+    app = create_app(settings)
+    # the demo API key carries the admin scope the /admin routes need
+    with TestClient(app, headers={"X-API-Key": DEMO_API_KEY}) as client:
+        app.state.dispatcher = RecordingDispatcher()
+        app.state.coordinator = LocalCoordinator()
+        with Session(engine) as s, s.begin():
+            row = feeds.get_or_create(
+                s,
+                endpoint="https://slotsync.example/webhook/subscription",
+                fhir_version="stu3",
+                heartbeat_seconds=60,
+                now=utcnow(),
+            )
+            feeds.record_subscription(s, row.id, ehr_id="sub-1", status="requested", now=utcnow())
+        yield client, app.state.dispatcher
+
+
+def schedule_event(sid="sch-pr-1", actor="Practitioner/pr-1", days_ahead=1):
+    day = day_start(utcnow()) + timedelta(days=days_ahead)
+    return {
+        "resourceType": "Schedule",
+        "id": sid,
+        "actor": [{"reference": actor}],
+        "planningHorizon": {
+            "start": (day + timedelta(hours=14)).isoformat(),
+            "end": (day + timedelta(hours=15)).isoformat(),
+        },
+    }
+
+
+def heard(engine):
+    with Session(engine) as s:
+        return feeds.all_feeds(s)[0].last_heard_at
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer wrong"},
+        {"Authorization": f"Basic {SECRET}"},
+        {"Authorization": f"Bearer {SECRET}x"},
+        {"X-Webhook-Secret": f"{SECRET}x"},
+    ],
+)
+def test_forged_calls_are_refused_without_effect(api, engine, headers):
+    client, dispatcher = api
+    response = client.post(
+        "/webhook/subscription", content=orjson.dumps(schedule_event()), headers={**FHIR, **headers}
+    )
+    assert response.status_code == 401
+    assert response.json()["resourceType"] == "OperationOutcome"
+    assert dispatcher.calls == [] and heard(engine) is None
+
+
+@pytest.mark.parametrize(
+    ("body", "headers", "status"),
+    [
+        (b"{not json", FHIR, 400),
+        (b'{"resourceType": "Patient"}', FHIR, 400),
+        (b'{"resourceType": "Schedule", "actor": [{"display": "x"}]}', FHIR, 400),
+        (b"<Schedule/>", {"Content-Type": "application/xml"}, 415),
+        (b"", {"X-Notification-Type": "nonsense"}, 400),
+        (b"", {"X-Event-Number": "seven"}, 400),
+        (b'{"resourceType": "Bundle", "entry": []}' + b" " * 1_000_001, FHIR, 413),
+    ],
+)
+def test_malformed_calls_are_rejected_without_effect(api, engine, body, headers, status):
+    client, dispatcher = api
+    response = client.post("/webhook/subscription", content=body, headers={**AUTH, **headers})
+    assert response.status_code == status
+    assert response.json()["resourceType"] == "OperationOutcome"
+    assert dispatcher.calls == [] and heard(engine) is None
+
+
+def test_argonaut_handshake_heartbeat_and_events(api, engine):
+    client, dispatcher = api
+    for kind, number in (("handshake", "0"), ("heartbeat", "0")):
+        response = client.post(
+            "/webhook/subscription",
+            headers={
+                **AUTH,
+                "X-Notification-Type": kind,
+                "X-Subscription-Id": "sub-1",
+                "X-Event-Number": number,
+            },
+        )
+        assert response.status_code == 200
+    with Session(engine) as s:
+        row = feeds.all_feeds(s)[0]
+    assert (row.status, row.feed_state) == ("active", "live")
+    event = orjson.dumps(schedule_event())
+    headers = {
+        **AUTH,
+        **FHIR,
+        "X-Notification-Type": "event-notification",
+        "X-Subscription-Id": "sub-1",
+    }
+    first = client.post(
+        "/webhook/subscription", content=event, headers={**headers, "X-Event-Number": "1"}
+    )
+    dup = client.post(
+        "/webhook/subscription", content=event, headers={**headers, "X-Event-Number": "1"}
+    )
+    assert first.status_code == dup.status_code == 200
+    assert "1 refresh(es) queued" in first.json()["issue"][0]["diagnostics"]
+    assert "1 already queued" in dup.json()["issue"][0]["diagnostics"]
+    # the schedule is unknown to the cache yet: its actor is looked up by the refresh
+    assert [c[0] for c in dispatcher.calls] == ["refresh_actor"]
+
+
+def test_r4_backport_event_bundle(api, engine):
+    client, dispatcher = api
+    status = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "subscription", "valueReference": {"reference": "Subscription/sub-1"}},
+            {"name": "type", "valueCode": "event-notification"},
+            {"name": "events-since-subscription-start", "valueString": "1"},
+            {"name": "notification-event", "part": [{"name": "event-number", "valueString": "1"}]},
+        ],
+    }
+    body = {
+        "resourceType": "Bundle",
+        "type": "history",
+        "entry": [{"resource": status}, {"resource": schedule_event(sid="sch-9")}],
+    }
+    response = client.post(
+        "/webhook/subscription", content=orjson.dumps(body), headers={**AUTH, **FHIR}
+    )
+    assert response.status_code == 200
+    assert dispatcher.calls[0][:2] == ("refresh_actor", "Practitioner/pr-1")
+
+
+def test_admin_resync_requests(api):
+    client, dispatcher = api
+    response = client.post("/admin/resync")
+    assert response.status_code == 202 and response.json()["token"]
+    assert dispatcher.calls[-1] == ("resync", ResyncRequest(kind="initial-load"))
+    response = client.post(
+        "/admin/resync",
+        json={"schedule": "Schedule/sch-1", "start": "2030-01-01", "subscribe": True},
+    )
+    assert response.status_code == 400  # 2030 is beyond the 30-day horizon
+    today = day_start(utcnow()).date().isoformat()
+    response = client.post(
+        "/admin/resync", json={"schedule": "Schedule/sch-1", "start": today, "subscribe": True}
+    )
+    assert response.status_code == 202
+    request = dispatcher.of("resync")[-1][1]
+    assert (request.kind, request.schedule_ids, request.start.date().isoformat()) == (
+        "resync",
+        ("sch-1",),
+        today,
+    )
+    assert dispatcher.calls[-1] == ("subscribe",)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"schedule": "sch-1", "actor": "Practitioner/1"},
+        {"actor": "pr-1"},
+        {"start": "not a date"},
+        {"start": "2026-01-02", "end": "2026-01-01"},
+        {"unexpected": True},
+        {"schedule": []},
+    ],
+)
+def test_admin_resync_rejects_bad_input(api, body):
+    client, dispatcher = api
+    response = client.post("/admin/resync", json=body)
+    assert response.status_code == 400
+    assert response.json()["resourceType"] == "OperationOutcome"
+    assert dispatcher.calls == []
+
+
+def test_sync_status_reports_schedules_runs_and_feed(api, engine):
+    client, _ = api
+    ehr = FakeEhr()
+    ehr.add_schedule("sch-1", "Practitioner/pr-1")
+    today = day_start(utcnow())
+    tomorrow = today + timedelta(days=1, hours=14)
+    for i in range(3):
+        s = slot(i, schedule="sch-1")
+        ehr.put(
+            replace(
+                s,
+                start=tomorrow + timedelta(minutes=15 * i),
+                end=tomorrow + timedelta(minutes=15 * i + 15),
+            )
+        )
+    ctx = context(engine, ehr, clock=utcnow, horizon_days=30)
+    run_in_process(ctx, ResyncRequest(kind="initial-load"), backoff=0)
+    report = client.get("/admin/sync-status").json()
+    overall = report["overall"]
+    assert overall["slots_cached"] == 3 and overall["schedules"] == 1
+    assert overall["last_full_load"]["status"] == "ok" and overall["running"] == []
+    assert overall["feed_state"] == "stale"  # subscribed, never heard from
+    (schedule,) = report["schedules"]
+    assert schedule["id"] == "sch-1" and schedule["slots_cached"] == 3
+    assert schedule["last_confirmed_at"] and schedule["last_error"] is None
+    assert client.get("/admin/sync-status", params={"schedule": "nope"}).json()["schedules"] == []

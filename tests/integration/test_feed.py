@@ -1,0 +1,178 @@
+"""Notifications in, refreshes out; subscription upkeep; the heartbeat watchdog; polling."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import timedelta
+
+from sqlalchemy.orm import Session
+
+from app.cache import feeds
+from app.fhir.notification import Notification, Target
+from app.sync import feed
+from app.sync.inbox import accept_notification
+from app.sync.refresh import refresh_schedule
+from app.sync.runs import ResyncRequest, run_in_process
+from tests.factories import slot
+from tests.fake_ehr import FakeEhr
+from tests.sync_support import DAY0, Clock, RecordingDispatcher, cached, context
+
+HOOK = "https://slotsync.example/webhook/subscription"
+
+
+def loaded(engine, **overrides):
+    ehr = FakeEhr(page_size=50)
+    for i in range(2):
+        ehr.add_schedule(f"sch-{i}", f"Practitioner/pr-{i}", "Location/clinic-1")
+        ehr.put(*(slot(j * 40, schedule=f"sch-{i}") for j in range(8)))
+    clock = Clock(DAY0 + timedelta(hours=1))
+    ctx = context(engine, ehr, clock=clock, **overrides)
+    run_in_process(ctx, ResyncRequest(kind="initial-load"), backoff=0)
+    return ehr, ctx, clock
+
+
+def event(sid="sch-0", actor="Practitioner/pr-0", start=None, end=None, **kw):
+    start = start or DAY0 + timedelta(hours=14)
+    return Notification(
+        kind="event",
+        targets=(Target(schedule_id=sid, actor_refs=(actor,), start=start, end=end or start),),
+        **kw,
+    )
+
+
+def accept(ctx, dispatcher, note):
+    return accept_notification(
+        engine=ctx.engine,
+        coord=ctx.coord,
+        dispatcher=dispatcher,
+        settings=ctx.settings,
+        note=note,
+        now=ctx.clock(),
+    )
+
+
+def test_a_storm_of_identical_notifications_queues_one_refresh(engine):
+    ehr, ctx, _ = loaded(engine)
+    dispatcher = RecordingDispatcher()
+    results = [accept(ctx, dispatcher, event()) for _ in range(20)]
+    assert [r.enqueued for r in results] == [1] + [0] * 19
+    assert dispatcher.of("refresh") == [("refresh", "sch-0", DAY0, DAY0 + timedelta(days=1))]
+
+    # once the refresh holds the lock and starts fetching, a new change queues again
+    ehr.book("sch-0-s0")
+    refresh_schedule(ctx, "sch-0", DAY0, DAY0 + timedelta(days=1))
+    assert "sch-0-s0" not in cached(engine)
+    assert accept(ctx, dispatcher, event()).enqueued == 1
+
+
+def test_notifications_resolve_actors_and_ignore_other_periods(engine):
+    _, ctx, _ = loaded(engine)
+    dispatcher = RecordingDispatcher()
+    by_actor = event(sid="example1", actor="Practitioner/pr-1")  # IG-style id, known actor
+    assert accept(ctx, dispatcher, by_actor).enqueued == 1
+    assert dispatcher.of("refresh")[0][1] == "sch-1"
+    unknown = event(sid="example2", actor="Practitioner/pr-new")
+    accept(ctx, dispatcher, unknown)
+    assert dispatcher.of("refresh_actor")[0][1] == "Practitioner/pr-new"
+    far = event(start=DAY0 + timedelta(days=300))
+    assert accept(ctx, dispatcher, far).outside_horizon == 1
+    assert len(dispatcher.calls) == 2
+
+
+def test_feed_liveness_and_event_gaps(engine):
+    _, ctx, _ = loaded(engine, public_base_url="https://slotsync.example")
+    with Session(engine) as s, s.begin():
+        row = feeds.get_or_create(
+            s, endpoint=HOOK, fhir_version="stu3", heartbeat_seconds=60, now=ctx.clock()
+        )
+        feeds.record_subscription(s, row.id, ehr_id="sub-1", status="requested", now=ctx.clock())
+    dispatcher = RecordingDispatcher()
+    accept(
+        ctx,
+        dispatcher,
+        Notification(kind="handshake", subscription_id="sub-1", events_since_start=0),
+    )
+    accept(ctx, dispatcher, event(event_numbers=(1,), subscription_id="sub-1"))
+    assert not dispatcher.of("poll")
+    accept(ctx, dispatcher, event(event_numbers=(3,), subscription_id="sub-1"))  # 2 was lost
+    assert len(dispatcher.of("poll")) == 1
+    accept(ctx, dispatcher, event(event_numbers=(2,), subscription_id="sub-1"))  # late: harmless
+    beat = Notification(kind="heartbeat", subscription_id="sub-1", events_since_start=3)
+    accept(ctx, dispatcher, beat)
+    assert len(dispatcher.of("poll")) == 1
+    with Session(engine) as s:
+        (row,) = feeds.all_feeds(s)
+    # heard from, but until a poll has made up for the lost event the feed is not live
+    assert (row.status, row.feed_state, row.last_event_number) == ("active", "catching-up", 3)
+    assert feed.watchdog(ctx, dispatcher).live == 0
+    feed.poll(ctx, dispatcher)
+    with Session(engine) as s:
+        (row,) = feeds.all_feeds(s)
+    assert (row.feed_state, row.last_event_number) == ("live", None)
+
+
+def test_subscription_is_created_once_and_recreated_when_lost(engine):
+    ehr, ctx, _ = loaded(engine, public_base_url="https://slotsync.example", webhook_secret="s3")
+    first = feed.ensure_subscription(ctx)
+    assert (first.created, first.ehr_id, first.endpoint) == (True, "sub-1", HOOK)
+    (sub,) = ehr.subscriptions
+    assert sub["channel"]["endpoint"] == HOOK
+    assert sub["channel"]["header"] == ["Authorization: Bearer s3"]
+    assert not feed.ensure_subscription(ctx).created  # still there: renewed, not duplicated
+    ehr.subscriptions.clear()  # the EHR forgot it (restart)
+    again = feed.ensure_subscription(ctx)
+    assert again.created and again.ehr_id == "sub-1"
+
+
+def test_no_public_url_means_no_subscription(engine):
+    ehr, ctx, _ = loaded(engine)
+    assert feed.ensure_subscription(ctx).status == "off"
+    assert not ehr.subscriptions
+
+
+def test_watchdog_marks_a_silent_feed_stale_and_polls(engine):
+    _, ctx, clock = loaded(engine, public_base_url="https://slotsync.example", heartbeat_seconds=10)
+    feed.ensure_subscription(ctx)
+    dispatcher = RecordingDispatcher()
+    accept(ctx, dispatcher, Notification(kind="heartbeat"))
+    report = feed.watchdog(ctx, dispatcher)
+    assert (report.live, report.went_stale, report.polled) == (1, 0, False)
+    clock.now += timedelta(seconds=26)  # 2.5 periods of silence
+    report = feed.watchdog(ctx, dispatcher)
+    assert (report.live, report.went_stale, report.polled) == (0, 1, True)
+    feed.poll(ctx, dispatcher)  # the poll releases its claim when it runs
+    clock.now += timedelta(seconds=61)
+    assert feed.watchdog(ctx, dispatcher).polled  # still stale: keeps polling
+    accept(ctx, dispatcher, Notification(kind="heartbeat"))
+    assert feed.watchdog(ctx, dispatcher).live == 1
+
+
+def test_stu3_poll_rereads_the_near_days(engine):
+    ehr, ctx, _ = loaded(engine)
+    ehr.book("sch-1-s0")
+    ehr.put(slot(3, schedule="sch-0"))
+    result = feed.poll(ctx, RecordingDispatcher())
+    assert result.mode == "near-days" and result.changed_slots == 2
+    assert cached(engine) == {k: v for k, v in ehr.slots.items() if v.status == "free"}
+
+
+def test_r4_poll_refreshes_what_changed_since_the_cursor(engine):
+    ehr, ctx, clock = loaded(engine, ehr_fhir_version="r4")
+    with Session(engine) as s, s.begin():
+        row = feeds.get_or_create(
+            s, endpoint="", fhir_version="r4", heartbeat_seconds=60, now=clock()
+        )
+        feeds.record_poll(s, row.id, now=clock(), cursor=clock(), error=None)
+    changed = replace(
+        ehr.slots["sch-1-s80"], status="busy", last_updated=clock.now + timedelta(seconds=30)
+    )
+    ehr.put(changed)
+    dispatcher = RecordingDispatcher()
+    result = feed.poll(ctx, dispatcher)
+    assert result.mode == "since" and result.changed_slots == 1
+    day = changed.start.replace(hour=0, minute=0)
+    assert dispatcher.of("refresh") == [("refresh", "sch-1", day, day + timedelta(days=1))]
+    search = [r for r in ehr.requests if r.url.params.get("_lastUpdated")][-1]
+    assert search.url.params["_lastUpdated"].startswith("gt")
+    with Session(engine) as s:
+        assert feeds.all_feeds(s)[0].poll_cursor == changed.last_updated
