@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 import psycopg
-from sqlalchemy import Row, case, delete, func, or_, select, update
+from sqlalchemy import Row, case, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -45,6 +45,7 @@ def _upsert(session: Session, table: Any, rows: list[dict[str, Any]], key: Seque
 
 
 MAX_PARAMETERS = 30_000  # below both SQLite's (32,766) and PostgreSQL's (65,535) limits
+ALL_SCHEDULES_LOCK = 0x510750  # advisory lock key of whole-window writes
 COPY_THRESHOLD = 64  # below this many rows the staging round trips cost more than they save
 SLOT_FIELDS = (
     "id",
@@ -311,6 +312,9 @@ def lock_schedules(session: Session, schedule_ids: Collection[str] | None) -> No
         return
     stmt = select(ScheduleRow.id).order_by(ScheduleRow.id).with_for_update()
     if schedule_ids is None:
+        # Writers of every schedule also insert schedules the row locks cannot cover
+        # yet (a first load): they take turns as a whole.
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ALL_SCHEDULES_LOCK})
         session.execute(stmt)
         return
     for chunk in _batched(sorted(schedule_ids)):
