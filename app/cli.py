@@ -259,13 +259,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_cmd_serve)
 
     worker = sub.add_parser("worker", help="run a Celery worker (needs SLOTSYNC_REDIS_URL)")
-    worker.add_argument("--concurrency", type=int, default=2)
+    worker.add_argument("--concurrency", type=int, default=3)
     worker.add_argument("--queues", help="comma-separated: sync (refreshes), load (bulk)")
     worker.add_argument(
         "--pool",
         choices=("prefork", "threads", "solo"),
-        default="prefork",
-        help="prefork: a process per slot of concurrency; threads: one process (less memory)",
+        default="threads",
+        help="threads: one process, I/O-bound tasks overlap (the default; scale out with more"
+        " workers); prefork: a process per unit of concurrency",
     )
     worker.add_argument("celery_args", nargs=argparse.REMAINDER)
     worker.set_defaults(func=_cmd_worker)

@@ -47,14 +47,18 @@ class Settings(BaseSettings):
         description="UTC HH:MM of the daily resync",
     )
     load_window_days: int = Field(
-        default=7, ge=1, le=90, description="initial load chunk: one schedule x this many days"
+        default=30, ge=1, le=90, description="days per load chunk of a few schedules"
     )
-    load_chunking: Literal["schedule", "window"] = Field(
-        default="schedule",
-        description="daily load unit: (schedules x window) chunks, or every schedule x window",
+    load_bulk_window_days: int = Field(
+        default=1, ge=1, le=90, description="days per load chunk of every schedule"
+    )
+    load_chunking: Literal["auto", "schedule", "window"] = Field(
+        default="auto",
+        description="full-load unit: (schedule group x window) chunks, every schedule x window,"
+        " or auto: by schedule unless STU3 $prefetch cannot name some schedules",
     )
     load_schedules_per_chunk: int = Field(
-        default=1, ge=1, le=200, description="schedules fetched together in one load chunk"
+        default=4, ge=1, le=200, description="schedules fetched together in one load chunk"
     )
 
     # -- EHR access --------------------------------------------------------------

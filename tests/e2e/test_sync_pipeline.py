@@ -323,7 +323,7 @@ def test_a_resync_against_a_failing_ehr_changes_nothing(pipeline):
         )
         assert response.status_code == 202
         run = pipeline.wait_run(response.json()["token"], timeout=90)
-        assert run.status == "failed" and run.chunks_failed == run.chunks_total == 6
+        assert run.status == "failed" and run.chunks_failed == run.chunks_total > 1
         assert pipeline.cache() == before
         status = httpx.get(f"{pipeline.api_url}/admin/sync-status", timeout=10).json()
         errors = {s["id"]: s["last_error"] for s in status["schedules"]}
