@@ -87,10 +87,17 @@ def _copy_rows(cur: Any, table: str, slots: Sequence[Slot], confirmed_at: dateti
             )
 
 
+def _driver_connection(session: Session) -> Any:
+    """The psycopg connection under the session's transaction (for ``COPY``)."""
+    raw = session.connection().connection.driver_connection
+    assert raw is not None, "the session's connection is closed"
+    return raw
+
+
 def _copy_upsert_slots(session: Session, slots: Sequence[Slot], confirmed_at: datetime) -> None:
     """PostgreSQL: ``COPY`` into a per-connection temporary table, then one
     ``INSERT ... SELECT ... ON CONFLICT DO UPDATE``: the fast path for big upserts."""
-    raw = session.connection().connection.driver_connection
+    raw = _driver_connection(session)
     columns = ", ".join(f'"{c}"' for c in SLOT_FIELDS)
     updates = ", ".join(f'"{c}" = excluded."{c}"' for c in SLOT_FIELDS if c != "id")
     with raw.cursor() as cur:
@@ -107,7 +114,7 @@ def _copy_insert_slots(session: Session, slots: Sequence[Slot], confirmed_at: da
     """PostgreSQL, slots new to the cache (an initial load): ``COPY`` straight into
     ``slots``. Should one exist after all (moved in from another window), the
     savepoint undoes the copy and the staged upsert does it instead."""
-    raw = session.connection().connection.driver_connection
+    raw = _driver_connection(session)
     with raw.cursor() as cur:
         cur.execute("SAVEPOINT slot_copy")
         try:
