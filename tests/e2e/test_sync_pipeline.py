@@ -55,7 +55,7 @@ class Pipeline:
     def start(self, name: str, *args: str) -> None:
         log = Path(f"/tmp/slotsync-e2e-{os.getpid()}-{name}.log")
         self.logs[name] = log
-        with log.open("wb") as out:
+        with log.open("ab") as out:  # a restarted process keeps its predecessor's log
             self.processes[name] = subprocess.Popen(
                 [sys.executable, "-m", "app.cli", "--log-level", "INFO", *args],
                 env=self.env,
