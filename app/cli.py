@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import os
+import shutil
 import sys
+import tempfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
-from rich.table import Table
 
-from app.settings import Settings, get_settings
+from app.settings import Settings, UnsafeSettings, get_settings
 
 if TYPE_CHECKING:
     from app.sync.runs import ResyncRequest
@@ -28,7 +31,36 @@ def _cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _prepare_metrics_dir(settings: Settings, workers: int) -> Path | None:
+    """Several API processes share their metrics through a directory that starts empty.
+
+    Returns the directory when this call created it (and so must remove it).
+    """
+    directory = settings.metrics_multiproc_dir
+    created = None
+    if directory is None:
+        if workers < 2:
+            return None
+        directory = created = Path(tempfile.mkdtemp(prefix="slotsync-metrics-"))
+        # read by prometheus-client in the worker processes uvicorn is about to start
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    return created
+
+
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    created = _prepare_metrics_dir(settings, args.workers)
+    try:
+        _run_uvicorn(args)
+    finally:
+        if created is not None:
+            shutil.rmtree(created, ignore_errors=True)
+    return 0
+
+
+def _run_uvicorn(args: argparse.Namespace) -> None:
     import uvicorn
 
     uvicorn.run(
@@ -38,10 +70,13 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         port=args.port,
         workers=args.workers,
         log_level=args.log_level,
-        access_log=args.access_log,
-        timeout_graceful_shutdown=20,
+        # our access log (route templates, no query strings) replaces uvicorn's
+        access_log=False,
+        log_config=None,
+        proxy_headers=True,
+        forwarded_allow_ips=args.forwarded_allow_ips,
+        timeout_graceful_shutdown=args.graceful_timeout,
     )
-    return 0
 
 
 def _celery_main(argv: list[str], settings: Settings) -> int:
@@ -55,6 +90,12 @@ def _celery_main(argv: list[str], settings: Settings) -> int:
 
     celery_app.start(argv)
     return 0
+
+
+def _passthrough(celery_args: Sequence[str]) -> list[str]:
+    """Celery's own options, written after ``--`` (``slotsync beat -- --schedule=...``)."""
+    args = list(celery_args)
+    return args[1:] if args[:1] == ["--"] else args
 
 
 # glibc's allocator, left alone, keeps a heap per thread and serves large buffers (the
@@ -86,12 +127,12 @@ def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
         f"--queues={args.queues or settings.worker_queues}",
         f"--pool={args.pool}",
     ]
-    return _celery_main(argv + list(args.celery_args), settings)
+    return _celery_main(argv + _passthrough(args.celery_args), settings)
 
 
 def _cmd_beat(args: argparse.Namespace, settings: Settings) -> int:
     argv = ["beat", f"--loglevel={args.log_level}", f"--schedule={args.schedule_file}"]
-    return _celery_main(argv + list(args.celery_args), settings)
+    return _celery_main(argv + _passthrough(args.celery_args), settings)
 
 
 def _cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
@@ -154,8 +195,15 @@ def _cmd_resync(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    from app.observability.report import print_status
+
+    return print_status(settings, runs=args.limit, lagging=args.lagging, as_json=args.json)
+
+
+def _cmd_sync_status(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
+    from rich.table import Table
     from sqlalchemy.orm import Session
 
     from app.runtime import get_engine
@@ -248,14 +296,24 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="slotsync", description=__doc__)
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-level", default=None, help="default: SLOTSYNC_LOG_LEVEL")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the HTTP API (uvicorn)")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
-    serve.add_argument("--access-log", action="store_true")
+    serve.add_argument(
+        "--forwarded-allow-ips",
+        default="127.0.0.1",
+        help="proxies trusted for X-Forwarded-For/-Proto (comma list, '*' for any)",
+    )
+    serve.add_argument(
+        "--graceful-timeout",
+        type=int,
+        default=20,
+        help="seconds in-flight requests get to finish on SIGTERM",
+    )
     serve.set_defaults(func=_cmd_serve)
 
     worker = sub.add_parser("worker", help="run a Celery worker (needs SLOTSYNC_REDIS_URL)")
@@ -306,12 +364,20 @@ def build_parser() -> argparse.ArgumentParser:
     resync.add_argument("--timeout", type=float, default=3600.0, help="seconds to watch")
     resync.set_defaults(func=_cmd_resync)
 
-    status = sub.add_parser("status", help="sync status: feed, runs, per-schedule freshness")
-    status.add_argument("--schedule", action="append", default=[], help="only these schedules")
-    status.add_argument("--schedules", action="store_true", help="list every schedule")
-    status.add_argument("--limit", type=int, default=1000)
-    status.add_argument("--json", action="store_true", help="the report as JSON")
+    status = sub.add_parser("status", help="sync health at a glance (exit 1 when unhealthy)")
+    status.add_argument("--limit", type=int, default=10, help="recent runs to show")
+    status.add_argument("--lagging", type=int, default=5, help="most lagging schedules to show")
+    status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=_cmd_status)
+
+    sync_status = sub.add_parser(
+        "sync-status", help="the sync in detail: feed, runs with progress, per-schedule freshness"
+    )
+    sync_status.add_argument("--schedule", action="append", default=[], help="only these schedules")
+    sync_status.add_argument("--schedules", action="store_true", help="list every schedule")
+    sync_status.add_argument("--limit", type=int, default=1000)
+    sync_status.add_argument("--json", action="store_true", help="the report as JSON")
+    sync_status.set_defaults(func=_cmd_sync_status)
 
     rules = sub.add_parser("rules", help="business rules")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)
@@ -336,11 +402,22 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return sandbox_main(argv[1:])
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
-    )
-    args.log_level = args.log_level.lower()
-    return int(args.func(args, get_settings()) or 0)
+    try:
+        settings = get_settings()
+    except (UnsafeSettings, SettingsError) as exc:
+        console.print(f"[red]{exc}[/red]", soft_wrap=True, highlight=False)
+        return 2
+    except ValidationError as exc:
+        # name the variables, never echo their values (they may be secrets)
+        for error in exc.errors():
+            name = "SLOTSYNC_" + "_".join(str(p) for p in error["loc"]).upper()
+            console.print(f"[red]{name}: {error['msg']}[/red]", soft_wrap=True, highlight=False)
+        return 2
+    from app.observability.logging import configure_logging
+
+    args.log_level = (args.log_level or settings.log_level).lower()
+    configure_logging(settings, level=args.log_level)
+    return int(args.func(args, settings) or 0)
 
 
 if __name__ == "__main__":

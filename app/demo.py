@@ -9,15 +9,62 @@ from __future__ import annotations
 
 import signal
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from rich.console import Console
 
-from app.settings import Settings
+from app.settings import DEMO_API_KEY, DEV_WEBHOOK_SECRET, Settings
 
 console = Console(stderr=True)
 
 DEMO_SIZE = 20_000
+OFFICE_VISIT = "http://fhir.org/guides/argonaut-scheduling/CodeSystem/visit-type%7Coffice-visit"
+
+
+def demo_api_key(settings: Settings) -> str | None:
+    """The first configured API key that may call ``$find`` (the demo key by default)."""
+    from app.api.auth import APPOINTMENT_READ, scope_grants
+
+    for key, scopes in settings.api_keys.items():
+        if scope_grants(scopes, APPOINTMENT_READ):
+            return key
+    return None
+
+
+def demo_banner(settings: Settings, *, host: str, port: int, start: date, end: date) -> str:
+    """What to type next: the credentials in use and curls that pass them.
+
+    Only development defaults are printed; a key or secret the operator configured
+    is never echoed.
+    """
+    base = f"http://{host}:{port}"
+    key = demo_api_key(settings)
+    if key == DEMO_API_KEY:
+        header = f"-H 'X-API-Key: {key}' "
+        creds = (
+            f"Demo credentials (development defaults, never expose them): API key "
+            f"[bold]{key}[/bold] with scopes {' '.join(settings.api_keys[key])}"
+        )
+    elif key:
+        header = '-H "X-API-Key: $SLOTSYNC_KEY" '
+        creds = "Credentials: an API key from SLOTSYNC_API_KEYS (not shown; export SLOTSYNC_KEY)"
+    else:
+        header = ""
+        creds = "[red]No API key may read appointments: set SLOTSYNC_API_KEYS[/red]"
+    secret = settings.webhook_secret.get_secret_value()
+    webhook = (
+        f"Webhook secret (development default): {secret}\n" if secret == DEV_WEBHOOK_SECRET else ""
+    )
+    find = f"{base}/fhir/Appointment/$find?start={start}&end={end}"
+    return (
+        f"\n[bold]slotsync is ready.[/bold] {creds}\n{webhook}"
+        "Ask for appointments with:\n\n"
+        f"  curl -s {header}'{find}&_count=5'\n\n"
+        f"  curl -s {header}'{find}&visit-type={OFFICE_VISIT}&practitioner=Practitioner/pr-1"
+        "&_count=5'\n\n"
+        f"Operations: curl -s {header}{base}/metrics · {base}/readyz · slotsync status\n\n"
+        "Press Ctrl-C to stop (the sandbox EHR stops with it).\n"
+    )
 
 
 def run_demo(settings: Settings, *, host: str, port: int, sandbox_port: int) -> int:
@@ -45,17 +92,12 @@ def run_demo(settings: Settings, *, host: str, port: int, sandbox_port: int) -> 
         run_with_progress(sync_context(settings), ResyncRequest(kind="initial-load"))
         start = datetime.now(UTC).date() + timedelta(days=1)
         end = start + timedelta(days=7)
-        base = f"http://{host}:{port}/fhir"
-        visit = "http://fhir.org/guides/argonaut-scheduling/CodeSystem/visit-type%7Coffice-visit"
-        console.print(
-            "\n[bold]slotsync is ready.[/bold] Ask for appointments with:\n\n"
-            f"  curl -s '{base}/Appointment/$find?start={start}&end={end}&_count=5'\n\n"
-            f"  curl -s '{base}/Appointment/$find?start={start}&end={end}"
-            f"&visit-type={visit}&practitioner=Practitioner/pr-1&_count=5'\n\n"
-            "Press Ctrl-C to stop (the sandbox EHR stops with it).\n"
-        )
+        banner = demo_banner(settings, host=host, port=port, start=start, end=end)
+        console.print(banner, soft_wrap=True)  # long curls must stay copy-pasteable
         # uvicorn re-raises SIGTERM after its graceful shutdown; turning it into SystemExit
         # lets this `with` block stop the sandbox instead of orphaning it.
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        uvicorn.run(create_app(settings), host=host, port=port, log_level="warning")
+        uvicorn.run(
+            create_app(settings), host=host, port=port, log_level="warning", access_log=False
+        )
     return 0

@@ -14,10 +14,18 @@ class SlotsyncError(Exception):
     code = "exception"
     severity = "error"
 
-    def __init__(self, diagnostics: str, *, expression: str | None = None):
+    def __init__(
+        self,
+        diagnostics: str,
+        *,
+        expression: str | None = None,
+        issues: list[dict[str, object]] | None = None,
+    ):
         super().__init__(diagnostics)
         self.diagnostics = diagnostics
         self.expression = expression
+        # Further OperationOutcome issues to report after the main one (e.g. the EHR's own).
+        self.issues = issues or []
 
 
 class InvalidParameter(SlotsyncError):
@@ -37,6 +45,11 @@ class Conflict(SlotsyncError):
     code = "conflict"
 
 
+class UnsupportedMediaType(SlotsyncError):
+    status = 415
+    code = "not-supported"
+
+
 class BusinessRuleViolation(SlotsyncError):
     status = 422
     code = "business-rule"
@@ -47,3 +60,17 @@ class CacheStale(SlotsyncError):
 
     status = 503
     code = "transient"
+
+
+class EhrNoAnswer(SlotsyncError):
+    """The EHR did not answer a write in time; the diagnostics say what is known of its state."""
+
+    status = 504
+    code = "timeout"
+
+
+class EhrBadAnswer(SlotsyncError):
+    """The EHR answered a write with something that contradicts the request."""
+
+    status = 502
+    code = "exception"

@@ -10,8 +10,28 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Development defaults: they make `make demo` work out of the box and are refused in production.
+DEV_WEBHOOK_SECRET = "dev-webhook-secret-change-me"
+DEV_PROPOSAL_SECRET = "development-proposal-secret-change-me"
+DEMO_API_KEY = "slotsync-demo-key"
+ADMIN_SCOPE = "slotsync/admin"
+METRICS_SCOPE = "slotsync/metrics"
+DEMO_SCOPES = [
+    "system/Appointment.read",
+    "system/Appointment.write",
+    "system/Patient.write",
+    "system/Coverage.write",
+    ADMIN_SCOPE,
+    METRICS_SCOPE,
+]
+MIN_SECRET_LENGTH = 24
+
+
+class UnsafeSettings(RuntimeError):
+    """Production settings that must not be served (raised as is, never echoing secrets)."""
 
 
 class Settings(BaseSettings):
@@ -31,8 +51,14 @@ class Settings(BaseSettings):
         default=None, description="business-rules file; unset = the bundled multi-clinic example"
     )
     proposal_secret: SecretStr = Field(
-        default=SecretStr("development-proposal-secret-change-me"),
+        default=SecretStr(DEV_PROPOSAL_SECRET),
         description="HMAC key that signs $find appointment ids so any replica can rebuild them",
+    )
+    find_max_results: int = Field(
+        default=200,
+        ge=1,
+        le=1000,
+        description="$find answers at most this many appointments when _count is not given",
     )
     stale_warning_seconds: int = Field(
         default=26 * 3600, ge=1, description="$find warns when data is older than this"
@@ -78,11 +104,10 @@ class Settings(BaseSettings):
     ehr_scope: str = "system/Slot.read system/Schedule.read system/Practitioner.read"
 
     # -- notifications, polling, workers ------------------------------------------
-    webhook_secret: SecretStr | None = Field(
-        default=None, description="shared secret the EHR sends with every notification"
-    )
-    public_base_url: str | None = Field(
-        default=None, description="our URL as the EHR sees it; unset = no subscription, poll"
+    ehr_subscriptions: bool = Field(
+        default=True,
+        description="subscribe at the EHR for change notifications (to PUBLIC_BASE_URL);"
+        " false = rely on polling",
     )
     subscription_topic: str = Field(
         default="http://slotsync.example/fhir/SubscriptionTopic/slot-changes",
@@ -120,6 +145,81 @@ class Settings(BaseSettings):
             )
         return self
 
+    hold_overlay_seconds: int = Field(
+        default=300,
+        ge=1,
+        description="how long a held slot stays hidden when the EHR sends no Expires header",
+    )
+    booked_overlay_seconds: int = Field(
+        default=6 * 3600,
+        ge=60,
+        description="how long a booked slot stays hidden while waiting for the sync to see it busy",
+    )
+
+    # -- security (see README "Security model") ---------------------------------
+    environment: Literal["development", "production"] = Field(
+        default="development", description="production refuses development default secrets"
+    )
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8000", description="URL the EHR and consumers reach us at"
+    )
+    webhook_secret: SecretStr = Field(
+        default=SecretStr(DEV_WEBHOOK_SECRET), description="shared secret of EHR notifications"
+    )
+    api_keys: dict[str, list[str]] = Field(
+        default_factory=lambda: {DEMO_API_KEY: list(DEMO_SCOPES)},
+        repr=False,
+        description='JSON {"<key>": "scope scope" | ["scope", ...]}; keys are secrets',
+    )
+    jwt_jwks_url: str | None = Field(default=None, description="JWKS of the token issuer")
+    jwt_shared_key: SecretStr | None = Field(default=None, description="HS256 key instead of JWKS")
+    jwt_issuer: str | None = None
+    jwt_audience: str | None = None
+    jwt_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    jwks_cache_seconds: int = Field(default=300, ge=10, le=86_400)
+    admin_scope: str = ADMIN_SCOPE
+    metrics_scope: str = METRICS_SCOPE
+    metrics_public: bool = Field(default=False, description="serve /metrics without credentials")
+    max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
+    max_json_depth: int = Field(default=64, ge=4, le=512)
+    max_query_bytes: int = Field(default=8192, ge=256, le=65536, description="414 beyond")
+
+    # -- observability ----------------------------------------------------------
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = Field(default="INFO", pattern=r"^(?i:debug|info|warning|error|critical)$")
+    metrics_multiproc_dir: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("PROMETHEUS_MULTIPROC_DIR", "SLOTSYNC_METRICS_MULTIPROC_DIR"),
+        description="prometheus-client multiprocess directory (several uvicorn workers)",
+    )
+    worker_metrics_port: int | None = Field(
+        default=None, ge=1, le=65535, description="Celery worker /metrics port; unset = none"
+    )
+    readiness_max_load_age_hours: float = Field(
+        default=48.0, ge=0, description="/readyz fails when the last full load is older; 0 = off"
+    )
+    ops_stale_after_minutes: int = Field(
+        default=120, ge=1, description="a schedule not confirmed for this long counts as stale"
+    )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_scope_strings(cls, value: object) -> object:
+        """Accept ``"scope scope"`` as well as ``["scope", "scope"]`` per key."""
+        if isinstance(value, dict):
+            return {k: v.split() if isinstance(v, str) else v for k, v in value.items()}
+        return value
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Settings:
+        if self.environment == "production":
+            problems = production_problems(self)
+            if problems:
+                raise UnsafeSettings(
+                    "refusing to run with SLOTSYNC_ENVIRONMENT=production: " + "; ".join(problems)
+                )
+        return self
+
     @property
     def effective_database_url(self) -> str:
         if self.database_url:
@@ -137,6 +237,33 @@ class Settings(BaseSettings):
     def embedded(self) -> bool:
         """True when no broker is configured: tasks run in process."""
         return not self.redis_url
+
+
+def production_problems(settings: Settings) -> list[str]:
+    """Every reason these settings are unsafe to expose; empty means fine."""
+    problems = []
+    if settings.webhook_secret.get_secret_value() == DEV_WEBHOOK_SECRET:
+        problems.append("SLOTSYNC_WEBHOOK_SECRET still has its development default")
+    elif len(settings.webhook_secret.get_secret_value()) < MIN_SECRET_LENGTH:
+        problems.append(f"SLOTSYNC_WEBHOOK_SECRET is shorter than {MIN_SECRET_LENGTH} characters")
+    if settings.proposal_secret.get_secret_value() == DEV_PROPOSAL_SECRET:
+        problems.append("SLOTSYNC_PROPOSAL_SECRET still has its development default")
+    elif len(settings.proposal_secret.get_secret_value()) < MIN_SECRET_LENGTH:
+        problems.append(f"SLOTSYNC_PROPOSAL_SECRET is shorter than {MIN_SECRET_LENGTH} characters")
+    if DEMO_API_KEY in settings.api_keys:
+        problems.append("SLOTSYNC_API_KEYS still contains the demo key")
+    if any(len(k) < MIN_SECRET_LENGTH for k in settings.api_keys if k != DEMO_API_KEY):
+        problems.append(f"an API key in SLOTSYNC_API_KEYS is shorter than {MIN_SECRET_LENGTH}")
+    jwt_configured = bool(settings.jwt_jwks_url or settings.jwt_shared_key)
+    if settings.jwt_jwks_url and settings.jwt_shared_key:
+        problems.append("set only one of SLOTSYNC_JWT_JWKS_URL and SLOTSYNC_JWT_SHARED_KEY")
+    if settings.jwt_shared_key and len(settings.jwt_shared_key.get_secret_value()) < 32:
+        problems.append("SLOTSYNC_JWT_SHARED_KEY is shorter than 32 characters")
+    if jwt_configured and not (settings.jwt_issuer and settings.jwt_audience):
+        problems.append("JWT validation needs SLOTSYNC_JWT_ISSUER and SLOTSYNC_JWT_AUDIENCE")
+    if not jwt_configured and not settings.api_keys:
+        problems.append("no consumer credentials: set SLOTSYNC_JWT_JWKS_URL or SLOTSYNC_API_KEYS")
+    return problems
 
 
 @lru_cache(maxsize=1)

@@ -84,12 +84,4 @@ def create_app(config: SandboxConfig) -> FastAPI:
     async def validation_error(_: Request, exc: RequestValidationError) -> Response:
         return Response(outcome_bytes(str(exc.errors())), status_code=400, media_type=FHIR_JSON)
 
-    @app.exception_handler(Exception)
-    async def unexpected(_: Request, exc: Exception) -> Response:
-        return Response(
-            outcome_bytes(f"internal error: {type(exc).__name__}: {exc}", "exception"),
-            status_code=500,
-            media_type=FHIR_JSON,
-        )
-
     return app

@@ -71,6 +71,19 @@ class FaultRule:
         return True
 
 
+def _number(value: Any, kind: type[int] | type[float]) -> Any:
+    """A JSON number of the field's kind (no strings or booleans), not negative."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+        raise ValueError(f"{value!r} is not a non-negative number")
+    return kind(value)
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError(f"{value!r} is not a string")
+    return value
+
+
 class Faults:
     def __init__(self) -> None:
         self.rules: list[FaultRule] = []
@@ -109,9 +122,17 @@ class Faults:
         self._n += 1
         try:
             rule = FaultRule(id=f"fault-{self._n}", kind=kind, **spec)
-            if rule.method:
-                rule.method = rule.method.upper()
-            if not 0.0 <= float(rule.probability) <= 1.0:
+            rule.path = _text(rule.path)
+            rule.method = _text(rule.method).upper() if rule.method is not None else None
+            rule.subscription = _text(rule.subscription) if rule.subscription is not None else None
+            rule.latency_ms = _number(rule.latency_ms, int)
+            rule.status = _number(rule.status, int)
+            rule.retry_after = _number(rule.retry_after, int)
+            rule.hang_seconds = _number(rule.hang_seconds, float)
+            rule.probability = _number(rule.probability, float)
+            rule.seed = _number(rule.seed, int)
+            rule.times = _number(rule.times, int) if rule.times is not None else None
+            if not 0.0 <= rule.probability <= 1.0:
                 raise ValueError("probability must be within 0..1")
             if kind == "error" and not 400 <= int(rule.status) <= 599:
                 raise ValueError("status must be an HTTP error status")
@@ -126,9 +147,10 @@ class Faults:
         self.rules = [r for r in self.rules if r.id != rule_id]
         return len(self.rules) != before
 
-    def for_request(self, method: str, path: str) -> tuple[int, FaultRule | None]:
-        """(total added latency in ms, the terminal rule that fires, if any)."""
+    def for_request(self, method: str, path: str) -> tuple[int, list[FaultRule], FaultRule | None]:
+        """(added latency in ms, the latency rules that fired, the terminal rule that fires)."""
         latency = 0
+        delays: list[FaultRule] = []
         terminal = None
         for rule in self.rules:
             if rule.kind in NOTIFY_KINDS:
@@ -140,9 +162,10 @@ class Faults:
             if rule.kind == "latency":
                 if rule.try_fire():
                     latency += int(rule.latency_ms)
+                    delays.append(rule)
             elif terminal is None and rule.try_fire():
                 terminal = rule
-        return latency, terminal
+        return latency, delays, terminal
 
     def for_notification(self, subscription_id: str) -> FaultRule | None:
         for rule in self.rules:

@@ -26,9 +26,8 @@ from sandbox_ehr.org import (
     Practitioner,
     Room,
     ScheduleDef,
-    slot_id,
 )
-from sandbox_ehr.timefmt import instant_ms, local_iso, offset_minutes
+from sandbox_ehr.timefmt import instant_ms, local_iso, offset_minutes, offset_text
 
 STATUS_CODES = {
     "stu3": ("free", "busy", "busy-unavailable", "busy-unavailable", "busy"),
@@ -77,45 +76,82 @@ class Renderer:
             for s in org.schedules
         ]
         self.sched_tz = [org.clinics[s.clinic_index].tz for s in org.schedules]
+        self._schedules: dict[tuple[int, int | None], dict[str, Any]] = {}
+        self.zone_names = sorted(set(self.sched_tz))
+        self.sched_tz_index = np.array(
+            [self.zone_names.index(tz) for tz in self.sched_tz], dtype=np.int64
+        )
 
     # ----- slots -----------------------------------------------------------------------
+    def _local_times(
+        self, starts: np.ndarray, ends: np.ndarray, scheds: np.ndarray
+    ) -> tuple[list[str], list[str]]:
+        """Start/end texts at each clinic's offset, vectorised (the hot part of a page)."""
+        zone_of = self.sched_tz_index[scheds]
+        keys = zone_of * 100_000_000 + starts // 60
+        unique, inverse = np.unique(keys, return_inverse=True)
+        zones = self.zone_names
+        offsets_u = np.array(
+            [offset_minutes(zones[k // 100_000_000], k % 100_000_000) for k in unique.tolist()],
+            dtype=np.int64,
+        )
+        offsets = offsets_u[inverse]
+        suffix_u = [offset_text(o) for o in offsets_u.tolist()]
+        suffixes = [suffix_u[j] for j in inverse.tolist()]
+        start_txt = np.datetime_as_string(
+            (starts + offsets).astype("datetime64[m]"), unit="s"
+        ).tolist()
+        end_txt = np.datetime_as_string((ends + offsets).astype("datetime64[m]"), unit="s").tolist()
+        return (
+            [a + z for a, z in zip(start_txt, suffixes, strict=True)],
+            [b + z for b, z in zip(end_txt, suffixes, strict=True)],
+        )
+
     def slot_resources(self, store: Any, indices: list[int]) -> list[dict[str, Any]]:
         """Slot resources for the given indices, columns fetched in one numpy gather each."""
         if not indices:
             return []
         arr = np.asarray(indices, dtype=np.int64)
-        starts = store.start[arr].tolist()
-        durs = store.dur[arr].tolist()
-        scheds = store.sched[arr].tolist()
+        start_np, sched_np = store.start[arr], store.sched[arr]
+        start_txt, end_txt = self._local_times(start_np, start_np + store.dur[arr], sched_np)
+        scheds = sched_np.tolist()
         statuses = store.status[arr].tolist()
         versions = store.version[arr].tolist()
         updated = store.updated[arr].tolist()
         out = []
-        names, profile, tzs = self.status_names, self.slot_meta_profile, self.sched_tz
-        for i, start, dur, s, st, v, up in zip(
-            indices, starts, durs, scheds, statuses, versions, updated, strict=True
+        names, profile = self.status_names, self.slot_meta_profile
+        service, specialty, ref = self.sched_service, self.sched_specialty, self.sched_ref
+        for i, s, st, v, up, a, b in zip(
+            indices, scheds, statuses, versions, updated, start_txt, end_txt, strict=True
         ):
-            off = offset_minutes(tzs[s], start // 60)
             meta: dict[str, Any] = {"versionId": str(v), "lastUpdated": instant_ms(up)}
             if profile:
                 meta["profile"] = profile
             res: dict[str, Any] = {
                 "resourceType": "Slot",
-                "id": slot_id(i),
+                "id": f"sl-{i:08d}",
                 "meta": meta,
-                "serviceType": self.sched_service[s],
+                "serviceType": service[s],
             }
-            if self.sched_specialty[s]:
-                res["specialty"] = self.sched_specialty[s]
-            res["schedule"] = self.sched_ref[s]
+            if specialty[s]:
+                res["specialty"] = specialty[s]
+            res["schedule"] = ref[s]
             res["status"] = names[st]
-            res["start"] = local_iso(start, off)
-            res["end"] = local_iso(start + dur, off)
+            res["start"] = a
+            res["end"] = b
             out.append(res)
         return out
 
     # ----- schedules and actors ------------------------------------------------------------
     def schedule(self, s: ScheduleDef, horizon_end_minute: int | None = None) -> dict[str, Any]:
+        """The Schedule resource (cached: pages with ``_include`` repeat the same few)."""
+        key = (s.index, horizon_end_minute)
+        cached = self._schedules.get(key)
+        if cached is None:
+            cached = self._schedules[key] = self._schedule(s, horizon_end_minute)
+        return cached
+
+    def _schedule(self, s: ScheduleDef, horizon_end_minute: int | None) -> dict[str, Any]:
         res: dict[str, Any] = {
             "resourceType": "Schedule",
             "id": s.id,

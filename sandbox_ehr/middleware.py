@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import struct
 from typing import TYPE_CHECKING, Any
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from sandbox_ehr.faults import FaultRule
     from sandbox_ehr.state import Sandbox
 
+log = logging.getLogger("sandbox_ehr")
 RAW_SEND = "sandbox.raw_send"
 INVALID_JSON = b'{"resourceType":"Bundle","type":"searchset","entry":[{"resource":<!-- upstream'
 Scope = dict[str, Any]
@@ -33,13 +35,18 @@ class FaultMiddleware:
         self.sandbox_getter = sandbox_getter
 
     async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/fhir"):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        if not scope["path"].startswith("/fhir"):  # control API: no faults, no counting
+            await _guarded(self.app, scope, receive, send)
             return
         sb: Sandbox = self.sandbox_getter()
         method, path = scope["method"], scope["path"]
         sb.stats.paths[f"{method} {path}"] += 1
-        latency, rule = sb.faults.for_request(method, path)
+        latency, delays, rule = sb.faults.for_request(method, path)
+        for delay in delays:
+            sb.stats.faults[delay.id] += 1
         status_box = [0]
 
         async def counting_send(message: dict[str, Any]) -> None:
@@ -51,7 +58,7 @@ class FaultMiddleware:
             if latency:
                 await asyncio.sleep(latency / 1000)
             if rule is None:
-                await self.app(scope, receive, counting_send)
+                await _guarded(self.app, scope, receive, counting_send)
             else:
                 sb.stats.faults[rule.id] += 1
                 await self._fault(rule, scope, receive, counting_send)
@@ -86,6 +93,25 @@ class FaultMiddleware:
                 body = _short_page(body)
             headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
             await _send_whole(send, status, headers, body)
+
+
+async def _guarded(app: Any, scope: Scope, receive: Any, send: Any) -> None:
+    """Run the app; a bug still answers as an OperationOutcome, never a bare 500 or a reset."""
+    started = False
+
+    async def tracking_send(message: dict[str, Any]) -> None:
+        nonlocal started
+        started = started or message["type"] == "http.response.start"
+        await send(message)
+
+    try:
+        await app(scope, receive, tracking_send)
+    except Exception as exc:
+        log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+        if started:
+            raise
+        body = outcome_bytes(f"internal error: {type(exc).__name__}: {exc}", "exception")
+        await _send_whole(send, 500, [(b"content-type", FHIR_JSON.encode())], body)
 
 
 async def _send_whole(

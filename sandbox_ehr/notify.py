@@ -270,6 +270,8 @@ class Notifier:
                 delay = min(delay * 2, cfg.notify_max_backoff_seconds)
 
     async def _post(self, sub: Subscription, body: bytes, headers: dict[str, str]) -> str | None:
+        if self.client is None:  # an app served without its lifespan (e.g. in-process tests)
+            await self.start()
         assert self.client is not None
         try:
             response = await self.client.post(sub.endpoint, content=body, headers=headers)

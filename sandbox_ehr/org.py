@@ -434,6 +434,7 @@ def _clinic_sessions(clinic: Clinic, days: list[date]) -> list[tuple[int, int, i
     out = []
     for day_offset, day in enumerate(days):
         weekday = day.weekday()
+        sessions: tuple[tuple[int, int], ...]
         if weekday < 5:
             sessions = WEEKDAY_SESSIONS
         elif weekday == 5 and clinic.saturday:

@@ -45,6 +45,6 @@ def decode(token: str) -> Cursor:
         count = int(data["c"])
     except (binascii.Error, ValueError, KeyError, TypeError) as exc:
         raise bad_request(f"invalid or expired page cursor {token[:40]!r}") from exc
-    if after is not None and not isinstance(after, int):
+    if (after is not None and (not isinstance(after, int) or not 0 <= after < 2**62)) or count < 0:
         raise bad_request("invalid page cursor")
     return Cursor(params, after, total if isinstance(total, int) else None, count)

@@ -15,6 +15,7 @@ from typing import Any
 import jsonpatch
 
 from sandbox_ehr.errors import bad_request, unprocessable
+from sandbox_ehr.search import parameter_list
 
 
 def apply_json_patch(resource: dict[str, Any], operations: Any) -> dict[str, Any]:
@@ -40,10 +41,10 @@ def apply_fhirpath_patch(resource: dict[str, Any], parameters: Any) -> dict[str,
     if not isinstance(parameters, dict) or parameters.get("resourceType") != "Parameters":
         raise bad_request("a FHIRPath Patch body is a Parameters resource")
     out = copy.deepcopy(resource)
-    for op in parameters.get("parameter") or []:
+    for op in parameter_list(parameters):
         if op.get("name") != "operation":
             raise bad_request(f"unexpected FHIRPath Patch parameter {op.get('name')!r}")
-        parts = {p.get("name"): p for p in op.get("part") or []}
+        parts = {p.get("name"): p for p in parameter_list(op, "part")}
         kind = (parts.get("type") or {}).get("valueCode")
         path = (parts.get("path") or {}).get("valueString")
         if not kind or not path:

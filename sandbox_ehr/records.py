@@ -85,7 +85,12 @@ class Records:
         return self.sandbox.config.fhir_version
 
     def _next_id(self, prefix: str) -> str:
-        taken = {"appt": self.appointments, "pat": self.patients, "cov": self.coverages}[prefix]
+        tables: dict[str, dict[str, Any]] = {
+            "appt": self.appointments,
+            "pat": self.patients,
+            "cov": self.coverages,
+        }
+        taken = tables[prefix]
         while True:
             self._counters[prefix] = self._counters.get(prefix, 0) + 1
             candidate = f"{prefix}-{self._counters[prefix]}"
@@ -104,19 +109,16 @@ class Records:
         return resource
 
     def read(self, rtype: str, rid: str) -> dict[str, Any]:
-        table = {
-            "Appointment": {k: a.resource for k, a in self.appointments.items()},
-            "Patient": self.patients,
-            "Coverage": self.coverages,
-        }.get(rtype)
-        if table is None:
-            sub = self.sandbox.notifier.subscriptions.get(rid) if rtype == "Subscription" else None
-            if sub is not None:
-                return sub.resource()
-            raise not_found(f"{rtype}/{rid}")
-        if rid not in table:
-            raise not_found(f"{rtype}/{rid}")
-        return table[rid]
+        if rtype == "Appointment" and rid in self.appointments:
+            return self.appointments[rid].resource
+        if rtype == "Patient" and rid in self.patients:
+            return self.patients[rid]
+        if rtype == "Coverage" and rid in self.coverages:
+            return self.coverages[rid]
+        subscription = self.sandbox.notifier.subscriptions.get(rid)
+        if rtype == "Subscription" and subscription is not None:
+            return subscription.resource()
+        raise not_found(f"{rtype}/{rid}")
 
     # ----- slots of an appointment ------------------------------------------------------------
     def expire_holds(self) -> int:
@@ -131,14 +133,21 @@ class Records:
             self._release(a, "cancelled", reason="hold expired")
         return len(expired)
 
-    def _owned_or_free(self, idx: int, appt_id: str | None) -> bool:
+    def _owned_or_free(self, idx: int, appt_id: str | None, released: frozenset[int]) -> bool:
+        if idx in released:
+            return True
         owner = self.slot_owner.get(idx)
         if owner is not None:
             return owner == appt_id
         return int(self.sandbox.store.status[idx]) == FREE
 
-    def resolve_slots(self, resource: dict[str, Any], appt_id: str | None) -> list[int]:
-        """The slots an appointment needs: ``Appointment.slot`` or matched by time and actors."""
+    def resolve_slots(
+        self, resource: dict[str, Any], appt_id: str | None, released: frozenset[int] = frozenset()
+    ) -> list[int]:
+        """The slots an appointment needs: ``Appointment.slot`` or matched by time and actors.
+
+        ``released`` slots count as free (a reschedule may reuse the cancelled ones).
+        """
         store = self.sandbox.store
         org = store.org
         start = end = None
@@ -164,8 +173,8 @@ class Records:
                 for i in chosen:
                     by_schedule.setdefault(int(store.sched[i]), []).append(i)
                 for slots in by_schedule.values():
-                    if not _covers(store, slots, start, end):
-                        raise unprocessable(
+                    if not _covers(store, slots, start, end):  # e.g. the EHR moved a slot
+                        raise conflict(
                             "Appointment.start/end are not covered by its slots "
                             f"{[slot_id(i) for i in slots]}"
                         )
@@ -194,7 +203,7 @@ class Records:
                         f"{org.schedules[s].entity_ref} has no slots covering the requested time"
                     )
                 chosen.extend(slots)
-        taken = [slot_id(i) for i in chosen if not self._owned_or_free(i, appt_id)]
+        taken = [slot_id(i) for i in chosen if not self._owned_or_free(i, appt_id, released)]
         if taken:
             raise conflict(f"slot(s) no longer free: {', '.join(taken)}")
         return chosen
@@ -279,8 +288,8 @@ class Records:
                 raise unprocessable(f"{ref} is not a registered patient", "not-found")
         # A reschedule may reuse slots of the appointment it cancels.
         if cancelled is not None:
-            freed = {i for i in cancelled.slots if self.slot_owner.get(i) == cancelled.id}
-            slots = self._resolve_with_released(appt, freed)
+            freed = frozenset(i for i in cancelled.slots if self.slot_owner.get(i) == cancelled.id)
+            slots = self.resolve_slots(appt.resource, appt.id or None, freed)
             self._release(cancelled, "cancelled", reason="rescheduled")
         else:
             slots = self.resolve_slots(appt.resource, appt.id or None)
@@ -295,18 +304,6 @@ class Records:
         self._commit(appt, new, slots, "booked", BUSY)
         appt.hold_expires = None
         return appt, new
-
-    def _resolve_with_released(self, appt: Appt, freed: set[int]) -> list[int]:
-        saved = {i: self.slot_owner.pop(i) for i in freed}
-        store = self.sandbox.store
-        old = {i: int(store.status[i]) for i in freed}
-        store.status[list(freed)] = FREE  # tentatively, no notification: restored below on failure
-        try:
-            return self.resolve_slots(appt.resource, appt.id or None)
-        finally:
-            for i, st in old.items():
-                store.status[i] = st
-            self.slot_owner.update(saved)
 
     def _commit(
         self, appt: Appt, new: bool, slots: list[int], status: str, slot_status: int
@@ -356,7 +353,16 @@ class Records:
                 raise unprocessable(f"Appointment.{key} cannot be changed here; cancel and rebook")
         if new_resource.get("id", appt.id) != appt.id:
             raise bad_request("Appointment.id cannot be changed")
-        if _participant_refs(old) != _participant_refs(new_resource):
+        old_refs, new_refs = _participant_refs(old), _participant_refs(new_resource)
+        added = new_refs[len(old_refs) :]
+        booking = new_resource.get("status") == "booked" and old.get("status") in (
+            "pending",
+            "proposed",
+        )
+        # Booking a hold may add the patient(s) (IG state diagram, step 7); nothing else changes.
+        if new_refs[: len(old_refs)] != old_refs or (
+            added and not (booking and all(r.startswith("Patient/") for r in added))
+        ):
             raise unprocessable("participants cannot be changed; cancel and rebook")
         before, after = old.get("status"), new_resource.get("status")
         appt.resource = copy.deepcopy(new_resource)

@@ -18,7 +18,7 @@ Mutations (``POST /_sandbox/mutate``, one op or ``{"ops": [...]}``)::
     {"op": "free", "slot": "sl-00000012"}       # -> free
     {"op": "set-status", "slot": ..., "status": "busy-unavailable"}
     {"op": "move", "slot": ..., "minutes": 15}  # shift start and end
-    {"op": "add-day", "date": "YYYY-MM-DD", "schedules": [...]}  # date default: after horizon
+    {"op": "add-day", "date": "YYYY-MM-DD", "schedules": [...]}  # date default: next new day
     {"op": "random", "count": 500, "seed": 1, "move_fraction": 0.0}
 
 answer ``{"slots": [ids], "schedules": [ids], "changes": [{"schedule", "start",
@@ -33,14 +33,14 @@ from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import Response
 
-from sandbox_ehr import search
+from sandbox_ehr import codes, search
 from sandbox_ehr.errors import bad_request, not_found
 from sandbox_ehr.org import BUSY, FREE, HELD, TENTATIVE, UNAVAILABLE, slot_id, slot_index
 from sandbox_ehr.store import Change
-from sandbox_ehr.timefmt import ceil_minute, minute_to_datetime, utc_iso
-from sandbox_ehr.web import json_body, query_pairs, sandbox
+from sandbox_ehr.timefmt import ceil_minute, utc_iso
+from sandbox_ehr.web import json_body, json_response, query_pairs, sandbox
 
 router = APIRouter(prefix="/_sandbox")
 STATUS_BY_NAME = {
@@ -67,15 +67,13 @@ async def truth(request: Request) -> Response:
     bounds = []
     for name in ("start", "end"):
         value = search.first(pairs, name)
-        bounds.append(ceil_minute(search._parse(value, name)[0]) if value else None)
+        bounds.append(ceil_minute(search.parse_param_datetime(value, name)[0]) if value else None)
     store = sb.store
     idx = store.free_slots(schedules, bounds[0], bounds[1])
     arr = np.asarray(idx, dtype=np.int64)
     starts, durs = store.start[arr].tolist(), store.dur[arr].tolist()
     scheds, versions = store.sched[arr].tolist(), store.version[arr].tolist()
-    tokens = [
-        [f"{search.codes.VISIT_TYPE_SYSTEM}|{c}" for c in s.service_types] for s in org.schedules
-    ]
+    tokens = [[f"{codes.VISIT_TYPE_SYSTEM}|{c}" for c in s.service_types] for s in org.schedules]
     slots = [
         {
             "id": slot_id(i),
@@ -88,7 +86,7 @@ async def truth(request: Request) -> Response:
         }
         for i, a, d, s, v in zip(idx, starts, durs, scheds, versions, strict=True)
     ]
-    return ORJSONResponse({"count": len(slots), "slots": slots})
+    return json_response({"count": len(slots), "slots": slots})
 
 
 def _slots(op: dict[str, Any], store: Any) -> list[int]:
@@ -131,25 +129,26 @@ def _apply(sb: Any, op: dict[str, Any]) -> list[Change]:
                 day = date.fromisoformat(str(op["date"]))
             except ValueError as exc:
                 raise bad_request(f"bad date {op['date']!r}") from exc
-        else:  # the first day after the last slot, at least the first day after the horizon
-            last = minute_to_datetime(int(store.start[: store.n].max())).date() if store.n else None
-            day = max(
-                store.org.horizon_end, last + timedelta(days=1) if last else store.org.horizon_end
-            )
+        else:  # the day after the last day generated or added
+            day = store.last_day + timedelta(days=1)
         scheds = None
         if op.get("schedules"):
+            if not isinstance(op["schedules"], list):
+                raise bad_request("add-day schedules is a list of schedule ids")
             try:
                 scheds = {store.org.schedule_index[s] for s in op["schedules"]}
             except KeyError as exc:
                 raise bad_request(f"unknown schedule {exc}") from exc
         return store.add_day(day, scheds)
     if kind == "random":
-        count = int(op.get("count", 10))
-        if not 1 <= count <= 100_000:
+        count = op.get("count", 10)
+        if not isinstance(count, int) or not 1 <= count <= 100_000:
             raise bad_request("random count must be within 1..100000")
         rng = random.Random(op.get("seed", 0))
         picks = rng.sample(range(store.n), min(count, store.n))
-        move_fraction = float(op.get("move_fraction", 0.0))
+        move_fraction = op.get("move_fraction", 0.0)
+        if not isinstance(move_fraction, int | float) or not 0 <= move_fraction <= 1:
+            raise bad_request("move_fraction must be within 0..1")
         moves = [i for i in picks if rng.random() < move_fraction]
         moved = set(moves)
         rest = [i for i in picks if i not in moved and i not in sb.records.slot_owner]
@@ -174,7 +173,7 @@ async def mutate(request: Request) -> Response:
         changes += _apply(sb, op)
     org = sb.store.org
     slots = sorted({i for c in changes for i in c.slots})
-    return ORJSONResponse(
+    return json_response(
         {
             "slots": [slot_id(i) for i in slots],
             "schedules": sorted({org.schedules[c.schedule].id for c in changes}),
@@ -193,12 +192,12 @@ async def mutate(request: Request) -> Response:
 @router.post("/reset")
 async def reset(request: Request) -> Response:
     changed = sandbox(request).reset()
-    return ORJSONResponse({"schedulesChanged": changed})
+    return json_response({"schedulesChanged": changed})
 
 
 @router.get("/faults")
 async def list_faults(request: Request) -> Response:
-    return ORJSONResponse({"rules": [r.as_json() for r in sandbox(request).faults.rules]})
+    return json_response({"rules": [r.as_json() for r in sandbox(request).faults.rules]})
 
 
 @router.post("/faults")
@@ -208,7 +207,7 @@ async def add_faults(request: Request) -> Response:
     specs = body.get("rules") if isinstance(body, dict) and "rules" in body else body
     specs = specs if isinstance(specs, list) else [specs]
     rules = [sb.faults.add(s) for s in specs]
-    return ORJSONResponse({"rules": [r.as_json() for r in rules]}, status_code=201)
+    return json_response({"rules": [r.as_json() for r in rules]}, 201)
 
 
 @router.delete("/faults")
@@ -237,7 +236,7 @@ async def stats(request: Request) -> Response:
         }
         for s in sb.notifier.subscriptions.values()
     }
-    return ORJSONResponse({**sb.stats.as_json(), "subscriptions": subs})
+    return json_response({**sb.stats.as_json(), "subscriptions": subs})
 
 
 @router.delete("/stats")
@@ -251,7 +250,7 @@ async def get_config(request: Request) -> Response:
     sb = sandbox(request)
     cfg = sb.config
     org = sb.store.org
-    return ORJSONResponse(
+    return json_response(
         {
             "fhirVersion": cfg.fhir_version,
             "size": cfg.size,

@@ -5,6 +5,12 @@ start lies in [start, end); R4's ``GET Slot`` returns every status unless
 ``status`` is given, so that pollers using ``_lastUpdated`` learn about slots that
 stopped being free. Both are keyset-paged with opaque ``_cursor`` next links and
 may ``_include`` the page's Schedules and their actors.
+
+Beyond the IG's ``$prefetch`` parameters the sandbox accepts ``schedule``
+(``Schedule/sch-dev-1`` or ``sch-dev-1``) and ``actor`` (any actor reference, e.g.
+``Device/dev-1``, which no IG parameter can name), so a client can re-fetch
+exactly the schedule a notification names. A date without a time
+(``start=2026-11-26``) means 00:00 UTC of that day.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ from fastapi.responses import Response
 from sandbox_ehr import codes, paging, search
 from sandbox_ehr.errors import FhirError, not_found
 from sandbox_ehr.fhir_render import bundle, entry
+from sandbox_ehr.listing import offset_bundle, page_params
 from sandbox_ehr.org import slot_index
 from sandbox_ehr.store import Page
 from sandbox_ehr.web import fhir_base, fhir_response, json_body, query_pairs, sandbox
@@ -25,26 +32,11 @@ router = APIRouter()
 ENTITY_TYPES = ("Practitioner", "Location", "Device", "Organization")
 
 
-def _page_params(
-    request: Request, pairs: list[tuple[str, str]]
-) -> tuple[list[tuple[str, str]], int, int | None, int | None]:
-    """Search params, page size, cursor key and carried total (from ``_cursor`` if present)."""
-    sb = sandbox(request)
-    token = search.first(pairs, paging.CURSOR_PARAM)
-    if token:
-        cur = paging.decode(token)
-        count = search.page_size(pairs, cur.count, sb.config.max_page_size)
-        return cur.params, count, cur.after, cur.total
-    params = [(k, v) for k, v in pairs if k not in (paging.CURSOR_PARAM, "_count")]
-    count = search.page_size(pairs, sb.config.page_size, sb.config.max_page_size)
-    return params, count, None, None
-
-
 def _slot_bundle(
     request: Request, pairs: list[tuple[str, str]], path: str, prefetch: bool
 ) -> Response:
     sb = sandbox(request)
-    params, count, after, total = _page_params(request, pairs)
+    params, count, after, total = page_params(request, pairs)
     org = sb.store.org
     if prefetch:
         query = search.prefetch_query(org, params)
@@ -125,29 +117,20 @@ async def slot_search(request: Request) -> Response:
 @router.get("/fhir/Schedule")
 async def schedule_search(request: Request) -> Response:
     sb = sandbox(request)
-    params, count, after, _ = _page_params(request, query_pairs(request))
-    allowed = search.schedules_matching(sb.store.org, params)
-    matches = sorted(allowed) if allowed is not None else list(range(len(sb.store.org.schedules)))
-    offset = after or 0
-    chosen = matches[offset : offset + count]
-    base = fhir_base(request)
-    entries = [
-        entry(base, sb.renderer.schedule(sb.store.org.schedules[s], int(sb.store.horizon_end[s])))
-        for s in chosen
+    org = sb.store.org
+    params, count, after, _ = page_params(request, query_pairs(request))
+    allowed = search.schedules_matching(org, params)
+    indices = sorted(allowed) if allowed is not None else range(len(org.schedules))
+    matches = [
+        sb.renderer.schedule(org.schedules[s], int(sb.store.horizon_end[s])) for s in indices
     ]
-    if search.includes(params).actors:
-        seen: dict[str, None] = {}
-        for s in chosen:
-            for ref in sb.store.org.schedules[s].actor_refs:
-                seen[ref] = None
-        entries += [entry(base, r, "include") for r in map(sb.renderer.resource, seen) if r]
-    next_url = None
-    if offset + count < len(matches) and count:
-        token = paging.encode(paging.Cursor(params, offset + count, len(matches), count))
-        next_url = f"{base}/Schedule?{paging.CURSOR_PARAM}={token}"
-    return fhir_response(
-        bundle(entries, total=len(matches), self_url=str(request.url), next_url=next_url)
-    )
+
+    def actors(chosen: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        refs = dict.fromkeys(a["reference"] for s in chosen for a in s["actor"])
+        return [r for r in map(sb.renderer.resource, refs) if r]
+
+    include = actors if search.includes(params).actors else None
+    return offset_bundle(request, "Schedule", params, matches, count, after or 0, include)
 
 
 def _entity_matches(resource: dict[str, Any], params: list[tuple[str, str]]) -> bool:
@@ -184,39 +167,35 @@ async def entity_search(request: Request, rtype: str) -> Response:
     sb = sandbox(request)
     if rtype not in ENTITY_TYPES:
         raise not_found(f"resource type {rtype}")
-    params, count, after, _ = _page_params(request, query_pairs(request))
+    params, count, after, _ = page_params(request, query_pairs(request))
     refs = [ref for ref in sb.store.org.resources if ref.startswith(f"{rtype}/")]
     matches = [r for r in map(sb.renderer.resource, refs) if r and _entity_matches(r, params)]
-    offset = after or 0
-    base = fhir_base(request)
-    next_url = None
-    if offset + count < len(matches) and count:
-        token = paging.encode(paging.Cursor(params, offset + count, len(matches), count))
-        next_url = f"{base}/{rtype}?{paging.CURSOR_PARAM}={token}"
-    entries = [entry(base, r) for r in matches[offset : offset + count]]
-    return fhir_response(
-        bundle(entries, total=len(matches), self_url=str(request.url), next_url=next_url)
-    )
+    return offset_bundle(request, rtype, params, matches, count, after or 0)
 
 
 @router.get("/fhir/{rtype}/{rid}")
 async def read(request: Request, rtype: str, rid: str) -> Response:
+    """Read by id; the ETag carries meta.versionId as FHIR servers do."""
+    resource = _lookup(request, rtype, rid)
+    version = (resource.get("meta") or {}).get("versionId")
+    return fhir_response(resource, headers={"ETag": f'W/"{version}"'} if version else None)
+
+
+def _lookup(request: Request, rtype: str, rid: str) -> dict[str, Any]:
     sb = sandbox(request)
     if rtype == "Slot":
         i = slot_index(rid)
         if i is None or not sb.store.exists(i):
             raise not_found(f"Slot/{rid}")
-        return fhir_response(sb.renderer.slot_resources(sb.store, [i])[0])
+        return sb.renderer.slot_resources(sb.store, [i])[0]
     if rtype == "Schedule":
         s = sb.store.org.schedule_index.get(rid)
         if s is None:
             raise not_found(f"Schedule/{rid}")
-        return fhir_response(
-            sb.renderer.schedule(sb.store.org.schedules[s], int(sb.store.horizon_end[s]))
-        )
+        return sb.renderer.schedule(sb.store.org.schedules[s], int(sb.store.horizon_end[s]))
     if rtype in ENTITY_TYPES:
         res = sb.renderer.resource(f"{rtype}/{rid}")
         if res is None:
             raise not_found(f"{rtype}/{rid}")
-        return fhir_response(res)
-    return fhir_response(sb.records.read(rtype, rid))
+        return res
+    return sb.records.read(rtype, rid)

@@ -6,14 +6,16 @@ HTTP parsing only; the state machine lives in :mod:`sandbox_ehr.records`.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-from sandbox_ehr import codes, paging, search
+from sandbox_ehr import codes, search
 from sandbox_ehr.errors import FhirError, bad_request, not_found
 from sandbox_ehr.fhir_render import bundle, entry
+from sandbox_ehr.listing import offset_bundle, page_params
 from sandbox_ehr.patch import apply_fhirpath_patch, apply_json_patch
 from sandbox_ehr.records import Appt, appointment_start
 from sandbox_ehr.timefmt import ceil_minute, http_date
@@ -31,8 +33,10 @@ def _op_inputs(body: Any) -> dict[str, list[Any]]:
     if body.get("resourceType") != "Parameters":
         raise bad_request("body must be a Parameters or Appointment resource")
     out: dict[str, list[Any]] = {}
-    for p in body.get("parameter") or []:
+    for p in search.parameter_list(body):
         name = p.get("name")
+        if not isinstance(name, str):
+            raise bad_request("every parameter needs a name")
         if "resource" in p:
             value = p["resource"]
         else:
@@ -53,8 +57,6 @@ def _appointment_response(request: Request, appt: Appt, created: bool, hold: boo
     body = bundle([entry(base, appt.resource)], total=1, self_url=str(request.url), profile=profile)
     headers = {}
     if hold and appt.hold_expires is not None:
-        from datetime import UTC, datetime
-
         headers["Expires"] = http_date(datetime.fromtimestamp(appt.hold_expires, UTC))
     if created:
         headers["Location"] = f"{base}/Appointment/{appt.id}/_history/{appt.version}"
@@ -139,6 +141,8 @@ async def create_appointment(request: Request) -> Response:
     _r4_only(request, "Appointment create")
     appt = sandbox(request).records.create(await json_body(request))
     headers = {"Location": f"{fhir_base(request)}/Appointment/{appt.id}/_history/{appt.version}"}
+    if appt.hold_expires is not None:
+        headers["Expires"] = http_date(datetime.fromtimestamp(appt.hold_expires, UTC))
     return fhir_response(appt.resource, 201, headers)
 
 
@@ -159,45 +163,11 @@ async def put_appointment(request: Request, rid: str) -> Response:
     return fhir_response(existing.resource)
 
 
-def _offset_bundle(
-    request: Request,
-    path: str,
-    params: list[tuple[str, str]],
-    matches: list[dict],
-    count: int,
-    offset: int,
-) -> Response:
-    base = fhir_base(request)
-    next_url = None
-    if count and offset + count < len(matches):
-        token = paging.encode(paging.Cursor(params, offset + count, len(matches), count))
-        next_url = f"{base}/{path}?{paging.CURSOR_PARAM}={token}"
-    entries = [entry(base, r) for r in matches[offset : offset + count]]
-    return fhir_response(
-        bundle(entries, total=len(matches), self_url=str(request.url), next_url=next_url)
-    )
-
-
-def _params(request: Request) -> tuple[list[tuple[str, str]], int, int]:
-    sb = sandbox(request)
-    pairs = query_pairs(request)
-    token = search.first(pairs, paging.CURSOR_PARAM)
-    if token:
-        cur = paging.decode(token)
-        return (
-            cur.params,
-            search.page_size(pairs, cur.count, sb.config.max_page_size),
-            cur.after or 0,
-        )
-    params = [(k, v) for k, v in pairs if k not in (paging.CURSOR_PARAM, "_count")]
-    return params, search.page_size(pairs, sb.config.page_size, sb.config.max_page_size), 0
-
-
 @router.get("/fhir/Appointment")
 async def search_appointments(request: Request) -> Response:
     sb = sandbox(request)
     sb.records.expire_holds()
-    params, count, offset = _params(request)
+    params, count, after, _ = page_params(request, query_pairs(request))
     ids = set(search.split_values(params, "_id"))
     statuses = set(search.split_values(params, "status"))
     wanted_refs = [
@@ -230,7 +200,7 @@ async def search_appointments(request: Request) -> Response:
             if (lo is not None and m < lo) or (hi is not None and m >= hi):
                 continue
         out.append(res)
-    return _offset_bundle(request, "Appointment", params, out, count, offset)
+    return offset_bundle(request, "Appointment", params, out, count, after or 0)
 
 
 @router.post("/fhir/Patient")
@@ -243,7 +213,7 @@ async def register_patient(request: Request) -> Response:
 @router.get("/fhir/Patient")
 async def search_patients(request: Request) -> Response:
     sb = sandbox(request)
-    params, count, offset = _params(request)
+    params, count, after, _ = page_params(request, query_pairs(request))
     out = []
     for p in sb.records.patients.values():
         names = p.get("name") or [{}]
@@ -270,7 +240,7 @@ async def search_patients(request: Request) -> Response:
             ok &= p.get("gender") == v
         if ok:
             out.append(p)
-    return _offset_bundle(request, "Patient", params, out, count, offset)
+    return offset_bundle(request, "Patient", params, out, count, after or 0)
 
 
 @router.post("/fhir/Coverage")

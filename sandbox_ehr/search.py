@@ -18,7 +18,7 @@ from typing import Any
 from sandbox_ehr import codes
 from sandbox_ehr.errors import bad_request
 from sandbox_ehr.fhir_render import statuses_for
-from sandbox_ehr.org import FREE, Organisation
+from sandbox_ehr.org import FREE, Organisation, slot_index
 from sandbox_ehr.store import SlotQuery
 from sandbox_ehr.timefmt import BadDateTime, ceil_minute, parse_datetime, to_ms
 
@@ -28,18 +28,27 @@ ACTOR_KINDS = {
     "location": "Location",
     "organization": "Organization",
     "actor": None,
+    "schedule.actor": None,
     "schedule": "Schedule",
 }
 INCLUDE_SCHEDULE = {"Slot:schedule", "Slot:schedule:Schedule", "*"}
 INCLUDE_ACTOR_PREFIX = "Schedule:actor"
 
 
+def parameter_list(body: Any, element: str = "parameter") -> list[dict[str, Any]]:
+    """``Parameters.parameter`` (or a parameter's ``part``) checked to be a list of objects."""
+    items = body.get(element) or [] if isinstance(body, dict) else None
+    if not isinstance(items, list) or not all(isinstance(p, dict) for p in items):
+        raise bad_request(f"Parameters {element} must be a list of parameters")
+    return items
+
+
 def parameters_to_pairs(body: dict[str, Any]) -> list[tuple[str, str]]:
     """A FHIR ``Parameters`` resource -> (name, string value) pairs (primitive values only)."""
-    if body.get("resourceType") != "Parameters":
+    if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
         raise bad_request("body must be a Parameters resource")
     pairs = []
-    for p in body.get("parameter") or []:
+    for p in parameter_list(body):
         name = p.get("name")
         if not isinstance(name, str):
             raise bad_request("every parameter needs a name")
@@ -59,7 +68,8 @@ def parameters_to_pairs(body: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 def split_values(pairs: Iterable[tuple[str, str]], name: str) -> list[str]:
-    out = []
+    """Every value of ``name``, comma-separated values split (FHIR OR semantics)."""
+    out: list[str] = []
     for k, v in pairs:
         if k == name:
             out.extend(x.strip() for x in v.split(",") if x.strip())
@@ -86,8 +96,13 @@ def _token_match(value: str, system: str, code: str) -> bool:
     return vc == code and (vs is None or vs == system)
 
 
-def schedules_matching(org: Organisation, pairs: list[tuple[str, str]]) -> frozenset[int] | None:
-    """Schedule indices allowed by actor/specialty/visit-type filters; None = no filter."""
+def schedules_matching(
+    org: Organisation, pairs: list[tuple[str, str]], ids_are_schedules: bool = True
+) -> frozenset[int] | None:
+    """Schedule indices allowed by actor/specialty/visit-type filters; None = no filter.
+
+    ``_id`` names schedules only in a Schedule search (``ids_are_schedules``).
+    """
     allowed: set[int] | None = None
 
     def narrow(found: set[int]) -> None:
@@ -111,17 +126,9 @@ def schedules_matching(org: Organisation, pairs: list[tuple[str, str]]) -> froze
                 found.update(org.schedules_by_actor.get(ref, ()))
         narrow(found)
     strings = [v.lower() for v in split_values(pairs, "location-string")]
-    if strings:
+    if strings:  # any part of the address (line, city, state, zip), case-insensitive
         narrow(
-            {
-                s.index
-                for s in org.schedules
-                if any(
-                    t.startswith(q) or q in " ".join(s.address_terms)
-                    for q in strings
-                    for t in s.address_terms
-                )
-            }
+            {s.index for s in org.schedules if any(q in " ".join(s.address_terms) for q in strings)}
         )
     specialties = split_values(pairs, "specialty")
     if specialties:
@@ -146,12 +153,13 @@ def schedules_matching(org: Organisation, pairs: list[tuple[str, str]]) -> froze
                 )
             }
         )
-    for v in split_values(pairs, "_id"):
+    for v in split_values(pairs, "_id") if ids_are_schedules else ():
         narrow({org.schedule_index[v]} if v in org.schedule_index else set())
     return frozenset(allowed) if allowed is not None else None
 
 
-def _parse(value: str, param: str) -> tuple[datetime, datetime]:
+def parse_param_datetime(value: str, param: str) -> tuple[datetime, datetime]:
+    """A date/dateTime parameter value as a UTC range; 400 OperationOutcome when malformed."""
     try:
         return parse_datetime(value)
     except BadDateTime as exc:
@@ -180,7 +188,7 @@ def date_window(values: list[str], param: str) -> tuple[int | None, int | None]:
         prefix, text = (
             (raw[:2], raw[2:]) if raw[:2] in ("ge", "gt", "le", "lt", "eq") else ("eq", raw)
         )
-        a, b = _parse(text, param)
+        a, b = parse_param_datetime(text, param)
         instant = a == b
         if prefix == "ge":
             up(ceil_minute(a))
@@ -228,13 +236,16 @@ def prefetch_query(org: Organisation, pairs: list[tuple[str, str]]) -> SlotQuery
     start = first(pairs, "start")
     end = first(pairs, "end")
     if start:
-        lo = ceil_minute(_parse(start, "start")[0])
+        lo = ceil_minute(parse_param_datetime(start, "start")[0])
     if end:
-        hi = ceil_minute(_parse(end, "end")[0])
+        hi = ceil_minute(parse_param_datetime(end, "end")[0])
     if lo is not None and hi is not None and hi < lo:
         raise bad_request("end must not be before start")
     return SlotQuery(
-        lo=lo, hi=hi, schedules=schedules_matching(org, pairs), statuses=frozenset({FREE})
+        lo=lo,
+        hi=hi,
+        schedules=schedules_matching(org, pairs, ids_are_schedules=False),
+        statuses=frozenset({FREE}),
     )
 
 
@@ -256,13 +267,16 @@ def slot_search_query(org: Organisation, flavour: str, pairs: list[tuple[str, st
         prefix, text = raw[:2], raw[2:]
         if prefix not in ("gt", "ge"):
             raise bad_request("_lastUpdated supports the gt and ge prefixes")
-        a, _ = _parse(text, "_lastUpdated")
+        a, _ = parse_param_datetime(text, "_lastUpdated")
         ms = to_ms(a) - (1 if prefix == "ge" else 0)
         updated_after = ms if updated_after is None else max(updated_after, ms)
+    ids = split_values(pairs, "_id")
+    slots = frozenset(i for i in map(slot_index, ids) if i is not None) if ids else None
     return SlotQuery(
         lo=lo,
         hi=hi,
-        schedules=schedules_matching(org, pairs),
+        schedules=schedules_matching(org, pairs, ids_are_schedules=False),
         statuses=statuses,
         updated_after_ms=updated_after,
+        slots=slots,
     )

@@ -44,5 +44,6 @@ class Sandbox:
         self.records.clear()
         self.faults.clear()
         self.stats.clear()
+        changed = self.store.reset()
         self.renderer = Renderer(self.store.org, self.config.fhir_version, int(time.time() * 1000))
-        return len(self.store.reset())
+        return len(changed)

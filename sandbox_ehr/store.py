@@ -17,7 +17,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 
@@ -55,6 +55,7 @@ class SlotQuery:
     schedules: frozenset[int] | None = None
     statuses: frozenset[int] | None = None
     updated_after_ms: int | None = None
+    slots: frozenset[int] | None = None  # explicit slot indices (``_id``)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,7 @@ class SlotStore:
         self._params = (seed, size, start_date, horizon_days)
         self.listeners: list[Callable[[list[Change]], None]] = []
         self._last_ms = 0
+        self._loaded = False
         self.org: Organisation
         self.reset()
 
@@ -78,10 +80,8 @@ class SlotStore:
     def reset(self) -> list[Change]:
         """Back to the seed's state; returns a Change for every schedule that differed."""
         org, arrays = generate(*self._params)
-        previous = getattr(self, "start", None)
-        changes: list[Change] = []
-        if previous is not None:
-            changes = self._diff(arrays)
+        changes = self._diff(arrays) if self._loaded else []
+        self._loaded = True
         self.org = org
         self.n = len(arrays)
         self.start = arrays.start.copy()
@@ -91,6 +91,7 @@ class SlotStore:
         self.version = np.ones(self.n, dtype=np.int32)
         self.updated = np.full(self.n, self._tick(), dtype=np.int64)
         self.horizon_end = np.full(len(org.schedules), _epoch_minute_of(org.horizon_end), np.int64)
+        self.last_day = org.horizon_end - timedelta(days=1)  # latest day generated or added
         self._rebuild_index()
         if changes:
             self._emit(changes)
@@ -109,9 +110,10 @@ class SlotStore:
         out = []
         for s, idx in per.items():
             lows = [int(self.start[i]) for i in idx]
+            highs = [int(self.start[i] + self.dur[i]) for i in idx]
             lows += [int(fresh.start[i]) for i in idx if i < len(fresh)]
-            hi = max(int(self.start[i] + self.dur[i]) for i in idx)
-            out.append(Change(s, min(lows), hi, tuple(idx)))
+            highs += [int(fresh.start[i] + fresh.dur[i]) for i in idx if i < len(fresh)]
+            out.append(Change(s, min(lows), max(highs), tuple(idx)))
         return out
 
     def _tick(self) -> int:
@@ -133,6 +135,15 @@ class SlotStore:
         """Up to ``count`` slot indices matching ``q`` with key > ``after_key``, in key order."""
         lo_key = (q.lo << KEY_SHIFT) if q.lo is not None else -(2**62)
         hi_key = (q.hi << KEY_SHIFT) if q.hi is not None else 2**62
+        if q.slots is not None:
+            idx = np.array(sorted(i for i in q.slots if 0 <= i < self.n), dtype=np.int64)
+            keys = np.sort((self.start[idx] << KEY_SHIFT) | idx)
+            window = keys[(keys >= lo_key) & (keys < hi_key)]
+            matches = window[self._mask(window, q)]
+            total = len(matches) if want_total else None
+            if after_key is not None:
+                matches = matches[np.searchsorted(matches, after_key, side="right") :]
+            return self._cut(matches, count, total)
         if q.schedules is not None and len(q.schedules) <= FEW_SCHEDULES:
             parts = []
             for s in sorted(q.schedules):
@@ -253,6 +264,7 @@ class SlotStore:
 
     def add_day(self, day: date, schedules: set[int] | None = None) -> list[Change]:
         """Generate one more day of slots (for schedules that have none that day yet)."""
+        self.last_day = max(self.last_day, day)
         day_lo = _epoch_minute_of(day) - 14 * 60
         day_hi = day_lo + 24 * 60 + 28 * 60
         candidates = set(range(len(self.org.schedules))) if schedules is None else set(schedules)

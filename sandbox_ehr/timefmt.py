@@ -34,7 +34,8 @@ def _day_text(day_number: int) -> str:
 
 
 @lru_cache(maxsize=64)
-def _offset_text(minutes: int) -> str:
+def offset_text(minutes: int) -> str:
+    """``-300`` -> ``-05:00``."""
     sign = "+" if minutes >= 0 else "-"
     minutes = abs(minutes)
     return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
@@ -44,7 +45,7 @@ def local_iso(minute: int, offset: int) -> str:
     """Epoch minute rendered at a fixed offset, seconds included."""
     local = minute + offset
     day, rem = divmod(local, 1440)
-    return f"{_day_text(day)}T{rem // 60:02d}:{rem % 60:02d}:00{_offset_text(offset)}"
+    return f"{_day_text(day)}T{rem // 60:02d}:{rem % 60:02d}:00{offset_text(offset)}"
 
 
 def utc_iso(minute: int) -> str:

@@ -43,3 +43,8 @@ def fhir_response(
     return Response(
         orjson.dumps(resource), status_code=status, media_type=FHIR_JSON, headers=headers
     )
+
+
+def json_response(body: Any, status: int = 200) -> Response:
+    """Plain JSON for the control API (orjson: truth answers can be large)."""
+    return Response(orjson.dumps(body), status_code=status, media_type="application/json")

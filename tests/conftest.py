@@ -33,8 +33,8 @@ def engine(
         eng = make_engine(url)
         with eng.begin() as conn:
             conn.exec_driver_sql(
-                "TRUNCATE slots, schedule_actors, schedules, actors, sync_runs, sync_chunks,"
-                " sync_marks, subscriptions"
+                "TRUNCATE slot_claims, slots, schedule_actors, schedules, actors, sync_runs,"
+                " sync_chunks, sync_marks, subscriptions"
                 " RESTART IDENTITY CASCADE"
             )
     yield eng

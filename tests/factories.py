@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from app.domain import VISIT_TYPE_SYSTEM, Slot
 
-T0 = datetime(2030, 1, 7, 14, 0, tzinfo=UTC)  # a Monday, 09:00 in New York
+
+def _next_monday(days_ahead: int = 7) -> datetime:
+    day = datetime.now(UTC).date() + timedelta(days=days_ahead)
+    day += timedelta(days=-day.weekday() % 7)
+    return datetime(day.year, day.month, day.day, 14, 0, tzinfo=UTC)
+
+
+# A Monday 14:00 UTC (09:00 in New York) one to two weeks ahead: inside every booking
+# horizon the rules allow, so test data stays bookable whatever day the suite runs.
+T0 = _next_monday()
+T0_DAY = T0.date().isoformat()
+T0_NEXT_DAY = (T0.date() + timedelta(days=1)).isoformat()
+OPEN_RULES = Path(__file__).parent / "data" / "open-rules.yaml"
 
 
 def slot(

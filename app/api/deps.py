@@ -1,4 +1,4 @@
-"""FastAPI dependencies: settings and a read session per request."""
+"""FastAPI dependencies: settings, a read session per request, the booking service."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
+from app.booking.context import BookingContext
 from app.settings import Settings
 
 
@@ -22,3 +23,10 @@ def get_session(request: Request) -> Iterator[Session]:
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_booking(request: Request) -> BookingContext:
+    return request.app.state.booking  # type: ignore[no-any-return]
+
+
+BookingDep = Annotated[BookingContext, Depends(get_booking)]

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 
 from app.errors import CacheStale, InvalidParameter
 from app.fhir.appointment import to_r4, to_stu3
@@ -14,25 +15,84 @@ from app.fhir.bundle import avail_bundle, included_actors, outcome_issue
 from app.fhir.find_params import ParsedFind, parse_find_parameters, parse_find_query
 from app.find import find_appointments
 
+from .auth import APPOINTMENT_READ, require_scopes
 from .deps import SessionDep, SettingsDep
+from .openapi import BUNDLE_REF, fhir_content
 from .responses import FhirResponse
 
 router = APIRouter()
+
+
+def _query(name: str, description: str, example: str, **schema: object) -> dict[str, object]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": name in ("start", "end"),
+        "description": description,
+        "example": example,
+        "schema": {"type": "string", **schema},
+    }
+
+
+VISIT_TYPE = "http://fhir.org/guides/argonaut-scheduling/CodeSystem/visit-type|office-visit"
+# Documented for integrators (and fuzzed by the test suite); parsed by app.fhir.find_params.
+FIND_PARAMETERS = [
+    _query("start", "FHIR date or dateTime with offset: the earliest start", "2030-01-07"),
+    _query("end", "FHIR date or dateTime with offset: after start", "2030-01-08T00:00:00Z"),
+    _query("visit-type", "system|code; comma = OR, in preference order", VISIT_TYPE),
+    _query(
+        "specialty",
+        "system|code of the practitioner's specialty",
+        "http://snomed.info/sct|419772000",
+    ),
+    _query("practitioner", "Practitioner/<id>; comma = OR (alias: provider)", "Practitioner/pr-1"),
+    _query(
+        "location-reference", "Location/<id>; comma = OR (alias: location)", "Location/clinic-1"
+    ),
+    _query("location-string", "part of a clinic address: city, state or zip", "Springfield"),
+    _query("patient-reference", "Patient/<id>: eligibility of a known patient", "Patient/123"),
+    _query("_count", "at most this many appointments (1-1000)", "10", pattern="^[0-9]+$"),
+    _query(
+        "_include",
+        "Appointment:practitioner | Appointment:location | Appointment:actor",
+        "Appointment:actor",
+    ),
+]
+FIND_DOC = {
+    "dependencies": [Depends(require_scopes(APPOINTMENT_READ))],
+    "response_class": FhirResponse,
+    "responses": {200: fhir_content(BUNDLE_REF, "avail-bundle of proposed appointments")},
+}
 
 
 def _answer(request: Request, parsed: ParsedFind, session: Any, settings: Any) -> FhirResponse:
     state = request.app.state
     state.rules_store.reload_if_changed()
     now = datetime.now(UTC)
+    find_request = parsed.request
+    capped = find_request.count is None
+    if capped:  # one more than the limit tells whether the answer was cut
+        find_request = replace(find_request, count=settings.find_max_results + 1)
     result = find_appointments(
         session,
-        parsed.request,
+        find_request,
         rules=state.rules_store.current,
         catalog=state.catalog.get(session),
         now=now,
         sign=state.sign_proposal,
     )
+    appointments = result.appointments
     issues = [outcome_issue("warning", "informational", n.message) for n in result.notices]
+    if capped and len(appointments) > settings.find_max_results:
+        appointments = appointments[: settings.find_max_results]
+        issues.append(
+            outcome_issue(
+                "warning",
+                "too-costly",
+                f"only the first {settings.find_max_results} appointments are listed; "
+                "pass _count or narrow the window",
+            )
+        )
     issues += [
         outcome_issue("warning", "not-supported", f"parameter {name} was not used")
         for name in parsed.ignored
@@ -52,11 +112,11 @@ def _answer(request: Request, parsed: ParsedFind, session: Any, settings: Any) -
                     f"availability was last confirmed {int(age.total_seconds())} s ago",
                 )
             )
-    if not result.appointments:
+    if not appointments:
         issues.append(outcome_issue("information", "not-found", "no appointments available"))
     render = to_r4 if settings.ehr_fhir_version == "r4" else to_stu3
     requested = (parsed.request.start, parsed.request.end)
-    resources = [render(a, requested, result.actors) for a in result.appointments]
+    resources = [render(a, requested, result.actors) for a in appointments]
     bundle = avail_bundle(
         resources,
         base_url=str(request.base_url).rstrip("/") + "/fhir",
@@ -68,13 +128,13 @@ def _answer(request: Request, parsed: ParsedFind, session: Any, settings: Any) -
     return FhirResponse(bundle)
 
 
-@router.get("/Appointment/$find", response_class=FhirResponse)
+@router.get("/Appointment/$find", openapi_extra={"parameters": FIND_PARAMETERS}, **FIND_DOC)
 def find_get(request: Request, session: SessionDep, settings: SettingsDep) -> FhirResponse:
     parsed = parse_find_query(request.query_params.multi_items())
     return _answer(request, parsed, session, settings)
 
 
-@router.post("/Appointment/$find", response_class=FhirResponse)
+@router.post("/Appointment/$find", **FIND_DOC)
 async def find_post(request: Request, session: SessionDep, settings: SettingsDep) -> FhirResponse:
     try:
         body = orjson.loads(await request.body())

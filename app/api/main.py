@@ -7,21 +7,41 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
-from sqlalchemy import text
 
+from app.booking.context import BookingContext
+from app.booking.refresh import refresh_with_load
 from app.cache.catalog import CatalogCache
-from app.runtime import coordinator, dispatcher, get_engine
+from app.ehr.gateway import EhrGateway
+from app.observability.logging import configure_logging
+from app.runtime import coordinator, dispatcher, ehr_client, get_engine
 from app.settings import Settings, get_settings
 from rules.appointment_id import encode
 from rules.loader import RulesStore
+from rules.schema import RulesFile
 
-from . import admin, fhir_find, webhook
+from . import admin, fhir_find, fhir_patient, fhir_write, metadata, webhook
+from .auth import install_auth
 from .errors import install_error_handlers
-from .responses import FhirResponse
+from .health import Check, add_readiness_check, install_health
+from .middleware import install_middleware
+from .openapi import install_openapi
+
+
+def rules_check(app: FastAPI) -> Check:
+    """Ready once rules are loaded; a rejected newer file is reported, the old rules serve."""
+    store = getattr(app.state, "rules_store", None)
+    if store is None:
+        return Check(False, "rules not loaded yet")
+    rules = store.current
+    detail = f"{rules.organization.name}: {len(rules.visit_types)} visit types from {store.path}"
+    if store.last_error is not None:
+        detail += "; a newer file was rejected, previous rules in force"
+    return Check(True, detail)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    configure_logging(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -34,22 +54,36 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         app.state.coordinator = coordinator(settings)
         app.state.dispatcher = dispatcher(settings)
+        store: RulesStore = app.state.rules_store
+        client = ehr_client(settings)
+
+        def current_rules() -> RulesFile:
+            store.reload_if_changed()
+            return store.current
+
+        app.state.booking = BookingContext(
+            engine=app.state.engine,
+            gateway=EhrGateway(client),
+            rules=current_rules,
+            settings=settings,
+            refresh=partial(refresh_with_load, app.state.engine, client),
+        )
         yield
+        client.close()
+        app.state.authenticator.close()
 
     app = FastAPI(title="slotsync", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
     install_error_handlers(app)
+    install_middleware(app, settings)
+    install_auth(app, settings)
+    install_health(app, settings)
+    add_readiness_check(app, "rules", lambda: rules_check(app))
+    app.include_router(metadata.router, prefix="/fhir", tags=["fhir"])
     app.include_router(fhir_find.router, prefix="/fhir", tags=["fhir"])
+    app.include_router(fhir_write.router, prefix="/fhir", tags=["fhir"])
+    app.include_router(fhir_patient.router, prefix="/fhir", tags=["fhir"])
     app.include_router(webhook.router, tags=["sync"])
     app.include_router(admin.router, tags=["ops"])
-
-    @app.get("/healthz", response_class=FhirResponse, tags=["ops"])
-    def healthz() -> FhirResponse:
-        return FhirResponse({"status": "ok"})
-
-    @app.get("/readyz", tags=["ops"])
-    def readyz() -> FhirResponse:
-        with app.state.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        return FhirResponse({"status": "ready"})
-
+    install_openapi(app)
     return app

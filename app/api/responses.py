@@ -8,6 +8,8 @@ import orjson
 from fastapi.responses import Response
 
 FHIR_JSON = "application/fhir+json"
+REQUEST_ID_HEADER = "X-Request-ID"
+REQUEST_ID_EXTENSION = "http://slotsync.example/fhir/StructureDefinition/request-id"
 
 
 class FhirResponse(Response):
@@ -18,9 +20,39 @@ class FhirResponse(Response):
 
 
 def operation_outcome(
-    severity: str, code: str, diagnostics: str, *, expression: str | None = None
+    severity: str,
+    code: str,
+    diagnostics: str,
+    *,
+    expression: str | None = None,
+    request_id: str | None = None,
 ) -> dict[str, Any]:
+    """An OperationOutcome with one issue; ``request_id`` ties it to the server's log lines."""
     issue: dict[str, Any] = {"severity": severity, "code": code, "diagnostics": diagnostics}
     if expression:
         issue["expression"] = [expression]
-    return {"resourceType": "OperationOutcome", "issue": [issue]}
+    outcome: dict[str, Any] = {"resourceType": "OperationOutcome"}
+    if request_id:
+        outcome["extension"] = [{"url": REQUEST_ID_EXTENSION, "valueString": request_id}]
+    outcome["issue"] = [issue]
+    return outcome
+
+
+def outcome_response(
+    status: int,
+    code: str,
+    diagnostics: str,
+    *,
+    request_id: str | None,
+    severity: str = "error",
+    expression: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> FhirResponse:
+    """The one shape of every error answer: OperationOutcome, status, correlation id header."""
+    all_headers = dict(headers or {})
+    if request_id:
+        all_headers.setdefault(REQUEST_ID_HEADER, request_id)
+    body = operation_outcome(
+        severity, code, diagnostics, expression=expression, request_id=request_id
+    )
+    return FhirResponse(body, status_code=status, headers=all_headers)

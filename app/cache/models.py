@@ -218,3 +218,34 @@ class SubscriptionRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index("ix_subscriptions_endpoint", "endpoint", "fhir_version", unique=True),)
+
+
+class SlotClaimRow(Base):
+    """A slot held or booked through slotsync: hidden from ``$find`` until it expires.
+
+    The primary key makes a slot claimable by one request at a time across every
+    API process: a claim is inserted *before* the EHR is asked, so the EHR sees at
+    most one hold/book attempt per slot at a time. ``kind`` moves pending -> held |
+    booked as the EHR answers; ``confirmed_at`` is when the EHR accepted it (null
+    while pending), which lets a later sync tell stale claims from fresh ones.
+    Slot times and schedule are copied here because the sync may delete the slot
+    row (busy) while the claim still matters.
+    """
+
+    __tablename__ = "slot_claims"
+
+    slot_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    claim_id: Mapped[str] = mapped_column(String(64), nullable=False)
+    appointment_id: Mapped[str | None] = mapped_column(String(200))  # EHR Appointment id
+    kind: Mapped[str] = mapped_column(String(16), nullable=False)  # pending | held | booked
+    schedule_id: Mapped[str] = mapped_column(String(200), nullable=False)
+    slot_start: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    slot_end: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    confirmed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    __table_args__ = (
+        Index("ix_slot_claims_claim", "claim_id"),
+        Index("ix_slot_claims_appointment", "appointment_id"),
+    )

@@ -6,19 +6,22 @@ executemany (SQLAlchemy's insertmanyvalues), never row-by-row ORM flushes.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import psycopg
-from sqlalchemy import Row, case, delete, func, or_, select, text, update
+from sqlalchemy import Row, Text, case, cast, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.domain import Actor, Schedule, Slot
 
+from . import claims
 from .models import ActorRow, ScheduleActorRow, ScheduleRow, SlotRow, SyncMarkRow
+from .runs import finish_run, recent_runs, start_run  # noqa: F401 (their callers predate runs.py)
 from .snapshot import SnapshotPlan
 
 BATCH = 2000
@@ -450,17 +453,47 @@ def schedule_ids_for_actors(
 
 
 def free_slots(
-    session: Session, start: datetime, end: datetime, schedule_ids: Collection[str] | None = None
+    session: Session,
+    start: datetime,
+    end: datetime,
+    schedule_ids: Collection[str] | None = None,
+    *,
+    now: datetime | None = None,
 ) -> list[Slot]:
-    """Free cached slots starting in [start, end), ordered by start (the $find read)."""
+    """Free cached slots starting in [start, end), ordered by start (the $find read).
+
+    Slots with a live claim (held or booked through slotsync, or being so right
+    now; see :mod:`app.cache.claims`) are left out: they are not free any more even
+    if the EHR's notification has not arrived yet.
+    """
     stmt = (
         select(*SLOT_COLUMNS)
-        .where(SlotRow.start >= start, SlotRow.start < end, SlotRow.status == "free")
+        .where(
+            SlotRow.start >= start,
+            SlotRow.start < end,
+            SlotRow.status == "free",
+            claims.unclaimed(now or datetime.now(UTC)),
+        )
         .order_by(SlotRow.start, SlotRow.id)
     )
     if schedule_ids is not None:
         stmt = stmt.where(SlotRow.schedule_id.in_(list(schedule_ids)))
     return [slot_from_row(row) for row in session.execute(stmt)]
+
+
+_CODES_MEMO: dict[str, tuple[str, ...]] = {}
+
+
+def _codes(text: str | None) -> tuple[str, ...]:
+    """JSON code lists repeat endlessly across slots: parse each distinct one once."""
+    if not text:
+        return ()
+    codes = _CODES_MEMO.get(text)
+    if codes is None:
+        if len(_CODES_MEMO) > 50_000:
+            _CODES_MEMO.clear()
+        codes = _CODES_MEMO[text] = tuple(json.loads(text))
+    return codes
 
 
 def free_slots_overlapping(
@@ -470,24 +503,48 @@ def free_slots_overlapping(
     schedule_ids: Collection[str],
     *,
     lookback: timedelta,
+    now: datetime | None = None,
 ) -> list[Slot]:
     """Free cached slots of these schedules overlapping [start, end), ordered by start.
 
-    The (schedule_id, start) index bounds the scan: a slot overlapping the span
-    started at most ``lookback`` before it.
+    The $find read: the (schedule_id, start) index bounds the scan (a slot overlapping
+    the span started at most ``lookback`` before it), only the columns composition
+    uses are read, and code lists come back as JSON text parsed once per distinct value.
+    Slots with a live claim (held or booked through slotsync) are left out, as in
+    :func:`free_slots`.
     """
     stmt = (
-        select(*SLOT_COLUMNS)
+        select(
+            SlotRow.id,
+            SlotRow.schedule_id,
+            SlotRow.start,
+            SlotRow.end,
+            cast(SlotRow.service_types, Text),
+            cast(SlotRow.specialties, Text),
+            cast(SlotRow.appointment_types, Text),
+        )
         .where(
             SlotRow.schedule_id.in_(list(schedule_ids)),
             SlotRow.start >= start - lookback,
             SlotRow.start < end,
             SlotRow.end > start,
             SlotRow.status == "free",
+            claims.unclaimed(now or datetime.now(UTC)),
         )
         .order_by(SlotRow.start, SlotRow.id)
     )
-    return [slot_from_row(row) for row in session.execute(stmt)]
+    return [
+        Slot(
+            id=row[0],
+            schedule_id=row[1],
+            start=row[2],
+            end=row[3],
+            service_types=_codes(row[4]),
+            specialties=_codes(row[5]),
+            appointment_types=_codes(row[6]),
+        )
+        for row in session.execute(stmt)
+    ]
 
 
 def schedules_by_id(session: Session, ids: Collection[str] | None = None) -> dict[str, Schedule]:

@@ -117,6 +117,11 @@ class EhrClient:
     def close(self) -> None:
         self._http.close()
 
+    @property
+    def http(self) -> httpx.Client:
+        """The pooled HTTP client (base URL, headers, auth), shared with the write gateway."""
+        return self._http
+
     def __enter__(self) -> EhrClient:
         return self
 

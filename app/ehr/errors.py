@@ -10,6 +10,9 @@ class EhrError(Exception):
         super().__init__(message)
         self.status = status
         self.url = url
+        # OperationOutcome issues a caller adds on the way up (e.g. "the reschedule's
+        # cancel step already happened"), reported after the EHR's own.
+        self.issues: list[dict[str, object]] = []
 
 
 class EhrUnavailable(EhrError):
@@ -18,6 +21,10 @@ class EhrUnavailable(EhrError):
 
 class EhrTimeout(EhrUnavailable):
     """The EHR did not answer in time."""
+
+
+class EhrNotProcessed(EhrUnavailable):
+    """The request certainly did nothing: it never reached the EHR, or the EHR throttled it."""
 
 
 class EhrRejected(EhrError):
@@ -34,3 +41,20 @@ class EhrProtocolError(EhrError):
 
 class EhrAuthError(EhrError):
     """We could not obtain credentials for the EHR (token endpoint refused or failed)."""
+
+
+class EhrConflict(EhrRejected):
+    """The EHR refused because a slot or the appointment is no longer in the needed state
+    (409/412, or an Appointment answered ``cancelled``)."""
+
+
+class EhrOutcomeUnknown(EhrUnavailable):
+    """A write reached the EHR and no definite answer came back: it may have been applied.
+
+    Raised only for writes that are not safe to repeat; the caller reads the EHR's
+    state back before deciding anything.
+    """
+
+
+class EhrWriteTimeout(EhrOutcomeUnknown, EhrTimeout):
+    """A non-repeatable write timed out after it was sent."""

@@ -159,7 +159,8 @@ def build_find_request(
     count: int | None = None
     if values.get("_count"):
         raw = single("_count")
-        if not raw.isdigit() or not 1 <= int(raw) <= MAX_COUNT:
+        # isascii: str.isdigit() also accepts "²" and other digits int() refuses
+        if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_COUNT:
             raise InvalidParameter(
                 f"parameter '_count' must be an integer from 1 to {MAX_COUNT}", expression="_count"
             )

@@ -16,6 +16,7 @@ from itertools import pairwise
 import httpx
 import pytest
 
+from app.settings import DEMO_API_KEY
 from sandbox_ehr.process import start_sandbox
 from tests.fhir_checks import assert_avail_bundle
 from tests.support import free_port, throwaway_postgres, wait_for_http
@@ -23,6 +24,7 @@ from tests.support import free_port, throwaway_postgres, wait_for_http
 pytestmark = pytest.mark.integration
 
 HORIZON_DAYS = 7
+AUTH = {"X-API-Key": DEMO_API_KEY}
 
 
 def slotsync(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -78,7 +80,9 @@ def test_find_offers_only_what_the_ehr_has_free(stack):
     window = {"start": str(start), "end": str(start + timedelta(days=HORIZON_DAYS - 2))}
     truth = httpx.get(f"{control}/truth", params=window, timeout=30).json()["slots"]
     free = {s["id"]: s for s in truth}
-    resp = httpx.get(f"{api}/Appointment/$find", params={**window, "_count": "500"}, timeout=30)
+    resp = httpx.get(
+        f"{api}/Appointment/$find", params={**window, "_count": "500"}, headers=AUTH, timeout=30
+    )
     assert resp.status_code == 200
     bundle = resp.json()
     assert_avail_bundle(bundle)
@@ -108,7 +112,9 @@ def test_find_by_practitioner_only_returns_that_practitioner(stack):
     start = datetime.now(UTC).date() + timedelta(days=1)
     params = {"start": str(start), "end": str(start + timedelta(days=5))}
     resp = httpx.get(
-        f"{api}/Appointment/$find", params={**params, "practitioner": "Practitioner/pr-1"}
+        f"{api}/Appointment/$find",
+        params={**params, "practitioner": "Practitioner/pr-1"},
+        headers=AUTH,
     )
     assert resp.status_code == 200
     offers = appointments(resp.json())

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 
 from app.api.main import create_app
 from app.domain import VISIT_TYPE_SYSTEM, Slot
-from app.settings import Settings
+from app.settings import DEMO_API_KEY, Settings
 from app.sync.load import load_window
 from tests.fhir_checks import assert_avail_bundle, assert_operation_outcome
 from tests.integration.test_load_window import ScriptedEhr, client_for
@@ -43,6 +43,8 @@ RULES = {
     ],
 }
 
+AUTH = {"X-API-Key": DEMO_API_KEY}
+
 
 def slot(n: int, schedule: str = "sch-1") -> Slot:
     start = BASE + timedelta(minutes=15 * n)
@@ -65,7 +67,7 @@ def api(engine, tmp_path):
     settings = Settings(
         database_url=engine.url.render_as_string(hide_password=False), rules_path=rules_path
     )
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers=AUTH) as client:
         yield client, slots
 
 
@@ -215,3 +217,27 @@ def test_bad_post_bodies_get_400(api, body):
     )
     assert resp.status_code == 400
     assert_operation_outcome(resp.json())
+
+
+def test_answers_without_count_are_capped_with_a_warning(engine, tmp_path):
+    rules_path = tmp_path / "rules.yaml"
+    rules_path.write_text(yaml.safe_dump(RULES))
+    load_window(
+        engine,
+        client_for(ScriptedEhr([slot(i) for i in range(6)])),
+        BASE - timedelta(hours=1),
+        BASE + timedelta(days=1),
+    )
+    settings = Settings(
+        database_url=engine.url.render_as_string(hide_password=False),
+        rules_path=rules_path,
+        find_max_results=3,
+    )
+    with TestClient(create_app(settings), headers=AUTH) as client:
+        bundle = find(client, **WINDOW, **{"visit-type": OFFICE}).json()
+        assert bundle["total"] == 3
+        outcome = bundle["entry"][-1]["resource"]
+        assert outcome["issue"][0]["code"] == "too-costly"
+        explicit = find(client, **WINDOW, _count="5", **{"visit-type": OFFICE}).json()
+        assert explicit["total"] == 5
+        assert all(e["search"]["mode"] == "match" for e in explicit["entry"])

@@ -12,12 +12,14 @@ from fastapi.testclient import TestClient
 
 from app.api.main import create_app
 from app.cli import main
-from app.settings import Settings, get_settings
+from app.settings import DEMO_API_KEY, Settings, get_settings
 from app.sync.load import load_window
 from tests.integration.test_find_api import BASE, OFFICE, RULES, WINDOW, slot
 from tests.integration.test_load_window import ScriptedEhr, client_for
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "rules" / "examples" / "multi-clinic.yaml"
+
+AUTH = {"X-API-Key": DEMO_API_KEY}
 
 
 def run_cli(args, monkeypatch, tmp_path):
@@ -70,7 +72,7 @@ def test_api_reloads_changed_rules_and_keeps_old_on_invalid(engine, tmp_path):
             if e["search"]["mode"] == "match"
         }
 
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), headers=AUTH) as client:
         assert durations(client) == {15}
         changed = {
             **RULES,
@@ -86,3 +88,15 @@ def test_api_reloads_changed_rules_and_keeps_old_on_invalid(engine, tmp_path):
         os.utime(rules_path, (time.time() + 10, time.time() + 10))
         time.sleep(1.1)
         assert durations(client) == {30}  # invalid file rejected, previous rules in force
+
+
+def test_readiness_reports_the_rules_in_force(engine, tmp_path):
+    rules_path = tmp_path / "rules.yaml"
+    rules_path.write_text(yaml.safe_dump(RULES))
+    settings = Settings(
+        database_url=engine.url.render_as_string(hide_password=False), rules_path=rules_path
+    )
+    with TestClient(create_app(settings), headers=AUTH) as client:
+        checks = client.get("/readyz").json()["checks"]
+    assert checks["rules"]["ok"] is True
+    assert "2 visit types" in checks["rules"]["detail"]

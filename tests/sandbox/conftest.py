@@ -19,9 +19,15 @@ SECRET = "s3cret"
 
 
 def _start(flavour: str) -> SandboxProcess:
-    return start_sandbox(fhir_version=flavour, size=3000, seed=7, start_date=START_DATE,
-                         page_size=100, callback_secret=SECRET,
-                         extra_args=["--horizon-days", "30", "--heartbeat-seconds", "30"])  # fmt: skip
+    return start_sandbox(
+        fhir_version=flavour,
+        size=3000,
+        seed=7,
+        start_date=START_DATE,
+        page_size=100,
+        callback_secret=SECRET,
+        extra_args=["--horizon-days", "30", "--heartbeat-seconds", "30"],
+    )
 
 
 @pytest.fixture(scope="session")
@@ -108,7 +114,7 @@ def receiver() -> Iterator[Receiver]:
     box: list[Receiver] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802 (http.server API)
+        def do_POST(self) -> None:
             rec = box[0]
             body = self.rfile.read(int(self.headers.get("content-length") or 0))
             with rec.event:

@@ -15,9 +15,16 @@ from sandbox_ehr.process import SandboxProcess
 from tests.sandbox.conftest import SECRET, Receiver
 
 
-def _subscribe(http: httpx.Client, sp: SandboxProcess, receiver: Receiver, *, header: list[str] | None = None,
-               heartbeat: int | None = None, content: str | None = None,
-               criteria: str = "Slot") -> dict[str, Any]:  # fmt: skip
+def _subscribe(
+    http: httpx.Client,
+    sp: SandboxProcess,
+    receiver: Receiver,
+    *,
+    header: list[str] | None = None,
+    heartbeat: int | None = None,
+    content: str | None = None,
+    criteria: str = "Slot",
+) -> dict[str, Any]:
     channel: dict[str, Any] = {
         "type": "rest-hook",
         "endpoint": receiver.url,
@@ -33,8 +40,13 @@ def _subscribe(http: httpx.Client, sp: SandboxProcess, receiver: Receiver, *, he
         channel["_payload"] = {
             "extension": [{"url": codes.BACKPORT_PAYLOAD_EXT, "valueCode": content}]
         }
-    body = {"resourceType": "Subscription", "status": "requested", "reason": "test", "criteria": criteria,
-            "channel": channel}  # fmt: skip
+    body = {
+        "resourceType": "Subscription",
+        "status": "requested",
+        "reason": "test",
+        "criteria": criteria,
+        "channel": channel,
+    }
     r = http.post(f"{sp.base_url}/Subscription", json=body)
     assert r.status_code == 201, r.text
     receiver.wait_for(lambda got: any(h.get("x-notification-type") == "handshake" for h, _ in got))
@@ -86,8 +98,10 @@ def test_default_secret_heartbeats_and_criteria_filter(
     assert all(b == b"" for h, b in got if h["x-notification-type"] == "heartbeat")
     other = _free_slot(http, stu3, "sch-pr-6")
     mine = _free_slot(http, stu3, "sch-pr-5")
-    http.post(f"{stu3.control_url}/mutate", json={"ops": [{"op": "book", "slot": other["id"]},
-                                                          {"op": "book", "slot": mine["id"]}]})  # fmt: skip
+    http.post(
+        f"{stu3.control_url}/mutate",
+        json={"ops": [{"op": "book", "slot": other["id"]}, {"op": "book", "slot": mine["id"]}]},
+    )
     got = receiver.wait_for(
         lambda g: any(h.get("x-notification-type") == "event-notification" for h, _ in g)
     )
@@ -107,7 +121,7 @@ def test_delivery_is_retried_until_the_receiver_recovers(
     )
     stats = http.get(f"{stu3.control_url}/stats").json()
     assert sum(stats["notificationFailures"].values()) == 3
-    assert list(stats["subscriptions"].values())[0]["status"] == "active"
+    assert next(iter(stats["subscriptions"].values()))["status"] == "active"
 
 
 def test_r4_notification_bundles_by_payload_content(
@@ -153,11 +167,14 @@ def test_notification_faults_duplicate_drop_and_reorder(
     stu3: SandboxProcess, http: httpx.Client, receiver: Receiver
 ) -> None:
     _subscribe(http, stu3, receiver)
-    http.post(f"{stu3.control_url}/faults", json=[
-        {"kind": "notify-duplicate", "times": 1},
-        {"kind": "notify-drop", "times": 1},
-        {"kind": "notify-out-of-order", "times": 1},
-    ])  # fmt: skip
+    http.post(
+        f"{stu3.control_url}/faults",
+        json=[
+            {"kind": "notify-duplicate", "times": 1},
+            {"kind": "notify-drop", "times": 1},
+            {"kind": "notify-out-of-order", "times": 1},
+        ],
+    )
     slots = [_free_slot(http, stu3, f"sch-pr-{n}")["id"] for n in (1, 2, 3, 4)]
     for sid in slots:
         http.post(f"{stu3.control_url}/mutate", json={"op": "book", "slot": sid})
@@ -167,3 +184,33 @@ def test_notification_faults_duplicate_drop_and_reorder(
     numbers = [int(h["x-event-number"]) for h, _ in receiver.of_type("event-notification")]
     # event 1 duplicated, event 2 dropped, event 3 held back until after event 4
     assert numbers == [1, 1, 4, 3]
+
+
+def test_hold_and_cancel_notify_with_empty_r4_payload(
+    r4: SandboxProcess, http: httpx.Client, receiver: Receiver
+) -> None:
+    _subscribe(http, r4, receiver, content="empty")
+    slot = _free_slot(http, r4, "sch-pr-1")
+    appt = {
+        "resourceType": "Appointment",
+        "status": "proposed",
+        "start": slot["start"],
+        "end": slot["end"],
+        "slot": [{"reference": f"Slot/{slot['id']}"}],
+        "participant": [{"actor": {"reference": "Practitioner/pr-1"}, "status": "needs-action"}],
+    }
+    held = http.post(f"{r4.base_url}/Appointment/$hold", json=appt).json()["entry"][0]["resource"]
+    http.patch(
+        f"{r4.base_url}/Appointment/{held['id']}",
+        json=[{"op": "replace", "path": "/status", "value": "cancelled"}],
+        headers={"Content-Type": "application/json-patch+json"},
+    )
+    receiver.wait_for(
+        lambda g: sum(h.get("x-notification-type") == "event-notification" for h, _ in g) >= 2
+    )
+    for number, (headers, body) in enumerate(receiver.of_type("event-notification"), start=1):
+        bundle = orjson.loads(body)
+        assert len(bundle["entry"]) == 1 and headers["x-event-number"] == str(number)
+        params = {p["name"]: p for p in bundle["entry"][0]["resource"]["parameter"]}
+        parts = {p["name"] for p in params["notification-event"]["part"]}
+        assert parts == {"event-number", "timestamp"}

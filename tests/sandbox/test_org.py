@@ -9,7 +9,9 @@ from zoneinfo import ZoneInfo
 import numpy as np
 
 from sandbox_ehr import codes
+from sandbox_ehr.fhir_render import Renderer
 from sandbox_ehr.org import BUSY, FREE, TENTATIVE, generate, generate_day
+from sandbox_ehr.store import SlotQuery, SlotStore
 
 START = date(2026, 11, 26)
 
@@ -67,10 +69,10 @@ def test_slots_follow_clinic_hours_lengths_and_statuses() -> None:
         end = local + timedelta(minutes=int(slots.dur[i]))
         minutes = (local.hour * 60 + local.minute, end.hour * 60 + end.minute)
         if local.weekday() < 5:
-            assert 480 <= minutes[0] and minutes[1] <= 1020
+            assert minutes[0] >= 480 and minutes[1] <= 1020
             assert minutes[1] <= 720 or minutes[0] >= 780, "no slot in the lunch break"
         else:
-            assert local.weekday() == 5 and 540 <= minutes[0] and minutes[1] <= 720
+            assert local.weekday() == 5 and minutes[0] >= 540 and minutes[1] <= 720
         seen_lengths["pr" if s.kind == "pr" else "asset"].add(int(slots.dur[i]))
     assert seen_lengths["pr"] <= {15, 20, 30} and len(seen_lengths["pr"]) >= 2
     assert seen_lengths["asset"] <= {10, 15, 30} and len(seen_lengths["asset"]) >= 2
@@ -85,3 +87,26 @@ def test_generate_day_is_seeded_and_on_that_day() -> None:
     assert len(a) > 0 and np.array_equal(a.start, b.start)
     lo = (day - date(1970, 1, 1)).days * 1440
     assert ((a.start >= lo) & (a.start < lo + 1440 + 600)).all()
+
+
+def test_rendered_times_follow_daylight_saving_changes() -> None:
+    store = SlotStore(1, 3000, date(2027, 3, 1), 30)  # New York moves to -04:00 on 2027-03-14
+    renderer = Renderer(store.org, "r4", 0)
+    ny = [
+        s.index
+        for s in store.org.schedules
+        if store.org.clinics[s.clinic_index].tz == "America/New_York"
+    ]
+    indices = store.page(
+        SlotQuery(schedules=frozenset(ny)), None, 100_000, want_total=False
+    ).indices
+    slots = renderer.slot_resources(store, indices)
+    before = [s for s in slots if s["start"] < "2027-03-13"]
+    after = [s for s in slots if s["start"] > "2027-03-15"]
+    assert before and after
+    assert all(s["start"].endswith("-05:00") for s in before)
+    assert all(s["start"].endswith("-04:00") for s in after)
+    assert (
+        min(s["start"][11:16] for s in after) >= "08:00"
+        and max(s["end"][11:16] for s in after) <= "17:00"
+    )

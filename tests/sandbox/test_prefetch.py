@@ -74,11 +74,14 @@ def test_prefetch_practitioner_filter_returns_only_that_schedule(
 def test_prefetch_post_parameters_equals_get_and_truth(
     stu3: SandboxProcess, http: httpx.Client
 ) -> None:
-    params = {"resourceType": "Parameters", "parameter": [
-        {"name": "start", "valueDateTime": WINDOW["start"]},
-        {"name": "end", "valueDateTime": WINDOW["end"]},
-        {"name": "location-reference", "valueUri": "Location/room-1"},
-    ]}  # fmt: skip
+    params = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "start", "valueDateTime": WINDOW["start"]},
+            {"name": "end", "valueDateTime": WINDOW["end"]},
+            {"name": "location-reference", "valueUri": "Location/room-1"},
+        ],
+    }
     r = http.post(f"{stu3.base_url}/Slot/$prefetch", json=params)
     assert r.status_code == 200
     posted = [e["resource"]["id"] for e in r.json()["entry"]]
@@ -111,11 +114,16 @@ def test_prefetch_filters_are_anded_across_kinds_and_ored_within(
         "Schedule/sch-pr-1",
         "Schedule/sch-pr-2",
     }
-    _, none = follow(http, url, {**WINDOW, "practitioner": "Practitioner/pr-1",
-                                 "location-reference": "Location/room-1"})  # fmt: skip
+    _, none = follow(
+        http,
+        url,
+        {**WINDOW, "practitioner": "Practitioner/pr-1", "location-reference": "Location/room-1"},
+    )
     assert _slots(none) == []
     _, ekg = follow(http, url, {**WINDOW, "visit-type": "ekg", "location-string": "New York"})
     assert ekg and all(s["serviceType"] for s in _slots(ekg))
+    _, device = follow(http, url, {**WINDOW, "actor": "Device/dev-1"})
+    assert {s["schedule"]["reference"] for s in _slots(device)} == {"Schedule/sch-dev-1"}
     assert any(
         c["code"] == "ekg" for s in _slots(ekg) for st in s["serviceType"] for c in st["coding"]
     )
@@ -125,18 +133,29 @@ def test_slot_times_carry_the_clinic_offset(stu3: SandboxProcess, http: httpx.Cl
     clinics = {
         e["resource"]["id"]: e["resource"] for e in follow(http, f"{stu3.base_url}/Location")[1]
     }
-    offsets = {"America/New_York": "-05:00", "America/Los_Angeles": "-08:00",
-               "America/Chicago": "-06:00", "America/Denver": "-07:00"}  # fmt: skip
+    offsets = {
+        "America/New_York": "-05:00",
+        "America/Los_Angeles": "-08:00",
+        "America/Chicago": "-06:00",
+        "America/Denver": "-07:00",
+    }
     for cid in ("clinic-1", "clinic-2"):
         tz = clinics[cid]["extension"][0]["valueCode"]
-        _, entries = follow(http, f"{stu3.base_url}/Slot/$prefetch",
-                            {**WINDOW, "location-reference": f"Location/{cid}", "_count": 5})  # fmt: skip
+        _, entries = follow(
+            http,
+            f"{stu3.base_url}/Slot/$prefetch",
+            {**WINDOW, "location-reference": f"Location/{cid}", "_count": 5},
+        )
         assert entries and all(s["start"].endswith(offsets[tz]) for s in _slots(entries))
 
 
 def test_bad_parameters_get_an_operation_outcome(stu3: SandboxProcess, http: httpx.Client) -> None:
-    for params in ({"start": "yesterday"}, {**WINDOW, "_count": "many"}, {"_cursor": "garbage!"},
-                   {"start": WINDOW["end"], "end": WINDOW["start"]}):  # fmt: skip
+    for params in (
+        {"start": "yesterday"},
+        {**WINDOW, "_count": "many"},
+        {"_cursor": "garbage!"},
+        {"start": WINDOW["end"], "end": WINDOW["start"]},
+    ):
         r = http.get(f"{stu3.base_url}/Slot/$prefetch", params=params)
         assert r.status_code == 400 and r.json()["resourceType"] == "OperationOutcome", params
 
@@ -146,8 +165,12 @@ def test_r4_slot_search_pages_and_validates(r4: SandboxProcess, http: httpx.Clie
 
     r = http.get(f"{r4.base_url}/Slot/$prefetch", params=WINDOW)
     assert r.status_code == 404 and r.json()["resourceType"] == "OperationOutcome"
-    params = {"schedule": "sch-pr-1,sch-pr-3", "start": ["ge2026-11-26", "lt2026-12-10"], "_count": 11,
-              "_include": "Slot:schedule"}  # fmt: skip
+    params = {
+        "schedule": "sch-pr-1,sch-pr-3",
+        "start": ["ge2026-11-26", "lt2026-12-10"],
+        "_count": 11,
+        "_include": "Slot:schedule",
+    }
     pages, entries = follow(http, f"{r4.base_url}/Slot", params)
     for page in pages:
         r4_model("Bundle").model_validate(page)
@@ -191,3 +214,32 @@ def test_schedule_and_actor_discovery(ehr: SandboxProcess, http: httpx.Client) -
         first_id = found[0]["resource"]["id"]
         assert http.get(f"{ehr.base_url}/{rtype}/{first_id}").json()["id"] == first_id
     assert http.get(f"{ehr.base_url}/Practitioner/nobody").status_code == 404
+
+
+def test_r4_slot_search_by_id_and_chained_actor(r4: SandboxProcess, http: httpx.Client) -> None:
+    truth = http.get(f"{r4.control_url}/truth", params={"schedule": "sch-pr-2"}).json()["slots"]
+    ids = [truth[0]["id"], truth[3]["id"]]
+    found = http.get(f"{r4.base_url}/Slot", params={"_id": ",".join(ids)}).json()
+    assert sorted(e["resource"]["id"] for e in found["entry"]) == sorted(ids)
+    _, chained = follow(
+        http, f"{r4.base_url}/Slot", {"schedule.actor": "Practitioner/pr-2", "status": "free"}
+    )
+    assert [s["id"] for s in _slots(chained)] == [s["id"] for s in truth]
+
+
+def test_organization_filter_uses_the_managing_organisation(
+    stu3: SandboxProcess, http: httpx.Client
+) -> None:
+    _, east = follow(
+        http,
+        f"{stu3.base_url}/Slot/$prefetch",
+        {**WINDOW, "organization": "Organization/org-1", "_include": "Schedule:actor"},
+    )
+    clinics = {
+        e["resource"]["id"]: e["resource"]
+        for e in east
+        if e["resource"]["resourceType"] == "Location" and e["resource"]["id"].startswith("clinic-")
+    }
+    assert clinics and {c["managingOrganization"]["reference"] for c in clinics.values()} == {
+        "Organization/org-1"
+    }

@@ -28,10 +28,14 @@ def _all_pages(store: SlotStore, q: SlotQuery, count: int) -> tuple[list[int], i
 
 
 def _brute(store: SlotStore, q: SlotQuery) -> list[int]:
-    idx = [i for i in range(store.n)
-           if (q.lo is None or store.start[i] >= q.lo) and (q.hi is None or store.start[i] < q.hi)
-           and (q.statuses is None or int(store.status[i]) in q.statuses)
-           and (q.schedules is None or int(store.sched[i]) in q.schedules)]  # fmt: skip
+    idx = [
+        i
+        for i in range(store.n)
+        if (q.lo is None or store.start[i] >= q.lo)
+        and (q.hi is None or store.start[i] < q.hi)
+        and (q.statuses is None or int(store.status[i]) in q.statuses)
+        and (q.schedules is None or int(store.sched[i]) in q.schedules)
+    ]
     return sorted(idx, key=lambda i: (int(store.start[i]), i))
 
 

@@ -1,0 +1,149 @@
+"""Appointment writes and reads forwarded to the EHR: ``$hold``, ``$book``, PATCH, search, read.
+
+HTTP only: parse, call the booking service (blocking: in the thread pool), render.
+Each route's access control is the one dependency list named in its decorator.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC
+from email.utils import format_datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from app.booking import records, service
+from app.booking.context import BookingContext
+from app.booking.service import BookingOutcome
+from app.fhir.appointment_search import parse_appointment_search
+from app.fhir.operation_params import parse_operation
+from app.fhir.patch_body import parse_cancel_patch
+from app.fhir.results import operation_result, searchset
+
+from . import auth, convertors  # noqa: F401 (registers the fhirid path type)
+from .body import base_url, json_body
+from .deps import BookingDep
+from .openapi import BUNDLE_REF, RESOURCE_REF, fhir_content
+from .responses import FhirResponse
+
+router = APIRouter()
+
+# What each kind of route answers besides the OperationOutcome errors (see app.api.openapi).
+OPERATION_RESULT: dict[int | str, dict[str, Any]] = {
+    200: fhir_content(BUNDLE_REF, "the EHR's Appointment, changed (Bundle, avail-bundle)"),
+    201: fhir_content(BUNDLE_REF, "the EHR's new Appointment (Bundle, avail-bundle)"),
+}
+APPOINTMENT: dict[int | str, dict[str, Any]] = {
+    200: fhir_content(RESOURCE_REF, "the EHR's Appointment")
+}
+SEARCHSET: dict[int | str, dict[str, Any]] = {
+    200: fhir_content(BUNDLE_REF, "searchset of the patient's appointments")
+}
+
+# Route access control: one dependency list per kind of route.
+APPOINTMENT_WRITE: list[Any] = [Depends(auth.require_scopes(auth.APPOINTMENT_WRITE))]
+APPOINTMENT_READ: list[Any] = [Depends(auth.require_scopes(auth.APPOINTMENT_READ))]
+
+
+def _result(request: Request, ctx: BookingContext, outcome: BookingOutcome) -> FhirResponse:
+    base = base_url(request)
+    body = operation_result(outcome.appointment, outcome.issues, flavour=ctx.flavour, base_url=base)
+    headers = {}
+    rid = outcome.appointment.get("id")
+    if outcome.created and rid:
+        headers["Location"] = f"{base}/Appointment/{rid}"
+    if outcome.expires is not None:
+        headers["Expires"] = format_datetime(outcome.expires.astimezone(UTC), usegmt=True)
+    return FhirResponse(body, status_code=201 if outcome.created else 200, headers=headers)
+
+
+async def _operation(
+    request: Request, ctx: BookingContext, operation: str, instance: str | None
+) -> FhirResponse:
+    inputs = parse_operation(
+        await json_body(request), operation=operation, instance_id=instance, flavour=ctx.flavour
+    )
+    run = service.hold if operation == "hold" else service.book
+    return _result(request, ctx, await run_in_threadpool(run, ctx, inputs))
+
+
+@router.post(
+    "/Appointment/$hold",
+    dependencies=APPOINTMENT_WRITE,
+    response_class=FhirResponse,
+    responses=OPERATION_RESULT,
+)
+async def hold(request: Request, ctx: BookingDep) -> FhirResponse:
+    return await _operation(request, ctx, "hold", None)
+
+
+@router.post(
+    "/Appointment/{appointment_id:fhirid}/$hold",
+    dependencies=APPOINTMENT_WRITE,
+    response_class=FhirResponse,
+    responses=OPERATION_RESULT,
+)
+async def hold_instance(request: Request, appointment_id: str, ctx: BookingDep) -> FhirResponse:
+    return await _operation(request, ctx, "hold", appointment_id)
+
+
+@router.post(
+    "/Appointment/$book",
+    dependencies=APPOINTMENT_WRITE,
+    response_class=FhirResponse,
+    responses=OPERATION_RESULT,
+)
+async def book(request: Request, ctx: BookingDep) -> FhirResponse:
+    return await _operation(request, ctx, "book", None)
+
+
+@router.post(
+    "/Appointment/{appointment_id:fhirid}/$book",
+    dependencies=APPOINTMENT_WRITE,
+    response_class=FhirResponse,
+    responses=OPERATION_RESULT,
+)
+async def book_instance(request: Request, appointment_id: str, ctx: BookingDep) -> FhirResponse:
+    return await _operation(request, ctx, "book", appointment_id)
+
+
+@router.patch(
+    "/Appointment/{appointment_id:fhirid}",
+    dependencies=APPOINTMENT_WRITE,
+    response_class=FhirResponse,
+    responses=APPOINTMENT,
+)
+async def cancel(request: Request, appointment_id: str, ctx: BookingDep) -> FhirResponse:
+    """Cancel an appointment or release a hold (JSON Patch or FHIRPath Patch)."""
+    patch = parse_cancel_patch(await request.body(), request.headers.get("content-type"))
+    return FhirResponse(await run_in_threadpool(service.cancel, ctx, appointment_id, patch))
+
+
+@router.get(
+    "/Appointment",
+    dependencies=APPOINTMENT_READ,
+    response_class=FhirResponse,
+    responses=SEARCHSET,
+)
+def search(request: Request, ctx: BookingDep) -> FhirResponse:
+    params = parse_appointment_search(request.query_params.multi_items())
+    found, truncated = records.search_appointments(ctx, params)
+    warning = (
+        f"more than {records.SEARCH_LIMIT} appointments match; narrow the search with date"
+        if truncated
+        else None
+    )
+    bundle = searchset(
+        found, base_url=base_url(request), self_url=str(request.url), warning=warning
+    )
+    return FhirResponse(bundle)
+
+
+@router.get(
+    "/Appointment/{appointment_id:fhirid}",
+    dependencies=APPOINTMENT_READ,
+    response_class=FhirResponse,
+)
+def read(appointment_id: str, ctx: BookingDep) -> FhirResponse:
+    return FhirResponse(records.read_appointment(ctx, appointment_id))

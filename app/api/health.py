@@ -1,0 +1,110 @@
+"""Operations endpoints: ``/healthz`` (alive), ``/readyz`` (can serve), ``/metrics`` (Prometheus).
+
+Readiness is a set of named checks; other parts of the server add theirs with one
+line, e.g. the rules engine::
+
+    add_readiness_check(app, "rules", lambda: Check(engine.loaded, engine.describe()))
+
+The checks themselves live in :mod:`app.observability.checks` (``slotsync status``
+runs the same ones).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from app.observability.checks import (
+    Check,
+    ReadinessCheck,
+    broker_check,
+    database_check,
+    full_load_check,
+    guarded,
+)
+from app.observability.metrics import SyncHealthCollector, render
+from app.observability.status import collect_sync_health
+from app.settings import Settings
+
+from .auth import MetricsDep
+
+__all__ = ["Check", "ReadinessCheck", "add_readiness_check", "install_health", "router"]
+
+router = APIRouter(tags=["ops"])
+
+
+class CheckReport(BaseModel):
+    ok: bool
+    detail: str
+
+
+class ReadinessReport(BaseModel):
+    status: str  # ready | unready
+    checks: dict[str, CheckReport]
+
+
+class Liveness(BaseModel):
+    status: str
+
+
+def add_readiness_check(app: FastAPI, name: str, check: ReadinessCheck) -> None:
+    """Register (or replace) a named readiness check; it must be quick and must not raise."""
+    app.state.readiness_checks[name] = check
+
+
+def install_health(app: FastAPI, settings: Settings) -> None:
+    """The ops router, the default readiness checks and the scrape-time sync gauges."""
+
+    def engine() -> Engine:
+        return app.state.engine  # type: ignore[no-any-return]
+
+    app.state.readiness_checks = {}
+    add_readiness_check(app, "database", database_check(engine))
+    add_readiness_check(app, "broker", broker_check(settings.redis_url))
+    add_readiness_check(
+        app, "full_load", full_load_check(engine, settings.readiness_max_load_age_hours)
+    )
+
+    def load_health() -> Any:
+        with Session(app.state.engine) as session:
+            return collect_sync_health(session)
+
+    app.state.sync_health_collector = SyncHealthCollector(load_health)
+    app.include_router(router)
+
+
+@router.get("/healthz", response_model=Liveness)
+def healthz() -> JSONResponse:
+    """Liveness: the process answers. Depends on nothing else."""
+    return JSONResponse({"status": "ok"})
+
+
+@router.get(
+    "/readyz",
+    response_model=ReadinessReport,
+    responses={503: {"model": ReadinessReport, "description": "a dependency is not ready"}},
+)
+def readyz(request: Request) -> JSONResponse:
+    """Readiness: database, broker, a recent full load, and any registered check."""
+    checks = request.app.state.readiness_checks.items()
+    results = {name: guarded(name, check) for name, check in checks}
+    ready = all(result.ok for result in results.values())
+    body = {
+        "status": "ready" if ready else "unready",
+        "checks": {name: {"ok": r.ok, "detail": r.detail} for name, r in results.items()},
+    }
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+@router.get("/metrics", include_in_schema=False)
+def metrics(request: Request, _caller: MetricsDep) -> Response:
+    settings: Settings = request.app.state.settings
+    body, content_type = render(
+        settings.metrics_multiproc_dir, request.app.state.sync_health_collector
+    )
+    return Response(body, media_type=content_type)

@@ -1,0 +1,276 @@
+"""All SQL of the slot-claim overlay (table ``slot_claims``).
+
+A claim is the database's promise that one request, in any API process, owns a
+slot while it talks to the EHR, and afterwards that ``$find`` hides the slot
+until the EHR's own data says it is taken. Exclusivity comes from the primary
+key, not from reading first: two requests inserting the same slot id cannot both
+commit (PostgreSQL makes the second wait for the first, then raises a unique
+violation; SQLite has one writer at a time).
+
+Functions take a session and never commit: the caller owns the transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, exists, insert, select, update
+from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.orm import Session
+
+from app.domain import Slot
+
+from .models import SlotClaimRow, SlotRow
+
+PENDING = "pending"
+HELD = "held"
+BOOKED = "booked"
+
+
+class SlotsTaken(Exception):
+    """Another live claim owns at least one of the slots (nothing was written)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    slot_id: str
+    claim_id: str
+    appointment_id: str | None
+    kind: str
+    schedule_id: str
+    start: datetime
+    end: datetime
+    expires_at: datetime
+    confirmed_at: datetime | None
+
+
+_COLUMNS = (
+    SlotClaimRow.slot_id,
+    SlotClaimRow.claim_id,
+    SlotClaimRow.appointment_id,
+    SlotClaimRow.kind,
+    SlotClaimRow.schedule_id,
+    SlotClaimRow.slot_start,
+    SlotClaimRow.slot_end,
+    SlotClaimRow.expires_at,
+    SlotClaimRow.confirmed_at,
+)
+
+
+def _claim(row: Any) -> Claim:
+    return Claim(*row)
+
+
+def unclaimed(now: datetime) -> Any:
+    """SQL condition for ``SlotRow``: no live claim hides this slot (the ``$find`` filter)."""
+    return ~exists().where(SlotClaimRow.slot_id == SlotRow.id, SlotClaimRow.expires_at > now)
+
+
+def insert_claims(
+    session: Session,
+    slots: Iterable[Slot],
+    *,
+    claim_id: str,
+    kind: str,
+    expires_at: datetime,
+    now: datetime,
+) -> None:
+    """Claim every slot or none: expired claims on them are dropped first.
+
+    Raises :class:`SlotsTaken` when a live claim exists; the session's transaction
+    is then unusable and must be rolled back by the caller (the context manager of
+    :func:`app.cache.db.transaction` does it). Rows go in slot-id order so that two
+    requests claiming overlapping sets wait for each other instead of deadlocking.
+    """
+    ordered = sorted({s.id: s for s in slots}.values(), key=lambda s: s.id)
+    if not ordered:
+        return
+    ids = [s.id for s in ordered]
+    session.execute(
+        delete(SlotClaimRow).where(SlotClaimRow.slot_id.in_(ids), SlotClaimRow.expires_at <= now)
+    )
+    rows = [
+        {
+            "slot_id": s.id,
+            "claim_id": claim_id,
+            "appointment_id": None,
+            "kind": kind,
+            "schedule_id": s.schedule_id,
+            "slot_start": s.start,
+            "slot_end": s.end,
+            "expires_at": expires_at,
+            "created_at": now,
+            "confirmed_at": None,
+        }
+        for s in ordered
+    ]
+    try:
+        session.execute(insert(SlotClaimRow), rows)
+        session.flush()
+    except IntegrityError as exc:
+        raise SlotsTaken(", ".join(ids)) from exc
+    except OperationalError as exc:
+        if _lost_lock_race(exc):  # a deadlock or lock timeout between claimers: the other won
+            raise SlotsTaken(", ".join(ids)) from exc
+        raise
+
+
+# PostgreSQL: deadlock_detected, lock_not_available, serialization_failure.
+_LOCK_RACE_STATES = frozenset({"40P01", "55P03", "40001"})
+
+
+def _lost_lock_race(exc: OperationalError) -> bool:
+    state = getattr(exc.orig, "sqlstate", None)
+    return state in _LOCK_RACE_STATES or "database is locked" in str(exc.orig)
+
+
+def live_claims(session: Session, slot_ids: Collection[str], now: datetime) -> list[Claim]:
+    stmt = select(*_COLUMNS).where(
+        SlotClaimRow.slot_id.in_(list(slot_ids)), SlotClaimRow.expires_at > now
+    )
+    return [_claim(r) for r in session.execute(stmt.order_by(SlotClaimRow.slot_id))]
+
+
+def claims_of_appointment(session: Session, appointment_id: str) -> list[Claim]:
+    stmt = select(*_COLUMNS).where(SlotClaimRow.appointment_id == appointment_id)
+    return [_claim(r) for r in session.execute(stmt.order_by(SlotClaimRow.slot_id))]
+
+
+def claims_of(session: Session, claim_id: str) -> list[Claim]:
+    stmt = select(*_COLUMNS).where(SlotClaimRow.claim_id == claim_id)
+    return [_claim(r) for r in session.execute(stmt.order_by(SlotClaimRow.slot_id))]
+
+
+def take_over_hold(
+    session: Session,
+    appointment_id: str,
+    *,
+    claim_id: str,
+    expires_at: datetime,
+    now: datetime,
+) -> list[Claim]:
+    """Move the live ``held`` claims of an appointment to ``pending`` under a new claim id.
+
+    An atomic ``UPDATE ... WHERE kind = 'held'``: of two requests booking the same
+    held appointment, exactly one gets the rows back; the other gets an empty list.
+    Returns the claims as they were before the update (kind ``held``, old expiry).
+    """
+    before = [
+        c
+        for c in claims_of_appointment(session, appointment_id)
+        if c.kind == HELD and c.expires_at > now
+    ]
+    if not before:
+        return []
+    result = session.execute(
+        update(SlotClaimRow)
+        .where(
+            and_(
+                SlotClaimRow.appointment_id == appointment_id,
+                SlotClaimRow.kind == HELD,
+                SlotClaimRow.expires_at > now,
+                SlotClaimRow.slot_id.in_([c.slot_id for c in before]),
+            )
+        )
+        .values(kind=PENDING, claim_id=claim_id, expires_at=expires_at)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != len(before):  # type: ignore[attr-defined]
+        # Someone else changed some of them between our read and the update.
+        raise SlotsTaken(appointment_id)
+    return before
+
+
+def confirm(
+    session: Session,
+    claim_id: str,
+    *,
+    appointment_id: str | None,
+    kind: str,
+    expires_at: datetime,
+    now: datetime,
+) -> int:
+    """The EHR accepted the claim's hold or booking: record it and its new expiry."""
+    result = session.execute(
+        update(SlotClaimRow)
+        .where(SlotClaimRow.claim_id == claim_id)
+        .values(appointment_id=appointment_id, kind=kind, expires_at=expires_at, confirmed_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def restore(session: Session, claims: Iterable[Claim], claim_id: str) -> None:
+    """Put claims back as they were (a failed booking of a held appointment keeps the hold)."""
+    for c in claims:
+        session.execute(
+            update(SlotClaimRow)
+            .where(SlotClaimRow.slot_id == c.slot_id, SlotClaimRow.claim_id == claim_id)
+            .values(
+                claim_id=c.claim_id,
+                appointment_id=c.appointment_id,
+                kind=c.kind,
+                expires_at=c.expires_at,
+                confirmed_at=c.confirmed_at,
+            )
+            .execution_options(synchronize_session=False)
+        )
+
+
+def extend(session: Session, claim_id: str, expires_at: datetime) -> None:
+    session.execute(
+        update(SlotClaimRow)
+        .where(SlotClaimRow.claim_id == claim_id)
+        .values(expires_at=expires_at)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def release(session: Session, claim_id: str) -> int:
+    result = session.execute(delete(SlotClaimRow).where(SlotClaimRow.claim_id == claim_id))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def release_appointment(session: Session, appointment_id: str) -> list[Claim]:
+    """Drop every claim of an appointment (the EHR confirmed its cancellation)."""
+    gone = claims_of_appointment(session, appointment_id)
+    session.execute(delete(SlotClaimRow).where(SlotClaimRow.appointment_id == appointment_id))
+    return gone
+
+
+def reconcile_free(session: Session, free_slot_ids: Collection[str], fetched_at: datetime) -> int:
+    """Drop confirmed claims on slots the EHR reported free in a fetch started after them.
+
+    For the sync: a hold that lapsed or a booking cancelled at the EHR must not
+    keep its slot hidden until the claim expires. Pending claims are left alone
+    (their EHR call is still in flight).
+    """
+    ids = list(free_slot_ids)
+    deleted = 0
+    for i in range(0, len(ids), 2000):
+        result = session.execute(
+            delete(SlotClaimRow).where(
+                SlotClaimRow.slot_id.in_(ids[i : i + 2000]),
+                SlotClaimRow.kind != PENDING,
+                SlotClaimRow.confirmed_at < fetched_at,
+            )
+        )
+        deleted += int(result.rowcount)  # type: ignore[attr-defined]
+    return deleted
+
+
+def purge_expired(session: Session, now: datetime) -> int:
+    """Housekeeping: expired claims are already ignored; this only keeps the table small."""
+    result = session.execute(delete(SlotClaimRow).where(SlotClaimRow.expires_at <= now))
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def slots_by_id(session: Session, slot_ids: Collection[str]) -> dict[str, Slot]:
+    """Cached slots by id whatever their status or claims (to explain why one is not free)."""
+    from .repository import SLOT_COLUMNS, slot_from_row
+
+    stmt = select(*SLOT_COLUMNS).where(SlotRow.id.in_(list(slot_ids)))
+    return {row[0]: slot_from_row(row) for row in session.execute(stmt)}  # type: ignore[arg-type]

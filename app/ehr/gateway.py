@@ -1,0 +1,399 @@
+"""Writes to the EHR (hold, book, cancel, Patient, Coverage) and the reads that go with them.
+
+The only module that knows how each EHR flavour spells a write:
+
+* ``stu3`` (Argonaut Scheduling): ``POST Appointment/$hold`` and ``$book`` with a
+  ``Parameters`` body, answered by an avail-bundle (an ``Appointment`` answered
+  ``cancelled`` is a refusal);
+* ``r4`` (plain FHIR REST): a hold is ``POST Appointment`` with status
+  ``pending``, a booking ``POST Appointment`` with status ``booked``, booking a
+  held appointment ``PUT Appointment/{id}`` with status ``booked``.
+
+Both cancel with ``PATCH Appointment/{id}``.
+
+Retries follow one rule: a request is repeated only when repeating it cannot do
+the work twice -- reads, PUT, a cancel PATCH, and any request that provably never
+reached the EHR (connection refused, 429). A hold or booking that was sent and
+got no definite answer raises :class:`~app.ehr.errors.EhrOutcomeUnknown`; the
+caller reads the EHR's state back instead of guessing.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import httpx
+import orjson
+
+from .client import FHIR_JSON, EhrClient, RetryPolicy
+from .errors import (
+    EhrConflict,
+    EhrError,
+    EhrNotProcessed,
+    EhrOutcomeUnknown,
+    EhrProtocolError,
+    EhrRejected,
+    EhrTimeout,
+    EhrUnavailable,
+    EhrWriteTimeout,
+)
+
+log = logging.getLogger(__name__)
+
+JSON_PATCH = "application/json-patch+json"
+_SERVER_ERRORS = frozenset({500, 502, 503, 504})
+_CONFLICT_STATUS = frozenset({409, 412})
+_CONFLICT_ISSUES = frozenset({"conflict", "duplicate"})
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
+
+
+@dataclass(frozen=True, slots=True)
+class EhrAnswer:
+    status: int
+    body: Any
+    headers: Mapping[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class AppointmentAnswer:
+    """The EHR's Appointment after a hold or booking."""
+
+    appointment: dict[str, Any]
+    created: bool  # the EHR made a new Appointment (201) rather than changing one
+    expires: datetime | None = None  # end of a hold, from the ``Expires`` header
+    issues: list[dict[str, Any]] = field(default_factory=list)  # the EHR's warnings
+
+
+def outcome_issues(body: Any) -> list[dict[str, Any]]:
+    if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
+        return [i for i in body.get("issue") or () if isinstance(i, dict)]
+    return []
+
+
+def _is_conflict(status: int, body: Any) -> bool:
+    return status in _CONFLICT_STATUS or any(
+        i.get("code") in _CONFLICT_ISSUES for i in outcome_issues(body)
+    )
+
+
+def _expires(headers: Mapping[str, str]) -> datetime | None:
+    value = headers.get("Expires")
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    try:
+        return max(0.0, float(headers.get("Retry-After", "")))
+    except ValueError:
+        return None
+
+
+def _parameters(*params: dict[str, Any]) -> dict[str, Any]:
+    return {"resourceType": "Parameters", "parameter": [p for p in params if p]}
+
+
+def _with_patients(
+    appointment: dict[str, Any], patients: Sequence[str], status: str
+) -> dict[str, Any]:
+    present = {
+        (p.get("actor") or {}).get("reference") for p in appointment.get("participant") or ()
+    }
+    for ref in patients:
+        if ref not in present:
+            appointment.setdefault("participant", []).append(
+                {"actor": {"reference": ref}, "required": "required", "status": status}
+            )
+    return appointment
+
+
+class EhrGateway:
+    """EHR writes over the read client's pooled connection (same base URL, auth, retry policy)."""
+
+    def __init__(self, client: EhrClient, *, retry: RetryPolicy | None = None) -> None:
+        self.client = client
+        self.flavour = client.fhir_version
+        self.retry = retry or client.retry
+        self._http = client.http
+
+    # -- transport -------------------------------------------------------------
+
+    def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        body: Any = None,
+        content: bytes | None = None,
+        content_type: str = FHIR_JSON,
+        params: Any = None,
+        repeatable: bool,
+    ) -> EhrAnswer:
+        """One request; ``repeatable`` says whether doing it twice is harmless."""
+        headers = {}
+        if body is not None:
+            content = orjson.dumps(body)
+        if content is not None:
+            headers["Content-Type"] = content_type
+        attempt = 0
+        while True:
+            attempt += 1
+            retry_after: float | None = None
+            try:
+                response = self._http.request(
+                    method, url, content=content, params=params, headers=headers
+                )
+            except _NEVER_SENT as exc:
+                failure: EhrError = EhrNotProcessed(
+                    f"EHR unreachable: {exc.__class__.__name__}", url=url
+                )
+                failure.__cause__ = exc
+            except httpx.TimeoutException as exc:
+                if not repeatable:
+                    raise EhrWriteTimeout(f"EHR timed out: {method} {url}", url=url) from exc
+                failure = EhrTimeout(f"EHR timed out: {method} {url}", url=url)
+                failure.__cause__ = exc
+            except httpx.TransportError as exc:
+                if not repeatable:
+                    raise EhrOutcomeUnknown(
+                        f"EHR connection lost: {exc.__class__.__name__}", url=url
+                    ) from exc
+                failure = EhrUnavailable(f"EHR unreachable: {exc.__class__.__name__}", url=url)
+                failure.__cause__ = exc
+            else:
+                status = response.status_code
+                if status < 300:
+                    return EhrAnswer(status, self._decode(response, repeatable), response.headers)
+                if status == 429:
+                    retry_after = _retry_after(response.headers)
+                    failure = EhrNotProcessed("EHR throttled the request", status=429, url=url)
+                elif status in _SERVER_ERRORS:
+                    if not repeatable:
+                        raise EhrOutcomeUnknown(
+                            f"EHR answered {status} to {method} {url}", status=status, url=url
+                        )
+                    failure = EhrUnavailable(f"EHR answered {status}", status=status, url=url)
+                else:
+                    raise self._rejection(method, url, response)
+            if attempt >= self.retry.attempts:
+                raise failure
+            delay = self.retry.delay(attempt, retry_after)
+            log.warning(
+                "ehr retry %s/%s in %.2fs: %s", attempt, self.retry.attempts, delay, failure
+            )
+            time.sleep(delay)
+
+    @staticmethod
+    def _decode(response: httpx.Response, repeatable: bool) -> Any:
+        if not response.content:
+            return None
+        try:
+            return orjson.loads(response.content)
+        except orjson.JSONDecodeError as exc:
+            message = f"EHR sent invalid JSON ({len(response.content)} bytes)"
+            if repeatable:
+                raise EhrProtocolError(message, url=str(response.url)) from exc
+            # The EHR said yes to a write, but what it made cannot be read from here.
+            raise EhrOutcomeUnknown(message, status=response.status_code) from exc
+
+    @staticmethod
+    def _rejection(method: str, url: str, response: httpx.Response) -> EhrRejected:
+        try:
+            outcome = orjson.loads(response.content) if response.content else None
+        except orjson.JSONDecodeError:
+            outcome = None
+        status = response.status_code
+        kind = EhrConflict if _is_conflict(status, outcome) else EhrRejected
+        return kind(
+            f"EHR answered {status} to {method} {url}", status=status, url=url, outcome=outcome
+        )
+
+    # -- appointments ------------------------------------------------------------
+
+    def hold(self, appointment: dict[str, Any]) -> AppointmentAnswer:
+        """Hold a new appointment built by us (Use Case 3's client-generated argo-appt)."""
+        if self.flavour == "r4":
+            resource = copy.deepcopy(appointment)
+            resource["status"] = "pending"
+            for p in resource.get("participant") or ():
+                p["status"] = "tentative"
+            return self._appointment_answer(
+                self.send("POST", "/Appointment", body=resource, repeatable=False)
+            )
+        body = _parameters({"name": "appt-resource", "resource": appointment})
+        return self._appointment_answer(
+            self.send("POST", "/Appointment/$hold", body=body, repeatable=False)
+        )
+
+    def book(
+        self, appointment: dict[str, Any], patients: Sequence[str], comment: str | None
+    ) -> AppointmentAnswer:
+        """Book a new appointment built by us, for ``patients`` (``Patient/<id>``)."""
+        if self.flavour == "r4":
+            resource = _with_patients(copy.deepcopy(appointment), patients, "accepted")
+            resource["status"] = "booked"
+            for p in resource.get("participant") or ():
+                p["status"] = "accepted"
+            if comment:
+                resource["comment"] = comment
+            return self._appointment_answer(
+                self.send("POST", "/Appointment", body=resource, repeatable=False)
+            )
+        body = _parameters(
+            {"name": "appt-resource", "resource": appointment},
+            *({"name": "patient-id", "valueUri": ref} for ref in patients),
+            {"name": "comment", "valueString": comment} if comment else {},
+        )
+        return self._appointment_answer(
+            self.send("POST", "/Appointment/$book", body=body, repeatable=False)
+        )
+
+    def book_existing(
+        self, appointment_id: str, patients: Sequence[str], comment: str | None
+    ) -> AppointmentAnswer:
+        """Book an appointment the EHR already has (a hold), adding the patients."""
+        if self.flavour == "r4":
+            current = self.read_appointment(appointment_id)
+            resource = _with_patients(copy.deepcopy(current), patients, "accepted")
+            resource["status"] = "booked"
+            if comment:
+                resource["comment"] = comment
+            resource.pop("meta", None)
+            answer = self.send(
+                "PUT", f"/Appointment/{appointment_id}", body=resource, repeatable=True
+            )
+            return self._appointment_answer(answer, created=False)
+        body = _parameters(
+            {"name": "appt-id", "valueUri": f"Appointment/{appointment_id}"},
+            *({"name": "patient-id", "valueUri": ref} for ref in patients),
+            {"name": "comment", "valueString": comment} if comment else {},
+        )
+        return self._appointment_answer(
+            self.send("POST", "/Appointment/$book", body=body, repeatable=False), created=False
+        )
+
+    def patch_appointment(
+        self, appointment_id: str, patch: bytes, content_type: str
+    ) -> dict[str, Any]:
+        """Forward a PATCH (cancel or release: setting a status twice changes nothing)."""
+        answer = self.send(
+            "PATCH",
+            f"/Appointment/{appointment_id}",
+            content=patch,
+            content_type=content_type,
+            repeatable=True,
+        )
+        return self._resource(answer.body, "Appointment")
+
+    def read_appointment(self, appointment_id: str) -> dict[str, Any]:
+        answer = self.send("GET", f"/Appointment/{appointment_id}", repeatable=True)
+        return self._resource(answer.body, "Appointment")
+
+    def search(
+        self, resource_type: str, params: Sequence[tuple[str, str]], *, limit: int
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Every match of a search, following pages up to ``limit`` resources.
+
+        Returns (resources, truncated). Only resources of ``resource_type`` are kept
+        (included resources and OperationOutcomes are dropped).
+        """
+        found: list[dict[str, Any]] = []
+        seen: set[str] = set()
+        url: str | None = f"/{resource_type}"
+        query: Any = list(params)
+        while url is not None:
+            page = self.send("GET", url, params=query, repeatable=True).body
+            if not isinstance(page, dict) or page.get("resourceType") != "Bundle":
+                raise EhrProtocolError(f"expected a Bundle from {resource_type} search")
+            for entry in page.get("entry") or ():
+                resource = (entry or {}).get("resource") or {}
+                if resource.get("resourceType") == resource_type:
+                    if len(found) >= limit:
+                        return found, True
+                    found.append(resource)
+            url = next(
+                (
+                    link.get("url")
+                    for link in page.get("link") or ()
+                    if link.get("relation") == "next"
+                ),
+                None,
+            )
+            query = None
+            if url in seen:
+                raise EhrProtocolError(f"paging loop in {resource_type} search")
+            if url:
+                seen.add(url)
+        return found, False
+
+    # -- patients and coverage -----------------------------------------------------
+
+    def register_patient(self, patient: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """POST the Patient (never with ``If-None-Exist``); (patient, created)."""
+        answer = self.send("POST", "/Patient", body=patient, repeatable=False)
+        return self._resource(answer.body, "Patient"), answer.status == 201
+
+    def create_coverage(self, coverage: dict[str, Any]) -> dict[str, Any]:
+        answer = self.send("POST", "/Coverage", body=coverage, repeatable=False)
+        return self._resource(answer.body, "Coverage")
+
+    def update_coverage(
+        self, coverage_id: str, coverage: dict[str, Any]
+    ) -> tuple[dict[str, Any], bool]:
+        answer = self.send("PUT", f"/Coverage/{coverage_id}", body=coverage, repeatable=True)
+        return self._resource(answer.body, "Coverage"), answer.status == 201
+
+    # -- answers -------------------------------------------------------------------
+
+    @staticmethod
+    def _resource(body: Any, resource_type: str) -> dict[str, Any]:
+        if not isinstance(body, dict) or body.get("resourceType") != resource_type:
+            found = body.get("resourceType") if isinstance(body, dict) else type(body).__name__
+            raise EhrProtocolError(f"expected a {resource_type} from the EHR, got {found}")
+        return body
+
+    def _appointment_answer(
+        self, answer: EhrAnswer, *, created: bool | None = None
+    ) -> AppointmentAnswer:
+        """The Appointment of an operation answer (a Bundle in STU3, the resource in R4)."""
+        body = answer.body
+        issues: list[dict[str, Any]] = []
+        appointment: dict[str, Any] | None = None
+        if isinstance(body, dict) and body.get("resourceType") == "Bundle":
+            for entry in body.get("entry") or ():
+                resource = (entry or {}).get("resource") or {}
+                if resource.get("resourceType") == "Appointment" and appointment is None:
+                    appointment = resource
+                issues.extend(outcome_issues(resource))
+        elif isinstance(body, dict) and body.get("resourceType") == "Appointment":
+            appointment = body
+        if appointment is None:
+            raise EhrOutcomeUnknown(
+                "EHR accepted the request but its answer holds no Appointment",
+                status=answer.status,
+            )
+        if appointment.get("status") == "cancelled":
+            # The Argonaut way of saying no: the appointment comes back cancelled.
+            raise EhrConflict(
+                "EHR refused: the appointment came back cancelled",
+                status=answer.status,
+                outcome={"resourceType": "OperationOutcome", "issue": issues} if issues else None,
+            )
+        return AppointmentAnswer(
+            appointment=appointment,
+            created=answer.status == 201 if created is None else created,
+            expires=_expires(answer.headers),
+            issues=issues,
+        )

@@ -1,0 +1,282 @@
+"""Helpers for the gateway tests: the stack (sandbox EHR, PostgreSQL cache, API processes),
+loading the cache, offers as ``$find`` makes them, and FHIR shape checks per flavour."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine, text
+from sqlalchemy.orm import Session
+
+import rules
+from app.cache import claims
+from app.cache.db import make_engine
+from app.domain import VISIT_TYPE_SYSTEM
+from app.ehr.client import EhrClient, fhir_datetime
+from app.settings import DEMO_API_KEY, DEMO_SCOPES
+from app.sync.load import day_start, initial_load
+from rules.loader import load_rules
+from rules.schema import RulesFile
+from sandbox_ehr.process import SandboxProcess
+from tests.support import free_port, wait_for_http
+
+HORIZON_DAYS = 10
+SECRET = "gateway-test-secret"
+RULES_PATH = Path(rules.__file__).parent / "examples" / "multi-clinic.yaml"
+SNOMED = "http://snomed.info/sct"
+DERMATOLOGY = f"{SNOMED}|394582007"
+FAMILY_PRACTICE = f"{SNOMED}|419772000"
+OFFICE_VISIT = f"{VISIT_TYPE_SYSTEM}|office-visit"
+WRITE_TIMEOUT = 2.0
+AUTH = {"X-API-Key": DEMO_API_KEY}
+READ_ONLY_KEY = "gateway-tests-read-only-key"
+# One keep-alive client for every request of the tests, authenticated with the demo key.
+http = httpx.Client(headers=AUTH, timeout=60)
+
+
+def load_test_rules() -> RulesFile:
+    return load_rules(RULES_PATH)
+
+
+def bookable_day(rules_file: RulesFile) -> date:
+    """The first weekday at least two days ahead that the rules do not close."""
+    day = datetime.now(UTC).date() + timedelta(days=2)
+    while day.weekday() >= 5 or any(c.covers(day, None) for c in rules_file.organization.closures):
+        day += timedelta(days=1)
+    return day
+
+
+class R4SlotSource(EhrClient):
+    """Reads an R4 EHR's free slots where the initial load asks for ``$prefetch``.
+
+    The foundation's loader speaks only the Argonaut operation; this lets the
+    tests fill the cache from the R4 sandbox the same way.
+    """
+
+    def prefetch_pages(self, start: datetime, end: datetime, **_: Any) -> Iterator[Any]:
+        params = [
+            ("start", f"ge{fhir_datetime(start)}"),
+            ("start", f"lt{fhir_datetime(end)}"),
+            ("status", "free"),
+            ("_include", "Slot:schedule"),
+            ("_include", "Schedule:actor"),
+        ]
+        return self.iter_pages("/Slot", params)
+
+
+@dataclass
+class ApiProcess:
+    proc: subprocess.Popen[bytes]
+    url: str  # FHIR base
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=5)
+
+
+def start_api(env: dict[str, str]) -> ApiProcess:
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "--log-level", "WARNING", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    api = ApiProcess(proc, f"http://127.0.0.1:{port}/fhir")
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/healthz")
+    except Exception:
+        api.stop()
+        raise
+    return api
+
+
+@dataclass
+class Stack:
+    """One EHR flavour end to end: sandbox, cache database, API process(es)."""
+
+    flavour: str
+    sandbox: SandboxProcess
+    db_url: str
+    env: dict[str, str]
+    apis: list[ApiProcess] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.engine: Engine = make_engine(self.db_url)
+        self.rules = load_test_rules()
+
+    @property
+    def api(self) -> str:
+        return self.apis[0].url
+
+    @property
+    def ehr(self) -> str:
+        return self.sandbox.base_url
+
+    @property
+    def control(self) -> str:
+        return self.sandbox.control_url
+
+    def client(self) -> EhrClient:
+        kind = R4SlotSource if self.flavour == "r4" else EhrClient
+        return kind(self.sandbox.base_url, fhir_version=self.flavour)
+
+    def reset(self) -> None:
+        """Fresh EHR state, no faults, empty overlay, cache loaded from the EHR."""
+        assert http.delete(f"{self.control}/faults").status_code == 204
+        http.post(f"{self.control}/config", json={"hold_seconds": 300}).raise_for_status()
+        http.post(f"{self.control}/reset").raise_for_status()
+        with self.engine.begin() as conn:
+            conn.execute(text("DELETE FROM slot_claims"))
+            conn.execute(text("DELETE FROM slots"))
+        self.load()
+        http.delete(f"{self.control}/stats").raise_for_status()
+
+    def load(self) -> None:
+        with self.client() as client:
+            initial_load(
+                self.engine,
+                client,
+                start=day_start(datetime.now(UTC)),
+                horizon_days=HORIZON_DAYS,
+                window_days=HORIZON_DAYS,
+            )
+
+    # -- looking at state ---------------------------------------------------------
+
+    def claims(self) -> list[claims.Claim]:
+        with Session(self.engine) as session:
+            rows = session.execute(text("SELECT claim_id FROM slot_claims")).scalars().all()
+            return [c for cid in set(rows) for c in claims.claims_of(session, cid)]
+
+    def stats(self) -> dict[str, Any]:
+        return http.get(f"{self.control}/stats").json()  # type: ignore[no-any-return]
+
+    def requests(self, method: str, path_template: str) -> int:
+        return int(self.stats()["requests"].get(f"{method} {path_template}", 0))
+
+    def ehr_slot_status(self, slot_id: str) -> str:
+        return str(http.get(f"{self.ehr}/Slot/{slot_id}").json()["status"])
+
+    def fault(self, **rule: Any) -> None:
+        http.post(f"{self.control}/faults", json=rule).raise_for_status()
+
+    def find_slot_ids(self, day: date, **params: str) -> set[str]:
+        """Slots offered by our ``$find`` for a day (dermatology office visits by default)."""
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        query = {
+            "start": start.isoformat(),
+            "end": (start + timedelta(days=1)).isoformat(),
+            "visit-type": OFFICE_VISIT,
+            "specialty": DERMATOLOGY,
+        }
+        response = http.get(
+            f"{self.api}/Appointment/$find", params={**query, **params, "_count": "1000"}
+        )
+        assert response.status_code == 200, response.text
+        return {
+            ref["reference"].split("/", 1)[1]
+            for entry in response.json().get("entry", [])
+            if entry["resource"]["resourceType"] == "Appointment"
+            for ref in entry["resource"].get("slot", [])
+        }
+
+    # -- offers -------------------------------------------------------------------
+
+    def offers(
+        self,
+        day: date,
+        *,
+        visit_type: str = OFFICE_VISIT,
+        specialty: str | None = None,
+        practitioners: tuple[str, ...] = (),
+        patient: str | None = None,
+    ) -> list[dict[str, Any]]:
+        """The proposed Appointments our ``$find`` offers for a day, in its order."""
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        query = [
+            ("start", start.isoformat()),
+            ("end", (start + timedelta(days=1)).isoformat()),
+            ("visit-type", visit_type),
+            ("_count", "1000"),
+        ]
+        query += [("specialty", specialty)] if specialty else []
+        query += [("practitioner", ",".join(practitioners))] if practitioners else []
+        query += [("patient-reference", patient)] if patient else []
+        response = http.get(f"{self.api}/Appointment/$find", params=query)
+        assert response.status_code == 200, response.text
+        return [
+            entry["resource"]
+            for entry in response.json().get("entry", [])
+            if entry["resource"]["resourceType"] == "Appointment"
+        ]
+
+
+def slot_ids(appointment: dict[str, Any]) -> list[str]:
+    return [s["reference"].split("/", 1)[1] for s in appointment.get("slot", [])]
+
+
+def token_of(appointment: dict[str, Any]) -> str:
+    return str(appointment["identifier"][0]["value"])
+
+
+def params(*items: tuple[str, str, Any]) -> dict[str, Any]:
+    """``Parameters`` from (name, value[x] key, value) triples; key "resource" for resources."""
+    return {
+        "resourceType": "Parameters",
+        "parameter": [{"name": name, key: value} for name, key, value in items],
+    }
+
+
+def api_env(db_url: str, sandbox: SandboxProcess, flavour: str) -> dict[str, str]:
+    env = {
+        **os.environ,
+        "SLOTSYNC_DATABASE_URL": db_url,
+        "SLOTSYNC_EHR_BASE_URL": sandbox.base_url,
+        "SLOTSYNC_EHR_FHIR_VERSION": flavour,
+        "SLOTSYNC_EHR_TIMEOUT_SECONDS": str(WRITE_TIMEOUT),
+        "SLOTSYNC_PROPOSAL_SECRET": SECRET,
+        "SLOTSYNC_HORIZON_DAYS": str(HORIZON_DAYS),
+        "SLOTSYNC_RULES_PATH": str(RULES_PATH),
+        "SLOTSYNC_API_KEYS": json.dumps(
+            {DEMO_API_KEY: DEMO_SCOPES, READ_ONLY_KEY: ["system/Appointment.read"]}
+        ),
+    }
+    env.pop("SLOTSYNC_REDIS_URL", None)
+    return env
+
+
+def fhir_model(flavour: str, resource_type: str) -> Any:
+    if flavour == "stu3":
+        from fhir.resources.STU3 import get_fhir_model_class
+    else:
+        from fhir.resources.R4B import get_fhir_model_class
+    return get_fhir_model_class(resource_type)
+
+
+def assert_valid(flavour: str, resource: dict[str, Any]) -> None:
+    fhir_model(flavour, resource["resourceType"]).model_validate(resource)
+
+
+def assert_outcome(response: httpx.Response, status: int, code: str | None = None) -> dict:
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["resourceType"] == "OperationOutcome", body
+    fhir_model("stu3", "OperationOutcome").model_validate(body)
+    if code is not None:
+        assert body["issue"][0]["code"] == code, body
+    return body  # type: ignore[no-any-return]

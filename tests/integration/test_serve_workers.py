@@ -1,0 +1,75 @@
+"""``slotsync serve --workers 2`` for real: JSON logs, metrics summed over workers, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from app.cache.migrate import upgrade
+from app.settings import DEMO_API_KEY
+from tests.factories import T0_DAY, T0_NEXT_DAY
+from tests.support import free_port, wait_for_http
+
+pytestmark = pytest.mark.integration
+
+
+def test_two_workers_share_metrics_and_stop_cleanly(tmp_path: Path):
+    upgrade(f"sqlite:///{tmp_path / 'cache.sqlite3'}")
+    port = free_port()
+    env = {
+        **os.environ,
+        "SLOTSYNC_DATA_DIR": str(tmp_path),
+        "SLOTSYNC_LOG_FORMAT": "json",
+        "PYTHONPATH": str(Path.cwd()),
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log_path = tmp_path / "server.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "2"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            base = f"http://127.0.0.1:{port}"
+            wait_for_http(f"{base}/healthz", timeout=60)
+            headers = {"X-API-Key": DEMO_API_KEY}
+            find = f"{base}/fhir/Appointment/$find?start={T0_DAY}&end={T0_NEXT_DAY}"
+            with httpx.Client(timeout=10) as client:
+                for i in range(8):
+                    response = client.get(find, headers={**headers, "X-Request-ID": f"req-{i}"})
+                    assert response.status_code == 200
+                    assert response.headers["x-request-id"] == f"req-{i}"
+                # a worker records a request just after answering it: allow it a moment
+                key = (("method", "GET"), ("route", "/fhir/Appointment/$find"), ("status", "200"))
+                deadline = time.monotonic() + 10
+                while True:
+                    text = client.get(f"{base}/metrics", headers=headers).text
+                    samples = {
+                        (s.name, tuple(sorted(s.labels.items()))): s.value
+                        for family in text_string_to_metric_families(text)
+                        for s in family.samples
+                    }
+                    total = samples.get(("slotsync_http_requests_total", key), 0)
+                    if total >= 8 or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.1)
+            assert total == 8
+        finally:
+            proc.terminate()
+            code = proc.wait(timeout=30)
+    assert code == 0
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
+    access = [line for line in lines if line["logger"] == "slotsync.access"]
+    assert {line["request_id"] for line in access} >= {f"req-{i}" for i in range(8)}
+    assert any("Finished server process" in line["message"] for line in lines)
+    assert not any("color_message" in line for line in lines)

@@ -1,0 +1,209 @@
+"""Parsing what clients send to the write side: operation Parameters, PATCH bodies, searches."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from app.errors import BusinessRuleViolation, InvalidParameter, UnsupportedMediaType
+from app.fhir.appointment_search import parse_appointment_search
+from app.fhir.operation_params import parse_operation
+from app.fhir.patch_body import JSON_PATCH, parse_cancel_patch
+
+APPOINTMENT = {
+    "resourceType": "Appointment",
+    "status": "proposed",
+    "start": "2030-01-07T14:00:00Z",
+    "end": "2030-01-07T14:15:00Z",
+    "participant": [{"actor": {"reference": "Practitioner/p1"}, "status": "needs-action"}],
+}
+
+
+def _params(*parameters: dict) -> dict:
+    return {"resourceType": "Parameters", "parameter": list(parameters)}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"valueUri": "Appointment/appt-1"},
+        {"valueUrl": "http://ehr.example/fhir/Appointment/appt-1"},
+        {"valueString": "appt-1"},
+        {"valueId": "appt-1"},
+        {"valueReference": {"reference": "Appointment/appt-1"}},
+    ],
+)
+def test_appt_id_in_any_of_its_spellings(value: dict) -> None:
+    inputs = parse_operation(
+        _params({"name": "appt-id", **value}), operation="hold", instance_id=None, flavour="stu3"
+    )
+    assert inputs.appt_id == "appt-1" and inputs.appt_resource is None
+
+
+def test_book_inputs_are_normalised() -> None:
+    inputs = parse_operation(
+        _params(
+            {"name": "appt-resource", "resource": APPOINTMENT},
+            {"name": "patient-id", "valueUri": "Patient/pat-1"},
+            {"name": "patient-id", "valueString": "pat-2"},
+            {"name": "patient-id", "valueUri": "Patient/pat-1"},
+            {"name": "comment", "valueString": "first visit"},
+            {"name": "cancelled-appt-id", "valueUri": "Appointment/old-1"},
+        ),
+        operation="book",
+        instance_id=None,
+        flavour="r4",
+    )
+    assert inputs.appt_resource == APPOINTMENT
+    assert inputs.patient_ids == ("Patient/pat-1", "Patient/pat-2")
+    assert (inputs.comment, inputs.cancelled_appt_id) == ("first visit", "old-1")
+
+
+def test_a_bare_appointment_is_the_appt_resource_and_the_url_id_the_appt_id() -> None:
+    bare = parse_operation(APPOINTMENT, operation="book", instance_id=None, flavour="stu3")
+    assert bare.appt_resource == APPOINTMENT
+    instance = parse_operation(
+        _params({"name": "patient-id", "valueUri": "Patient/p"}),
+        operation="book",
+        instance_id="appt-9",
+        flavour="stu3",
+    )
+    assert instance.appt_id == "appt-9"
+
+
+@pytest.mark.parametrize(
+    ("body", "instance", "message"),
+    [
+        (_params({"name": "appt-id", "valueUri": "a"}), "b", "contradicts the URL"),
+        (
+            _params({"name": "appt-id", "valueUri": "a"}, {"name": "appt-id", "valueUri": "b"}),
+            None,
+            "only once",
+        ),
+        (_params({"name": "comment", "valueString": "x"}), None, "no input parameter 'comment'"),
+        (_params({"name": "appt-id", "valueBoolean": True}), None, "needs one non-empty value"),
+        (_params({"name": "appt-resource", "valueString": "x"}), None, "needs a resource"),
+        (
+            _params({"name": "appt-resource", "resource": {**APPOINTMENT, "end": None}}),
+            None,
+            "missing required element(s) Appointment.end",
+        ),
+        (
+            _params({"name": "appt-resource", "resource": {**APPOINTMENT, "minutesDuration": "x"}}),
+            None,
+            "is not a valid FHIR STU3 Appointment",
+        ),
+        ({"resourceType": "Bundle"}, None, "got Bundle"),
+    ],
+)
+def test_bad_hold_inputs_name_the_problem(body: dict, instance: str | None, message: str) -> None:
+    with pytest.raises(InvalidParameter, match=message.replace("(", r"\(").replace(")", r"\)")):
+        parse_operation(body, operation="hold", instance_id=instance, flavour="stu3")
+
+
+def test_cancel_patches_in_both_formats_are_forwarded_unchanged() -> None:
+    json_patch = [
+        {"op": "test", "path": "/status", "value": "booked"},
+        {"op": "replace", "path": "/status", "value": "cancelled"},
+        {"op": "add", "path": "/extension/-", "value": {"url": "x", "valueString": "y"}},
+        {"op": "add", "path": "/cancelationReason", "value": {"text": "weather"}},
+    ]
+    patch = parse_cancel_patch(orjson.dumps(json_patch), JSON_PATCH)
+    assert orjson.loads(patch.content) == json_patch and patch.content_type == JSON_PATCH
+    fhirpath = _params(
+        {"name": "operation", "part": [
+            {"name": "type", "valueCode": "replace"},
+            {"name": "path", "valueString": "Appointment.status"},
+            {"name": "value", "valueCode": "cancelled"}]},
+        {"name": "operation", "part": [
+            {"name": "type", "valueCode": "add"}, {"name": "path", "valueString": "Appointment"},
+            {"name": "name", "valueString": "comment"}, {"name": "value", "valueString": "ill"}]},
+    )  # fmt: skip
+    patch = parse_cancel_patch(orjson.dumps(fhirpath), "application/fhir+json; charset=utf-8")
+    assert orjson.loads(patch.content) == fhirpath
+    assert patch.content_type == "application/fhir+json"
+
+
+@pytest.mark.parametrize(
+    ("body", "kind", "error"),
+    [
+        (
+            [{"op": "replace", "path": "/status", "value": "booked"}],
+            JSON_PATCH,
+            BusinessRuleViolation,
+        ),
+        (
+            [{"op": "replace", "path": "/start", "value": "2030-01-01"}],
+            JSON_PATCH,
+            BusinessRuleViolation,
+        ),
+        (
+            [{"op": "add", "path": "/comment", "value": "no status change"}],
+            JSON_PATCH,
+            BusinessRuleViolation,
+        ),
+        ([{"op": "move", "from": "/a", "path": "/status"}], JSON_PATCH, BusinessRuleViolation),
+        ([{"path": "/status", "value": "cancelled"}], JSON_PATCH, InvalidParameter),
+        ([], JSON_PATCH, InvalidParameter),
+        ({"resourceType": "Appointment"}, "application/fhir+json", InvalidParameter),
+        (
+            _params(
+                {
+                    "name": "operation",
+                    "part": [
+                        {"name": "type", "valueCode": "replace"},
+                        {"name": "path", "valueString": "Appointment.start"},
+                        {"name": "value", "valueDateTime": "2030-01-01"},
+                    ],
+                }
+            ),
+            "application/fhir+json",
+            BusinessRuleViolation,
+        ),
+        (
+            [{"op": "replace", "path": "/status", "value": "cancelled"}],
+            "text/plain",
+            UnsupportedMediaType,
+        ),
+    ],
+)
+def test_anything_but_a_cancel_is_refused(body: object, kind: str, error: type) -> None:
+    with pytest.raises(error):
+        parse_cancel_patch(orjson.dumps(body), kind)
+
+
+def test_appointment_search_is_normalised_for_the_ehr() -> None:
+    params = parse_appointment_search(
+        [
+            ("patient", "1234"),
+            ("status", "booked,fulfilled"),
+            ("date", "ge2017-01-01"),
+            ("date", "lt2018-01-01T00:00:00Z"),
+            ("practitioner", "pr-1"),
+            ("_format", "json"),
+        ]
+    )
+    assert params == [
+        ("patient", "Patient/1234"),
+        ("status", "booked,fulfilled"),
+        ("date", "ge2017-01-01"),
+        ("date", "lt2018-01-01T00:00:00Z"),
+        ("practitioner", "Practitioner/pr-1"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("pairs", "message"),
+    [
+        ([("status", "booked")], "patient parameter is required"),
+        ([("patient", "a"), ("patient", "b")], "patient parameter is required"),
+        ([("patient", "a"), ("date", "sa2017-01-01")], "prefix 'sa' is not supported"),
+        ([("patient", "a"), ("date", "2017-01-01T10:00")], "with a time zone"),
+        ([("patient", "a"), ("status", "later")], "not an appointment status"),
+        ([("patient", "a"), ("practitioner", "Dr Y")], "not a Practitioner reference"),
+        ([("patient", "a"), ("_count", "5")], "unsupported search parameter"),
+    ],
+)
+def test_bad_appointment_searches_name_the_problem(pairs: list, message: str) -> None:
+    with pytest.raises(InvalidParameter, match=message):
+        parse_appointment_search(pairs)
