@@ -1,8 +1,4 @@
-"""Operations: ``POST /admin/resync`` and ``GET /admin/sync-status``.
-
-Authentication of these routes is added by the production surface (admin
-credential); this module only defines what they do.
-"""
+"""Operations: ``POST /admin/resync`` and ``GET /admin/sync-status`` (admin scope)."""
 
 from __future__ import annotations
 
@@ -19,6 +15,7 @@ from app.sync.runs import ResyncRequest
 from app.sync.status import sync_status
 from app.sync.windows import align, horizon, utcnow
 
+from .auth import AdminDep
 from .deps import SessionDep, SettingsDep
 from .responses import FhirResponse
 
@@ -70,7 +67,7 @@ def _instant(value: str | None, name: str) -> datetime | None:
 
 @router.post("/admin/resync", status_code=202, response_class=FhirResponse)
 async def resync(
-    request: Request, settings: SettingsDep, body: ResyncBody | None = None
+    request: Request, settings: SettingsDep, _admin: AdminDep, body: ResyncBody | None = None
 ) -> FhirResponse:
     body = body or ResyncBody()
     if body.schedule and body.actor:
@@ -110,6 +107,7 @@ async def resync(
 @router.get("/admin/sync-status", response_class=FhirResponse)
 def status(
     session: SessionDep,
+    _admin: AdminDep,
     schedule: Annotated[list[str] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
 ) -> FhirResponse:

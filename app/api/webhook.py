@@ -1,9 +1,10 @@
 """``POST /webhook/subscription``: the EHR's notifications (handshake, heartbeat, events).
 
-Answers within milliseconds and does no EHR traffic: it checks the shared secret
-(constant-time; anything else is 401 and has no effect), parses the payload (400
-if malformed, nothing recorded), then records that the feed is alive and
-enqueues coalesced refreshes (:func:`app.sync.inbox.accept_notification`).
+Answers within milliseconds and does no EHR traffic: the shared secret is checked
+first (:data:`app.api.auth.WebhookDep`, constant-time; anything else is 401 and has
+no effect), then the payload is parsed (400 if malformed, nothing recorded), and
+only then is the feed recorded alive and coalesced refreshes enqueued
+(:func:`app.sync.inbox.accept_notification`).
 The Argonaut flavour sends handshakes and heartbeats as empty bodies; the
 ``X-Notification-Type``/``X-Subscription-Id``/``X-Event-Number`` headers, when
 present, tell them apart and number them.
@@ -11,7 +12,6 @@ present, tell them apart and number them.
 
 from __future__ import annotations
 
-import hmac
 import logging
 from dataclasses import replace
 
@@ -24,6 +24,7 @@ from app.fhir.notification import KINDS, NotificationError, parse_notification
 from app.sync.inbox import accept_notification
 from app.sync.windows import utcnow
 
+from .auth import WebhookDep
 from .deps import SettingsDep
 from .responses import FhirResponse, operation_outcome
 
@@ -34,11 +35,6 @@ MAX_BODY_BYTES = 1_000_000
 JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
 
 
-class Unauthenticated(SlotsyncError):
-    status = 401
-    code = "login"
-
-
 class PayloadTooLarge(SlotsyncError):
     status = 413
     code = "too-costly"
@@ -47,18 +43,6 @@ class PayloadTooLarge(SlotsyncError):
 class UnsupportedMediaType(SlotsyncError):
     status = 415
     code = "not-supported"
-
-
-def _authenticate(request: Request, secret: str | None) -> None:
-    if not secret:
-        log.error("webhook call refused: SLOTSYNC_WEBHOOK_SECRET is not configured")
-        raise Unauthenticated("webhook secret not configured")
-    given = request.headers.get("authorization", "")
-    scheme, _, value = given.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        value.strip().encode(), secret.encode()
-    ):
-        raise Unauthenticated("missing or wrong webhook credentials")
 
 
 def _int_header(request: Request, name: str) -> int | None:
@@ -72,9 +56,9 @@ def _int_header(request: Request, name: str) -> int | None:
 
 
 @router.post("/webhook/subscription", response_class=FhirResponse)
-async def subscription_notification(request: Request, settings: SettingsDep) -> FhirResponse:
-    secret = settings.webhook_secret.get_secret_value() if settings.webhook_secret else None
-    _authenticate(request, secret)
+async def subscription_notification(
+    request: Request, settings: SettingsDep, _secret: WebhookDep
+) -> FhirResponse:
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:
         raise PayloadTooLarge(f"notification larger than {MAX_BODY_BYTES} bytes")

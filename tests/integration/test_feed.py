@@ -26,6 +26,7 @@ def loaded(engine, **overrides):
         ehr.add_schedule(f"sch-{i}", f"Practitioner/pr-{i}", "Location/clinic-1")
         ehr.put(*(slot(j * 40, schedule=f"sch-{i}") for j in range(8)))
     clock = Clock(DAY0 + timedelta(hours=1))
+    overrides.setdefault("ehr_subscriptions", "public_base_url" in overrides)
     ctx = context(engine, ehr, clock=clock, **overrides)
     run_in_process(ctx, ResyncRequest(kind="initial-load"), backoff=0)
     return ehr, ctx, clock
@@ -124,7 +125,7 @@ def test_subscription_is_created_once_and_recreated_when_lost(engine):
     assert again.created and again.ehr_id == "sub-1"
 
 
-def test_no_public_url_means_no_subscription(engine):
+def test_subscriptions_switched_off_mean_polling_only(engine):
     ehr, ctx, _ = loaded(engine)
     assert feed.ensure_subscription(ctx).status == "off"
     assert not ehr.subscriptions
