@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
+import orjson
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
 
 from app.errors import InvalidParameter
@@ -17,7 +18,7 @@ from app.sync.windows import align, horizon, utcnow
 
 from .auth import AdminDep
 from .deps import SessionDep, SettingsDep
-from .responses import FhirResponse
+from .responses import FHIR_JSON, FhirResponse
 
 router = APIRouter()
 
@@ -25,7 +26,7 @@ router = APIRouter()
 class ResyncBody(BaseModel):
     """All fields optional: no schedule and no actor = everything (a full load)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     schedule: list[str] | None = Field(default=None, description="Schedule ids")
     actor: str | None = Field(default=None, description="e.g. Practitioner/pr-1")
@@ -65,11 +66,73 @@ def _instant(value: str | None, name: str) -> datetime | None:
         raise InvalidParameter(str(exc), expression=name) from exc
 
 
-@router.post("/admin/resync", status_code=202, response_class=FhirResponse)
-async def resync(
-    request: Request, settings: SettingsDep, _admin: AdminDep, body: ResyncBody | None = None
-) -> FhirResponse:
-    body = body or ResyncBody()
+def _resync_body_schema() -> dict[str, object]:
+    """The body's JSON schema, saying (as the validator does) that one id may be a string."""
+    schema = ResyncBody.model_json_schema()
+    schema["properties"]["schedule"] = {
+        "anyOf": [
+            {"type": "string"},
+            {"type": "array", "items": {"type": "string"}, "minItems": 1},
+            {"type": "null"},
+        ],
+        "description": "Schedule id(s)",
+    }
+    return schema
+
+
+RESYNC_ACCEPTED = {
+    "type": "object",
+    "required": ["token", "kind"],
+    "properties": {
+        "token": {"type": "string", "description": "the run is recorded under this token"},
+        "kind": {"type": "string", "enum": ["initial-load", "resync"]},
+        "status": {"type": "string"},
+    },
+}
+SYNC_STATUS = {
+    "type": "object",
+    "required": ["overall", "schedules"],
+    "properties": {"overall": {"type": "object"}, "schedules": {"type": "array"}},
+}
+
+
+def _json_schema(schema: dict[str, object], description: str) -> dict[str, object]:
+    media = {"schema": schema}
+    return {"description": description, "content": {FHIR_JSON: media, "application/json": media}}
+
+
+async def _resync_body(request: Request) -> ResyncBody:
+    """The optional JSON body; anything but an object with the known fields is a 400."""
+    raw = await request.body()
+    try:
+        data = orjson.loads(raw) if raw.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise InvalidParameter(f"body is not JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InvalidParameter("body must be a JSON object")
+    try:
+        return ResyncBody.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+        )
+        raise InvalidParameter(problems) from exc
+
+
+@router.post(
+    "/admin/resync",
+    status_code=202,
+    response_class=FhirResponse,
+    responses={202: _json_schema(RESYNC_ACCEPTED, "resync queued")},
+    openapi_extra={
+        "requestBody": {
+            "required": False,
+            "content": {"application/json": {"schema": _resync_body_schema()}},
+        }
+    },
+)
+async def resync(request: Request, settings: SettingsDep, _admin: AdminDep) -> FhirResponse:
+    body = await _resync_body(request)
     if body.schedule and body.actor:
         raise InvalidParameter("give schedule or actor, not both")
     start, end = _instant(body.start, "start"), _instant(body.end, "end")
@@ -104,7 +167,11 @@ async def resync(
     )
 
 
-@router.get("/admin/sync-status", response_class=FhirResponse)
+@router.get(
+    "/admin/sync-status",
+    response_class=FhirResponse,
+    responses={200: _json_schema(SYNC_STATUS, "per-schedule and overall sync state")},
+)
 def status(
     session: SessionDep,
     _admin: AdminDep,
