@@ -38,6 +38,7 @@ pytestmark = pytest.mark.integration
 
 HORIZON_DAYS = 14
 SECRET = "e2e-webhook-secret"
+ADMIN = {"X-API-Key": "slotsync-demo-key"}  # development credentials hold the admin scope
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -319,13 +320,16 @@ def test_a_resync_against_a_failing_ehr_changes_nothing(pipeline):
         response = httpx.post(
             f"{pipeline.api_url}/admin/resync",
             json={"schedule": ["sch-pr-1", "sch-pr-2", "sch-room-1"]},
+            headers=ADMIN,
             timeout=10,
         )
         assert response.status_code == 202
         run = pipeline.wait_run(response.json()["token"], timeout=90)
         assert run.status == "failed" and run.chunks_failed == run.chunks_total > 1
         assert pipeline.cache() == before
-        status = httpx.get(f"{pipeline.api_url}/admin/sync-status", timeout=10).json()
+        status = httpx.get(
+            f"{pipeline.api_url}/admin/sync-status", headers=ADMIN, timeout=10
+        ).json()
         errors = {s["id"]: s["last_error"] for s in status["schedules"]}
         assert "503" in errors["sch-pr-1"]
     finally:
