@@ -73,7 +73,7 @@ class Settings(BaseSettings):
         description="UTC HH:MM of the daily resync",
     )
     load_window_days: int = Field(
-        default=7, ge=1, le=90, description="initial load chunk: one schedule x this many days"
+        default=30, ge=1, le=90, description="days per load chunk of a few schedules"
     )
     hold_overlay_seconds: int = Field(
         default=300,

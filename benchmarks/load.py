@@ -34,11 +34,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, default=1_000_000, help="sandbox slots (approximate)")
     p.add_argument("--fhir-version", choices=("stu3", "r4"), default="stu3")
     p.add_argument("--horizon-days", type=int, default=90)
-    p.add_argument("--pool", choices=("prefork", "threads"), default="prefork")
-    p.add_argument("--concurrency", type=int, default=2, help="worker processes")
-    p.add_argument("--chunking", choices=("schedule", "window"), default="schedule")
-    p.add_argument("--window-days", type=int, default=30)
-    p.add_argument("--schedules-per-chunk", type=int, default=1)
+    p.add_argument("--pool", choices=("prefork", "threads"), default="threads")
+    p.add_argument("--concurrency", type=int, default=3, help="worker threads or processes")
+    p.add_argument("--chunking", choices=("auto", "schedule", "window"), default="auto")
+    p.add_argument("--window-days", type=int, default=None, help="default: the setting's")
+    p.add_argument("--bulk-window-days", type=int, default=None, help="default: the setting's")
+    p.add_argument("--schedules-per-chunk", type=int, default=None, help="default: the setting's")
     p.add_argument("--page-size", type=int, default=1000)
     p.add_argument("--timeout", type=float, default=1800.0)
 
@@ -79,10 +80,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         extra = {
             "SLOTSYNC_HORIZON_DAYS": str(args.horizon_days),
             "SLOTSYNC_LOAD_CHUNKING": args.chunking,
-            "SLOTSYNC_LOAD_WINDOW_DAYS": str(args.window_days),
-            "SLOTSYNC_LOAD_SCHEDULES_PER_CHUNK": str(args.schedules_per_chunk),
             "SLOTSYNC_EHR_PAGE_SIZE": str(args.page_size),
         }
+        for name, value in (
+            ("LOAD_WINDOW_DAYS", args.window_days),
+            ("LOAD_BULK_WINDOW_DAYS", args.bulk_window_days),
+            ("LOAD_SCHEDULES_PER_CHUNK", args.schedules_per_chunk),
+        ):
+            if value is not None:
+                extra[f"SLOTSYNC_{name}"] = str(value)
         with stack(
             ehr_base_url=sandbox.base_url, fhir_version=args.fhir_version, extra=extra
         ) as running:
@@ -109,6 +115,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 sandbox.base_url, args.fhir_version, lo.date().isoformat(), hi.date().isoformat()
             )
             engine.dispose()
+            running_settings = running.settings.model_dump()
     mem = memory.as_json()
     rate = run_row.slots_seen / wall if wall else 0.0
     return {
@@ -117,9 +124,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "sandbox_start_seconds": round(sandbox_ready, 1),
         "worker_pool": args.pool,
         "worker_concurrency": args.concurrency,
-        "chunking": args.chunking,
-        "window_days": args.window_days,
-        "schedules_per_chunk": args.schedules_per_chunk,
+        "chunking_setting": args.chunking,
+        "chunking_used": "window" if (run_row.scope or "").endswith(":window") else "schedule",
+        "window_days": running_settings["load_window_days"],
+        "bulk_window_days": running_settings["load_bulk_window_days"],
+        "schedules_per_chunk": running_settings["load_schedules_per_chunk"],
         "page_size": args.page_size,
         "run_status": run_row.status,
         "chunks": run_row.chunks_total,

@@ -37,6 +37,8 @@ def settings(**overrides: Any) -> Settings:
     values: dict[str, Any] = {
         "horizon_days": 7,
         "load_window_days": 2,
+        "load_bulk_window_days": 2,
+        "load_schedules_per_chunk": 1,
         "ehr_fhir_version": "stu3",
         "schedule_lock_seconds": 5,
     }

@@ -1,8 +1,4 @@
-"""Operations: ``POST /admin/resync`` and ``GET /admin/sync-status``.
-
-Authentication of these routes is added by the production surface (admin
-credential); this module only defines what they do.
-"""
+"""Operations: ``POST /admin/resync`` and ``GET /admin/sync-status`` (admin scope)."""
 
 from __future__ import annotations
 
@@ -151,6 +147,7 @@ async def resync(request: Request, settings: SettingsDep) -> JsonResponse:
 )
 def status(
     session: SessionDep,
+    _admin: AdminDep,
     schedule: Annotated[list[str] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
 ) -> JsonResponse:

@@ -1,9 +1,10 @@
 """``POST /webhook/subscription``: the EHR's notifications (handshake, heartbeat, events).
 
-Answers within milliseconds and does no EHR traffic: it checks the shared secret
-(constant-time; anything else is 401 and has no effect), parses the payload (400
-if malformed, nothing recorded), then records that the feed is alive and
-enqueues coalesced refreshes (:func:`app.sync.inbox.accept_notification`).
+Answers within milliseconds and does no EHR traffic: the shared secret is checked
+first (:data:`app.api.auth.WebhookDep`, constant-time; anything else is 401 and has
+no effect), then the payload is parsed (400 if malformed, nothing recorded), and
+only then is the feed recorded alive and coalesced refreshes enqueued
+(:func:`app.sync.inbox.accept_notification`).
 The Argonaut flavour sends handshakes and heartbeats as empty bodies; the
 ``X-Notification-Type``/``X-Subscription-Id``/``X-Event-Number`` headers, when
 present, tell them apart and number them.

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session
 
 from .models import SubscriptionRow
@@ -130,7 +131,7 @@ def caught_up(session: Session, now: datetime) -> None:
 
 def mark_stale(session: Session, feed_id: int, now: datetime) -> bool:
     """live -> stale; True only for the caller that made the transition."""
-    result = session.execute(
+    result: CursorResult[Any] = session.execute(  # type: ignore[assignment]
         update(SubscriptionRow)
         .where(SubscriptionRow.id == feed_id, SubscriptionRow.feed_state == "live")
         .values(feed_state="stale", updated_at=now)

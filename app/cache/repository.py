@@ -47,6 +47,7 @@ def _upsert(session: Session, table: Any, rows: list[dict[str, Any]], key: Seque
 
 
 MAX_PARAMETERS = 30_000  # below both SQLite's (32,766) and PostgreSQL's (65,535) limits
+ALL_SCHEDULES_LOCK = 0x510750  # advisory lock key of whole-window writes
 COPY_THRESHOLD = 64  # below this many rows the staging round trips cost more than they save
 SLOT_FIELDS = (
     "id",
@@ -88,10 +89,17 @@ def _copy_rows(cur: Any, table: str, slots: Sequence[Slot], confirmed_at: dateti
             )
 
 
+def _driver_connection(session: Session) -> Any:
+    """The psycopg connection under the session's transaction (for ``COPY``)."""
+    raw = session.connection().connection.driver_connection
+    assert raw is not None, "the session's connection is closed"
+    return raw
+
+
 def _copy_upsert_slots(session: Session, slots: Sequence[Slot], confirmed_at: datetime) -> None:
     """PostgreSQL: ``COPY`` into a per-connection temporary table, then one
     ``INSERT ... SELECT ... ON CONFLICT DO UPDATE``: the fast path for big upserts."""
-    raw = session.connection().connection.driver_connection
+    raw = _driver_connection(session)
     columns = ", ".join(f'"{c}"' for c in SLOT_FIELDS)
     updates = ", ".join(f'"{c}" = excluded."{c}"' for c in SLOT_FIELDS if c != "id")
     with raw.cursor() as cur:
@@ -108,7 +116,7 @@ def _copy_insert_slots(session: Session, slots: Sequence[Slot], confirmed_at: da
     """PostgreSQL, slots new to the cache (an initial load): ``COPY`` straight into
     ``slots``. Should one exist after all (moved in from another window), the
     savepoint undoes the copy and the staged upsert does it instead."""
-    raw = session.connection().connection.driver_connection
+    raw = _driver_connection(session)
     with raw.cursor() as cur:
         cur.execute("SAVEPOINT slot_copy")
         try:
@@ -313,6 +321,9 @@ def lock_schedules(session: Session, schedule_ids: Collection[str] | None) -> No
         return
     stmt = select(ScheduleRow.id).order_by(ScheduleRow.id).with_for_update()
     if schedule_ids is None:
+        # Writers of every schedule also insert schedules the row locks cannot cover
+        # yet (a first load): they take turns as a whole.
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ALL_SCHEDULES_LOCK})
         session.execute(stmt)
         return
     for chunk in _batched(sorted(schedule_ids)):

@@ -12,8 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import CursorResult, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from .models import SyncChunkRow, SyncRunRow
@@ -106,7 +107,7 @@ def add_chunks(session: Session, run_id: int, chunks: Sequence[ChunkSpec]) -> No
         for c in chunks
     ]
     for i in range(0, len(rows), 2000):
-        session.execute(SyncChunkRow.__table__.insert(), rows[i : i + 2000])
+        session.execute(insert(SyncChunkRow), rows[i : i + 2000])
     session.execute(
         update(SyncRunRow)
         .where(SyncRunRow.id == run_id)
@@ -158,7 +159,7 @@ def finish_chunk(
     deleted: int = 0,
     error: str | None = None,
 ) -> ChunkOutcome:
-    moved = session.execute(
+    moved: CursorResult[Any] = session.execute(  # type: ignore[assignment]
         update(SyncChunkRow)
         .where(
             SyncChunkRow.run_id == run_id,
@@ -193,7 +194,7 @@ def finish_chunk(
     if done + failed < total:
         return ChunkOutcome(counted=True, run_finished=None)
     status = "ok" if failed == 0 else "failed"
-    closed = session.execute(
+    closed: CursorResult[Any] = session.execute(  # type: ignore[assignment]
         update(SyncRunRow)
         .where(SyncRunRow.id == run_id, SyncRunRow.status == "running")
         .values(status=status, finished_at=finished_at)

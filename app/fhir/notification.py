@@ -76,12 +76,14 @@ def parse_notification(body: Any) -> Notification:
     resources = [e.get("resource") if isinstance(e, dict) else None for e in entries]
     status = resources[0] if resources and _is_status(resources[0]) else None
     if status is None:
-        targets = tuple(_target(r, i) for i, r in enumerate(resources))
-        if not targets:
+        found = tuple(_target(r, i) for i, r in enumerate(resources))
+        if not found:
             raise NotificationError("notification Bundle names no Schedule or Slot")
-        return Notification(kind="event", targets=targets)
+        return Notification(kind="event", targets=found)
     note = _status(status)
-    targets = [_target(r, i + 1) for i, r in enumerate(resources[1:]) if r is not None]
+    targets: list[Target] = [
+        _target(r, i + 1) for i, r in enumerate(resources[1:]) if r is not None
+    ]
     if note.kind == "event" and not targets:
         # id-only or empty payloads: the focus references still name what changed
         targets = [_focus_target(ref) for ref in _focus_refs(status)]

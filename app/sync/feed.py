@@ -42,8 +42,10 @@ RUN_RETENTION = timedelta(days=7)
 
 
 def webhook_url(ctx: SyncContext) -> str:
-    base = ctx.settings.public_base_url
-    return base.rstrip("/") + WEBHOOK_PATH if base else ""
+    """Our callback, or "" when subscriptions are switched off (polling only)."""
+    if not ctx.settings.ehr_subscriptions:
+        return ""
+    return ctx.settings.public_base_url.rstrip("/") + WEBHOOK_PATH
 
 
 def _feed(ctx: SyncContext) -> Any:
@@ -107,7 +109,7 @@ def subscription_body(ctx: SyncContext, endpoint: str) -> dict[str, Any]:
 
 
 def ensure_subscription(ctx: SyncContext) -> SubscriptionState:
-    """Create or renew our Subscription; without a public URL there is nothing to do."""
+    """Create or renew our Subscription; with subscriptions off there is nothing to do."""
     row = _feed(ctx)
     endpoint = row.endpoint
     if not endpoint:

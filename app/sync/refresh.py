@@ -10,6 +10,7 @@ window.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 
 from app.cache import repository as repo
@@ -21,6 +22,7 @@ from .coordination import Coordinator, lock_names
 from .discovery import discover_schedules
 from .dispatch import Dispatcher
 from .runs import describe_error
+from .windows import align
 
 log = logging.getLogger(__name__)
 
@@ -74,6 +76,20 @@ def refresh_schedule(
             with transaction(ctx.engine) as session:
                 repo.record_schedule_error(session, [schedule_id], describe_error(exc))
             raise
+
+
+def refresh_windows(
+    ctx: SyncContext, windows: Iterable[tuple[str, datetime, datetime]]
+) -> list[ChunkResult]:
+    """Refresh (schedule, start, end) windows now, each widened to whole days (the
+    booking service calls this after the EHR said a slot changed under it)."""
+    limits = ctx.horizon()
+    results = []
+    for schedule_id, start, end in windows:
+        window = align(start, end, limits)
+        if window is not None:
+            results.append(refresh_schedule(ctx, schedule_id, *window))
+    return results
 
 
 def refresh_actor(

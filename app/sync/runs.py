@@ -8,12 +8,15 @@ previous cache content stays, and the run ends ``failed`` with the count.
 
 Two chunkings (``SLOTSYNC_LOAD_CHUNKING``):
 
-- ``schedule`` (default): discover the schedules (``GET Schedule``), then one chunk
-  per (schedule group, window). Memory per chunk is independent of the size of
-  the organisation, chunks of different schedules never contend, and a failure
-  costs one schedule's window.
-- ``window``: every schedule x one window per chunk, for EHRs without a Schedule
-  search (and chosen automatically for them).
+- ``schedule``: discover the schedules (``GET Schedule``), then one chunk per
+  (schedule group, window). Memory per chunk is independent of the size of the
+  organisation, chunks of different schedules never contend, and a failure costs
+  one group's window. Used for R4 (``Slot?schedule=``) and STU3 organisations whose
+  schedules all have a practitioner or location to filter ``$prefetch`` by.
+- ``window``: every schedule x one (short) window per chunk. Used for EHRs without
+  a Schedule search, and by ``auto`` (the default) for STU3 organisations with
+  schedules ``$prefetch`` cannot name (devices): those would need an unfiltered
+  fetch of every window anyway, so this fetches each slot once instead of twice.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from app.domain import Schedule
 from app.ehr.client import PROVIDER_TYPES
 from app.ehr.errors import EhrAuthError, EhrProtocolError, EhrUnavailable
 from app.fhir.parse import FhirParseError
+from app.settings import Settings
 
 from .chunk import Chunk, ChunkResult, sync_chunk
 from .context import SyncContext
@@ -130,6 +134,14 @@ def group_schedules(
     return groups
 
 
+def _unnamed(schedules: Sequence[Schedule], settings: Settings) -> bool:
+    """Whether some schedule has neither practitioner nor location (STU3 cannot filter it)."""
+    if settings.ehr_fhir_version != "stu3":
+        return False
+    named = {*PROVIDER_TYPES, "Location"}
+    return any(not {r.split("/", 1)[0] for r in s.actor_refs} & named for s in schedules)
+
+
 def build_chunks(
     windows: Sequence[tuple[datetime, datetime]], groups: Sequence[tuple[str, ...]] | None
 ) -> list[ChunkSpec]:
@@ -159,21 +171,27 @@ def plan_run(ctx: SyncContext, request: ResyncRequest, *, token: str | None = No
         ids = discover_schedules(ctx, actor=request.actor)
     elif request.schedule_ids is not None:
         ids = sorted(set(request.schedule_ids))
-    elif chunking == "schedule":
+    elif chunking != "window":
         try:
             ids = discover_schedules(ctx)
         except DiscoveryUnsupported as exc:
             log.warning("no Schedule search (%s): loading whole windows instead", exc)
-            chunking = "window"
     groups: list[tuple[str, ...]] | None = None
     if ids is not None:
         with transaction(ctx.engine) as session:
             known = repo.schedules_by_id(session, ids)
         schedules = [known.get(sid) or Schedule(id=sid, actor_refs=()) for sid in ids]
-        groups = group_schedules(
-            schedules, settings.load_schedules_per_chunk, settings.ehr_fhir_version
-        )
-    specs = build_chunks(split(*window, settings.load_window_days), groups)
+        if request.everything and chunking == "auto" and _unnamed(schedules, settings):
+            # $prefetch would fetch whole windows for them anyway: fetch each slot once
+            log.info("schedules $prefetch cannot name: loading whole windows")
+            ids = None
+        else:
+            groups = group_schedules(
+                schedules, settings.load_schedules_per_chunk, settings.ehr_fhir_version
+            )
+    chunking = "window" if groups is None else "schedule"
+    days = settings.load_bulk_window_days if groups is None else settings.load_window_days
+    specs = build_chunks(split(*window, days), groups)
     try:
         with transaction(ctx.engine) as session:
             run_id = runs_repo.start_run(

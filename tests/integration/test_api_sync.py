@@ -22,6 +22,7 @@ from tests.sync_support import RecordingDispatcher, context
 
 SECRET = "correct horse battery staple"
 AUTH = {"Authorization": f"Bearer {SECRET}"}
+ADMIN = {"X-API-Key": "slotsync-demo-key"}  # the development key holds every scope
 FHIR = {"Content-Type": "application/fhir+json"}
 
 
@@ -169,17 +170,20 @@ def test_r4_backport_event_bundle(api, engine):
 
 def test_admin_resync_requests(api):
     client, dispatcher = api
-    response = client.post("/admin/resync")
+    response = client.post("/admin/resync", headers=ADMIN)
     assert response.status_code == 202 and response.json()["token"]
     assert dispatcher.calls[-1] == ("resync", ResyncRequest(kind="initial-load"))
     response = client.post(
         "/admin/resync",
         json={"schedule": "Schedule/sch-1", "start": "2030-01-01", "subscribe": True},
+        headers=ADMIN,
     )
     assert response.status_code == 400  # 2030 is beyond the 30-day horizon
     today = day_start(utcnow()).date().isoformat()
     response = client.post(
-        "/admin/resync", json={"schedule": "Schedule/sch-1", "start": today, "subscribe": True}
+        "/admin/resync",
+        json={"schedule": "Schedule/sch-1", "start": today, "subscribe": True},
+        headers=ADMIN,
     )
     assert response.status_code == 202
     request = dispatcher.of("resync")[-1][1]
@@ -204,7 +208,7 @@ def test_admin_resync_requests(api):
 )
 def test_admin_resync_rejects_bad_input(api, body):
     client, dispatcher = api
-    response = client.post("/admin/resync", json=body)
+    response = client.post("/admin/resync", json=body, headers=ADMIN)
     assert response.status_code == 400
     assert response.json()["resourceType"] == "OperationOutcome"
     assert dispatcher.calls == []
@@ -227,7 +231,8 @@ def test_sync_status_reports_schedules_runs_and_feed(api, engine):
         )
     ctx = context(engine, ehr, clock=utcnow, horizon_days=30)
     run_in_process(ctx, ResyncRequest(kind="initial-load"), backoff=0)
-    report = client.get("/admin/sync-status").json()
+    assert client.get("/admin/sync-status").status_code == 401
+    report = client.get("/admin/sync-status", headers=ADMIN).json()
     overall = report["overall"]
     assert overall["slots_cached"] == 3 and overall["schedules"] == 1
     assert overall["last_full_load"]["status"] == "ok" and overall["running"] == []
@@ -235,4 +240,5 @@ def test_sync_status_reports_schedules_runs_and_feed(api, engine):
     (schedule,) = report["schedules"]
     assert schedule["id"] == "sch-1" and schedule["slots_cached"] == 3
     assert schedule["last_confirmed_at"] and schedule["last_error"] is None
-    assert client.get("/admin/sync-status", params={"schedule": "nope"}).json()["schedules"] == []
+    only = client.get("/admin/sync-status", params={"schedule": "nope"}, headers=ADMIN)
+    assert only.json()["schedules"] == []

@@ -11,7 +11,7 @@ from app.cache import feeds
 from app.fhir.notification import Notification, Target
 from app.sync import feed
 from app.sync.inbox import accept_notification
-from app.sync.refresh import refresh_schedule
+from app.sync.refresh import refresh_schedule, refresh_windows
 from app.sync.runs import ResyncRequest, run_in_process
 from tests.factories import slot
 from tests.fake_ehr import FakeEhr
@@ -26,6 +26,7 @@ def loaded(engine, **overrides):
         ehr.add_schedule(f"sch-{i}", f"Practitioner/pr-{i}", "Location/clinic-1")
         ehr.put(*(slot(j * 40, schedule=f"sch-{i}") for j in range(8)))
     clock = Clock(DAY0 + timedelta(hours=1))
+    overrides.setdefault("ehr_subscriptions", "public_base_url" in overrides)
     ctx = context(engine, ehr, clock=clock, **overrides)
     run_in_process(ctx, ResyncRequest(kind="initial-load"), backoff=0)
     return ehr, ctx, clock
@@ -124,7 +125,7 @@ def test_subscription_is_created_once_and_recreated_when_lost(engine):
     assert again.created and again.ehr_id == "sub-1"
 
 
-def test_no_public_url_means_no_subscription(engine):
+def test_subscriptions_switched_off_mean_polling_only(engine):
     ehr, ctx, _ = loaded(engine)
     assert feed.ensure_subscription(ctx).status == "off"
     assert not ehr.subscriptions
@@ -176,3 +177,14 @@ def test_r4_poll_refreshes_what_changed_since_the_cursor(engine):
     assert search.url.params["_lastUpdated"].startswith("gt")
     with Session(engine) as s:
         assert feeds.all_feeds(s)[0].poll_cursor == changed.last_updated
+
+
+def test_refresh_windows_rereads_only_the_named_schedules_days(engine):
+    ehr, ctx, _ = loaded(engine)
+    ehr.book("sch-0-s0")
+    ehr.book("sch-1-s0")
+    slot0 = ehr.slots["sch-0-s0"]
+    results = refresh_windows(ctx, [("sch-0", slot0.start, slot0.end)])
+    assert [r.deleted for r in results] == [1]
+    left = cached(engine)
+    assert "sch-0-s0" not in left and "sch-1-s0" in left  # sch-1 waits for its own news

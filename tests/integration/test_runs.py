@@ -55,6 +55,19 @@ def test_window_chunking_when_the_ehr_has_no_schedule_search(engine):
     assert cached(engine) == ehr.slots
 
 
+def test_auto_chunking_loads_whole_windows_when_stu3_cannot_name_a_schedule(engine):
+    ehr = org(n=2)
+    ehr.add_schedule("sch-dev-1", "Device/dev-1")
+    ehr.put(*(slot(j * 100, schedule="sch-dev-1") for j in range(5)))
+    result = run_in_process(context(engine, ehr), ResyncRequest(kind="initial-load"), backoff=0)
+    assert result.status == "ok" and result.chunks == 4  # windows, not schedules x windows
+    assert cached(engine) == ehr.slots
+    r4 = run_in_process(
+        context(engine, ehr, ehr_fhir_version="r4"), ResyncRequest(kind="initial-load"), backoff=0
+    )
+    assert r4.chunks == 3 * 4  # R4 names schedules: chunks by schedule
+
+
 def test_chunks_count_once_and_close_the_run_once(engine):
     ehr = org(n=2)
     ctx = context(engine, ehr)
