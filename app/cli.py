@@ -206,7 +206,6 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 def _sync_status(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
-    from rich.table import Table
     from sqlalchemy.orm import Session
 
     from app.runtime import get_engine
@@ -376,15 +375,6 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--schedules", action="store_true", help="sync detail of every schedule")
     status.add_argument("--sync-limit", type=int, default=1000, help="schedules in sync detail")
     status.set_defaults(func=_cmd_status)
-
-    sync_status = sub.add_parser(
-        "sync-status", help="the sync in detail: feed, runs with progress, per-schedule freshness"
-    )
-    sync_status.add_argument("--schedule", action="append", default=[], help="only these schedules")
-    sync_status.add_argument("--schedules", action="store_true", help="list every schedule")
-    sync_status.add_argument("--limit", type=int, default=1000)
-    sync_status.add_argument("--json", action="store_true", help="the report as JSON")
-    sync_status.set_defaults(func=_cmd_sync_status)
 
     rules = sub.add_parser("rules", help="business rules")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)

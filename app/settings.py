@@ -92,7 +92,7 @@ class Settings(BaseSettings):
     )
     public_base_url: str | None = Field(
         default=None,
-        description="our URL as the EHR sees it (subscription callback); unset = no subscription, poll",
+        description="our URL as the EHR sees it (subscription callback); unset = poll",
     )
     webhook_secret: SecretStr = Field(
         default=SecretStr(DEV_WEBHOOK_SECRET), description="shared secret of EHR notifications"

@@ -147,7 +147,6 @@ async def resync(request: Request, settings: SettingsDep) -> JsonResponse:
 )
 def status(
     session: SessionDep,
-    _admin: AdminDep,
     schedule: Annotated[list[str] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
 ) -> JsonResponse:

@@ -15,7 +15,6 @@ from app.ehr.gateway import EhrGateway
 from app.observability.logging import configure_logging
 from app.runtime import coordinator, dispatcher, ehr_client, get_engine
 from app.settings import Settings, get_settings
-from app.sync.refresh import refresh_windows
 from rules.appointment_id import encode
 from rules.loader import RulesStore
 from rules.schema import RulesFile

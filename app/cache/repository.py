@@ -13,7 +13,7 @@ from typing import Any
 
 import orjson
 import psycopg
-from sqlalchemy import Row, Text, case, cast, delete, func, or_, select, update
+from sqlalchemy import Row, Text, case, cast, delete, func, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
