@@ -13,12 +13,18 @@ eligibility and the per-day cap then filter, and the ``ordering`` picks which
 offers survive ``_count``. Each asset's slots are scanned once per visit type and
 other assets are found by binary search, so the cost is linear in the slots of
 the window (times a log factor).
+
+This runs on every ``$find``, so work that cannot change the answer is skipped:
+units sort their slots only when a visit type first needs them (``rules.assets``),
+offers in ``earliest`` order are merged lazily and stop at ``_count``, and
+optional assets that no required one depends on are looked up only for the offers
+that survive the ordering, the cap and ``_count``.
 """
 
 from __future__ import annotations
 
 import heapq
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +32,7 @@ from datetime import date, datetime, timedelta
 
 from app.domain import Actor, Participant, ProposedAppointment, Schedule, Slot
 from rules.appointment_id import ProposalPayload
-from rules.assets import AssetIndex, Qualifier, Runs, Unit, covering_slots
+from rules.assets import AssetIndex, FreeTime, Qualifier, Unit, covering_slots
 from rules.eligibility import age_allows, ineligible_reason
 from rules.hours import Calendar
 from rules.request import ComposeResult, FindRequest, InvalidFindRequest, Notice, PatientInfo
@@ -70,9 +76,7 @@ def compose(
                 chosen.extend(offers)
         if not offered:  # a reason matters only when no variant of the visit type applies
             notices.extend(blocked)
-    chosen = _unique(sorted(chosen, key=_Candidate.final_key))
-    if request.count is not None:
-        chosen = chosen[: request.count]
+    chosen = _unique(sorted(chosen, key=_Candidate.final_key), request.count)
     return ComposeResult([_build(c, request, index, sign) for c in chosen], notices)
 
 
@@ -105,12 +109,15 @@ def reconstruct(
     return next((a for a in result.appointments if a.id == token), None)
 
 
-def _unique(candidates: list[_Candidate]) -> list[_Candidate]:
-    """Drop offers that two variants of one visit type both found (same time, same slots)."""
+def _unique(candidates: list[_Candidate], count: int | None) -> list[_Candidate]:
+    """The first ``count`` offers, dropping those that two variants of one visit type
+    both found (same time, same slots)."""
     seen: set[tuple[object, ...]] = set()
-    out = []
+    out: list[_Candidate] = []
     for c in candidates:
-        key = (c.rule.code, c.start, c.end, tuple(s.id for _, _, slots in c.parts for s in slots))
+        if count is not None and len(out) >= count:
+            break
+        key = (c.rule.code, c.start, c.end, c.slot_ids)
         if key not in seen:
             seen.add(key)
             out.append(c)
@@ -168,20 +175,36 @@ class _Candidate:
     site: str | None
     day: date
     rank: int  # practitioner preference
-    # (requirement index, unit, slots) for the primary and every chosen other asset
-    parts: list[tuple[int, Unit, list[Slot]]] = field(default_factory=list)
+    # (requirement index, unit, slots) for the primary, then every chosen other asset
+    # in requirement order
+    parts: list[_Part] = field(default_factory=list)
+    slot_ids: tuple[str, ...] = ()  # of all parts, once the offer is complete
 
     def unit_key(self) -> tuple[datetime, str, str]:
         return (self.start, self.primary.ref, self.primary.schedule.id)
 
     def final_key(self) -> tuple[object, ...]:
-        return (
-            self.start,
-            self.pref,
-            self.primary.ref,
-            self.end,
-            tuple(s.id for _, _, slots in self.parts for s in slots),
-        )
+        return (self.start, self.pref, self.primary.ref, self.end, self.slot_ids)
+
+
+_Part = tuple[int, Unit, list[Slot]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Requirement:
+    """A non-primary asset of a visit type with the units that can fill it."""
+
+    index: int
+    optional: bool
+    same_site: bool
+    by_site: dict[str | None, list[Unit]]
+    everywhere: list[Unit]
+    qualifier: Qualifier
+
+    def pool(self, site: str | None) -> list[Unit]:
+        if self.same_site and site is not None:
+            return self.by_site.get(site, [])
+        return self.everywhere
 
 
 class _VisitTypePlan:
@@ -205,6 +228,8 @@ class _VisitTypePlan:
         self.duration = timedelta(minutes=self.rule.duration_minutes)
         self.before = timedelta(minutes=eff.buffer_before_minutes)
         self.after = timedelta(minutes=eff.buffer_after_minutes)
+        self.buffered = bool(self.before or self.after)
+        self.join = eff.join_contiguous
         self.earliest = max(request.start, now + timedelta(minutes=eff.min_lead_minutes))
         self.latest = min(now + timedelta(days=eff.max_horizon_days), request.end - self.duration)
         assets = self.rule.assets
@@ -222,6 +247,8 @@ class _VisitTypePlan:
             )
             for a in assets
         ]
+        self.preference = self._preference()
+        self._times: dict[tuple[int, Unit], FreeTime] = {}
 
     def offers(self, notices: list[Notice]) -> list[_Candidate] | None:
         """Selected offers, or None (with a notice) when the request rules them out."""
@@ -253,49 +280,72 @@ class _VisitTypePlan:
                 )
             )
             return None
-        streams = self._streams()
+        primary_units = self._primary_units()
+        required, deferred = self._requirements()
+        streams = [self._unit_candidates(unit, required) for unit in primary_units]
         if self.eff.ordering == "earliest":
             # Each stream is in start order: merge lazily and stop at _count.
-            return self._take_earliest(heapq.merge(*streams, key=_Candidate.unit_key))
-        return self._select([c for stream in streams for c in stream])
+            offers = self._take_earliest(heapq.merge(*streams, key=_Candidate.unit_key))
+        else:
+            offers = self._select([c for stream in streams for c in stream])
+        for c in offers:
+            self._complete(c, deferred)
+        return offers
 
-    def _streams(self) -> list[Iterator[_Candidate]]:
-        others = [
-            (i, self._by_site(self._units(i)))
-            for i in range(len(self.rule.assets))
-            if i != self.primary
-        ]
-        preference = self._preference()
-        return [
-            self._unit_candidates(unit, others, preference.get(unit.ref, len(preference)))
-            for unit in self._primary_units()
-        ]
+    def _requirements(self) -> tuple[list[_Requirement], list[_Requirement]]:
+        """The other assets, split into those that decide whether an offer exists (up
+        to the last required one) and the optional ones after it, which only add a
+        participant: those are looked up for the offers kept, not for every candidate."""
+        others = [self._requirement(i) for i in range(len(self.rule.assets)) if i != self.primary]
+        last = max((n for n, r in enumerate(others) if not r.optional), default=-1)
+        return others[: last + 1], others[last + 1 :]
 
-    def _unit_candidates(
-        self,
-        unit: Unit,
-        others: list[tuple[int, tuple[dict[str | None, list[Unit]], list[Unit]]]],
-        rank: int,
-    ) -> Iterator[_Candidate]:
-        """Offers with ``unit`` as primary asset, in start order."""
-        runs = unit.runs(self.qualifiers[self.primary], join=self.eff.join_contiguous)
-        free = unit.free_runs() if (self.before or self.after) else None
+    def _requirement(self, i: int) -> _Requirement:
+        requirement = self.rule.assets[i]
+        units = self._units(i)
+        by_site: dict[str | None, list[Unit]] = defaultdict(list)
+        for unit in units:
+            by_site[unit.site].append(unit)
+        return _Requirement(
+            index=i,
+            optional=requirement.optional,
+            same_site=requirement.same_location_as_practitioner,
+            by_site=by_site,
+            everywhere=units,
+            qualifier=self.qualifiers[i],
+        )
+
+    def _unit_candidates(self, unit: Unit, required: list[_Requirement]) -> Iterator[_Candidate]:
+        """Offers with ``unit`` as primary asset, in start order: one per qualifying
+        slot starting in the bookable window that passes every check."""
+        time = unit.qualified(self.qualifiers[self.primary])
+        starts = time.starts
+        free = unit.free if self.buffered else None
+        rank = self.preference.get(unit.ref, len(self.preference))
+        join, duration, before, after = self.join, self.duration, self.before, self.after
+        open_day, site = self.calendar.open_day, unit.site
         age_rule, patient = self.rule.eligibility, self.request.patient
-        for t in _starts(runs, self.earliest, self.latest):
-            end = t + self.duration
-            cover = runs.cover(t, end)
+        for i in range(bisect_left(starts, self.earliest), bisect_right(starts, self.latest)):
+            t = starts[i]
+            end = t + duration
+            cover = time.cover_from(i, t, end, join=join)
             if cover is None:
                 continue
-            if free is not None and not free.covers(t - self.before, end + self.after):
+            if free is not None and not free.covers(t - before, end + after):
                 continue
-            day = self.calendar.open_day(unit.site, t, end)
-            if day is None or not age_allows(age_rule, patient, day):
+            day = open_day(site, t, end)
+            if day is None or (patient is not None and not age_allows(age_rule, patient, day)):
                 continue
-            parts = self._other_assets(unit, t, end, others)
-            if parts is None:
+            parts: list[_Part] = [(self.primary, unit, cover)]
+            if required and not self._add_assets(parts, t, end, required):
                 continue
-            parts.insert(0, (self.primary, unit, cover))
-            yield _Candidate(t, end, self.pref, self.rule, unit, unit.site, day, rank, parts)
+            yield _Candidate(t, end, self.pref, self.rule, unit, site, day, rank, parts)
+
+    def _complete(self, c: _Candidate, deferred: list[_Requirement]) -> None:
+        """Add the optional assets left out while selecting, and the slot ids."""
+        if deferred:
+            self._add_assets(c.parts, c.start, c.end, deferred)
+        c.slot_ids = tuple(s.id for _, _, slots in c.parts for s in slots)
 
     def _take_earliest(self, merged: Iterable[_Candidate]) -> list[_Candidate]:
         """The per-day cap and ``_count`` applied to offers arriving in start order."""
@@ -316,43 +366,39 @@ class _VisitTypePlan:
                 break
         return out
 
-    def _other_assets(
-        self,
-        primary: Unit,
-        start: datetime,
-        end: datetime,
-        others: list[tuple[int, tuple[dict[str | None, list[Unit]], list[Unit]]]],
-    ) -> list[tuple[int, Unit, list[Slot]]] | None:
-        """A free unit for every other requirement (optional ones when available)."""
-        used = {primary.ref}
-        parts: list[tuple[int, Unit, list[Slot]]] = []
-        join = self.eff.join_contiguous
-        for i, (by_site, everywhere) in others:
-            requirement = self.rule.assets[i]
-            pool = (
-                by_site.get(primary.site, [])
-                if requirement.same_location_as_practitioner and primary.site is not None
-                else everywhere
-            )
+    def _add_assets(
+        self, parts: list[_Part], start: datetime, end: datetime, requirements: list[_Requirement]
+    ) -> bool:
+        """Append to ``parts`` a free unit for each requirement (an optional one when
+        available), never a unit already in ``parts``; False when a required one has none."""
+        primary = parts[0][1]
+        used = {unit.ref for _, unit, _ in parts}
+        for requirement in requirements:
             found = None
-            for unit in pool:
+            for unit in requirement.pool(primary.site):
                 if unit.ref in used:
                     continue
-                cover = unit.runs(self.qualifiers[i], join=join).cover(start, end)
+                cover = self._time(requirement, unit).cover(start, end, join=self.join)
                 if cover is None:
                     continue
-                if (self.before or self.after) and not unit.free_runs().covers(
-                    start - self.before, end + self.after
-                ):
+                if self.buffered and not unit.free.covers(start - self.before, end + self.after):
                     continue
-                found = (i, unit, cover)
+                found = (requirement.index, unit, cover)
                 break
             if found is not None:
                 used.add(found[1].ref)
                 parts.append(found)
             elif not requirement.optional:
-                return None
-        return parts
+                return False
+        return True
+
+    def _time(self, requirement: _Requirement, unit: Unit) -> FreeTime:
+        """``unit``'s slots qualifying for ``requirement``, remembered for this plan."""
+        key = (requirement.index, unit)
+        time = self._times.get(key)
+        if time is None:
+            time = self._times[key] = unit.qualified(requirement.qualifier)
+        return time
 
     def _units(self, i: int) -> list[Unit]:
         """Units that can fill requirement ``i``, in the rule's preference order."""
@@ -366,13 +412,6 @@ class _VisitTypePlan:
         ]
         units.sort(key=lambda u: (ids.get(u.ref, len(ids)), u.ref, u.schedule.id))
         return units
-
-    @staticmethod
-    def _by_site(units: list[Unit]) -> tuple[dict[str | None, list[Unit]], list[Unit]]:
-        by_site: dict[str | None, list[Unit]] = defaultdict(list)
-        for unit in units:
-            by_site[unit.site].append(unit)
-        return by_site, units
 
     def _primary_units(self) -> list[Unit]:
         """Primary candidates narrowed by the request's practitioner, specialty and
@@ -439,17 +478,6 @@ class _VisitTypePlan:
         return candidates
 
 
-def _starts(runs: Runs, earliest: datetime, latest: datetime) -> Iterator[datetime]:
-    """Candidate starts: the start of every qualifying slot in ``[earliest, latest]``."""
-    first = max(bisect_right(runs.ends, earliest) - 1, 0)
-    for members in runs.members[first:]:
-        for slot in members:
-            if slot.start > latest:
-                return
-            if slot.start >= earliest:
-                yield slot.start
-
-
 def _spread(items: list[_Candidate], k: int) -> list[_Candidate]:
     """``k`` items evenly spaced through ``items`` (first and last included)."""
     n = len(items)
@@ -478,31 +506,29 @@ def _build(
     add(primary.ref, "required")
     if c.site is not None:
         add(c.site, "required")
-    for i, unit, _ in sorted(c.parts[1:], key=lambda p: p[0]):
+    for i, unit, _ in c.parts[1:]:  # in requirement order
         add(unit.ref, "optional" if rule.assets[i].optional else "required")
     patient = request.patient
     if patient is not None and (patient.ref or patient.display):
         participants.append(Participant(ref=patient.ref, display=patient.display))
-    ordered = [c.parts[0], *sorted(c.parts[1:], key=lambda p: p[0])]
-    slot_ids = tuple(s.id for _, _, slots in ordered for s in slots)
     payload = ProposalPayload(
         visit_type=rule.code,
         start=c.start,
         end=c.end,
-        slot_ids=slot_ids,
+        slot_ids=c.slot_ids,
         participants=tuple(p.ref for p in participants if p.ref),
     )
     return ProposedAppointment(
         id=sign(payload),
         start=c.start,
         end=c.end,
-        slot_ids=slot_ids,
+        slot_ids=c.slot_ids,
         participants=tuple(participants),
         service_types=(rule.code,),
         specialties=_specialties(rule, primary_index, primary),
         appointment_type=rule.appointment_type,
         visit_type_display=rule.display,
-        schedule_ids=tuple(dict.fromkeys(unit.schedule.id for _, unit, _ in ordered)),
+        schedule_ids=tuple(dict.fromkeys(unit.schedule.id for _, unit, _ in c.parts)),
     )
 
 

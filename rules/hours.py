@@ -9,7 +9,8 @@ and correct across the change.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from app.domain import Actor
@@ -36,7 +37,7 @@ class Calendar:
         return zone
 
     def local_date(self, site: str | None, moment: datetime) -> date:
-        return moment.astimezone(self.zone(site)).date()
+        return _local_date(self.zone(site), moment)
 
     def is_open(self, site: str | None, start: datetime, end: datetime) -> bool:
         """True when ``[start, end)`` lies inside one opening range of an open day."""
@@ -87,9 +88,18 @@ class Calendar:
         return ZoneInfo(self._rules.organization.timezone)
 
 
+@lru_cache(maxsize=1 << 16)
+def _local_date(zone: ZoneInfo, moment: datetime) -> date:
+    """Converting to a zone costs microseconds and every composition asks it again
+    for the same slot starts (of every clinic in the zone, in every request)."""
+    return moment.astimezone(zone).date()
+
+
 def _instant(day: date, minutes: int, zone: ZoneInfo) -> datetime:
     """Local wall-clock ``minutes`` after midnight of ``day`` as a UTC instant."""
     if minutes >= _DAY:
         day, minutes = day + timedelta(days=1), minutes - _DAY
     local = datetime.combine(day, time(minutes // 60, minutes % 60), zone)
-    return local.astimezone(ZoneInfo("UTC"))
+    # datetime.UTC, as the cache's slot times carry: comparing datetimes that share
+    # one tzinfo object skips two utcoffset() calls, and the composer compares a lot.
+    return local.astimezone(UTC)
