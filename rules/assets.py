@@ -34,53 +34,58 @@ _codes: attrgetter[Codes] = attrgetter("service_types", "appointment_types", "sp
 
 
 class FreeTime:
-    """Disjoint slots sorted by start, with their starts as a list for bisection."""
+    """Disjoint slots sorted by start, with their starts and ends as plain lists.
 
-    __slots__ = ("slots", "starts")
+    Searches answer with index spans into :attr:`slots` rather than lists of
+    slots: the composer tries far more spans than it keeps, and reading two lists
+    of datetimes is cheaper than visiting the slot objects.
+    """
 
-    def __init__(self, slots: list[Slot], starts: list[datetime] | None = None):
+    __slots__ = ("ends", "slots", "starts")
+
+    def __init__(self, slots: list[Slot]):
         self.slots = slots
-        self.starts = [s.start for s in slots] if starts is None else starts
+        self.starts = [s.start for s in slots]
+        self.ends = [s.end for s in slots]
 
-    def cover(self, start: datetime, end: datetime, *, join: bool) -> list[Slot] | None:
-        """The slots that together cover ``[start, end)`` without a gap, or None.
-
-        Without ``join`` that is one slot; with it, the slot holding ``start`` and
-        the ones following it back to back (each starting where the last ended).
-        """
+    def span(self, start: datetime, end: datetime, *, join: bool) -> tuple[int, int] | None:
+        """``(i, stop)`` such that ``slots[i:stop]`` cover ``[start, end)`` without a
+        gap, or None. Without ``join`` that is one slot; with it, the slot holding
+        ``start`` and the ones following it back to back."""
         i = bisect_right(self.starts, start) - 1
         if i < 0:
             return None
-        return self.cover_from(i, start, end, join=join)
+        stop = self.stop(i, start, end, join)
+        return (i, stop) if stop else None
 
-    def cover_from(
-        self, i: int, start: datetime, end: datetime, *, join: bool
-    ) -> list[Slot] | None:
-        """:meth:`cover` when ``slots[i]`` is already known to be the last slot
-        starting at or before ``start`` (as when ``start`` is its start)."""
-        slot = self.slots[i]
-        reach = slot.end
+    def stop(self, i: int, start: datetime, end: datetime, join: bool) -> int:
+        """:meth:`span` when ``slots[i]`` is known to be the last slot starting at or
+        before ``start``: the end of the span, or 0 when there is none."""
+        reach = self.ends[i]
         if reach >= end:
-            return [slot] if reach > start else None
+            return i + 1 if reach > start else 0
         if not join or reach <= start:
-            return None
-        out = [slot]
-        slots, n = self.slots, i + 1
-        while n < len(slots) and slots[n].start == reach:
-            slot = slots[n]
-            out.append(slot)
-            reach = slot.end
-            if reach >= end:
-                return out
+            return 0
+        starts, ends = self.starts, self.ends
+        n = i + 1
+        while n < len(starts) and starts[n] == reach:
+            reach = ends[n]
             n += 1
-        return None
+            if reach >= end:
+                return n
+        return 0
+
+    def cover(self, start: datetime, end: datetime, *, join: bool) -> list[Slot] | None:
+        """The slots of :meth:`span`, or None."""
+        found = self.span(start, end, join=join)
+        return None if found is None else self.slots[found[0] : found[1]]
 
     def covers(self, start: datetime, end: datetime) -> bool:
         """Whether contiguous slots cover ``[start, end)`` (buffers around a visit)."""
-        return self.cover(start, end, join=True) is not None
+        return self.span(start, end, join=True) is not None
 
 
-_NO_TIME = FreeTime([], [])
+_NO_TIME = FreeTime([])
 
 
 def disjoint(slots: Iterable[Slot]) -> list[Slot]:
@@ -100,11 +105,29 @@ def _free_time(slots: list[Slot]) -> FreeTime:
     """:func:`disjoint` of ``slots`` as FreeTime, without sorting when they already are
     in order, non-empty and non-overlapping (then :func:`disjoint` keeps them as
     they are: the starts strictly increase, so the sort key never looks further)."""
-    starts = [s.start for s in slots]
-    ends = [s.end for s in slots]
+    time = FreeTime(slots)
+    starts, ends = time.starts, time.ends
     if all(map(lt, starts, ends)) and all(map(le, ends, starts[1:])):
-        return FreeTime(slots, starts)
+        return time
     return FreeTime(disjoint(slots))
+
+
+def _code_combinations(slots: list[Slot]) -> set[Codes]:
+    """The distinct (service types, appointment types, specialties) of ``slots``.
+
+    Hashing every slot's codes visits every code string; when the slots share
+    their code tuples (as a cache that interns them hands them out), one identity
+    test per slot shows they are all alike.
+    """
+    if not slots:
+        return set()
+    first = slots[0]
+    st, at, sp = first.service_types, first.appointment_types, first.specialties
+    if all(
+        s.service_types is st and s.appointment_types is at and s.specialties is sp for s in slots
+    ):
+        return {(st, at, sp)}
+    return set(map(_codes, slots))
 
 
 def covering_slots(
@@ -164,10 +187,21 @@ def _ok(wanted: TokenSet, have: tuple[str, ...]) -> bool:
 class Unit:
     """One asset on one schedule: its free slots and the site where they are."""
 
-    __slots__ = ("_codes", "_free", "_qualified", "_raw", "actor", "codes", "schedule", "site")
+    __slots__ = (
+        "_codes",
+        "_free",
+        "_qualified",
+        "_raw",
+        "actor",
+        "codes",
+        "ref",
+        "schedule",
+        "site",
+    )
 
     def __init__(self, actor: Actor, schedule: Schedule, site: str | None, slots: list[Slot]):
         self.actor = actor
+        self.ref = actor.ref
         self.schedule = schedule
         self.site = site
         self.codes: tuple[str, ...] = tuple(dict.fromkeys((*schedule.specialties, *actor.codes)))
@@ -175,10 +209,6 @@ class Unit:
         self._free: FreeTime | None = None
         self._codes: set[Codes] | None = None
         self._qualified: dict[tuple[object, ...], FreeTime] = {}
-
-    @property
-    def ref(self) -> str:
-        return self.actor.ref
 
     @property
     def free(self) -> FreeTime:
@@ -196,7 +226,7 @@ class Unit:
         found = self._qualified.get(qualifier.key)
         if found is None:
             if self._codes is None:
-                self._codes = set(map(_codes, free.slots))
+                self._codes = _code_combinations(free.slots)
             accepted = {codes for codes in self._codes if qualifier.accepts(codes)}
             if len(accepted) == len(self._codes):
                 found = free

@@ -29,6 +29,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from operator import itemgetter
 
 from app.domain import Actor, Participant, ProposedAppointment, Schedule, Slot
 from rules.appointment_id import ProposalPayload
@@ -165,23 +166,38 @@ def _requested_visit_types(
     return out
 
 
+# (requirement index, unit, its qualifying free time, first, stop) of one other asset
+_Found = tuple[int, Unit, FreeTime, int, int]
+
+# A candidate offer while a visit type is being composed:
+#   (start, ref, schedule_id, unit, day, first, stop, others)
+# ``ref`` and ``schedule_id`` are the primary asset's and ``unit`` the primary unit;
+# ``day`` is the local date at its site (for the per-day cap); its slots are
+# ``unit.qualified(...).slots[first:stop]``; ``others`` are the other assets that
+# decide whether the offer exists (or None). Most candidates are dropped by the
+# ordering, the cap or ``_count``, so this is a bare tuple (a class costs several
+# times more to build). The first three fields are unique within one visit type
+# and give the start order, so offers sort and merge as tuples without ever
+# comparing the fields after them.
+_Offer = tuple[datetime, str, str, Unit, date, int, int, list[_Found] | None]
+_ref = itemgetter(1)
+_ref_and_day = itemgetter(1, 4)
+
+
 @dataclass(slots=True)
 class _Candidate:
+    """An offer that survived its visit type's selection, with every part resolved."""
+
     start: datetime
     end: datetime
     pref: int  # visit type's position in the request
     rule: VisitTypeRule
     primary: Unit
     site: str | None
-    day: date
-    rank: int  # practitioner preference
     # (requirement index, unit, slots) for the primary, then every chosen other asset
     # in requirement order
     parts: list[_Part] = field(default_factory=list)
-    slot_ids: tuple[str, ...] = ()  # of all parts, once the offer is complete
-
-    def unit_key(self) -> tuple[datetime, str, str]:
-        return (self.start, self.primary.ref, self.primary.schedule.id)
+    slot_ids: tuple[str, ...] = ()
 
     def final_key(self) -> tuple[object, ...]:
         return (self.start, self.pref, self.primary.ref, self.end, self.slot_ids)
@@ -280,17 +296,14 @@ class _VisitTypePlan:
                 )
             )
             return None
-        primary_units = self._primary_units()
         required, deferred = self._requirements()
-        streams = [self._unit_candidates(unit, required) for unit in primary_units]
+        streams = [self._unit_offers(unit, required) for unit in self._primary_units()]
         if self.eff.ordering == "earliest":
             # Each stream is in start order: merge lazily and stop at _count.
-            offers = self._take_earliest(heapq.merge(*streams, key=_Candidate.unit_key))
+            selected = self._take_earliest(heapq.merge(*streams))
         else:
-            offers = self._select([c for stream in streams for c in stream])
-        for c in offers:
-            self._complete(c, deferred)
-        return offers
+            selected = self._select([offer for stream in streams for offer in stream])
+        return [self._candidate(offer, deferred) for offer in selected]
 
     def _requirements(self) -> tuple[list[_Requirement], list[_Requirement]]:
         """The other assets, split into those that decide whether an offer exists (up
@@ -315,82 +328,97 @@ class _VisitTypePlan:
             qualifier=self.qualifiers[i],
         )
 
-    def _unit_candidates(self, unit: Unit, required: list[_Requirement]) -> Iterator[_Candidate]:
+    def _unit_offers(self, unit: Unit, required: list[_Requirement]) -> Iterator[_Offer]:
         """Offers with ``unit`` as primary asset, in start order: one per qualifying
         slot starting in the bookable window that passes every check."""
         time = unit.qualified(self.qualifiers[self.primary])
         starts = time.starts
         free = unit.free if self.buffered else None
-        rank = self.preference.get(unit.ref, len(self.preference))
         join, duration, before, after = self.join, self.duration, self.before, self.after
-        open_day, site = self.calendar.open_day, unit.site
+        open_day = self.calendar.site(unit.site).open_day
         age_rule, patient = self.rule.eligibility, self.request.patient
+        ref, schedule_id = unit.ref, unit.schedule.id
+        others = None
         for i in range(bisect_left(starts, self.earliest), bisect_right(starts, self.latest)):
             t = starts[i]
             end = t + duration
-            cover = time.cover_from(i, t, end, join=join)
-            if cover is None:
+            stop = time.stop(i, t, end, join)
+            if not stop:
                 continue
             if free is not None and not free.covers(t - before, end + after):
                 continue
-            day = open_day(site, t, end)
+            day = open_day(t, end)
             if day is None or (patient is not None and not age_allows(age_rule, patient, day)):
                 continue
-            parts: list[_Part] = [(self.primary, unit, cover)]
-            if required and not self._add_assets(parts, t, end, required):
-                continue
-            yield _Candidate(t, end, self.pref, self.rule, unit, site, day, rank, parts)
+            if required:
+                others = self._find_assets(unit, t, end, required, {ref})
+                if others is None:
+                    continue
+            yield (t, ref, schedule_id, unit, day, i, stop, others)
 
-    def _complete(self, c: _Candidate, deferred: list[_Requirement]) -> None:
-        """Add the optional assets left out while selecting, and the slot ids."""
+    def _candidate(self, offer: _Offer, deferred: list[_Requirement]) -> _Candidate:
+        """A selected offer with its slots, plus the optional assets left out while
+        selecting."""
+        start, _, _, unit, _, first, stop, others = offer
+        end = start + self.duration
+        found = list(others or ())
         if deferred:
-            self._add_assets(c.parts, c.start, c.end, deferred)
-        c.slot_ids = tuple(s.id for _, _, slots in c.parts for s in slots)
+            used = {unit.ref, *(other.ref for _, other, _, _, _ in found)}
+            found += self._find_assets(unit, start, end, deferred, used) or []
+        slots = unit.qualified(self.qualifiers[self.primary]).slots
+        parts: list[_Part] = [(self.primary, unit, slots[first:stop])]
+        parts += [(i, other, time.slots[a:b]) for i, other, time, a, b in found]
+        slot_ids = tuple(s.id for _, _, part in parts for s in part)
+        return _Candidate(start, end, self.pref, self.rule, unit, unit.site, parts, slot_ids)
 
-    def _take_earliest(self, merged: Iterable[_Candidate]) -> list[_Candidate]:
+    def _take_earliest(self, merged: Iterable[_Offer]) -> list[_Offer]:
         """The per-day cap and ``_count`` applied to offers arriving in start order."""
         cap = self.eff.max_offers_per_day_per_practitioner
         count = self.request.count
         per_day: dict[tuple[str, date], int] = defaultdict(int)
-        out: list[_Candidate] = []
+        out: list[_Offer] = []
         if count == 0:
             return out
-        for c in merged:
+        for offer in merged:
             if cap is not None:
-                key = (c.primary.ref, c.day)
+                key = _ref_and_day(offer)
                 if per_day[key] >= cap:
                     continue
                 per_day[key] += 1
-            out.append(c)
+            out.append(offer)
             if count is not None and len(out) >= count:
                 break
         return out
 
-    def _add_assets(
-        self, parts: list[_Part], start: datetime, end: datetime, requirements: list[_Requirement]
-    ) -> bool:
-        """Append to ``parts`` a free unit for each requirement (an optional one when
-        available), never a unit already in ``parts``; False when a required one has none."""
-        primary = parts[0][1]
-        used = {unit.ref for _, unit, _ in parts}
+    def _find_assets(
+        self,
+        primary: Unit,
+        start: datetime,
+        end: datetime,
+        requirements: list[_Requirement],
+        used: set[str],
+    ) -> list[_Found] | None:
+        """A free unit for each requirement (an optional one when available), never
+        one in ``used`` (which grows with each unit found); None when a required one
+        has none."""
+        found: list[_Found] = []
         for requirement in requirements:
-            found = None
             for unit in requirement.pool(primary.site):
                 if unit.ref in used:
                     continue
-                cover = self._time(requirement, unit).cover(start, end, join=self.join)
-                if cover is None:
+                time = self._time(requirement, unit)
+                span = time.span(start, end, join=self.join)
+                if span is None:
                     continue
                 if self.buffered and not unit.free.covers(start - self.before, end + self.after):
                     continue
-                found = (requirement.index, unit, cover)
+                used.add(unit.ref)
+                found.append((requirement.index, unit, time, *span))
                 break
-            if found is not None:
-                used.add(found[1].ref)
-                parts.append(found)
-            elif not requirement.optional:
-                return False
-        return True
+            else:
+                if not requirement.optional:
+                    return None
+        return found
 
     def _time(self, requirement: _Requirement, unit: Unit) -> FreeTime:
         """``unit``'s slots qualifying for ``requirement``, remembered for this plan."""
@@ -455,30 +483,31 @@ class _VisitTypePlan:
         refs = self.request.practitioners or tuple(self.rule.assets[self.primary].ids)
         return {ref: n for n, ref in enumerate(refs)}
 
-    def _select(self, candidates: list[_Candidate]) -> list[_Candidate]:
+    def _select(self, offers: list[_Offer]) -> list[_Offer]:
         """Apply the per-day cap and ``_count`` in the rule's ordering."""
         ordering = self.eff.ordering
-        candidates.sort(key=_Candidate.unit_key)
+        offers.sort()  # by start, primary asset, schedule
         if ordering == "practitioner-preference":
-            candidates.sort(key=lambda c: c.rank)  # stable: earliest first within a rank
+            rank, last = self.preference.get, len(self.preference)
+            offers.sort(key=lambda o: rank(_ref(o), last))  # stable: earliest first per rank
         cap = self.eff.max_offers_per_day_per_practitioner
         if cap is not None:
-            groups: dict[tuple[str, date], list[_Candidate]] = defaultdict(list)
-            for c in candidates:
-                groups[(c.primary.ref, c.day)].append(c)
+            groups: dict[tuple[str, date], list[_Offer]] = defaultdict(list)
+            for offer in offers:
+                groups[_ref_and_day(offer)].append(offer)
             kept = {
-                id(c)
+                id(offer)
                 for group in groups.values()
-                for c in (_spread(group, cap) if ordering == "spread" else group[:cap])
+                for offer in (_spread(group, cap) if ordering == "spread" else group[:cap])
             }
-            candidates = [c for c in candidates if id(c) in kept]
+            offers = [offer for offer in offers if id(offer) in kept]
         count = self.request.count
         if count is not None:
-            candidates = _spread(candidates, count) if ordering == "spread" else candidates[:count]
-        return candidates
+            offers = _spread(offers, count) if ordering == "spread" else offers[:count]
+        return offers
 
 
-def _spread(items: list[_Candidate], k: int) -> list[_Candidate]:
+def _spread(items: list[_Offer], k: int) -> list[_Offer]:
     """``k`` items evenly spaced through ``items`` (first and last included)."""
     n = len(items)
     if n <= k:
