@@ -20,7 +20,8 @@ from bisect import bisect_right
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from operator import attrgetter, le, lt
+from itertools import repeat
+from operator import attrgetter, eq, le, lt
 
 from app.domain import Actor, Schedule, Slot
 from rules.tokens import TokenSet
@@ -115,18 +116,15 @@ def _free_time(slots: list[Slot]) -> FreeTime:
 def _code_combinations(slots: list[Slot]) -> set[Codes]:
     """The distinct (service types, appointment types, specialties) of ``slots``.
 
-    Hashing every slot's codes visits every code string; when the slots share
-    their code tuples (as a cache that interns them hands them out), one identity
-    test per slot shows they are all alike.
+    Nearly always one: comparing every slot's codes with the first slot's is
+    cheaper than hashing them all (and nearly free when the slots share their code
+    tuples, as a cache that interns them hands them out).
     """
     if not slots:
         return set()
-    first = slots[0]
-    st, at, sp = first.service_types, first.appointment_types, first.specialties
-    if all(
-        s.service_types is st and s.appointment_types is at and s.specialties is sp for s in slots
-    ):
-        return {(st, at, sp)}
+    first = _codes(slots[0])
+    if all(map(eq, map(_codes, slots), repeat(first))):
+        return {first}
     return set(map(_codes, slots))
 
 
