@@ -332,7 +332,7 @@ class _VisitTypePlan:
         """Offers with ``unit`` as primary asset, in start order: one per qualifying
         slot starting in the bookable window that passes every check."""
         time = unit.qualified(self.qualifiers[self.primary])
-        starts = time.starts
+        starts, ends = time.starts, time.ends
         free = unit.free if self.buffered else None
         join, duration, before, after = self.join, self.duration, self.before, self.after
         open_day = self.calendar.site(unit.site).open_day
@@ -342,7 +342,8 @@ class _VisitTypePlan:
         for i in range(bisect_left(starts, self.earliest), bisect_right(starts, self.latest)):
             t = starts[i]
             end = t + duration
-            stop = time.stop(i, t, end, join)
+            # Most slots are long enough by themselves: skip the call then.
+            stop = i + 1 if ends[i] >= end else time.stop(i, t, end, join)
             if not stop:
                 continue
             if free is not None and not free.covers(t - before, end + after):
@@ -486,21 +487,21 @@ class _VisitTypePlan:
     def _select(self, offers: list[_Offer]) -> list[_Offer]:
         """Apply the per-day cap and ``_count`` in the rule's ordering."""
         ordering = self.eff.ordering
+        cap = self.eff.max_offers_per_day_per_practitioner
+        if cap is not None:
+            # Cap each practitioner-day (its offers in start order), then order what is
+            # left: sorting the survivors is cheaper than sorting every candidate.
+            groups: dict[tuple[str, date], list[_Offer]] = defaultdict(list)
+            for offer in offers:
+                groups[_ref_and_day(offer)].append(offer)
+            offers = []
+            for group in groups.values():
+                group.sort()  # usually sorted already: one unit's offers
+                offers += _spread(group, cap) if ordering == "spread" else group[:cap]
         offers.sort()  # by start, primary asset, schedule
         if ordering == "practitioner-preference":
             rank, last = self.preference.get, len(self.preference)
             offers.sort(key=lambda o: rank(_ref(o), last))  # stable: earliest first per rank
-        cap = self.eff.max_offers_per_day_per_practitioner
-        if cap is not None:
-            groups: dict[tuple[str, date], list[_Offer]] = defaultdict(list)
-            for offer in offers:
-                groups[_ref_and_day(offer)].append(offer)
-            kept = {
-                id(offer)
-                for group in groups.values()
-                for offer in (_spread(group, cap) if ordering == "spread" else group[:cap])
-            }
-            offers = [offer for offer in offers if id(offer) in kept]
         count = self.request.count
         if count is not None:
             offers = _spread(offers, count) if ordering == "spread" else offers[:count]
