@@ -60,24 +60,8 @@ def compose(
     ones are ignored); ``schedules`` maps schedule id and ``actors`` maps reference
     to the cached resources; ``sign`` turns a proposal into its id token.
     """
-    if now.tzinfo is None:
-        raise InvalidFindRequest("now must be timezone-aware")
     index = AssetIndex(slots, schedules, actors)
-    calendar = Calendar(rules, actors)
-    notices: list[Notice] = []
-    chosen: list[_Candidate] = []
-    for pref, variants in enumerate(_requested_visit_types(request, rules, notices)):
-        blocked: list[Notice] = []
-        offered = False
-        for vt in variants:
-            plan = _VisitTypePlan(request, rules.effective(vt), pref, index, calendar, now)
-            offers = plan.offers(blocked)
-            if offers is not None:
-                offered = True
-                chosen.extend(offers)
-        if not offered:  # a reason matters only when no variant of the visit type applies
-            notices.extend(blocked)
-    chosen = _unique(sorted(chosen, key=_Candidate.final_key), request.count)
+    chosen, notices = _choose(request, rules, index, actors, now)
     return ComposeResult([_build(c, request, index, sign) for c in chosen], notices)
 
 
@@ -106,8 +90,40 @@ def reconstruct(
         visit_types=(payload.visit_type,),
         patient=PatientInfo(ref=patients[0]) if patients else None,
     )
-    result = compose(request, rules, slots, schedules, actors, now, sign)
-    return next((a for a in result.appointments if a.id == token), None)
+    index = AssetIndex(slots, schedules, actors)
+    chosen, _ = _choose(request, rules, index, actors, now)
+    # The token holds the slot ids, so only an offer on the same slots can have it:
+    # sign just those.
+    same_slots = (c for c in chosen if c.slot_ids == payload.slot_ids)
+    offers = (_build(c, request, index, sign) for c in same_slots)
+    return next((a for a in offers if a.id == token), None)
+
+
+def _choose(
+    request: FindRequest,
+    rules: RulesFile,
+    index: AssetIndex,
+    actors: Mapping[str, Actor],
+    now: datetime,
+) -> tuple[list[_Candidate], list[Notice]]:
+    """The offers :func:`compose` returns, in order, before they are built and signed."""
+    if now.tzinfo is None:
+        raise InvalidFindRequest("now must be timezone-aware")
+    calendar = Calendar(rules, actors)
+    notices: list[Notice] = []
+    chosen: list[_Candidate] = []
+    for pref, variants in enumerate(_requested_visit_types(request, rules, notices)):
+        blocked: list[Notice] = []
+        offered = False
+        for vt in variants:
+            plan = _VisitTypePlan(request, rules.effective(vt), pref, index, calendar, now)
+            offers = plan.offers(blocked)
+            if offers is not None:
+                offered = True
+                chosen.extend(offers)
+        if not offered:  # a reason matters only when no variant of the visit type applies
+            notices.extend(blocked)
+    return _unique(sorted(chosen, key=_Candidate.final_key), request.count), notices
 
 
 def _unique(candidates: list[_Candidate], count: int | None) -> list[_Candidate]:

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from app.domain import Actor, Participant, ProposedAppointment, Schedule, Slot
 from rules.appointment_id import ProposalPayload
 from rules.eligibility import age_allows, ineligible_reason
-from rules.request import ComposeResult, FindRequest, InvalidFindRequest, Notice
+from rules.request import ComposeResult, FindRequest, InvalidFindRequest, Notice, PatientInfo
 from rules.schema import KIND_RESOURCE_TYPE, EffectiveRule, RulesFile, VisitTypeRule, WeeklyHours
 from rules.tokens import TokenSet
 
@@ -320,6 +320,35 @@ def reference_compose(
     if request.count is not None:
         chosen = chosen[: request.count]
     return ComposeResult([_build(c, request, index, sign) for c in chosen], notices)
+
+
+def reference_reconstruct(
+    token: str,
+    payload: ProposalPayload,
+    rules: RulesFile,
+    slots: Sequence[Slot],
+    schedules: Mapping[str, Schedule],
+    actors: Mapping[str, Actor],
+    now: datetime,
+    sign: Signer,
+) -> ProposedAppointment | None:
+    """The appointment a ``$find`` token names, if it is still offered now; else None.
+
+    ``$hold``/``$book`` with an ``appt-id`` decode the token (which proves we issued
+    it) and call this with the current cache: composing again for exactly that
+    visit type and span, with the same patient, re-checks every rule (slots still
+    free, lead time, hours...) on any replica without stored state. ``slots`` must
+    cover :func:`slot_fetch_window` of ``[payload.start, payload.end)``.
+    """
+    patients = [ref for ref in payload.participants if ref.startswith("Patient/")]
+    request = FindRequest(
+        start=payload.start,
+        end=payload.end,
+        visit_types=(payload.visit_type,),
+        patient=PatientInfo(ref=patients[0]) if patients else None,
+    )
+    result = reference_compose(request, rules, slots, schedules, actors, now, sign)
+    return next((a for a in result.appointments if a.id == token), None)
 
 
 def _unique(candidates: list[_Candidate]) -> list[_Candidate]:

@@ -5,7 +5,8 @@ optional assets until an offer survives ``_count`` and stops early; the frozen
 ``reference_composer`` does none of that. On random organisations, rules and
 requests (every ordering, caps, counts, buffers, optional and required rooms and
 devices, eligibility, request filters, untidy slot data) both must return the
-same appointments -- ids, participants and order included -- and notices.
+same appointments -- ids, participants and order included -- and notices, and
+``reconstruct`` must find (or not) the same appointment for their tokens.
 
 Cases come from one seeded ``random.Random`` (hypothesis supplies and reports the
 seed) rather than from hypothesis strategies, whose bias towards edge values piled
@@ -25,7 +26,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from app.domain import Actor, Schedule, Slot
-from rules.composer import compose
+from rules.appointment_id import decode
+from rules.composer import compose, reconstruct
 from rules.loader import load_rules
 from rules.request import FindRequest, PatientInfo
 from rules.schema import WEEKDAYS, RulesFile
@@ -34,12 +36,13 @@ from tests.rules.factories import (
     FAMILY,
     PAEDS,
     ROOM_KIND,
+    SECRET,
     at,
     example_world,
     sign,
     vt,
 )
-from tests.rules.reference_composer import reference_compose
+from tests.rules.reference_composer import reference_compose, reference_reconstruct
 
 UTC = ZoneInfo("UTC")
 EXAMPLE_RULES = Path(__file__).parents[2] / "rules" / "examples" / "multi-clinic.yaml"
@@ -255,6 +258,11 @@ def test_optimised_composer_equals_reference(rng: random.Random) -> None:
     event(f"offers: {min(len(expected.appointments), 5)}")  # shown by --hypothesis-show-statistics
     event(f"rooms offered: {any(len(a.participants) > 2 for a in expected.appointments)}")
     assert compose(request, rules, slots, schedules, actors, now, sign) == expected
+    # $hold/$book re-derive offers from their tokens, now or later (some no longer valid)
+    later = now + timedelta(minutes=rng.choice([0, 0, 90, 24 * 60]))
+    for appt in rng.sample(expected.appointments, min(3, len(expected.appointments))):
+        args = (appt.id, decode(appt.id, SECRET), rules, slots, schedules, actors, later, sign)
+        assert reconstruct(*args) == reference_reconstruct(*args)
 
 
 @pytest.mark.parametrize("count", [None, 0, 1, 7, 100])
