@@ -62,7 +62,8 @@ def compose(
     """
     index = AssetIndex(slots, schedules, actors)
     chosen, notices = _choose(request, rules, index, actors, now)
-    return ComposeResult([_build(c, request, index, sign) for c in chosen], notices)
+    builder = _Builder(request, index, sign)
+    return ComposeResult([builder.build(c) for c in chosen], notices)
 
 
 def reconstruct(
@@ -95,7 +96,8 @@ def reconstruct(
     # The token holds the slot ids, so only an offer on the same slots can have it:
     # sign just those.
     same_slots = (c for c in chosen if c.slot_ids == payload.slot_ids)
-    offers = (_build(c, request, index, sign) for c in same_slots)
+    builder = _Builder(request, index, sign)
+    offers = (builder.build(c) for c in same_slots)
     return next((a for a in offers if a.id == token), None)
 
 
@@ -534,48 +536,81 @@ def _spread(items: list[_Offer], k: int) -> list[_Offer]:
     return [items[round(i * (n - 1) / (k - 1))] for i in range(k)]
 
 
-def _build(
-    c: _Candidate, request: FindRequest, index: AssetIndex, sign: Signer
-) -> ProposedAppointment:
-    rule = c.rule
-    participants: list[Participant] = []
-    seen: set[str] = set()
+class _Builder:
+    """Turns chosen offers into signed :class:`ProposedAppointment`.
 
-    def add(ref: str, required: str) -> None:
-        if ref not in seen:
-            seen.add(ref)
-            participants.append(
-                Participant(ref=ref, display=index.actor(ref).display, required=required)
+    An answer may hold thousands of offers among a few hundred participants, so each
+    participant (an immutable value) is built once per composition and shared.
+    """
+
+    def __init__(self, request: FindRequest, index: AssetIndex, sign: Signer):
+        self._index = index
+        self._sign = sign
+        patient = request.patient
+        self._patient = (
+            Participant(ref=patient.ref, display=patient.display)
+            if patient is not None and (patient.ref or patient.display)
+            else None
+        )
+        self._participants: dict[tuple[str, str], Participant] = {}
+        self._specialties: dict[tuple[int, int, Unit], tuple[str, ...]] = {}
+
+    def build(self, c: _Candidate) -> ProposedAppointment:
+        rule = c.rule
+        participants: list[Participant] = []
+        seen: set[str] = set()
+
+        def add(ref: str, required: str) -> None:
+            if ref not in seen:
+                seen.add(ref)
+                participants.append(self._participant(ref, required))
+
+        primary_index, primary, _ = c.parts[0]
+        add(primary.ref, "required")
+        if c.site is not None:
+            add(c.site, "required")
+        for i, unit, _ in c.parts[1:]:  # in requirement order
+            add(unit.ref, "optional" if rule.assets[i].optional else "required")
+        if self._patient is not None:
+            participants.append(self._patient)
+        payload = ProposalPayload(
+            visit_type=rule.code,
+            start=c.start,
+            end=c.end,
+            slot_ids=c.slot_ids,
+            participants=tuple(p.ref for p in participants if p.ref),
+        )
+        return ProposedAppointment(
+            id=self._sign(payload),
+            start=c.start,
+            end=c.end,
+            slot_ids=c.slot_ids,
+            participants=tuple(participants),
+            service_types=(rule.code,),
+            specialties=self._specialties_of(rule, primary_index, primary),
+            appointment_type=rule.appointment_type,
+            visit_type_display=rule.display,
+            schedule_ids=tuple(dict.fromkeys(unit.schedule.id for _, unit, _ in c.parts)),
+        )
+
+    def _participant(self, ref: str, required: str) -> Participant:
+        key = (ref, required)
+        participant = self._participants.get(key)
+        if participant is None:
+            display = self._index.actor(ref).display
+            participant = self._participants[key] = Participant(
+                ref=ref, display=display, required=required
             )
+        return participant
 
-    primary_index, primary, _ = c.parts[0]
-    add(primary.ref, "required")
-    if c.site is not None:
-        add(c.site, "required")
-    for i, unit, _ in c.parts[1:]:  # in requirement order
-        add(unit.ref, "optional" if rule.assets[i].optional else "required")
-    patient = request.patient
-    if patient is not None and (patient.ref or patient.display):
-        participants.append(Participant(ref=patient.ref, display=patient.display))
-    payload = ProposalPayload(
-        visit_type=rule.code,
-        start=c.start,
-        end=c.end,
-        slot_ids=c.slot_ids,
-        participants=tuple(p.ref for p in participants if p.ref),
-    )
-    return ProposedAppointment(
-        id=sign(payload),
-        start=c.start,
-        end=c.end,
-        slot_ids=c.slot_ids,
-        participants=tuple(participants),
-        service_types=(rule.code,),
-        specialties=_specialties(rule, primary_index, primary),
-        appointment_type=rule.appointment_type,
-        visit_type_display=rule.display,
-        schedule_ids=tuple(dict.fromkeys(unit.schedule.id for _, unit, _ in c.parts)),
-    )
+    def _specialties_of(
+        self, rule: VisitTypeRule, primary_index: int, primary: Unit
+    ) -> tuple[str, ...]:
+        key = (id(rule), primary_index, primary)  # the unit: its schedule adds codes
+        found = self._specialties.get(key)
+        if found is None:
+            found = self._specialties[key] = _specialties(rule, primary_index, primary)
+        return found
 
 
 def _specialties(rule: VisitTypeRule, primary_index: int, primary: Unit) -> tuple[str, ...]:

@@ -125,7 +125,7 @@ def organisation(rng: random.Random, day: str) -> Organisation:
                 f"sch-pr-{n}-{k}",
                 (ref, rng.choice(sorted(CLINICS))),
                 True,
-                specialties=(specialty,),
+                specialties=(specialty,) if k == 0 else (specialty, PAEDS),
             )
     for n in range(1, usually(rng, 3, 0, 1) + 1):
         ref = f"Location/room-{n}"
