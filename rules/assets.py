@@ -8,20 +8,20 @@ over contiguous slots.
 
 This is the hot path of ``$find``: a request may bring a quarter of a million
 slots of which it uses a fraction. So a unit sorts its slots only when first
-asked (and not at all when they arrive sorted, as the cache returns them), and
-qualifies them per distinct code combination rather than per slot: the slots of
-one schedule nearly always carry the same codes, so every visit type shares the
-unit's one sorted list.
+asked (and not at all when they arrive sorted, as the cache returns them), every
+visit type searches the unit's one sorted list, and whether a slot qualifies for a
+visit type (its codes) is asked only of the slots a search reaches, memoised per
+code combination: a room's slots are looked at near the offers that need the room,
+not all of them.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
-from itertools import repeat
-from operator import attrgetter, eq, le, lt
+from operator import attrgetter, le, lt
 
 from app.domain import Actor, Schedule, Slot
 from rules.tokens import TokenSet
@@ -30,6 +30,7 @@ from rules.tokens import TokenSet
 _ASSET_PRIORITY = {"Practitioner": 0, "Device": 1, "HealthcareService": 2, "Location": 3}
 
 Codes = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]
+Accepts = Callable[[Slot], bool]
 # The codes a Qualifier looks at, as one hashable value per slot.
 _codes: attrgetter[Codes] = attrgetter("service_types", "appointment_types", "specialties")
 
@@ -49,44 +50,48 @@ class FreeTime:
         self.starts = [s.start for s in slots]
         self.ends = [s.end for s in slots]
 
-    def span(self, start: datetime, end: datetime, *, join: bool) -> tuple[int, int] | None:
+    def span(
+        self, start: datetime, end: datetime, join: bool, accepts: Accepts | None = None
+    ) -> tuple[int, int] | None:
         """``(i, stop)`` such that ``slots[i:stop]`` cover ``[start, end)`` without a
         gap, or None. Without ``join`` that is one slot; with it, the slot holding
-        ``start`` and the ones following it back to back."""
+        ``start`` and the ones following it back to back. With ``accepts``, only
+        slots it accepts count (the others are gaps)."""
         i = bisect_right(self.starts, start) - 1
-        if i < 0:
+        if i < 0 or (accepts is not None and not accepts(self.slots[i])):
             return None
-        stop = self.stop(i, start, end, join)
+        stop = self.stop(i, start, end, join, accepts)
         return (i, stop) if stop else None
 
-    def stop(self, i: int, start: datetime, end: datetime, join: bool) -> int:
+    def stop(
+        self, i: int, start: datetime, end: datetime, join: bool, accepts: Accepts | None = None
+    ) -> int:
         """:meth:`span` when ``slots[i]`` is known to be the last slot starting at or
-        before ``start``: the end of the span, or 0 when there is none."""
+        before ``start``, and accepted: the end of the span, or 0 when there is none."""
         reach = self.ends[i]
         if reach >= end:
             return i + 1 if reach > start else 0
         if not join or reach <= start:
             return 0
-        starts, ends = self.starts, self.ends
+        slots, starts, ends = self.slots, self.starts, self.ends
         n = i + 1
         while n < len(starts) and starts[n] == reach:
+            if accepts is not None and not accepts(slots[n]):
+                return 0
             reach = ends[n]
             n += 1
             if reach >= end:
                 return n
         return 0
 
-    def cover(self, start: datetime, end: datetime, *, join: bool) -> list[Slot] | None:
+    def cover(self, start: datetime, end: datetime, join: bool) -> list[Slot] | None:
         """The slots of :meth:`span`, or None."""
-        found = self.span(start, end, join=join)
+        found = self.span(start, end, join)
         return None if found is None else self.slots[found[0] : found[1]]
 
     def covers(self, start: datetime, end: datetime) -> bool:
         """Whether contiguous slots cover ``[start, end)`` (buffers around a visit)."""
-        return self.span(start, end, join=True) is not None
-
-
-_NO_TIME = FreeTime([])
+        return self.span(start, end, True) is not None
 
 
 def disjoint(slots: Iterable[Slot]) -> list[Slot]:
@@ -113,21 +118,6 @@ def _free_time(slots: list[Slot]) -> FreeTime:
     return FreeTime(disjoint(slots))
 
 
-def _code_combinations(slots: list[Slot]) -> set[Codes]:
-    """The distinct (service types, appointment types, specialties) of ``slots``.
-
-    Nearly always one: comparing every slot's codes with the first slot's is
-    cheaper than hashing them all (and nearly free when the slots share their code
-    tuples, as a cache that interns them hands them out).
-    """
-    if not slots:
-        return set()
-    first = _codes(slots[0])
-    if all(map(eq, map(_codes, slots), repeat(first))):
-        return {first}
-    return set(map(_codes, slots))
-
-
 def covering_slots(
     slots: Iterable[Slot], start: datetime, end: datetime, *, join: bool
 ) -> list[Slot] | None:
@@ -138,7 +128,7 @@ def covering_slots(
     and by ``$hold``/``$book`` to re-check a proposal against the current cache.
     """
     free = [s for s in slots if s.status == "free"]
-    return FreeTime(disjoint(free)).cover(start, end, join=join)
+    return FreeTime(disjoint(free)).cover(start, end, join)
 
 
 class Qualifier:
@@ -159,13 +149,16 @@ class Qualifier:
         self._memo: dict[Codes, bool] = {}
 
     @property
-    def accepts_all(self) -> bool:
-        return not (self._service_types or self._appointment_types or self._specialties)
+    def predicate(self) -> Accepts | None:
+        """:meth:`accepts`, or None when every slot qualifies (nothing to check)."""
+        if self._service_types or self._appointment_types or self._specialties:
+            return self.accepts
+        return None
 
-    def accepts(self, codes: Codes) -> bool:
-        """Whether a slot with these (service types, appointment types, specialties)
-        qualifies: unless it states values and none is wanted; an empty wanted list
-        accepts everything."""
+    def accepts(self, slot: Slot) -> bool:
+        """A slot qualifies unless it states values and none is wanted; an empty
+        wanted list accepts everything."""
+        codes = _codes(slot)
         verdict = self._memo.get(codes)
         if verdict is None:
             service_types, appointment_types, specialties = codes
@@ -185,17 +178,7 @@ def _ok(wanted: TokenSet, have: tuple[str, ...]) -> bool:
 class Unit:
     """One asset on one schedule: its free slots and the site where they are."""
 
-    __slots__ = (
-        "_codes",
-        "_free",
-        "_qualified",
-        "_raw",
-        "actor",
-        "codes",
-        "ref",
-        "schedule",
-        "site",
-    )
+    __slots__ = ("_free", "_raw", "actor", "codes", "ref", "schedule", "site")
 
     def __init__(self, actor: Actor, schedule: Schedule, site: str | None, slots: list[Slot]):
         self.actor = actor
@@ -205,42 +188,21 @@ class Unit:
         self.codes: tuple[str, ...] = tuple(dict.fromkeys((*schedule.specialties, *actor.codes)))
         self._raw = slots  # free slots in arrival order, sorted on first use
         self._free: FreeTime | None = None
-        self._codes: set[Codes] | None = None
-        self._qualified: dict[tuple[object, ...], FreeTime] = {}
 
     @property
     def free(self) -> FreeTime:
-        """All free time: what buffers around an appointment need."""
+        """All free slots, sorted; whether one qualifies for a visit type is asked of
+        a :class:`Qualifier` for the slots a search actually reaches."""
         if self._free is None:
             self._free = _free_time(self._raw)
         return self._free
-
-    def qualified(self, qualifier: Qualifier) -> FreeTime:
-        """The free slots ``qualifier`` accepts; the same object as :attr:`free` when
-        it accepts them all."""
-        free = self.free
-        if qualifier.accepts_all:
-            return free
-        found = self._qualified.get(qualifier.key)
-        if found is None:
-            if self._codes is None:
-                self._codes = _code_combinations(free.slots)
-            accepted = {codes for codes in self._codes if qualifier.accepts(codes)}
-            if len(accepted) == len(self._codes):
-                found = free
-            elif not accepted:
-                found = _NO_TIME
-            else:
-                found = FreeTime([s for s in free.slots if _codes(s) in accepted])
-            self._qualified[qualifier.key] = found
-        return found
 
 
 class AssetIndex:
     """All units of a request, grouped by FHIR resource type of the asset.
 
-    Building it only groups slots by schedule; each unit sorts and qualifies its
-    own slots when a visit type first needs them.
+    Building it only groups slots by schedule; each unit sorts its own slots when
+    a visit type first needs them.
     """
 
     def __init__(

@@ -33,7 +33,7 @@ from operator import itemgetter
 
 from app.domain import Actor, Participant, ProposedAppointment, Schedule, Slot
 from rules.appointment_id import ProposalPayload
-from rules.assets import AssetIndex, FreeTime, Qualifier, Unit, covering_slots
+from rules.assets import Accepts, AssetIndex, Qualifier, Unit, covering_slots
 from rules.eligibility import age_allows, ineligible_reason
 from rules.hours import Calendar
 from rules.request import ComposeResult, FindRequest, InvalidFindRequest, Notice, PatientInfo
@@ -184,14 +184,14 @@ def _requested_visit_types(
     return out
 
 
-# (requirement index, unit, its qualifying free time, first, stop) of one other asset
-_Found = tuple[int, Unit, FreeTime, int, int]
+# (requirement index, unit, first, stop) of one other asset: unit.free.slots[first:stop]
+_Found = tuple[int, Unit, int, int]
 
 # A candidate offer while a visit type is being composed:
 #   (start, ref, schedule_id, unit, day, first, stop, others)
 # ``ref`` and ``schedule_id`` are the primary asset's and ``unit`` the primary unit;
 # ``day`` is the local date at its site (for the per-day cap); its slots are
-# ``unit.qualified(...).slots[first:stop]``; ``others`` are the other assets that
+# ``unit.free.slots[first:stop]``; ``others`` are the other assets that
 # decide whether the offer exists (or None). Most candidates are dropped by the
 # ordering, the cap or ``_count``, so this is a bare tuple (a class costs several
 # times more to build). The first three fields are unique within one visit type
@@ -233,7 +233,7 @@ class _Requirement:
     same_site: bool
     by_site: dict[str | None, list[Unit]]
     everywhere: list[Unit]
-    qualifier: Qualifier
+    accepts: Accepts | None  # whether a slot qualifies; None: every slot does
 
     def pool(self, site: str | None) -> list[Unit]:
         if self.same_site and site is not None:
@@ -282,7 +282,6 @@ class _VisitTypePlan:
             for a in assets
         ]
         self.preference = self._preference()
-        self._times: dict[tuple[int, Unit], FreeTime] = {}
 
     def offers(self, notices: list[Notice]) -> list[_Candidate] | None:
         """Selected offers, or None (with a notice) when the request rules them out."""
@@ -343,28 +342,31 @@ class _VisitTypePlan:
             same_site=requirement.same_location_as_practitioner,
             by_site=by_site,
             everywhere=units,
-            qualifier=self.qualifiers[i],
+            accepts=self.qualifiers[i].predicate,
         )
 
     def _unit_offers(self, unit: Unit, required: list[_Requirement]) -> Iterator[_Offer]:
         """Offers with ``unit`` as primary asset, in start order: one per qualifying
         slot starting in the bookable window that passes every check."""
-        time = unit.qualified(self.qualifiers[self.primary])
-        starts, ends = time.starts, time.ends
-        free = unit.free if self.buffered else None
+        time = unit.free
+        slots, starts, ends = time.slots, time.starts, time.ends
+        accepts = self.qualifiers[self.primary].predicate
+        buffered = self.buffered
         join, duration, before, after = self.join, self.duration, self.before, self.after
         open_day = self.calendar.site(unit.site).open_day
         age_rule, patient = self.rule.eligibility, self.request.patient
         ref, schedule_id = unit.ref, unit.schedule.id
         others = None
         for i in range(bisect_left(starts, self.earliest), bisect_right(starts, self.latest)):
+            if accepts is not None and not accepts(slots[i]):
+                continue
             t = starts[i]
             end = t + duration
             # Most slots are long enough by themselves: skip the call then.
-            stop = i + 1 if ends[i] >= end else time.stop(i, t, end, join)
+            stop = i + 1 if ends[i] >= end else time.stop(i, t, end, join, accepts)
             if not stop:
                 continue
-            if free is not None and not free.covers(t - before, end + after):
+            if buffered and not time.covers(t - before, end + after):
                 continue
             day = open_day(t, end)
             if day is None or (patient is not None and not age_allows(age_rule, patient, day)):
@@ -382,11 +384,10 @@ class _VisitTypePlan:
         end = start + self.duration
         found = list(others or ())
         if deferred:
-            used = {unit.ref, *(other.ref for _, other, _, _, _ in found)}
+            used = {unit.ref, *(other.ref for _, other, _, _ in found)}
             found += self._find_assets(unit, start, end, deferred, used) or []
-        slots = unit.qualified(self.qualifiers[self.primary]).slots
-        parts: list[_Part] = [(self.primary, unit, slots[first:stop])]
-        parts += [(i, other, time.slots[a:b]) for i, other, time, a, b in found]
+        parts: list[_Part] = [(self.primary, unit, unit.free.slots[first:stop])]
+        parts += [(i, other, other.free.slots[a:b]) for i, other, a, b in found]
         slot_ids = tuple(s.id for _, _, part in parts for s in part)
         return _Candidate(start, end, self.pref, self.rule, unit, unit.site, parts, slot_ids)
 
@@ -425,27 +426,19 @@ class _VisitTypePlan:
             for unit in requirement.pool(primary.site):
                 if unit.ref in used:
                     continue
-                time = self._time(requirement, unit)
-                span = time.span(start, end, join=self.join)
+                time = unit.free
+                span = time.span(start, end, self.join, requirement.accepts)
                 if span is None:
                     continue
-                if self.buffered and not unit.free.covers(start - self.before, end + self.after):
+                if self.buffered and not time.covers(start - self.before, end + self.after):
                     continue
                 used.add(unit.ref)
-                found.append((requirement.index, unit, time, *span))
+                found.append((requirement.index, unit, *span))
                 break
             else:
                 if not requirement.optional:
                     return None
         return found
-
-    def _time(self, requirement: _Requirement, unit: Unit) -> FreeTime:
-        """``unit``'s slots qualifying for ``requirement``, remembered for this plan."""
-        key = (requirement.index, unit)
-        time = self._times.get(key)
-        if time is None:
-            time = self._times[key] = unit.qualified(requirement.qualifier)
-        return time
 
     def _units(self, i: int) -> list[Unit]:
         """Units that can fill requirement ``i``, in the rule's preference order."""
