@@ -36,7 +36,8 @@ _codes: attrgetter[Codes] = attrgetter("service_types", "appointment_types", "sp
 
 
 class FreeTime:
-    """Disjoint slots sorted by start, with their starts and ends as plain lists.
+    """Disjoint, non-empty slots sorted by start, with their starts and ends as
+    plain lists.
 
     Searches answer with index spans into :attr:`slots` rather than lists of
     slots: the composer tries far more spans than it keeps, and reading two lists
@@ -124,17 +125,21 @@ def covering_slots(
     """The free slots of one schedule that cover ``[start, end)``, or None.
 
     With ``join`` the cover may be several contiguous slots (no gap, each starting
-    where the previous ends); without, it is a single slot. Used by the composer,
-    and by ``$hold``/``$book`` to re-check a proposal against the current cache.
+    where the previous ends); without, it is a single slot: the composer's rule, for
+    ``$hold``/``$book`` to re-check a proposal against the current cache.
     """
     free = [s for s in slots if s.status == "free"]
     return FreeTime(disjoint(free)).cover(start, end, join)
 
 
 class Qualifier:
-    """Which slots may be used for one asset of one visit type."""
+    """Which slots may be used for one asset of one visit type.
 
-    __slots__ = ("_appointment_types", "_memo", "_service_types", "_specialties", "key")
+    The slots of an organisation share a handful of code combinations, so the
+    verdict is worked out once per combination.
+    """
+
+    __slots__ = ("_appointment_types", "_memo", "_service_types", "_specialties")
 
     def __init__(
         self,
@@ -142,7 +147,6 @@ class Qualifier:
         appointment_types: Sequence[str] = (),
         specialties: Sequence[str] = (),
     ):
-        self.key = (tuple(service_types), tuple(appointment_types), tuple(specialties))
         self._service_types = TokenSet(service_types)
         self._appointment_types = TokenSet(appointment_types)
         self._specialties = TokenSet(specialties)

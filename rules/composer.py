@@ -15,10 +15,11 @@ other assets are found by binary search, so the cost is linear in the slots of
 the window (times a log factor).
 
 This runs on every ``$find``, so work that cannot change the answer is skipped:
-units sort their slots only when a visit type first needs them (``rules.assets``),
-offers in ``earliest`` order are merged lazily and stop at ``_count``, and
-optional assets that no required one depends on are looked up only for the offers
-that survive the ordering, the cap and ``_count``.
+units sort their slots only when a visit type first needs them and slots are
+qualified only where a search reaches them (``rules.assets``); candidates stay
+bare tuples until they survive the ordering, the cap and ``_count``; offers in
+``earliest`` order are merged lazily and stop at ``_count``; and optional assets
+that no required one depends on are looked up only for the offers kept.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import heapq
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from operator import itemgetter
 
@@ -214,8 +215,8 @@ class _Candidate:
     site: str | None
     # (requirement index, unit, slots) for the primary, then every chosen other asset
     # in requirement order
-    parts: list[_Part] = field(default_factory=list)
-    slot_ids: tuple[str, ...] = ()
+    parts: list[_Part]
+    slot_ids: tuple[str, ...]  # of all parts, in that order
 
     def final_key(self) -> tuple[object, ...]:
         return (self.start, self.pref, self.primary.ref, self.end, self.slot_ids)
