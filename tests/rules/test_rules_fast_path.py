@@ -1,7 +1,8 @@
 """The optimised composer gives exactly what the straightforward one gives.
 
-``rules.composer`` indexes lazily, qualifies slots per code combination, leaves
-optional assets until an offer survives ``_count`` and stops early; the frozen
+``rules.composer`` indexes lazily, qualifies only the slots a search reaches,
+keeps candidates as index spans, leaves optional assets until an offer survives
+``_count``, stops early and signs only what it returns; the frozen
 ``reference_composer`` does none of that. On random organisations, rules and
 requests (every ordering, caps, counts, buffers, optional and required rooms and
 devices, eligibility, request filters, untidy slot data) both must return the
