@@ -40,6 +40,11 @@ _MAX_TOKEN_CHARS = 4096
 _MAX_BODY_BYTES = 16384
 
 
+# json.dumps with non-default options builds a new encoder per call; $find signs
+# thousands of offers per answer, so build the (identical) encoder once.
+_BODY_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 class InvalidAppointmentId(ValueError):
     """The token was not issued by us with this secret, or is malformed."""
 
@@ -59,16 +64,14 @@ def encode(payload: ProposalPayload, secret: bytes) -> str:
     """Sign ``payload`` into a compact URL-safe token."""
     system, _, code = payload.visit_type.rpartition("|")
     visit_type = code if system == VISIT_TYPE_SYSTEM else payload.visit_type
-    body = json.dumps(
+    body = _BODY_ENCODER.encode(
         [
             visit_type,
             _epoch(payload.start),
             _epoch(payload.end),
             list(payload.slot_ids),
             list(payload.participants),
-        ],
-        separators=(",", ":"),
-        ensure_ascii=False,
+        ]
     ).encode("utf-8")
     deflater = zlib.compressobj(9, zlib.DEFLATED, -15)
     packed = deflater.compress(body) + deflater.flush()
@@ -120,7 +123,7 @@ def fhir_id(token: str) -> str:
 def _mac(secret: bytes, packed: bytes) -> bytes:
     if not secret:
         raise ValueError("an appointment id secret is required")
-    return hmac.new(secret, packed, hashlib.sha256).digest()[:_MAC_BYTES]
+    return hmac.digest(secret, packed, hashlib.sha256)[:_MAC_BYTES]
 
 
 def _epoch(moment: datetime) -> int:

@@ -1,18 +1,27 @@
-"""Free time of each schedulable asset, as runs of slots.
+"""Free time of each schedulable asset, as sorted slots searched by binary search.
 
 A *unit* is one asset (practitioner, room, device...) on one of its schedules,
 with the clinic (*site*) where that schedule's time is spent. Its free slots are
-kept sorted and disjoint; :class:`Runs` groups them into maximal stretches so
-that "is this asset free for all of ``[t, t+d)``, and with which slots?" is one
-binary search.
+kept sorted and disjoint in a :class:`FreeTime`, so that "is this asset free for
+all of ``[t, t+d)``, and with which slots?" is one binary search and a short walk
+over contiguous slots.
+
+This is the hot path of ``$find``: a request may bring a quarter of a million
+slots of which it uses a fraction. So a unit sorts its slots only when first
+asked (and not at all when they arrive sorted, as the cache returns them), every
+visit type searches the unit's one sorted list, and whether a slot qualifies for a
+visit type (its codes) is asked only of the slots a search reaches, memoised per
+code combination: a room's slots are looked at near the offers that need the room,
+not all of them.
 """
 
 from __future__ import annotations
 
 from bisect import bisect_right
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
+from operator import attrgetter, le, lt
 
 from app.domain import Actor, Schedule, Slot
 from rules.tokens import TokenSet
@@ -20,53 +29,75 @@ from rules.tokens import TokenSet
 # Which actor of a schedule is the schedulable asset (the rest say where it is).
 _ASSET_PRIORITY = {"Practitioner": 0, "Device": 1, "HealthcareService": 2, "Location": 3}
 
+Codes = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]
+Accepts = Callable[[Slot], bool]
+# The codes a Qualifier looks at, as one hashable value per slot.
+_codes: attrgetter[Codes] = attrgetter("service_types", "appointment_types", "specialties")
 
-class Runs:
-    """Disjoint sorted slots grouped into runs: contiguous ones joined, or one slot each."""
 
-    __slots__ = ("ends", "member_starts", "members", "starts")
+class FreeTime:
+    """Disjoint, non-empty slots sorted by start, with their starts and ends as
+    plain lists.
 
-    def __init__(self, slots: Sequence[Slot], *, join: bool):
-        self.starts: list[datetime] = []
-        self.ends: list[datetime] = []
-        self.members: list[list[Slot]] = []
-        self.member_starts: list[list[datetime]] = []
-        for slot in slots:
-            if join and self.members and slot.start == self.ends[-1]:
-                self.members[-1].append(slot)
-                self.member_starts[-1].append(slot.start)
-                self.ends[-1] = slot.end
-            else:
-                self.starts.append(slot.start)
-                self.ends.append(slot.end)
-                self.members.append([slot])
-                self.member_starts.append([slot.start])
+    Searches answer with index spans into :attr:`slots` rather than lists of
+    slots: the composer tries far more spans than it keeps, and reading two lists
+    of datetimes is cheaper than visiting the slot objects.
+    """
 
-    def __bool__(self) -> bool:
-        return bool(self.members)
+    __slots__ = ("ends", "slots", "starts")
 
-    def cover(self, start: datetime, end: datetime) -> list[Slot] | None:
-        """The slots that together cover ``[start, end)`` without a gap, or None."""
+    def __init__(self, slots: list[Slot]):
+        self.slots = slots
+        self.starts = [s.start for s in slots]
+        self.ends = [s.end for s in slots]
+
+    def span(
+        self, start: datetime, end: datetime, join: bool, accepts: Accepts | None = None
+    ) -> tuple[int, int] | None:
+        """``(i, stop)`` such that ``slots[i:stop]`` cover ``[start, end)`` without a
+        gap, or None. Without ``join`` that is one slot; with it, the slot holding
+        ``start`` and the ones following it back to back. With ``accepts``, only
+        slots it accepts count (the others are gaps)."""
         i = bisect_right(self.starts, start) - 1
-        if i < 0 or self.ends[i] < end or self.ends[i] <= start:
+        if i < 0 or (accepts is not None and not accepts(self.slots[i])):
             return None
-        members = self.members[i]
-        k = bisect_right(self.member_starts[i], start) - 1
-        out = []
-        for slot in members[k:]:
-            if slot.start >= end:
-                break
-            out.append(slot)
-        return out
+        stop = self.stop(i, start, end, join, accepts)
+        return (i, stop) if stop else None
+
+    def stop(
+        self, i: int, start: datetime, end: datetime, join: bool, accepts: Accepts | None = None
+    ) -> int:
+        """:meth:`span` when ``slots[i]`` is known to be the last slot starting at or
+        before ``start``, and accepted: the end of the span, or 0 when there is none."""
+        reach = self.ends[i]
+        if reach >= end:
+            return i + 1 if reach > start else 0
+        if not join or reach <= start:
+            return 0
+        slots, starts, ends = self.slots, self.starts, self.ends
+        n = i + 1
+        while n < len(starts) and starts[n] == reach:
+            if accepts is not None and not accepts(slots[n]):
+                return 0
+            reach = ends[n]
+            n += 1
+            if reach >= end:
+                return n
+        return 0
+
+    def cover(self, start: datetime, end: datetime, join: bool) -> list[Slot] | None:
+        """The slots of :meth:`span`, or None."""
+        found = self.span(start, end, join)
+        return None if found is None else self.slots[found[0] : found[1]]
 
     def covers(self, start: datetime, end: datetime) -> bool:
-        i = bisect_right(self.starts, start) - 1
-        return i >= 0 and self.ends[i] >= end and self.ends[i] > start
+        """Whether contiguous slots cover ``[start, end)`` (buffers around a visit)."""
+        return self.span(start, end, True) is not None
 
 
 def disjoint(slots: Iterable[Slot]) -> list[Slot]:
     """Free slots of one schedule sorted by start; a slot overlapping an earlier one
-    is dropped (an EHR data error), so that runs never double-count time."""
+    is dropped (an EHR data error), so that free time is never counted twice."""
     out: list[Slot] = []
     for slot in sorted(slots, key=lambda s: (s.start, -(s.end - s.start).total_seconds(), s.id)):
         if slot.end <= slot.start:
@@ -77,53 +108,38 @@ def disjoint(slots: Iterable[Slot]) -> list[Slot]:
     return out
 
 
+def _free_time(slots: list[Slot]) -> FreeTime:
+    """:func:`disjoint` of ``slots`` as FreeTime, without sorting when they already are
+    in order, non-empty and non-overlapping (then :func:`disjoint` keeps them as
+    they are: the starts strictly increase, so the sort key never looks further)."""
+    time = FreeTime(slots)
+    starts, ends = time.starts, time.ends
+    if all(map(lt, starts, ends)) and all(map(le, ends, starts[1:])):
+        return time
+    return FreeTime(disjoint(slots))
+
+
 def covering_slots(
     slots: Iterable[Slot], start: datetime, end: datetime, *, join: bool
 ) -> list[Slot] | None:
     """The free slots of one schedule that cover ``[start, end)``, or None.
 
     With ``join`` the cover may be several contiguous slots (no gap, each starting
-    where the previous ends); without, it is a single slot. Used by the composer,
-    and by ``$hold``/``$book`` to re-check a proposal against the current cache.
+    where the previous ends); without, it is a single slot: the composer's rule, for
+    ``$hold``/``$book`` to re-check a proposal against the current cache.
     """
     free = [s for s in slots if s.status == "free"]
-    return Runs(disjoint(free), join=join).cover(start, end)
-
-
-class Unit:
-    """One asset on one schedule: its free slots and the site where they are."""
-
-    __slots__ = ("_runs", "actor", "codes", "schedule", "site", "slots")
-
-    def __init__(self, actor: Actor, schedule: Schedule, site: str | None, slots: list[Slot]):
-        self.actor = actor
-        self.schedule = schedule
-        self.site = site
-        self.slots = slots
-        self.codes: tuple[str, ...] = tuple(dict.fromkeys((*schedule.specialties, *actor.codes)))
-        self._runs: dict[tuple[object, ...], Runs] = {}
-
-    @property
-    def ref(self) -> str:
-        return self.actor.ref
-
-    def free_runs(self) -> Runs:
-        """All free time, joined: what buffers around an appointment need."""
-        return self.runs(Qualifier(), join=True)
-
-    def runs(self, qualifier: Qualifier, *, join: bool) -> Runs:
-        key = (qualifier.key, join)
-        runs = self._runs.get(key)
-        if runs is None:
-            runs = Runs([s for s in self.slots if qualifier.accepts(s)], join=join)
-            self._runs[key] = runs
-        return runs
+    return FreeTime(disjoint(free)).cover(start, end, join)
 
 
 class Qualifier:
-    """Which slots may be used for one asset of one visit type."""
+    """Which slots may be used for one asset of one visit type.
 
-    __slots__ = ("_appointment_types", "_memo", "_service_types", "_specialties", "key")
+    The slots of an organisation share a handful of code combinations, so the
+    verdict is worked out once per combination.
+    """
+
+    __slots__ = ("_appointment_types", "_memo", "_service_types", "_specialties")
 
     def __init__(
         self,
@@ -131,23 +147,29 @@ class Qualifier:
         appointment_types: Sequence[str] = (),
         specialties: Sequence[str] = (),
     ):
-        self.key = (tuple(service_types), tuple(appointment_types), tuple(specialties))
         self._service_types = TokenSet(service_types)
         self._appointment_types = TokenSet(appointment_types)
         self._specialties = TokenSet(specialties)
-        # Slots of one organisation share a handful of code combinations.
-        self._memo: dict[tuple[tuple[str, ...], ...], bool] = {}
+        self._memo: dict[Codes, bool] = {}
+
+    @property
+    def predicate(self) -> Accepts | None:
+        """:meth:`accepts`, or None when every slot qualifies (nothing to check)."""
+        if self._service_types or self._appointment_types or self._specialties:
+            return self.accepts
+        return None
 
     def accepts(self, slot: Slot) -> bool:
         """A slot qualifies unless it states values and none is wanted; an empty
         wanted list accepts everything."""
-        codes = (slot.service_types, slot.appointment_types, slot.specialties)
+        codes = _codes(slot)
         verdict = self._memo.get(codes)
         if verdict is None:
+            service_types, appointment_types, specialties = codes
             verdict = (
-                _ok(self._service_types, slot.service_types)
-                and _ok(self._appointment_types, slot.appointment_types)
-                and _ok(self._specialties, slot.specialties)
+                _ok(self._service_types, service_types)
+                and _ok(self._appointment_types, appointment_types)
+                and _ok(self._specialties, specialties)
             )
             self._memo[codes] = verdict
         return verdict
@@ -157,8 +179,35 @@ def _ok(wanted: TokenSet, have: tuple[str, ...]) -> bool:
     return not wanted or not have or wanted.any_of(have)
 
 
+class Unit:
+    """One asset on one schedule: its free slots and the site where they are."""
+
+    __slots__ = ("_free", "_raw", "actor", "codes", "ref", "schedule", "site")
+
+    def __init__(self, actor: Actor, schedule: Schedule, site: str | None, slots: list[Slot]):
+        self.actor = actor
+        self.ref = actor.ref
+        self.schedule = schedule
+        self.site = site
+        self.codes: tuple[str, ...] = tuple(dict.fromkeys((*schedule.specialties, *actor.codes)))
+        self._raw = slots  # free slots in arrival order, sorted on first use
+        self._free: FreeTime | None = None
+
+    @property
+    def free(self) -> FreeTime:
+        """All free slots, sorted; whether one qualifies for a visit type is asked of
+        a :class:`Qualifier` for the slots a search actually reaches."""
+        if self._free is None:
+            self._free = _free_time(self._raw)
+        return self._free
+
+
 class AssetIndex:
-    """All units of a request, grouped by FHIR resource type of the asset."""
+    """All units of a request, grouped by FHIR resource type of the asset.
+
+    Building it only groups slots by schedule; each unit sorts its own slots when
+    a visit type first needs them.
+    """
 
     def __init__(
         self,
@@ -182,7 +231,7 @@ class AssetIndex:
             )
             actor = actors.get(asset_ref) or Actor(ref=asset_ref)
             site = self._site(schedule, asset_ref)
-            unit = Unit(actor, schedule, site, disjoint(by_schedule[schedule_id]))
+            unit = Unit(actor, schedule, site, by_schedule[schedule_id])
             self.by_type[actor.resource_type].append(unit)
 
     def actor(self, ref: str) -> Actor:

@@ -13,20 +13,28 @@ eligibility and the per-day cap then filter, and the ``ordering`` picks which
 offers survive ``_count``. Each asset's slots are scanned once per visit type and
 other assets are found by binary search, so the cost is linear in the slots of
 the window (times a log factor).
+
+This runs on every ``$find``, so work that cannot change the answer is skipped:
+units sort their slots only when a visit type first needs them and slots are
+qualified only where a search reaches them (``rules.assets``); candidates stay
+bare tuples until they survive the ordering, the cap and ``_count``; offers in
+``earliest`` order are merged lazily and stop at ``_count``; and optional assets
+that no required one depends on are looked up only for the offers kept.
 """
 
 from __future__ import annotations
 
 import heapq
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from operator import itemgetter
 
 from app.domain import Actor, Participant, ProposedAppointment, Schedule, Slot
 from rules.appointment_id import ProposalPayload
-from rules.assets import AssetIndex, Qualifier, Runs, Unit, covering_slots
+from rules.assets import Accepts, AssetIndex, Qualifier, Unit, covering_slots
 from rules.eligibility import age_allows, ineligible_reason
 from rules.hours import Calendar
 from rules.request import ComposeResult, FindRequest, InvalidFindRequest, Notice, PatientInfo
@@ -53,27 +61,10 @@ def compose(
     ones are ignored); ``schedules`` maps schedule id and ``actors`` maps reference
     to the cached resources; ``sign`` turns a proposal into its id token.
     """
-    if now.tzinfo is None:
-        raise InvalidFindRequest("now must be timezone-aware")
     index = AssetIndex(slots, schedules, actors)
-    calendar = Calendar(rules, actors)
-    notices: list[Notice] = []
-    chosen: list[_Candidate] = []
-    for pref, variants in enumerate(_requested_visit_types(request, rules, notices)):
-        blocked: list[Notice] = []
-        offered = False
-        for vt in variants:
-            plan = _VisitTypePlan(request, rules.effective(vt), pref, index, calendar, now)
-            offers = plan.offers(blocked)
-            if offers is not None:
-                offered = True
-                chosen.extend(offers)
-        if not offered:  # a reason matters only when no variant of the visit type applies
-            notices.extend(blocked)
-    chosen = _unique(sorted(chosen, key=_Candidate.final_key))
-    if request.count is not None:
-        chosen = chosen[: request.count]
-    return ComposeResult([_build(c, request, index, sign) for c in chosen], notices)
+    chosen, notices = _choose(request, rules, index, actors, now)
+    builder = _Builder(request, index, sign)
+    return ComposeResult([builder.build(c) for c in chosen], notices)
 
 
 def reconstruct(
@@ -101,16 +92,52 @@ def reconstruct(
         visit_types=(payload.visit_type,),
         patient=PatientInfo(ref=patients[0]) if patients else None,
     )
-    result = compose(request, rules, slots, schedules, actors, now, sign)
-    return next((a for a in result.appointments if a.id == token), None)
+    index = AssetIndex(slots, schedules, actors)
+    chosen, _ = _choose(request, rules, index, actors, now)
+    # The token holds the slot ids, so only an offer on the same slots can have it:
+    # sign just those.
+    same_slots = (c for c in chosen if c.slot_ids == payload.slot_ids)
+    builder = _Builder(request, index, sign)
+    offers = (builder.build(c) for c in same_slots)
+    return next((a for a in offers if a.id == token), None)
 
 
-def _unique(candidates: list[_Candidate]) -> list[_Candidate]:
-    """Drop offers that two variants of one visit type both found (same time, same slots)."""
+def _choose(
+    request: FindRequest,
+    rules: RulesFile,
+    index: AssetIndex,
+    actors: Mapping[str, Actor],
+    now: datetime,
+) -> tuple[list[_Candidate], list[Notice]]:
+    """The offers :func:`compose` returns, in order, before they are built and signed."""
+    if now.tzinfo is None:
+        raise InvalidFindRequest("now must be timezone-aware")
+    calendar = Calendar(rules, actors)
+    notices: list[Notice] = []
+    chosen: list[_Candidate] = []
+    for pref, variants in enumerate(_requested_visit_types(request, rules, notices)):
+        blocked: list[Notice] = []
+        offered = False
+        for vt in variants:
+            plan = _VisitTypePlan(request, rules.effective(vt), pref, index, calendar, now)
+            offers = plan.offers(blocked)
+            if offers is not None:
+                offered = True
+                chosen.extend(offers)
+        if not offered:  # a reason matters only when no variant of the visit type applies
+            notices.extend(blocked)
+    return _unique(sorted(chosen, key=_Candidate.final_key), request.count), notices
+
+
+def _unique(candidates: list[_Candidate], count: int | None) -> list[_Candidate]:
+    """The first ``count`` offers, dropping those that two variants of one visit type
+    both found (same time, same slots)."""
     seen: set[tuple[object, ...]] = set()
-    out = []
+    out: list[_Candidate] = []
     for c in candidates:
-        key = (c.rule.code, c.start, c.end, tuple(s.id for _, _, slots in c.parts for s in slots))
+        if count is not None and len(out) >= count:
+            break
+        key = (c.rule.code, c.start, c.end, c.slot_ids)
         if key not in seen:
             seen.add(key)
             out.append(c)
@@ -158,30 +185,61 @@ def _requested_visit_types(
     return out
 
 
+# (requirement index, unit, first, stop) of one other asset: unit.free.slots[first:stop]
+_Found = tuple[int, Unit, int, int]
+
+# A candidate offer while a visit type is being composed:
+#   (start, ref, schedule_id, unit, day, first, stop, others)
+# ``ref`` and ``schedule_id`` are the primary asset's and ``unit`` the primary unit;
+# ``day`` is the local date at its site (for the per-day cap); its slots are
+# ``unit.free.slots[first:stop]``; ``others`` are the other assets that
+# decide whether the offer exists (or None). Most candidates are dropped by the
+# ordering, the cap or ``_count``, so this is a bare tuple (a class costs several
+# times more to build). The first three fields are unique within one visit type
+# and give the start order, so offers sort and merge as tuples without ever
+# comparing the fields after them.
+_Offer = tuple[datetime, str, str, Unit, date, int, int, list[_Found] | None]
+_ref = itemgetter(1)
+_ref_and_day = itemgetter(1, 4)
+
+
 @dataclass(slots=True)
 class _Candidate:
+    """An offer that survived its visit type's selection, with every part resolved."""
+
     start: datetime
     end: datetime
     pref: int  # visit type's position in the request
     rule: VisitTypeRule
     primary: Unit
     site: str | None
-    day: date
-    rank: int  # practitioner preference
-    # (requirement index, unit, slots) for the primary and every chosen other asset
-    parts: list[tuple[int, Unit, list[Slot]]] = field(default_factory=list)
-
-    def unit_key(self) -> tuple[datetime, str, str]:
-        return (self.start, self.primary.ref, self.primary.schedule.id)
+    # (requirement index, unit, slots) for the primary, then every chosen other asset
+    # in requirement order
+    parts: list[_Part]
+    slot_ids: tuple[str, ...]  # of all parts, in that order
 
     def final_key(self) -> tuple[object, ...]:
-        return (
-            self.start,
-            self.pref,
-            self.primary.ref,
-            self.end,
-            tuple(s.id for _, _, slots in self.parts for s in slots),
-        )
+        return (self.start, self.pref, self.primary.ref, self.end, self.slot_ids)
+
+
+_Part = tuple[int, Unit, list[Slot]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Requirement:
+    """A non-primary asset of a visit type with the units that can fill it."""
+
+    index: int
+    optional: bool
+    same_site: bool
+    by_site: dict[str | None, list[Unit]]
+    everywhere: list[Unit]
+    accepts: Accepts | None  # whether a slot qualifies; None: every slot does
+
+    def pool(self, site: str | None) -> list[Unit]:
+        if self.same_site and site is not None:
+            return self.by_site.get(site, [])
+        return self.everywhere
 
 
 class _VisitTypePlan:
@@ -205,6 +263,8 @@ class _VisitTypePlan:
         self.duration = timedelta(minutes=self.rule.duration_minutes)
         self.before = timedelta(minutes=eff.buffer_before_minutes)
         self.after = timedelta(minutes=eff.buffer_after_minutes)
+        self.buffered = bool(self.before or self.after)
+        self.join = eff.join_contiguous
         self.earliest = max(request.start, now + timedelta(minutes=eff.min_lead_minutes))
         self.latest = min(now + timedelta(days=eff.max_horizon_days), request.end - self.duration)
         assets = self.rule.assets
@@ -222,6 +282,7 @@ class _VisitTypePlan:
             )
             for a in assets
         ]
+        self.preference = self._preference()
 
     def offers(self, notices: list[Notice]) -> list[_Candidate] | None:
         """Selected offers, or None (with a notice) when the request rules them out."""
@@ -253,106 +314,132 @@ class _VisitTypePlan:
                 )
             )
             return None
-        streams = self._streams()
+        required, deferred = self._requirements()
+        streams = [self._unit_offers(unit, required) for unit in self._primary_units()]
         if self.eff.ordering == "earliest":
             # Each stream is in start order: merge lazily and stop at _count.
-            return self._take_earliest(heapq.merge(*streams, key=_Candidate.unit_key))
-        return self._select([c for stream in streams for c in stream])
+            selected = self._take_earliest(heapq.merge(*streams))
+        else:
+            selected = self._select([offer for stream in streams for offer in stream])
+        return [self._candidate(offer, deferred) for offer in selected]
 
-    def _streams(self) -> list[Iterator[_Candidate]]:
-        others = [
-            (i, self._by_site(self._units(i)))
-            for i in range(len(self.rule.assets))
-            if i != self.primary
-        ]
-        preference = self._preference()
-        return [
-            self._unit_candidates(unit, others, preference.get(unit.ref, len(preference)))
-            for unit in self._primary_units()
-        ]
+    def _requirements(self) -> tuple[list[_Requirement], list[_Requirement]]:
+        """The other assets, split into those that decide whether an offer exists (up
+        to the last required one) and the optional ones after it, which only add a
+        participant: those are looked up for the offers kept, not for every candidate."""
+        others = [self._requirement(i) for i in range(len(self.rule.assets)) if i != self.primary]
+        last = max((n for n, r in enumerate(others) if not r.optional), default=-1)
+        return others[: last + 1], others[last + 1 :]
 
-    def _unit_candidates(
-        self,
-        unit: Unit,
-        others: list[tuple[int, tuple[dict[str | None, list[Unit]], list[Unit]]]],
-        rank: int,
-    ) -> Iterator[_Candidate]:
-        """Offers with ``unit`` as primary asset, in start order."""
-        runs = unit.runs(self.qualifiers[self.primary], join=self.eff.join_contiguous)
-        free = unit.free_runs() if (self.before or self.after) else None
+    def _requirement(self, i: int) -> _Requirement:
+        requirement = self.rule.assets[i]
+        units = self._units(i)
+        by_site: dict[str | None, list[Unit]] = defaultdict(list)
+        for unit in units:
+            by_site[unit.site].append(unit)
+        return _Requirement(
+            index=i,
+            optional=requirement.optional,
+            same_site=requirement.same_location_as_practitioner,
+            by_site=by_site,
+            everywhere=units,
+            accepts=self.qualifiers[i].predicate,
+        )
+
+    def _unit_offers(self, unit: Unit, required: list[_Requirement]) -> Iterator[_Offer]:
+        """Offers with ``unit`` as primary asset, in start order: one per qualifying
+        slot starting in the bookable window that passes every check."""
+        time = unit.free
+        slots, starts, ends = time.slots, time.starts, time.ends
+        accepts = self.qualifiers[self.primary].predicate
+        buffered = self.buffered
+        join, duration, before, after = self.join, self.duration, self.before, self.after
+        open_day = self.calendar.site(unit.site).open_day
         age_rule, patient = self.rule.eligibility, self.request.patient
-        for t in _starts(runs, self.earliest, self.latest):
-            end = t + self.duration
-            cover = runs.cover(t, end)
-            if cover is None:
+        ref, schedule_id = unit.ref, unit.schedule.id
+        others = None
+        for i in range(bisect_left(starts, self.earliest), bisect_right(starts, self.latest)):
+            if accepts is not None and not accepts(slots[i]):
                 continue
-            if free is not None and not free.covers(t - self.before, end + self.after):
+            t = starts[i]
+            end = t + duration
+            # Most slots are long enough by themselves: skip the call then.
+            stop = i + 1 if ends[i] >= end else time.stop(i, t, end, join, accepts)
+            if not stop:
                 continue
-            day = self.calendar.open_day(unit.site, t, end)
-            if day is None or not age_allows(age_rule, patient, day):
+            if buffered and not time.covers(t - before, end + after):
                 continue
-            parts = self._other_assets(unit, t, end, others)
-            if parts is None:
+            day = open_day(t, end)
+            if day is None or (patient is not None and not age_allows(age_rule, patient, day)):
                 continue
-            parts.insert(0, (self.primary, unit, cover))
-            yield _Candidate(t, end, self.pref, self.rule, unit, unit.site, day, rank, parts)
+            if required:
+                others = self._find_assets(unit, t, end, required, {ref})
+                if others is None:
+                    continue
+            yield (t, ref, schedule_id, unit, day, i, stop, others)
 
-    def _take_earliest(self, merged: Iterable[_Candidate]) -> list[_Candidate]:
+    def _candidate(self, offer: _Offer, deferred: list[_Requirement]) -> _Candidate:
+        """A selected offer with its slots, plus the optional assets left out while
+        selecting."""
+        start, _, _, unit, _, first, stop, others = offer
+        end = start + self.duration
+        found = list(others or ())
+        if deferred:
+            used = {unit.ref, *(other.ref for _, other, _, _ in found)}
+            found += self._find_assets(unit, start, end, deferred, used) or []
+        parts: list[_Part] = [(self.primary, unit, unit.free.slots[first:stop])]
+        parts += [(i, other, other.free.slots[a:b]) for i, other, a, b in found]
+        slot_ids = tuple(s.id for _, _, part in parts for s in part)
+        return _Candidate(start, end, self.pref, self.rule, unit, unit.site, parts, slot_ids)
+
+    def _take_earliest(self, merged: Iterable[_Offer]) -> list[_Offer]:
         """The per-day cap and ``_count`` applied to offers arriving in start order."""
         cap = self.eff.max_offers_per_day_per_practitioner
         count = self.request.count
         per_day: dict[tuple[str, date], int] = defaultdict(int)
-        out: list[_Candidate] = []
+        out: list[_Offer] = []
         if count == 0:
             return out
-        for c in merged:
+        for offer in merged:
             if cap is not None:
-                key = (c.primary.ref, c.day)
+                key = _ref_and_day(offer)
                 if per_day[key] >= cap:
                     continue
                 per_day[key] += 1
-            out.append(c)
+            out.append(offer)
             if count is not None and len(out) >= count:
                 break
         return out
 
-    def _other_assets(
+    def _find_assets(
         self,
         primary: Unit,
         start: datetime,
         end: datetime,
-        others: list[tuple[int, tuple[dict[str | None, list[Unit]], list[Unit]]]],
-    ) -> list[tuple[int, Unit, list[Slot]]] | None:
-        """A free unit for every other requirement (optional ones when available)."""
-        used = {primary.ref}
-        parts: list[tuple[int, Unit, list[Slot]]] = []
-        join = self.eff.join_contiguous
-        for i, (by_site, everywhere) in others:
-            requirement = self.rule.assets[i]
-            pool = (
-                by_site.get(primary.site, [])
-                if requirement.same_location_as_practitioner and primary.site is not None
-                else everywhere
-            )
-            found = None
-            for unit in pool:
+        requirements: list[_Requirement],
+        used: set[str],
+    ) -> list[_Found] | None:
+        """A free unit for each requirement (an optional one when available), never
+        one in ``used`` (which grows with each unit found); None when a required one
+        has none."""
+        found: list[_Found] = []
+        for requirement in requirements:
+            for unit in requirement.pool(primary.site):
                 if unit.ref in used:
                     continue
-                cover = unit.runs(self.qualifiers[i], join=join).cover(start, end)
-                if cover is None:
+                time = unit.free
+                span = time.span(start, end, self.join, requirement.accepts)
+                if span is None:
                     continue
-                if (self.before or self.after) and not unit.free_runs().covers(
-                    start - self.before, end + self.after
-                ):
+                if self.buffered and not time.covers(start - self.before, end + self.after):
                     continue
-                found = (i, unit, cover)
+                used.add(unit.ref)
+                found.append((requirement.index, unit, *span))
                 break
-            if found is not None:
-                used.add(found[1].ref)
-                parts.append(found)
-            elif not requirement.optional:
-                return None
-        return parts
+            else:
+                if not requirement.optional:
+                    return None
+        return found
 
     def _units(self, i: int) -> list[Unit]:
         """Units that can fill requirement ``i``, in the rule's preference order."""
@@ -366,13 +453,6 @@ class _VisitTypePlan:
         ]
         units.sort(key=lambda u: (ids.get(u.ref, len(ids)), u.ref, u.schedule.id))
         return units
-
-    @staticmethod
-    def _by_site(units: list[Unit]) -> tuple[dict[str | None, list[Unit]], list[Unit]]:
-        by_site: dict[str | None, list[Unit]] = defaultdict(list)
-        for unit in units:
-            by_site[unit.site].append(unit)
-        return by_site, units
 
     def _primary_units(self) -> list[Unit]:
         """Primary candidates narrowed by the request's practitioner, specialty and
@@ -416,41 +496,31 @@ class _VisitTypePlan:
         refs = self.request.practitioners or tuple(self.rule.assets[self.primary].ids)
         return {ref: n for n, ref in enumerate(refs)}
 
-    def _select(self, candidates: list[_Candidate]) -> list[_Candidate]:
+    def _select(self, offers: list[_Offer]) -> list[_Offer]:
         """Apply the per-day cap and ``_count`` in the rule's ordering."""
         ordering = self.eff.ordering
-        candidates.sort(key=_Candidate.unit_key)
-        if ordering == "practitioner-preference":
-            candidates.sort(key=lambda c: c.rank)  # stable: earliest first within a rank
         cap = self.eff.max_offers_per_day_per_practitioner
         if cap is not None:
-            groups: dict[tuple[str, date], list[_Candidate]] = defaultdict(list)
-            for c in candidates:
-                groups[(c.primary.ref, c.day)].append(c)
-            kept = {
-                id(c)
-                for group in groups.values()
-                for c in (_spread(group, cap) if ordering == "spread" else group[:cap])
-            }
-            candidates = [c for c in candidates if id(c) in kept]
+            # Cap each practitioner-day (its offers in start order), then order what is
+            # left: sorting the survivors is cheaper than sorting every candidate.
+            groups: dict[tuple[str, date], list[_Offer]] = defaultdict(list)
+            for offer in offers:
+                groups[_ref_and_day(offer)].append(offer)
+            offers = []
+            for group in groups.values():
+                group.sort()  # usually sorted already: one unit's offers
+                offers += _spread(group, cap) if ordering == "spread" else group[:cap]
+        offers.sort()  # by start, primary asset, schedule
+        if ordering == "practitioner-preference":
+            rank, last = self.preference.get, len(self.preference)
+            offers.sort(key=lambda o: rank(_ref(o), last))  # stable: earliest first per rank
         count = self.request.count
         if count is not None:
-            candidates = _spread(candidates, count) if ordering == "spread" else candidates[:count]
-        return candidates
+            offers = _spread(offers, count) if ordering == "spread" else offers[:count]
+        return offers
 
 
-def _starts(runs: Runs, earliest: datetime, latest: datetime) -> Iterator[datetime]:
-    """Candidate starts: the start of every qualifying slot in ``[earliest, latest]``."""
-    first = max(bisect_right(runs.ends, earliest) - 1, 0)
-    for members in runs.members[first:]:
-        for slot in members:
-            if slot.start > latest:
-                return
-            if slot.start >= earliest:
-                yield slot.start
-
-
-def _spread(items: list[_Candidate], k: int) -> list[_Candidate]:
+def _spread(items: list[_Offer], k: int) -> list[_Offer]:
     """``k`` items evenly spaced through ``items`` (first and last included)."""
     n = len(items)
     if n <= k:
@@ -460,50 +530,81 @@ def _spread(items: list[_Candidate], k: int) -> list[_Candidate]:
     return [items[round(i * (n - 1) / (k - 1))] for i in range(k)]
 
 
-def _build(
-    c: _Candidate, request: FindRequest, index: AssetIndex, sign: Signer
-) -> ProposedAppointment:
-    rule = c.rule
-    participants: list[Participant] = []
-    seen: set[str] = set()
+class _Builder:
+    """Turns chosen offers into signed :class:`ProposedAppointment`.
 
-    def add(ref: str, required: str) -> None:
-        if ref not in seen:
-            seen.add(ref)
-            participants.append(
-                Participant(ref=ref, display=index.actor(ref).display, required=required)
+    An answer may hold thousands of offers among a few hundred participants, so each
+    participant (an immutable value) is built once per composition and shared.
+    """
+
+    def __init__(self, request: FindRequest, index: AssetIndex, sign: Signer):
+        self._index = index
+        self._sign = sign
+        patient = request.patient
+        self._patient = (
+            Participant(ref=patient.ref, display=patient.display)
+            if patient is not None and (patient.ref or patient.display)
+            else None
+        )
+        self._participants: dict[tuple[str, str], Participant] = {}
+        self._specialties: dict[tuple[int, int, Unit], tuple[str, ...]] = {}
+
+    def build(self, c: _Candidate) -> ProposedAppointment:
+        rule = c.rule
+        participants: list[Participant] = []
+        seen: set[str] = set()
+
+        def add(ref: str, required: str) -> None:
+            if ref not in seen:
+                seen.add(ref)
+                participants.append(self._participant(ref, required))
+
+        primary_index, primary, _ = c.parts[0]
+        add(primary.ref, "required")
+        if c.site is not None:
+            add(c.site, "required")
+        for i, unit, _ in c.parts[1:]:  # in requirement order
+            add(unit.ref, "optional" if rule.assets[i].optional else "required")
+        if self._patient is not None:
+            participants.append(self._patient)
+        payload = ProposalPayload(
+            visit_type=rule.code,
+            start=c.start,
+            end=c.end,
+            slot_ids=c.slot_ids,
+            participants=tuple(p.ref for p in participants if p.ref),
+        )
+        return ProposedAppointment(
+            id=self._sign(payload),
+            start=c.start,
+            end=c.end,
+            slot_ids=c.slot_ids,
+            participants=tuple(participants),
+            service_types=(rule.code,),
+            specialties=self._specialties_of(rule, primary_index, primary),
+            appointment_type=rule.appointment_type,
+            visit_type_display=rule.display,
+            schedule_ids=tuple(dict.fromkeys(unit.schedule.id for _, unit, _ in c.parts)),
+        )
+
+    def _participant(self, ref: str, required: str) -> Participant:
+        key = (ref, required)
+        participant = self._participants.get(key)
+        if participant is None:
+            display = self._index.actor(ref).display
+            participant = self._participants[key] = Participant(
+                ref=ref, display=display, required=required
             )
+        return participant
 
-    primary_index, primary, _ = c.parts[0]
-    add(primary.ref, "required")
-    if c.site is not None:
-        add(c.site, "required")
-    for i, unit, _ in sorted(c.parts[1:], key=lambda p: p[0]):
-        add(unit.ref, "optional" if rule.assets[i].optional else "required")
-    patient = request.patient
-    if patient is not None and (patient.ref or patient.display):
-        participants.append(Participant(ref=patient.ref, display=patient.display))
-    ordered = [c.parts[0], *sorted(c.parts[1:], key=lambda p: p[0])]
-    slot_ids = tuple(s.id for _, _, slots in ordered for s in slots)
-    payload = ProposalPayload(
-        visit_type=rule.code,
-        start=c.start,
-        end=c.end,
-        slot_ids=slot_ids,
-        participants=tuple(p.ref for p in participants if p.ref),
-    )
-    return ProposedAppointment(
-        id=sign(payload),
-        start=c.start,
-        end=c.end,
-        slot_ids=slot_ids,
-        participants=tuple(participants),
-        service_types=(rule.code,),
-        specialties=_specialties(rule, primary_index, primary),
-        appointment_type=rule.appointment_type,
-        visit_type_display=rule.display,
-        schedule_ids=tuple(dict.fromkeys(unit.schedule.id for _, unit, _ in ordered)),
-    )
+    def _specialties_of(
+        self, rule: VisitTypeRule, primary_index: int, primary: Unit
+    ) -> tuple[str, ...]:
+        key = (id(rule), primary_index, primary)  # the unit: its schedule adds codes
+        found = self._specialties.get(key)
+        if found is None:
+            found = self._specialties[key] = _specialties(rule, primary_index, primary)
+        return found
 
 
 def _specialties(rule: VisitTypeRule, primary_index: int, primary: Unit) -> tuple[str, ...]:

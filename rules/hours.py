@@ -8,14 +8,62 @@ and correct across the change.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import date, datetime, time, timedelta
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from app.domain import Actor
-from rules.schema import RulesFile, WeeklyHours
+from rules.schema import Closure, RulesFile, WeeklyHours
 
 _DAY = 24 * 60
+
+Ranges = list[tuple[datetime, datetime]]
+
+
+class SiteHours:
+    """When one site is open: its zone and, per local date, its opening ranges.
+
+    The composer asks this for every candidate offer, so it is one object per site
+    with its ranges cached per date, not a lookup through the rules each time.
+    """
+
+    __slots__ = ("_closures", "_hours", "_ranges", "site", "zone")
+
+    def __init__(
+        self, site: str | None, zone: ZoneInfo, hours: WeeklyHours, closures: Sequence[Closure]
+    ):
+        self.site = site
+        self.zone = zone
+        self._hours = hours
+        self._closures = closures
+        self._ranges: dict[date, Ranges] = {}
+
+    def open_day(self, start: datetime, end: datetime) -> date | None:
+        """The local date of ``start`` when ``[start, end)`` is inside opening hours."""
+        day = _local_date(self.zone, start)
+        ranges = self._ranges.get(day)
+        if ranges is None:
+            ranges = self.ranges(day)
+        for opens, closes in ranges:
+            if opens <= start and end <= closes:
+                return day
+        return None
+
+    def ranges(self, day: date) -> Ranges:
+        """Opening ranges of local date ``day`` as instants (none on a closure)."""
+        ranges = self._ranges.get(day)
+        if ranges is None:
+            closed = any(closure.covers(day, self.site) for closure in self._closures)
+            ranges = [] if closed else self._compute(day)
+            self._ranges[day] = ranges
+        return ranges
+
+    def _compute(self, day: date) -> Ranges:
+        return [
+            (_instant(day, a, self.zone), _instant(day, b, self.zone))
+            for a, b in self._hours.intervals(day.weekday())
+        ]
 
 
 class Calendar:
@@ -24,19 +72,26 @@ class Calendar:
     def __init__(self, rules: RulesFile, actors: Mapping[str, Actor]):
         self._rules = rules
         self._actors = actors
-        self._zones: dict[str | None, ZoneInfo] = {}
-        self._days: dict[tuple[str | None, date], list[tuple[datetime, datetime]]] = {}
+        self._sites: dict[str | None, SiteHours] = {}
+
+    def site(self, site: str | None) -> SiteHours:
+        """The opening hours of ``site`` (None: the organisation's)."""
+        hours = self._sites.get(site)
+        if hours is None:
+            hours = self._sites[site] = SiteHours(
+                site,
+                self._resolve_zone(site),
+                self._hours(site),
+                self._rules.organization.closures,
+            )
+        return hours
 
     def zone(self, site: str | None) -> ZoneInfo:
         """The site's zone: rules override, else the EHR's, else the organisation's."""
-        zone = self._zones.get(site)
-        if zone is None:
-            zone = self._resolve_zone(site)
-            self._zones[site] = zone
-        return zone
+        return self.site(site).zone
 
     def local_date(self, site: str | None, moment: datetime) -> date:
-        return moment.astimezone(self.zone(site)).date()
+        return _local_date(self.zone(site), moment)
 
     def is_open(self, site: str | None, start: datetime, end: datetime) -> bool:
         """True when ``[start, end)`` lies inside one opening range of an open day."""
@@ -44,29 +99,10 @@ class Calendar:
 
     def open_day(self, site: str | None, start: datetime, end: datetime) -> date | None:
         """The local date of ``start`` when ``[start, end)`` is inside opening hours."""
-        day = self.local_date(site, start)
-        for opens, closes in self.open_ranges(site, day):
-            if opens <= start and end <= closes:
-                return day
-        return None
+        return self.site(site).open_day(start, end)
 
-    def open_ranges(self, site: str | None, day: date) -> list[tuple[datetime, datetime]]:
-        key = (site, day)
-        ranges = self._days.get(key)
-        if ranges is None:
-            ranges = self._compute(site, day)
-            self._days[key] = ranges
-        return ranges
-
-    def _compute(self, site: str | None, day: date) -> list[tuple[datetime, datetime]]:
-        org = self._rules.organization
-        if any(closure.covers(day, site) for closure in org.closures):
-            return []
-        zone = self.zone(site)
-        return [
-            (_instant(day, a, zone), _instant(day, b, zone))
-            for a, b in self._hours(site).intervals(day.weekday())
-        ]
+    def open_ranges(self, site: str | None, day: date) -> Ranges:
+        return self.site(site).ranges(day)
 
     def _hours(self, site: str | None) -> WeeklyHours:
         override = self._rules.site(site)
@@ -87,9 +123,18 @@ class Calendar:
         return ZoneInfo(self._rules.organization.timezone)
 
 
+@lru_cache(maxsize=1 << 16)
+def _local_date(zone: ZoneInfo, moment: datetime) -> date:
+    """Converting to a zone costs microseconds and every composition asks it again
+    for the same slot starts (of every clinic in the zone, in every request)."""
+    return moment.astimezone(zone).date()
+
+
 def _instant(day: date, minutes: int, zone: ZoneInfo) -> datetime:
     """Local wall-clock ``minutes`` after midnight of ``day`` as a UTC instant."""
     if minutes >= _DAY:
         day, minutes = day + timedelta(days=1), minutes - _DAY
     local = datetime.combine(day, time(minutes // 60, minutes % 60), zone)
-    return local.astimezone(ZoneInfo("UTC"))
+    # datetime.UTC, as the cache's slot times carry: comparing datetimes that share
+    # one tzinfo object skips two utcoffset() calls, and the composer compares a lot.
+    return local.astimezone(UTC)
