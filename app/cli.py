@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from rich.console import Console
-from rich.table import Table
 
 from app.settings import Settings, UnsafeSettings, get_settings
 
@@ -196,16 +195,15 @@ def _cmd_resync(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    if args.sync or args.schedule or args.schedules:
-        return _sync_status(args, settings)
     from app.observability.report import print_status
 
     return print_status(settings, runs=args.limit, lagging=args.lagging, as_json=args.json)
 
 
-def _sync_status(args: argparse.Namespace, settings: Settings) -> int:
+def _cmd_sync_status(args: argparse.Namespace, settings: Settings) -> int:
     import json
 
+    from rich.table import Table
     from sqlalchemy.orm import Session
 
     from app.runtime import get_engine
@@ -214,7 +212,7 @@ def _sync_status(args: argparse.Namespace, settings: Settings) -> int:
 
     with Session(get_engine(settings)) as session:
         report = sync_status(
-            session, now=utcnow(), schedule_ids=args.schedule or None, limit=args.sync_limit
+            session, now=utcnow(), schedule_ids=args.schedule or None, limit=args.limit
         )
     out = Console()
     if args.json:
@@ -370,11 +368,16 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--limit", type=int, default=10, help="recent runs to show")
     status.add_argument("--lagging", type=int, default=5, help="most lagging schedules to show")
     status.add_argument("--json", action="store_true", help="machine-readable output")
-    status.add_argument("--sync", action="store_true", help="sync detail: feeds, runs, chunks")
-    status.add_argument("--schedule", action="append", default=[], help="sync detail of these")
-    status.add_argument("--schedules", action="store_true", help="sync detail of every schedule")
-    status.add_argument("--sync-limit", type=int, default=1000, help="schedules in sync detail")
     status.set_defaults(func=_cmd_status)
+
+    sync_status = sub.add_parser(
+        "sync-status", help="the sync in detail: feed, runs with progress, per-schedule freshness"
+    )
+    sync_status.add_argument("--schedule", action="append", default=[], help="only these schedules")
+    sync_status.add_argument("--schedules", action="store_true", help="list every schedule")
+    sync_status.add_argument("--limit", type=int, default=1000)
+    sync_status.add_argument("--json", action="store_true", help="the report as JSON")
+    sync_status.set_defaults(func=_cmd_sync_status)
 
     rules = sub.add_parser("rules", help="business rules")
     rules_sub = rules.add_subparsers(dest="rules_command", required=True)

@@ -75,6 +75,76 @@ class Settings(BaseSettings):
     load_window_days: int = Field(
         default=30, ge=1, le=90, description="days per load chunk of a few schedules"
     )
+    load_bulk_window_days: int = Field(
+        default=1, ge=1, le=90, description="days per load chunk of every schedule"
+    )
+    load_chunking: Literal["auto", "schedule", "window"] = Field(
+        default="auto",
+        description="full-load unit: (schedule group x window) chunks, every schedule x window,"
+        " or auto: by schedule unless STU3 $prefetch cannot name some schedules",
+    )
+    load_schedules_per_chunk: int = Field(
+        default=4, ge=1, le=200, description="schedules fetched together in one load chunk"
+    )
+
+    # -- EHR access --------------------------------------------------------------
+    ehr_page_size: int | None = Field(default=None, ge=1, description="_count asked of the EHR")
+    ehr_retry_attempts: int = Field(
+        default=5, ge=1, le=20, description="tries per EHR request (transient failures)"
+    )
+    ehr_prefetch_method: Literal["GET", "POST"] = "GET"
+    ehr_auth: Literal["none", "bearer", "smart"] = "none"
+    ehr_bearer_token: SecretStr | None = None
+    ehr_client_id: str | None = Field(default=None, description="SMART backend services client")
+    ehr_token_url: str | None = None
+    ehr_private_key: SecretStr | None = Field(default=None, description="PEM of the JWT key")
+    ehr_private_key_path: Path | None = None
+    ehr_key_id: str | None = None
+    ehr_jwt_alg: Literal["RS384", "ES384"] = "RS384"
+    ehr_scope: str = "system/Slot.read system/Schedule.read system/Practitioner.read"
+
+    # -- notifications, polling, workers ------------------------------------------
+    ehr_subscriptions: bool = Field(
+        default=True,
+        description="subscribe at the EHR for change notifications (to PUBLIC_BASE_URL);"
+        " false = rely on polling",
+    )
+    subscription_topic: str = Field(
+        default="http://slotsync.example/fhir/SubscriptionTopic/slot-changes",
+        description="R4 backport topic canonical of slot/schedule changes",
+    )
+    heartbeat_seconds: int = Field(default=60, ge=5, description="heartbeat period asked for")
+    heartbeat_grace: float = Field(
+        default=2.5, ge=1.0, description="feed is stale after this many silent periods"
+    )
+    poll_interval_seconds: int = Field(default=60, ge=5, description="polling while stale")
+    poll_near_days: int = Field(default=7, ge=1, description="STU3 poll: re-prefetch this far")
+    watchdog_seconds: int = Field(default=15, ge=1, description="how often the watchdog looks")
+    subscription_renew_seconds: int = Field(default=3600, ge=60)
+    refresh_coalesce_seconds: int = Field(
+        default=300, ge=1, description="expiry of a queued refresh's dedupe key"
+    )
+    schedule_lock_seconds: int = Field(
+        default=60, ge=5, description="expiry of a schedule lock (extended while pages arrive)"
+    )
+    broker_visibility_timeout_seconds: int = Field(
+        default=3600, ge=5, description="unacked task redelivery; longer than any task"
+    )
+    task_time_limit_seconds: int = Field(default=900, ge=5, description="hard limit per task")
+    task_max_retries: int = Field(
+        default=6, ge=0, le=20, description="task retries after transient failures"
+    )
+    worker_queues: str = Field(default="sync,load", description="queues a worker consumes")
+
+    @model_validator(mode="after")
+    def _visibility_outlasts_tasks(self) -> Settings:
+        # A task still running when its message becomes visible again would run twice at once.
+        if self.broker_visibility_timeout_seconds <= self.task_time_limit_seconds:
+            raise ValueError(
+                "BROKER_VISIBILITY_TIMEOUT_SECONDS must be longer than TASK_TIME_LIMIT_SECONDS"
+            )
+        return self
+
     hold_overlay_seconds: int = Field(
         default=300,
         ge=1,
@@ -90,9 +160,8 @@ class Settings(BaseSettings):
     environment: Literal["development", "production"] = Field(
         default="development", description="production refuses development default secrets"
     )
-    public_base_url: str | None = Field(
-        default=None,
-        description="our URL as the EHR sees it (subscription callback); unset = poll",
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8000", description="URL the EHR and consumers reach us at"
     )
     webhook_secret: SecretStr = Field(
         default=SecretStr(DEV_WEBHOOK_SECRET), description="shared secret of EHR notifications"
@@ -149,67 +218,6 @@ class Settings(BaseSettings):
                 raise UnsafeSettings(
                     "refusing to run with SLOTSYNC_ENVIRONMENT=production: " + "; ".join(problems)
                 )
-        return self
-
-    load_chunking: Literal["schedule", "window"] = Field(
-        default="schedule",
-        description="daily load unit: (schedules x window) chunks, or every schedule x window",
-    )
-    load_schedules_per_chunk: int = Field(
-        default=1, ge=1, le=200, description="schedules fetched together in one load chunk"
-    )
-
-    # -- EHR access --------------------------------------------------------------
-    ehr_page_size: int | None = Field(default=None, ge=1, description="_count asked of the EHR")
-    ehr_retry_attempts: int = Field(
-        default=5, ge=1, le=20, description="tries per EHR request (transient failures)"
-    )
-    ehr_prefetch_method: Literal["GET", "POST"] = "GET"
-    ehr_auth: Literal["none", "bearer", "smart"] = "none"
-    ehr_bearer_token: SecretStr | None = None
-    ehr_client_id: str | None = Field(default=None, description="SMART backend services client")
-    ehr_token_url: str | None = None
-    ehr_private_key: SecretStr | None = Field(default=None, description="PEM of the JWT key")
-    ehr_private_key_path: Path | None = None
-    ehr_key_id: str | None = None
-    ehr_jwt_alg: Literal["RS384", "ES384"] = "RS384"
-    ehr_scope: str = "system/Slot.read system/Schedule.read system/Practitioner.read"
-
-    # -- notifications, polling, workers ------------------------------------------
-    subscription_topic: str = Field(
-        default="http://slotsync.example/fhir/SubscriptionTopic/slot-changes",
-        description="R4 backport topic canonical of slot/schedule changes",
-    )
-    heartbeat_seconds: int = Field(default=60, ge=5, description="heartbeat period asked for")
-    heartbeat_grace: float = Field(
-        default=2.5, ge=1.0, description="feed is stale after this many silent periods"
-    )
-    poll_interval_seconds: int = Field(default=60, ge=5, description="polling while stale")
-    poll_near_days: int = Field(default=7, ge=1, description="STU3 poll: re-prefetch this far")
-    watchdog_seconds: int = Field(default=15, ge=1, description="how often the watchdog looks")
-    subscription_renew_seconds: int = Field(default=3600, ge=60)
-    refresh_coalesce_seconds: int = Field(
-        default=300, ge=1, description="expiry of a queued refresh's dedupe key"
-    )
-    schedule_lock_seconds: int = Field(
-        default=60, ge=5, description="expiry of a schedule lock (extended while pages arrive)"
-    )
-    broker_visibility_timeout_seconds: int = Field(
-        default=3600, ge=5, description="unacked task redelivery; longer than any task"
-    )
-    task_time_limit_seconds: int = Field(default=900, ge=5, description="hard limit per task")
-    task_max_retries: int = Field(
-        default=6, ge=0, le=20, description="task retries after transient failures"
-    )
-    worker_queues: str = Field(default="sync,load", description="queues a worker consumes")
-
-    @model_validator(mode="after")
-    def _visibility_outlasts_tasks(self) -> Settings:
-        # A task still running when its message becomes visible again would run twice at once.
-        if self.broker_visibility_timeout_seconds <= self.task_time_limit_seconds:
-            raise ValueError(
-                "BROKER_VISIBILITY_TIMEOUT_SECONDS must be longer than TASK_TIME_LIMIT_SECONDS"
-            )
         return self
 
     @property

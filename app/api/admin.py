@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
 
@@ -16,12 +16,11 @@ from app.sync.runs import ResyncRequest
 from app.sync.status import sync_status
 from app.sync.windows import align, horizon, utcnow
 
-from .auth import require_admin
+from .auth import AdminDep
 from .deps import SessionDep, SettingsDep
-from .responses import JsonResponse
+from .responses import FHIR_JSON, FhirResponse
 
-OBJECT = {"content": {"application/json": {"schema": {"type": "object"}}}}
-router = APIRouter(dependencies=[Depends(require_admin)])
+router = APIRouter()
 
 
 class ResyncBody(BaseModel):
@@ -29,9 +28,7 @@ class ResyncBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    schedule: list[str] | str | None = Field(
-        default=None, description="Schedule ids (one id or a list)"
-    )
+    schedule: list[str] | None = Field(default=None, description="Schedule ids")
     actor: str | None = Field(default=None, description="e.g. Practitioner/pr-1")
     start: str | None = Field(default=None, description="FHIR date or dateTime")
     end: str | None = Field(default=None, description="FHIR date or dateTime")
@@ -44,10 +41,10 @@ class ResyncBody(BaseModel):
 
     @field_validator("schedule")
     @classmethod
-    def _plain_ids(cls, value: list[str] | str | None) -> list[str] | None:
+    def _plain_ids(cls, value: list[str] | None) -> list[str] | None:
         if value is None:
             return None
-        ids = [v.removeprefix("Schedule/") for v in ([value] if isinstance(value, str) else value)]
+        ids = [v.removeprefix("Schedule/") for v in value]
         if not ids or any(not v or "/" in v for v in ids):
             raise ValueError("schedule must be one or more Schedule ids")
         return ids
@@ -69,43 +66,73 @@ def _instant(value: str | None, name: str) -> datetime | None:
         raise InvalidParameter(str(exc), expression=name) from exc
 
 
+def _resync_body_schema() -> dict[str, object]:
+    """The body's JSON schema, saying (as the validator does) that one id may be a string."""
+    schema = ResyncBody.model_json_schema()
+    schema["properties"]["schedule"] = {
+        "anyOf": [
+            {"type": "string"},
+            {"type": "array", "items": {"type": "string"}, "minItems": 1},
+            {"type": "null"},
+        ],
+        "description": "Schedule id(s)",
+    }
+    return schema
+
+
+RESYNC_ACCEPTED = {
+    "type": "object",
+    "required": ["token", "kind"],
+    "properties": {
+        "token": {"type": "string", "description": "the run is recorded under this token"},
+        "kind": {"type": "string", "enum": ["initial-load", "resync"]},
+        "status": {"type": "string"},
+    },
+}
+SYNC_STATUS = {
+    "type": "object",
+    "required": ["overall", "schedules"],
+    "properties": {"overall": {"type": "object"}, "schedules": {"type": "array"}},
+}
+
+
+def _json_schema(schema: dict[str, object], description: str) -> dict[str, object]:
+    media = {"schema": schema}
+    return {"description": description, "content": {FHIR_JSON: media, "application/json": media}}
+
+
 async def _resync_body(request: Request) -> ResyncBody:
-    """The optional JSON object body; anything else is a 400, never a 500."""
+    """The optional JSON body; anything but an object with the known fields is a 400."""
     raw = await request.body()
-    if not raw.strip():
-        return ResyncBody()
     try:
-        data = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise InvalidParameter("the body is not valid JSON") from None
+        data = orjson.loads(raw) if raw.strip() else {}
+    except orjson.JSONDecodeError as exc:
+        raise InvalidParameter(f"body is not JSON: {exc}") from exc
     if not isinstance(data, dict):
-        raise InvalidParameter("the body must be a JSON object")
+        raise InvalidParameter("body must be a JSON object")
     try:
         return ResyncBody.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
         )
-        raise InvalidParameter(problems) from None
+        raise InvalidParameter(problems) from exc
 
 
 @router.post(
     "/admin/resync",
     status_code=202,
-    response_class=JsonResponse,
+    response_class=FhirResponse,
+    responses={202: _json_schema(RESYNC_ACCEPTED, "resync queued")},
     openapi_extra={
         "requestBody": {
             "required": False,
-            "content": {"application/json": {"schema": ResyncBody.model_json_schema()}},
+            "content": {"application/json": {"schema": _resync_body_schema()}},
         }
     },
-    responses={
-        202: {"description": "the resync is queued; its token finds it in sync-status", **OBJECT}
-    },
 )
-async def resync(request: Request, settings: SettingsDep) -> JsonResponse:
+async def resync(request: Request, settings: SettingsDep, _admin: AdminDep) -> FhirResponse:
     body = await _resync_body(request)
-    schedules = body.schedule if isinstance(body.schedule, list) else None
     if body.schedule and body.actor:
         raise InvalidParameter("give schedule or actor, not both")
     start, end = _instant(body.start, "start"), _instant(body.end, "end")
@@ -116,7 +143,7 @@ async def resync(request: Request, settings: SettingsDep) -> JsonResponse:
     everything = not body.schedule and not body.actor and start is None and end is None
     resync_request = ResyncRequest(
         kind="initial-load" if everything else "resync",
-        schedule_ids=tuple(schedules) if schedules else None,
+        schedule_ids=tuple(body.schedule) if body.schedule else None,
         actor=body.actor,
         start=start,
         end=end,
@@ -125,11 +152,11 @@ async def resync(request: Request, settings: SettingsDep) -> JsonResponse:
     token = await run_in_threadpool(dispatcher.resync, resync_request)
     if body.subscribe:
         await run_in_threadpool(dispatcher.subscribe)
-    return JsonResponse(
+    return FhirResponse(
         {
             "token": token,
             "kind": resync_request.kind,
-            "schedules": schedules,
+            "schedules": body.schedule,
             "actor": body.actor,
             "start": body.start,
             "end": body.end,
@@ -142,13 +169,14 @@ async def resync(request: Request, settings: SettingsDep) -> JsonResponse:
 
 @router.get(
     "/admin/sync-status",
-    response_class=JsonResponse,
-    responses={200: {"description": "per-schedule freshness, feeds and runs", **OBJECT}},
+    response_class=FhirResponse,
+    responses={200: _json_schema(SYNC_STATUS, "per-schedule and overall sync state")},
 )
 def status(
     session: SessionDep,
+    _admin: AdminDep,
     schedule: Annotated[list[str] | None, Query()] = None,
     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
-) -> JsonResponse:
+) -> FhirResponse:
     ids = [s.removeprefix("Schedule/") for s in schedule] if schedule else None
-    return JsonResponse(sync_status(session, now=utcnow(), schedule_ids=ids, limit=limit))
+    return FhirResponse(sync_status(session, now=utcnow(), schedule_ids=ids, limit=limit))

@@ -9,12 +9,12 @@ from functools import partial
 from fastapi import FastAPI
 
 from app.booking.context import BookingContext
-from app.booking.refresh import refresh_through_sync
 from app.cache.catalog import CatalogCache
 from app.ehr.gateway import EhrGateway
 from app.observability.logging import configure_logging
-from app.runtime import coordinator, dispatcher, ehr_client, get_engine
+from app.runtime import coordinator, dispatcher, ehr_client, get_engine, sync_context
 from app.settings import Settings, get_settings
+from app.sync.refresh import refresh_windows
 from rules.appointment_id import encode
 from rules.loader import RulesStore
 from rules.schema import RulesFile
@@ -66,12 +66,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             gateway=EhrGateway(client),
             rules=current_rules,
             settings=settings,
-            refresh=partial(
-                refresh_through_sync,
-                app.state.coordinator,
-                app.state.dispatcher,
-                ttl=settings.refresh_coalesce_seconds,
-            ),
+            refresh=partial(refresh_windows, sync_context(settings)),
         )
         yield
         client.close()

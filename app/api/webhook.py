@@ -57,7 +57,7 @@ def _int_header(request: Request, name: str) -> int | None:
 
 @router.post("/webhook/subscription", response_class=FhirResponse)
 async def subscription_notification(
-    request: Request, settings: SettingsDep, _: WebhookDep
+    request: Request, settings: SettingsDep, _secret: WebhookDep
 ) -> FhirResponse:
     body = await request.body()
     if len(body) > MAX_BODY_BYTES:

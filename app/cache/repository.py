@@ -21,6 +21,7 @@ from app.domain import Actor, Schedule, Slot
 
 from . import claims
 from .models import ActorRow, ScheduleActorRow, ScheduleRow, SlotRow, SyncMarkRow
+from .runs import finish_run, recent_runs, start_run  # noqa: F401 (their callers predate runs.py)
 from .snapshot import SnapshotPlan
 
 BATCH = 2000

@@ -39,6 +39,10 @@ class EhrProtocolError(EhrError):
     """The EHR answered something we cannot use (not JSON, not a Bundle, truncated)."""
 
 
+class EhrAuthError(EhrError):
+    """We could not obtain credentials for the EHR (token endpoint refused or failed)."""
+
+
 class EhrConflict(EhrRejected):
     """The EHR refused because a slot or the appointment is no longer in the needed state
     (409/412, or an Appointment answered ``cancelled``)."""
@@ -54,7 +58,3 @@ class EhrOutcomeUnknown(EhrUnavailable):
 
 class EhrWriteTimeout(EhrOutcomeUnknown, EhrTimeout):
     """A non-repeatable write timed out after it was sent."""
-
-
-class EhrAuthError(EhrError):
-    """We could not obtain credentials for the EHR (token endpoint refused or failed)."""

@@ -277,12 +277,12 @@ def mount_protected(app: FastAPI) -> list[str]:
     calls: list[str] = []
     router = APIRouter()
 
-    @router.post("/admin/_probe")
+    @router.post("/_guarded/admin")
     def resync(principal: AdminDep) -> dict:
         calls.append(f"resync by {principal.subject}")
         return {"queued": True}
 
-    @router.post("/webhook/_probe")
+    @router.post("/_guarded/webhook")
     def notify(_: WebhookDep) -> dict:
         calls.append("notified")
         return {}
@@ -294,16 +294,16 @@ def mount_protected(app: FastAPI) -> list[str]:
 def test_admin_dependency(app, signing_key):
     calls = mount_protected(app)
     with TestClient(app) as client:
-        assert client.post("/admin/_probe", headers={"X-API-Key": ADMIN}).status_code == 200
-        assert client.post("/admin/_probe", headers={"X-API-Key": EVERYTHING}).status_code == 200
+        assert client.post("/_guarded/admin", headers={"X-API-Key": ADMIN}).status_code == 200
+        assert client.post("/_guarded/admin", headers={"X-API-Key": EVERYTHING}).status_code == 200
         assert_outcome(
-            client.post("/admin/_probe", headers={"X-API-Key": READER}), 403, "forbidden"
+            client.post("/_guarded/admin", headers={"X-API-Key": READER}), 403, "forbidden"
         )
-        assert_outcome(client.post("/admin/_probe"), 401, "login")
+        assert_outcome(client.post("/_guarded/admin"), 401, "login")
         wildcard = signing_key.token(scope="system/*.* user/*.*")
-        assert_outcome(client.post("/admin/_probe", headers=bearer(wildcard)), 403, "forbidden")
+        assert_outcome(client.post("/_guarded/admin", headers=bearer(wildcard)), 403, "forbidden")
         admin_token = signing_key.token(scope="slotsync/admin")
-        assert client.post("/admin/_probe", headers=bearer(admin_token)).status_code == 200
+        assert client.post("/_guarded/admin", headers=bearer(admin_token)).status_code == 200
     assert len(calls) == 3
     assert all("resync by api-key:" in c or "consumer-backend" in c for c in calls)
     assert not any(ADMIN in c for c in calls)  # the subject is a fingerprint, not the key
@@ -324,7 +324,7 @@ def test_admin_dependency(app, signing_key):
 def test_webhook_secret_dependency(app, headers, status):
     calls = mount_protected(app)
     with TestClient(app) as client:
-        response = client.post("/webhook/_probe", headers=headers, json={})
+        response = client.post("/_guarded/webhook", headers=headers, json={})
     assert response.status_code == status, response.text
     assert calls == (["notified"] if status == 200 else [])
 

@@ -29,7 +29,7 @@ from app.cache import runs as runs_repo
 from app.cache.db import make_engine
 from app.cache.migrate import upgrade
 from app.cache.models import SlotRow
-from app.settings import DEMO_API_KEY, Settings
+from app.settings import Settings
 from sandbox_ehr.process import start_sandbox
 from tests.support import free_port, throwaway_postgres, throwaway_redis_db, wait_for_http
 from workers.celery_app import make_celery
@@ -38,7 +38,7 @@ pytestmark = pytest.mark.integration
 
 HORIZON_DAYS = 14
 SECRET = "e2e-webhook-secret"
-ADMIN = {"X-API-Key": DEMO_API_KEY}  # the development key carries the admin scope
+ADMIN = {"X-API-Key": "slotsync-demo-key"}  # development credentials hold the admin scope
 ROOT = Path(__file__).resolve().parents[2]
 
 
