@@ -175,7 +175,7 @@ async def resync(request: Request, settings: SettingsDep, _admin: AdminDep) -> F
 def status(
     session: SessionDep,
     _admin: AdminDep,
-    schedule: Annotated[list[str] | None, Query()] = None,
+    schedule: Annotated[list[str], Query(default_factory=list)],
     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
 ) -> FhirResponse:
     ids = [s.removeprefix("Schedule/") for s in schedule] if schedule else None
