@@ -19,7 +19,7 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from app.errors import InvalidParameter, SlotsyncError
+from app.errors import InvalidParameter, SlotsyncError, UnsupportedMediaType
 from app.fhir.notification import KINDS, NotificationError, parse_notification
 from app.sync.inbox import accept_notification
 from app.sync.windows import utcnow
@@ -38,11 +38,6 @@ JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhi
 class PayloadTooLarge(SlotsyncError):
     status = 413
     code = "too-costly"
-
-
-class UnsupportedMediaType(SlotsyncError):
-    status = 415
-    code = "not-supported"
 
 
 def _int_header(request: Request, name: str) -> int | None:
