@@ -8,23 +8,23 @@ composer asks for; the composer then applies every rule itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from app.cache import repository as repo
 from app.cache.catalog import Catalog
-from app.domain import Actor, ProposedAppointment, Schedule
+from app.cache.slot_index import SlotIndex
+from app.domain import Actor, ProposedAppointment, Schedule, Slot
 from app.errors import InvalidParameter
 from rules.appointment_id import ProposalPayload
 from rules.composer import compose, slot_fetch_window
 from rules.request import FindRequest, Notice
 from rules.schema import RulesFile
 
-# Slots are read by start time through the index; a slot that began this long
-# before the span can still overlap it. Longer slots than this are not offered.
+# Slots are found by start time; a slot that began this long before the span can
+# still overlap it. Longer slots than this are not offered.
 MAX_SLOT_LENGTH = timedelta(hours=12)
 
 
@@ -104,6 +104,7 @@ def find_appointments(
     *,
     rules: RulesFile,
     catalog: Catalog,
+    slot_index: SlotIndex,
     now: datetime,
     sign: Callable[[ProposalPayload], str],
 ) -> FindResult:
@@ -112,27 +113,23 @@ def find_appointments(
     schedule_ids = relevant_schedules(
         request, catalog.schedules.values(), qualifying_service_types(request, rules)
     )
-    if span_end <= span_start or not schedule_ids:
-        slots = []
-    else:
-        slots = repo.free_slots_overlapping(
-            session, span_start, span_end, schedule_ids, lookback=MAX_SLOT_LENGTH
-        )
+    slots: dict[str, list[Slot]] = {}
+    if span_end > span_start and schedule_ids:
+        slots = slot_index.window(session, schedule_ids, span_start, span_end, now)
     result = compose(request, rules, slots, catalog.schedules, catalog.actors, now, sign)
     return FindResult(
         appointments=result.appointments,
         notices=result.notices,
         actors=catalog.actors,
-        oldest_confirmation=_oldest_confirmation(session, result.appointments, slots),
+        oldest_confirmation=_oldest_confirmation(result.appointments, catalog.confirmations),
     )
 
 
 def _oldest_confirmation(
-    session: Session, appointments: Collection[ProposedAppointment], slots: Collection[object]
+    appointments: Collection[ProposedAppointment], confirmations: Mapping[str, datetime]
 ) -> datetime | None:
     """meta.lastUpdated: the oldest sync confirmation among the schedules used."""
-    used = {sid for a in appointments for sid in a.schedule_ids}
-    if not used:
-        return None
-    confirmations = repo.schedule_confirmations(session, used)
-    return min(confirmations.values()) if confirmations else None
+    used = [
+        confirmations[sid] for a in appointments for sid in a.schedule_ids if sid in confirmations
+    ]
+    return min(used) if used else None

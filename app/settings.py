@@ -60,6 +60,10 @@ class Settings(BaseSettings):
         le=1000,
         description="$find answers at most this many appointments when _count is not given",
     )
+    find_warm_up: bool = Field(
+        default=True,
+        description="read every cached slot into memory at API start-up (else on first use)",
+    )
     stale_warning_seconds: int = Field(
         default=26 * 3600, ge=1, description="$find warns when data is older than this"
     )

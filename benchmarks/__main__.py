@@ -19,6 +19,7 @@ from typing import Any
 BENCHMARKS = {
     "load": "benchmarks.load",
     "freshness": "benchmarks.freshness",
+    "find": "benchmarks.find",
 }
 
 

@@ -196,8 +196,9 @@ class Stack:
         self.children.append(child)
         return child
 
-    def start_api(self, port: int) -> Child:
-        child = spawn("api", slotsync("serve", "--port", str(port)), self.env)
+    def start_api(self, port: int, workers: int = 1) -> Child:
+        args = slotsync("serve", "--port", str(port), "--workers", str(workers))
+        child = spawn("api", args, self.env)
         self.children.append(child)
         wait_for_http(f"http://127.0.0.1:{port}/healthz")
         return child

@@ -202,6 +202,15 @@ class Unit:
         return self._free
 
 
+def by_schedule_id(slots: Iterable[Slot]) -> dict[str, list[Slot]]:
+    """The free ones of ``slots`` per schedule, in the order given."""
+    grouped: dict[str, list[Slot]] = defaultdict(list)
+    for slot in slots:
+        if slot.status == "free":
+            grouped[slot.schedule_id].append(slot)
+    return grouped
+
+
 class AssetIndex:
     """All units of a request, grouped by FHIR resource type of the asset.
 
@@ -211,15 +220,12 @@ class AssetIndex:
 
     def __init__(
         self,
-        slots: Iterable[Slot],
+        slots: Iterable[Slot] | Mapping[str, list[Slot]],
         schedules: Mapping[str, Schedule],
         actors: Mapping[str, Actor],
     ):
         self._actors = actors
-        by_schedule: dict[str, list[Slot]] = defaultdict(list)
-        for slot in slots:
-            if slot.status == "free":
-                by_schedule[slot.schedule_id].append(slot)
+        by_schedule = slots if isinstance(slots, Mapping) else by_schedule_id(slots)
         self.by_type: dict[str, list[Unit]] = defaultdict(list)
         for schedule_id in sorted(by_schedule):
             schedule = schedules.get(schedule_id)

@@ -49,7 +49,7 @@ Signer = Callable[[ProposalPayload], str]
 def compose(
     request: FindRequest,
     rules: RulesFile,
-    slots: Sequence[Slot],
+    slots: Sequence[Slot] | Mapping[str, list[Slot]],
     schedules: Mapping[str, Schedule],
     actors: Mapping[str, Actor],
     now: datetime,
@@ -58,8 +58,9 @@ def compose(
     """Proposed appointments for ``request``, ordered by start, at most ``request.count``.
 
     ``slots`` are the cached slots overlapping :func:`slot_fetch_window` (non-free
-    ones are ignored); ``schedules`` maps schedule id and ``actors`` maps reference
-    to the cached resources; ``sign`` turns a proposal into its id token.
+    ones are ignored), or already the free ones per schedule id, each in start
+    order; ``schedules`` maps schedule id and ``actors`` maps reference to the
+    cached resources; ``sign`` turns a proposal into its id token.
     """
     index = AssetIndex(slots, schedules, actors)
     chosen, notices = _choose(request, rules, index, actors, now)

@@ -78,6 +78,7 @@ def _answer(request: Request, parsed: ParsedFind, session: Any, settings: Any) -
         find_request,
         rules=state.rules_store.current,
         catalog=state.catalog.get(session),
+        slot_index=state.slot_index,
         now=now,
         sign=state.sign_proposal,
     )

@@ -3,7 +3,9 @@
 They are few (thousands at most) and change only when a sync writes, so reading
 them once per ``ttl`` seconds instead of once per request keeps $find cheap. A
 stale read is harmless: composition only uses them to label and group slots,
-and the slots themselves are always read fresh.
+the slots themselves are always current (:mod:`app.cache.slot_index`), and a
+confirmation time read up to ``ttl`` ago only makes ``meta.lastUpdated`` older
+than it could be, never newer.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy.orm import Session
 
@@ -24,6 +27,8 @@ from . import repository as repo
 class Catalog:
     schedules: dict[str, Schedule]
     actors: dict[str, Actor]
+    # schedule id -> when a sync last confirmed its slots
+    confirmations: dict[str, datetime]
 
 
 class CatalogCache:
@@ -41,7 +46,11 @@ class CatalogCache:
         with self._lock:
             if self._value is not None and self._clock() - self._loaded_at < self._ttl:
                 return self._value
-            self._value = Catalog(repo.schedules_by_id(session), repo.actors_by_ref(session))
+            self._value = Catalog(
+                repo.schedules_by_id(session),
+                repo.actors_by_ref(session),
+                repo.schedule_confirmations(session),
+            )
             self._loaded_at = self._clock()
             return self._value
 

@@ -82,6 +82,11 @@ class ScheduleRow(Base):
     covered_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_confirmed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
+    # Bumped in the transaction that changes any of this schedule's slots, so that an
+    # API process holding them in memory (app.cache.slot_index) knows to re-read them.
+    slots_version: Mapped[int] = mapped_column(
+        BigInteger, nullable=False, default=0, server_default="0"
+    )
 
 
 class ScheduleActorRow(Base):
@@ -176,6 +181,22 @@ class SyncChunkRow(Base):
     slots_deleted: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class CacheGenerationRow(Base):
+    """One row: a counter bumped by every transaction that changes cached slots.
+
+    Each such transaction takes the next value and files it as the ``slots_version``
+    of the schedules it changed. The row lock makes those transactions commit in
+    counter order, so a reader that has seen value N has seen every change up to N:
+    an API process asks for this one row per request and reads schedules again
+    only when it moved.
+    """
+
+    __tablename__ = "cache_generation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    value: Mapped[int] = mapped_column(BigInteger, nullable=False)
 
 
 class SyncMarkRow(Base):

@@ -7,20 +7,27 @@ executemany (SQLAlchemy's insertmanyvalues), never row-by-row ORM flushes.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 import psycopg
-from sqlalchemy import Row, Text, case, cast, delete, func, or_, select, text, update
+from sqlalchemy import Row, Text, case, cast, delete, func, insert, or_, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.domain import Actor, Schedule, Slot
 
 from . import claims
-from .models import ActorRow, ScheduleActorRow, ScheduleRow, SlotRow, SyncMarkRow
+from .models import (
+    ActorRow,
+    CacheGenerationRow,
+    ScheduleActorRow,
+    ScheduleRow,
+    SlotRow,
+    SyncMarkRow,
+)
 from .runs import finish_run, recent_runs, start_run  # noqa: F401 (their callers predate runs.py)
 from .snapshot import SnapshotPlan
 
@@ -113,10 +120,10 @@ def _copy_upsert_slots(session: Session, slots: Sequence[Slot], confirmed_at: da
         cur.execute("DELETE FROM slot_stage")
 
 
-def _copy_insert_slots(session: Session, slots: Sequence[Slot], confirmed_at: datetime) -> None:
+def _copy_insert_slots(session: Session, slots: Sequence[Slot], confirmed_at: datetime) -> bool:
     """PostgreSQL, slots new to the cache (an initial load): ``COPY`` straight into
-    ``slots``. Should one exist after all (moved in from another window), the
-    savepoint undoes the copy and the staged upsert does it instead."""
+    ``slots``. Should one exist after all (moved in from another window or schedule),
+    the savepoint undoes the copy and the answer is False: upsert them instead."""
     raw = _driver_connection(session)
     with raw.cursor() as cur:
         cur.execute("SAVEPOINT slot_copy")
@@ -124,9 +131,9 @@ def _copy_insert_slots(session: Session, slots: Sequence[Slot], confirmed_at: da
             _copy_rows(cur, "slots", slots, confirmed_at)
         except psycopg.errors.UniqueViolation:
             cur.execute("ROLLBACK TO SAVEPOINT slot_copy")
-            _copy_upsert_slots(session, slots, confirmed_at)
-        else:
-            cur.execute("RELEASE SAVEPOINT slot_copy")
+            return False
+        cur.execute("RELEASE SAVEPOINT slot_copy")
+        return True
 
 
 def _batched(items: Sequence[str]) -> Iterable[Sequence[str]]:
@@ -291,23 +298,80 @@ def apply_snapshot(
     session: Session,
     plan: SnapshotPlan,
     confirmed_at: datetime,
-    cached_ids: Collection[str] = (),
+    cached: Mapping[str, Slot] | None = None,
 ) -> None:
-    """Write a snapshot plan: upserts, then deletes. On PostgreSQL big writes go through
-    ``COPY``: straight into the table for slots not in ``cached_ids`` (the scope's
-    cached slots), staged and upserted for the others."""
+    """Write a snapshot plan: upserts, then deletes, and bump ``slots_version`` of every
+    schedule whose slots changed (API processes keep slots in memory by that version).
+
+    ``cached`` is the scope's cached slots the plan was made from. On PostgreSQL big
+    writes go through ``COPY``: straight into the table for slots not in ``cached``,
+    staged and upserted for the others."""
+    cached = cached or {}
+    touched = {s.schedule_id for s in plan.upserts}
+    touched.update(cached[s.id].schedule_id for s in plan.upserts if s.id in cached)
+    new = [s for s in plan.upserts if s.id not in cached]
     if len(plan.upserts) < COPY_THRESHOLD or session.get_bind().dialect.name != "postgresql":
+        # a slot new to the scope may still be cached under another schedule (moved)
+        touched.update(_schedules_holding(session, [s.id for s in new]))
         _upsert(session, SlotRow, [slot_row(s, confirmed_at) for s in plan.upserts], ["id"])
     else:
-        known = set(cached_ids)
-        new = [s for s in plan.upserts if s.id not in known]
-        changed = [s for s in plan.upserts if s.id in known]
-        if new:
-            _copy_insert_slots(session, new, confirmed_at)
+        changed = [s for s in plan.upserts if s.id in cached]
+        if new and not _copy_insert_slots(session, new, confirmed_at):
+            touched.update(_schedules_holding(session, [s.id for s in new]))
+            _copy_upsert_slots(session, new, confirmed_at)
         if changed:
             _copy_upsert_slots(session, changed, confirmed_at)
     for chunk in _batched(list(plan.deletes)):
-        session.execute(delete(SlotRow).where(SlotRow.id.in_(chunk)))
+        deleted = session.execute(
+            delete(SlotRow).where(SlotRow.id.in_(chunk)).returning(SlotRow.schedule_id)
+        )
+        touched.update(deleted.scalars())
+    bump_slots_version(session, touched)
+
+
+def _schedules_holding(session: Session, slot_ids: Sequence[str]) -> set[str]:
+    """Schedules that currently hold any of these slots."""
+    found: set[str] = set()
+    for chunk in _batched(list(slot_ids)):
+        stmt = select(SlotRow.schedule_id).where(SlotRow.id.in_(chunk)).distinct()
+        found.update(session.execute(stmt).scalars())
+    return found
+
+
+def bump_slots_version(session: Session, schedule_ids: Collection[str]) -> None:
+    """Tell in-memory readers that these schedules' slots changed (same transaction):
+    they get the next cache generation as their version (see ``CacheGenerationRow``).
+    Call it last before committing: it holds the generation row until then."""
+    if not schedule_ids:
+        return
+    generation = next_generation(session)
+    for chunk in _batched(sorted(schedule_ids)):
+        session.execute(
+            update(ScheduleRow).where(ScheduleRow.id.in_(chunk)).values(slots_version=generation)
+        )
+
+
+def next_generation(session: Session) -> int:
+    """Take the next cache generation (row-locked until the transaction ends)."""
+    stmt = (
+        update(CacheGenerationRow)
+        .where(CacheGenerationRow.id == 1)
+        .values(value=CacheGenerationRow.value + 1)
+        .returning(CacheGenerationRow.value)
+    )
+    value = session.execute(stmt).scalar()
+    if value is None:  # a database created without the migration's seed row
+        session.execute(insert(CacheGenerationRow).values(id=1, value=1))
+        return 1
+    return int(value)
+
+
+def cache_generation(session: Session) -> int:
+    """The newest committed cache generation."""
+    value = session.execute(
+        select(CacheGenerationRow.value).where(CacheGenerationRow.id == 1)
+    ).scalar()
+    return int(value or 0)
 
 
 def lock_schedules(session: Session, schedule_ids: Collection[str] | None) -> None:
@@ -427,6 +491,8 @@ def delete_schedules_not_in(session: Session, keep: Collection[str], older_than:
     for chunk in _batched(stale):
         session.execute(delete(SlotRow).where(SlotRow.schedule_id.in_(chunk)))
         session.execute(delete(ScheduleRow).where(ScheduleRow.id.in_(chunk)))
+    if stale:
+        next_generation(session)  # in-memory readers drop the schedules gone
     return len(stale)
 
 
@@ -547,6 +613,53 @@ def free_slots_overlapping(
     ]
 
 
+def slot_versions(session: Session) -> dict[str, int]:
+    """``schedule id -> slots_version`` of every cached schedule."""
+    return {
+        sid: version
+        for sid, version in session.execute(select(ScheduleRow.id, ScheduleRow.slots_version))
+    }
+
+
+def free_slots_by_schedule(
+    session: Session, schedule_ids: Collection[str]
+) -> dict[str, list[Slot]]:
+    """Every free cached slot of these schedules, per schedule, ordered by start.
+
+    The read behind the in-memory slot index: only the columns composition uses,
+    code lists parsed once per distinct value. Claims are not applied here (they
+    change per booking, not per sync) but per request.
+    """
+    out: dict[str, list[Slot]] = {sid: [] for sid in schedule_ids}
+    for chunk in _batched(list(schedule_ids)):
+        stmt = (
+            select(
+                SlotRow.id,
+                SlotRow.schedule_id,
+                SlotRow.start,
+                SlotRow.end,
+                cast(SlotRow.service_types, Text),
+                cast(SlotRow.specialties, Text),
+                cast(SlotRow.appointment_types, Text),
+            )
+            .where(SlotRow.schedule_id.in_(chunk), SlotRow.status == "free")
+            .order_by(SlotRow.schedule_id, SlotRow.start, SlotRow.id)
+        )
+        for row in session.execute(stmt):
+            out[row[1]].append(
+                Slot(
+                    id=row[0],
+                    schedule_id=row[1],
+                    start=row[2],
+                    end=row[3],
+                    service_types=_codes(row[4]),
+                    specialties=_codes(row[5]),
+                    appointment_types=_codes(row[6]),
+                )
+            )
+    return out
+
+
 def schedules_by_id(session: Session, ids: Collection[str] | None = None) -> dict[str, Schedule]:
     stmt = select(ScheduleRow)
     if ids is not None:
@@ -554,11 +667,14 @@ def schedules_by_id(session: Session, ids: Collection[str] | None = None) -> dic
     return {row.id: schedule_from_row(row) for row in session.scalars(stmt)}
 
 
-def schedule_confirmations(session: Session, ids: Collection[str]) -> dict[str, datetime]:
-    rows = session.execute(
-        select(ScheduleRow.id, ScheduleRow.last_confirmed_at).where(ScheduleRow.id.in_(list(ids)))
-    )
-    return {r[0]: r[1] for r in rows}
+def schedule_confirmations(
+    session: Session, ids: Collection[str] | None = None
+) -> dict[str, datetime]:
+    """``schedule id -> when a sync last confirmed it`` (all schedules for None)."""
+    stmt = select(ScheduleRow.id, ScheduleRow.last_confirmed_at)
+    if ids is not None:
+        stmt = stmt.where(ScheduleRow.id.in_(list(ids)))
+    return {sid: confirmed for sid, confirmed in session.execute(stmt)}
 
 
 def actors_by_ref(session: Session, refs: Collection[str] | None = None) -> dict[str, Actor]:

@@ -166,7 +166,7 @@ def write_chunk(
         if writable(s)
     }
     plan = plan_snapshot(cached, answer.slots, in_scope=writable)
-    repo.apply_snapshot(session, plan, fetch_started, cached_ids=cached.keys())
+    repo.apply_snapshot(session, plan, fetch_started, cached=cached)
     # A hold that lapsed or a booking cancelled at the EHR shows up here as free again:
     # its claim must not keep hiding the slot until it expires.
     claims.reconcile_free(

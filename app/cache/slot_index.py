@@ -1,0 +1,138 @@
+"""Free slots held in each API process, so that ``$find`` reads memory, not rows.
+
+Why: with a million cached slots, reading a request's window from the database
+(~15,000 rows for one specialty and one week, through the driver and the column
+types) cost 0.2-0.9 s, and a broad request several seconds, while composing the
+answer took milliseconds. Slots change only when a sync writes, and every such
+transaction takes the next *cache generation* and files it as the
+``slots_version`` of the schedules it changed (:func:`app.cache.repository.
+bump_slots_version`); those transactions commit in generation order. So a
+request reads one row, the current generation; only when it moved does it read
+the schedules' versions and re-read the slots of the schedules that changed.
+
+Consistency: the generation is read before the versions and the versions before
+the slots, so slots in memory are never older than what they are filed under; a
+reader racing a writer at worst reads a schedule once more. Claims (slots held
+or booked through slotsync) change with every booking rather than with syncs and
+are applied per request from the claims table, so a booked slot leaves ``$find``
+at once.
+"""
+
+from __future__ import annotations
+
+import threading
+from bisect import bisect_left
+from collections.abc import Callable, Collection
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from app.domain import Slot
+
+from . import claims
+from . import repository as repo
+
+WARM_BATCH = 50  # schedules read per query while warming up
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    """One schedule's free slots, sorted by start, as of ``version``."""
+
+    version: int
+    slots: list[Slot]
+    starts: list[datetime]
+
+
+class SlotIndex:
+    """Per-process free slots by schedule, kept current against the database."""
+
+    def __init__(self, lookback: timedelta):
+        # a slot that began this long before a window can still overlap it
+        self._lookback = lookback
+        self._entries: dict[str, _Entry] = {}
+        self._versions: dict[str, int] = {}  # every cached schedule, as of _generation
+        self._generation: int | None = None
+        self._lock = threading.Lock()
+        self.warm_done = False  # whether warm() has read every schedule once
+
+    def window(
+        self,
+        session: Session,
+        schedule_ids: Collection[str],
+        start: datetime,
+        end: datetime,
+        now: datetime,
+    ) -> dict[str, list[Slot]]:
+        """Schedule id -> its free, unclaimed slots overlapping ``[start, end)`` as of
+        now, in start order (schedules without any are left out)."""
+        self._catch_up(session, schedule_ids)
+        earliest = start - self._lookback
+        claimed = claims.claimed_slot_ids(session, schedule_ids, earliest, end, now)
+        out: dict[str, list[Slot]] = {}
+        for schedule_id in schedule_ids:
+            entry = self._entries.get(schedule_id)
+            if entry is None:  # not cached (any more)
+                continue
+            starts = entry.starts
+            first = bisect_left(starts, earliest)
+            inside = bisect_left(starts, start, first)
+            stop = bisect_left(starts, end, inside)
+            # slots starting before the window count only if they reach into it
+            slots = [s for s in entry.slots[first:inside] if s.end > start]
+            slots += entry.slots[inside:stop]
+            if claimed:
+                slots = [s for s in slots if s.id not in claimed]
+            if slots:
+                out[schedule_id] = slots
+        return out
+
+    def warm(self, session_scope: Callable[[], AbstractContextManager[Session]]) -> int:
+        """Read every cached schedule now (at start-up, off the request path), in
+        batches so that requests arriving meanwhile are not held up for long.
+        Returns how many slots are held."""
+        with session_scope() as session:
+            self._catch_up(session, ())
+        ids = sorted(self._versions)
+        for i in range(0, len(ids), WARM_BATCH):
+            with session_scope() as session:
+                self._catch_up(session, ids[i : i + WARM_BATCH])
+        self.warm_done = True
+        return self.size
+
+    @property
+    def size(self) -> int:
+        return sum(len(e.slots) for e in list(self._entries.values()))
+
+    def _catch_up(self, session: Session, wanted: Collection[str]) -> None:
+        """Bring the generation and the wanted schedules up to date."""
+        generation = repo.cache_generation(session)
+        if generation == self._generation and not self._missing(wanted):
+            return
+        with self._lock:  # one reader per process reads; the others wait for it
+            if generation != self._generation:
+                versions = repo.slot_versions(session)
+                for gone in self._entries.keys() - versions.keys():
+                    del self._entries[gone]
+                self._versions = versions
+                self._generation = generation
+            missing = self._missing(wanted)
+            if missing:
+                loaded = repo.free_slots_by_schedule(session, missing)
+                for schedule_id in missing:
+                    slots = loaded[schedule_id]
+                    self._entries[schedule_id] = _Entry(
+                        self._versions[schedule_id], slots, [s.start for s in slots]
+                    )
+
+    def _missing(self, wanted: Collection[str]) -> list[str]:
+        """Wanted cached schedules not held, or held at an older version."""
+        entries, versions = self._entries, self._versions
+        return [
+            sid
+            for sid in wanted
+            if sid in versions
+            and ((entry := entries.get(sid)) is None or entry.version != versions[sid])
+        ]

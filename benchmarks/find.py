@@ -1,0 +1,301 @@
+"""$find: latency and throughput from the cache, against the bare SQL read and the EHR.
+
+Real processes: the sandbox EHR (``--size`` slots), PostgreSQL and Redis of their
+own, ``slotsync resync`` loading the whole horizon, and the API as production runs
+it (``slotsync serve --workers N``, uvicorn). Then, for a *typical* request (one
+visit type, one specialty, 7 days, ``_count`` 20) and a *broad* one (every visit
+type and provider, 30 days, ``_count`` 100):
+
+- single client: p50/p95/p99 over ``--requests`` sequential requests, each for a
+  different start day so nothing is answered from a response cache;
+- concurrent clients (asyncio, loopback): throughput and latency at each level of
+  ``--clients``; the throughput reported is the best level whose p99 <= 100 ms;
+- bare SQL: the cache read the request would need without the in-memory index
+  (free, unclaimed slots of the same schedules and window), timed with psycopg;
+- EHR in real time (Use Case 2 style): the same window fetched from the EHR's
+  ``Slot/$prefetch`` (specialty-filtered, all pages) and composed with the same
+  rules, which is what answering without a prefetch cache costs.
+
+Targets (issue #6/#9): typical p99 <= 50 ms single client, >= 300 requests/s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import time
+from datetime import UTC, date, datetime, timedelta
+from functools import partial
+from typing import Any
+
+import httpx
+import psycopg
+
+from app.cache.catalog import CatalogCache
+from app.cache.db import make_engine, transaction
+from app.domain import SNOMED, VISIT_TYPE_SYSTEM, Actor, Schedule, Slot
+from app.ehr.client import EhrClient
+from app.fhir.find_params import parse_find_query
+from app.find import MAX_SLOT_LENGTH, qualifying_service_types, relevant_schedules
+from app.settings import DEMO_API_KEY, Settings
+from rules.appointment_id import encode
+from rules.composer import compose, slot_fetch_window
+from rules.loader import RulesStore
+from sandbox_ehr.process import start_sandbox
+
+from .harness import MemorySampler, free_port, slotsync, stack
+
+TARGET_P99_MS = 50.0
+TARGET_RPS = 300.0
+THROUGHPUT_P99_MS = 100.0
+HEADERS = {"X-API-Key": DEMO_API_KEY, "Accept": "application/fhir+json"}
+FAMILY_PRACTICE = f"{SNOMED}|419772000"
+OFFICE_VISIT = f"{VISIT_TYPE_SYSTEM}|office-visit"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--size", type=int, default=1_000_000, help="sandbox slots (approximate)")
+    p.add_argument("--horizon-days", type=int, default=90)
+    p.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
+    p.add_argument("--requests", type=int, default=200, help="single-client requests per kind")
+    p.add_argument("--clients", default="1,2,4,8,16", help="concurrency levels")
+    p.add_argument("--seconds", type=float, default=10.0, help="per concurrency level")
+    p.add_argument("--ehr-samples", type=int, default=10, help="real-time EHR requests")
+
+
+def typical(day: date) -> list[tuple[str, str]]:
+    return [
+        ("start", day.isoformat()),
+        ("end", (day + timedelta(days=7)).isoformat()),
+        ("visit-type", OFFICE_VISIT),
+        ("specialty", FAMILY_PRACTICE),
+        ("_count", "20"),
+    ]
+
+
+def broad(day: date) -> list[tuple[str, str]]:
+    return [
+        ("start", day.isoformat()),
+        ("end", (day + timedelta(days=30)).isoformat()),
+        ("_count", "100"),
+    ]
+
+
+KINDS = {"typical": (typical, 7), "broad": (broad, 30)}
+
+
+def _days(first: date, span: int, horizon_days: int) -> list[date]:
+    """Start days that keep the window inside the horizon, cycled through by requests."""
+    return [first + timedelta(days=n) for n in range(max(1, horizon_days - span - 2))]
+
+
+def percentiles(values_ms: list[float]) -> dict[str, float]:
+    ordered = sorted(values_ms)
+
+    def at(q: float) -> float:
+        return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered) + 0.5) - 1))]
+
+    return {
+        "n": len(ordered),
+        "p50_ms": round(statistics.median(ordered), 2),
+        "p95_ms": round(at(95), 2),
+        "p99_ms": round(at(99), 2),
+        "max_ms": round(ordered[-1], 2),
+    }
+
+
+def _single_client(base: str, kind: str, days: list[date], n: int) -> dict[str, Any]:
+    build = KINDS[kind][0]
+    timings: list[float] = []
+    offers: list[int] = []
+    with httpx.Client(base_url=base, headers=HEADERS, timeout=60) as client:
+        for i in range(n):
+            params = build(days[i % len(days)])
+            t0 = time.perf_counter()
+            response = client.get("/fhir/Appointment/$find", params=params)
+            timings.append((time.perf_counter() - t0) * 1000)
+            response.raise_for_status()
+            offers.append(response.json().get("total", 0))
+    return {**percentiles(timings), "mean_offers": round(statistics.mean(offers), 1)}
+
+
+async def _concurrent(
+    base: str, kind: str, days: list[date], clients: int, seconds: float
+) -> dict[str, Any]:
+    build = KINDS[kind][0]
+    timings: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
+
+    async def one_client(client: httpx.AsyncClient, offset: int) -> None:
+        nonlocal errors
+        i = offset
+        while time.perf_counter() < deadline:
+            params = build(days[i % len(days)])
+            i += clients
+            t0 = time.perf_counter()
+            response = await client.get("/fhir/Appointment/$find", params=params)
+            timings.append((time.perf_counter() - t0) * 1000)
+            errors += response.status_code != 200
+
+    async with httpx.AsyncClient(
+        base_url=base, headers=HEADERS, timeout=60, limits=limits
+    ) as client:
+        started = time.perf_counter()
+        await asyncio.gather(*(one_client(client, k) for k in range(clients)))
+        elapsed = time.perf_counter() - started
+    return {
+        "clients": clients,
+        "requests_per_second": round(len(timings) / elapsed, 1),
+        "errors": errors,
+        **percentiles(timings),
+    }
+
+
+def _bare_sql(db_url: str, params: list[tuple[str, str]], n: int) -> dict[str, Any]:
+    """The window read without the index, as the previous implementation issued it."""
+    settings_rules = RulesStore(Settings().effective_rules_path).current
+    engine = make_engine(db_url)
+    with transaction(engine) as session:
+        catalog = CatalogCache().get(session)
+    engine.dispose()
+    request = parse_find_query(params).request
+    now = datetime.now(UTC)
+    start, end = slot_fetch_window(request, settings_rules, now)
+    ids = relevant_schedules(
+        request, catalog.schedules.values(), qualifying_service_types(request, settings_rules)
+    )
+    query = (
+        'SELECT id, schedule_id, start, "end", service_types::text, specialties::text,'
+        " appointment_types::text FROM slots s WHERE schedule_id = ANY(%s)"
+        ' AND start >= %s AND start < %s AND "end" > %s AND status = %s'
+        " AND NOT EXISTS (SELECT 1 FROM slot_claims c WHERE c.slot_id = s.id"
+        " AND c.expires_at > %s) ORDER BY start, id"
+    )
+    args = (ids, start - MAX_SLOT_LENGTH, end, start, "free", now)
+    timings: list[float] = []
+    rows = 0
+    dsn = db_url.replace("postgresql+psycopg://", "postgresql://", 1)
+    with psycopg.connect(dsn) as conn:
+        for _ in range(n):
+            t0 = time.perf_counter()
+            rows = len(conn.execute(query, args).fetchall())
+            timings.append((time.perf_counter() - t0) * 1000)
+    return {**percentiles(timings), "rows": rows, "schedules": len(ids)}
+
+
+def _ehr_realtime(ehr_base: str, days: list[date], n: int) -> dict[str, Any]:
+    """Use Case 2 style: ask the EHR for the window's free slots (every schedule, all
+    pages, with their schedules and actors), then compose with the same rules."""
+    rules = RulesStore(Settings().effective_rules_path).current
+    sign = partial(encode, secret=b"benchmark-only-proposal-secret!!")
+    client = EhrClient(ehr_base, fhir_version="stu3", page_size=1000)
+    timings: list[float] = []
+    slots_read = 0
+    try:
+        for i in range(n):
+            request = parse_find_query(typical(days[i % len(days)])).request
+            now = datetime.now(UTC)
+            t0 = time.perf_counter()
+            start, end = slot_fetch_window(request, rules, now)
+            slots: list[Slot] = []
+            schedules: dict[str, Schedule] = {}
+            actors: dict[str, Actor] = {}
+            for page in client.window_pages(start, end, None):
+                slots += page.slots
+                schedules.update((s.id, s) for s in page.schedules)
+                actors.update((a.ref, a) for a in page.actors)
+            compose(request, rules, slots, schedules, actors, now, sign)
+            timings.append((time.perf_counter() - t0) * 1000)
+            slots_read = len(slots)
+    finally:
+        client.close()
+    return {**percentiles(timings), "slots_fetched": slots_read}
+
+
+def _wait_warm(base: str, workers: int, timeout: float = 900.0) -> None:
+    """Every API process reports its slot index warm (asked until each has answered)."""
+    deadline = time.monotonic() + timeout
+    streak = 0
+    with httpx.Client(base_url=base, timeout=30) as client:
+        while time.monotonic() < deadline:
+            detail = client.get("/readyz").json()["checks"]["slot-index"]["detail"]
+            streak = streak + 1 if detail.startswith("warm:") else 0
+            if streak >= 8 * workers:
+                return
+            time.sleep(0.25)
+    raise TimeoutError("the API's slot index did not warm up")
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    first_day = datetime.now(UTC).date() + timedelta(days=1)
+    with start_sandbox(
+        size=args.size,
+        fhir_version="stu3",
+        page_size=1000,
+        extra_args=("--horizon-days", str(args.horizon_days)),
+        ready_timeout=600.0,
+    ) as sandbox:
+        extra = {"SLOTSYNC_HORIZON_DAYS": str(args.horizon_days), "SLOTSYNC_LOG_LEVEL": "WARNING"}
+        with stack(ehr_base_url=sandbox.base_url, fhir_version="stu3", extra=extra) as running:
+            db_url = running.settings.effective_database_url
+            t0 = time.perf_counter()
+            subprocess.run(
+                slotsync("resync"), env=running.env, check=True, capture_output=True, timeout=1800
+            )
+            load_seconds = time.perf_counter() - t0
+            with psycopg.connect(db_url.replace("+psycopg", "")) as conn:
+                cached = conn.execute("SELECT count(*) FROM slots").fetchone()
+            api = running.start_api(port, workers=args.workers)
+            t0 = time.perf_counter()
+            _wait_warm(base, args.workers)
+            warm_seconds = time.perf_counter() - t0
+            results: dict[str, Any] = {}
+            with MemorySampler(api.pid) as memory:
+                for kind, (build, span) in KINDS.items():
+                    days = _days(first_day, span, args.horizon_days)
+                    _single_client(base, kind, days, 5)  # connection and code paths warm
+                    single = _single_client(base, kind, days, args.requests)
+                    levels = [
+                        asyncio.run(_concurrent(base, kind, days, int(c), args.seconds))
+                        for c in args.clients.split(",")
+                    ]
+                    fit = [lv for lv in levels if lv["p99_ms"] <= THROUGHPUT_P99_MS]
+                    sql = _bare_sql(db_url, build(days[len(days) // 2]), 20)
+                    results[kind] = {
+                        "single_client": single,
+                        "concurrent": levels,
+                        "throughput_at_p99_100ms": max(
+                            (lv["requests_per_second"] for lv in fit), default=0.0
+                        ),
+                        "bare_sql": sql,
+                        "find_p50_over_sql_p50": round(
+                            single["p50_ms"] / max(sql["p50_ms"], 0.001), 2
+                        ),
+                    }
+            days = _days(first_day, 7, args.horizon_days)
+            ehr = _ehr_realtime(sandbox.base_url, days, args.ehr_samples)
+            results["typical"]["ehr_realtime"] = ehr
+            results["typical"]["ehr_p50_over_find_p50"] = round(
+                ehr["p50_ms"] / max(results["typical"]["single_client"]["p50_ms"], 0.001), 1
+            )
+    typical_result = results["typical"]
+    return {
+        "sandbox_size": args.size,
+        "slots_cached": cached[0] if cached else 0,
+        "load_seconds": round(load_seconds, 1),
+        "api_workers": args.workers,
+        "api_warm_up_seconds": round(warm_seconds, 1),
+        "api_memory": memory.as_json(),
+        **results,
+        "targets": {"typical_p99_ms": TARGET_P99_MS, "typical_requests_per_second": TARGET_RPS},
+        "meets_targets": {
+            "typical_p99": typical_result["single_client"]["p99_ms"] <= TARGET_P99_MS,
+            "typical_throughput": typical_result["throughput_at_p99_100ms"] >= TARGET_RPS,
+        },
+    }

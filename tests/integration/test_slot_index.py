@@ -1,0 +1,169 @@
+"""The in-process slot index on both backends: it answers what the cache holds now.
+
+Each test changes the cache the way the sync and the booking paths do (snapshot
+writes, claims, forgotten schedules) and checks that the very next read of an
+index that already held the old state shows the change.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from app.cache import claims
+from app.cache import repository as repo
+from app.cache.db import transaction
+from app.cache.slot_index import SlotIndex
+from app.cache.snapshot import plan_snapshot
+from app.domain import Schedule, Slot
+from tests.factories import T0, slot
+
+NOW = T0 - timedelta(days=1)
+DAY_END = T0 + timedelta(days=1)
+SCHEDULES = ["sch-1", "sch-2"]
+
+
+def _fill(engine: Engine) -> None:
+    with transaction(engine) as session:
+        repo.upsert_schedules(
+            session, [Schedule(sid, (f"Practitioner/{sid}",)) for sid in SCHEDULES], NOW
+        )
+        slots = [slot(i, schedule=sid) for sid in SCHEDULES for i in range(4)]
+        repo.apply_snapshot(session, plan_snapshot({}, slots), NOW)
+
+
+def _read(engine: Engine, index: SlotIndex, start=T0, end=DAY_END) -> dict[str, list[str]]:
+    with Session(engine) as session:
+        window = index.window(session, SCHEDULES, start, end, NOW)
+    return {sid: [s.id for s in slots] for sid, slots in window.items()}
+
+
+def _write(engine: Engine, schedule: str, fetched: list[Slot]) -> None:
+    """What a sync chunk does: replace a schedule's cached slots with the EHR's answer."""
+    with transaction(engine) as session:
+        cached = repo.cached_slots(session, {schedule}, T0 - timedelta(days=1), DAY_END)
+        repo.apply_snapshot(session, plan_snapshot(cached, fetched), NOW, cached=cached)
+
+
+def test_the_index_answers_the_window_from_the_cache(engine: Engine) -> None:
+    _fill(engine)
+    index = SlotIndex(lookback=timedelta(hours=1))
+    assert _read(engine, index) == {sid: [f"{sid}-s{i}" for i in range(4)] for sid in SCHEDULES}
+    # a window cut: a slot that began before the window but reaches into it counts
+    assert _read(engine, index, T0 + timedelta(minutes=20), T0 + timedelta(minutes=40)) == {
+        sid: [f"{sid}-s1", f"{sid}-s2"] for sid in SCHEDULES
+    }
+
+
+def test_a_sync_write_shows_at_the_next_read(engine: Engine) -> None:
+    _fill(engine)
+    index = SlotIndex(lookback=timedelta(hours=1))
+    _read(engine, index)
+    # the EHR booked s1 elsewhere and opened s7
+    _write(engine, "sch-1", [slot(0), slot(2), slot(3), slot(7)])
+    after = _read(engine, index)
+    assert after["sch-1"] == ["sch-1-s0", "sch-1-s2", "sch-1-s3", "sch-1-s7"]
+    assert after["sch-2"] == [f"sch-2-s{i}" for i in range(4)]
+
+
+def test_only_changed_schedules_get_a_new_version(engine: Engine) -> None:
+    _fill(engine)
+    with Session(engine) as session:
+        before = repo.slot_versions(session)
+        generation = repo.cache_generation(session)
+    _write(engine, "sch-2", [slot(i, schedule="sch-2") for i in range(3)])
+    _write(engine, "sch-2", [slot(i, schedule="sch-2") for i in range(3)])  # no change
+    with Session(engine) as session:
+        after = repo.slot_versions(session)
+        assert repo.cache_generation(session) == generation + 1
+    assert after["sch-1"] == before["sch-1"]
+    assert after["sch-2"] == generation + 1
+
+
+def test_a_slot_moved_to_another_schedule_leaves_the_old_one(engine: Engine) -> None:
+    _fill(engine)
+    index = SlotIndex(lookback=timedelta(hours=1))
+    _read(engine, index)
+    moved = Slot(
+        id="sch-1-s3",
+        schedule_id="sch-2",
+        start=T0 + timedelta(hours=5),
+        end=T0 + timedelta(hours=5, minutes=15),
+    )
+    _write(engine, "sch-2", [*(slot(i, schedule="sch-2") for i in range(4)), moved])
+    after = _read(engine, index)
+    assert "sch-1-s3" not in after["sch-1"]
+    assert after["sch-2"][-1] == "sch-1-s3"
+
+
+def test_a_claim_hides_a_slot_at_once_and_only_while_live(engine: Engine) -> None:
+    _fill(engine)
+    index = SlotIndex(lookback=timedelta(hours=1))
+    _read(engine, index)
+    with transaction(engine) as session:
+        claims.insert_claims(
+            session,
+            [slot(1)],
+            claim_id="c1",
+            kind=claims.PENDING,
+            expires_at=NOW + timedelta(seconds=30),
+            now=NOW,
+        )
+    assert _read(engine, index)["sch-1"] == ["sch-1-s0", "sch-1-s2", "sch-1-s3"]
+    with Session(engine) as session:
+        later = index.window(session, SCHEDULES, T0, DAY_END, NOW + timedelta(seconds=31))
+    assert [s.id for s in later["sch-1"]] == [f"sch-1-s{i}" for i in range(4)]
+
+
+def test_a_forgotten_schedule_leaves_the_index(engine: Engine) -> None:
+    _fill(engine)
+    index = SlotIndex(lookback=timedelta(hours=1))
+    assert "sch-2" in _read(engine, index)
+    with transaction(engine) as session:
+        repo.upsert_schedules(session, [Schedule("sch-1", ("Practitioner/sch-1",))], NOW)
+        repo.delete_schedules_not_in(session, ["sch-1"], older_than=NOW + timedelta(seconds=1))
+    assert set(_read(engine, index)) == {"sch-1"}
+
+
+def test_warm_up_holds_every_free_slot(engine: Engine) -> None:
+    _fill(engine)
+    index = SlotIndex(lookback=timedelta(hours=1))
+
+    def scope():
+        return transaction(engine)
+
+    assert not index.warm_done
+    assert index.warm(scope) == 8
+    assert index.warm_done
+
+
+def test_concurrent_readers_agree_with_a_writer(engine: Engine) -> None:
+    """Readers in threads (as the API's thread pool runs them) while writes land:
+    after the last write every reader sees exactly its result."""
+    _fill(engine)
+    index = SlotIndex(lookback=timedelta(hours=1))
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            while not stop.is_set():
+                _read(engine, index)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        for n in range(1, 6):
+            _write(engine, "sch-1", [slot(i) for i in range(n, n + 4)])
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=10)
+    assert not errors
+    assert _read(engine, index)["sch-1"] == [f"sch-1-s{i}" for i in range(5, 9)]
