@@ -70,7 +70,7 @@ class SlotIndex:
         now, in start order (schedules without any are left out)."""
         self._catch_up(session, schedule_ids)
         earliest = start - self._lookback
-        claimed = claims.claimed_slot_ids(session, schedule_ids, earliest, end, now)
+        claimed = claims.claimed_slot_ids(session, earliest, end, now)
         out: dict[str, list[Slot]] = {}
         for schedule_id in schedule_ids:
             entry = self._entries.get(schedule_id)
