@@ -14,9 +14,11 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 import redis
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.cache import runs as runs_repo
+from app.cache.models import SyncChunkRow
 from tests.e2e.pipeline import ADMIN, SECRET, Pipeline, converged, eventually, running_pipeline
 from tests.support import throwaway_postgres, throwaway_redis_db
 
@@ -158,15 +160,28 @@ def test_a_worker_killed_mid_load_is_redelivered_and_ends_consistent(pipeline):
     pipeline.control("POST", "/mutate", json={"op": "random", "count": 20, "seed": 17})
     token = pipeline.celery.send_task("slotsync.initial_load").id
 
-    def some_chunks_done() -> bool:
+    def a_chunk_in_progress() -> bool:
+        """Some chunks done and one started, not finished: the kill lands mid-chunk."""
         with Session(pipeline.engine) as s:
             run = runs_repo.run_by_token(s, token)
-            return run is not None and 0 < run.chunks_done < run.chunks_total
+            if run is None or not 0 < run.chunks_done < run.chunks_total:
+                return False
+            started = s.scalar(
+                select(func.count())
+                .select_from(SyncChunkRow)
+                .where(
+                    SyncChunkRow.run_id == run.id,
+                    SyncChunkRow.status == "pending",
+                    SyncChunkRow.attempts > 0,
+                )
+            )
+            return bool(started)
 
-    eventually(some_chunks_done, 60, lambda: pipeline.log("worker"))
+    eventually(a_chunk_in_progress, 60, lambda: pipeline.log("worker"))
     pipeline.stop("worker", signal.SIGKILL)  # the whole worker, mid-task, no goodbye
     pipeline.control("DELETE", "/faults")
     pipeline.start_worker()
+    # redelivery waits for the broker's visibility timeout (10 s) and a restore sweep
     run = pipeline.wait_run(token, timeout=90)
     assert run.status == "ok" and run.chunks_done == run.chunks_total
-    converged(pipeline, timeout=20)
+    converged(pipeline, timeout=30)
