@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import kombu.exceptions
 import pytest
-import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from app.cache.db import make_engine
+from app.runtime import redis_for
 from app.sync.coordination import RedisCoordinator
 from tests.support import free_port
 
@@ -40,7 +40,7 @@ def test_find_with_the_cache_database_down(app: FastAPI, client: TestClient) -> 
 
 
 def test_a_notification_with_redis_down(app: FastAPI, client: TestClient) -> None:
-    app.state.coordinator = RedisCoordinator(redis.Redis(port=free_port()))
+    app.state.coordinator = RedisCoordinator(redis_for(f"redis://127.0.0.1:{free_port()}/0"))
     tomorrow = datetime.now(UTC).date() + timedelta(days=1)
     notification = {
         "resourceType": "Schedule",
