@@ -35,11 +35,16 @@ def make_celery(settings: Settings) -> Celery:
         )
     else:
         visibility = settings.broker_visibility_timeout_seconds
+        restore_interval = max(1, min(10, visibility // 5))
         transport = {
             "visibility_timeout": visibility,
             # sweep for messages of dead workers a few times per visibility timeout
-            "unacked_restore_interval": max(1, min(10, visibility // 5)),
+            "unacked_restore_interval": restore_interval,
             "unacked_restore_throttle": 1,
+            # A worker killed during a sweep leaves the sweep's mutex behind; kombu's
+            # default expiry (5 minutes) would hold back every redelivery that long. A
+            # sweep takes milliseconds, and two overlapping ones restore each message once.
+            "unacked_mutex_expire": 3 * restore_interval,
         }
         app.conf.update(
             broker_url=settings.redis_url,

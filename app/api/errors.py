@@ -20,6 +20,7 @@ from starlette.routing import compile_path
 from app.ehr.errors import EhrConflict, EhrError, EhrRejected, EhrTimeout
 from app.errors import SlotsyncError
 
+from .outages import install_outage_handlers
 from .responses import REQUEST_ID_HEADER, FhirResponse, operation_outcome, outcome_response
 
 log = logging.getLogger(__name__)
@@ -113,6 +114,8 @@ def _outcome_with(body: dict[str, Any], status: int, request_id: str | None) -> 
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    install_outage_handlers(app)
+
     @app.exception_handler(SlotsyncError)
     async def _domain(request: Request, exc: SlotsyncError) -> FhirResponse:
         request_id = _request_id(request)

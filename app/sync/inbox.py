@@ -1,7 +1,11 @@
 """Accepting a notification: record that the feed is alive, enqueue what changed.
 
 Runs inside the webhook request, so it does no EHR traffic: one short
-transaction (feed bookkeeping and schedule lookups), then coalesced enqueues.
+transaction (feed bookkeeping and schedule lookups) that commits only after the
+coalesced enqueues succeeded. If Redis or the broker is down the whole notification
+is forgotten (the caller answers 5xx): the EHR delivers it again, and should it give
+up, the event number it used shows up as a gap in the next one and triggers a poll.
+Recording the number before the enqueue would hide exactly that gap.
 """
 
 from __future__ import annotations
@@ -72,24 +76,26 @@ def accept_notification(
             elif target.schedule_id:
                 ids = {target.schedule_id}  # new to us: the refresh reads it from the EHR
             schedule_jobs.extend((sid, window) for sid in sorted(ids))
-    ttl = settings.refresh_coalesce_seconds
-    enqueued = coalesced = 0
-    for sid, window in schedule_jobs:
-        if request_refresh(coord, dispatcher, sid, window, ttl=ttl):
-            enqueued += 1
-        else:
-            coalesced += 1
-    for ref, window in actor_jobs:
-        if request_actor_refresh(coord, dispatcher, ref, window, ttl=ttl):
-            enqueued += 1
-        else:
-            coalesced += 1
-    # An event without payload says only "something changed"; a gap in the event
-    # numbers says a notification was lost. Either way, look for it by polling.
-    want_poll = any(h.missed_events for h in heard) or (note.kind == "event" and not note.targets)
-    polled = want_poll and coord.claim(POLL_CLAIM, settings.poll_interval_seconds)
-    if polled:
-        dispatcher.poll("missed or empty notification")
+        ttl = settings.refresh_coalesce_seconds
+        enqueued = coalesced = 0
+        for sid, window in schedule_jobs:
+            if request_refresh(coord, dispatcher, sid, window, ttl=ttl):
+                enqueued += 1
+            else:
+                coalesced += 1
+        for ref, window in actor_jobs:
+            if request_actor_refresh(coord, dispatcher, ref, window, ttl=ttl):
+                enqueued += 1
+            else:
+                coalesced += 1
+        # An event without payload says only "something changed"; a gap in the event
+        # numbers says a notification was lost. Either way, look for it by polling.
+        want_poll = any(h.missed_events for h in heard) or (
+            note.kind == "event" and not note.targets
+        )
+        polled = want_poll and coord.claim(POLL_CLAIM, settings.poll_interval_seconds)
+        if polled:
+            dispatcher.poll("missed or empty notification")
     return Accepted(
         kind=note.kind,
         enqueued=enqueued,

@@ -10,7 +10,8 @@ window.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, suppress
 from datetime import datetime
 
 from app.cache import repository as repo
@@ -40,9 +41,11 @@ def request_refresh(
     ttl: float,
 ) -> bool:
     """Enqueue a refresh unless an identical one is still queued; True if enqueued."""
-    if not coord.claim(pending_key(f"schedule:{schedule_id}", *window), ttl):
+    key = pending_key(f"schedule:{schedule_id}", *window)
+    if not coord.claim(key, ttl):
         return False
-    dispatcher.refresh(schedule_id, *window)
+    with _released_on_failure(coord, key):
+        dispatcher.refresh(schedule_id, *window)
     return True
 
 
@@ -54,10 +57,24 @@ def request_actor_refresh(
     *,
     ttl: float,
 ) -> bool:
-    if not coord.claim(pending_key(f"actor:{actor_ref}", *window), ttl):
+    key = pending_key(f"actor:{actor_ref}", *window)
+    if not coord.claim(key, ttl):
         return False
-    dispatcher.refresh_actor(actor_ref, *window)
+    with _released_on_failure(coord, key):
+        dispatcher.refresh_actor(actor_ref, *window)
     return True
+
+
+@contextmanager
+def _released_on_failure(coord: Coordinator, key: str) -> Iterator[None]:
+    """Give the claim back if the enqueue fails (broker down): a claim without a queued
+    refresh would coalesce every redelivery of the notification into nothing."""
+    try:
+        yield
+    except Exception:
+        with suppress(Exception):  # best effort: the enqueue's own error is what matters
+            coord.release(key)
+        raise
 
 
 def refresh_schedule(

@@ -5,13 +5,15 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
+import kombu.exceptions
+import pytest
 from sqlalchemy.orm import Session
 
 from app.cache import feeds
 from app.fhir.notification import Notification, Target
 from app.sync import feed
 from app.sync.inbox import accept_notification
-from app.sync.refresh import refresh_schedule, refresh_windows
+from app.sync.refresh import pending_key, refresh_schedule, refresh_windows
 from app.sync.runs import ResyncRequest, run_in_process
 from tests.factories import slot
 from tests.fake_ehr import FakeEhr
@@ -110,6 +112,37 @@ def test_feed_liveness_and_event_gaps(engine):
     with Session(engine) as s:
         (row,) = feeds.all_feeds(s)
     assert (row.feed_state, row.last_event_number) == ("live", None)
+
+
+class BrokerDown(RecordingDispatcher):
+    def refresh(self, schedule_id, start, end):
+        raise kombu.exceptions.OperationalError("Error 111 connecting to the broker")
+
+
+def test_a_notification_the_broker_refused_is_forgotten_whole(engine):
+    """The webhook answers 5xx and keeps nothing: neither the event number (a lost
+    notification must still show as a gap) nor the coalescing claim (a redelivery must
+    queue the refresh, not be coalesced into one that was never queued)."""
+    _, ctx, _ = loaded(engine, public_base_url="https://slotsync.example")
+    with Session(engine) as s, s.begin():
+        row = feeds.get_or_create(
+            s, endpoint=HOOK, fhir_version="stu3", heartbeat_seconds=60, now=ctx.clock()
+        )
+        feeds.record_subscription(s, row.id, ehr_id="sub-1", status="active", now=ctx.clock())
+    dispatcher = RecordingDispatcher()
+    accept(ctx, dispatcher, event(event_numbers=(1,), subscription_id="sub-1"))
+    # the worker took that refresh: its claim is gone, the next change queues anew
+    ctx.coord.release(pending_key("schedule:sch-0", DAY0, DAY0 + timedelta(days=1)))
+
+    with pytest.raises(kombu.exceptions.OperationalError):
+        accept(ctx, BrokerDown(), event(event_numbers=(2,), subscription_id="sub-1"))
+    with Session(engine) as s:
+        (row,) = feeds.all_feeds(s)
+    assert row.last_event_number == 1
+
+    # the EHR gave up on event 2: event 3 queues its refresh and reveals the gap
+    later = accept(ctx, dispatcher, event(event_numbers=(3,), subscription_id="sub-1"))
+    assert later.enqueued == 1 and later.poll
 
 
 def test_subscription_is_created_once_and_recreated_when_lost(engine):
