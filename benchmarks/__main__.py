@@ -1,9 +1,10 @@
-"""``python -m benchmarks {load,freshness,all} [--out FILE]``: run, print and save results.
+"""``python -m benchmarks {load,find,freshness,all} [--out FILE]``: run, print and save.
 
 To add a benchmark: a module with ``add_arguments(parser)`` and ``run(args) -> dict``,
-listed in :data:`BENCHMARKS`. ``all`` runs every one with its defaults. The JSON
-file maps benchmark name -> result and is merged with an existing file, so
-several invocations can fill one file.
+listed in :data:`BENCHMARKS` (and in :mod:`benchmarks.suite` if ``all`` should run
+it). ``all`` runs load and ``$find`` at several sizes and both freshness modes, and
+prints the README's results table. The JSON file maps benchmark name -> result and
+is merged with an existing file, so several invocations can fill one file.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ BENCHMARKS = {
     "load": "benchmarks.load",
     "freshness": "benchmarks.freshness",
     "find": "benchmarks.find",
+    "all": "benchmarks.suite",
 }
 
 
@@ -43,22 +45,14 @@ def main(argv: list[str] | None = None) -> int:
         p = sub.add_parser(name, help=(module.__doc__ or "").strip().splitlines()[0])
         module.add_arguments(p)
         p.add_argument("--out", type=Path, default=None, help="write/merge results JSON here")
-    everything = sub.add_parser("all", help="every benchmark with its defaults")
-    everything.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s"
     )
-    results: dict[str, Any] = {}
+    results: dict[str, Any] = {args.name: modules[args.name].run(args)}
+    print(json.dumps(results, indent=2), flush=True)
     if args.name == "all":
-        for name, module in modules.items():
-            defaults = argparse.ArgumentParser()
-            module.add_arguments(defaults)
-            results[name] = module.run(defaults.parse_args([]))
-            print(json.dumps({name: results[name]}, indent=2), flush=True)
-    else:
-        results[args.name] = modules[args.name].run(args)
-        print(json.dumps(results, indent=2), flush=True)
+        print(modules["all"].table(results["all"]), flush=True)
     if args.out:
         _write(args.out, results)
     return 0

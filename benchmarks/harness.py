@@ -203,6 +203,12 @@ class Stack:
         wait_for_http(f"http://127.0.0.1:{port}/healthz")
         return child
 
+    def start_beat(self) -> Child:
+        schedule_file = Path(tempfile.mkdtemp(prefix="slotsync-beat-")) / "schedule"
+        child = spawn("beat", slotsync("beat", "--schedule-file", str(schedule_file)), self.env)
+        self.children.append(child)
+        return child
+
     def stop(self) -> None:
         for child in reversed(self.children):
             child.stop()
