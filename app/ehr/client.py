@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -97,8 +98,12 @@ class EhrClient:
         auth: httpx.Auth | None = None,
         page_size: int | None = None,
         prefetch_method: Literal["GET", "POST"] = "GET",
+        stop: threading.Event | None = None,
     ) -> None:
+        """``stop``, once set, ends retrying at once: a shutting-down owner must not wait
+        out the backoff of a request to an EHR that is gone."""
         self.base_url = base_url.rstrip("/")
+        self._stop = stop
         self.fhir_version = fhir_version
         self.retry = retry or RetryPolicy()
         self.page_size = page_size
@@ -199,7 +204,15 @@ class EhrClient:
             log.warning(
                 "ehr retry %s/%s in %.2fs: %s", attempt, self.retry.attempts, delay, failure
             )
+            if not self._pause(delay):
+                raise failure
+
+    def _pause(self, delay: float) -> bool:
+        """Back off before the next attempt; False when told to stop meanwhile."""
+        if self._stop is None:
             time.sleep(delay)
+            return True
+        return not self._stop.wait(delay)
 
     @staticmethod
     def _decode(response: httpx.Response) -> Any:
