@@ -26,12 +26,11 @@ from app.sync.windows import utcnow
 
 from .auth import WebhookDep
 from .deps import SettingsDep
+from .middleware import JSON_TYPES, media_type
 from .responses import FhirResponse, operation_outcome
 
 log = logging.getLogger(__name__)
 router = APIRouter()
-
-JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
 
 
 def _int_header(request: Request, name: str) -> int | None:
@@ -49,7 +48,7 @@ async def subscription_notification(
     request: Request, settings: SettingsDep, _secret: WebhookDep
 ) -> FhirResponse:
     body = await request.body()  # bounded by the request-limits middleware, as on every route
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    content_type = media_type(request.headers.get("content-type"))
     if body.strip() and content_type not in JSON_TYPES:
         raise UnsupportedMediaType(f"notifications must be FHIR JSON, not {content_type!r}")
     try:
