@@ -1,11 +1,14 @@
 """Composition root: builds engine, EHR client, Redis, coordinator and dispatcher from settings.
 
-Everything here is created lazily and cached per process; after a fork (Celery
-prefork children) :func:`reset_after_fork` drops what must not be shared.
+Shared things (engines, the pooled EHR client, Redis) are created lazily and cached
+per process; after a fork (Celery prefork children) :func:`reset_after_fork` drops
+what must not be shared. A dispatcher is made per owner, who shuts it down.
 """
 
 from __future__ import annotations
 
+import threading
+from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -59,7 +62,9 @@ def ehr_auth(settings: Settings) -> httpx.Auth | None:
     return None
 
 
-def ehr_client(settings: Settings | None = None) -> EhrClient:
+def ehr_client(
+    settings: Settings | None = None, *, stop: threading.Event | None = None
+) -> EhrClient:
     """A new client (the caller closes it); workers use :func:`shared_ehr_client`."""
     settings = settings or get_settings()
     return EhrClient(
@@ -70,12 +75,12 @@ def ehr_client(settings: Settings | None = None) -> EhrClient:
         auth=ehr_auth(settings),
         page_size=settings.ehr_page_size,
         prefetch_method=settings.ehr_prefetch_method,
+        stop=stop,
     )
 
 
 # Per settings object (kept alive alongside, so its id cannot be reused).
 _clients: dict[int, tuple[Settings, EhrClient]] = {}
-_dispatchers: dict[int, tuple[Settings, Dispatcher]] = {}
 
 
 def shared_ehr_client(settings: Settings | None = None) -> EhrClient:
@@ -112,20 +117,21 @@ def sync_context(settings: Settings | None = None) -> SyncContext:
 
 
 def dispatcher(settings: Settings | None = None) -> Dispatcher:
-    """Celery with a broker, a local thread pool in embedded mode."""
+    """A new dispatcher (the caller shuts it down): Celery with a broker, else a thread pool.
+
+    The embedded pool gets an EHR client of its own, so that stopping its retries at
+    shutdown leaves the shared client to everyone else.
+    """
     settings = settings or get_settings()
-    if id(settings) not in _dispatchers:
-        made: Dispatcher
-        if settings.embedded:
-            from app.sync.local import LocalDispatcher
+    if settings.embedded:
+        from app.sync.local import LocalDispatcher
 
-            made = LocalDispatcher(sync_context(settings))
-        else:
-            from workers.dispatch import CeleryDispatcher
+        stop = threading.Event()
+        ctx = replace(sync_context(settings), client=ehr_client(settings, stop=stop))
+        return LocalDispatcher(ctx, stop=stop)
+    from workers.dispatch import CeleryDispatcher
 
-            made = CeleryDispatcher()
-        _dispatchers[id(settings)] = (settings, made)
-    return _dispatchers[id(settings)][1]
+    return CeleryDispatcher()
 
 
 def reset_after_fork() -> None:

@@ -5,86 +5,34 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
-import time
-import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
 import psutil
-import psycopg
-import redis
 from celery import Celery
-from psycopg import sql
 
 from app.cache.migrate import upgrade
 from app.settings import Settings
+from tests import support
+from tests.support import free_port as free_port
+from tests.support import throwaway_redis_db as throwaway_redis
+from tests.support import wait_for_http
 from workers.celery_app import make_celery
-
-PG_ADMIN_DSN = os.environ.get("SLOTSYNC_BENCH_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_URL = os.environ.get("SLOTSYNC_BENCH_REDIS_URL", "redis://127.0.0.1:6379")
 
 
 @contextmanager
 def throwaway_postgres() -> Iterator[str]:
-    name = f"slotsync_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    base = PG_ADMIN_DSN.rsplit("/", 1)[0]
-    try:
-        url = f"{base}/{name}".replace("postgresql://", "postgresql+psycopg://", 1)
+    """A migrated PostgreSQL database of the benchmark's own, dropped afterwards."""
+    with support.throwaway_postgres() as url:
         upgrade(url)
         yield url
-    finally:
-        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
-
-
-@contextmanager
-def throwaway_redis() -> Iterator[str]:
-    """An empty Redis database number, claimed for the run and flushed afterwards."""
-    numbers = list(range(1, 16))
-    random.shuffle(numbers)
-    for number in numbers:
-        url = f"{REDIS_URL}/{number}"
-        client = redis.Redis.from_url(url)
-        if client.dbsize() == 0 and client.set("slotsync-bench-claim", uuid.uuid4().hex, nx=True):
-            try:
-                yield url
-            finally:
-                client.flushdb()
-                client.close()
-            return
-        client.close()
-    raise RuntimeError("no empty Redis database among 1..15")
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_http(url: str, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(url, timeout=2.0).status_code < 500:
-                return
-        time.sleep(0.1)
-    raise TimeoutError(f"{url} did not answer within {timeout}s")
 
 
 @dataclass

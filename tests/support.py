@@ -1,9 +1,9 @@
-"""Shared helpers for tests: throwaway databases, free ports, waiting for servers."""
+"""Helpers shared by the tests and the benchmarks: throwaway databases, free ports,
+waiting for servers. (The benchmarks run from the repository root, as the tests do.)"""
 
 from __future__ import annotations
 
 import os
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -12,6 +12,10 @@ from contextlib import contextmanager
 import httpx
 import psycopg
 from psycopg import sql
+
+from sandbox_ehr.process import free_port
+
+__all__ = ["free_port", "throwaway_postgres", "throwaway_redis_db", "wait_for_http"]
 
 # Admin connection used only to create and drop throwaway databases.
 PG_ADMIN_DSN = os.environ.get("SLOTSYNC_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -33,13 +37,8 @@ def throwaway_postgres() -> Iterator[str]:
             )
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for_http(url: str, timeout: float = 30.0) -> None:
+def wait_for_http(url: str, timeout: float = 60.0) -> None:
+    """Until ``url`` answers below 500; a loaded machine may take a minute to start a server."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:

@@ -106,5 +106,8 @@ class RecordingDispatcher:
     def subscribe(self) -> None:
         self.calls.append(("subscribe",))
 
+    def shutdown(self) -> None:
+        """Nothing was started, so nothing to stop."""
+
     def of(self, kind: str) -> list[tuple[Any, ...]]:
         return [c for c in self.calls if c[0] == kind]

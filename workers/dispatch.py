@@ -63,3 +63,6 @@ class CeleryDispatcher:
         from .tasks import subscribe_task
 
         subscribe_task.apply_async()
+
+    def shutdown(self) -> None:
+        """Nothing to stop: the queued work waits in the broker for the workers."""

@@ -6,6 +6,7 @@ Each route's access control is the one dependency list named in its decorator.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC
 from email.utils import format_datetime
 from typing import Any
@@ -17,7 +18,7 @@ from app.booking import records, service
 from app.booking.context import BookingContext
 from app.booking.service import BookingOutcome
 from app.fhir.appointment_search import parse_appointment_search
-from app.fhir.operation_params import parse_operation
+from app.fhir.operation_params import OperationInput, parse_operation
 from app.fhir.patch_body import parse_cancel_patch
 from app.fhir.results import operation_result, searchset
 
@@ -58,54 +59,42 @@ def _result(request: Request, ctx: BookingContext, outcome: BookingOutcome) -> F
     return FhirResponse(body, status_code=201 if outcome.created else 200, headers=headers)
 
 
-async def _operation(
-    request: Request, ctx: BookingContext, operation: str, instance: str | None
-) -> FhirResponse:
-    inputs = parse_operation(
-        await json_body(request), operation=operation, instance_id=instance, flavour=ctx.flavour
-    )
-    run = service.hold if operation == "hold" else service.book
-    return _result(request, ctx, await run_in_threadpool(run, ctx, inputs))
+Operation = Callable[[BookingContext, OperationInput], BookingOutcome]
 
 
-@router.post(
-    "/Appointment/$hold",
-    dependencies=APPOINTMENT_WRITE,
-    response_class=FhirResponse,
-    responses=OPERATION_RESULT,
-)
-async def hold(request: Request, ctx: BookingDep) -> FhirResponse:
-    return await _operation(request, ctx, "hold", None)
+def _add_operation(name: str, run: Operation) -> None:
+    """``POST $name`` on the type and on an instance; the route names keep the operation
+    ids (``hold``, ``hold_instance``) that clients and the fuzzing tests know."""
+
+    async def respond(request: Request, ctx: BookingContext, instance: str | None) -> FhirResponse:
+        inputs = parse_operation(
+            await json_body(request), operation=name, instance_id=instance, flavour=ctx.flavour
+        )
+        return _result(request, ctx, await run_in_threadpool(run, ctx, inputs))
+
+    async def on_type(request: Request, ctx: BookingDep) -> FhirResponse:
+        return await respond(request, ctx, None)
+
+    async def on_instance(request: Request, appointment_id: str, ctx: BookingDep) -> FhirResponse:
+        return await respond(request, ctx, appointment_id)
+
+    for path, endpoint, route_name in (
+        (f"/Appointment/${name}", on_type, name),
+        (f"/Appointment/{{appointment_id:fhirid}}/${name}", on_instance, f"{name}_instance"),
+    ):
+        router.add_api_route(
+            path,
+            endpoint,
+            methods=["POST"],
+            name=route_name,
+            dependencies=APPOINTMENT_WRITE,
+            response_class=FhirResponse,
+            responses=OPERATION_RESULT,
+        )
 
 
-@router.post(
-    "/Appointment/{appointment_id:fhirid}/$hold",
-    dependencies=APPOINTMENT_WRITE,
-    response_class=FhirResponse,
-    responses=OPERATION_RESULT,
-)
-async def hold_instance(request: Request, appointment_id: str, ctx: BookingDep) -> FhirResponse:
-    return await _operation(request, ctx, "hold", appointment_id)
-
-
-@router.post(
-    "/Appointment/$book",
-    dependencies=APPOINTMENT_WRITE,
-    response_class=FhirResponse,
-    responses=OPERATION_RESULT,
-)
-async def book(request: Request, ctx: BookingDep) -> FhirResponse:
-    return await _operation(request, ctx, "book", None)
-
-
-@router.post(
-    "/Appointment/{appointment_id:fhirid}/$book",
-    dependencies=APPOINTMENT_WRITE,
-    response_class=FhirResponse,
-    responses=OPERATION_RESULT,
-)
-async def book_instance(request: Request, appointment_id: str, ctx: BookingDep) -> FhirResponse:
-    return await _operation(request, ctx, "book", appointment_id)
+_add_operation("hold", service.hold)
+_add_operation("book", service.book)
 
 
 @router.patch(

@@ -96,7 +96,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             encode, secret=settings.proposal_secret.get_secret_value().encode()
         )
         app.state.coordinator = coordinator(settings)
-        app.state.dispatcher = dispatcher(settings)
+        dispatch = app.state.dispatcher = dispatcher(settings)
         store: RulesStore = app.state.rules_store
         client = ehr_client(settings)
 
@@ -112,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             refresh=partial(refresh_windows, sync_context(settings)),
         )
         yield
+        dispatch.shutdown()
         client.close()
         app.state.authenticator.close()
 

@@ -19,25 +19,18 @@ import orjson
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from app.errors import InvalidParameter, SlotsyncError, UnsupportedMediaType
+from app.errors import InvalidParameter, UnsupportedMediaType
 from app.fhir.notification import KINDS, NotificationError, parse_notification
 from app.sync.inbox import accept_notification
 from app.sync.windows import utcnow
 
 from .auth import WebhookDep
 from .deps import SettingsDep
+from .middleware import JSON_TYPES, media_type
 from .responses import FhirResponse, operation_outcome
 
 log = logging.getLogger(__name__)
 router = APIRouter()
-
-MAX_BODY_BYTES = 1_000_000
-JSON_TYPES = ("application/fhir+json", "application/json", "application/json+fhir")
-
-
-class PayloadTooLarge(SlotsyncError):
-    status = 413
-    code = "too-costly"
 
 
 def _int_header(request: Request, name: str) -> int | None:
@@ -54,10 +47,8 @@ def _int_header(request: Request, name: str) -> int | None:
 async def subscription_notification(
     request: Request, settings: SettingsDep, _secret: WebhookDep
 ) -> FhirResponse:
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"notification larger than {MAX_BODY_BYTES} bytes")
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    body = await request.body()  # bounded by the request-limits middleware, as on every route
+    content_type = media_type(request.headers.get("content-type"))
     if body.strip() and content_type not in JSON_TYPES:
         raise UnsupportedMediaType(f"notifications must be FHIR JSON, not {content_type!r}")
     try:

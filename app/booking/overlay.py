@@ -29,6 +29,17 @@ from .refresh import Window
 _APPOINTMENT_KEY = "Appointment/{}"
 
 
+def _period(appointment: dict[str, Any]) -> tuple[datetime, datetime] | None:
+    """An EHR appointment's start and end; None when it does not give both readably."""
+    try:
+        return (
+            parse_instant(appointment.get("start"), "Appointment.start"),
+            parse_instant(appointment.get("end"), "Appointment.end"),
+        )
+    except FhirParseError:
+        return None
+
+
 def new_claim_id() -> str:
     return uuid.uuid4().hex
 
@@ -107,11 +118,7 @@ def claim_outside_hold(
         value = (ref or {}).get("reference") if isinstance(ref, dict) else None
         if isinstance(value, str) and "Slot/" in value:
             slot_ids.append(value.rsplit("Slot/", 1)[1])
-    try:
-        start = parse_instant(appointment.get("start"), "Appointment.start")
-        end = parse_instant(appointment.get("end"), "Appointment.end")
-    except FhirParseError:
-        start = end = now
+    start, end = _period(appointment) or (now, now)
     with transaction(ctx.engine) as session:
         cached = claims.slots_by_id(session, slot_ids)
     slots = [
@@ -177,11 +184,10 @@ def windows(released: Iterable[claims.Claim]) -> list[Window]:
 
 def appointment_windows(ctx: BookingContext, appointment: dict[str, Any]) -> list[Window]:
     """Windows of an appointment known only from the EHR: its actors' schedules, its time."""
-    try:
-        start = parse_instant(appointment.get("start"), "Appointment.start")
-        end = parse_instant(appointment.get("end"), "Appointment.end")
-    except FhirParseError:
+    period = _period(appointment)
+    if period is None:
         return []
+    start, end = period
     refs = [
         ((p or {}).get("actor") or {}).get("reference")
         for p in appointment.get("participant") or ()

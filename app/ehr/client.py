@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -24,7 +25,7 @@ import orjson
 
 from app.domain import Schedule
 from app.fhir.fastpage import decode_bundle_page
-from app.fhir.parse import BundlePage, FhirParseError
+from app.fhir.parse import BundlePage, FhirParseError, next_link
 
 from .errors import EhrProtocolError, EhrRejected, EhrTimeout, EhrUnavailable
 
@@ -51,22 +52,28 @@ def fhir_datetime(value: datetime) -> str:
     return value.isoformat().replace("+00:00", "Z")
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def http_date(value: str | None) -> datetime | None:
+    """An HTTP-date header value (``Expires``, ``Retry-After``) in UTC; None if absent or bad."""
+    if not value:
+        return None
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+
+
+def retry_after_header(headers: Mapping[str, str]) -> float | None:
     """``Retry-After`` in seconds, given as delta-seconds or as an HTTP date."""
-    value = response.headers.get("Retry-After")
+    value = headers.get("Retry-After")
     if value is None:
         return None
     try:
         return max(0.0, float(value))
     except ValueError:
         pass
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    when = http_date(value)
+    return None if when is None else max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 PROVIDER_TYPES = ("Practitioner", "PractitionerRole")
@@ -97,8 +104,12 @@ class EhrClient:
         auth: httpx.Auth | None = None,
         page_size: int | None = None,
         prefetch_method: Literal["GET", "POST"] = "GET",
+        stop: threading.Event | None = None,
     ) -> None:
+        """``stop``, once set, ends retrying at once: a shutting-down owner must not wait
+        out the backoff of a request to an EHR that is gone."""
         self.base_url = base_url.rstrip("/")
+        self._stop = stop
         self.fhir_version = fhir_version
         self.retry = retry or RetryPolicy()
         self.page_size = page_size
@@ -187,7 +198,7 @@ class EhrClient:
                         url=str(response.url),
                         outcome=self._maybe_json(response),
                     )
-                retry_after = _retry_after(response)
+                retry_after = retry_after_header(response.headers)
                 failure = EhrUnavailable(
                     f"EHR answered {response.status_code}",
                     status=response.status_code,
@@ -199,7 +210,15 @@ class EhrClient:
             log.warning(
                 "ehr retry %s/%s in %.2fs: %s", attempt, self.retry.attempts, delay, failure
             )
+            if not self._pause(delay):
+                raise failure
+
+    def _pause(self, delay: float) -> bool:
+        """Back off before the next attempt; False when told to stop meanwhile."""
+        if self._stop is None:
             time.sleep(delay)
+            return True
+        return not self._stop.wait(delay)
 
     @staticmethod
     def _decode(response: httpx.Response) -> Any:
@@ -245,24 +264,13 @@ class EhrClient:
             seen.add(page.next_url)
             response = self._send("GET", page.next_url)
 
-    def _post_pages(self, url: str, body: Any, params: Any) -> Iterator[Any]:
-        """A read operation invoked by POST (safe to retry); ``next`` links are GETs."""
-        yield from self._follow(self.post_json(url, body, params, idempotent=True), url)
-
     def _follow(self, page: Any, url: str) -> Iterator[Any]:
         seen: set[str] = set()
         while True:
             if not isinstance(page, dict) or page.get("resourceType") != "Bundle":
                 raise EhrProtocolError(f"expected a Bundle from {url}")
             yield page
-            next_url = next(
-                (
-                    link.get("url")
-                    for link in page.get("link") or ()
-                    if link.get("relation") == "next"
-                ),
-                None,
-            )
+            next_url = next_link(page)
             if not next_url:
                 return
             if next_url in seen:
@@ -275,8 +283,9 @@ class EhrClient:
     ) -> Iterator[BundlePage]:
         """Every page of the EHR's slots for a window (parsed): of some schedules, or all.
 
-        The answer may hold more than asked (STU3 filters by actor, not schedule);
-        callers keep only the schedules they asked for.
+        The answer may hold more than asked (STU3 filters by actor, not schedule:
+        repeated practitioners are OR'ed, practitioners AND locations, the IG's rule
+        for actor kinds); callers keep only the schedules they asked for.
         """
         page_size = self.page_size
         if self.fhir_version == "r4":
@@ -320,41 +329,6 @@ class EhrClient:
         params += [("practitioner", p) for p in practitioners]
         params += [("location-reference", loc) for loc in locations]
         return self._parsed_pages("GET", "/Slot/$prefetch", params)
-
-    def prefetch_pages(
-        self,
-        start: datetime,
-        end: datetime,
-        *,
-        practitioners: Sequence[str] = (),
-        locations: Sequence[str] = (),
-        page_size: int | None = None,
-        method: Literal["GET", "POST"] | None = None,
-    ) -> Iterator[Any]:
-        """Argonaut ``Slot/$prefetch`` (GET or POST) for a window, Schedules and actors included.
-
-        Repeated practitioners are OR'ed, and practitioners AND locations (the IG's
-        rule for actor kinds), so several schedules can be fetched in one answer.
-        """
-        page_size = page_size or self.page_size
-        control: list[tuple[str, str]] = [
-            ("_include", "Slot:schedule"),
-            ("_include", "Schedule:actor"),
-        ]
-        if page_size:
-            control.append(("_count", str(page_size)))
-        if (method or self.prefetch_method) == "POST":
-            parameters = prefetch_parameters(start, end, practitioners, locations)
-            body = {"resourceType": "Parameters", "parameter": parameters}
-            return self._post_pages("/Slot/$prefetch", body, control)
-        params: list[tuple[str, str]] = [
-            ("start", fhir_datetime(start)),
-            ("end", fhir_datetime(end)),
-            *control,
-        ]
-        params += [("practitioner", p) for p in practitioners]
-        params += [("location-reference", loc) for loc in locations]
-        return self.iter_pages("/Slot/$prefetch", params)
 
     def slot_search_pages(
         self,

@@ -25,14 +25,15 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from datetime import datetime
 from typing import Any
 
 import httpx
 import orjson
 
-from .client import FHIR_JSON, EhrClient, RetryPolicy
+from app.fhir.parse import next_link
+
+from .client import FHIR_JSON, EhrClient, RetryPolicy, http_date, retry_after_header
 from .errors import (
     EhrConflict,
     EhrError,
@@ -81,24 +82,6 @@ def _is_conflict(status: int, body: Any) -> bool:
     return status in _CONFLICT_STATUS or any(
         i.get("code") in _CONFLICT_ISSUES for i in outcome_issues(body)
     )
-
-
-def _expires(headers: Mapping[str, str]) -> datetime | None:
-    value = headers.get("Expires")
-    if not value:
-        return None
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    try:
-        return max(0.0, float(headers.get("Retry-After", "")))
-    except ValueError:
-        return None
 
 
 def _parameters(*params: dict[str, Any]) -> dict[str, Any]:
@@ -177,7 +160,7 @@ class EhrGateway:
                 if status < 300:
                     return EhrAnswer(status, self._decode(response, repeatable), response.headers)
                 if status == 429:
-                    retry_after = _retry_after(response.headers)
+                    retry_after = retry_after_header(response.headers)
                     failure = EhrNotProcessed("EHR throttled the request", status=429, url=url)
                 elif status in _SERVER_ERRORS:
                     if not repeatable:
@@ -323,14 +306,7 @@ class EhrGateway:
                     if len(found) >= limit:
                         return found, True
                     found.append(resource)
-            url = next(
-                (
-                    link.get("url")
-                    for link in page.get("link") or ()
-                    if link.get("relation") == "next"
-                ),
-                None,
-            )
+            url = next_link(page)
             query = None
             if url in seen:
                 raise EhrProtocolError(f"paging loop in {resource_type} search")
@@ -394,6 +370,6 @@ class EhrGateway:
         return AppointmentAnswer(
             appointment=appointment,
             created=answer.status == 201 if created is None else created,
-            expires=_expires(answer.headers),
+            expires=http_date(answer.headers.get("Expires")),
             issues=issues,
         )

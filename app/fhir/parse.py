@@ -211,13 +211,18 @@ class BundlePage:
     rejected: list[str] = field(default_factory=list)  # resources skipped, with the reason
 
 
+def next_link(bundle: dict[str, Any]) -> str | None:
+    """The URL of a searchset Bundle's next page; None on the last page."""
+    for link in bundle.get("link") or ():
+        if isinstance(link, dict) and link.get("relation") == "next" and link.get("url"):
+            return str(link["url"])
+    return None
+
+
 def parse_bundle_page(bundle: Any) -> BundlePage:
     if not isinstance(bundle, dict) or bundle.get("resourceType") != "Bundle":
         raise FhirParseError("expected a Bundle")
-    page = BundlePage(total=bundle.get("total"))
-    for link in bundle.get("link") or ():
-        if link.get("relation") == "next" and link.get("url"):
-            page.next_url = link["url"]
+    page = BundlePage(total=bundle.get("total"), next_url=next_link(bundle))
     for entry in _entries(bundle.get("entry")):
         res = entry.get("resource")
         if not isinstance(res, dict):

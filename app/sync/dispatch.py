@@ -32,3 +32,6 @@ class Dispatcher(Protocol):
 
     def subscribe(self) -> None:
         """Create or renew our EHR Subscription."""
+
+    def shutdown(self) -> None:
+        """The owner is done with it: stop promptly, without waiting out queued or retrying work."""

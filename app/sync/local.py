@@ -8,50 +8,56 @@ coalescing and locks come from :class:`app.sync.coordination.LocalCoordinator`.
 from __future__ import annotations
 
 import logging
-import time
+import threading
 import uuid
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
 from . import feed, refresh
 from .context import SyncContext
-from .runs import ResyncRequest, execute_chunk, is_transient, plan_run
+from .runs import ResyncRequest, execute_chunks, plan_run
 
 log = logging.getLogger(__name__)
 
-ATTEMPTS = 3
-
 
 class LocalDispatcher:
-    def __init__(self, ctx: SyncContext, *, workers: int = 2) -> None:
+    """Runs tasks on its own threads; owns ``ctx.client``, whose retries honour ``stop``.
+
+    :meth:`shutdown` must end the work promptly: the threads are joined at interpreter
+    exit, so queued or retrying work left behind would hold the process for minutes.
+    """
+
+    def __init__(self, ctx: SyncContext, *, stop: threading.Event, workers: int = 2) -> None:
         self.ctx = ctx
+        self._stop = stop
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slotsync-sync")
 
-    def shutdown(self, wait: bool = True) -> None:
-        self._pool.shutdown(wait=wait, cancel_futures=not wait)
+    def shutdown(self) -> None:
+        """Drop queued work, stop the running work at its next wait, and wait for that."""
+        self._stop.set()
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self.ctx.client.close()
 
-    def _submit(self, what: str, fn: Callable[..., Any], *args: Any) -> Future[Any]:
-        def run() -> Any:
+    def _submit(self, what: str, fn: Callable[..., Any], *args: Any) -> None:
+        if self._stop.is_set():
+            log.info("background %s not started: shutting down", what)
+            return
+
+        def run() -> None:
             try:
-                return fn(*args)
+                fn(*args)
             except Exception:
-                log.exception("background %s failed", what)
-                raise
+                if self._stop.is_set():
+                    log.info("background %s abandoned at shutdown", what)
+                else:
+                    log.exception("background %s failed", what)
 
-        return self._pool.submit(run)
+        self._pool.submit(run)
 
     def _chunks(self, run_id: int, seqs: Sequence[int]) -> None:
-        for seq in seqs:
-            for attempt in range(1, ATTEMPTS + 1):
-                try:
-                    execute_chunk(self.ctx, run_id, seq, final_attempt=attempt == ATTEMPTS)
-                    break
-                except Exception as exc:
-                    if not is_transient(exc):
-                        raise
-                    time.sleep(attempt)
+        execute_chunks(self.ctx, run_id, seqs, stop=self._stop)
 
     def run_chunks(self, run_id: int, seqs: Sequence[int]) -> None:
         self._submit("load", self._chunks, run_id, list(seqs))

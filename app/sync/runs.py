@@ -22,7 +22,7 @@ Two chunkings (``SLOTSYNC_LOAD_CHUNKING``):
 from __future__ import annotations
 
 import logging
-import time
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -313,28 +313,48 @@ def summary(ctx: SyncContext, run_id: int) -> RunSummary:
         )
 
 
+def execute_chunks(
+    ctx: SyncContext,
+    run_id: int,
+    seqs: Sequence[int],
+    *,
+    attempts: int = 3,
+    backoff: float = 1.0,
+    stop: threading.Event | None = None,
+    on_chunk: Callable[[ChunkRun], None] | None = None,
+) -> None:
+    """Execute chunks one after the other here, retrying transient failures.
+
+    Once ``stop`` is set the remaining chunks stay pending: a shutting-down process
+    must not wait out their backoff.
+    """
+    stop = stop or threading.Event()
+    for seq in seqs:
+        for attempt in range(1, attempts + 1):
+            if stop.is_set():
+                return
+            try:
+                outcome = execute_chunk(ctx, run_id, seq, final_attempt=attempt == attempts)
+                break
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                stop.wait(backoff * attempt)
+        if on_chunk is not None:
+            on_chunk(outcome)
+
+
 def run_in_process(
     ctx: SyncContext,
     request: ResyncRequest,
     *,
     on_planned: Callable[[PlannedRun], None] | None = None,
     on_chunk: Callable[[ChunkRun], None] | None = None,
-    attempts: int = 3,
     backoff: float = 1.0,
 ) -> RunSummary:
-    """Plan and execute a run here, chunk after chunk (CLI and embedded mode)."""
+    """Plan and execute a run here, chunk after chunk (the CLI)."""
     planned = plan_run(ctx, request)
     if on_planned is not None:
         on_planned(planned)
-    for seq in planned.seqs:
-        for attempt in range(1, attempts + 1):
-            try:
-                outcome = execute_chunk(ctx, planned.run_id, seq, final_attempt=attempt == attempts)
-                break
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                time.sleep(backoff * attempt)
-        if on_chunk is not None:
-            on_chunk(outcome)
+    execute_chunks(ctx, planned.run_id, planned.seqs, backoff=backoff, on_chunk=on_chunk)
     return summary(ctx, planned.run_id)

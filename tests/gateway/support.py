@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -21,7 +20,7 @@ import rules
 from app.cache import claims
 from app.cache.db import make_engine
 from app.domain import VISIT_TYPE_SYSTEM
-from app.ehr.client import EhrClient, fhir_datetime
+from app.ehr.client import EhrClient
 from app.settings import DEMO_API_KEY, DEMO_SCOPES
 from app.sync.load import load_window
 from app.sync.windows import day_start
@@ -54,24 +53,6 @@ def bookable_day(rules_file: RulesFile) -> date:
     while day.weekday() >= 5 or any(c.covers(day, None) for c in rules_file.organization.closures):
         day += timedelta(days=1)
     return day
-
-
-class R4SlotSource(EhrClient):
-    """Reads an R4 EHR's free slots where the initial load asks for ``$prefetch``.
-
-    The foundation's loader speaks only the Argonaut operation; this lets the
-    tests fill the cache from the R4 sandbox the same way.
-    """
-
-    def prefetch_pages(self, start: datetime, end: datetime, **_: Any) -> Iterator[Any]:
-        params = [
-            ("start", f"ge{fhir_datetime(start)}"),
-            ("start", f"lt{fhir_datetime(end)}"),
-            ("status", "free"),
-            ("_include", "Slot:schedule"),
-            ("_include", "Schedule:actor"),
-        ]
-        return self.iter_pages("/Slot", params)
 
 
 @dataclass
@@ -133,8 +114,7 @@ class Stack:
         return self.sandbox.control_url
 
     def client(self) -> EhrClient:
-        kind = R4SlotSource if self.flavour == "r4" else EhrClient
-        return kind(self.sandbox.base_url, fhir_version=self.flavour)
+        return EhrClient(self.sandbox.base_url, fhir_version=self.flavour)
 
     def reset(self) -> None:
         """Fresh EHR state, no faults, empty overlay, cache loaded from the EHR."""

@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session
 from app.cache import repository as repo
 from app.ehr.client import EhrClient, RetryPolicy
 from app.ehr.errors import EhrUnavailable
-from app.sync.load import initial_load, load_window
+from app.sync.load import load_window
 from tests.factories import T0, bundle, practitioner_json, schedule_json, slot, slot_json
 
 WINDOW = (T0 - timedelta(hours=1), T0 + timedelta(days=1))
@@ -81,32 +81,3 @@ def test_failed_page_leaves_cache_untouched(engine):
         load_window(engine, client_for(broken), *WINDOW)
     assert cached(engine) == {s.id: s for s in first}
     assert broken.calls == 3  # page 0, then page 1 tried twice
-
-
-def test_initial_load_in_process_records_its_run(engine):
-    slots = [slot(i) for i in range(4)]
-    result = initial_load(
-        engine,
-        client_for(ScriptedEhr(slots)),
-        start=T0 - timedelta(hours=1),
-        horizon_days=2,
-        window_days=1,
-    )
-    assert (result.windows, result.seen) == (2, 4)
-    with Session(engine) as s:
-        run = repo.recent_runs(s)[0]
-    assert (run.kind, run.status, run.slots_seen) == ("initial-load", "ok", 4)
-
-
-def test_failed_initial_load_is_recorded(engine):
-    with pytest.raises(EhrUnavailable):
-        initial_load(
-            engine,
-            client_for(ScriptedEhr([slot(0)], fail_on_page=0)),
-            start=T0,
-            horizon_days=1,
-            window_days=1,
-        )
-    with Session(engine) as s:
-        run = repo.recent_runs(s)[0]
-    assert run.status == "failed" and "503" in (run.error or "")
