@@ -9,7 +9,7 @@ def test_the_table_lists_each_size_and_marks_failed_parts() -> None:
     results = {
         "load": {
             "100000": {"slots_per_second": 15234, "wall_seconds": 6.1, "peak_rss_total_mb": 120.5}
-        },  # fmt: skip
+        },
         "find": {"100000": {"error": "TimeoutError: the API's slot index did not warm up"}},
         "freshness": {"notifications": {"all": {"p50_ms": 140.2, "p99_ms": 310.0}}},
     }
