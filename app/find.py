@@ -20,6 +20,7 @@ from app.domain import Actor, ProposedAppointment, Schedule, Slot
 from app.errors import InvalidParameter
 from rules.appointment_id import ProposalPayload
 from rules.composer import compose, slot_fetch_window
+from rules.offer_memo import Basis, OfferMemo
 from rules.request import FindRequest, Notice
 from rules.schema import RulesFile
 
@@ -107,16 +108,33 @@ def find_appointments(
     slot_index: SlotIndex,
     now: datetime,
     sign: Callable[[ProposalPayload], str],
+    memo: OfferMemo | None = None,
 ) -> FindResult:
+    """Offers for ``request`` from the slot index; with ``memo``, candidate offers
+    are reused across requests while the cache generation, the rules and the
+    catalog stay the same (:mod:`rules.offer_memo`); the answer is the same."""
     check_visit_types(request, rules)
     span_start, span_end = slot_fetch_window(request, rules, now)
     schedule_ids = relevant_schedules(
         request, catalog.schedules.values(), qualifying_service_types(request, rules)
     )
     slots: dict[str, list[Slot]] = {}
+    basis = None
     if span_end > span_start and schedule_ids:
-        slots = slot_index.window(session, schedule_ids, span_start, span_end, now)
-    result = compose(request, rules, slots, catalog.schedules, catalog.actors, now, sign)
+        read = slot_index.read(session, schedule_ids, span_start, span_end, now)
+        slots = read.slots
+        basis = Basis(read.generation, read.full, read.taken)
+    result = compose(
+        request,
+        rules,
+        slots,
+        catalog.schedules,
+        catalog.actors,
+        now,
+        sign,
+        memo=memo,
+        basis=basis,
+    )
     return FindResult(
         appointments=result.appointments,
         notices=result.notices,

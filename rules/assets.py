@@ -229,16 +229,21 @@ class AssetIndex:
         self.by_type: dict[str, list[Unit]] = defaultdict(list)
         for schedule_id in sorted(by_schedule):
             schedule = schedules.get(schedule_id)
-            if schedule is None or not schedule.actor_refs:
-                continue
-            asset_ref = min(
-                schedule.actor_refs,
-                key=lambda r: _ASSET_PRIORITY.get(r.split("/", 1)[0], 9),
-            )
-            actor = actors.get(asset_ref) or Actor(ref=asset_ref)
-            site = self._site(schedule, asset_ref)
-            unit = Unit(actor, schedule, site, by_schedule[schedule_id])
-            self.by_type[actor.resource_type].append(unit)
+            unit = self.unit(schedule, by_schedule[schedule_id]) if schedule else None
+            if unit is not None:
+                self.by_type[unit.actor.resource_type].append(unit)
+
+    def unit(self, schedule: Schedule, slots: list[Slot]) -> Unit | None:
+        """The unit of ``schedule`` with these free slots; None when the schedule
+        names no actor."""
+        if not schedule.actor_refs:
+            return None
+        asset_ref = min(
+            schedule.actor_refs,
+            key=lambda r: _ASSET_PRIORITY.get(r.split("/", 1)[0], 9),
+        )
+        actor = self._actors.get(asset_ref) or Actor(ref=asset_ref)
+        return Unit(actor, schedule, self._site(schedule, asset_ref), slots)
 
     def actor(self, ref: str) -> Actor:
         return self._actors.get(ref) or Actor(ref=ref)

@@ -28,15 +28,19 @@ import heapq
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import time as wall_time
+from itertools import chain, groupby, pairwise
 from operator import itemgetter
+from typing import TypeVar
 
 from app.domain import Actor, Participant, ProposedAppointment, Schedule, Slot
 from rules.appointment_id import ProposalPayload
 from rules.assets import Accepts, AssetIndex, Qualifier, Unit, covering_slots
 from rules.eligibility import age_allows, ineligible_reason
 from rules.hours import Calendar
+from rules.offer_memo import Basis, Day, Entry, MemoState, OfferMemo
 from rules.request import ComposeResult, FindRequest, InvalidFindRequest, Notice, PatientInfo
 from rules.schema import KIND_RESOURCE_TYPE, EffectiveRule, RulesFile, VisitTypeRule
 from rules.tokens import TokenSet
@@ -54,6 +58,9 @@ def compose(
     actors: Mapping[str, Actor],
     now: datetime,
     sign: Signer,
+    *,
+    memo: OfferMemo | None = None,
+    basis: Basis | None = None,
 ) -> ComposeResult:
     """Proposed appointments for ``request``, ordered by start, at most ``request.count``.
 
@@ -61,9 +68,19 @@ def compose(
     ones are ignored), or already the free ones per schedule id, each in start
     order; ``schedules`` maps schedule id and ``actors`` maps reference to the
     cached resources; ``sign`` turns a proposal into its id token.
+
+    With ``memo`` and the ``basis`` the slots were cut from, candidate offers are
+    reused from earlier requests (:mod:`rules.offer_memo`); the answer is the same.
     """
     index = AssetIndex(slots, schedules, actors)
-    chosen, notices = _choose(request, rules, index, actors, now)
+    use = None
+    if memo is not None and basis is not None:
+        use = _MemoUse(
+            memo.state(basis.key, rules, schedules, actors),
+            basis,
+            frozenset(slot.schedule_id for slot in basis.taken),
+        )
+    chosen, notices = _choose(request, rules, index, actors, now, use)
     builder = _Builder(request, index, sign)
     return ComposeResult([builder.build(c) for c in chosen], notices)
 
@@ -109,6 +126,7 @@ def _choose(
     index: AssetIndex,
     actors: Mapping[str, Actor],
     now: datetime,
+    memo: _MemoUse | None = None,
 ) -> tuple[list[_Candidate], list[Notice]]:
     """The offers :func:`compose` returns, in order, before they are built and signed."""
     if now.tzinfo is None:
@@ -120,7 +138,7 @@ def _choose(
         blocked: list[Notice] = []
         offered = False
         for vt in variants:
-            plan = _VisitTypePlan(request, rules.effective(vt), pref, index, calendar, now)
+            plan = _VisitTypePlan(request, rules.effective(vt), pref, index, calendar, now, memo)
             offers = plan.offers(blocked)
             if offers is not None:
                 offered = True
@@ -200,8 +218,37 @@ _Found = tuple[int, Unit, int, int]
 # and give the start order, so offers sort and merge as tuples without ever
 # comparing the fields after them.
 _Offer = tuple[datetime, str, str, Unit, date, int, int, list[_Found] | None]
+# An offer remembered by the memo, with its start in microseconds appended: sorting
+# thousands of offers by an int is several times cheaper than by their tuples.
+_Keyed = tuple[datetime, str, str, Unit, date, int, int, list[_Found] | None, int]
 _ref = itemgetter(1)
 _ref_and_day = itemgetter(1, 4)
+_start_key = itemgetter(8)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+_ONE_DAY = timedelta(days=1)
+# Wider than any UTC offset change around a local midnight: a day's offers are
+# searched this far beyond it, then kept by their local date.
+_DAY_MARGIN = timedelta(hours=6)
+
+
+def _keyed(offer: _Offer) -> _Keyed:
+    return (*offer, (offer[0] - _EPOCH) // _MICROSECOND)
+
+
+@dataclass(frozen=True, slots=True)
+class _MemoUse:
+    """The memo state of one composition, its basis, and the schedules that have
+    slots taken in this request (their offers are composed as without a memo)."""
+
+    state: MemoState
+    basis: Basis
+    dirty: frozenset[str]
+
+
+# Offers of one primary unit on one local day, in start order: (ref, day, offers,
+# the memo's whole day when the offers are all of it, else None).
+_Run = tuple[str, date, list[_Keyed], Day | None]
 
 
 @dataclass(slots=True)
@@ -254,8 +301,10 @@ class _VisitTypePlan:
         index: AssetIndex,
         calendar: Calendar,
         now: datetime,
+        memo: _MemoUse | None = None,
     ):
         self.request = request
+        self.memo = memo
         self.eff = eff
         self.rule = eff.rule
         self.pref = pref
@@ -316,6 +365,10 @@ class _VisitTypePlan:
             )
             return None
         required, deferred = self._requirements()
+        if self.memo is not None:
+            memoised = self._select_memoised(self._primary_units(), required)
+            return [self._candidate(offer, deferred) for offer in memoised]
+        selected: list[_Offer] | list[_Offer | _Keyed]
         streams = [self._unit_offers(unit, required) for unit in self._primary_units()]
         if self.eff.ordering == "earliest":
             # Each stream is in start order: merge lazily and stop at _count.
@@ -350,16 +403,31 @@ class _VisitTypePlan:
     def _unit_offers(self, unit: Unit, required: list[_Requirement]) -> Iterator[_Offer]:
         """Offers with ``unit`` as primary asset, in start order: one per qualifying
         slot starting in the bookable window that passes every check."""
+        starts = unit.free.starts
+        first = bisect_left(starts, self.earliest)
+        stop = bisect_right(starts, self.latest)
+        return self._scan(unit, required, first, stop, self.request.patient)
+
+    def _scan(
+        self,
+        unit: Unit,
+        required: list[_Requirement],
+        first: int,
+        stop_at: int,
+        patient: PatientInfo | None,
+    ) -> Iterator[_Offer]:
+        """Offers starting at ``unit.free.slots[first:stop_at]``: each qualifying slot
+        that passes every check (the patient's age on the day, when given)."""
         time = unit.free
         slots, starts, ends = time.slots, time.starts, time.ends
         accepts = self.qualifiers[self.primary].predicate
         buffered = self.buffered
         join, duration, before, after = self.join, self.duration, self.before, self.after
         open_day = self.calendar.site(unit.site).open_day
-        age_rule, patient = self.rule.eligibility, self.request.patient
+        age_rule = self.rule.eligibility
         ref, schedule_id = unit.ref, unit.schedule.id
         others = None
-        for i in range(bisect_left(starts, self.earliest), bisect_right(starts, self.latest)):
+        for i in range(first, stop_at):
             if accepts is not None and not accepts(slots[i]):
                 continue
             t = starts[i]
@@ -379,10 +447,10 @@ class _VisitTypePlan:
                     continue
             yield (t, ref, schedule_id, unit, day, i, stop, others)
 
-    def _candidate(self, offer: _Offer, deferred: list[_Requirement]) -> _Candidate:
+    def _candidate(self, offer: _Offer | _Keyed, deferred: list[_Requirement]) -> _Candidate:
         """A selected offer with its slots, plus the optional assets left out while
         selecting."""
-        start, _, _, unit, _, first, stop, others = offer
+        start, unit, first, stop, others = offer[0], offer[3], offer[5], offer[6], offer[7]
         end = start + self.duration
         found = list(others or ())
         if deferred:
@@ -393,12 +461,12 @@ class _VisitTypePlan:
         slot_ids = tuple(s.id for _, _, part in parts for s in part)
         return _Candidate(start, end, self.pref, self.rule, unit, unit.site, parts, slot_ids)
 
-    def _take_earliest(self, merged: Iterable[_Offer]) -> list[_Offer]:
+    def _take_earliest(self, merged: Iterable[_Offer | _Keyed]) -> list[_Offer | _Keyed]:
         """The per-day cap and ``_count`` applied to offers arriving in start order."""
         cap = self.eff.max_offers_per_day_per_practitioner
         count = self.request.count
         per_day: dict[tuple[str, date], int] = defaultdict(int)
-        out: list[_Offer] = []
+        out: list[_Offer | _Keyed] = []
         if count == 0:
             return out
         for offer in merged:
@@ -512,6 +580,11 @@ class _VisitTypePlan:
                 group.sort()  # usually sorted already: one unit's offers
                 offers += _spread(group, cap) if ordering == "spread" else group[:cap]
         offers.sort()  # by start, primary asset, schedule
+        return self._rank_and_count(offers)
+
+    def _rank_and_count(self, offers: list[_Offer]) -> list[_Offer]:
+        """The rule's ordering and ``_count`` over capped offers sorted by start."""
+        ordering = self.eff.ordering
         if ordering == "practitioner-preference":
             rank, last = self.preference.get, len(self.preference)
             offers.sort(key=lambda o: rank(_ref(o), last))  # stable: earliest first per rank
@@ -520,8 +593,130 @@ class _VisitTypePlan:
             offers = _spread(offers, count) if ordering == "spread" else offers[:count]
         return offers
 
+    # ------------------------------------------------------------ with the memo
 
-def _spread(items: list[_Offer], k: int) -> list[_Offer]:
+    def _select_memoised(self, units: list[Unit], required: list[_Requirement]) -> list[_Keyed]:
+        """:meth:`offers`' selection from the memo's days (what :meth:`_select` and
+        :meth:`_take_earliest` would select from :meth:`_unit_offers`)."""
+        units = sorted(units, key=_unit_order)
+        per_unit = [self._runs(unit, required) for unit in units]
+        if self.eff.ordering == "earliest":
+            streams = [chain.from_iterable(run[2] for run in runs) for runs in per_unit]
+            return self._take_earliest(heapq.merge(*streams))  # type: ignore[return-value]
+        refs = [unit.ref for unit in units]
+        shared = {ref for ref, next_ref in pairwise(refs) if ref == next_ref}
+        return self._select_runs([run for runs in per_unit for run in runs], shared)
+
+    def _runs(self, unit: Unit, required: list[_Requirement]) -> list[_Run]:
+        """The offers of ``unit`` in the request, per local day: the memo's days cut to
+        the bookable window, less the days the patient's age rules out; composed
+        from the request's slots when the memo cannot serve the unit."""
+        entry = self._memo_entry(unit, required)
+        if entry is None:
+            keyed = [_keyed(offer) for offer in self._unit_offers(unit, required)]
+            return [(unit.ref, day, list(run), None) for day, run in groupby(keyed, _day)]
+        zone = self.calendar.zone(unit.site)
+        earliest, latest = self.earliest, self.latest
+        first, last = earliest.astimezone(zone).date(), latest.astimezone(zone).date()
+        age_rule, patient = self.rule.eligibility, self.request.patient
+        runs: list[_Run] = []
+        day = first
+        while day <= last:
+            if patient is None or age_allows(age_rule, patient, day):
+                memo_day = entry.days.get(day) or self._memo_day(entry, required, day, zone)
+                offers = memo_day.offers
+                a, b = 0, len(offers)
+                if day == first:
+                    a = bisect_left(memo_day.starts, earliest)
+                if day == last:
+                    b = bisect_right(memo_day.starts, latest)
+                if a == 0 and b == len(offers):
+                    if offers:
+                        runs.append((unit.ref, day, offers, memo_day))
+                elif a < b:
+                    runs.append((unit.ref, day, offers[a:b], None))
+            day += _ONE_DAY
+        return runs
+
+    def _memo_entry(self, unit: Unit, required: list[_Requirement]) -> Entry | None:
+        """The memo entry of primary ``unit`` with the other assets this request could
+        pair it with; None when slots of any of them are taken in this request, or
+        the memo cannot hold them."""
+        use = self.memo
+        assert use is not None
+        dirty = use.dirty
+        if unit.schedule.id in dirty:
+            return None
+        pools = tuple(tuple(u.schedule.id for u in r.pool(unit.site)) for r in required)
+        if dirty and any(sid in dirty for pool in pools for sid in pool):
+            return None
+        return use.state.entry(id(self.rule), unit.schedule.id, pools, use.basis)
+
+    def _memo_day(self, entry: Entry, required: list[_Requirement], day: date, zone: tzinfo) -> Day:
+        """Compute and remember every candidate of ``entry`` on local date ``day``,
+        for any window and patient: the full slot lists, no age check."""
+        use = self.memo
+        assert use is not None
+        unit = entry.primary
+        others = [
+            replace(r, by_site={unit.site: pool}, everywhere=pool)
+            for r, pool in zip(required, entry.others, strict=True)
+        ]
+        midnight = datetime.combine(day, wall_time(0), zone)
+        lo = (midnight - _DAY_MARGIN).astimezone(UTC)
+        hi = (midnight + _ONE_DAY + _DAY_MARGIN).astimezone(UTC)
+        starts = unit.free.starts
+        scan = self._scan(unit, others, bisect_left(starts, lo), bisect_left(starts, hi), None)
+        offers = [_keyed(offer) for offer in scan if offer[4] == day]
+        computed = Day(offers, [offer[0] for offer in offers])
+        use.state.hold(entry, day, computed)
+        return computed
+
+    def _select_runs(self, runs: list[_Run], shared: set[str]) -> list[_Keyed]:
+        """:meth:`_select` over runs of offers, each unit's in start order, units in
+        order of primary asset and schedule. The cap of a whole memo day is
+        remembered; a practitioner on several schedules has its days merged first."""
+        cap = self.eff.max_offers_per_day_per_practitioner
+        offers: list[_Keyed] = []
+        if cap is None:
+            for run in runs:
+                offers += run[2]
+        else:
+            groups: dict[tuple[str, date], list[_Keyed]] = defaultdict(list)
+            for ref, day, part, memo_day in runs:
+                if ref in shared:
+                    groups[ref, day] += part
+                elif memo_day is None:
+                    offers += self._cap(part, cap)
+                else:
+                    if memo_day.capped is None:
+                        memo_day.capped = self._cap(part, cap)
+                    offers += memo_day.capped
+            for group in groups.values():
+                group.sort()
+                offers += self._cap(group, cap)
+        if shared:
+            offers.sort()
+        else:
+            # Runs come by primary asset and schedule, each in start order: a stable
+            # sort by start alone gives the order of start, asset, schedule.
+            offers.sort(key=_start_key)
+        return self._rank_and_count(offers)  # type: ignore[arg-type,return-value]
+
+    def _cap(self, offers: list[_Keyed], cap: int) -> list[_Keyed]:
+        """What the per-day cap keeps of one practitioner-day in start order."""
+        return _spread(offers, cap) if self.eff.ordering == "spread" else offers[:cap]
+
+
+def _unit_order(unit: Unit) -> tuple[str, str]:
+    return (unit.ref, unit.schedule.id)
+
+
+_day = itemgetter(4)
+_T = TypeVar("_T")
+
+
+def _spread(items: list[_T], k: int) -> list[_T]:
     """``k`` items evenly spaced through ``items`` (first and last included)."""
     n = len(items)
     if n <= k:

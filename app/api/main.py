@@ -25,6 +25,7 @@ from app.settings import Settings, get_settings
 from app.sync.refresh import refresh_windows
 from rules.appointment_id import encode
 from rules.loader import RulesStore
+from rules.offer_memo import OfferMemo
 from rules.schema import RulesFile
 
 from . import admin, fhir_find, fhir_patient, fhir_write, metadata, webhook
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.rules_store = RulesStore(settings.effective_rules_path)
         app.state.catalog = CatalogCache()
         app.state.slot_index = SlotIndex(lookback=MAX_SLOT_LENGTH)
+        app.state.offer_memo = OfferMemo()
         if settings.find_warm_up:
             start_warm_up(app.state.slot_index, app.state.engine)
         app.state.sign_proposal = partial(

@@ -26,6 +26,7 @@ from collections.abc import Callable, Collection
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from itertools import pairwise
 
 from sqlalchemy.orm import Session
 
@@ -39,11 +40,30 @@ WARM_BATCH = 50  # schedules read per query while warming up
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    """One schedule's free slots, sorted by start, as of ``version``."""
+    """One schedule's free slots, sorted by start, as of ``version``; ``tidy`` when
+    they do not overlap, none is empty and none is longer than the look-back, so
+    that every cut of them to a window is the whole list cut the same way."""
 
     version: int
     slots: list[Slot]
     starts: list[datetime]
+    tidy: bool
+
+
+@dataclass(frozen=True, slots=True)
+class WindowRead:
+    """A request's slots with what they were cut from, for the composer's memo.
+
+    ``slots``: schedule id -> free, unclaimed slots overlapping the window;
+    ``full``: schedule id -> every free slot of the tidy schedules among them (lists
+    that are replaced, never changed, when a schedule changes); ``taken``: the
+    claimed slots the window left out; ``generation``: the cache generation read.
+    """
+
+    slots: dict[str, list[Slot]]
+    full: dict[str, list[Slot]]
+    taken: list[Slot]
+    generation: int | None
 
 
 class SlotIndex:
@@ -68,14 +88,31 @@ class SlotIndex:
     ) -> dict[str, list[Slot]]:
         """Schedule id -> its free, unclaimed slots overlapping ``[start, end)`` as of
         now, in start order (schedules without any are left out)."""
+        return self.read(session, schedule_ids, start, end, now).slots
+
+    def read(
+        self,
+        session: Session,
+        schedule_ids: Collection[str],
+        start: datetime,
+        end: datetime,
+        now: datetime,
+    ) -> WindowRead:
+        """:meth:`window`, with the full lists it was cut from and the claimed slots
+        it left out."""
         self._catch_up(session, schedule_ids)
+        generation = self._generation
         earliest = start - self._lookback
         claimed = claims.claimed_slot_ids(session, earliest, end, now)
         out: dict[str, list[Slot]] = {}
+        full: dict[str, list[Slot]] = {}
+        taken: list[Slot] = []
         for schedule_id in schedule_ids:
             entry = self._entries.get(schedule_id)
             if entry is None:  # not cached (any more)
                 continue
+            if entry.tidy:
+                full[schedule_id] = entry.slots
             starts = entry.starts
             first = bisect_left(starts, earliest)
             inside = bisect_left(starts, start, first)
@@ -84,10 +121,11 @@ class SlotIndex:
             slots = [s for s in entry.slots[first:inside] if s.end > start]
             slots += entry.slots[inside:stop]
             if claimed:
+                taken += [s for s in slots if s.id in claimed]
                 slots = [s for s in slots if s.id not in claimed]
             if slots:
                 out[schedule_id] = slots
-        return out
+        return WindowRead(out, full, taken, generation)
 
     def warm(self, session_scope: Callable[[], AbstractContextManager[Session]]) -> int:
         """Read every cached schedule now (at start-up, off the request path), in
@@ -124,8 +162,17 @@ class SlotIndex:
                 for schedule_id in missing:
                     slots = loaded[schedule_id]
                     self._entries[schedule_id] = _Entry(
-                        self._versions[schedule_id], slots, [s.start for s in slots]
+                        self._versions[schedule_id],
+                        slots,
+                        [s.start for s in slots],
+                        self._tidy(slots),
                     )
+
+    def _tidy(self, slots: list[Slot]) -> bool:
+        lookback = self._lookback
+        if not all(s.start < s.end and s.end - s.start <= lookback for s in slots):
+            return False
+        return all(a.end <= b.start for a, b in pairwise(slots))
 
     def _missing(self, wanted: Collection[str]) -> list[str]:
         """Wanted cached schedules not held, or held at an older version."""

@@ -1,0 +1,181 @@
+"""Candidate offers remembered across ``$find`` requests while the cache stands still.
+
+Why: a visit type ordered ``spread`` with a per-day cap must look at every
+candidate offer of the window before it can pick ``_count`` of them, and finding a
+candidate (qualifying slot, opening hours, buffers, the other required assets) is
+most of the cost of a request. Yet whether a slot of a schedule starts an offer
+depends only on the slots of that schedule and of the assets it could be paired
+with, the rules and the catalog -- not on the request window, ``now`` or the
+patient. So the composer keeps, per visit type, primary schedule and pool of other
+assets, the candidates of each whole local day, computed from the *full* free-slot
+lists of the schedules, and per request only cuts the days of its window,
+drops the days the patient is not eligible on, and selects.
+
+Soundness rests on :class:`Basis`, which the caller fills:
+
+- ``slots``: every free slot of each schedule, sorted, as lists that are never
+  changed in place (a changed schedule gets a new list). A day is reused only while
+  every list it was computed from is the very same object, so a stale day can never
+  be served, whatever the key says.
+- ``taken``: the slots of ``slots`` inside the request's fetch window that the
+  request's own slots leave out (claims). A primary schedule that has taken slots,
+  or whose other assets have, is composed from the request's slots as without a
+  memo.
+- ``key``: changes whenever the slot lists may have changed (the cache
+  generation); a new key drops everything, so that memory follows the current
+  cache. Rules, schedules and actors join the key inside :meth:`OfferMemo.state`.
+
+The request's own slots must be these lists cut to the fetch window minus
+``taken`` (what :class:`app.cache.slot_index.SlotIndex` returns).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Collection, Hashable, Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+from app.domain import Actor, Schedule, Slot
+from rules.assets import AssetIndex, Unit
+from rules.schema import RulesFile
+
+# Offers remembered at most, over all days of all entries: about 150 bytes each.
+DEFAULT_MAX_OFFERS = 2_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class Basis:
+    """The full slot lists a request's slots were cut from (see the module doc)."""
+
+    key: Hashable
+    slots: Mapping[str, list[Slot]]
+    taken: Collection[Slot] = ()
+
+
+@dataclass(slots=True)
+class Day:
+    """The candidate offers of one primary unit on one local day, in start order.
+
+    ``capped`` is what the per-day cap keeps of the whole day, worked out once.
+    """
+
+    offers: list[Any]
+    starts: list[datetime]
+    capped: list[Any] | None = None
+
+
+@dataclass(slots=True)
+class Entry:
+    """Days of one visit type for one primary unit and pool of other assets."""
+
+    sources: tuple[list[Slot], ...]  # the slot lists the days were computed from
+    primary: Unit
+    others: list[list[Unit]]  # per deciding requirement, its pool as memo units
+    days: dict[date, Day] = field(default_factory=dict)
+
+
+class MemoState:
+    """Everything remembered for one state key; replaced, never cleared in place,
+    so that a request holding it sees one consistent state."""
+
+    def __init__(
+        self,
+        key: tuple[Hashable, RulesFile, Mapping[str, Schedule], Mapping[str, Actor]],
+        max_offers: int,
+    ):
+        self.key = key
+        _, _, schedules, actors = key
+        self._schedules = schedules
+        self._index = AssetIndex({}, schedules, actors)
+        self._units: dict[str, Unit | None] = {}
+        self._entries: dict[Hashable, Entry] = {}
+        self._max_offers = max_offers
+        self._held = 0
+
+    def entry(
+        self, rule_id: int, primary: str, pools: tuple[tuple[str, ...], ...], basis: Basis
+    ) -> Entry | None:
+        """The entry of visit type ``rule_id`` (``id`` of its rules entry) for primary
+        schedule ``primary`` and the schedules of each deciding requirement's pool;
+        None when one of them cannot be memoised (not in the basis, or slots that
+        the composer would have to tidy first)."""
+        wanted = (primary, *(sid for pool in pools for sid in pool))
+        sources = tuple(basis.slots.get(sid) for sid in wanted)
+        key = (rule_id, primary, pools)
+        entry = self._entries.get(key)
+        if entry is not None and all(a is b for a, b in zip(entry.sources, sources, strict=True)):
+            return entry
+        units = {sid: self._unit(sid, basis) for sid in wanted}
+        if any(unit is None for unit in units.values()):
+            return None
+        entry = Entry(
+            sources=tuple(s for s in sources if s is not None),
+            primary=units[primary],  # type: ignore[arg-type]
+            others=[[units[sid] for sid in pool] for pool in pools],  # type: ignore[misc]
+        )
+        if len(self._entries) >= 1 << 16:
+            self._entries = {}
+        self._entries[key] = entry
+        return entry
+
+    def hold(self, entry: Entry, day: date, value: Day) -> None:
+        """Remember a computed day, forgetting every entry first when full."""
+        self._held += len(value.offers) + 1
+        if self._held > self._max_offers:
+            self._entries = {}
+            self._held = len(value.offers) + 1
+        entry.days[day] = value
+
+    def _unit(self, schedule_id: str, basis: Basis) -> Unit | None:
+        """The memo's unit of a schedule over its full list, rebuilt when the list
+        changed; None when its slots are not sorted and disjoint as they come (the
+        composer would tidy a window of them differently from the whole)."""
+        slots = basis.slots.get(schedule_id)
+        if slots is None:
+            return None
+        unit = self._units.get(schedule_id)
+        if unit is not None and unit.free.slots is slots:
+            return unit
+        schedule = self._schedules.get(schedule_id)
+        unit = self._index.unit(schedule, slots) if schedule is not None else None
+        if unit is not None and unit.free.slots is not slots:
+            unit = None
+        self._units[schedule_id] = unit
+        return unit
+
+
+class OfferMemo:
+    """Candidate offers shared by the requests of one process (see the module doc).
+
+    Thread-safe for FastAPI's thread pool: a state is swapped in whole; within one,
+    concurrent requests may compute the same day twice and store equal values.
+    """
+
+    def __init__(self, max_offers: int = DEFAULT_MAX_OFFERS):
+        self._max_offers = max_offers
+        self._state: MemoState | None = None
+        self._lock = threading.Lock()
+
+    def state(
+        self,
+        key: Hashable,
+        rules: RulesFile,
+        schedules: Mapping[str, Schedule],
+        actors: Mapping[str, Actor],
+    ) -> MemoState:
+        """The state for ``key`` with these rules and catalog; a fresh one when any
+        differs. Equal but newly loaded rules or catalog keep the state (and are
+        remembered, so that the next comparison is by identity again)."""
+        full = (key, rules, schedules, actors)
+        state = self._state
+        if state is not None and state.key == full:
+            if any(a is not b for a, b in zip(state.key, full, strict=True)):
+                state.key = full
+            return state
+        with self._lock:
+            state = self._state
+            if state is None or state.key != full:
+                state = self._state = MemoState(full, self._max_offers)
+            return state
