@@ -16,7 +16,7 @@ from app.fhir.find_params import ParsedFind, parse_find_parameters, parse_find_q
 from app.find import find_appointments
 
 from .auth import APPOINTMENT_READ, require_scopes
-from .deps import SessionDep, SettingsDep
+from .deps import AutocommitSessionDep, SettingsDep
 from .openapi import BUNDLE_REF, fhir_content
 from .responses import FhirResponse
 
@@ -131,13 +131,17 @@ def _answer(request: Request, parsed: ParsedFind, session: Any, settings: Any) -
 
 
 @router.get("/Appointment/$find", openapi_extra={"parameters": FIND_PARAMETERS}, **FIND_DOC)
-def find_get(request: Request, session: SessionDep, settings: SettingsDep) -> FhirResponse:
+def find_get(
+    request: Request, session: AutocommitSessionDep, settings: SettingsDep
+) -> FhirResponse:
     parsed = parse_find_query(request.query_params.multi_items())
     return _answer(request, parsed, session, settings)
 
 
 @router.post("/Appointment/$find", **FIND_DOC)
-async def find_post(request: Request, session: SessionDep, settings: SettingsDep) -> FhirResponse:
+async def find_post(
+    request: Request, session: AutocommitSessionDep, settings: SettingsDep
+) -> FhirResponse:
     try:
         body = orjson.loads(await request.body())
     except orjson.JSONDecodeError:

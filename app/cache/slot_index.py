@@ -100,10 +100,9 @@ class SlotIndex:
     ) -> WindowRead:
         """:meth:`window`, with the full lists it was cut from and the claimed slots
         it left out."""
-        self._catch_up(session, schedule_ids)
-        generation = self._generation
         earliest = start - self._lookback
-        claimed = claims.claimed_slot_ids(session, earliest, end, now)
+        generation, claimed = claims.generation_and_claimed(session, earliest, end, now)
+        self._catch_up(session, schedule_ids, generation)
         out: dict[str, list[Slot]] = {}
         full: dict[str, list[Slot]] = {}
         taken: list[Slot] = []
@@ -132,11 +131,12 @@ class SlotIndex:
         batches so that requests arriving meanwhile are not held up for long.
         Returns how many slots are held."""
         with session_scope() as session:
-            self._catch_up(session, ())
+            self._catch_up(session, (), repo.cache_generation(session))
         ids = sorted(self._versions)
         for i in range(0, len(ids), WARM_BATCH):
             with session_scope() as session:
-                self._catch_up(session, ids[i : i + WARM_BATCH])
+                generation = repo.cache_generation(session)
+                self._catch_up(session, ids[i : i + WARM_BATCH], generation)
         self.warm_done = True
         return self.size
 
@@ -144,9 +144,8 @@ class SlotIndex:
     def size(self) -> int:
         return sum(len(e.slots) for e in list(self._entries.values()))
 
-    def _catch_up(self, session: Session, wanted: Collection[str]) -> None:
-        """Bring the generation and the wanted schedules up to date."""
-        generation = repo.cache_generation(session)
+    def _catch_up(self, session: Session, wanted: Collection[str], generation: int) -> None:
+        """Bring the index up to ``generation`` (just read) for the wanted schedules."""
         if generation == self._generation and not self._missing(wanted):
             return
         with self._lock:  # one reader per process reads; the others wait for it
