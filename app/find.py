@@ -111,8 +111,8 @@ def find_appointments(
     memo: OfferMemo | None = None,
 ) -> FindResult:
     """Offers for ``request`` from the slot index; with ``memo``, candidate offers
-    are reused across requests while the cache generation, the rules and the
-    catalog stay the same (:mod:`rules.offer_memo`); the answer is the same."""
+    are reused across requests while the rules and the catalog stay the same
+    (:mod:`rules.offer_memo`); the answer is the same."""
     check_visit_types(request, rules)
     span_start, span_end = slot_fetch_window(request, rules, now)
     schedule_ids = relevant_schedules(
@@ -123,7 +123,11 @@ def find_appointments(
     if span_end > span_start and schedule_ids:
         read = slot_index.read(session, schedule_ids, span_start, span_end, now)
         slots = read.slots
-        basis = Basis(read.generation, read.full, read.taken)
+        # No key beyond rules and catalog: the memo serves a day only while the slot
+        # lists it came from are the very same objects, and the index replaces just
+        # the lists of schedules a sync changed, so a notification about one
+        # schedule leaves every other schedule's remembered offers warm.
+        basis = Basis(None, read.full, read.taken)
     result = compose(
         request,
         rules,

@@ -57,13 +57,12 @@ class WindowRead:
     ``slots``: schedule id -> free, unclaimed slots overlapping the window;
     ``full``: schedule id -> every free slot of the tidy schedules among them (lists
     that are replaced, never changed, when a schedule changes); ``taken``: the
-    claimed slots the window left out; ``generation``: the cache generation read.
+    claimed slots the window left out.
     """
 
     slots: dict[str, list[Slot]]
     full: dict[str, list[Slot]]
     taken: list[Slot]
-    generation: int | None
 
 
 class SlotIndex:
@@ -124,7 +123,7 @@ class SlotIndex:
                 slots = [s for s in slots if s.id not in claimed]
             if slots:
                 out[schedule_id] = slots
-        return WindowRead(out, full, taken, generation)
+        return WindowRead(out, full, taken)
 
     def warm(self, session_scope: Callable[[], AbstractContextManager[Session]]) -> int:
         """Read every cached schedule now (at start-up, off the request path), in

@@ -119,7 +119,6 @@ def test_a_claim_hides_a_slot_at_once_and_only_while_live(engine: Engine) -> Non
     # what the composer's memo needs: the claimed slot named, the full lists as held
     assert [s.id for s in read.taken] == ["sch-1-s1"]
     assert [s.id for s in read.full["sch-1"]] == [f"sch-1-s{i}" for i in range(4)]
-    assert read.generation is not None
     assert [s.id for s in later["sch-1"]] == [f"sch-1-s{i}" for i in range(4)]
 
 
@@ -172,3 +171,22 @@ def test_concurrent_readers_agree_with_a_writer(engine: Engine) -> None:
             t.join(timeout=10)
     assert not errors
     assert _read(engine, index)["sch-1"] == [f"sch-1-s{i}" for i in range(5, 9)]
+
+
+def test_full_lists_stay_the_same_objects_until_their_schedule_changes(engine: Engine) -> None:
+    """The composer's memo trusts list identity: a list is never changed in place,
+    and only the lists of schedules a sync changed are replaced."""
+    _fill(engine)
+    index = SlotIndex(lookback=timedelta(hours=1))
+
+    def full() -> dict[str, list[Slot]]:
+        with Session(engine) as session:
+            return index.read(session, SCHEDULES, T0, DAY_END, NOW).full
+
+    before = full()
+    snapshot = {sid: list(slots) for sid, slots in before.items()}
+    _write(engine, "sch-1", [slot(i) for i in range(1, 5)])
+    after = full()
+    assert after["sch-2"] is before["sch-2"]
+    assert after["sch-1"] is not before["sch-1"]
+    assert before == snapshot  # the replaced list was not edited in place
