@@ -7,7 +7,7 @@ executemany (SQLAlchemy's insertmanyvalues), never row-by-row ORM flushes.
 from __future__ import annotations
 
 import json
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -562,6 +562,30 @@ def _codes(text: str | None) -> tuple[str, ...]:
     return codes
 
 
+# What composition reads of a slot; code lists as JSON text, parsed once per value.
+_LEAN_COLUMNS = (
+    SlotRow.id,
+    SlotRow.schedule_id,
+    SlotRow.start,
+    SlotRow.end,
+    cast(SlotRow.service_types, Text),
+    cast(SlotRow.specialties, Text),
+    cast(SlotRow.appointment_types, Text),
+)
+
+
+def _lean_slot(row: Row[Any], time: Callable[[datetime], datetime] = lambda t: t) -> Slot:
+    return Slot(
+        id=row[0],
+        schedule_id=row[1],
+        start=time(row[2]),
+        end=time(row[3]),
+        service_types=_codes(row[4]),
+        specialties=_codes(row[5]),
+        appointment_types=_codes(row[6]),
+    )
+
+
 _INSTANTS: dict[datetime, datetime] = {}
 
 
@@ -594,15 +618,7 @@ def free_slots_overlapping(
     :func:`free_slots`.
     """
     stmt = (
-        select(
-            SlotRow.id,
-            SlotRow.schedule_id,
-            SlotRow.start,
-            SlotRow.end,
-            cast(SlotRow.service_types, Text),
-            cast(SlotRow.specialties, Text),
-            cast(SlotRow.appointment_types, Text),
-        )
+        select(*_LEAN_COLUMNS)
         .where(
             SlotRow.schedule_id.in_(list(schedule_ids)),
             SlotRow.start >= start - lookback,
@@ -613,18 +629,7 @@ def free_slots_overlapping(
         )
         .order_by(SlotRow.start, SlotRow.id)
     )
-    return [
-        Slot(
-            id=row[0],
-            schedule_id=row[1],
-            start=row[2],
-            end=row[3],
-            service_types=_codes(row[4]),
-            specialties=_codes(row[5]),
-            appointment_types=_codes(row[6]),
-        )
-        for row in session.execute(stmt)
-    ]
+    return [_lean_slot(row) for row in session.execute(stmt)]
 
 
 def slot_versions(session: Session) -> dict[str, int]:
@@ -647,30 +652,12 @@ def free_slots_by_schedule(
     out: dict[str, list[Slot]] = {sid: [] for sid in schedule_ids}
     for chunk in _batched(list(schedule_ids)):
         stmt = (
-            select(
-                SlotRow.id,
-                SlotRow.schedule_id,
-                SlotRow.start,
-                SlotRow.end,
-                cast(SlotRow.service_types, Text),
-                cast(SlotRow.specialties, Text),
-                cast(SlotRow.appointment_types, Text),
-            )
+            select(*_LEAN_COLUMNS)
             .where(SlotRow.schedule_id.in_(chunk), SlotRow.status == "free")
             .order_by(SlotRow.schedule_id, SlotRow.start, SlotRow.id)
         )
         for row in session.execute(stmt):
-            out[row[1]].append(
-                Slot(
-                    id=row[0],
-                    schedule_id=row[1],
-                    start=_instant(row[2]),
-                    end=_instant(row[3]),
-                    service_types=_codes(row[4]),
-                    specialties=_codes(row[5]),
-                    appointment_types=_codes(row[6]),
-                )
-            )
+            out[row[1]].append(_lean_slot(row, _instant))
     return out
 
 

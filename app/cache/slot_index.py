@@ -77,18 +77,6 @@ class SlotIndex:
         self._lock = threading.Lock()
         self.warm_done = False  # whether warm() has read every schedule once
 
-    def window(
-        self,
-        session: Session,
-        schedule_ids: Collection[str],
-        start: datetime,
-        end: datetime,
-        now: datetime,
-    ) -> dict[str, list[Slot]]:
-        """Schedule id -> its free, unclaimed slots overlapping ``[start, end)`` as of
-        now, in start order (schedules without any are left out)."""
-        return self.read(session, schedule_ids, start, end, now).slots
-
     def read(
         self,
         session: Session,
@@ -97,8 +85,9 @@ class SlotIndex:
         end: datetime,
         now: datetime,
     ) -> WindowRead:
-        """:meth:`window`, with the full lists it was cut from and the claimed slots
-        it left out."""
+        """Schedule id -> its free, unclaimed slots overlapping ``[start, end)`` as of
+        now, in start order (schedules without any are left out), with the full lists
+        they were cut from and the claimed slots left out."""
         earliest = start - self._lookback
         generation, claimed = claims.generation_and_claimed(session, earliest, end, now)
         self._catch_up(session, schedule_ids, generation)

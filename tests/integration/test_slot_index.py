@@ -37,7 +37,7 @@ def _fill(engine: Engine) -> None:
 
 def _read(engine: Engine, index: SlotIndex, start=T0, end=DAY_END) -> dict[str, list[str]]:
     with Session(engine) as session:
-        window = index.window(session, SCHEDULES, start, end, NOW)
+        window = index.read(session, SCHEDULES, start, end, NOW).slots
     return {sid: [s.id for s in slots] for sid, slots in window.items()}
 
 
@@ -115,7 +115,7 @@ def test_a_claim_hides_a_slot_at_once_and_only_while_live(engine: Engine) -> Non
     assert _read(engine, index)["sch-1"] == ["sch-1-s0", "sch-1-s2", "sch-1-s3"]
     with Session(engine) as session:
         read = index.read(session, SCHEDULES, T0, DAY_END, NOW)
-        later = index.window(session, SCHEDULES, T0, DAY_END, NOW + timedelta(seconds=31))
+        later = index.read(session, SCHEDULES, T0, DAY_END, NOW + timedelta(seconds=31)).slots
     # what the composer's memo needs: the claimed slot named, the full lists as held
     assert [s.id for s in read.taken] == ["sch-1-s1"]
     assert [s.id for s in read.full["sch-1"]] == [f"sch-1-s{i}" for i in range(4)]
