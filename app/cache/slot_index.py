@@ -100,13 +100,18 @@ class SlotIndex:
                 continue
             if entry.tidy:
                 full[schedule_id] = entry.slots
-            starts = entry.starts
-            first = bisect_left(starts, earliest)
-            inside = bisect_left(starts, start, first)
+            starts, held = entry.starts, entry.slots
+            inside = bisect_left(starts, start)
             stop = bisect_left(starts, end, inside)
-            # slots starting before the window count only if they reach into it
-            slots = [s for s in entry.slots[first:inside] if s.end > start]
-            slots += entry.slots[inside:stop]
+            # slots starting before the window count only if they reach into it; in a
+            # tidy schedule (sorted, disjoint) only the last of them can
+            if entry.tidy:
+                reaches = inside and held[inside - 1].end > start
+                slots = held[inside - 1 if reaches else inside : stop]
+            else:
+                first = bisect_left(starts, earliest, 0, inside)
+                slots = [s for s in held[first:inside] if s.end > start]
+                slots += held[inside:stop]
             if claimed:
                 taken += [s for s in slots if s.id in claimed]
                 slots = [s for s in slots if s.id not in claimed]

@@ -190,3 +190,23 @@ def test_full_lists_stay_the_same_objects_until_their_schedule_changes(engine: E
     assert after["sch-2"] is before["sch-2"]
     assert after["sch-1"] is not before["sch-1"]
     assert before == snapshot  # the replaced list was not edited in place
+
+
+def test_a_long_slot_reaching_into_the_window_counts_even_behind_a_later_one(
+    engine: Engine,
+) -> None:
+    """Overlapping slots (an EHR data error the composer tolerates): the window must
+    still get a slot that began well before it, not only the last one that did."""
+    with transaction(engine) as session:
+        repo.upsert_schedules(session, [Schedule("sch-1", ("Practitioner/sch-1",))], NOW)
+        long = Slot(id="long", schedule_id="sch-1", start=T0, end=T0 + timedelta(hours=2))
+        short = Slot(
+            id="short",
+            schedule_id="sch-1",
+            start=T0 + timedelta(minutes=30),
+            end=T0 + timedelta(minutes=45),
+        )
+        repo.apply_snapshot(session, plan_snapshot({}, [long, short]), NOW)
+    index = SlotIndex(lookback=timedelta(hours=3))
+    window = _read(engine, index, T0 + timedelta(hours=1), T0 + timedelta(hours=3))
+    assert window == {"sch-1": ["long"]}
