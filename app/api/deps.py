@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from app.booking.context import BookingContext
@@ -26,21 +25,10 @@ def get_autocommit_session(request: Request) -> Iterator[Session]:
     """For ``$find``: each statement stands alone, so no BEGIN and ROLLBACK round trips
     around the one query a request usually makes (its reads are ordered to be
     consistent without a shared snapshot; see :mod:`app.cache.slot_index`)."""
-    with Session(_autocommit(request.app.state), expire_on_commit=False) as session:
+    # same pool; autocommit is a client-side switch on both drivers (no round trip)
+    engine = request.app.state.engine.execution_options(isolation_level="AUTOCOMMIT")
+    with Session(engine, expire_on_commit=False) as session:
         yield session
-
-
-def _autocommit(state: Any) -> Engine:
-    """The app's engine in autocommit mode: same pool, and on both drivers a
-    client-side switch (no round trip). Follows the engine if it is replaced."""
-    engine = state.engine
-    cached = getattr(state, "autocommit_engine", None)
-    if cached is None or cached[0] is not engine:
-        cached = state.autocommit_engine = (
-            engine,
-            engine.execution_options(isolation_level="AUTOCOMMIT"),
-        )
-    return cached[1]  # type: ignore[no-any-return]
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]

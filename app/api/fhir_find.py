@@ -81,7 +81,7 @@ def _answer(request: Request, parsed: ParsedFind, session: Any, settings: Any) -
         slot_index=state.slot_index,
         now=now,
         sign=state.sign_proposal,
-        memo=getattr(state, "offer_memo", None),
+        memo=state.offer_memo,
     )
     appointments = result.appointments
     issues = [outcome_issue("warning", "informational", n.message) for n in result.notices]

@@ -7,7 +7,7 @@ executemany (SQLAlchemy's insertmanyvalues), never row-by-row ORM flushes.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -562,30 +562,6 @@ def _codes(text: str | None) -> tuple[str, ...]:
     return codes
 
 
-# What composition reads of a slot; code lists as JSON text, parsed once per value.
-_LEAN_COLUMNS = (
-    SlotRow.id,
-    SlotRow.schedule_id,
-    SlotRow.start,
-    SlotRow.end,
-    cast(SlotRow.service_types, Text),
-    cast(SlotRow.specialties, Text),
-    cast(SlotRow.appointment_types, Text),
-)
-
-
-def _lean_slot(row: Row[Any], time: Callable[[datetime], datetime] = lambda t: t) -> Slot:
-    return Slot(
-        id=row[0],
-        schedule_id=row[1],
-        start=time(row[2]),
-        end=time(row[3]),
-        service_types=_codes(row[4]),
-        specialties=_codes(row[5]),
-        appointment_types=_codes(row[6]),
-    )
-
-
 _INSTANTS: dict[datetime, datetime] = {}
 
 
@@ -598,6 +574,30 @@ def _instant(value: datetime) -> datetime:
             _INSTANTS.clear()
         shared = _INSTANTS[value] = value
     return shared
+
+
+# What composition reads of a slot; code lists as JSON text, parsed once per value.
+_LEAN_COLUMNS = (
+    SlotRow.id,
+    SlotRow.schedule_id,
+    SlotRow.start,
+    SlotRow.end,
+    cast(SlotRow.service_types, Text),
+    cast(SlotRow.specialties, Text),
+    cast(SlotRow.appointment_types, Text),
+)
+
+
+def _lean_slot(row: Row[Any]) -> Slot:
+    return Slot(
+        id=row[0],
+        schedule_id=row[1],
+        start=_instant(row[2]),
+        end=_instant(row[3]),
+        service_types=_codes(row[4]),
+        specialties=_codes(row[5]),
+        appointment_types=_codes(row[6]),
+    )
 
 
 def free_slots_overlapping(
@@ -657,7 +657,7 @@ def free_slots_by_schedule(
             .order_by(SlotRow.schedule_id, SlotRow.start, SlotRow.id)
         )
         for row in session.execute(stmt):
-            out[row[1]].append(_lean_slot(row, _instant))
+            out[row[1]].append(_lean_slot(row))
     return out
 
 
@@ -668,13 +668,9 @@ def schedules_by_id(session: Session, ids: Collection[str] | None = None) -> dic
     return {row.id: schedule_from_row(row) for row in session.scalars(stmt)}
 
 
-def schedule_confirmations(
-    session: Session, ids: Collection[str] | None = None
-) -> dict[str, datetime]:
-    """``schedule id -> when a sync last confirmed it`` (all schedules for None)."""
+def schedule_confirmations(session: Session) -> dict[str, datetime]:
+    """``schedule id -> when a sync last confirmed it``, for every cached schedule."""
     stmt = select(ScheduleRow.id, ScheduleRow.last_confirmed_at)
-    if ids is not None:
-        stmt = stmt.where(ScheduleRow.id.in_(list(ids)))
     return {sid: confirmed for sid, confirmed in session.execute(stmt)}
 
 
