@@ -10,8 +10,8 @@ window.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Iterable
+from contextlib import suppress
 from datetime import datetime
 
 from app.cache import repository as repo
@@ -41,12 +41,12 @@ def request_refresh(
     ttl: float,
 ) -> bool:
     """Enqueue a refresh unless an identical one is still queued; True if enqueued."""
-    key = pending_key(f"schedule:{schedule_id}", *window)
-    if not coord.claim(key, ttl):
-        return False
-    with _released_on_failure(coord, key):
-        dispatcher.refresh(schedule_id, *window)
-    return True
+    return _enqueue_once(
+        coord,
+        pending_key(f"schedule:{schedule_id}", *window),
+        ttl,
+        lambda: dispatcher.refresh(schedule_id, *window),
+    )
 
 
 def request_actor_refresh(
@@ -57,24 +57,29 @@ def request_actor_refresh(
     *,
     ttl: float,
 ) -> bool:
-    key = pending_key(f"actor:{actor_ref}", *window)
+    """:func:`request_refresh` for every schedule of an actor."""
+    return _enqueue_once(
+        coord,
+        pending_key(f"actor:{actor_ref}", *window),
+        ttl,
+        lambda: dispatcher.refresh_actor(actor_ref, *window),
+    )
+
+
+def _enqueue_once(coord: Coordinator, key: str, ttl: float, enqueue: Callable[[], object]) -> bool:
+    """Run ``enqueue`` unless ``key`` is claimed (an identical refresh still queued).
+
+    If the enqueue fails (broker down) the claim is given back: a claim without a
+    queued refresh would coalesce every redelivery of the notification into nothing."""
     if not coord.claim(key, ttl):
         return False
-    with _released_on_failure(coord, key):
-        dispatcher.refresh_actor(actor_ref, *window)
-    return True
-
-
-@contextmanager
-def _released_on_failure(coord: Coordinator, key: str) -> Iterator[None]:
-    """Give the claim back if the enqueue fails (broker down): a claim without a queued
-    refresh would coalesce every redelivery of the notification into nothing."""
     try:
-        yield
+        enqueue()
     except Exception:
         with suppress(Exception):  # best effort: the enqueue's own error is what matters
             coord.release(key)
         raise
+    return True
 
 
 def refresh_schedule(

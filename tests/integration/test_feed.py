@@ -22,6 +22,15 @@ from tests.sync_support import DAY0, Clock, RecordingDispatcher, cached, context
 HOOK = "https://slotsync.example/webhook/subscription"
 
 
+def subscribed(engine, ctx, *, status):
+    """The STU3 feed of our webhook, with the EHR's subscription sub-1 in ``status``."""
+    with Session(engine) as s, s.begin():
+        row = feeds.get_or_create(
+            s, endpoint=HOOK, fhir_version="stu3", heartbeat_seconds=60, now=ctx.clock()
+        )
+        feeds.record_subscription(s, row.id, ehr_id="sub-1", status=status, now=ctx.clock())
+
+
 def loaded(engine, **overrides):
     ehr = FakeEhr(page_size=50)
     for i in range(2):
@@ -84,11 +93,7 @@ def test_notifications_resolve_actors_and_ignore_other_periods(engine):
 
 def test_feed_liveness_and_event_gaps(engine):
     _, ctx, _ = loaded(engine, public_base_url="https://slotsync.example")
-    with Session(engine) as s, s.begin():
-        row = feeds.get_or_create(
-            s, endpoint=HOOK, fhir_version="stu3", heartbeat_seconds=60, now=ctx.clock()
-        )
-        feeds.record_subscription(s, row.id, ehr_id="sub-1", status="requested", now=ctx.clock())
+    subscribed(engine, ctx, status="requested")
     dispatcher = RecordingDispatcher()
     accept(
         ctx,
@@ -124,11 +129,7 @@ def test_a_notification_the_broker_refused_is_forgotten_whole(engine):
     notification must still show as a gap) nor the coalescing claim (a redelivery must
     queue the refresh, not be coalesced into one that was never queued)."""
     _, ctx, _ = loaded(engine, public_base_url="https://slotsync.example")
-    with Session(engine) as s, s.begin():
-        row = feeds.get_or_create(
-            s, endpoint=HOOK, fhir_version="stu3", heartbeat_seconds=60, now=ctx.clock()
-        )
-        feeds.record_subscription(s, row.id, ehr_id="sub-1", status="active", now=ctx.clock())
+    subscribed(engine, ctx, status="active")
     dispatcher = RecordingDispatcher()
     accept(ctx, dispatcher, event(event_numbers=(1,), subscription_id="sub-1"))
     # the worker took that refresh: its claim is gone, the next change queues anew
