@@ -99,6 +99,22 @@ def relevant_schedules(
     return chosen
 
 
+def _relevant_schedules(request: FindRequest, rules: RulesFile, catalog: Catalog) -> list[str]:
+    """:func:`relevant_schedules` of the catalog, worked out once per catalog and kind
+    of request (they repeat: thousands of requests, a handful of filters)."""
+    key = ("relevant-schedules", request.visit_types, request.practitioners, request.specialties)
+    found = catalog.derived.get(key)
+    if found is not None and found[0] is rules:
+        return found[1]
+    schedule_ids = relevant_schedules(
+        request, catalog.schedules.values(), qualifying_service_types(request, rules)
+    )
+    if len(catalog.derived) >= 1024:
+        catalog.derived.clear()
+    catalog.derived[key] = (rules, schedule_ids)
+    return schedule_ids
+
+
 def find_appointments(
     session: Session,
     request: FindRequest,
@@ -115,19 +131,22 @@ def find_appointments(
     (:mod:`rules.offer_memo`); the answer is the same."""
     check_visit_types(request, rules)
     span_start, span_end = slot_fetch_window(request, rules, now)
-    schedule_ids = relevant_schedules(
-        request, catalog.schedules.values(), qualifying_service_types(request, rules)
-    )
+    schedule_ids = _relevant_schedules(request, rules, catalog)
     slots: dict[str, list[Slot]] = {}
     basis = None
     if span_end > span_start and schedule_ids:
         read = slot_index.read(session, schedule_ids, span_start, span_end, now)
-        slots = read.slots
-        # No key beyond rules and catalog: the memo serves a day only while the slot
-        # lists it came from are the very same objects, and the index replaces just
-        # the lists of schedules a sync changed, so a notification about one
-        # schedule leaves every other schedule's remembered offers warm.
-        basis = Basis(None, read.full, read.taken)
+        if memo is None:
+            slots = read.slots
+        else:
+            # The memo cuts the full lists itself; it needs the window only of the
+            # schedules that are not tidy or have claimed slots. No key beyond rules
+            # and catalog: the memo serves a day only while the slot lists it came
+            # from are the very same objects, and the index replaces just the lists
+            # of schedules a sync changed, so a notification about one schedule
+            # leaves every other schedule's remembered offers warm.
+            slots = read.cut
+            basis = Basis(None, read.full, read.taken)
     result = compose(
         request,
         rules,

@@ -233,6 +233,14 @@ class AssetIndex:
             if unit is not None:
                 self.by_type[unit.actor.resource_type].append(unit)
 
+    @classmethod
+    def of_units(cls, units: Iterable[Unit], actors: Mapping[str, Actor]) -> AssetIndex:
+        """An index of units made elsewhere (the offer memo's, shared by requests)."""
+        index = cls({}, {}, actors)
+        for unit in units:
+            index.by_type[unit.actor.resource_type].append(unit)
+        return index
+
     def unit(self, schedule: Schedule, slots: list[Slot]) -> Unit | None:
         """The unit of ``schedule`` with these free slots; None when the schedule
         names no actor."""

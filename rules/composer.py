@@ -37,7 +37,7 @@ from typing import TypeVar
 
 from app.domain import Actor, Participant, ProposedAppointment, Schedule, Slot
 from rules.appointment_id import ProposalPayload
-from rules.assets import Accepts, AssetIndex, Qualifier, Unit, covering_slots
+from rules.assets import Accepts, AssetIndex, Qualifier, Unit, by_schedule_id, covering_slots
 from rules.eligibility import age_allows, ineligible_reason
 from rules.hours import Calendar
 from rules.offer_memo import Basis, Day, Entry, MemoState, OfferMemo
@@ -71,15 +71,19 @@ def compose(
 
     With ``memo`` and the ``basis`` the slots were cut from, candidate offers are
     reused from earlier requests (:mod:`rules.offer_memo`); the answer is the same.
+    Then ``slots`` need only hold the schedules the memo cannot serve from the
+    basis: those not in ``basis.slots`` and those with taken slots (passing every
+    schedule's is fine too).
     """
-    index = AssetIndex(slots, schedules, actors)
     use = None
     if memo is not None and basis is not None:
-        use = _MemoUse(
-            memo.state(basis.key, rules, schedules, actors),
-            basis,
-            frozenset(slot.schedule_id for slot in basis.taken),
-        )
+        state = memo.state(basis.key, rules, schedules, actors)
+        dirty = frozenset(slot.schedule_id for slot in basis.taken)
+        window = slots if isinstance(slots, Mapping) else by_schedule_id(slots)
+        index, shared = state.index(basis, window, dirty)
+        use = _MemoUse(state, basis, dirty, shared)
+    else:
+        index = AssetIndex(slots, schedules, actors)
     chosen, notices = _choose(request, rules, index, actors, now, use)
     builder = _Builder(request, index, sign)
     return ComposeResult([builder.build(c) for c in chosen], notices)
@@ -238,12 +242,51 @@ def _keyed(offer: _Offer) -> _Keyed:
 
 @dataclass(frozen=True, slots=True)
 class _MemoUse:
-    """The memo state of one composition, its basis, and the schedules that have
-    slots taken in this request (their offers are composed as without a memo)."""
+    """The memo state of one composition, its basis, the schedules that have
+    slots taken in this request (their offers are composed as without a memo), and
+    whether the request's index is the memo's shared one (then plans made against
+    it are kept for the next requests)."""
 
     state: MemoState
     basis: Basis
     dirty: frozenset[str]
+    shared: bool
+
+
+@dataclass(slots=True)
+class _MergedDay:
+    """What the per-day cap keeps of every primary unit of a plan on one local day,
+    merged in start order (then primary asset and schedule), with the first and
+    last start of all their offers: a request whose window holds both takes the
+    day whole."""
+
+    offers: list[_Keyed]
+    first: datetime | None
+    last: datetime | None
+
+    def inside(self, earliest: datetime, latest: datetime) -> bool:
+        """Whether every offer of the day starts from ``earliest`` to ``latest``."""
+        if self.first is None or self.last is None:
+            return True
+        return earliest <= self.first and self.last <= latest
+
+
+@dataclass(slots=True)
+class _Plan:
+    """One visit type's primary units (in unit order), other assets and memo entries
+    for one set of request filters, made against one index, with the days merged so
+    far. While the index is the same shared object, every request with the same
+    filters reuses it: the per-request work is then the days of its window, not
+    the units."""
+
+    index: AssetIndex
+    units: list[Unit]
+    required: list[_Requirement]
+    deferred: list[_Requirement]
+    entries: list[Entry | None]  # per unit; None: composed from the request's slots
+    zones: list[tzinfo]  # per unit, of its site
+    shared: set[str]  # practitioners with several schedules among the units
+    days: dict[date, _MergedDay]  # by local date (each unit's own zone)
 
 
 # Offers of one primary unit on one local day, in start order: (ref, day, offers,
@@ -364,10 +407,10 @@ class _VisitTypePlan:
                 )
             )
             return None
-        required, deferred = self._requirements()
         if self.memo is not None:
-            memoised = self._select_memoised(self._primary_units(), required)
-            return [self._candidate(offer, deferred) for offer in memoised]
+            plan = self._plan()
+            return [self._candidate(offer, plan.deferred) for offer in self._select_planned(plan)]
+        required, deferred = self._requirements()
         selected: list[_Offer] | list[_Offer | _Keyed]
         streams = [self._unit_offers(unit, required) for unit in self._primary_units()]
         if self.eff.ordering == "earliest":
@@ -595,48 +638,161 @@ class _VisitTypePlan:
 
     # ------------------------------------------------------------ with the memo
 
-    def _select_memoised(self, units: list[Unit], required: list[_Requirement]) -> list[_Keyed]:
-        """:meth:`offers`' selection from the memo's days (what :meth:`_select` and
-        :meth:`_take_earliest` would select from :meth:`_unit_offers`)."""
-        units = sorted(units, key=_unit_order)
-        per_unit = [self._runs(unit, required) for unit in units]
+    def _plan(self) -> _Plan:
+        """The plan of this visit type for the request's filters: the memo's when it
+        was made against this very index, else made now (and kept when the index is
+        shared)."""
+        use = self.memo
+        assert use is not None
+        request = self.request
+        key = (
+            id(self.rule),
+            request.practitioners,
+            request.specialties,
+            request.locations,
+            request.location_strings,
+        )
+        plan: _Plan | None = use.state.plan(key, self.index)
+        if plan is not None:
+            return plan
+        units = sorted(self._primary_units(), key=_unit_order)
+        required, deferred = self._requirements()
+        refs = [unit.ref for unit in units]
+        plan = _Plan(
+            index=self.index,
+            units=units,
+            required=required,
+            deferred=deferred,
+            entries=[self._memo_entry(unit, required) for unit in units],
+            zones=[self.calendar.zone(unit.site) for unit in units],
+            shared={ref for ref, next_ref in pairwise(refs) if ref == next_ref},
+            days={},
+        )
+        if use.shared:
+            use.state.keep_plan(key, plan)
+        return plan
+
+    def _select_planned(self, plan: _Plan) -> list[_Keyed]:
+        """:meth:`offers`' selection from the plan's merged days.
+
+        A unit's offers on a local day D between the window's first and last local
+        dates are those starting in ``[earliest, latest]``, and its offers on other
+        days all start outside it; so whatever the units' zones, the request takes
+        each merged day whole when all of the day's offers start inside, and cuts
+        it unit by unit from the memo's days otherwise. Merged days follow one
+        another in time unless sites in different zones keep hours that overlap
+        across local midnight; then the offers are sorted once more."""
+        if None in plan.entries:
+            return self._select_memoised(plan)
+        earliest, latest = self.earliest, self.latest
+        zones = set(plan.zones)
+        first = min((earliest.astimezone(zone).date() for zone in zones), default=None)
+        last = max((latest.astimezone(zone).date() for zone in zones), default=None)
+        age_rule, patient = self.rule.eligibility, self.request.patient
+        offers: list[_Keyed] = []
+        in_order = True
+        day = first
+        while day is not None and last is not None and day <= last:
+            if patient is None or age_allows(age_rule, patient, day):
+                merged = plan.days.get(day) or self._merge_day(plan, day)
+                if merged.inside(earliest, latest):
+                    part = merged.offers
+                else:
+                    part = self._cut_day(plan, day)
+                if part:
+                    if offers and _order(part[0]) < _order(offers[-1]):
+                        in_order = False
+                    offers += part
+            day += _ONE_DAY
+        if not in_order:
+            offers.sort()  # by start, primary asset, schedule (unique in a visit type)
+        if self.eff.ordering == "earliest":
+            count = self.request.count
+            return offers if count is None else offers[:count]
+        return self._rank_and_count(offers)  # type: ignore[arg-type,return-value]
+
+    def _merge_day(self, plan: _Plan, day: date) -> _MergedDay:
+        """Merge (and remember) the capped whole-day offers of every unit of ``plan``."""
+        runs: list[_Run] = []
+        first = last = None
+        for unit, entry, zone in zip(plan.units, plan.entries, plan.zones, strict=True):
+            assert entry is not None
+            memo_day = entry.days.get(day) or self._memo_day(entry, plan.required, day, zone)
+            if memo_day.offers:
+                runs.append((unit.ref, day, memo_day.offers, memo_day))
+                starts = memo_day.starts
+                first = starts[0] if first is None or starts[0] < first else first
+                last = starts[-1] if last is None or starts[-1] > last else last
+        merged = plan.days[day] = _MergedDay(self._capped(runs, plan.shared), first, last)
+        return merged
+
+    def _cut_day(self, plan: _Plan, day: date) -> list[_Keyed]:
+        """The capped offers of every unit of ``plan`` on ``day`` that start in the
+        bookable window, in order."""
+        runs = []
+        for unit, entry, zone in zip(plan.units, plan.entries, plan.zones, strict=True):
+            assert entry is not None
+            run = self._day_run(unit, entry, plan.required, day, day, day, zone)
+            if run is not None:
+                runs.append(run)
+        return self._capped(runs, plan.shared)
+
+    def _select_memoised(self, plan: _Plan) -> list[_Keyed]:
+        """:meth:`offers`' selection unit by unit from the memo's days (what
+        :meth:`_select` and :meth:`_take_earliest` would select from
+        :meth:`_unit_offers`), for plans whose days cannot be merged."""
+        per_unit = [
+            self._runs(unit, entry, plan.required)
+            for unit, entry in zip(plan.units, plan.entries, strict=True)
+        ]
         if self.eff.ordering == "earliest":
             streams = [chain.from_iterable(run[2] for run in runs) for runs in per_unit]
             return self._take_earliest(heapq.merge(*streams))  # type: ignore[return-value]
-        refs = [unit.ref for unit in units]
-        shared = {ref for ref, next_ref in pairwise(refs) if ref == next_ref}
-        return self._select_runs([run for runs in per_unit for run in runs], shared)
+        runs = [run for unit_runs in per_unit for run in unit_runs]
+        return self._rank_and_count(self._capped(runs, plan.shared))  # type: ignore[arg-type,return-value]
 
-    def _runs(self, unit: Unit, required: list[_Requirement]) -> list[_Run]:
+    def _runs(self, unit: Unit, entry: Entry | None, required: list[_Requirement]) -> list[_Run]:
         """The offers of ``unit`` in the request, per local day: the memo's days cut to
         the bookable window, less the days the patient's age rules out; composed
-        from the request's slots when the memo cannot serve the unit."""
-        entry = self._memo_entry(unit, required)
+        from the request's slots when the memo cannot serve the unit (no entry)."""
         if entry is None:
             keyed = [_keyed(offer) for offer in self._unit_offers(unit, required)]
             return [(unit.ref, day, list(run), None) for day, run in groupby(keyed, _day)]
         zone = self.calendar.zone(unit.site)
-        earliest, latest = self.earliest, self.latest
-        first, last = earliest.astimezone(zone).date(), latest.astimezone(zone).date()
+        first, last = self.earliest.astimezone(zone).date(), self.latest.astimezone(zone).date()
         age_rule, patient = self.rule.eligibility, self.request.patient
         runs: list[_Run] = []
         day = first
         while day <= last:
             if patient is None or age_allows(age_rule, patient, day):
-                memo_day = entry.days.get(day) or self._memo_day(entry, required, day, zone)
-                offers = memo_day.offers
-                a, b = 0, len(offers)
-                if day == first:
-                    a = bisect_left(memo_day.starts, earliest)
-                if day == last:
-                    b = bisect_right(memo_day.starts, latest)
-                if a == 0 and b == len(offers):
-                    if offers:
-                        runs.append((unit.ref, day, offers, memo_day))
-                elif a < b:
-                    runs.append((unit.ref, day, offers[a:b], None))
+                run = self._day_run(unit, entry, required, day, first, last, zone)
+                if run is not None:
+                    runs.append(run)
             day += _ONE_DAY
         return runs
+
+    def _day_run(
+        self,
+        unit: Unit,
+        entry: Entry,
+        required: list[_Requirement],
+        day: date,
+        first: date,
+        last: date,
+        zone: tzinfo,
+    ) -> _Run | None:
+        """The memo's offers of ``unit`` on ``day`` cut to the bookable window (which
+        spans local days ``first`` to ``last``); None when there are none."""
+        memo_day = entry.days.get(day) or self._memo_day(entry, required, day, zone)
+        offers = memo_day.offers
+        a, b = 0, len(offers)
+        if day == first:
+            a = bisect_left(memo_day.starts, self.earliest)
+        if day == last:
+            b = bisect_right(memo_day.starts, self.latest)
+        if a == 0 and b == len(offers):
+            return (unit.ref, day, offers, memo_day) if offers else None
+        return (unit.ref, day, offers[a:b], None) if a < b else None
 
     def _memo_entry(self, unit: Unit, required: list[_Requirement]) -> Entry | None:
         """The memo entry of primary ``unit`` with the other assets this request could
@@ -672,10 +828,11 @@ class _VisitTypePlan:
         use.state.hold(entry, day, computed)
         return computed
 
-    def _select_runs(self, runs: list[_Run], shared: set[str]) -> list[_Keyed]:
-        """:meth:`_select` over runs of offers, each unit's in start order, units in
-        order of primary asset and schedule. The cap of a whole memo day is
-        remembered; a practitioner on several schedules has its days merged first."""
+    def _capped(self, runs: list[_Run], shared: set[str]) -> list[_Keyed]:
+        """What the per-day cap keeps of runs of offers (each unit's in start order,
+        units in order of primary asset and schedule), in start order. The cap of a
+        whole memo day is remembered; a practitioner on several schedules has its
+        days merged first."""
         cap = self.eff.max_offers_per_day_per_practitioner
         offers: list[_Keyed] = []
         if cap is None:
@@ -701,11 +858,16 @@ class _VisitTypePlan:
             # Runs come by primary asset and schedule, each in start order: a stable
             # sort by start alone gives the order of start, asset, schedule.
             offers.sort(key=_start_key)
-        return self._rank_and_count(offers)  # type: ignore[arg-type,return-value]
+        return offers
 
     def _cap(self, offers: list[_Keyed], cap: int) -> list[_Keyed]:
         """What the per-day cap keeps of one practitioner-day in start order."""
         return _spread(offers, cap) if self.eff.ordering == "spread" else offers[:cap]
+
+
+def _order(offer: _Keyed) -> tuple[int, str, str]:
+    """An offer's place among its visit type's: start, primary asset, schedule."""
+    return (offer[8], offer[1], offer[2])
 
 
 def _unit_order(unit: Unit) -> tuple[str, str]:

@@ -35,6 +35,7 @@ import threading
 from collections.abc import Collection, Hashable, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from operator import is_
 from typing import Any
 
 from app.domain import Actor, Schedule, Slot
@@ -88,11 +89,67 @@ class MemoState:
         self.key = key
         _, _, schedules, actors = key
         self._schedules = schedules
+        self._actors = actors
         self._index = AssetIndex({}, schedules, actors)
         self._units: dict[str, Unit | None] = {}
         self._entries: dict[Hashable, Entry] = {}
         self._max_offers = max_offers
         self._held = 0
+        # schedule ids of a basis -> (their full lists, the schedules served by
+        # memo units, the shared index of those units)
+        self._indexes: dict[tuple[str, ...], tuple[tuple[list[Slot], ...], set[str], AssetIndex]]
+        self._indexes = {}
+        # The composer's plans (per visit type and request filters), each valid for
+        # the shared index it was made against.
+        self.plans: dict[Hashable, Any] = {}
+
+    def index(
+        self, basis: Basis, window: Mapping[str, list[Slot]], dirty: Collection[str]
+    ) -> tuple[AssetIndex, bool]:
+        """The units of a request: the memo's, over the full lists, for each schedule
+        of the basis that the memo can serve, so that they (their sorted slots and
+        all the composer derives from them) are shared by requests; over the
+        request's own slots (``window``) for the others and for ``dirty`` ones
+        (with taken slots). Also whether the index is *shared*: made of memo units
+        only, and the very same object while the full lists are."""
+        full = basis.slots
+        key = tuple(full)
+        cached = self._indexes.get(key)
+        if (
+            cached is not None
+            and not dirty
+            and all(map(is_, cached[0], full.values()))
+            and cached[1].issuperset(window)
+        ):
+            return cached[2], True
+        units: dict[str, Unit] = {}
+        for schedule_id in full:
+            if schedule_id not in dirty and (unit := self._unit(schedule_id, basis)) is not None:
+                units[schedule_id] = unit
+        served = set(units)
+        for schedule_id, slots in window.items():
+            schedule = self._schedules.get(schedule_id)
+            if schedule_id in served or schedule is None:
+                continue
+            if (unit := self._index.unit(schedule, slots)) is not None:
+                units[schedule_id] = unit
+        index = AssetIndex.of_units((units[sid] for sid in sorted(units)), self._actors)
+        shared = len(units) == len(served)
+        if shared:
+            if len(self._indexes) >= 256:
+                self._indexes = {}
+            self._indexes[key] = (tuple(full.values()), served, index)
+        return index, shared
+
+    def plan(self, key: Hashable, index: AssetIndex) -> Any:
+        """The composer's plan under ``key`` if it was made against ``index``."""
+        plan = self.plans.get(key)
+        return plan if plan is not None and plan.index is index else None
+
+    def keep_plan(self, key: Hashable, plan: Any) -> None:
+        if len(self.plans) >= 4096:
+            self.plans = {}
+        self.plans[key] = plan
 
     def entry(
         self, rule_id: int, primary: str, pools: tuple[tuple[str, ...], ...], basis: Basis

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -29,6 +30,9 @@ class Catalog:
     actors: dict[str, Actor]
     # schedule id -> when a sync last confirmed its slots
     confirmations: dict[str, datetime]
+    # What callers work out from this catalog alone, kept as long as it is current
+    # (e.g. which schedules a kind of request reads); callers key and bound it.
+    derived: dict[Hashable, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 class CatalogCache:

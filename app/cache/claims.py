@@ -17,13 +17,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, exists, insert, select, update
+from sqlalchemy import and_, bindparam, delete, exists, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from app.domain import Slot
 
-from .models import CacheGenerationRow, SlotClaimRow, SlotRow
+from .models import SlotClaimRow, SlotRow
 
 PENDING = "pending"
 HELD = "held"
@@ -134,6 +134,20 @@ def live_claims(session: Session, slot_ids: Collection[str], now: datetime) -> l
     return [_claim(r) for r in session.execute(stmt.order_by(SlotClaimRow.slot_id))]
 
 
+# Every $find runs this; as text with typed parameters it skips building the
+# statement and its cache key per request (a third of the call's time).
+_GENERATION_AND_CLAIMED = text(
+    "SELECT g.value, c.slot_id FROM cache_generation AS g"
+    " LEFT OUTER JOIN slot_claims AS c"
+    " ON c.expires_at > :now AND c.slot_start < :end AND c.slot_end > :start"
+    " WHERE g.id = 1"
+).bindparams(
+    bindparam("now", type_=SlotClaimRow.expires_at.type),
+    bindparam("start", type_=SlotClaimRow.slot_end.type),
+    bindparam("end", type_=SlotClaimRow.slot_start.type),
+)
+
+
 def generation_and_claimed(
     session: Session, start: datetime, end: datetime, now: datetime
 ) -> tuple[int, set[str]]:
@@ -142,20 +156,12 @@ def generation_and_claimed(
 
     Claims are not narrowed by schedule: live claims are few, and an id of another
     schedule's slot is simply never looked up."""
-    live = and_(
-        SlotClaimRow.expires_at > now,
-        SlotClaimRow.slot_start < end,
-        SlotClaimRow.slot_end > start,
-    )
-    stmt = (
-        select(CacheGenerationRow.value, SlotClaimRow.slot_id)
-        .select_from(CacheGenerationRow)
-        .outerjoin(SlotClaimRow, live)
-        .where(CacheGenerationRow.id == 1)
+    rows = session.connection().execute(
+        _GENERATION_AND_CLAIMED, {"now": now, "start": start, "end": end}
     )
     generation = 0
     claimed: set[str] = set()
-    for value, slot_id in session.execute(stmt):
+    for value, slot_id in rows:
         generation = int(value)
         if slot_id is not None:
             claimed.add(slot_id)

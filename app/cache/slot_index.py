@@ -49,20 +49,65 @@ class _Entry:
     starts: list[datetime]
     tidy: bool
 
+    def cut(self, start: datetime, end: datetime, earliest: datetime) -> list[Slot]:
+        """The slots overlapping ``[start, end)``; none starts before ``earliest``."""
+        starts, held = self.starts, self.slots
+        inside = bisect_left(starts, start)
+        stop = bisect_left(starts, end, inside)
+        # slots starting before the window count only if they reach into it; in a
+        # tidy schedule (sorted, disjoint) only the last of them can
+        if self.tidy:
+            reaches = inside and held[inside - 1].end > start
+            return held[inside - 1 if reaches else inside : stop]
+        first = bisect_left(starts, earliest, 0, inside)
+        return [s for s in held[first:inside] if s.end > start] + held[inside:stop]
 
-@dataclass(frozen=True, slots=True)
+
 class WindowRead:
     """A request's slots with what they were cut from, for the composer's memo.
 
-    ``slots``: schedule id -> free, unclaimed slots overlapping the window;
-    ``full``: schedule id -> every free slot of the tidy schedules among them (lists
-    that are replaced, never changed, when a schedule changes); ``taken``: the
-    claimed slots the window left out.
+    ``full``: schedule id -> every free slot of the tidy schedules read (lists that
+    are replaced, never changed, when a schedule changes); ``cut``: schedule id ->
+    the free, unclaimed slots overlapping the window of each schedule that is not
+    tidy or has claimed slots there (left out when none is left); ``taken``: the
+    claimed slots the window left out. :attr:`slots` has every schedule's window,
+    cut when first asked: a composition served by the memo only needs ``cut``.
     """
 
-    slots: dict[str, list[Slot]]
-    full: dict[str, list[Slot]]
-    taken: list[Slot]
+    __slots__ = ("_entries", "_slots", "_span", "cut", "full", "taken")
+
+    def __init__(
+        self,
+        full: dict[str, list[Slot]],
+        cut: dict[str, list[Slot]],
+        taken: list[Slot],
+        entries: dict[str, _Entry],
+        span: tuple[datetime, datetime, datetime],
+    ):
+        self.full = full
+        self.cut = cut
+        self.taken = taken
+        self._entries = entries
+        self._span = span
+        self._slots: dict[str, list[Slot]] | None = None
+
+    @property
+    def slots(self) -> dict[str, list[Slot]]:
+        """Schedule id -> its free, unclaimed slots overlapping the window, in start
+        order (schedules without any are left out)."""
+        if self._slots is None:
+            # a schedule not in ``cut`` and not tidy, or with taken slots, has none left
+            settled = self.cut.keys() | {slot.schedule_id for slot in self.taken}
+            out: dict[str, list[Slot]] = {}
+            for schedule_id, entry in self._entries.items():
+                if schedule_id in self.cut:
+                    out[schedule_id] = self.cut[schedule_id]
+                elif entry.tidy and schedule_id not in settled:
+                    slots = entry.cut(*self._span)
+                    if slots:
+                        out[schedule_id] = slots
+            self._slots = out
+        return self._slots
 
 
 class SlotIndex:
@@ -85,39 +130,36 @@ class SlotIndex:
         end: datetime,
         now: datetime,
     ) -> WindowRead:
-        """Schedule id -> its free, unclaimed slots overlapping ``[start, end)`` as of
-        now, in start order (schedules without any are left out), with the full lists
-        they were cut from and the claimed slots left out."""
+        """The free, unclaimed slots of ``schedule_ids`` overlapping ``[start, end)``
+        as of now (:class:`WindowRead`), with the full lists they are cut from and
+        the claimed slots left out. Tidy schedules are cut only when asked."""
         earliest = start - self._lookback
         generation, claimed = claims.generation_and_claimed(session, earliest, end, now)
         self._catch_up(session, schedule_ids, generation)
-        out: dict[str, list[Slot]] = {}
+        read: dict[str, _Entry] = {}
         full: dict[str, list[Slot]] = {}
+        cut: dict[str, list[Slot]] = {}
         taken: list[Slot] = []
         for schedule_id in schedule_ids:
             entry = self._entries.get(schedule_id)
             if entry is None:  # not cached (any more)
                 continue
+            read[schedule_id] = entry
             if entry.tidy:
                 full[schedule_id] = entry.slots
-            starts, held = entry.starts, entry.slots
-            inside = bisect_left(starts, start)
-            stop = bisect_left(starts, end, inside)
-            # slots starting before the window count only if they reach into it; in a
-            # tidy schedule (sorted, disjoint) only the last of them can
-            if entry.tidy:
-                reaches = inside and held[inside - 1].end > start
-                slots = held[inside - 1 if reaches else inside : stop]
-            else:
-                first = bisect_left(starts, earliest, 0, inside)
-                slots = [s for s in held[first:inside] if s.end > start]
-                slots += held[inside:stop]
+                if not claimed:
+                    continue  # cut only if asked (WindowRead.slots)
+            slots = entry.cut(start, end, earliest)
             if claimed:
-                taken += [s for s in slots if s.id in claimed]
-                slots = [s for s in slots if s.id not in claimed]
+                hidden = [s for s in slots if s.id in claimed]
+                if hidden:
+                    taken += hidden
+                    slots = [s for s in slots if s.id not in claimed]
+                elif entry.tidy:
+                    continue
             if slots:
-                out[schedule_id] = slots
-        return WindowRead(out, full, taken)
+                cut[schedule_id] = slots
+        return WindowRead(full, cut, taken, read, (start, end, earliest))
 
     def warm(self, session_scope: Callable[[], AbstractContextManager[Session]]) -> int:
         """Read every cached schedule now (at start-up, off the request path), in

@@ -120,6 +120,24 @@ def test_a_claim_hides_a_slot_at_once_and_only_while_live(engine: Engine) -> Non
     assert [s.id for s in read.taken] == ["sch-1-s1"]
     assert [s.id for s in read.full["sch-1"]] == [f"sch-1-s{i}" for i in range(4)]
     assert [s.id for s in later["sch-1"]] == [f"sch-1-s{i}" for i in range(4)]
+    # the window the memo cannot cut itself: only the schedule with the claimed slot
+    assert {sid: [s.id for s in kept] for sid, kept in read.cut.items()} == {
+        "sch-1": ["sch-1-s0", "sch-1-s2", "sch-1-s3"]
+    }
+
+
+def test_only_untidy_or_claimed_schedules_are_cut_up_front(engine: Engine) -> None:
+    """Tidy schedules without claims are handed over whole (the composer's memo
+    searches the full lists); their window is cut only when ``slots`` is asked."""
+    _fill(engine)
+    index = SlotIndex(lookback=timedelta(hours=1))
+    with Session(engine) as session:
+        read = index.read(session, SCHEDULES, T0 + timedelta(minutes=20), DAY_END, NOW)
+    assert read.cut == {} and read.taken == []
+    assert set(read.full) == set(SCHEDULES)
+    assert {sid: [s.id for s in kept] for sid, kept in read.slots.items()} == {
+        sid: [f"{sid}-s{i}" for i in (1, 2, 3)] for sid in SCHEDULES
+    }
 
 
 def test_a_forgotten_schedule_leaves_the_index(engine: Engine) -> None:
@@ -210,3 +228,7 @@ def test_a_long_slot_reaching_into_the_window_counts_even_behind_a_later_one(
     index = SlotIndex(lookback=timedelta(hours=3))
     window = _read(engine, index, T0 + timedelta(hours=1), T0 + timedelta(hours=3))
     assert window == {"sch-1": ["long"]}
+    with Session(engine) as session:
+        read = index.read(session, ["sch-1"], T0 + timedelta(hours=1), T0 + timedelta(hours=3), NOW)
+    # not tidy: no full list for the memo, the window cut up front
+    assert read.full == {} and [s.id for s in read.cut["sch-1"]] == ["long"]

@@ -27,7 +27,7 @@ from rules.loader import load_rules
 from rules.offer_memo import Basis, OfferMemo
 from rules.request import FindRequest, PatientInfo
 from rules.schema import RulesFile
-from tests.rules.factories import at, example_world, sign, vt
+from tests.rules.factories import World, at, example_world, make_rules, sign, visit, vt
 from tests.rules.reference_composer import reference_compose
 from tests.rules.test_rules_fast_path import (
     DAYS,
@@ -122,6 +122,118 @@ def test_a_shared_memo_answers_as_compose_does(rng: random.Random) -> None:
         args = (request, rules, request_slots, schedules, actors, now, sign)
         assert compose(*args, memo=memo, basis=basis) == expected
         assert compose(*args) == expected
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(st.randoms(use_true_random=True))
+def test_plans_shared_by_requests_with_the_same_filters(rng: random.Random) -> None:
+    """Tidy schedules (so every unit is the memo's and plans are kept), one set of
+    filters, many windows, clocks, patients and counts, some with claimed slots:
+    merged days taken whole or cut, in clinics of several time zones."""
+    day = rng.choice(DAYS)
+    actors, schedules, slots = organisation(rng, day)
+    rules = rules_file(rng)
+    base = {sid: disjoint(full) for sid, full in full_lists(slots).items()}
+    every_id = [s.id for full in base.values() for s in full]
+    memo = OfferMemo()
+    filters = find_request(rng, day)
+    base_time = datetime.fromisoformat(f"{day} 00:00").replace(tzinfo=UTC)
+    for n in range(8):
+        start = base_time + timedelta(minutes=rng.randint(-12 * 60, 36 * 60))
+        request = replace(
+            filters,
+            start=start,
+            end=start + timedelta(minutes=rng.choice([60, 6 * 60, 24 * 60, 3 * 24 * 60])),
+            patient=rng.choice([None, filters.patient, PatientInfo(birth_date=date(2008, 3, 10))]),
+            count=rng.choice([None, 1, 3, 10, 0]),
+        )
+        now = base_time + timedelta(minutes=rng.randint(-36 * 60, 12 * 60))
+        claimed = set(rng.sample(every_id, min(len(every_id), 2))) if n % 4 == 3 else set()
+        start_cut, end_cut = slot_fetch_window(request, rules, now)
+        request_slots, taken = cut(base, start_cut, end_cut, claimed)
+        flat = [s for kept in request_slots.values() for s in kept]
+        expected = reference_compose(request, rules, flat, schedules, actors, now, sign)
+        # the app hands over only the windows of schedules with taken slots
+        dirty = {s.schedule_id for s in taken}
+        window = {sid: kept for sid, kept in request_slots.items() if sid in dirty}
+        basis = Basis(None, base, taken)
+        got = compose(request, rules, window, schedules, actors, now, sign, memo=memo, basis=basis)
+        assert got == expected
+
+
+def test_a_plan_is_made_once_for_the_same_filters() -> None:
+    """The second request with the same filters, on unchanged lists, reuses the plan
+    (and its merged days) rather than going through the units again."""
+    rules = load_rules(EXAMPLE_RULES)
+    world = example_world()
+    base = full_lists(world.slots)
+    memo = OfferMemo()
+    now = at("2026-03-01 00:00")
+    answers = []
+    for start in ("2026-03-09 00:00", "2026-03-10 00:00", "2026-03-09 00:00"):
+        request = FindRequest(
+            start=at(start),
+            end=at(start) + timedelta(days=2),
+            visit_types=(vt("office-visit"),),
+            count=10,
+        )
+        answers.append(
+            check(memo, 1, request, rules, base, world.schedules, world.actors, now, set())
+        )
+        state = memo.state(1, rules, world.schedules, world.actors)
+        plans = list(state.plans.values())
+        if len(answers) == 1:
+            first_plans = plans
+    assert answers[0] and answers[0] == answers[2]
+    assert plans and all(a is b for a, b in zip(plans, first_plans, strict=True))
+    assert any(plan.days for plan in plans)
+
+
+@pytest.mark.parametrize("ordering", ["spread", "earliest", "practitioner-preference"])
+def test_local_days_that_overlap_across_zones_are_ordered(ordering: str) -> None:
+    """Clinics in Tokyo and Honolulu open all day: Tokyo's next local day begins
+    while Honolulu's is still running, so merged days overlap in time and the
+    offers must be put in order again."""
+    world = World()
+    world.clinic(1, tz="Asia/Tokyo")
+    world.clinic(2, tz="Pacific/Honolulu")
+    for n, clinic in ((1, 1), (2, 2), (3, 1)):
+        sid = world.practitioner(n, clinic=clinic)
+        world.add_slots(sid, at("2026-03-09 00:00", UTC), 20, count=3 * 24 * 3)
+    rules = make_rules(
+        [visit(ordering=ordering, max_offers_per_day_per_practitioner=30)], timezone="UTC"
+    )
+    base = full_lists(world.slots)
+    memo = OfferMemo()
+    now = at("2026-03-01 00:00")
+    offered = 0
+    for hours in (0, 0, 5, 13, 0):
+        start = at("2026-03-09 12:00", UTC) + timedelta(hours=hours)
+        for count in (None, 7, 40):
+            request = FindRequest(
+                start=start,
+                end=start + timedelta(days=1, hours=hours),
+                visit_types=(vt("office-visit"),),
+                practitioners=("Practitioner/pr-3", "Practitioner/pr-2")
+                if ordering == "practitioner-preference"
+                else (),
+                count=count,
+            )
+            flat = [s for full in base.values() for s in full]
+            expected = reference_compose(
+                request, rules, flat, world.schedules, world.actors, now, sign
+            )
+            basis = Basis(1, base, [])
+            got = compose(
+                request, rules, {}, world.schedules, world.actors, now, sign, memo=memo, basis=basis
+            )
+            assert got == expected
+            offered += len(got.appointments)
+    assert offered
 
 
 @pytest.mark.parametrize("visit_types", [(), (vt("office-visit"),), (vt("well-child"),)])
