@@ -28,8 +28,10 @@ import hashlib
 import hmac
 import json
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import lru_cache, partial
 
 from app.domain import VISIT_TYPE_SYSTEM
 
@@ -82,6 +84,13 @@ def encode(payload: ProposalPayload, secret: bytes) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
+def signer(secret: bytes, remember: int = 1 << 16) -> Callable[[ProposalPayload], str]:
+    """:func:`encode` with ``secret``, remembering the last ``remember`` tokens: a
+    token depends on its payload alone, and the same offers recur in answer after
+    answer, so signing one again costs a lookup instead of deflate and HMAC."""
+    return lru_cache(maxsize=remember)(partial(encode, secret=secret))
+
+
 def decode(token: str, secret: bytes) -> ProposalPayload:
     """Verify and unpack a token from :func:`encode`."""
     if not isinstance(token, str) or not 0 < len(token) <= _MAX_TOKEN_CHARS:
@@ -118,8 +127,10 @@ def decode(token: str, secret: bytes) -> ProposalPayload:
         raise InvalidAppointmentId("appointment id payload is malformed") from exc
 
 
+@lru_cache(maxsize=1 << 16)
 def fhir_id(token: str) -> str:
-    """The ``Appointment.id`` for a token: short, stable, a valid STU3/R4 id."""
+    """The ``Appointment.id`` for a token: short, stable, a valid STU3/R4 id
+    (remembered: the same offers recur in answer after answer)."""
     return "p" + hashlib.sha256(token.encode("ascii")).hexdigest()[:32]
 
 

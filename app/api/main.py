@@ -23,7 +23,7 @@ from app.observability.logging import configure_logging
 from app.runtime import coordinator, dispatcher, ehr_client, get_engine, sync_context
 from app.settings import Settings, get_settings
 from app.sync.refresh import refresh_windows
-from rules.appointment_id import encode
+from rules.appointment_id import signer
 from rules.loader import RulesStore
 from rules.offer_memo import OfferMemo
 from rules.schema import RulesFile
@@ -94,9 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.offer_memo = OfferMemo()
         if settings.find_warm_up:
             start_warm_up(app.state.slot_index, app.state.engine)
-        app.state.sign_proposal = partial(
-            encode, secret=settings.proposal_secret.get_secret_value().encode()
-        )
+        app.state.sign_proposal = signer(settings.proposal_secret.get_secret_value().encode())
         app.state.coordinator = coordinator(settings)
         dispatch = app.state.dispatcher = dispatcher(settings)
         store: RulesStore = app.state.rules_store

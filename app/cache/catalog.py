@@ -44,10 +44,17 @@ class CatalogCache:
         self._loaded_at = 0.0
 
     def get(self, session: Session) -> Catalog:
+        """The catalog, read again when older than the TTL. While one request reads
+        it, the others go on with the one held (a read takes tens of milliseconds
+        with thousands of schedules: no convoy of requests waiting for it)."""
         value = self._value
         if value is not None and self._clock() - self._loaded_at < self._ttl:
             return value
-        with self._lock:
+        if value is not None and not self._lock.acquire(blocking=False):
+            return value  # another request is reading it
+        if value is None:
+            self._lock.acquire()
+        try:
             if self._value is not None and self._clock() - self._loaded_at < self._ttl:
                 return self._value
             self._value = Catalog(
@@ -57,6 +64,8 @@ class CatalogCache:
             )
             self._loaded_at = self._clock()
             return self._value
+        finally:
+            self._lock.release()
 
     def invalidate(self) -> None:
         self._value = None

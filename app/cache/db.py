@@ -37,7 +37,9 @@ def _json(value: Any) -> str:
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     url = normalise_url(url)
-    kwargs.setdefault("json_serializer", _json)  # orjson: the codes columns are on hot paths
+    # orjson both ways: the codes columns are on hot paths (slot loads, the catalog)
+    kwargs.setdefault("json_serializer", _json)
+    kwargs.setdefault("json_deserializer", orjson.loads)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":

@@ -195,7 +195,7 @@ def slot_from_row(row: Row[Any]) -> Slot:
     )
 
 
-def schedule_from_row(row: ScheduleRow) -> Schedule:
+def schedule_from_row(row: ScheduleRow | Row[Any]) -> Schedule:
     return Schedule(
         id=row.id,
         actor_refs=tuple(row.actor_refs or ()),
@@ -206,7 +206,7 @@ def schedule_from_row(row: ScheduleRow) -> Schedule:
     )
 
 
-def actor_from_row(row: ActorRow) -> Actor:
+def actor_from_row(row: ActorRow | Row[Any]) -> Actor:
     return Actor(
         ref=row.ref,
         display=row.display,
@@ -661,11 +661,31 @@ def free_slots_by_schedule(
     return out
 
 
+# Columns, not ORM entities: every API process reads all schedules and actors every
+# few seconds (app.cache.catalog), and entities cost several times more to load.
+_SCHEDULE_COLUMNS = (
+    ScheduleRow.id,
+    ScheduleRow.actor_refs,
+    ScheduleRow.service_types,
+    ScheduleRow.specialties,
+    ScheduleRow.horizon_start,
+    ScheduleRow.horizon_end,
+)
+_ACTOR_COLUMNS = (
+    ActorRow.ref,
+    ActorRow.display,
+    ActorRow.codes,
+    ActorRow.address,
+    ActorRow.part_of,
+    ActorRow.timezone,
+)
+
+
 def schedules_by_id(session: Session, ids: Collection[str] | None = None) -> dict[str, Schedule]:
-    stmt = select(ScheduleRow)
+    stmt = select(*_SCHEDULE_COLUMNS)
     if ids is not None:
         stmt = stmt.where(ScheduleRow.id.in_(list(ids)))
-    return {row.id: schedule_from_row(row) for row in session.scalars(stmt)}
+    return {row.id: schedule_from_row(row) for row in session.execute(stmt)}
 
 
 def schedule_confirmations(session: Session) -> dict[str, datetime]:
@@ -675,10 +695,10 @@ def schedule_confirmations(session: Session) -> dict[str, datetime]:
 
 
 def actors_by_ref(session: Session, refs: Collection[str] | None = None) -> dict[str, Actor]:
-    stmt = select(ActorRow)
+    stmt = select(*_ACTOR_COLUMNS)
     if refs is not None:
         stmt = stmt.where(ActorRow.ref.in_(list(refs)))
-    return {row.ref: actor_from_row(row) for row in session.scalars(stmt)}
+    return {row.ref: actor_from_row(row) for row in session.execute(stmt)}
 
 
 def count_slots(session: Session) -> int:

@@ -22,6 +22,7 @@ import json
 import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from app.domain import Actor, ProposedAppointment, split_token
@@ -352,6 +353,15 @@ def _participant(
 
 
 def _concept(token: str, systems: Mapping[str, str], text: str | None = None) -> dict[str, Any]:
+    """A CodeableConcept for ``token`` (``systems`` maps code systems for R4)."""
+    return _cached_concept(token, systems is _R4_SYSTEMS, text)
+
+
+@lru_cache(maxsize=4096)
+def _cached_concept(token: str, r4: bool, text: str | None) -> dict[str, Any]:
+    """Every $find answer repeats a handful of concepts: built once and shared by the
+    resources, which are only ever serialised (never changed once built)."""
+    systems = _R4_SYSTEMS if r4 else {}
     system, code = split_token(token)
     coding: dict[str, str] = {}
     if system:
@@ -366,8 +376,10 @@ def _concept(token: str, systems: Mapping[str, str], text: str | None = None) ->
     return concept
 
 
+@lru_cache(maxsize=1 << 16)
 def instant(moment: datetime) -> str:
-    """A FHIR instant in UTC ``Z`` form (seconds precision)."""
+    """A FHIR instant in UTC ``Z`` form (seconds precision). Remembered: answers
+    repeat the same slot times, and formatting one costs more than finding it."""
     if moment.tzinfo is None:
         raise ValueError("appointment times must be timezone-aware")
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

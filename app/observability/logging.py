@@ -127,8 +127,8 @@ def make_handler(
         json_cls = _NoMessagesJson if redact_exceptions else OrjsonFormatter
         handler.setFormatter(
             json_cls(
-                "%(levelname)s %(name)s %(message)s %(request_id)s",
-                rename_fields={"levelname": "level", "name": "logger"},
+                "%(levelname)s %(name)s %(message)s %(request_id)s %(process)d",
+                rename_fields={"levelname": "level", "name": "logger", "process": "pid"},
                 timestamp="time",
                 # uvicorn's terminal-coloured duplicate of the message
                 reserved_attrs=[*RESERVED_ATTRS, "color_message"],

@@ -71,5 +71,6 @@ def test_two_workers_share_metrics_and_stop_cleanly(tmp_path: Path):
     lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
     access = [line for line in lines if line["logger"] == "slotsync.access"]
     assert {line["request_id"] for line in access} >= {f"req-{i}" for i in range(8)}
+    assert all(isinstance(line["pid"], int) for line in access)  # which worker answered
     assert any("Finished server process" in line["message"] for line in lines)
     assert not any("color_message" in line for line in lines)

@@ -16,6 +16,7 @@ from rules.appointment_id import (
     decode,
     encode,
     fhir_id,
+    signer,
 )
 
 SECRET = b"s3cret"
@@ -35,6 +36,15 @@ def test_round_trip_and_compact_url_safe_form() -> None:
     assert re.fullmatch(r"[A-Za-z0-9_\-]+", token)
     assert len(token) < 200
     assert encode(PAYLOAD, SECRET) == token  # deterministic: same offer, same id
+
+
+def test_a_remembering_signer_signs_as_encode_does() -> None:
+    sign = signer(SECRET, remember=2)
+    later = replace(PAYLOAD, start=PAYLOAD.end, end=datetime(2026, 3, 9, 13, 40, tzinfo=UTC))
+    for payload in (PAYLOAD, later, PAYLOAD, replace(later, slot_ids=("x",)), PAYLOAD):
+        token = sign(payload)
+        assert token == encode(payload, SECRET) and decode(token, SECRET) == payload
+    assert signer(b"other")(PAYLOAD) != sign(PAYLOAD)
 
 
 def test_local_visit_type_keeps_its_system() -> None:
