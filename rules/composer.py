@@ -28,7 +28,7 @@ import heapq
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from datetime import time as wall_time
 from itertools import chain, groupby, pairwise
@@ -263,6 +263,9 @@ class _MergedDay:
     offers: list[_Keyed]
     first: datetime | None
     last: datetime | None
+    # (earliest, latest) -> the day cut by a window from earliest to latest: windows
+    # recur (this week, from tomorrow...), and a cut goes through every unit
+    cuts: dict[tuple[datetime, datetime], list[_Keyed]] = field(default_factory=dict)
 
     def inside(self, earliest: datetime, latest: datetime) -> bool:
         """Whether every offer of the day starts from ``earliest`` to ``latest``."""
@@ -698,7 +701,12 @@ class _VisitTypePlan:
                 if merged.inside(earliest, latest):
                     part = merged.offers
                 else:
-                    part = self._cut_day(plan, day)
+                    part = merged.cuts.get((earliest, latest))
+                    if part is None:
+                        part = self._cut_day(plan, day)
+                        if len(merged.cuts) >= 8:
+                            merged.cuts.clear()
+                        merged.cuts[earliest, latest] = part
                 if part:
                     if offers and _order(part[0]) < _order(offers[-1]):
                         in_order = False

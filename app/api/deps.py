@@ -25,9 +25,11 @@ def get_autocommit_session(request: Request) -> Iterator[Session]:
     """For ``$find``: each statement stands alone, so no BEGIN and ROLLBACK round trips
     around the one query a request usually makes (its reads are ordered to be
     consistent without a shared snapshot; see :mod:`app.cache.slot_index`)."""
-    # same pool; autocommit is a client-side switch on both drivers (no round trip)
-    engine = request.app.state.engine.execution_options(isolation_level="AUTOCOMMIT")
-    with Session(engine, expire_on_commit=False) as session:
+    # same pool; autocommit is a client-side switch on both drivers (no round trip),
+    # set on the connection: an engine with the option costs more to derive than
+    # the whole query takes
+    with Session(request.app.state.engine, expire_on_commit=False) as session:
+        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
         yield session
 
 

@@ -118,6 +118,9 @@ class SlotIndex:
         self._lookback = lookback
         self._entries: dict[str, _Entry] = {}
         self._versions: dict[str, int] = {}  # every cached schedule, as of _generation
+        # schedules of _versions not held at that version (so that a request whose
+        # generation is current checks a set, not every schedule it reads)
+        self._stale: set[str] = set()
         self._generation: int | None = None
         self._lock = threading.Lock()
         self.warm_done = False  # whether warm() has read every schedule once
@@ -186,8 +189,14 @@ class SlotIndex:
         with self._lock:  # one reader per process reads; the others wait for it
             if generation != self._generation:
                 versions = repo.slot_versions(session)
-                for gone in self._entries.keys() - versions.keys():
-                    del self._entries[gone]
+                entries = self._entries
+                for gone in entries.keys() - versions.keys():
+                    del entries[gone]
+                self._stale = {
+                    sid
+                    for sid, version in versions.items()
+                    if (entry := entries.get(sid)) is None or entry.version != version
+                }
                 self._versions = versions
                 self._generation = generation
             missing = self._missing(wanted)
@@ -201,6 +210,7 @@ class SlotIndex:
                         [s.start for s in slots],
                         self._tidy(slots),
                     )
+                self._stale.difference_update(missing)
 
     def _tidy(self, slots: list[Slot]) -> bool:
         lookback = self._lookback
@@ -210,10 +220,5 @@ class SlotIndex:
 
     def _missing(self, wanted: Collection[str]) -> list[str]:
         """Wanted cached schedules not held, or held at an older version."""
-        entries, versions = self._entries, self._versions
-        return [
-            sid
-            for sid in wanted
-            if sid in versions
-            and ((entry := entries.get(sid)) is None or entry.version != versions[sid])
-        ]
+        stale = self._stale
+        return [sid for sid in wanted if sid in stale] if stale else []

@@ -142,12 +142,16 @@ def test_plans_shared_by_requests_with_the_same_filters(rng: random.Random) -> N
     memo = OfferMemo()
     filters = find_request(rng, day)
     base_time = datetime.fromisoformat(f"{day} 00:00").replace(tzinfo=UTC)
+    start = base_time
+    length = timedelta(days=1)
     for n in range(8):
-        start = base_time + timedelta(minutes=rng.randint(-12 * 60, 36 * 60))
+        if n == 0 or rng.random() < 0.6:  # else the same window again: cuts are reused
+            start = base_time + timedelta(minutes=rng.randint(-12 * 60, 36 * 60))
+            length = timedelta(minutes=rng.choice([60, 6 * 60, 24 * 60, 3 * 24 * 60]))
         request = replace(
             filters,
             start=start,
-            end=start + timedelta(minutes=rng.choice([60, 6 * 60, 24 * 60, 3 * 24 * 60])),
+            end=start + length,
             patient=rng.choice([None, filters.patient, PatientInfo(birth_date=date(2008, 3, 10))]),
             count=rng.choice([None, 1, 3, 10, 0]),
         )
