@@ -31,6 +31,7 @@ import statistics
 import subprocess
 import tempfile
 import time
+from collections import Counter
 from datetime import UTC, date, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -209,23 +210,15 @@ def _concurrent_wrk(
     paths = [f"/fhir/Appointment/$find?{httpx.QueryParams(build(day))}" for day in days]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT % (", ".join(f'"{p}"' for p in paths), DEMO_API_KEY))
+    duration = max(1, round(seconds))
+    command = ["wrk", "-t1", f"-c{clients}", f"-d{duration}s", "--latency", "-s", script.name, base]
     try:
-        out = subprocess.run(
-            [
-                "wrk",
-                "-t1",
-                f"-c{clients}",
-                f"-d{max(1, round(seconds))}s",
-                "--latency",
-                "-s",
-                script.name,
-                base,
-            ],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=seconds + 60,
-        ).stdout
+        with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as wrk:
+            time.sleep(duration / 2)
+            spread = _connections_per_process(int(base.rsplit(":", 1)[1]))
+            out, _ = wrk.communicate(timeout=seconds + 60)
+        if wrk.returncode:
+            raise subprocess.CalledProcessError(wrk.returncode, command, out)
     finally:
         Path(script.name).unlink()
     latency = {
@@ -244,7 +237,26 @@ def _concurrent_wrk(
         "p50_ms": latency.get("50"),
         "p90_ms": latency.get("90"),
         "p99_ms": latency.get("99"),
+        "connections_per_worker": spread,
     }
+
+
+def _connections_per_process(port: int) -> list[int] | None:
+    """How the load generator's connections sit on the API's worker processes, mid-run
+    (``ss``): the workers share one listening socket and whichever wakes first
+    accepts, so a few keep-alive connections can all land on one worker, which then
+    runs on one core while the other idles. The figure explains such a level."""
+    try:
+        out = subprocess.run(
+            ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    pids = re.findall(r"pid=(\d+)", out)
+    return sorted(Counter(pids).values(), reverse=True) or None
 
 
 def _ms(value: str, unit: str) -> float:
