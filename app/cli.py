@@ -108,8 +108,10 @@ ALLOCATOR_ENV = {
 }
 
 
-def _with_allocator_settings() -> None:
-    missing = {k: v for k, v in ALLOCATOR_ENV.items() if k not in os.environ}
+def _with_allocator_settings(extra: dict[str, str] | None = None) -> None:
+    """Re-execute with the allocator settings (and ``extra``) when any is missing."""
+    wanted = {**ALLOCATOR_ENV, **(extra or {})}
+    missing = {k: v for k, v in wanted.items() if k not in os.environ}
     if missing and sys.platform.startswith("linux"):
         os.execve(
             sys.executable,
@@ -118,8 +120,21 @@ def _with_allocator_settings() -> None:
         )
 
 
+def _worker_metrics_env(settings: Settings) -> dict[str, str]:
+    """With a worker metrics port, the prefork children share their samples through a
+    directory, which must be named before prometheus-client is first imported (the
+    worker re-executes itself with it) and start empty."""
+    if not settings.worker_metrics_port or settings.metrics_multiproc_dir is not None:
+        return {}
+    directory = (settings.data_dir / f"worker-metrics-{settings.worker_metrics_port}").resolve()
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    return {"PROMETHEUS_MULTIPROC_DIR": str(directory)}
+
+
 def _cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
-    _with_allocator_settings()
+    _with_allocator_settings(_worker_metrics_env(settings))
     argv = [
         "worker",
         f"--loglevel={args.log_level}",

@@ -166,6 +166,33 @@ def find_appointments(
     )
 
 
+def warm_offers(
+    session: Session,
+    *,
+    rules: RulesFile,
+    catalog: Catalog,
+    slot_index: SlotIndex,
+    memo: OfferMemo,
+    now: datetime,
+) -> None:
+    """Work out every visit type's candidate offers over the whole booking horizon
+    into ``memo`` (at start-up, off the request path): with a million slots, the first
+    broad request otherwise spends seconds on it, and requests with filters reuse the
+    same days. Asks for no offers, so nothing is built or signed."""
+    horizon = max(rules.effective(vt).max_horizon_days for vt in rules.visit_types)
+    request = FindRequest(start=now, end=now + timedelta(days=horizon + 1), count=0)
+    find_appointments(
+        session,
+        request,
+        rules=rules,
+        catalog=catalog,
+        slot_index=slot_index,
+        now=now,
+        sign=lambda payload: "",
+        memo=memo,
+    )
+
+
 def _oldest_confirmation(
     appointments: Collection[ProposedAppointment], confirmations: Mapping[str, datetime]
 ) -> datetime | None:

@@ -62,7 +62,7 @@ class Settings(BaseSettings):
     )
     find_warm_up: bool = Field(
         default=True,
-        description="read every cached slot into memory at API start-up (else on first use)",
+        description="read every cached slot, then the offers, into memory at API start-up",
     )
     stale_warning_seconds: int = Field(
         default=26 * 3600, ge=1, description="$find warns when data is older than this"

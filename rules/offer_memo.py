@@ -182,6 +182,7 @@ class MemoState:
         self._held += len(value.offers) + 1
         if self._held > self._max_offers:
             self._entries = {}
+            self.plans = {}  # they hold days of the entries too
             self._held = len(value.offers) + 1
         entry.days[day] = value
 

@@ -14,8 +14,15 @@ from __future__ import annotations
 import gc
 
 from celery import Celery
-from celery.signals import beat_init, task_postrun, worker_init, worker_process_init
+from celery.signals import (
+    beat_init,
+    celeryd_init,
+    task_postrun,
+    worker_init,
+    worker_process_init,
+)
 
+from app.observability.celery import install_celery_observability
 from app.settings import Settings, get_settings
 
 from .schedule import beat_schedule
@@ -77,6 +84,14 @@ celery_app = make_celery(get_settings())
 
 
 GC_GEN0_THRESHOLD = 50_000
+
+
+@celeryd_init.connect
+def _observe(**_: object) -> None:
+    # The first signal of a worker starting, before its logging is set up: slotsync's
+    # JSON logs with the task id as correlation id, task metrics (served on
+    # SLOTSYNC_WORKER_METRICS_PORT). Only in workers: signals are process-wide.
+    install_celery_observability(celery_app, get_settings())
 
 
 @worker_init.connect

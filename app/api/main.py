@@ -8,17 +8,17 @@ import threading
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from functools import partial
 
 from fastapi import FastAPI
-from sqlalchemy import Engine
 
 from app.booking.context import BookingContext
-from app.cache.catalog import CatalogCache
+from app.cache.catalog import CatalogCache, read_catalog
 from app.cache.db import transaction
 from app.cache.slot_index import SlotIndex
 from app.ehr.gateway import EhrGateway
-from app.find import MAX_SLOT_LENGTH
+from app.find import MAX_SLOT_LENGTH, warm_offers
 from app.observability.logging import configure_logging
 from app.runtime import coordinator, dispatcher, ehr_client, get_engine, sync_context
 from app.settings import Settings, get_settings
@@ -59,23 +59,44 @@ def slot_index_check(app: FastAPI) -> Check:
     return Check(True, f"{state}: {index.size} free slots held in this process")
 
 
-def start_warm_up(index: SlotIndex, engine: Engine) -> threading.Thread:
-    """Fill the slot index off the request path, then freeze what it holds out of the
-    garbage collector's sight: a million long-lived slot objects would otherwise be
-    walked by every full collection, which showed as $find latency spikes."""
+def start_warm_up(app: FastAPI) -> threading.Thread:
+    """Fill the slot index off the request path, then the offer memo from it, then
+    freeze what they hold out of the garbage collector's sight: a million long-lived
+    slot objects would otherwise be walked by every full collection, which showed as
+    $find latency spikes."""
+    state = app.state
+    index: SlotIndex = state.slot_index
 
     def run() -> None:
         started = time.perf_counter()
         try:
-            held = index.warm(partial(transaction, engine))
+            held = index.warm(partial(transaction, state.engine))
         except Exception:  # the index fills on demand instead; the API serves regardless
             log.warning("slot index warm-up failed; slots load on first use", exc_info=True)
             return
+        log.info("slot index warm: %d free slots in %.1f s", held, time.perf_counter() - started)
+        started = time.perf_counter()
+        try:
+            with transaction(state.engine) as session:
+                warm_offers(
+                    session,
+                    rules=state.rules_store.current,
+                    # read for itself: the shared cache is left to the first request
+                    # (at start-up the cache may be filling; an empty catalog held
+                    # for its TTL would hide what a load adds meanwhile)
+                    catalog=read_catalog(session),
+                    slot_index=index,
+                    memo=state.offer_memo,
+                    now=datetime.now(UTC),
+                )
+        except Exception:  # offers are then worked out by the first requests
+            log.warning("offer memo warm-up failed", exc_info=True)
+        else:
+            log.info("offer memo warm in %.1f s", time.perf_counter() - started)
         gc.collect()
         gc.freeze()
-        log.info("slot index warm: %d free slots in %.1f s", held, time.perf_counter() - started)
 
-    thread = threading.Thread(target=run, name="slot-index-warm-up", daemon=True)
+    thread = threading.Thread(target=run, name="find-warm-up", daemon=True)
     thread.start()
     return thread
 
@@ -93,7 +114,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.slot_index = SlotIndex(lookback=MAX_SLOT_LENGTH)
         app.state.offer_memo = OfferMemo()
         if settings.find_warm_up:
-            start_warm_up(app.state.slot_index, app.state.engine)
+            start_warm_up(app)
         app.state.sign_proposal = signer(settings.proposal_secret.get_secret_value().encode())
         app.state.coordinator = coordinator(settings)
         dispatch = app.state.dispatcher = dispatcher(settings)

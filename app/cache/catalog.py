@@ -35,6 +35,15 @@ class Catalog:
     derived: dict[Hashable, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
+def read_catalog(session: Session) -> Catalog:
+    """The catalog as the database has it now (no caching)."""
+    return Catalog(
+        repo.schedules_by_id(session),
+        repo.actors_by_ref(session),
+        repo.schedule_confirmations(session),
+    )
+
+
 class CatalogCache:
     def __init__(self, ttl: float = 2.0, clock: Callable[[], float] = time.monotonic):
         self._ttl = ttl
@@ -57,11 +66,7 @@ class CatalogCache:
         try:
             if self._value is not None and self._clock() - self._loaded_at < self._ttl:
                 return self._value
-            self._value = Catalog(
-                repo.schedules_by_id(session),
-                repo.actors_by_ref(session),
-                repo.schedule_confirmations(session),
-            )
+            self._value = read_catalog(session)
             self._loaded_at = self._clock()
             return self._value
         finally:

@@ -1,7 +1,5 @@
-"""Celery workers get the same observability as the API, with one call in the Celery app module::
-
-    from app.observability.celery import install_celery_observability
-    install_celery_observability(celery_app, get_settings())
+"""Celery workers get the same observability as the API: ``workers.celery_app`` calls
+:func:`install_celery_observability` when a worker starts (``celeryd_init``).
 
 It configures slotsync logging instead of Celery's (JSON lines in production,
 the task id as the correlation id of every line a task logs), counts task

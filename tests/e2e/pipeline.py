@@ -211,6 +211,8 @@ def running_pipeline(
             "SLOTSYNC_BROKER_VISIBILITY_TIMEOUT_SECONDS": "10",
             "SLOTSYNC_TASK_TIME_LIMIT_SECONDS": "9",
             "SLOTSYNC_SCHEDULE_LOCK_SECONDS": "8",
+            "SLOTSYNC_DATA_DIR": str(workdir),
+            "SLOTSYNC_WORKER_METRICS_PORT": str(free_port()),
             **(extra_env or {}),
         }
         env = {k: v for k, v in os.environ.items() if not k.startswith("SLOTSYNC_")}

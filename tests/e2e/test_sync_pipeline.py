@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -40,6 +41,24 @@ def test_initial_load_equals_ground_truth(pipeline):
     assert run.status == "ok", pipeline.log("worker")
     assert run.chunks_total > 1 and run.chunks_failed == 0
     converged(pipeline, timeout=5)
+
+
+def test_the_worker_serves_its_task_metrics(pipeline):
+    """Task outcomes counted in the prefork children reach the worker's /metrics."""
+    port = pipeline.env["SLOTSYNC_WORKER_METRICS_PORT"]
+    pipeline.load()
+
+    def ok_chunks() -> float:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        samples = {
+            (s.name, tuple(sorted(s.labels.items()))): s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+        }
+        key = ("slotsync_task_outcomes_total", (("outcome", "ok"), ("task", "sync_chunk")))
+        return samples.get(key, 0.0)
+
+    assert eventually(ok_chunks, 20, lambda: pipeline.log("worker")) > 0
 
 
 def test_notifications_bring_every_change(pipeline):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -241,3 +242,23 @@ def test_answers_without_count_are_capped_with_a_warning(engine, tmp_path):
         explicit = find(client, **WINDOW, _count="5", **{"visit-type": OFFICE}).json()
         assert explicit["total"] == 5
         assert all(e["search"]["mode"] == "match" for e in explicit["entry"])
+
+
+def test_start_up_works_out_the_offers_before_the_first_request(api):
+    """The warm-up thread fills the slot index, then the offer memo (every visit type
+    over the horizon, without filters); the first answers are the same as ever."""
+    client, slots = api
+    state = client.app.state
+    deadline = datetime.now(UTC) + timedelta(seconds=20)
+    while not any(plan.days for plan in _plans(state)) and datetime.now(UTC) < deadline:
+        time.sleep(0.05)
+    plans = _plans(state)
+    assert len(plans) == 2  # office visit and consult, no filters
+    assert sum(len(merged.offers) for plan in plans for merged in plan.days.values()) > 0
+    resp = find(client, **WINDOW, **{"visit-type": OFFICE})
+    assert resp.json()["total"] == len(slots)
+
+
+def _plans(state) -> list:
+    memo_state = state.offer_memo._state
+    return [] if memo_state is None else list(memo_state.plans.values())
