@@ -53,29 +53,30 @@ def _prepare_metrics_dir(settings: Settings, workers: int) -> Path | None:
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     created = _prepare_metrics_dir(settings, args.workers)
     try:
-        _run_uvicorn(args)
+        return _run_uvicorn(args)
     finally:
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
-    return 0
 
 
-def _run_uvicorn(args: argparse.Namespace) -> None:
-    import uvicorn
+def _run_uvicorn(args: argparse.Namespace) -> int:
+    from app.serve import serve
 
-    uvicorn.run(
-        "app.api.main:create_app",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level=args.log_level,
-        # our access log (route templates, no query strings) replaces uvicorn's
-        access_log=False,
-        log_config=None,
-        proxy_headers=True,
-        forwarded_allow_ips=args.forwarded_allow_ips,
-        timeout_graceful_shutdown=args.graceful_timeout,
+    return serve(
+        {
+            "app": "app.api.main:create_app",
+            "factory": True,
+            "host": args.host,
+            "port": args.port,
+            "log_level": args.log_level,
+            # our access log (route templates, no query strings) replaces uvicorn's
+            "access_log": False,
+            "log_config": None,
+            "proxy_headers": True,
+            "forwarded_allow_ips": args.forwarded_allow_ips,
+            "timeout_graceful_shutdown": args.graceful_timeout,
+        },
+        args.workers,
     )
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
 import time
@@ -74,3 +76,79 @@ def test_two_workers_share_metrics_and_stop_cleanly(tmp_path: Path):
     assert all(isinstance(line["pid"], int) for line in access)  # which worker answered
     assert any("Finished server process" in line["message"] for line in lines)
     assert not any("color_message" in line for line in lines)
+
+
+def _serve(tmp_path: Path, workers: int = 2) -> tuple[subprocess.Popen[bytes], str, Path]:
+    upgrade(f"sqlite:///{tmp_path / 'cache.sqlite3'}")
+    port = free_port()
+    env = {
+        **os.environ,
+        "SLOTSYNC_DATA_DIR": str(tmp_path),
+        "SLOTSYNC_LOG_FORMAT": "json",
+        "PYTHONPATH": str(Path.cwd()),
+    }
+    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    log_path = tmp_path / "server.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "2"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    wait_for_http(f"{base}/healthz", timeout=60)
+    return proc, base, log_path
+
+
+def _pids_answering(base: str, log_path: Path, tag: str, connections: int) -> set[int]:
+    """Open ``connections`` connections at once (as a client's pool does), one request on
+    each (one the access log records at INFO); the pids of the workers that answered."""
+    port = int(base.rsplit(":", 1)[1])
+    socks = [socket.create_connection(("127.0.0.1", port)) for _ in range(connections)]
+    try:
+        for n, sock in enumerate(socks):
+            request = f"GET /fhir/metadata HTTP/1.1\r\nHost: x\r\nX-Request-ID: {tag}-{n}\r\n\r\n"
+            sock.sendall(request.encode())
+        for sock in socks:
+            assert sock.recv(65536).startswith(b"HTTP/1.1 ")
+    finally:
+        for sock in socks:
+            sock.close()
+    deadline = time.monotonic() + 10
+    while True:
+        lines = [json.loads(x) for x in log_path.read_text().splitlines() if x.startswith("{")]
+        tagged = [x for x in lines if str(x.get("request_id") or "").startswith(f"{tag}-")]
+        if len(tagged) >= connections or time.monotonic() > deadline:
+            return {x["pid"] for x in tagged}
+        time.sleep(0.1)
+
+
+def _started_pids(log_path: Path, count: int) -> set[int]:
+    """The pids of the first ``count`` workers that finished starting (waits for them)."""
+    deadline = time.monotonic() + 60
+    while True:
+        lines = [json.loads(x) for x in log_path.read_text().splitlines() if x.startswith("{")]
+        pids = {x["pid"] for x in lines if "Application startup complete" in x["message"]}
+        if len(pids) >= count or time.monotonic() > deadline:
+            return pids
+        time.sleep(0.1)
+
+
+def test_connections_opened_together_are_spread_over_the_workers(tmp_path: Path) -> None:
+    """Each worker accepts on its own socket, and bursts of new connections reach
+    every worker (the kernel spreads them). A worker that dies is replaced."""
+    proc, base, log_path = _serve(tmp_path)
+    try:
+        workers = _started_pids(log_path, 2)
+        assert len(workers) == 2
+        for n in range(5):
+            assert _pids_answering(base, log_path, f"burst{n}", 16) == workers
+        dead = min(workers)
+        os.kill(dead, signal.SIGKILL)
+        replaced = _started_pids(log_path, 3) - {dead}
+        assert len(replaced) == 2  # the survivor and a new worker
+        assert _pids_answering(base, log_path, "after", 16) == replaced
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
