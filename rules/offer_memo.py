@@ -134,7 +134,9 @@ class MemoState:
             if (unit := self._index.unit(schedule, slots)) is not None:
                 units[schedule_id] = unit
         index = AssetIndex.of_units((units[sid] for sid in sorted(units)), self._actors)
-        shared = len(units) == len(served)
+        # shared only when every schedule of the basis is the memo's: a schedule with
+        # taken slots is left out of this one (or is the request's own unit)
+        shared = not dirty and len(units) == len(served)
         if shared:
             if len(self._indexes) >= 256:
                 self._indexes = {}

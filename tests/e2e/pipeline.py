@@ -231,8 +231,10 @@ def running_pipeline(
         try:
             p.start("api", "serve", "--port", str(api_port))
             p.start_worker()
-            p.start("beat", "beat", "--schedule-file", str(workdir / "beat-schedule"))
+            # as compose orders them: beat subscribes at start, and the EHR's handshake
+            # must find the API listening
             wait_for_http(f"{p.api_url}/healthz")
+            p.start("beat", "beat", "--schedule-file", str(workdir / "beat-schedule"))
             yield p
         finally:
             for name in list(p.processes):

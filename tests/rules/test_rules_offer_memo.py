@@ -197,6 +197,42 @@ def test_a_plan_is_made_once_for_the_same_filters() -> None:
     assert any(plan.days for plan in plans)
 
 
+def test_a_request_whose_claims_empty_a_schedule_leaves_no_trace() -> None:
+    """A request in which claims take every slot of one schedule's window composes
+    without that schedule; the next request without claims must have it again."""
+    world = World()
+    for n in (1, 2):
+        world.add_slots(world.practitioner(n), at("2026-03-09 09:00"), 20, count=6)
+    rules = make_rules([visit()])
+    base = full_lists(world.slots)
+    memo = OfferMemo()
+    now = at("2026-03-01 00:00")
+    claimed_slot = base["sch-pr-1-c1"][0]
+    one_slot = FindRequest(
+        start=claimed_slot.start, end=claimed_slot.end, visit_types=(vt("office-visit"),)
+    )
+    whole_morning = replace(one_slot, end=at("2026-03-09 12:00"))
+    args = (rules, base, world.schedules, world.actors, now)
+    check(memo, None, one_slot, *args, {claimed_slot.id})
+    flat = [s for full in base.values() for s in full]
+    expected = reference_compose(
+        whole_morning, rules, flat, world.schedules, world.actors, now, sign
+    )
+    got = compose(
+        whole_morning,
+        rules,
+        {},
+        world.schedules,
+        world.actors,
+        now,
+        sign,
+        memo=memo,
+        basis=Basis(None, base, []),
+    )
+    assert got == expected
+    assert {a.schedule_ids for a in got.appointments} == {("sch-pr-1-c1",), ("sch-pr-2-c1",)}
+
+
 @pytest.mark.parametrize("ordering", ["spread", "earliest", "practitioner-preference"])
 def test_local_days_that_overlap_across_zones_are_ordered(ordering: str) -> None:
     """Clinics in Tokyo and Honolulu open all day: Tokyo's next local day begins
