@@ -44,10 +44,15 @@ def _prepare_metrics_dir(settings: Settings, workers: int) -> Path | None:
         directory = created = Path(tempfile.mkdtemp(prefix="slotsync-metrics-"))
         # read by prometheus-client in the worker processes uvicorn is about to start
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(directory)
+    _empty_metrics_dir(directory)
+    return created
+
+
+def _empty_metrics_dir(directory: Path) -> None:
+    """Create the shared metrics directory, or drop samples an earlier run left in it."""
     directory.mkdir(parents=True, exist_ok=True)
     for stale in directory.glob("*.db"):
         stale.unlink()
-    return created
 
 
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -128,9 +133,7 @@ def _worker_metrics_env(settings: Settings) -> dict[str, str]:
     if not settings.worker_metrics_port or settings.metrics_multiproc_dir is not None:
         return {}
     directory = (settings.data_dir / f"worker-metrics-{settings.worker_metrics_port}").resolve()
-    directory.mkdir(parents=True, exist_ok=True)
-    for stale in directory.glob("*.db"):
-        stale.unlink()
+    _empty_metrics_dir(directory)
     return {"PROMETHEUS_MULTIPROC_DIR": str(directory)}
 
 

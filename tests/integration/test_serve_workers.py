@@ -24,51 +24,33 @@ pytestmark = pytest.mark.integration
 
 
 def test_two_workers_share_metrics_and_stop_cleanly(tmp_path: Path):
-    upgrade(f"sqlite:///{tmp_path / 'cache.sqlite3'}")
-    port = free_port()
-    env = {
-        **os.environ,
-        "SLOTSYNC_DATA_DIR": str(tmp_path),
-        "SLOTSYNC_LOG_FORMAT": "json",
-        "PYTHONPATH": str(Path.cwd()),
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    log_path = tmp_path / "server.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "2"],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            base = f"http://127.0.0.1:{port}"
-            wait_for_http(f"{base}/healthz", timeout=60)
-            headers = {"X-API-Key": DEMO_API_KEY}
-            find = f"{base}/fhir/Appointment/$find?start={T0_DAY}&end={T0_NEXT_DAY}"
-            with httpx.Client(timeout=10) as client:
-                for i in range(8):
-                    response = client.get(find, headers={**headers, "X-Request-ID": f"req-{i}"})
-                    assert response.status_code == 200
-                    assert response.headers["x-request-id"] == f"req-{i}"
-                # a worker records a request just after answering it: allow it a moment
-                key = (("method", "GET"), ("route", "/fhir/Appointment/$find"), ("status", "200"))
-                deadline = time.monotonic() + 10
-                while True:
-                    text = client.get(f"{base}/metrics", headers=headers).text
-                    samples = {
-                        (s.name, tuple(sorted(s.labels.items()))): s.value
-                        for family in text_string_to_metric_families(text)
-                        for s in family.samples
-                    }
-                    total = samples.get(("slotsync_http_requests_total", key), 0)
-                    if total >= 8 or time.monotonic() > deadline:
-                        break
-                    time.sleep(0.1)
-            assert total == 8
-        finally:
-            proc.terminate()
-            code = proc.wait(timeout=30)
+    proc, base, log_path = _serve(tmp_path)
+    try:
+        headers = {"X-API-Key": DEMO_API_KEY}
+        find = f"{base}/fhir/Appointment/$find?start={T0_DAY}&end={T0_NEXT_DAY}"
+        with httpx.Client(timeout=10) as client:
+            for i in range(8):
+                response = client.get(find, headers={**headers, "X-Request-ID": f"req-{i}"})
+                assert response.status_code == 200
+                assert response.headers["x-request-id"] == f"req-{i}"
+            # a worker records a request just after answering it: allow it a moment
+            key = (("method", "GET"), ("route", "/fhir/Appointment/$find"), ("status", "200"))
+            deadline = time.monotonic() + 10
+            while True:
+                text = client.get(f"{base}/metrics", headers=headers).text
+                samples = {
+                    (s.name, tuple(sorted(s.labels.items()))): s.value
+                    for family in text_string_to_metric_families(text)
+                    for s in family.samples
+                }
+                total = samples.get(("slotsync_http_requests_total", key), 0)
+                if total >= 8 or time.monotonic() > deadline:
+                    break
+                time.sleep(0.1)
+        assert total == 8
+    finally:
+        proc.terminate()
+        code = proc.wait(timeout=30)
     assert code == 0
     lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
     access = [line for line in lines if line["logger"] == "slotsync.access"]
@@ -79,6 +61,7 @@ def test_two_workers_share_metrics_and_stop_cleanly(tmp_path: Path):
 
 
 def _serve(tmp_path: Path, workers: int = 2) -> tuple[subprocess.Popen[bytes], str, Path]:
+    """``slotsync serve`` on a fresh SQLite cache, JSON logs to a file, once it answers."""
     upgrade(f"sqlite:///{tmp_path / 'cache.sqlite3'}")
     port = free_port()
     env = {
@@ -91,7 +74,16 @@ def _serve(tmp_path: Path, workers: int = 2) -> tuple[subprocess.Popen[bytes], s
     log_path = tmp_path / "server.log"
     with log_path.open("w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(port), "--workers", "2"],
+            [
+                sys.executable,
+                "-m",
+                "app.cli",
+                "serve",
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ],
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
