@@ -44,18 +44,21 @@ class _Concept(msgspec.Struct):
 
 class _Meta(msgspec.Struct):
     versionId: str | None = None
-    lastUpdated: str | None = None
+    lastUpdated: msgspec.Raw = msgspec.Raw()
 
 
 class _Slot(msgspec.Struct):
+    # Times and code lists stay raw JSON: the same few dozen values repeat on every
+    # slot of a page, so each distinct one is parsed once (see _instant, _codes).
+    resourceType: str
     id: str
     schedule: _Reference
     status: str
-    start: str
-    end: str
-    serviceType: list[_Concept] = []
-    specialty: list[_Concept] = []
-    appointmentType: _Concept | None = None
+    start: msgspec.Raw
+    end: msgspec.Raw
+    serviceType: msgspec.Raw = msgspec.Raw()  # empty when absent
+    specialty: msgspec.Raw = msgspec.Raw()
+    appointmentType: msgspec.Raw = msgspec.Raw()
     overbooked: bool = False
     comment: str | None = None
     meta: _Meta | None = None
@@ -84,7 +87,14 @@ class _Bundle(msgspec.Struct):
 _bundle = msgspec.json.Decoder(_Bundle)
 _kind = msgspec.json.Decoder(_Kind)
 _slot = msgspec.json.Decoder(_Slot)
+_concept_list = msgspec.json.Decoder(list[_Concept])
+_concept = msgspec.json.Decoder(_Concept)
+_text = msgspec.json.Decoder(str)
+_MEMO_LIMIT = 100_000  # distinct values a memo keeps before it starts over
 _tokens: dict[tuple[str | None, str], str] = {}
+_code_lists: dict[tuple[bytes, bool], tuple[str, ...]] = {}
+_instants: dict[bytes, datetime] = {}
+_schedule_ids: dict[str, str] = {}
 
 
 def _token(system: str | None, code: str) -> str:
@@ -92,24 +102,60 @@ def _token(system: str | None, code: str) -> str:
     key = (system, code)
     found = _tokens.get(key)
     if found is None:
-        if len(_tokens) > 100_000:
+        if len(_tokens) > _MEMO_LIMIT:
             _tokens.clear()
         found = _tokens[key] = f"{system or ''}|{code}"
     return found
 
 
-def _concepts(concepts: list[_Concept]) -> tuple[str, ...]:
-    return tuple(_token(c.system, c.code) for concept in concepts for c in concept.coding if c.code)
+def _given(raw: msgspec.Raw) -> bool:
+    """Whether a raw element is present and not JSON null."""
+    return bool(raw) and bytes(raw) != b"null"
 
 
-def _instant(value: str, where: str) -> datetime:
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError as exc:
-        raise FhirParseError(f"{where}: invalid dateTime {value!r}") from exc
-    if parsed.tzinfo is None:
-        raise FhirParseError(f"{where}: dateTime {value!r} has no offset")
-    return parsed.astimezone(UTC)
+def _codes(raw: msgspec.Raw, *, single: bool = False) -> tuple[str, ...]:
+    """``system|code`` tokens of a CodeableConcept list (of one concept if ``single``)."""
+    key = (bytes(raw), single)
+    found = _code_lists.get(key)
+    if found is None:
+        if not _given(raw):
+            return ()
+        concepts = [_concept.decode(raw)] if single else _concept_list.decode(raw)
+        found = tuple(
+            _token(c.system, c.code) for concept in concepts for c in concept.coding if c.code
+        )
+        if len(_code_lists) > _MEMO_LIMIT:
+            _code_lists.clear()
+        _code_lists[key] = found
+    return found
+
+
+def _instant(raw: msgspec.Raw, where: str) -> datetime:
+    """An instant, in UTC; slots sit on a time grid, so a page holds few distinct ones."""
+    key = bytes(raw)
+    found = _instants.get(key)
+    if found is None:
+        value = _text.decode(raw)
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError as exc:
+            raise FhirParseError(f"{where}: invalid dateTime {value!r}") from exc
+        if parsed.tzinfo is None:
+            raise FhirParseError(f"{where}: dateTime {value!r} has no offset")
+        if len(_instants) > _MEMO_LIMIT:
+            _instants.clear()
+        found = _instants[key] = parsed.astimezone(UTC)
+    return found
+
+
+def _schedule_id(reference: str) -> str:
+    # a page names a few dozen schedules a thousand times: resolve each reference once
+    found = _schedule_ids.get(reference)
+    if found is None:
+        if len(_schedule_ids) > _MEMO_LIMIT:
+            _schedule_ids.clear()
+        found = _schedule_ids[reference] = relative_reference(reference).split("/", 1)[-1]
+    return found
 
 
 def _to_slot(res: _Slot) -> Slot:
@@ -125,20 +171,32 @@ def _to_slot(res: _Slot) -> Slot:
     meta = res.meta
     return Slot(
         id=res.id,
-        schedule_id=relative_reference(res.schedule.reference).split("/", 1)[-1],
+        schedule_id=_schedule_id(res.schedule.reference),
         start=start,
         end=end,
         status=res.status,
-        service_types=_concepts(res.serviceType),
-        specialties=_concepts(res.specialty),
-        appointment_types=_concepts([res.appointmentType]) if res.appointmentType else (),
+        service_types=_codes(res.serviceType),
+        specialties=_codes(res.specialty),
+        appointment_types=_codes(res.appointmentType, single=True),
         overbooked=res.overbooked,
         comment=res.comment,
         version_id=meta.versionId if meta else None,
         last_updated=_instant(meta.lastUpdated, f"{where}.meta.lastUpdated")
-        if meta and meta.lastUpdated
+        if meta and _given(meta.lastUpdated)
         else None,
     )
+
+
+def _decode_slot(raw: msgspec.Raw) -> Slot | None:
+    """The entry as a slot, or None if it is some other resource (decoded once: most are
+    slots). A Slot that does not fit the struct raises as malformed."""
+    try:
+        res = _slot.decode(raw)
+    except msgspec.DecodeError:
+        if _kind.decode(raw).resourceType == "Slot":
+            raise
+        return None
+    return _to_slot(res) if res.resourceType == "Slot" else None
 
 
 def decode_bundle_page(content: bytes) -> BundlePage:
@@ -156,10 +214,12 @@ def decode_bundle_page(content: bytes) -> BundlePage:
         if not raw or bytes(raw) == b"null":
             raise FhirParseError("Bundle.entry without a resource")
         try:
+            slot = _decode_slot(raw)
+            if slot is not None:
+                page.slots.append(slot)
+                continue
             rtype = _kind.decode(raw).resourceType
-            if rtype == "Slot":
-                page.slots.append(_to_slot(_slot.decode(raw)))
-            elif rtype == "Schedule":
+            if rtype == "Schedule":
                 page.schedules.append(parse_schedule(orjson.loads(memoryview(raw))))
             elif rtype in ACTOR_TYPES:
                 page.actors.append(parse_actor(orjson.loads(memoryview(raw))))

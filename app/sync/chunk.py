@@ -158,7 +158,8 @@ def write_chunk(
     fresher = repo.fresher_days(session, scope, chunk.start, chunk.end, fetch_started)
 
     def writable(slot: Slot) -> bool:
-        return (slot.schedule_id, day_start(slot.start)) not in fresher
+        # most writes (every initial load) find no fresher day: skip the per-slot day
+        return not fresher or (slot.schedule_id, day_start(slot.start)) not in fresher
 
     cached = {
         sid: s
