@@ -53,6 +53,10 @@ def test_page_with_includes_next_link_and_codes():
         {"schedule": {"display": "no reference"}},
         {"status": 5},
         {"start": "tomorrow"},
+        {"start": 20300107},
+        {"serviceType": "office-visit"},  # not a list of CodeableConcepts
+        {"appointmentType": [{"coding": []}]},  # a list where one concept belongs
+        {"meta": {"lastUpdated": "yesterday"}},
     ],
 )
 def test_a_malformed_slot_is_rejected_alone(broken):
@@ -61,6 +65,35 @@ def test_a_malformed_slot_is_rejected_alone(broken):
     fast = decode_bundle_page(orjson.dumps(bundle([good, bad])))
     assert [s.id for s in fast.slots] == [good["id"]]
     assert len(fast.rejected) == 1
+
+
+def test_repeated_null_and_differing_values_decode_like_the_dict_parser():
+    # times and code lists are parsed once per distinct value: repeats, nulls and
+    # near-identical values must still come out exactly as the dict parser has them
+    one = slot_json(slot(1, specialties=("http://snomed.info/sct|394814009",)))
+    same_times = {**slot_json(slot(2)), "start": one["start"], "end": one["end"]}
+    utc_start = slot(1).start.strftime("%Y-%m-%dT%H:%M:%SZ")  # same instant, other spelling
+    other_offset = {**same_times, "id": "s-utc", "start": utc_start}
+    nulls = {
+        **slot_json(slot(3)),
+        "serviceType": None,
+        "specialty": None,
+        "appointmentType": None,
+        "meta": {"lastUpdated": None},
+    }
+    typed = {**slot_json(slot(4)), "appointmentType": {"coding": [{"code": "ROUTINE"}]}}
+    fast, slow = both(bundle([one, same_times, other_offset, nulls, typed, one]))
+    assert fast == slow and not fast.rejected
+    assert fast.slots[1].start == fast.slots[2].start == fast.slots[0].start
+    assert fast.slots[3].service_types == () and fast.slots[3].last_updated is None
+    assert fast.slots[4].appointment_types == ("|ROUTINE",)
+
+
+def test_a_malformed_value_is_rejected_every_time_it_occurs():
+    bad = {**slot_json(slot(1)), "start": "not a time"}
+    again = {**slot_json(slot(2)), "start": "not a time"}
+    fast = decode_bundle_page(orjson.dumps(bundle([bad, again, slot_json(slot(3))])))
+    assert [s.id for s in fast.slots] == [slot(3).id] and len(fast.rejected) == 2
 
 
 @pytest.mark.parametrize("content", [b"{", b'{"resourceType": "Patient"}', b"[]"])
