@@ -167,6 +167,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         continue
                     slot = rng.choice(singles)
                     for op in ("book", "free"):
+                        if polling:
+                            # a change lands at a random moment of the poll cycle; straight
+                            # after the last one was seen it would always wait a whole cycle
+                            time.sleep(rng.uniform(0, args.poll_interval))
                         samples[op].append(
                             _mutate_and_wait(
                                 api,

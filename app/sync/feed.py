@@ -5,7 +5,9 @@
 - :func:`watchdog` runs every few seconds (Celery beat): a feed silent for longer
   than ``heartbeat_seconds x heartbeat_grace`` becomes ``stale``; while no feed is
   live (stale, or ``catching-up`` after lost notifications), it has the poller run
-  every ``poll_interval_seconds``. A heartbeat or event puts a stale feed back to
+  every ``poll_interval_seconds``; while a subscribed feed is silent, it also has the
+  Subscription checked at the EHR (and replaced if the EHR gave up on it) once per
+  grace period. A heartbeat or event puts a stale feed back to
   ``live``; a successful poll does so for a catching-up one.
 - :func:`poll` looks for changes without notifications. R4: ``Slot?_lastUpdated=gt``
   since the cursor, then a coalesced refresh of each changed schedule's days. STU3
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 WEBHOOK_PATH = "/webhook/subscription"
 CURSOR_MARGIN = timedelta(seconds=5)  # clock skew between us and the EHR, and commit lag
 RUN_RETENTION = timedelta(days=7)
+RECHECK_CLAIM = "pending:subscription-recheck"
 
 
 def webhook_url(ctx: SyncContext) -> str:
@@ -153,6 +156,7 @@ class WatchdogReport:
     live: int
     went_stale: int
     polled: bool
+    resubscribed: bool = False
 
 
 def watchdog(ctx: SyncContext, dispatcher: Dispatcher) -> WatchdogReport:
@@ -164,17 +168,21 @@ def watchdog(ctx: SyncContext, dispatcher: Dispatcher) -> WatchdogReport:
     with transaction(ctx.engine) as session:
         rows = feeds.all_feeds(session)
         live = 0
+        recheck_after: float | None = None  # the shortest grace of a silent subscribed feed
         for row in rows:
-            if row.status == "off" or row.feed_state != "live":
+            if row.status == "off":
                 continue
             period = row.heartbeat_seconds or settings.heartbeat_seconds
             silent = now - (row.last_heard_at or row.created_at)
             limit = timedelta(seconds=period * settings.heartbeat_grace)
             if silent <= limit:
-                live += 1
-            elif feeds.mark_stale(session, row.id, now):
+                live += row.feed_state == "live"
+                continue
+            if row.feed_state == "live" and feeds.mark_stale(session, row.id, now):
                 went_stale += 1
                 log.warning("EHR feed %s silent for %s: stale, polling", row.id, silent)
+            grace = limit.total_seconds()
+            recheck_after = grace if recheck_after is None else min(recheck_after, grace)
         last_poll = max((r.last_polled_at for r in rows if r.last_polled_at), default=None)
         runs_repo.prune_runs(session, now - RUN_RETENTION)
     due = last_poll is None or now - last_poll >= timedelta(seconds=settings.poll_interval_seconds)
@@ -186,7 +194,15 @@ def watchdog(ctx: SyncContext, dispatcher: Dispatcher) -> WatchdogReport:
     ):
         dispatcher.poll("feed stale" if went_stale else "polling: no live feed")
         polled = True
-    return WatchdogReport(live=live, went_stale=went_stale, polled=polled)
+    # A silent feed may have been given up by the EHR (a failed handshake, say, because
+    # the EHR called before our API was listening): have the Subscription checked, and
+    # replaced if so, once per grace period of silence rather than at the hourly renewal.
+    resubscribed = recheck_after is not None and ctx.coord.claim(RECHECK_CLAIM, recheck_after)
+    if resubscribed:
+        dispatcher.subscribe()
+    return WatchdogReport(
+        live=live, went_stale=went_stale, polled=polled, resubscribed=resubscribed
+    )
 
 
 @dataclass(frozen=True, slots=True)

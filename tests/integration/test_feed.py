@@ -175,11 +175,45 @@ def test_watchdog_marks_a_silent_feed_stale_and_polls(engine):
     clock.now += timedelta(seconds=26)  # 2.5 periods of silence
     report = feed.watchdog(ctx, dispatcher)
     assert (report.live, report.went_stale, report.polled) == (0, 1, True)
+    assert report.resubscribed and dispatcher.of("subscribe") == [("subscribe",)]
     feed.poll(ctx, dispatcher)  # the poll releases its claim when it runs
     clock.now += timedelta(seconds=61)
-    assert feed.watchdog(ctx, dispatcher).polled  # still stale: keeps polling
+    report = feed.watchdog(ctx, dispatcher)
+    assert report.polled  # still stale: keeps polling
+    assert not report.resubscribed and len(dispatcher.of("subscribe")) == 1  # once per grace
+    ctx.coord.release(feed.RECHECK_CLAIM)  # a grace period (in real time) later
+    assert feed.watchdog(ctx, dispatcher).resubscribed
     accept(ctx, dispatcher, Notification(kind="heartbeat"))
     assert feed.watchdog(ctx, dispatcher).live == 1
+
+
+def test_a_feed_whose_handshake_failed_is_replaced_when_it_goes_silent(engine):
+    # The EHR called before our API listened, gave up, and marked the Subscription
+    # errored: the watchdog's re-check replaces it instead of polling for an hour.
+    ehr, ctx, clock = loaded(
+        engine, public_base_url="https://slotsync.example", heartbeat_seconds=10
+    )
+    feed.ensure_subscription(ctx)
+    (sub,) = ehr.subscriptions
+    sub["status"] = "error"
+    dispatcher = RecordingDispatcher()
+    assert not feed.watchdog(ctx, dispatcher).resubscribed  # not silent for long yet
+    clock.now += timedelta(seconds=26)  # never heard from at all
+    report = feed.watchdog(ctx, dispatcher)
+    assert report.resubscribed and report.went_stale == 0  # it was never live
+    replaced = feed.ensure_subscription(ctx)  # what the dispatched task runs
+    assert replaced.created and replaced.ehr_id == "sub-2"
+    assert ehr.subscriptions[-1]["status"] == "requested"
+
+
+def test_a_polling_only_feed_is_never_resubscribed(engine):
+    _, ctx, clock = loaded(engine, heartbeat_seconds=10)
+    dispatcher = RecordingDispatcher()
+    first = feed.watchdog(ctx, dispatcher)
+    clock.now += timedelta(seconds=3600)
+    later = feed.watchdog(ctx, dispatcher)
+    assert first.polled and not first.resubscribed and not later.resubscribed
+    assert dispatcher.of("poll") and not dispatcher.of("subscribe")
 
 
 def test_stu3_poll_rereads_the_near_days(engine):
