@@ -698,6 +698,7 @@ class _VisitTypePlan:
         while day is not None and last is not None and day <= last:
             if patient is None or age_allows(age_rule, patient, day):
                 merged = plan.days.get(day) or self._merge_day(plan, day)
+                part: list[_Keyed] | None  # a list again once the cut is looked up or made
                 if merged.inside(earliest, latest):
                     part = merged.offers
                 else:

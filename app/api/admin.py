@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated
 
@@ -96,7 +97,7 @@ SYNC_STATUS = {
 }
 
 
-def _json_schema(schema: dict[str, object], description: str) -> dict[str, object]:
+def _json_schema(schema: Mapping[str, object], description: str) -> dict[str, object]:
     media = {"schema": schema}
     return {"description": description, "content": {FHIR_JSON: media, "application/json": media}}
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypedDict
 
 import orjson
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, params
+from fastapi.responses import Response
 
 from app.errors import CacheStale, InvalidParameter
 from app.fhir.appointment import to_r4, to_stu3
@@ -58,7 +60,18 @@ FIND_PARAMETERS = [
         "Appointment:actor",
     ),
 ]
-FIND_DOC = {
+
+
+class _RouteDoc(TypedDict):
+    """Route options shared by both ``$find`` routes, typed as ``APIRouter.get`` and
+    ``APIRouter.post`` take them so that the dict can be splatted into either."""
+
+    dependencies: Sequence[params.Depends]
+    response_class: type[Response]
+    responses: dict[int | str, dict[str, Any]]
+
+
+FIND_DOC: _RouteDoc = {
     "dependencies": [Depends(require_scopes(APPOINTMENT_READ))],
     "response_class": FhirResponse,
     "responses": {200: fhir_content(BUNDLE_REF, "avail-bundle of proposed appointments")},

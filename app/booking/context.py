@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -13,7 +13,7 @@ from app.settings import Settings
 from rules.appointment_id import ProposalPayload, encode
 from rules.schema import RulesFile
 
-from .refresh import Window
+from .refresh import Refresh
 
 
 def utcnow() -> datetime:
@@ -26,7 +26,7 @@ class BookingContext:
     gateway: EhrGateway
     rules: Callable[[], RulesFile]  # the rules in force now (hot reloaded)
     settings: Settings
-    refresh: Callable[[Sequence[Window]], None]  # re-read these windows from the EHR now
+    refresh: Refresh  # re-read these windows from the EHR now
     clock: Callable[[], datetime] = field(default=utcnow)
 
     @property

@@ -23,7 +23,12 @@ class Window(NamedTuple):
     end: datetime
 
 
-def refresh_quietly(refresh: Callable[[Sequence[Window]], None], windows: Sequence[Window]) -> None:
+# Re-reads windows from the EHR. Whatever it returns is ignored (``refresh_windows``
+# returns its chunk results), hence ``object`` rather than ``None``.
+Refresh = Callable[[Sequence[Window]], object]
+
+
+def refresh_quietly(refresh: Refresh, windows: Sequence[Window]) -> None:
     """Run ``refresh`` and log a failure: the write already happened, the sync catches up."""
     if not windows:
         return

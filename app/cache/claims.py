@@ -314,4 +314,4 @@ def slots_by_id(session: Session, slot_ids: Collection[str]) -> dict[str, Slot]:
     from .repository import SLOT_COLUMNS, slot_from_row
 
     stmt = select(*SLOT_COLUMNS).where(SlotRow.id.in_(list(slot_ids)))
-    return {row[0]: slot_from_row(row) for row in session.execute(stmt)}  # type: ignore[arg-type]
+    return {row[0]: slot_from_row(row) for row in session.execute(stmt)}

@@ -202,9 +202,25 @@ SLOT_COLUMNS = (
     SlotRow.version_id,
     SlotRow.ehr_last_updated,
 )
+# The row ``select(*SLOT_COLUMNS)`` yields, column by column (SQLAlchemy types rows
+# per selected column, so a bare ``Row[Any]`` would mean a one-column row).
+SlotRecord = Row[
+    str,
+    str,
+    datetime,
+    datetime,
+    str,
+    list[str],
+    list[str],
+    list[str],
+    bool,
+    str | None,
+    str | None,
+    datetime | None,
+]
 
 
-def slot_from_row(row: Row[Any]) -> Slot:
+def slot_from_row(row: SlotRecord) -> Slot:
     return Slot(
         id=row[0],
         schedule_id=row[1],
@@ -221,7 +237,7 @@ def slot_from_row(row: Row[Any]) -> Slot:
     )
 
 
-def schedule_from_row(row: ScheduleRow | Row[Any]) -> Schedule:
+def schedule_from_row(row: ScheduleRow | ScheduleRecord) -> Schedule:
     return Schedule(
         id=row.id,
         actor_refs=tuple(row.actor_refs or ()),
@@ -232,7 +248,7 @@ def schedule_from_row(row: ScheduleRow | Row[Any]) -> Schedule:
     )
 
 
-def actor_from_row(row: ActorRow | Row[Any]) -> Actor:
+def actor_from_row(row: ActorRow | ActorRecord) -> Actor:
     return Actor(
         ref=row.ref,
         display=row.display,
@@ -630,9 +646,10 @@ _LEAN_COLUMNS = (
     cast(SlotRow.specialties, Text),
     cast(SlotRow.appointment_types, Text),
 )
+_LeanRecord = Row[str, str, datetime, datetime, str, str, str]  # a row of _LEAN_COLUMNS
 
 
-def _lean_slot(row: Row[Any]) -> Slot:
+def _lean_slot(row: _LeanRecord) -> Slot:
     return Slot(
         id=row[0],
         schedule_id=row[1],
@@ -723,6 +740,10 @@ _ACTOR_COLUMNS = (
     ActorRow.part_of,
     ActorRow.timezone,
 )
+# rows of the two column tuples above (schedule_from_row and actor_from_row read them
+# by name, like the ORM entities they stand in for)
+ScheduleRecord = Row[str, list[str], list[str], list[str], datetime | None, datetime | None]
+ActorRecord = Row[str, str | None, list[str], str | None, str | None, str | None]
 
 
 def schedules_by_id(session: Session, ids: Collection[str] | None = None) -> dict[str, Schedule]:

@@ -228,7 +228,8 @@ def parse_find_parameters(body: Any, query: Iterable[tuple[str, str]] = ()) -> P
         where = f"Parameters.parameter[{i}]"
         if not isinstance(param, Mapping) or not isinstance(param.get("name"), str):
             raise InvalidParameter(f"{where} needs a name", expression=where)
-        name = ALIASES.get(param["name"], param["name"])
+        raw_name: str = param["name"]  # checked to be a str above
+        name = ALIASES.get(raw_name, raw_name)
         if "resource" in param:
             if name not in RESOURCE_PARAMS:
                 raise InvalidParameter(
