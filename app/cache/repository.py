@@ -7,6 +7,7 @@ executemany (SQLAlchemy's insertmanyvalues), never row-by-row ORM flushes.
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -652,7 +653,9 @@ _LeanRecord = Row[str, str, datetime, datetime, str, str, str]  # a row of _LEAN
 def _lean_slot(row: _LeanRecord) -> Slot:
     return Slot(
         id=row[0],
-        schedule_id=row[1],
+        # one string per schedule, not one per slot: ~60 bytes less for each slot an
+        # API process keeps in memory (48 MB at 800k)
+        schedule_id=sys.intern(row[1]),
         start=_instant(row[2]),
         end=_instant(row[3]),
         service_types=_codes(row[4]),
