@@ -9,6 +9,8 @@ import pytest
 from sqlalchemy.orm import Session
 
 from app.cache import repository as repo
+from app.cache.snapshot import SnapshotPlan
+from app.domain import Schedule, Slot
 from app.ehr.errors import EhrUnavailable
 from app.sync.chunk import Chunk, IncompleteAnswer, sync_chunk
 from tests.factories import slot
@@ -163,3 +165,36 @@ def test_bulk_insert_of_a_slot_cached_elsewhere_falls_back_to_upsert(engine):
     assert cached(engine)[moved.id].start == moved.start
     assert sync_chunk(engine, client_for(ehr), WEEK).upserted == 100
     assert cached(engine) == ehr.slots  # s0 moved back into this week, updated in place
+
+
+def _rich(n: int, **changes: object) -> Slot:
+    """A slot with every cached field set, text that needs escaping in any text format."""
+    base = slot(
+        n,
+        specialties=("http://snomed.info/sct|394814009",),
+        appointment_types=("http://terminology.hl7.org/CodeSystem/v2-0276|ROUTINE",),
+        overbooked=n % 2 == 0,
+        comment=f"Dr Ørsted\tRoom 3\\B\n“line two” {n}",
+        version_id=str(n),
+        last_updated=DAY0 + timedelta(seconds=n, microseconds=123_000),
+    )
+    return replace(base, **changes)
+
+
+def test_bulk_writes_keep_every_field_exactly(engine):
+    """Enough slots for the bulk path (PostgreSQL: binary COPY, then staged upsert of
+    changed ones); each field reads back as written, on both backends."""
+    new = [_rich(i) for i in range(repo.COPY_THRESHOLD * 2)]
+    with Session(engine) as s, s.begin():
+        repo.upsert_schedules(s, [Schedule(id="sch-1", actor_refs=())], DAY0)
+        repo.apply_snapshot(s, SnapshotPlan(upserts=tuple(new), deletes=(), unchanged=0), DAY0)
+    assert cached(engine) == {x.id: x for x in new}
+    before = cached(engine)
+    changed = [
+        replace(x, comment=None, specialties=(), overbooked=not x.overbooked, version_id=None)
+        for x in new
+    ]
+    with Session(engine) as s, s.begin():
+        plan = SnapshotPlan(upserts=tuple(changed), deletes=(), unchanged=0)
+        repo.apply_snapshot(s, plan, DAY0 + timedelta(hours=1), cached=before)
+    assert cached(engine) == {x.id: x for x in changed}
