@@ -31,14 +31,15 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def _json(value: Any) -> str:
+def json_text(value: Any) -> str:
+    """JSON as text, by orjson: the engines' serializer and bulk COPY's jsonb dumper."""
     return orjson.dumps(value).decode()
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     url = normalise_url(url)
     # orjson both ways: the codes columns are on hot paths (slot loads, the catalog)
-    kwargs.setdefault("json_serializer", _json)
+    kwargs.setdefault("json_serializer", json_text)
     kwargs.setdefault("json_deserializer", orjson.loads)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":

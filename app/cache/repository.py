@@ -12,7 +12,6 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 import psycopg
 from psycopg.types.json import Jsonb, set_json_dumps
 from sqlalchemy import Row, Text, case, cast, delete, func, insert, or_, select, text, update
@@ -22,6 +21,7 @@ from sqlalchemy.orm import Session
 from app.domain import Actor, Schedule, Slot
 
 from . import claims
+from .db import json_text
 from .models import (
     ActorRow,
     CacheGenerationRow,
@@ -59,51 +59,31 @@ def _upsert(session: Session, table: Any, rows: list[dict[str, Any]], key: Seque
 MAX_PARAMETERS = 30_000  # below both SQLite's (32,766) and PostgreSQL's (65,535) limits
 ALL_SCHEDULES_LOCK = 0x510750  # advisory lock key of whole-window writes
 COPY_THRESHOLD = 64  # below this many rows the staging round trips cost more than they save
-SLOT_FIELDS = (
-    "id",
-    "schedule_id",
-    "start",
-    "end",
-    "status",
-    "service_types",
-    "specialties",
-    "appointment_types",
-    "overbooked",
-    "comment",
-    "version_id",
-    "ehr_last_updated",
-    "last_confirmed_at",
-)
-
-
-# PostgreSQL types of SLOT_FIELDS, for binary COPY (half the cost of the text format,
-# which spells out every timestamp)
-_SLOT_COPY_TYPES = (
-    "text",
-    "text",
-    "timestamptz",
-    "timestamptz",
-    "text",
-    "jsonb",
-    "jsonb",
-    "jsonb",
-    "bool",
-    "text",
-    "text",
-    "timestamptz",
-    "timestamptz",
-)
-
-
-def _json_text(value: Any) -> str:
-    return orjson.dumps(value).decode()
+# The slot columns bulk writes fill, with their PostgreSQL types (for binary COPY:
+# half the cost of the text format, which spells out every timestamp).
+SLOT_COPY_COLUMNS = {
+    "id": "text",
+    "schedule_id": "text",
+    "start": "timestamptz",
+    "end": "timestamptz",
+    "status": "text",
+    "service_types": "jsonb",
+    "specialties": "jsonb",
+    "appointment_types": "jsonb",
+    "overbooked": "bool",
+    "comment": "text",
+    "version_id": "text",
+    "ehr_last_updated": "timestamptz",
+    "last_confirmed_at": "timestamptz",
+}
+SLOT_FIELDS = tuple(SLOT_COPY_COLUMNS)
 
 
 def _copy_rows(cur: Any, table: str, slots: Sequence[Slot], confirmed_at: datetime) -> None:
     columns = ", ".join(f'"{c}"' for c in SLOT_FIELDS)
-    set_json_dumps(_json_text, cur)  # this cursor only
+    set_json_dumps(json_text, cur)  # this cursor only
     with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(_SLOT_COPY_TYPES)
+        copy.set_types(list(SLOT_COPY_COLUMNS.values()))
         for s in slots:
             copy.write_row(
                 (
