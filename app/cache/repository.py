@@ -10,6 +10,7 @@ import json
 import sys
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from typing import Any
 
 import psycopg
@@ -588,33 +589,18 @@ def free_slots(
     return [slot_from_row(row) for row in session.execute(stmt)]
 
 
-_CODES_MEMO: dict[str, tuple[str, ...]] = {}
-
-
+@lru_cache(maxsize=50_000)
 def _codes(text: str | None) -> tuple[str, ...]:
     """JSON code lists repeat endlessly across slots: parse each distinct one once."""
-    if not text:
-        return ()
-    codes = _CODES_MEMO.get(text)
-    if codes is None:
-        if len(_CODES_MEMO) > 50_000:
-            _CODES_MEMO.clear()
-        codes = _CODES_MEMO[text] = tuple(json.loads(text))
-    return codes
+    return tuple(json.loads(text)) if text else ()
 
 
-_INSTANTS: dict[datetime, datetime] = {}
-
-
+@lru_cache(maxsize=500_000)
 def _instant(value: datetime) -> datetime:
-    """One shared object per distinct instant: slots sit on a few thousand grid times,
-    so an index holding a million of them keeps ~100 bytes less per slot."""
-    shared = _INSTANTS.get(value)
-    if shared is None:
-        if len(_INSTANTS) > 500_000:
-            _INSTANTS.clear()
-        shared = _INSTANTS[value] = value
-    return shared
+    """One shared object per distinct instant (the first one seen): slots sit on a few
+    thousand grid times, so an index holding a million of them keeps ~100 bytes less
+    per slot."""
+    return value
 
 
 # What composition reads of a slot; code lists as JSON text, parsed once per value.

@@ -13,6 +13,7 @@ that is not a Bundle is an error.
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from functools import lru_cache
 
 import msgspec
 import orjson
@@ -90,22 +91,28 @@ _slot = msgspec.json.Decoder(_Slot)
 _concept_list = msgspec.json.Decoder(list[_Concept])
 _concept = msgspec.json.Decoder(_Concept)
 _text = msgspec.json.Decoder(str)
-_MEMO_LIMIT = 100_000  # distinct values a memo keeps before it starts over
-_tokens: dict[tuple[str | None, str], str] = {}
-_code_lists: dict[tuple[bytes, bool], tuple[str, ...]] = {}
-_instants: dict[bytes, datetime] = {}
-_schedule_ids: dict[str, str] = {}
+# Memos: the same few dozen values (codes, times, schedules) repeat on every slot of a
+# page; each distinct one is worked out once. Bounded, so odd EHR data cannot grow them.
+_MEMO_SIZE = 100_000
 
 
+@lru_cache(maxsize=_MEMO_SIZE)
 def _token(system: str | None, code: str) -> str:
-    # the same few codes repeat on every slot: share one string for each
-    key = (system, code)
-    found = _tokens.get(key)
-    if found is None:
-        if len(_tokens) > _MEMO_LIMIT:
-            _tokens.clear()
-        found = _tokens[key] = f"{system or ''}|{code}"
-    return found
+    # one shared string per code
+    return f"{system or ''}|{code}"
+
+
+@lru_cache(maxsize=_MEMO_SIZE)
+def _code_tokens(raw: bytes, single: bool) -> tuple[str, ...]:
+    """``system|code`` tokens of a CodeableConcept list's JSON (of one concept if ``single``)."""
+    if not raw or raw == b"null":
+        return ()
+    concepts = [_concept.decode(raw)] if single else _concept_list.decode(raw)
+    return tuple(_token(c.system, c.code) for concept in concepts for c in concept.coding if c.code)
+
+
+def _codes(raw: msgspec.Raw, *, single: bool = False) -> tuple[str, ...]:
+    return _code_tokens(bytes(raw), single)
 
 
 def _given(raw: msgspec.Raw) -> bool:
@@ -113,49 +120,29 @@ def _given(raw: msgspec.Raw) -> bool:
     return bool(raw) and bytes(raw) != b"null"
 
 
-def _codes(raw: msgspec.Raw, *, single: bool = False) -> tuple[str, ...]:
-    """``system|code`` tokens of a CodeableConcept list (of one concept if ``single``)."""
-    key = (bytes(raw), single)
-    found = _code_lists.get(key)
-    if found is None:
-        if not _given(raw):
-            return ()
-        concepts = [_concept.decode(raw)] if single else _concept_list.decode(raw)
-        found = tuple(
-            _token(c.system, c.code) for concept in concepts for c in concept.coding if c.code
-        )
-        if len(_code_lists) > _MEMO_LIMIT:
-            _code_lists.clear()
-        _code_lists[key] = found
-    return found
+@lru_cache(maxsize=_MEMO_SIZE)
+def _utc_instant(raw: bytes) -> datetime:
+    value = _text.decode(raw)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise FhirParseError(f"invalid dateTime {value!r}") from exc
+    if parsed.tzinfo is None:
+        raise FhirParseError(f"dateTime {value!r} has no offset")
+    return parsed.astimezone(UTC)
 
 
 def _instant(raw: msgspec.Raw, where: str) -> datetime:
-    """An instant, in UTC; slots sit on a time grid, so a page holds few distinct ones."""
-    key = bytes(raw)
-    found = _instants.get(key)
-    if found is None:
-        value = _text.decode(raw)
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError as exc:
-            raise FhirParseError(f"{where}: invalid dateTime {value!r}") from exc
-        if parsed.tzinfo is None:
-            raise FhirParseError(f"{where}: dateTime {value!r} has no offset")
-        if len(_instants) > _MEMO_LIMIT:
-            _instants.clear()
-        found = _instants[key] = parsed.astimezone(UTC)
-    return found
+    """An instant, in UTC (a malformed one is not remembered: it fails every time)."""
+    try:
+        return _utc_instant(bytes(raw))
+    except FhirParseError as exc:
+        raise FhirParseError(f"{where}: {exc}") from exc
 
 
+@lru_cache(maxsize=_MEMO_SIZE)
 def _schedule_id(reference: str) -> str:
-    # a page names a few dozen schedules a thousand times: resolve each reference once
-    found = _schedule_ids.get(reference)
-    if found is None:
-        if len(_schedule_ids) > _MEMO_LIMIT:
-            _schedule_ids.clear()
-        found = _schedule_ids[reference] = relative_reference(reference).split("/", 1)[-1]
-    return found
+    return relative_reference(reference).split("/", 1)[-1]
 
 
 def _to_slot(res: _Slot) -> Slot:
