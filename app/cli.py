@@ -23,6 +23,11 @@ if TYPE_CHECKING:
 console = Console(stderr=True)
 
 
+# Exit status of `status` and `sync-status`: monitoring and cron act on it.
+HEALTH_EXIT = {"ok": 0, "degraded": 1, "down": 2}
+HEALTH_EXIT_HELP = "exit status: 0 ok, 1 degraded (serving, cache may differ from the EHR), 2 down"
+
+
 def _cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     from app.cache.migrate import upgrade
 
@@ -231,13 +236,22 @@ def _cmd_sync_status(args: argparse.Namespace, settings: Settings) -> int:
 
     with Session(get_engine(settings)) as session:
         report = sync_status(
-            session, now=utcnow(), schedule_ids=args.schedule or None, limit=args.limit
+            session,
+            now=utcnow(),
+            settings=settings,
+            schedule_ids=args.schedule or None,
+            limit=args.limit,
         )
     out = Console()
+    overall = report["overall"]
+    code = HEALTH_EXIT[overall["health"]]
     if args.json:
         out.print_json(json.dumps(report))
-        return 0
-    overall = report["overall"]
+        return code
+    colour = {"ok": "green", "degraded": "yellow", "down": "bold red"}[overall["health"]]
+    out.print(f"sync: [{colour}]{overall['health']}[/{colour}]")
+    for problem in overall["problems"]:
+        out.print(f"  - {problem}")
     out.print(
         f"cache: {overall['slots_cached']} free slots in {overall['schedules']} schedules;"
         f" EHR feed: [bold]{overall['feed_state']}[/bold]"
@@ -275,7 +289,7 @@ def _cmd_sync_status(args: argparse.Namespace, settings: Settings) -> int:
                 (row["last_error"] or "")[:60],
             )
         out.print(table)
-    return 0
+    return code
 
 
 def _cmd_rules_check(args: argparse.Namespace, settings: Settings) -> int:
@@ -383,14 +397,18 @@ def build_parser() -> argparse.ArgumentParser:
     resync.add_argument("--timeout", type=float, default=3600.0, help="seconds to watch")
     resync.set_defaults(func=_cmd_resync)
 
-    status = sub.add_parser("status", help="sync health at a glance (exit 1 when unhealthy)")
+    status = sub.add_parser(
+        "status", help="sync health at a glance; " + HEALTH_EXIT_HELP, epilog=HEALTH_EXIT_HELP
+    )
     status.add_argument("--limit", type=int, default=10, help="recent runs to show")
     status.add_argument("--lagging", type=int, default=5, help="most lagging schedules to show")
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=_cmd_status)
 
     sync_status = sub.add_parser(
-        "sync-status", help="the sync in detail: feed, runs with progress, per-schedule freshness"
+        "sync-status",
+        help="the sync in detail: feed, runs with progress, per-schedule freshness",
+        epilog=HEALTH_EXIT_HELP,
     )
     sync_status.add_argument("--schedule", action="append", default=[], help="only these schedules")
     sync_status.add_argument("--schedules", action="store_true", help="list every schedule")

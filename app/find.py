@@ -9,7 +9,7 @@ composer asks for; the composer then applies every rule itself.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -35,6 +35,7 @@ class FindResult:
     notices: list[Notice]
     actors: dict[str, Actor]
     oldest_confirmation: datetime | None
+    failed_schedules: list[str] = field(default_factory=list)  # searched, last sync failed
 
 
 def check_visit_types(request: FindRequest, rules: RulesFile) -> None:
@@ -163,6 +164,7 @@ def find_appointments(
         notices=result.notices,
         actors=catalog.actors,
         oldest_confirmation=_oldest_confirmation(result.appointments, catalog.confirmations),
+        failed_schedules=[sid for sid in schedule_ids if sid in catalog.errors],
     )
 
 

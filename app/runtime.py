@@ -116,11 +116,13 @@ def sync_context(settings: Settings | None = None) -> SyncContext:
     )
 
 
-def dispatcher(settings: Settings | None = None) -> Dispatcher:
+def dispatcher(settings: Settings | None = None, *, periodic: bool = False) -> Dispatcher:
     """A new dispatcher (the caller shuts it down): Celery with a broker, else a thread pool.
 
     The embedded pool gets an EHR client of its own, so that stopping its retries at
-    shutdown leaves the shared client to everyone else.
+    shutdown leaves the shared client to everyone else. With ``periodic`` (the one
+    process of embedded mode that serves the API) it also runs the periodic sync work
+    that beat runs for the workers.
     """
     settings = settings or get_settings()
     if settings.embedded:
@@ -128,7 +130,10 @@ def dispatcher(settings: Settings | None = None) -> Dispatcher:
 
         stop = threading.Event()
         ctx = replace(sync_context(settings), client=ehr_client(settings, stop=stop))
-        return LocalDispatcher(ctx, stop=stop)
+        local = LocalDispatcher(ctx, stop=stop)
+        if periodic:
+            local.start_periodic()
+        return local
     from workers.dispatch import CeleryDispatcher
 
     return CeleryDispatcher()

@@ -126,28 +126,92 @@ class Settings(BaseSettings):
     watchdog_seconds: int = Field(default=15, ge=1, description="how often the watchdog looks")
     subscription_renew_seconds: int = Field(default=3600, ge=60)
     refresh_coalesce_seconds: int = Field(
-        default=300, ge=1, description="expiry of a queued refresh's dedupe key"
+        default=60, ge=1, description="expiry of a queued refresh's dedupe key"
     )
     schedule_lock_seconds: int = Field(
         default=60, ge=5, description="expiry of a schedule lock (extended while pages arrive)"
     )
-    broker_visibility_timeout_seconds: int = Field(
-        default=3600, ge=5, description="unacked task redelivery; longer than any task"
+    task_time_limit_seconds: int = Field(default=300, ge=5, description="hard limit per task")
+    broker_visibility_timeout_seconds: int | None = Field(
+        default=None,
+        ge=5,
+        description="unacked task redelivery; unset = the task time limit + 60 s",
     )
-    task_time_limit_seconds: int = Field(default=900, ge=5, description="hard limit per task")
     task_max_retries: int = Field(
-        default=6, ge=0, le=20, description="task retries after transient failures"
+        default=12,
+        ge=0,
+        le=50,
+        description="retries of a task after transient failures (EHR, PostgreSQL, Redis);"
+        " the one budget Celery and the in-process runner both use",
+    )
+    task_retry_base_seconds: float = Field(
+        default=2.0, gt=0, description="first retry delay; doubles per retry, with jitter"
+    )
+    task_retry_max_seconds: float = Field(
+        default=60.0, gt=0, description="longest delay between two retries of a task"
+    )
+    chunk_lease_seconds: int = Field(
+        default=45,
+        ge=5,
+        description="a running chunk whose heartbeat is older than this lost its worker",
+    )
+    reaper_seconds: int = Field(
+        default=15, ge=1, description="how often the reaper looks for lost, stuck or due work"
+    )
+    run_quiet_seconds: int = Field(
+        default=30,
+        ge=5,
+        description="a run with nothing claimed for this long has its due chunks sent again",
+    )
+    run_stall_seconds: int = Field(
+        default=180,
+        ge=10,
+        description="a run without progress for this long is failed and its rest replanned",
+    )
+    follow_up_max: int = Field(
+        default=6, ge=0, le=20, description="follow-up resyncs of failed windows, at most"
+    )
+    follow_up_base_seconds: int = Field(
+        default=15, ge=1, description="delay of the first follow-up; doubles per follow-up"
+    )
+    follow_up_max_seconds: int = Field(
+        default=600, ge=1, description="longest delay before a follow-up resync"
+    )
+    ehr_refetch_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=10,
+        description="reads of a window from its first page when the EHR changed while paging",
     )
     worker_queues: str = Field(default="sync,load", description="queues a worker consumes")
 
     @model_validator(mode="after")
     def _visibility_outlasts_tasks(self) -> Settings:
         # A task still running when its message becomes visible again would run twice at once.
-        if self.broker_visibility_timeout_seconds <= self.task_time_limit_seconds:
+        if (
+            self.broker_visibility_timeout_seconds is not None
+            and self.broker_visibility_timeout_seconds <= self.task_time_limit_seconds
+        ):
             raise ValueError(
                 "BROKER_VISIBILITY_TIMEOUT_SECONDS must be longer than TASK_TIME_LIMIT_SECONDS"
             )
         return self
+
+    @model_validator(mode="after")
+    def _stall_outlasts_retry_waits(self) -> Settings:
+        # A run whose chunks all wait for their next try is quiet, not stuck.
+        if self.run_stall_seconds <= self.task_retry_max_seconds + self.run_quiet_seconds:
+            raise ValueError(
+                "RUN_STALL_SECONDS must be longer than TASK_RETRY_MAX_SECONDS + RUN_QUIET_SECONDS"
+            )
+        return self
+
+    @property
+    def visibility_timeout_seconds(self) -> int:
+        """Sized to the hard time limit: a dead worker's message comes back soon after."""
+        if self.broker_visibility_timeout_seconds is not None:
+            return self.broker_visibility_timeout_seconds
+        return self.task_time_limit_seconds + 60
 
     hold_overlay_seconds: int = Field(
         default=300,

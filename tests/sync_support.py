@@ -41,6 +41,10 @@ def settings(**overrides: Any) -> Settings:
         "load_schedules_per_chunk": 1,
         "ehr_fhir_version": "stu3",
         "schedule_lock_seconds": 5,
+        # the retry budget of the product, with delays short enough for tests
+        "task_max_retries": 2,
+        "task_retry_base_seconds": 0.001,
+        "task_retry_max_seconds": 0.01,
     }
     values.update(overrides)
     return Settings(**values)

@@ -41,7 +41,7 @@ def make_celery(settings: Settings) -> Celery:
             task_eager_propagates=True,
         )
     else:
-        visibility = settings.broker_visibility_timeout_seconds
+        visibility = settings.visibility_timeout_seconds
         restore_interval = max(1, min(10, visibility // 5))
         transport = {
             "visibility_timeout": visibility,

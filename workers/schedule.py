@@ -1,4 +1,4 @@
-"""Celery beat schedule: the daily full resync, the feed watchdog, subscription renewal."""
+"""Celery beat schedule, from the one definition of periodic sync work (app.sync.periodic)."""
 
 from __future__ import annotations
 
@@ -8,24 +8,21 @@ from typing import Any
 from celery.schedules import crontab
 
 from app.settings import Settings
+from app.sync.periodic import periodic_jobs
 
 
 def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
-    hour, minute = (int(part) for part in settings.daily_load_at.split(":"))
-    return {
-        "daily-initial-load": {
-            "task": "slotsync.initial_load",
-            "schedule": crontab(hour=hour, minute=minute),
-        },
-        "feed-watchdog": {
-            "task": "slotsync.watchdog",
-            "schedule": timedelta(seconds=settings.watchdog_seconds),
-            # a backlog of watchdog ticks (workers down) is worthless: let them lapse
-            "options": {"expires": settings.watchdog_seconds},
-        },
-        "renew-subscription": {
-            "task": "slotsync.subscribe",
-            "schedule": timedelta(seconds=settings.subscription_renew_seconds),
-            "options": {"expires": settings.subscription_renew_seconds},
-        },
-    }
+    schedule: dict[str, dict[str, Any]] = {}
+    for job in periodic_jobs(settings):
+        if job.daily_at is not None:
+            hour, minute = job.daily_at
+            schedule[job.name] = {"task": job.task, "schedule": crontab(hour=hour, minute=minute)}
+            continue
+        assert job.every_seconds is not None
+        schedule[job.name] = {
+            "task": job.task,
+            "schedule": timedelta(seconds=job.every_seconds),
+            # a backlog of ticks (workers down) is worthless: let them lapse
+            "options": {"expires": job.every_seconds},
+        }
+    return schedule

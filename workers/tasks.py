@@ -1,88 +1,110 @@
 """Tasks: thin, idempotent wrappers around the app.sync services.
 
-Arguments are ids and ISO timestamps, never objects. Transient failures (EHR,
-network, locks, database) are retried with exponential backoff and jitter; the
-last attempt of a load chunk records it as failed instead of raising, so its run
-still completes (as ``failed``, with the previous cache content kept).
+Arguments are ids and ISO timestamps, never objects. Every task retries transient
+failures (the EHR, PostgreSQL, Redis) under the one budget of
+:class:`app.sync.retry.Backoff`, passed to Celery explicitly so that Celery's own
+default (3) never applies. What still fails is recorded, exactly once: a chunk's
+outcome by :func:`app.sync.runs.execute_chunk` in its row, a refresh on its schedule
+with a follow-up, a planner on its run. The reaper (beat) re-derives from PostgreSQL
+whatever a lost message or a dead worker left undone.
 """
 
 from __future__ import annotations
 
-import random
+import logging
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, NoReturn
 
 from celery import Task
+from celery.exceptions import MaxRetriesExceededError
 
 from app.runtime import sync_context
 from app.settings import get_settings
-from app.sync import feed, refresh
-from app.sync.runs import ResyncRequest, execute_chunk, is_transient, plan_run
+from app.sync import feed, follow_up, reaper, refresh
+from app.sync.retry import Backoff, describe_error, is_transient
+from app.sync.runs import ResyncRequest, execute_chunk, plan_run, planning_failed
 from app.sync.windows import horizon
 
 from .celery_app import celery_app
 from .dispatch import CeleryDispatcher, request_from_json
 
-
-def _max_retries() -> int:
-    return get_settings().task_max_retries
+log = logging.getLogger(__name__)
 
 
-def _countdown(retries: int, cap: float = 60.0) -> float:
-    return min(cap, 2.0**retries) * (0.5 + random.random() / 2)
+def _backoff() -> Backoff:
+    return Backoff.from_settings(get_settings())
 
 
-def _retry_or_raise(task: Task, exc: Exception) -> NoReturn:
-    if is_transient(exc) and task.request.retries < _max_retries():
-        raise task.retry(exc=exc, countdown=_countdown(task.request.retries))
+def _retry_or_raise(
+    task: Task, exc: Exception, on_final: Callable[[str], object] | None = None
+) -> NoReturn:
+    """Retry a transient failure within the budget; otherwise record it and raise."""
+    backoff = _backoff()
+    if is_transient(exc) and task.request.retries < backoff.retries:
+        raise task.retry(
+            exc=exc, countdown=backoff.delay(task.request.retries), max_retries=backoff.retries
+        )
+    if on_final is not None:
+        try:
+            on_final(describe_error(exc))
+        except Exception as record_exc:  # the reaper's stall rule is the net
+            log.error("could not record the failure of %s: %s", task.name, record_exc)
     raise exc
+
+
+def _plan_and_send(task: Task, request: ResyncRequest) -> dict[str, Any]:
+    ctx = sync_context()
+    token = task.request.id
+    try:
+        planned = plan_run(ctx, request, token=token)
+        reaper.send_chunks(ctx, CeleryDispatcher(), planned.run_id, planned.seqs)
+    except Exception as exc:
+        _retry_or_raise(task, exc, lambda error: planning_failed(ctx, token, error))
+    return {"run_id": planned.run_id, "chunks": len(planned.seqs)}
 
 
 @celery_app.task(name="slotsync.initial_load", bind=True)
 def initial_load_task(self: Task, horizon_days: int | None = None) -> dict[str, Any]:
     """Plan the full load (schedule discovery, chunks) and fan the chunks out."""
-    ctx = sync_context()
-    start, end = horizon(ctx.clock(), horizon_days or ctx.settings.horizon_days)
-    request = ResyncRequest(kind="initial-load", start=start, end=end)
-    try:
-        planned = plan_run(ctx, request, token=self.request.id)
-    except Exception as exc:
-        _retry_or_raise(self, exc)
-    CeleryDispatcher().run_chunks(planned.run_id, planned.seqs)
-    return {"run_id": planned.run_id, "chunks": len(planned.seqs)}
+    settings = get_settings()
+    start, end = horizon(sync_context().clock(), horizon_days or settings.horizon_days)
+    return _plan_and_send(self, ResyncRequest(kind="initial-load", start=start, end=end))
 
 
 @celery_app.task(name="slotsync.resync", bind=True)
 def resync_task(self: Task, request: dict[str, Any]) -> dict[str, Any]:
-    ctx = sync_context()
-    try:
-        planned = plan_run(ctx, request_from_json(request), token=self.request.id)
-    except Exception as exc:
-        _retry_or_raise(self, exc)
-    CeleryDispatcher().run_chunks(planned.run_id, planned.seqs)
-    return {"run_id": planned.run_id, "chunks": len(planned.seqs)}
+    return _plan_and_send(self, request_from_json(request))
 
 
 @celery_app.task(name="slotsync.sync_chunk", bind=True)
 def sync_chunk_task(self: Task, run_id: int, seq: int) -> dict[str, Any]:
-    """One (schedules, window) chunk of a run; a no-op if it already completed."""
-    final = self.request.retries >= _max_retries()
+    """One attempt at one (schedules, window) chunk of a run; a no-op if it is done."""
     try:
-        outcome = execute_chunk(sync_context(), run_id, seq, final_attempt=final)
+        outcome = execute_chunk(sync_context(), run_id, seq)
     except Exception as exc:
-        _retry_or_raise(self, exc)
+        _retry_or_raise(self, exc)  # bookkeeping failed; an unrecorded chunk is the reaper's
+    if outcome.status == "retry":
+        # the chunk's own row counts its attempts and decides the last one; Celery only
+        # carries the next try (and the reaper sends it again should this message be lost)
+        try:
+            raise self.retry(countdown=outcome.delay, max_retries=_backoff().retries)
+        except MaxRetriesExceededError:
+            log.warning("chunk %s/%s: no retry message left; the reaper resends it", run_id, seq)
     return {"status": outcome.status, "run_finished": outcome.run_finished}
 
 
 @celery_app.task(name="slotsync.refresh", bind=True)
 def refresh_task(self: Task, schedule_id: str, start: str, end: str) -> dict[str, Any]:
     """Re-read one schedule's window because the EHR notified a change."""
+    ctx = sync_context()
+    lo, hi = datetime.fromisoformat(start), datetime.fromisoformat(end)
     try:
-        result = refresh.refresh_schedule(
-            sync_context(), schedule_id, datetime.fromisoformat(start), datetime.fromisoformat(end)
-        )
+        result = refresh.refresh_schedule(ctx, schedule_id, lo, hi)
     except Exception as exc:
-        _retry_or_raise(self, exc)
+        _retry_or_raise(
+            self, exc, lambda error: follow_up.refresh_failed(ctx, schedule_id, lo, hi, error)
+        )
     return {"upserted": result.upserted, "deleted": result.deleted}
 
 
@@ -97,19 +119,44 @@ def refresh_actor_task(self: Task, actor_ref: str, start: str, end: str) -> dict
     return {"schedules": len(results)}
 
 
-@celery_app.task(name="slotsync.poll")
-def poll_task(reason: str = "") -> dict[str, Any]:
-    result = feed.poll(sync_context(), CeleryDispatcher())
+@celery_app.task(name="slotsync.poll", bind=True)
+def poll_task(self: Task, reason: str = "") -> dict[str, Any]:
+    """EHR trouble is recorded on the feed by the poll itself; our own (database, Redis)
+    is retried."""
+    try:
+        result = feed.poll(sync_context(), CeleryDispatcher())
+    except Exception as exc:
+        _retry_or_raise(self, exc)
     return {"mode": result.mode, "changed": result.changed_slots, "error": result.error}
 
 
-@celery_app.task(name="slotsync.watchdog")
-def watchdog_task() -> dict[str, Any]:
-    report = feed.watchdog(sync_context(), CeleryDispatcher())
+@celery_app.task(name="slotsync.watchdog", bind=True)
+def watchdog_task(self: Task) -> dict[str, Any]:
+    try:
+        report = feed.watchdog(sync_context(), CeleryDispatcher())
+    except Exception as exc:
+        _retry_or_raise(self, exc)
     return {"live": report.live, "went_stale": report.went_stale, "polled": report.polled}
 
 
-@celery_app.task(name="slotsync.subscribe")
-def subscribe_task() -> dict[str, Any]:
-    state = feed.ensure_subscription(sync_context())
+@celery_app.task(name="slotsync.subscribe", bind=True)
+def subscribe_task(self: Task) -> dict[str, Any]:
+    try:
+        state = feed.ensure_subscription(sync_context())
+    except Exception as exc:
+        _retry_or_raise(self, exc)
     return {"ehr_id": state.ehr_id, "status": state.status, "error": state.error}
+
+
+@celery_app.task(name="slotsync.reaper", bind=True)
+def reaper_task(self: Task) -> dict[str, Any]:
+    try:
+        report = reaper.reap(sync_context(), CeleryDispatcher())
+    except Exception as exc:
+        _retry_or_raise(self, exc)
+    return {
+        "started": report.started,
+        "lost_workers": report.lost_workers,
+        "resent": report.resent,
+        "stalled": report.stalled,
+    }

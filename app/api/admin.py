@@ -175,9 +175,12 @@ async def resync(request: Request, settings: SettingsDep, _admin: AdminDep) -> F
 )
 def status(
     session: SessionDep,
+    settings: SettingsDep,
     _admin: AdminDep,
     schedule: Annotated[list[str], Query(default_factory=list)],
     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
 ) -> FhirResponse:
     ids = [s.removeprefix("Schedule/") for s in schedule] if schedule else None
-    return FhirResponse(sync_status(session, now=utcnow(), schedule_ids=ids, limit=limit))
+    return FhirResponse(
+        sync_status(session, now=utcnow(), settings=settings, schedule_ids=ids, limit=limit)
+    )

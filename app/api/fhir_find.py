@@ -127,6 +127,19 @@ def _answer(request: Request, parsed: ParsedFind, session: Any, settings: Any) -
                     f"availability was last confirmed {int(age.total_seconds())} s ago",
                 )
             )
+    if result.failed_schedules:
+        failed = result.failed_schedules
+        listed = ", ".join(f"Schedule/{sid}" for sid in failed[:10])
+        more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
+        issues.append(
+            outcome_issue(
+                "warning",
+                "transient",
+                f"the last sync with the EHR failed for {len(failed)} schedules searched"
+                f" ({listed}{more}); their availability may differ from the EHR until a"
+                " retry succeeds",
+            )
+        )
     if not appointments:
         issues.append(outcome_issue("information", "not-found", "no appointments available"))
     render = to_r4 if settings.ehr_fhir_version == "r4" else to_stu3

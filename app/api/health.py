@@ -44,7 +44,7 @@ class CheckReport(BaseModel):
 
 
 class ReadinessReport(BaseModel):
-    status: str  # ready | unready
+    status: str  # ready | degraded (serving; the cache may differ from the EHR) | unready
     checks: dict[str, CheckReport]
 
 
@@ -72,7 +72,20 @@ def install_health(app: FastAPI, settings: Settings) -> None:
 
     def load_health() -> Any:
         with Session(app.state.engine) as session:
-            return collect_sync_health(session)
+            return collect_sync_health(session, stall_seconds=settings.run_stall_seconds)
+
+    def sync_check() -> Check:
+        with Session(app.state.engine) as session:
+            health = collect_sync_health(
+                session, count_slots=False, stall_seconds=settings.run_stall_seconds
+            )
+        state, problems = health.assess(
+            stale_after_seconds=settings.ops_stale_after_minutes * 60,
+            max_load_age_hours=settings.readiness_max_load_age_hours,
+        )
+        return Check(state == "ok", "; ".join(problems) or "in sync")
+
+    app.state.sync_check = sync_check
 
     app.state.sync_health_collector = SyncHealthCollector(load_health)
     app.include_router(router)
@@ -90,12 +103,20 @@ def healthz() -> JSONResponse:
     responses={503: {"model": ReadinessReport, "description": "a dependency is not ready"}},
 )
 def readyz(request: Request) -> JSONResponse:
-    """Readiness: database, broker, a recent full load, and any registered check."""
+    """Readiness: database, broker, a recent full load, and any registered check.
+
+    ``degraded`` (still 200: the API can serve) when sync work is stuck or failed, or
+    schedules are stale, so that monitoring sees it apart from "down" (503).
+    """
     checks = request.app.state.readiness_checks.items()
     results = {name: guarded(name, check) for name, check in checks}
     ready = all(result.ok for result in results.values())
+    sync = guarded("sync", request.app.state.sync_check) if ready else None
+    if sync is not None:
+        results["sync"] = sync
+    status = "unready" if not ready else "ready" if sync is None or sync.ok else "degraded"
     body = {
-        "status": "ready" if ready else "unready",
+        "status": status,
         "checks": {name: {"ok": r.ok, "detail": r.detail} for name, r in results.items()},
     }
     return JSONResponse(body, status_code=200 if ready else 503)

@@ -117,7 +117,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             start_warm_up(app)
         app.state.sign_proposal = signer(settings.proposal_secret.get_secret_value().encode())
         app.state.coordinator = coordinator(settings)
-        dispatch = app.state.dispatcher = dispatcher(settings)
+        dispatch = app.state.dispatcher = dispatcher(settings, periodic=True)
         store: RulesStore = app.state.rules_store
         client = ehr_client(settings)
 

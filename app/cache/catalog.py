@@ -30,6 +30,8 @@ class Catalog:
     actors: dict[str, Actor]
     # schedule id -> when a sync last confirmed its slots
     confirmations: dict[str, datetime]
+    # schedule id -> why its last sync failed for good (until a sync of it succeeds)
+    errors: dict[str, str] = field(default_factory=dict)
     # What callers work out from this catalog alone, kept as long as it is current
     # (e.g. which schedules a kind of request reads); callers key and bound it.
     derived: dict[Hashable, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -41,6 +43,7 @@ def read_catalog(session: Session) -> Catalog:
         repo.schedules_by_id(session),
         repo.actors_by_ref(session),
         repo.schedule_confirmations(session),
+        repo.schedule_errors(session),
     )
 
 

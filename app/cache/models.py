@@ -134,17 +134,27 @@ class SyncRunRow(Base):
     __tablename__ = "sync_runs"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    kind: Mapped[str] = mapped_column(String(32))  # initial-load | refresh | poll
+    kind: Mapped[str] = mapped_column(String(32))  # initial-load | resync | follow-up
     scope: Mapped[str | None] = mapped_column(Text)  # schedule id or "*"
     window_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
     window_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    status: Mapped[str] = mapped_column(String(16))  # running | ok | failed
+    status: Mapped[str] = mapped_column(String(16))  # scheduled | running | ok | failed
     slots_seen: Mapped[int] = mapped_column(Integer, default=0)
     slots_upserted: Mapped[int] = mapped_column(Integer, default=0)
     slots_deleted: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
+    # Last sign of life of its work (a chunk claimed, finished or put off): the reaper's clock.
+    progress_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Follow-ups: a resync of exactly the windows a run failed, ``generation`` deep in the
+    # chain that started at ``root_run_id``, due at ``due_at`` (status ``scheduled`` until then).
+    parent_run_id: Mapped[int | None] = mapped_column(Integer)
+    root_run_id: Mapped[int | None] = mapped_column(Integer)
+    generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # A failed run whose follow-ups later synced every window it missed.
+    recovered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # Chunked runs: counted by the chunks themselves as they finish (see sync_chunks).
     chunks_total: Mapped[int] = mapped_column(Integer, default=0)
     chunks_done: Mapped[int] = mapped_column(Integer, default=0)
@@ -155,6 +165,8 @@ class SyncRunRow(Base):
     __table_args__ = (
         Index("ix_sync_runs_started", "started_at"),
         Index("ix_sync_runs_token", "token", unique=True),
+        Index("ix_sync_runs_status", "status"),
+        Index("ix_sync_runs_parent", "parent_run_id"),
     )
 
 
@@ -162,7 +174,10 @@ class SyncChunkRow(Base):
     """One unit of a run: some schedules (or all) x one window, an atomic snapshot replace.
 
     Its status moves pending -> ok | failed exactly once; that transition is what
-    counts it in its run, so a redelivered chunk can never be counted twice.
+    counts it in its run, so a redelivered chunk can never be counted twice. While
+    pending, an attempt holds it by a lease (``claim_token``, kept alive by
+    ``heartbeat_at``): a duplicate message finds it held and leaves it, and the reaper
+    finds the lease of a dead worker expired and sends the chunk again.
     """
 
     __tablename__ = "sync_chunks"
@@ -181,6 +196,11 @@ class SyncChunkRow(Base):
     slots_deleted: Mapped[int] = mapped_column(Integer, default=0)
     error: Mapped[str | None] = mapped_column(Text)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claim_token: Mapped[str | None] = mapped_column(String(64))
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # retry put off
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # last sent to a worker
 
 
 class CacheGenerationRow(Base):

@@ -515,7 +515,14 @@ def confirm_schedules(
         session.execute(stmt.where(ScheduleRow.id.in_(chunk)))
 
 
-def record_schedule_error(session: Session, schedule_ids: Collection[str], error: str) -> None:
+def record_schedule_error(
+    session: Session, schedule_ids: Collection[str] | None, error: str
+) -> None:
+    """Sync of these schedules (None: of every schedule, a whole-day chunk) failed for good;
+    the next successful write of theirs clears it (:func:`confirm_schedules`)."""
+    if schedule_ids is None:
+        session.execute(update(ScheduleRow).values(last_error=error[:2000]))
+        return
     for chunk in _batched(sorted(schedule_ids)):
         session.execute(
             update(ScheduleRow).where(ScheduleRow.id.in_(chunk)).values(last_error=error[:2000])
@@ -726,6 +733,12 @@ def schedule_confirmations(session: Session) -> dict[str, datetime]:
     """``schedule id -> when a sync last confirmed it``, for every cached schedule."""
     stmt = select(ScheduleRow.id, ScheduleRow.last_confirmed_at)
     return {sid: confirmed for sid, confirmed in session.execute(stmt)}
+
+
+def schedule_errors(session: Session) -> dict[str, str]:
+    """``schedule id -> why its last sync failed for good``, for schedules in that state."""
+    stmt = select(ScheduleRow.id, ScheduleRow.last_error).where(ScheduleRow.last_error.is_not(None))
+    return {sid: error for sid, error in session.execute(stmt)}
 
 
 def actors_by_ref(session: Session, refs: Collection[str] | None = None) -> dict[str, Actor]:

@@ -5,16 +5,22 @@ A chunk's status moves from ``pending`` to ``ok`` or ``failed`` exactly once, by
 that wins that transition adds the chunk to its run's counters, and only the one
 that completes the count closes the run. Redelivered or duplicated chunk tasks
 therefore cannot count twice or close a run twice.
+
+While pending, an attempt holds its chunk by a lease (:func:`claim_chunk`), kept
+alive by heartbeats and given back with the time of the next try
+(:func:`release_chunk`). These tables, not the broker, are the source of truth
+about what work is left: the reaper (:mod:`app.sync.reaper`) re-derives lost
+messages from them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import CursorResult, delete, insert, select, update
+from sqlalchemy import CursorResult, delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from .models import SyncChunkRow, SyncRunRow
@@ -36,6 +42,9 @@ def start_run(
     window: tuple[datetime, datetime] | None,
     started_at: datetime,
     token: str | None = None,
+    status: str = "running",
+    parent: SyncRunRow | None = None,
+    due_at: datetime | None = None,
 ) -> int:
     run = SyncRunRow(
         kind=kind,
@@ -43,7 +52,12 @@ def start_run(
         window_start=window[0] if window else None,
         window_end=window[1] if window else None,
         started_at=started_at,
-        status="running",
+        status=status,
+        progress_at=started_at,
+        parent_run_id=parent.id if parent is not None else None,
+        root_run_id=(parent.root_run_id or parent.id) if parent is not None else None,
+        generation=parent.generation + 1 if parent is not None else 0,
+        due_at=due_at,
         slots_seen=0,
         slots_upserted=0,
         slots_deleted=0,
@@ -90,6 +104,33 @@ def finish_run(
     )
 
 
+def note_error(session: Session, run_id: int, error: str, now: datetime) -> None:
+    """An attempt at the run's planning failed (it will be retried): show why."""
+    session.execute(
+        update(SyncRunRow)
+        .where(SyncRunRow.id == run_id)
+        .values(error=error[:2000], progress_at=now)
+    )
+
+
+def planned(session: Session, run_id: int, *, scope: str, now: datetime) -> None:
+    session.execute(
+        update(SyncRunRow)
+        .where(SyncRunRow.id == run_id, SyncRunRow.status == "planning")
+        .values(status="running", scope=scope, error=None, progress_at=now)
+    )
+
+
+def close_planning(session: Session, run_id: int, *, error: str, now: datetime) -> bool:
+    """A run that never got planned ends failed; True if this call ended it."""
+    closed: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        update(SyncRunRow)
+        .where(SyncRunRow.id == run_id, SyncRunRow.status == "planning")
+        .values(status="failed", finished_at=now, error=error[:2000])
+    )
+    return closed.rowcount == 1
+
+
 def add_chunks(session: Session, run_id: int, chunks: Sequence[ChunkSpec]) -> None:
     rows = [
         {
@@ -133,12 +174,103 @@ def pending_chunks(session: Session, run_id: int) -> list[int]:
     return list(rows)
 
 
-def count_attempt(session: Session, run_id: int, seq: int) -> None:
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """What :func:`claim_chunk` found: ``claimed`` (the caller now holds the lease),
+    ``done`` (ok or failed already), ``held`` (a live attempt has it) or ``missing``."""
+
+    state: str
+    spec: ChunkSpec | None = None
+    attempts: int = 0
+
+
+def claim_chunk(
+    session: Session, run_id: int, seq: int, *, token: str, now: datetime, lease_seconds: float
+) -> Claim:
+    """Take the chunk's lease (counting an attempt) unless it is finished or held by a
+    live attempt; an expired lease (its worker died) is taken over."""
+    expired = now - timedelta(seconds=lease_seconds)
+    moved: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        update(SyncChunkRow)
+        .where(
+            SyncChunkRow.run_id == run_id,
+            SyncChunkRow.seq == seq,
+            SyncChunkRow.status == "pending",
+            or_(SyncChunkRow.claim_token.is_(None), SyncChunkRow.heartbeat_at < expired),
+        )
+        .values(
+            claim_token=token,
+            claimed_at=now,
+            heartbeat_at=now,
+            next_attempt_at=None,
+            attempts=SyncChunkRow.attempts + 1,
+        )
+    )
+    row = session.get(SyncChunkRow, (run_id, seq), populate_existing=True)
+    if row is None:
+        return Claim("missing")
+    if moved.rowcount != 1:
+        return Claim("done" if row.status != "pending" else "held", attempts=row.attempts)
+    touch_run(session, run_id, now)
+    return Claim("claimed", chunk_spec(row), row.attempts)
+
+
+def heartbeat_chunk(session: Session, run_id: int, seq: int, *, token: str, now: datetime) -> bool:
+    """Keep the lease alive; False if it was lost (taken over after expiry, or finished)."""
+    kept: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        update(SyncChunkRow)
+        .where(
+            SyncChunkRow.run_id == run_id,
+            SyncChunkRow.seq == seq,
+            SyncChunkRow.claim_token == token,
+        )
+        .values(heartbeat_at=now)
+    )
+    return kept.rowcount == 1
+
+
+def release_chunk(
+    session: Session,
+    run_id: int,
+    seq: int,
+    *,
+    token: str,
+    now: datetime,
+    error: str,
+    retry_at: datetime,
+) -> None:
+    """Give the lease back after a transient failure; the next try is due at ``retry_at``."""
     session.execute(
         update(SyncChunkRow)
-        .where(SyncChunkRow.run_id == run_id, SyncChunkRow.seq == seq)
-        .values(attempts=SyncChunkRow.attempts + 1)
+        .where(
+            SyncChunkRow.run_id == run_id,
+            SyncChunkRow.seq == seq,
+            SyncChunkRow.claim_token == token,
+        )
+        .values(claim_token=None, heartbeat_at=None, next_attempt_at=retry_at, error=error[:2000])
     )
+    touch_run(session, run_id, now)
+
+
+def touch_run(session: Session, run_id: int, now: datetime) -> None:
+    """Its work showed a sign of life (the reaper's measure of progress)."""
+    session.execute(
+        update(SyncRunRow)
+        .where(
+            SyncRunRow.id == run_id,
+            or_(SyncRunRow.progress_at.is_(None), SyncRunRow.progress_at < now),
+        )
+        .values(progress_at=now)
+    )
+
+
+def mark_dispatched(session: Session, run_id: int, seqs: Sequence[int], now: datetime) -> None:
+    for i in range(0, len(seqs), 2000):
+        session.execute(
+            update(SyncChunkRow)
+            .where(SyncChunkRow.run_id == run_id, SyncChunkRow.seq.in_(seqs[i : i + 2000]))
+            .values(dispatched_at=now)
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +305,8 @@ def finish_chunk(
             slots_deleted=deleted,
             error=error[:2000] if error else None,
             finished_at=finished_at,
+            claim_token=None,
+            next_attempt_at=None,
         )
     )
     if moved.rowcount != 1:
@@ -187,6 +321,7 @@ def finish_chunk(
             slots_upserted=SyncRunRow.slots_upserted + upserted,
             slots_deleted=SyncRunRow.slots_deleted + deleted,
             error=error[:2000] if error else SyncRunRow.error,
+            progress_at=finished_at,
         )
         .returning(SyncRunRow.chunks_done, SyncRunRow.chunks_failed, SyncRunRow.chunks_total)
     ).one()
@@ -207,9 +342,12 @@ def recent_runs(session: Session, limit: int = 20) -> list[SyncRunRow]:
 
 
 def running_runs(session: Session) -> list[SyncRunRow]:
+    """Runs not ended: being planned, running, or follow-ups scheduled for later."""
     return list(
         session.scalars(
-            select(SyncRunRow).where(SyncRunRow.status == "running").order_by(SyncRunRow.id)
+            select(SyncRunRow)
+            .where(SyncRunRow.status.in_(("planning", "running", "scheduled")))
+            .order_by(SyncRunRow.id)
         )
     )
 
@@ -237,7 +375,7 @@ def prune_runs(session: Session, older_than: datetime) -> int:
     ids = list(
         session.scalars(
             select(SyncRunRow.id).where(
-                SyncRunRow.status != "running", SyncRunRow.started_at < older_than
+                SyncRunRow.status.in_(("ok", "failed")), SyncRunRow.started_at < older_than
             )
         )
     )
@@ -246,3 +384,165 @@ def prune_runs(session: Session, older_than: datetime) -> int:
         session.execute(delete(SyncChunkRow).where(SyncChunkRow.run_id.in_(part)))
         session.execute(delete(SyncRunRow).where(SyncRunRow.id.in_(part)))
     return len(ids)
+
+
+# -- follow-ups and the reaper -----------------------------------------------------
+
+ACTIVE = ("planning", "running")
+
+
+def child_of(session: Session, run_id: int) -> SyncRunRow | None:
+    return session.scalars(
+        select(SyncRunRow).where(SyncRunRow.parent_run_id == run_id).limit(1)
+    ).first()
+
+
+def set_generation(session: Session, run_id: int, generation: int) -> None:
+    session.execute(update(SyncRunRow).where(SyncRunRow.id == run_id).values(generation=generation))
+
+
+def failed_chunk_specs(session: Session, run_id: int) -> list[ChunkSpec]:
+    rows = session.scalars(
+        select(SyncChunkRow)
+        .where(SyncChunkRow.run_id == run_id, SyncChunkRow.status == "failed")
+        .order_by(SyncChunkRow.seq)
+    )
+    return [chunk_spec(row) for row in rows]
+
+
+def mark_recovered(session: Session, run_id: int, now: datetime) -> None:
+    """Every window the run failed has since been synced by its follow-ups."""
+    session.execute(
+        update(SyncRunRow)
+        .where(SyncRunRow.id == run_id, SyncRunRow.recovered_at.is_(None))
+        .values(recovered_at=now)
+    )
+
+
+def due_follow_ups(session: Session, now: datetime) -> list[int]:
+    return list(
+        session.scalars(
+            select(SyncRunRow.id)
+            .where(SyncRunRow.status == "scheduled", SyncRunRow.due_at <= now)
+            .order_by(SyncRunRow.due_at)
+        )
+    )
+
+
+def start_scheduled(session: Session, run_id: int, now: datetime) -> bool:
+    """A due follow-up begins (exactly one reaper wins); its chunks are then sent."""
+    moved: CursorResult[Any] = session.execute(  # type: ignore[assignment]
+        update(SyncRunRow)
+        .where(SyncRunRow.id == run_id, SyncRunRow.status == "scheduled")
+        .values(status="running", started_at=now, progress_at=now)
+    )
+    return moved.rowcount == 1
+
+
+def active_runs(session: Session) -> list[SyncRunRow]:
+    return list(
+        session.scalars(
+            select(SyncRunRow).where(SyncRunRow.status.in_(ACTIVE)).order_by(SyncRunRow.id)
+        )
+    )
+
+
+def scheduled_runs(session: Session) -> list[SyncRunRow]:
+    return list(
+        session.scalars(
+            select(SyncRunRow).where(SyncRunRow.status == "scheduled").order_by(SyncRunRow.due_at)
+        )
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class PendingChunk:
+    seq: int
+    claimed: bool
+    heartbeat_at: datetime | None
+    next_attempt_at: datetime | None
+    dispatched_at: datetime | None
+
+
+def pending_chunk_states(session: Session, run_id: int) -> list[PendingChunk]:
+    rows = session.execute(
+        select(
+            SyncChunkRow.seq,
+            SyncChunkRow.claim_token,
+            SyncChunkRow.heartbeat_at,
+            SyncChunkRow.next_attempt_at,
+            SyncChunkRow.dispatched_at,
+        )
+        .where(SyncChunkRow.run_id == run_id, SyncChunkRow.status == "pending")
+        .order_by(SyncChunkRow.seq)
+    )
+    return [
+        PendingChunk(seq, token is not None, hb, nxt, sent) for seq, token, hb, nxt, sent in rows
+    ]
+
+
+def stuck_runs(session: Session, now: datetime, stall_seconds: float) -> list[SyncRunRow]:
+    """Active runs whose work showed no sign of life for ``stall_seconds`` (and whose
+    chunks no live lease holds): what the reaper fails and replans, and status shows."""
+    cutoff = now - timedelta(seconds=stall_seconds)
+    live = (
+        select(SyncChunkRow.run_id)
+        .where(
+            SyncChunkRow.status == "pending",
+            SyncChunkRow.claim_token.is_not(None),
+            SyncChunkRow.heartbeat_at >= cutoff,
+        )
+        .scalar_subquery()
+    )
+    return list(
+        session.scalars(
+            select(SyncRunRow)
+            .where(
+                SyncRunRow.status.in_(ACTIVE),
+                or_(SyncRunRow.progress_at.is_(None), SyncRunRow.progress_at < cutoff),
+                SyncRunRow.id.not_in(live),
+            )
+            .order_by(SyncRunRow.id)
+        )
+    )
+
+
+def failed_chunk_count(session: Session, run_ids: Sequence[int]) -> int:
+    if not run_ids:
+        return 0
+    return int(
+        session.scalar(
+            select(func.count())
+            .select_from(SyncChunkRow)
+            .where(SyncChunkRow.run_id.in_(run_ids), SyncChunkRow.status == "failed")
+        )
+        or 0
+    )
+
+
+def unresolved_failures(session: Session) -> list[SyncRunRow]:
+    """Failed runs not yet repaired: a failed run counts until a follow-up of its chain
+    succeeds; while its own follow-up is scheduled or running it still counts (the
+    windows still differ), and once that follow-up fails too, the follow-up counts
+    instead (one entry per chain)."""
+    followed = select(SyncRunRow.parent_run_id).where(
+        SyncRunRow.parent_run_id.is_not(None), SyncRunRow.status == "failed"
+    )
+    return list(
+        session.scalars(
+            select(SyncRunRow)
+            .where(
+                SyncRunRow.status == "failed",
+                SyncRunRow.recovered_at.is_(None),
+                SyncRunRow.id.not_in(followed),
+                or_(
+                    SyncRunRow.root_run_id.is_(None),
+                    SyncRunRow.root_run_id.not_in(
+                        select(SyncRunRow.id).where(SyncRunRow.recovered_at.is_not(None))
+                    ),
+                ),
+            )
+            .order_by(SyncRunRow.id.desc())
+            .limit(100)
+        )
+    )

@@ -14,10 +14,11 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from functools import partial
 from typing import Any, Literal
 
 import httpx
@@ -242,7 +243,7 @@ class EhrClient:
 
     def iter_pages(self, url: str, params: Any = None) -> Iterator[Any]:
         """Yield each Bundle page, following ``next`` links to the end (lazily)."""
-        yield from self._follow(self.get_json(url, params), url)
+        yield from self._follow(self._json_page(url, params), url)
 
     def _parsed_pages(
         self, method: str, url: str, params: Any, body: Any = None
@@ -250,19 +251,35 @@ class EhrClient:
         """Pages decoded straight from bytes into slots (:mod:`app.fhir.fastpage`)."""
         seen: set[str] = set()
         content = None if body is None else orjson.dumps(body)
-        response = self._send(method, url, params=params, content=content)
+        page = self._read_page(lambda: self._send(method, url, params=params, content=content))
         while True:
-            try:
-                page = decode_bundle_page(response.content)
-            except FhirParseError as exc:
-                raise EhrProtocolError(f"{exc} (from {url})", url=str(response.url)) from exc
             yield page
-            if not page.next_url:
+            next_url = page.next_url
+            if not next_url:
                 return
-            if page.next_url in seen:
-                raise EhrProtocolError(f"paging loop at {page.next_url}")
-            seen.add(page.next_url)
-            response = self._send("GET", page.next_url)
+            if next_url in seen:
+                raise EhrProtocolError(f"paging loop at {next_url}")
+            seen.add(next_url)
+            page = self._read_page(partial(self._send, "GET", next_url))
+
+    def _read_page(self, send: Callable[[], httpx.Response]) -> BundlePage:
+        """One page, read again on its own when it arrives damaged (cut short, not JSON):
+        one bad page must not cost the whole window it belongs to."""
+        attempt = 0
+        while True:
+            attempt += 1
+            response = send()
+            try:
+                return decode_bundle_page(response.content)
+            except FhirParseError as exc:
+                failure = EhrProtocolError(f"{exc} (from {response.url})", url=str(response.url))
+                if attempt >= self.retry.attempts:
+                    raise failure from exc
+                log.warning(
+                    "bad page %s/%s, reading it again: %s", attempt, self.retry.attempts, exc
+                )
+                if not self._pause(self.retry.delay(attempt)):
+                    raise failure from exc
 
     def _follow(self, page: Any, url: str) -> Iterator[Any]:
         seen: set[str] = set()
@@ -276,7 +293,23 @@ class EhrClient:
             if next_url in seen:
                 raise EhrProtocolError(f"paging loop at {next_url}")
             seen.add(next_url)
-            page = self.get_json(next_url)
+            page = self._json_page(next_url)
+
+    def _json_page(self, url: str, params: Any = None) -> Any:
+        """A page as JSON, read again on its own when damaged (see :meth:`_read_page`)."""
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                page = self.get_json(url, params)
+            except EhrProtocolError:
+                if attempt >= self.retry.attempts or not self._pause(self.retry.delay(attempt)):
+                    raise
+                continue
+            if isinstance(page, dict) and page.get("resourceType") == "Bundle":
+                return page
+            if attempt >= self.retry.attempts or not self._pause(self.retry.delay(attempt)):
+                return page  # _follow names the problem
 
     def window_pages(
         self, start: datetime, end: datetime, schedules: Sequence[Schedule] | None = None

@@ -12,12 +12,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from app.cache.models import SyncRunRow
-
-from .status import FULL_LOAD_KIND
+from .status import last_complete_load
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +79,7 @@ def full_load_age_check(
 def full_load_check(engine: Callable[[], Engine], limit_hours: float) -> ReadinessCheck:
     def check() -> Check:
         with Session(engine()) as session:
-            last = session.scalar(
-                select(func.max(SyncRunRow.finished_at)).where(
-                    SyncRunRow.kind == FULL_LOAD_KIND, SyncRunRow.status == "ok"
-                )
-            )
+            last = last_complete_load(session)
         return full_load_age_check(last, limit_hours)
 
     return check

@@ -161,6 +161,26 @@ class SyncHealthCollector(Collector):
         for (kind, status), n in sorted(health.runs_recent.items()):
             runs.add_metric([kind, status], n)
         yield runs
+        yield GaugeMetricFamily(
+            "slotsync_sync_stuck_runs",
+            "Sync runs without progress for the stall time (the reaper fails and replans them)",
+            value=len(health.stuck_runs),
+        )
+        yield GaugeMetricFamily(
+            "slotsync_sync_failed_chunks",
+            "Chunks of failed runs that no follow-up or later full load has repaired yet",
+            value=health.failed_chunks,
+        )
+        yield GaugeMetricFamily(
+            "slotsync_sync_follow_ups_scheduled",
+            "Follow-up resyncs of failed windows waiting to be due",
+            value=len(health.follow_ups_scheduled),
+        )
+        yield GaugeMetricFamily(
+            "slotsync_schedules_errored",
+            "Schedules whose last sync attempt failed for good",
+            value=health.errored_schedules,
+        )
 
 
 # -- exposition --------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """``slotsync status``: sync health at a glance, as a terminal table or JSON.
 
-One verdict per concern (database, broker, full load, freshness, sync errors,
-cache), the schedules lagging most, and the latest runs. The exit status is 1
-when any verdict is FAIL, so the same command serves a cron job or a shell check.
+One verdict per concern (database, broker, full load, freshness, sync work, sync
+errors, cache), the schedules lagging most, and the latest runs. The exit status
+is 2 when any verdict is FAIL (down), 1 when any is WARN (degraded: serving, but the
+cache may differ from the EHR), else 0, so the same command serves cron and monitoring.
 """
 
 from __future__ import annotations
@@ -67,13 +68,29 @@ def verdicts(health: SyncHealth, settings: Settings) -> list[Verdict]:
             )
         )
 
+    work = []
+    if health.stuck_runs:
+        work.append(f"{len(health.stuck_runs)} runs stuck {health.stuck_runs[:5]}")
+    if health.unresolved_runs:
+        follow = (
+            f"follow-up run {health.follow_ups_scheduled[0][0]} due"
+            if health.follow_ups_scheduled
+            else "no follow-up left"
+        )
+        work.append(
+            f"{health.failed_chunks} chunks failed in runs {health.unresolved_runs[:5]}; {follow}"
+        )
+    if health.errored_schedules:
+        work.append(f"{health.errored_schedules} schedules whose last sync failed")
+    out.append(Verdict("sync work", WARN if work else OK, "; ".join(work) or "nothing failed"))
+
     failed = health.failed_recent()
     detail = f"{failed} failed runs in the last 24 h"
     if health.last_failure is not None:
         last = health.last_failure
         when = last.finished_at.isoformat(timespec="seconds") if last.finished_at else "?"
         detail += f"; last: {last.kind} {last.scope or ''} at {when}: {(last.error or '')[:80]}"
-    out.append(Verdict("sync errors", WARN if failed else OK, detail))
+    out.append(Verdict("sync errors", OK, detail))  # history; what is unresolved is above
 
     by_status = ", ".join(f"{n:,} {s}" for s, n in sorted(health.slots_by_status.items()))
     out.append(
@@ -132,17 +149,19 @@ def print_status(
     recent: list[dict[str, Any]] = []
     if checks[0].state == OK:
         with Session(engine) as session:
-            health = collect_sync_health(session)
+            health = collect_sync_health(session, stall_seconds=settings.run_stall_seconds)
             recent = _runs(session, runs)
         checks += verdicts(health, settings)
     worst = health.schedule_lags[:lagging] if health else []
     failing = any(v.state == FAIL for v in checks)
+    code = 2 if failing else 1 if any(v.state == WARN for v in checks) else 0
 
     if as_json:
         out.print_json(
             json.dumps(
                 {
-                    "healthy": not failing,
+                    "healthy": code == 0,
+                    "health": ("ok", "degraded", "down")[code],
                     "checks": [_as_dict(v) for v in checks],
                     "lagging": [
                         {
@@ -157,7 +176,7 @@ def print_status(
                 }
             )
         )
-        return 1 if failing else 0
+        return code
 
     url = make_url(settings.effective_database_url).render_as_string(hide_password=True)
     out.print(f"[bold]slotsync[/bold] {settings.environment} · cache {url}")
@@ -188,7 +207,7 @@ def print_status(
             style = "red" if run["status"] == "failed" else None
             run_table.add_row(*("" if v is None else str(v) for v in run.values()), style=style)
         out.print(run_table)
-    return 1 if failing else 0
+    return code
 
 
 def _as_dict(verdict: Verdict) -> dict[str, str]:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.cache import runs as runs_repo
 from app.cache.models import ScheduleRow, SlotRow, SyncRunRow
 
 FULL_LOAD_KIND = "initial-load"
@@ -46,6 +47,49 @@ class SyncHealth:
     runs_recent: dict[tuple[str, str], int]  # (kind, status) -> runs started in the last 24 h
     last_failure: FailedRun | None
     slots_by_status: dict[str, int] = field(default_factory=dict)
+    # The state of sync work (see app.sync.reaper and app.sync.follow_up).
+    stuck_runs: list[int] = field(default_factory=list)  # active, no progress for the stall time
+    unresolved_runs: list[int] = field(default_factory=list)  # failed, not (yet) recovered
+    failed_chunks: int = 0  # chunks of the unresolved runs
+    follow_ups_scheduled: list[tuple[int, datetime | None]] = field(default_factory=list)
+    errored_schedules: int = 0  # last sync attempt of theirs failed for good
+
+    def assess(
+        self, *, stale_after_seconds: float, max_load_age_hours: float
+    ) -> tuple[str, list[str]]:
+        """``ok``, ``degraded`` (serving, but the cache may differ from the EHR) or ``down``
+        (nothing to serve), with every reason, worst first."""
+        problems: list[str] = []
+        if self.last_full_load_at is None and not self.schedules:
+            return "down", ["nothing cached yet: no complete load and no schedules"]
+        if self.stuck_runs:
+            problems.append(
+                f"{len(self.stuck_runs)} sync runs stuck (no progress): {self.stuck_runs}"
+            )
+        if self.unresolved_runs:
+            problems.append(
+                f"{self.failed_chunks} chunks failed in {len(self.unresolved_runs)} runs"
+                f" {self.unresolved_runs[:5]}"
+                + (
+                    f"; follow-up due {_when(self.follow_ups_scheduled[0][1])}"
+                    if self.follow_ups_scheduled
+                    else "; no follow-up left (next full load)"
+                )
+            )
+        if self.errored_schedules:
+            problems.append(f"{self.errored_schedules} schedules whose last sync failed")
+        stale = self.stale(stale_after_seconds)
+        if stale:
+            problems.append(
+                f"{len(stale)} of {self.schedules} schedules unconfirmed for over"
+                f" {stale_after_seconds / 60:.0f} min"
+            )
+        age = self.full_load_age_seconds
+        if age is None:
+            problems.append("no complete full load yet")
+        elif max_load_age_hours and age > max_load_age_hours * 3600:
+            problems.append(f"last complete full load {age / 3600:.1f} h ago")
+        return ("degraded" if problems else "ok"), problems
 
     @property
     def schedules(self) -> int:
@@ -72,8 +116,16 @@ class SyncHealth:
         return sum(n for (_kind, status), n in self.runs_recent.items() if status == "failed")
 
 
+def _when(value: datetime | None) -> str:
+    return value.isoformat(timespec="seconds").replace("+00:00", "Z") if value else "?"
+
+
 def collect_sync_health(
-    session: Session, *, now: datetime | None = None, count_slots: bool = True
+    session: Session,
+    *,
+    now: datetime | None = None,
+    count_slots: bool = True,
+    stall_seconds: float = 180.0,
 ) -> SyncHealth:
     now = now or datetime.now(UTC)
     lags = [
@@ -88,11 +140,7 @@ def collect_sync_health(
         )
     ]
     lags.sort(key=lambda lag: (-lag.lag_seconds, lag.schedule_id))
-    last_full = session.scalar(
-        select(func.max(SyncRunRow.finished_at)).where(
-            SyncRunRow.kind == FULL_LOAD_KIND, SyncRunRow.status == "ok"
-        )
-    )
+    last_full = last_complete_load(session)
     recent = {
         (kind, status): int(n)
         for kind, status, n in session.execute(
@@ -115,11 +163,37 @@ def collect_sync_health(
                 select(SlotRow.status, func.count()).group_by(SlotRow.status)
             )
         }
+    unresolved = [
+        run
+        for run in runs_repo.unresolved_failures(session)
+        # a complete full load since replaced whatever an older run failed to sync
+        if last_full is None or run.started_at >= last_full
+    ]
+    errored = sum(1 for lag in lags if lag.last_error)
     return SyncHealth(
         now=now,
+        stuck_runs=[r.id for r in runs_repo.stuck_runs(session, now, stall_seconds)],
+        unresolved_runs=[r.id for r in unresolved],
+        failed_chunks=runs_repo.failed_chunk_count(session, [r.id for r in unresolved]),
+        follow_ups_scheduled=[(r.id, r.due_at) for r in runs_repo.scheduled_runs(session)],
+        errored_schedules=errored,
         schedule_lags=lags,
         last_full_load_at=last_full,
         runs_recent=recent,
         last_failure=FailedRun(*failed) if failed else None,
         slots_by_status=slots,
     )
+
+
+def last_complete_load(session: Session) -> datetime | None:
+    """When the cache last held a complete full load: a full load that succeeded, or
+    one whose follow-ups synced every window it had failed."""
+    finished = session.scalar(
+        select(func.max(SyncRunRow.finished_at)).where(
+            SyncRunRow.kind == FULL_LOAD_KIND, SyncRunRow.status == "ok"
+        )
+    )
+    recovered = session.scalar(
+        select(func.max(SyncRunRow.recovered_at)).where(SyncRunRow.kind == FULL_LOAD_KIND)
+    )
+    return max((t for t in (finished, recovered) if t is not None), default=None)

@@ -15,6 +15,7 @@ workers from doing the same fetch at once.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,6 +38,9 @@ from .windows import day_start, days_in, is_midnight, utcnow
 
 class IncompleteAnswer(EhrProtocolError):
     """The pages held fewer slots than the EHR's own ``Bundle.total`` announced."""
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,13 +97,38 @@ def fetch_chunk(
     known: Mapping[str, Schedule],
     *,
     on_page: Callable[[], Any] | None = None,
+    refetch_attempts: int = 1,
 ) -> FetchedAnswer:
-    """Read every page of the chunk from the EHR; raise if the answer is incomplete.
+    """Read every page of the chunk from the EHR; raise if the answer stays incomplete.
+
+    ``Bundle.total`` is the number of matches when the search began. Fewer slots
+    across the pages mean that a page was lost (cut short, a missing ``next`` link),
+    or that slots stopped matching while we paged (booked at the EHR meanwhile). The
+    comparison is only sound for one reading of the window, so the window is read
+    again from its first page, up to ``refetch_attempts`` times, before the chunk
+    counts as failed; a partial window is never returned. An EHR that sends no total
+    is taken at its pages.
 
     ``known`` supplies the cached actors of the chunk's schedules, which the STU3
     ``$prefetch`` needs as filters (it cannot name a schedule). ``on_page`` runs
     after each page (used to keep a lock alive during long answers).
     """
+    for attempt in range(1, refetch_attempts + 1):
+        try:
+            return _fetch_once(client, chunk, known, on_page)
+        except IncompleteAnswer as exc:
+            if attempt >= refetch_attempts:
+                raise
+            log.info("%s: %s; reading the window again from its first page", chunk.describe(), exc)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _fetch_once(
+    client: EhrClient,
+    chunk: Chunk,
+    known: Mapping[str, Schedule],
+    on_page: Callable[[], Any] | None,
+) -> FetchedAnswer:
     wanted: list[Schedule] | None = None
     if chunk.schedule_ids is not None:
         wanted = [known.get(sid) or Schedule(id=sid, actor_refs=()) for sid in chunk.schedule_ids]
@@ -108,7 +137,7 @@ def fetch_chunk(
     matched = 0  # a count, not the ids: an unfiltered answer can be a whole window
     for page in client.window_pages(chunk.start, chunk.end, wanted):
         answer.pages += 1
-        if total is None and isinstance(page.total, int):
+        if answer.pages == 1 and isinstance(page.total, int):
             total = page.total
         matched += len(page.slots)
         answer.slots.extend(s for s in page.slots if chunk.holds(s))
@@ -211,6 +240,7 @@ def sync_chunk(
     clock: Callable[[], datetime] = utcnow,
     on_page: Callable[[], Any] | None = None,
     in_transaction: Callable[[Session, ChunkResult], None] | None = None,
+    refetch_attempts: int = 1,
 ) -> ChunkResult:
     """Fetch the chunk completely, then replace it in the cache in one transaction.
 
@@ -224,7 +254,7 @@ def sync_chunk(
             if chunk.schedule_ids is not None
             else {}
         )
-    answer = fetch_chunk(client, chunk, known, on_page=on_page)
+    answer = fetch_chunk(client, chunk, known, on_page=on_page, refetch_attempts=refetch_attempts)
     with transaction(engine) as session:
         _fill_missing_schedules(client, session, answer)
     with transaction(engine) as session:

@@ -33,7 +33,7 @@ from .context import SyncContext
 from .dispatch import Dispatcher
 from .inbox import POLL_CLAIM
 from .refresh import request_refresh
-from .runs import describe_error
+from .retry import describe_error
 from .windows import DAY, day_start, days_in
 
 log = logging.getLogger(__name__)
@@ -268,6 +268,12 @@ def _poll_near_days(ctx: SyncContext) -> PollResult:
     end = min(hi, lo + timedelta(days=ctx.settings.poll_near_days))
     changed = 0
     for day in days_in(lo, end):
-        result = sync_chunk(ctx.engine, ctx.client, Chunk(None, day, day + DAY), clock=ctx.clock)
+        result = sync_chunk(
+            ctx.engine,
+            ctx.client,
+            Chunk(None, day, day + DAY),
+            clock=ctx.clock,
+            refetch_attempts=ctx.settings.ehr_refetch_attempts,
+        )
         changed += result.upserted + result.deleted
     return PollResult(mode="near-days", changed_slots=changed, refreshes=len(days_in(lo, end)))

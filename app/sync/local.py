@@ -1,23 +1,30 @@
 """Embedded mode's dispatcher: the same services, on a small thread pool in this process.
 
-No broker, so nothing survives a restart; that is the embedded trade-off. The
-webhook still answers at once (work is submitted, not done inline), and
-coalescing and locks come from :class:`app.sync.coordination.LocalCoordinator`.
+No broker, so nothing queued survives a restart; the run tables do, and the reaper
+(run here by the in-process scheduler, as beat runs it for the workers) sends what
+a previous process left undone. The webhook still answers at once (work is
+submitted, not done inline), and coalescing and locks come from
+:class:`app.sync.coordination.LocalCoordinator`. Failures are retried under the
+same budget as the Celery tasks (:class:`app.sync.retry.Backoff`), on timers, so a
+retrying task never holds a thread while it waits.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
-from . import feed, refresh
+from . import feed, follow_up, refresh
 from .context import SyncContext
-from .runs import ResyncRequest, execute_chunks, plan_run
+from .periodic import periodic_jobs
+from .retry import Backoff, describe_error, is_transient
+from .runs import ResyncRequest, execute_chunks, plan_run, planning_failed
 
 log = logging.getLogger(__name__)
 
@@ -33,14 +40,33 @@ class LocalDispatcher:
         self.ctx = ctx
         self._stop = stop
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="slotsync-sync")
+        self._backoff = Backoff.from_settings(ctx.settings)
+        self._timers: set[threading.Timer] = set()
+        self._guard = threading.Lock()
+        self._periodic: threading.Thread | None = None
 
     def shutdown(self) -> None:
         """Drop queued work, stop the running work at its next wait, and wait for that."""
         self._stop.set()
+        with self._guard:
+            for timer in self._timers:
+                timer.cancel()
+            self._timers.clear()
         self._pool.shutdown(wait=True, cancel_futures=True)
+        if self._periodic is not None:
+            self._periodic.join(timeout=5)
         self.ctx.client.close()
 
-    def _submit(self, what: str, fn: Callable[..., Any], *args: Any) -> None:
+    # -- running work, with retries ----------------------------------------------------
+
+    def _submit(
+        self,
+        what: str,
+        fn: Callable[..., Any],
+        *args: Any,
+        on_final: Callable[[str], object] | None = None,
+        retries_done: int = 0,
+    ) -> None:
         if self._stop.is_set():
             log.info("background %s not started: shutting down", what)
             return
@@ -48,13 +74,44 @@ class LocalDispatcher:
         def run() -> None:
             try:
                 fn(*args)
-            except Exception:
+            except Exception as exc:
                 if self._stop.is_set():
                     log.info("background %s abandoned at shutdown", what)
+                elif is_transient(exc) and retries_done < self._backoff.retries:
+                    delay = self._backoff.delay(retries_done)
+                    log.warning("background %s failed, again in %.0fs: %s", what, delay, exc)
+                    self._later(delay, what, fn, args, on_final, retries_done + 1)
                 else:
                     log.exception("background %s failed", what)
+                    if on_final is not None:
+                        try:
+                            on_final(describe_error(exc))
+                        except Exception:
+                            log.exception("could not record the failure of %s", what)
 
         self._pool.submit(run)
+
+    def _later(
+        self,
+        delay: float,
+        what: str,
+        fn: Callable[..., Any],
+        args: tuple[Any, ...],
+        on_final: Callable[[str], object] | None,
+        retries_done: int,
+    ) -> None:
+        def fire() -> None:
+            with self._guard:
+                self._timers.discard(timer)
+            self._submit(what, fn, *args, on_final=on_final, retries_done=retries_done)
+
+        timer = threading.Timer(delay, fire)
+        timer.daemon = True
+        with self._guard:
+            if self._stop.is_set():
+                return
+            self._timers.add(timer)
+        timer.start()
 
     def _chunks(self, run_id: int, seqs: Sequence[int]) -> None:
         execute_chunks(self.ctx, run_id, seqs, stop=self._stop)
@@ -63,7 +120,17 @@ class LocalDispatcher:
         self._submit("load", self._chunks, run_id, list(seqs))
 
     def refresh(self, schedule_id: str, start: datetime, end: datetime) -> None:
-        self._submit("refresh", refresh.refresh_schedule, self.ctx, schedule_id, start, end)
+        self._submit(
+            "refresh",
+            refresh.refresh_schedule,
+            self.ctx,
+            schedule_id,
+            start,
+            end,
+            on_final=lambda error: follow_up.refresh_failed(
+                self.ctx, schedule_id, start, end, error
+            ),
+        )
 
     def refresh_actor(self, actor_ref: str, start: datetime, end: datetime) -> None:
         self._submit("refresh", refresh.refresh_actor, self.ctx, actor_ref, start, end)
@@ -72,10 +139,12 @@ class LocalDispatcher:
         token = uuid.uuid4().hex
 
         def run() -> None:
-            planned = plan_run(self.ctx, request, token=token)
-            self._chunks(planned.run_id, planned.seqs)
+            from .reaper import send_chunks
 
-        self._submit("resync", run)
+            planned = plan_run(self.ctx, request, token=token)
+            send_chunks(self.ctx, self, planned.run_id, planned.seqs)
+
+        self._submit("resync", run, on_final=lambda error: planning_failed(self.ctx, token, error))
         return token
 
     def poll(self, reason: str) -> None:
@@ -84,3 +153,28 @@ class LocalDispatcher:
 
     def subscribe(self) -> None:
         self._submit("subscribe", feed.ensure_subscription, self.ctx)
+
+    # -- the in-process scheduler --------------------------------------------------------
+
+    def start_periodic(self) -> None:
+        """Run the periodic jobs meant for embedded mode (the reaper, ...) on a thread."""
+        jobs = [job for job in periodic_jobs(self.ctx.settings) if job.embedded]
+        if not jobs or self._periodic is not None:
+            return
+
+        def loop() -> None:
+            due = {job.name: time.monotonic() for job in jobs}
+            while not self._stop.is_set():
+                now = time.monotonic()
+                for job in jobs:
+                    if job.every_seconds is None or now < due[job.name]:
+                        continue
+                    due[job.name] = now + job.every_seconds
+                    try:
+                        job.run(self.ctx, self)
+                    except Exception as exc:
+                        log.warning("periodic %s failed: %s", job.name, describe_error(exc))
+                self._stop.wait(max(0.2, min(due.values()) - time.monotonic()))
+
+        self._periodic = threading.Thread(target=loop, name="slotsync-periodic", daemon=True)
+        self._periodic.start()

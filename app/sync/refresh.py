@@ -22,7 +22,6 @@ from .context import SyncContext
 from .coordination import Coordinator, lock_names
 from .discovery import discover_schedules
 from .dispatch import Dispatcher
-from .runs import describe_error
 from .windows import align
 
 log = logging.getLogger(__name__)
@@ -85,19 +84,35 @@ def _enqueue_once(coord: Coordinator, key: str, ttl: float, enqueue: Callable[[]
 def refresh_schedule(
     ctx: SyncContext, schedule_id: str, start: datetime, end: datetime
 ) -> ChunkResult:
-    """Replace the schedule's window with the EHR's current answer (idempotent)."""
+    """Replace the schedule's window with the EHR's current answer (idempotent).
+
+    The queued marker goes once the schedule lock is held (notifications after that
+    queue a refresh of their own), and also when this attempt fails, lock or no lock:
+    a notification must never be coalesced into an attempt that is going to be retried
+    later. Recording a final failure is the caller's (the task knows its budget).
+    """
     chunk = Chunk((schedule_id,), start, end)
-    with ctx.coord.hold(
-        lock_names(chunk.schedule_ids), ttl=ctx.settings.schedule_lock_seconds, wait=ctx.lock_wait
-    ) as holder:
-        # From here on the fetch starts after any notification already received.
-        ctx.coord.release(pending_key(f"schedule:{schedule_id}", start, end))
-        try:
-            return sync_chunk(ctx.engine, ctx.client, chunk, clock=ctx.clock, on_page=holder.extend)
-        except Exception as exc:
-            with transaction(ctx.engine) as session:
-                repo.record_schedule_error(session, [schedule_id], describe_error(exc))
-            raise
+    marker = pending_key(f"schedule:{schedule_id}", start, end)
+    try:
+        with ctx.coord.hold(
+            lock_names(chunk.schedule_ids),
+            ttl=ctx.settings.schedule_lock_seconds,
+            wait=ctx.lock_wait,
+        ) as holder:
+            # From here on the fetch starts after any notification already received.
+            ctx.coord.release(marker)
+            return sync_chunk(
+                ctx.engine,
+                ctx.client,
+                chunk,
+                clock=ctx.clock,
+                on_page=holder.extend,
+                refetch_attempts=ctx.settings.ehr_refetch_attempts,
+            )
+    except Exception:
+        with suppress(Exception):  # Redis away: the marker expires on its own
+            ctx.coord.release(marker)
+        raise
 
 
 def refresh_windows(

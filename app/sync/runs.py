@@ -21,13 +21,16 @@ Two chunkings (``SLOTSYNC_LOAD_CHUNKING``):
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
+import time
+import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.cache import repository as repo
@@ -36,35 +39,16 @@ from app.cache.db import transaction
 from app.cache.runs import ChunkOutcome, ChunkSpec
 from app.domain import Schedule
 from app.ehr.client import PROVIDER_TYPES
-from app.ehr.errors import EhrAuthError, EhrProtocolError, EhrUnavailable
-from app.fhir.parse import FhirParseError
 from app.settings import Settings
 
 from .chunk import Chunk, ChunkResult, sync_chunk
 from .context import SyncContext
-from .coordination import ScheduleBusy, lock_names
+from .coordination import lock_names
 from .discovery import DiscoveryUnsupported, discover_schedules
+from .retry import Backoff, describe_error, is_transient
 from .windows import align, split
 
 log = logging.getLogger(__name__)
-
-TRANSIENT = (
-    EhrUnavailable,
-    EhrProtocolError,
-    EhrAuthError,
-    FhirParseError,
-    ScheduleBusy,
-    OperationalError,
-)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Worth another try later: the EHR, the network, a lock or the database hiccupped."""
-    return isinstance(exc, TRANSIENT)
-
-
-def describe_error(exc: BaseException) -> str:
-    return f"{exc.__class__.__name__}: {exc}"[:2000]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,10 +81,11 @@ class PlannedRun:
 
 @dataclass(frozen=True, slots=True)
 class ChunkRun:
-    status: str  # ok | skipped (already done) | failed
+    status: str  # ok | failed | retry (put off) | skipped (already done) | held (elsewhere)
     result: ChunkResult | None = None
     error: str | None = None
     run_finished: str | None = None
+    delay: float = 0.0  # with "retry": seconds until the next try is due
 
 
 def group_schedules(
@@ -154,28 +139,39 @@ def build_chunks(
 
 
 def plan_run(ctx: SyncContext, request: ResyncRequest, *, token: str | None = None) -> PlannedRun:
-    """Record a run and its chunks; idempotent per ``token`` (a redelivered planner task)."""
-    if token is not None:
-        with transaction(ctx.engine) as session:
-            existing = runs_repo.run_by_token(session, token)
-            if existing is not None:
-                return PlannedRun(existing.id, runs_repo.pending_chunks(session, existing.id))
+    """Record a run and its chunks; idempotent per ``token`` (a redelivered planner task).
+
+    The run is recorded first (status ``planning``), so that a planner that cannot
+    reach the EHR shows as a run retrying, and one whose retries run out as a failed
+    run with its error (:func:`planning_failed`), never as nothing at all.
+    """
     window = align(request.start, request.end, ctx.horizon())
     if window is None:
         raise ValueError("the requested window lies outside the cached horizon")
-    started = ctx.clock()
     settings = ctx.settings
+    run_id = _planning_run(ctx, request, window, token)
+    if run_id is None:  # planned already (a redelivered planner task)
+        assert token is not None
+        with transaction(ctx.engine) as session:
+            existing = runs_repo.run_by_token(session, token)
+            assert existing is not None
+            return PlannedRun(existing.id, runs_repo.pending_chunks(session, existing.id))
     chunking = settings.load_chunking
     ids: list[str] | None = None
-    if request.actor:
-        ids = discover_schedules(ctx, actor=request.actor)
-    elif request.schedule_ids is not None:
-        ids = sorted(set(request.schedule_ids))
-    elif chunking != "window":
-        try:
-            ids = discover_schedules(ctx)
-        except DiscoveryUnsupported as exc:
-            log.warning("no Schedule search (%s): loading whole windows instead", exc)
+    try:
+        if request.actor:
+            ids = discover_schedules(ctx, actor=request.actor)
+        elif request.schedule_ids is not None:
+            ids = sorted(set(request.schedule_ids))
+        elif chunking != "window":
+            try:
+                ids = discover_schedules(ctx)
+            except DiscoveryUnsupported as exc:
+                log.warning("no Schedule search (%s): loading whole windows instead", exc)
+    except Exception as exc:
+        with transaction(ctx.engine) as session:
+            runs_repo.note_error(session, run_id, describe_error(exc), ctx.clock())
+        raise
     groups: list[tuple[str, ...]] | None = None
     if ids is not None:
         with transaction(ctx.engine) as session:
@@ -192,37 +188,77 @@ def plan_run(ctx: SyncContext, request: ResyncRequest, *, token: str | None = No
     chunking = "window" if groups is None else "schedule"
     days = settings.load_bulk_window_days if groups is None else settings.load_window_days
     specs = build_chunks(split(*window, days), groups)
-    try:
-        with transaction(ctx.engine) as session:
-            run_id = runs_repo.start_run(
-                session,
-                kind=request.kind,
-                scope=request.scope(chunking),
-                window=window,
-                started_at=started,
-                token=token,
-            )
-            runs_repo.add_chunks(session, run_id, specs)
-            if not specs:
-                runs_repo.finish_run(session, run_id, status="ok", finished_at=ctx.clock())
-    except IntegrityError:
-        if token is None:
-            raise
-        return plan_run(ctx, request, token=token)  # a twin planner got there first
+    with transaction(ctx.engine) as session:
+        runs_repo.add_chunks(session, run_id, specs)
+        runs_repo.planned(session, run_id, scope=request.scope(chunking), now=ctx.clock())
+        if not specs:
+            runs_repo.finish_run(session, run_id, status="ok", finished_at=ctx.clock())
     return PlannedRun(run_id, [s.seq for s in specs])
 
 
-def execute_chunk(ctx: SyncContext, run_id: int, seq: int, *, final_attempt: bool) -> ChunkRun:
-    """Run one chunk of a run. Transient failures raise (the caller retries) unless this
-    is the final attempt, which records the chunk as failed instead."""
+def _planning_run(
+    ctx: SyncContext, request: ResyncRequest, window: tuple[datetime, datetime], token: str | None
+) -> int | None:
+    """The run being planned under ``token`` (created if new); None if already planned."""
+    if token is not None:
+        with transaction(ctx.engine) as session:
+            existing = runs_repo.run_by_token(session, token)
+            if existing is not None:
+                return existing.id if existing.status == "planning" else None
+    try:
+        with transaction(ctx.engine) as session:
+            return runs_repo.start_run(
+                session,
+                kind=request.kind,
+                scope=request.scope(ctx.settings.load_chunking),
+                window=window,
+                started_at=ctx.clock(),
+                token=token,
+                status="planning",
+            )
+    except IntegrityError:
+        if token is None:
+            raise
+        return _planning_run(ctx, request, window, token)  # a twin planner got there first
+
+
+def planning_failed(ctx: SyncContext, token: str, error: str) -> None:
+    """The planner under ``token`` gave up: its run ends failed and is followed up."""
     with transaction(ctx.engine) as session:
-        row = runs_repo.get_chunk(session, run_id, seq)
-        if row is None:
-            raise LookupError(f"no chunk {seq} in run {run_id}")
-        if row.status != "pending":
-            return ChunkRun(status="skipped")
-        runs_repo.count_attempt(session, run_id, seq)
-        spec = runs_repo.chunk_spec(row)
+        run = runs_repo.run_by_token(session, token)
+        if run is None or run.status != "planning":
+            return
+        closed = runs_repo.close_planning(session, run.id, error=error, now=ctx.clock())
+    if closed:
+        after_run(ctx, run.id, "failed")
+
+
+def execute_chunk(ctx: SyncContext, run_id: int, seq: int) -> ChunkRun:
+    """One attempt at one chunk of a run, with its outcome recorded in the database.
+
+    The attempt holds the chunk's lease (a duplicate message finds it held or done and
+    leaves it) and keeps it alive from a heartbeat thread, so that the reaper can tell
+    a dead worker from a slow one. A transient failure gives the lease back with the
+    time of the next try (``status="retry"``); the last attempt of the budget, or a
+    permanent failure, records the chunk as failed. Only database or Redis trouble
+    around the bookkeeping itself raises (the caller retries; the reaper is the net).
+    """
+    backoff = Backoff.from_settings(ctx.settings)
+    token = uuid.uuid4().hex
+    with transaction(ctx.engine) as session:
+        claim = runs_repo.claim_chunk(
+            session,
+            run_id,
+            seq,
+            token=token,
+            now=ctx.clock(),
+            lease_seconds=ctx.settings.chunk_lease_seconds,
+        )
+    if claim.state == "missing":
+        raise LookupError(f"no chunk {seq} in run {run_id}")
+    if claim.state != "claimed" or claim.spec is None:
+        return ChunkRun(status="skipped" if claim.state == "done" else "held")
+    spec = claim.spec
     chunk = Chunk(spec.schedule_ids, spec.start, spec.end)
     outcomes: list[ChunkOutcome] = []
 
@@ -241,11 +277,14 @@ def execute_chunk(ctx: SyncContext, run_id: int, seq: int, *, final_attempt: boo
         )
 
     try:
-        with ctx.coord.hold(
-            lock_names(chunk.schedule_ids),
-            ttl=ctx.settings.schedule_lock_seconds,
-            wait=ctx.lock_wait,
-        ) as holder:
+        with (
+            Heartbeat(ctx, run_id, seq, token),
+            ctx.coord.hold(
+                lock_names(chunk.schedule_ids),
+                ttl=ctx.settings.schedule_lock_seconds,
+                wait=ctx.lock_wait,
+            ) as holder,
+        ):
             result = sync_chunk(
                 ctx.engine,
                 ctx.client,
@@ -253,28 +292,92 @@ def execute_chunk(ctx: SyncContext, run_id: int, seq: int, *, final_attempt: boo
                 clock=ctx.clock,
                 on_page=holder.extend,
                 in_transaction=count,
+                refetch_attempts=ctx.settings.ehr_refetch_attempts,
             )
     except Exception as exc:
         error = describe_error(exc)
-        log.warning("chunk %s/%s (%s) failed: %s", run_id, seq, chunk.describe(), error)
-        if chunk.schedule_ids is not None:
+        if is_transient(exc) and not backoff.exhausted(claim.attempts):
+            delay = backoff.delay(claim.attempts - 1)
+            log.info(
+                "chunk %s/%s (%s) attempt %s failed, again in %.0fs: %s",
+                run_id, seq, chunk.describe(), claim.attempts, delay, error,
+            )  # fmt: skip
+            now = ctx.clock()
             with transaction(ctx.engine) as session:
-                repo.record_schedule_error(session, chunk.schedule_ids, error)
-        if is_transient(exc) and not final_attempt:
-            raise
+                runs_repo.release_chunk(
+                    session,
+                    run_id,
+                    seq,
+                    token=token,
+                    now=now,
+                    error=error,
+                    retry_at=now + timedelta(seconds=delay),
+                )
+            return ChunkRun(status="retry", error=error, delay=delay)
+        log.warning(
+            "chunk %s/%s (%s) failed for good after %s attempts: %s",
+            run_id, seq, chunk.describe(), claim.attempts, error,
+        )  # fmt: skip
         with transaction(ctx.engine) as session:
             outcome = runs_repo.finish_chunk(
                 session, run_id, seq, ok=False, finished_at=ctx.clock(), error=error
             )
-        _after_run(ctx, run_id, outcome.run_finished)
+            repo.record_schedule_error(session, chunk.schedule_ids, f"{chunk.describe()}: {error}")
+        after_run(ctx, run_id, outcome.run_finished)
         return ChunkRun(status="failed", error=error, run_finished=outcome.run_finished)
     finished = outcomes[0].run_finished if outcomes else None
-    _after_run(ctx, run_id, finished)
+    after_run(ctx, run_id, finished)
     return ChunkRun(status="ok", result=result, run_finished=finished)
 
 
-def _after_run(ctx: SyncContext, run_id: int, status: str | None) -> None:
-    """A complete full load forgets the schedules the EHR no longer lists."""
+class Heartbeat:
+    """Keeps a chunk's lease alive from a thread of its own while the attempt runs.
+
+    A page can take longer than the lease (an EHR retrying with backoff), so beats
+    come from a timer, not from the pages. A process that dies stops beating, which
+    is exactly what the reaper looks for. A beat that fails (database away) is only
+    skipped: the lease may lapse and a second attempt start, which the chunk's
+    day marks and its single ``pending`` -> ``ok`` transition make harmless.
+    """
+
+    def __init__(self, ctx: SyncContext, run_id: int, seq: int, token: str) -> None:
+        self._ctx = ctx
+        self._key = (run_id, seq)
+        self._token = token
+        self._done = threading.Event()
+        self._thread = threading.Thread(
+            target=self._beat, name=f"heartbeat-{run_id}-{seq}", daemon=True
+        )
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join(timeout=5)
+
+    def _beat(self) -> None:
+        period = max(1.0, self._ctx.settings.chunk_lease_seconds / 4)
+        while not self._done.wait(period):
+            try:
+                with transaction(self._ctx.engine) as session:
+                    runs_repo.heartbeat_chunk(
+                        session, *self._key, token=self._token, now=self._ctx.clock()
+                    )
+            except Exception as exc:
+                log.info("heartbeat of chunk %s/%s skipped: %s", *self._key, describe_error(exc))
+
+
+def after_run(ctx: SyncContext, run_id: int, status: str | None) -> None:
+    """Once a run has ended: a complete full load forgets the schedules the EHR no longer
+    lists; a failed run has its failed windows followed up; a follow-up that succeeded
+    marks the run it repaired as recovered."""
+    if status is None:
+        return
+    from .follow_up import run_ended  # follow-ups plan runs: imported late (no cycle)
+
+    run_ended(ctx, run_id, status)
     if status != "ok":
         return
     with transaction(ctx.engine) as session:
@@ -318,28 +421,35 @@ def execute_chunks(
     run_id: int,
     seqs: Sequence[int],
     *,
-    attempts: int = 3,
-    backoff: float = 1.0,
     stop: threading.Event | None = None,
     on_chunk: Callable[[ChunkRun], None] | None = None,
 ) -> None:
-    """Execute chunks one after the other here, retrying transient failures.
+    """Execute chunks here until each has its outcome, under the same retry budget as
+    the workers. A chunk waiting for its retry does not hold up the others.
 
-    Once ``stop`` is set the remaining chunks stay pending: a shutting-down process
-    must not wait out their backoff.
+    Once ``stop`` is set the remaining chunks stay pending (the reaper of the next
+    start-up sends them again): a shutting-down process must not wait out backoff.
     """
     stop = stop or threading.Event()
-    for seq in seqs:
-        for attempt in range(1, attempts + 1):
-            if stop.is_set():
-                return
-            try:
-                outcome = execute_chunk(ctx, run_id, seq, final_attempt=attempt == attempts)
-                break
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                stop.wait(backoff * attempt)
+    backoff = Backoff.from_settings(ctx.settings)
+    queue: list[tuple[float, int, int]] = [(0.0, seq, 0) for seq in seqs]  # (due, seq, errors)
+    heapq.heapify(queue)
+    while queue:
+        due, seq, errors = heapq.heappop(queue)
+        if stop.wait(max(0.0, due - time.monotonic())):
+            return
+        try:
+            outcome = execute_chunk(ctx, run_id, seq)
+        except Exception as exc:
+            # the bookkeeping itself failed (database away): the same budget, counted here
+            if not is_transient(exc) or errors >= backoff.retries:
+                raise
+            log.warning("chunk %s/%s: %s; again later", run_id, seq, describe_error(exc))
+            heapq.heappush(queue, (time.monotonic() + backoff.delay(errors), seq, errors + 1))
+            continue
+        if outcome.status == "retry":
+            heapq.heappush(queue, (time.monotonic() + outcome.delay, seq, errors))
+            continue
         if on_chunk is not None:
             on_chunk(outcome)
 
@@ -350,11 +460,10 @@ def run_in_process(
     *,
     on_planned: Callable[[PlannedRun], None] | None = None,
     on_chunk: Callable[[ChunkRun], None] | None = None,
-    backoff: float = 1.0,
 ) -> RunSummary:
     """Plan and execute a run here, chunk after chunk (the CLI)."""
     planned = plan_run(ctx, request)
     if on_planned is not None:
         on_planned(planned)
-    execute_chunks(ctx, planned.run_id, planned.seqs, backoff=backoff, on_chunk=on_chunk)
+    execute_chunks(ctx, planned.run_id, planned.seqs, on_chunk=on_chunk)
     return summary(ctx, planned.run_id)

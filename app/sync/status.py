@@ -16,6 +16,8 @@ from app.cache import feeds
 from app.cache import repository as repo
 from app.cache import runs as runs_repo
 from app.cache.models import SubscriptionRow, SyncRunRow
+from app.observability.status import collect_sync_health
+from app.settings import Settings
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -40,6 +42,11 @@ def run_json(run: SyncRunRow) -> dict[str, Any]:
         "slots_deleted": run.slots_deleted,
         "error": run.error,
         "token": run.token,
+        "progress_at": _iso(run.progress_at),
+        "generation": run.generation,
+        "parent_run_id": run.parent_run_id,
+        "due_at": _iso(run.due_at),
+        "recovered_at": _iso(run.recovered_at),
     }
 
 
@@ -77,11 +84,23 @@ def sync_status(
     session: Session,
     *,
     now: datetime,
+    settings: Settings,
     schedule_ids: Collection[str] | None = None,
     limit: int = 1000,
 ) -> dict[str, Any]:
     feed_rows = feeds.all_feeds(session)
     feed_state = overall_feed_state(feed_rows)
+    health = collect_sync_health(
+        session, now=now, count_slots=False, stall_seconds=settings.run_stall_seconds
+    )
+    state, problems = health.assess(
+        stale_after_seconds=settings.ops_stale_after_minutes * 60,
+        max_load_age_hours=settings.readiness_max_load_age_hours,
+    )
+    if feed_state == "stale":
+        problems.append("the EHR's notifications stopped: polling")
+        state = "degraded" if state == "ok" else state
+    age = health.full_load_age_seconds
     schedules = repo.schedule_rows(session, schedule_ids, limit)
     counts = repo.slots_per_schedule(session)
     full = runs_repo.last_run(session, "initial-load")
@@ -90,6 +109,19 @@ def sync_status(
     return {
         "generated_at": _iso(now),
         "overall": {
+            "health": state,
+            "problems": problems,
+            "stuck_runs": health.stuck_runs,
+            "unresolved_failed_runs": health.unresolved_runs,
+            "failed_chunks": health.failed_chunks,
+            "errored_schedules": health.errored_schedules,
+            "stale_schedules": len(health.stale(settings.ops_stale_after_minutes * 60)),
+            "follow_ups": [
+                {"run_id": run_id, "due_at": _iso(due)}
+                for run_id, due in health.follow_ups_scheduled
+            ],
+            "last_complete_load_at": _iso(health.last_full_load_at),
+            "last_complete_load_age_seconds": round(age, 1) if age is not None else None,
             "slots_cached": sum(counts.values()),
             "schedules": repo.count_schedules(session),
             "feed_state": feed_state,

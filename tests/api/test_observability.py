@@ -370,8 +370,9 @@ def test_status_shows_the_lagging_schedule_and_failures(settings, db):
     record_full_load(db, finished_at=now() - timedelta(hours=1))
     record_full_load(db, finished_at=now() - timedelta(minutes=30), status="failed")
     code, text = report(settings)
-    assert code == 0  # warnings only
+    assert code == 1  # degraded: serving, but the cache may differ from the EHR
     assert "1 of 3 schedules unconfirmed for over 120 min (max lag 5.0 h)" in text
+    assert "1 schedules whose last sync failed" in text
     lagging = text.split("most lagging schedules")[1]
     assert lagging.index("sch-1") < lagging.index("sch-0")
     assert "EhrTimeout" in lagging
@@ -379,7 +380,7 @@ def test_status_shows_the_lagging_schedule_and_failures(settings, db):
 
     code, out = report(settings, as_json=True)
     data = json.loads(out)
-    assert data["healthy"] is True
+    assert code == 1 and data["healthy"] is False and data["health"] == "degraded"
     assert data["lagging"][0]["schedule"] == "sch-1"
     assert {c["name"]: c["state"] for c in data["checks"]}["freshness"] == "WARN"
 
@@ -387,14 +388,14 @@ def test_status_shows_the_lagging_schedule_and_failures(settings, db):
 def test_status_unhealthy_without_a_full_load(settings, db):
     seed(db, confirmed_at=now())
     code, text = report(settings)
-    assert code == 1
+    assert code == 2  # down
     assert "no successful full load yet" in text
 
 
 def test_status_database_down(tmp_path: Path):
     settings = api_settings(tmp_path, database_url=f"postgresql://nobody@127.0.0.1:{free_port()}/x")
     code, text = report(settings)
-    assert code == 1
+    assert code == 2  # down
     assert "database" in text and "failed: OperationalError" in text
 
 

@@ -238,7 +238,7 @@ def test_sync_status_reports_schedules_runs_and_feed(api, engine):
             )
         )
     ctx = context(engine, ehr, clock=utcnow, horizon_days=30)
-    run_in_process(ctx, ResyncRequest(kind="initial-load"), backoff=0)
+    run_in_process(ctx, ResyncRequest(kind="initial-load"))
     assert client.get("/admin/sync-status").status_code == 401
     report = client.get("/admin/sync-status", headers=ADMIN).json()
     overall = report["overall"]

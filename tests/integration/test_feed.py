@@ -39,7 +39,7 @@ def loaded(engine, **overrides):
     clock = Clock(DAY0 + timedelta(hours=1))
     overrides.setdefault("ehr_subscriptions", "public_base_url" in overrides)
     ctx = context(engine, ehr, clock=clock, **overrides)
-    run_in_process(ctx, ResyncRequest(kind="initial-load"), backoff=0)
+    run_in_process(ctx, ResyncRequest(kind="initial-load"))
     return ehr, ctx, clock
 
 

@@ -262,3 +262,32 @@ def test_start_up_works_out_the_offers_before_the_first_request(api):
 def _plans(state) -> list:
     memo_state = state.offer_memo._state
     return [] if memo_state is None else list(memo_state.plans.values())
+
+
+def test_schedules_whose_last_sync_failed_are_named_in_one_warning(api, engine):
+    client, _ = api
+    from sqlalchemy.orm import Session
+
+    from app.cache import repository as repo
+
+    def warnings() -> list[str]:
+        bundle = find(client, **WINDOW, **{"visit-type": OFFICE}).json()
+        outcomes = [
+            e["resource"]
+            for e in bundle["entry"]
+            if e["resource"]["resourceType"] == "OperationOutcome"
+        ]
+        for outcome in outcomes:
+            assert_operation_outcome(outcome)
+        return [
+            i["diagnostics"] for o in outcomes for i in o["issue"] if i["severity"] == "warning"
+        ]
+
+    assert not any("last sync" in w for w in warnings())
+    with Session(engine) as s, s.begin():
+        repo.record_schedule_error(s, ["sch-1", "sch-2"], "EhrUnavailable: EHR answered 503")
+    time.sleep(2.1)  # the catalog is re-read after its TTL
+    failed = [w for w in warnings() if "last sync" in w]
+    assert len(failed) == 1  # one issue for the cause, the schedules listed in it
+    assert "2 schedules" in failed[0]
+    assert "Schedule/sch-1" in failed[0] and "Schedule/sch-2" in failed[0]

@@ -4,13 +4,11 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 from sqlalchemy.orm import Session
 
 from app.cache import repository as repo
 from app.cache import runs as runs_repo
 from app.domain import Schedule
-from app.ehr.errors import EhrUnavailable
 from app.sync.runs import (
     ResyncRequest,
     execute_chunk,
@@ -36,7 +34,7 @@ def org(n: int = 3, per_schedule: int = 5) -> FakeEhr:
 def test_full_load_by_schedule_chunks(engine):
     ehr = org()
     ctx = context(engine, ehr)
-    result = run_in_process(ctx, ResyncRequest(kind="initial-load"), backoff=0)
+    result = run_in_process(ctx, ResyncRequest(kind="initial-load"))
     assert result.status == "ok"
     assert result.chunks == 3 * 4  # 3 schedules x ceil(7 days / 2)
     assert cached(engine) == ehr.slots
@@ -50,7 +48,7 @@ def test_full_load_by_schedule_chunks(engine):
 def test_window_chunking_when_the_ehr_has_no_schedule_search(engine):
     ehr = org()
     ehr.schedule_search = False
-    result = run_in_process(context(engine, ehr), ResyncRequest(kind="initial-load"), backoff=0)
+    result = run_in_process(context(engine, ehr), ResyncRequest(kind="initial-load"))
     assert result.status == "ok" and result.chunks == 4
     assert cached(engine) == ehr.slots
 
@@ -59,11 +57,11 @@ def test_auto_chunking_loads_whole_windows_when_stu3_cannot_name_a_schedule(engi
     ehr = org(n=2)
     ehr.add_schedule("sch-dev-1", "Device/dev-1")
     ehr.put(*(slot(j * 100, schedule="sch-dev-1") for j in range(5)))
-    result = run_in_process(context(engine, ehr), ResyncRequest(kind="initial-load"), backoff=0)
+    result = run_in_process(context(engine, ehr), ResyncRequest(kind="initial-load"))
     assert result.status == "ok" and result.chunks == 4  # windows, not schedules x windows
     assert cached(engine) == ehr.slots
     r4 = run_in_process(
-        context(engine, ehr, ehr_fhir_version="r4"), ResyncRequest(kind="initial-load"), backoff=0
+        context(engine, ehr, ehr_fhir_version="r4"), ResyncRequest(kind="initial-load")
     )
     assert r4.chunks == 3 * 4  # R4 names schedules: chunks by schedule
 
@@ -73,10 +71,8 @@ def test_chunks_count_once_and_close_the_run_once(engine):
     ctx = context(engine, ehr)
     planned = plan_run(ctx, ResyncRequest(kind="initial-load"), token="task-1")
     assert plan_run(ctx, ResyncRequest(kind="initial-load"), token="task-1") == planned
-    outcomes = [
-        execute_chunk(ctx, planned.run_id, seq, final_attempt=False) for seq in planned.seqs
-    ]
-    again = execute_chunk(ctx, planned.run_id, planned.seqs[0], final_attempt=False)
+    outcomes = [execute_chunk(ctx, planned.run_id, seq) for seq in planned.seqs]
+    again = execute_chunk(ctx, planned.run_id, planned.seqs[0])
     assert again.status == "skipped"  # a redelivered chunk does nothing
     assert [o.run_finished for o in outcomes].count("ok") == 1
     with Session(engine) as s:
@@ -88,21 +84,29 @@ def test_chunks_count_once_and_close_the_run_once(engine):
 def test_a_failing_chunk_keeps_old_data_and_fails_the_run(engine):
     ehr = org(n=2)
     ctx = context(engine, ehr)
-    run_in_process(ctx, ResyncRequest(kind="initial-load"), backoff=0)
+    run_in_process(ctx, ResyncRequest(kind="initial-load"))
     before = cached(engine)
     for sid in list(ehr.slots):
         ehr.book(sid)
     planned = plan_run(ctx, ResyncRequest(kind="initial-load"))
-    ehr.fail("/Slot/$prefetch", status=500, times=2)  # the first chunk's two HTTP attempts
-    with pytest.raises(EhrUnavailable):
-        execute_chunk(ctx, planned.run_id, planned.seqs[0], final_attempt=False)
+    budget = ctx.settings.task_max_retries + 1  # attempts, each of two HTTP tries
+    for attempt in range(1, budget):
+        ehr.fail("/Slot/$prefetch", status=500, times=2)
+        retry = execute_chunk(ctx, planned.run_id, planned.seqs[0])
+        assert retry.status == "retry" and "500" in retry.error and retry.delay > 0
+        with Session(engine) as s:
+            row = runs_repo.get_chunk(s, planned.run_id, planned.seqs[0])
+            assert (row.status, row.attempts, row.claim_token) == ("pending", attempt, None)
+            assert row.next_attempt_at is not None and "500" in row.error
+            # a transient failure is not yet the schedule's error
+            assert repo.schedule_rows(s, ["sch-0"])[0].last_error is None
     ehr.fail("/Slot/$prefetch", status=500, times=2)
-    failed = execute_chunk(ctx, planned.run_id, planned.seqs[0], final_attempt=True)
+    failed = execute_chunk(ctx, planned.run_id, planned.seqs[0])
     assert failed.status == "failed" and "500" in failed.error
     with Session(engine) as s:
         assert "500" in repo.schedule_rows(s, ["sch-0"])[0].last_error
     for seq in planned.seqs[1:]:
-        execute_chunk(ctx, planned.run_id, seq, final_attempt=True)
+        assert execute_chunk(ctx, planned.run_id, seq).status == "ok"
     with Session(engine) as s:
         run = runs_repo.get_run(s, planned.run_id)
         assert (run.status, run.chunks_failed) == ("failed", 1)
@@ -121,11 +125,11 @@ def test_a_failing_chunk_keeps_old_data_and_fails_the_run(engine):
 def test_full_load_forgets_schedules_the_ehr_dropped(engine):
     ehr = org(n=3)
     ctx = context(engine, ehr)
-    run_in_process(ctx, ResyncRequest(kind="initial-load"), backoff=0)
+    run_in_process(ctx, ResyncRequest(kind="initial-load"))
     del ehr.schedules["sch-2"]
     for sid in [k for k, v in ehr.slots.items() if v.schedule_id == "sch-2"]:
         del ehr.slots[sid]
-    run_in_process(ctx, ResyncRequest(kind="initial-load"), backoff=0)
+    run_in_process(ctx, ResyncRequest(kind="initial-load"))
     with Session(engine) as s:
         assert set(repo.schedules_by_id(s)) == {"sch-0", "sch-1"}
     assert cached(engine) == ehr.slots
@@ -134,11 +138,11 @@ def test_full_load_forgets_schedules_the_ehr_dropped(engine):
 def test_resync_of_one_actor_in_a_window(engine):
     ehr = org(n=2)
     ctx = context(engine, ehr)
-    run_in_process(ctx, ResyncRequest(kind="initial-load"), backoff=0)
+    run_in_process(ctx, ResyncRequest(kind="initial-load"))
     for sid in list(ehr.slots):
         ehr.book(sid)
     request = ResyncRequest(actor="Practitioner/pr-1", start=DAY0, end=DAY0 + timedelta(days=1))
-    result = run_in_process(ctx, request, backoff=0)
+    result = run_in_process(ctx, request)
     assert result.status == "ok" and result.chunks == 1
     left = cached(engine)
     assert not any(
