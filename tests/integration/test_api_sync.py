@@ -117,6 +117,43 @@ def test_malformed_calls_are_rejected_without_effect(api, engine, body, headers,
     assert dispatcher.calls == [] and heard(engine) is None
 
 
+def backport_event(number: str) -> bytes:
+    status = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "subscription", "valueReference": {"reference": "Subscription/sub-1"}},
+            {"name": "type", "valueCode": "event-notification"},
+            {
+                "name": "notification-event",
+                "part": [{"name": "event-number", "valueString": number}],
+            },
+        ],
+    }
+    entries = [{"resource": status}, {"resource": schedule_event()}]
+    return orjson.dumps({"resourceType": "Bundle", "type": "history", "entry": entries})
+
+
+@pytest.mark.parametrize("number", [str(2**63), "-1", "9" * 30])
+def test_event_numbers_beyond_int64_are_400_and_change_nothing(api, engine, number):
+    """Refused while parsing, the same on both databases (not a driver error, 500)."""
+    client, dispatcher = api
+    argonaut = {"X-Notification-Type": "event-notification", "X-Event-Number": number}
+    for body, headers in (
+        (backport_event(number), FHIR),
+        (orjson.dumps(schedule_event()), {**FHIR, **argonaut}),
+    ):
+        response = client.post("/webhook/subscription", content=body, headers={**AUTH, **headers})
+        assert response.status_code == 400, response.text
+        outcome = response.json()
+        assert outcome["resourceType"] == "OperationOutcome"
+        assert "must be between 0 and 9223372036854775807" in outcome["issue"][0]["diagnostics"]
+    assert dispatcher.calls == [] and heard(engine) is None
+    with Session(engine) as s:
+        assert feeds.all_feeds(s)[0].last_event_number is None
+    ok = client.post("/webhook/subscription", content=backport_event("1"), headers={**AUTH, **FHIR})
+    assert ok.status_code == 200 and len(dispatcher.calls) == 1
+
+
 def test_argonaut_handshake_heartbeat_and_events(api, engine):
     client, dispatcher = api
     for kind, number in (("handshake", "0"), ("heartbeat", "0")):
