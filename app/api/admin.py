@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated
@@ -23,6 +24,11 @@ from .responses import FHIR_JSON, FhirResponse
 
 router = APIRouter()
 
+# Schedule ids per resync call: the run locks each one and records them all in its scope.
+MAX_RESYNC_SCHEDULES = 1000
+_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
+_PROBLEMS_SHOWN = 5
+
 
 class ResyncBody(BaseModel):
     """All fields optional: no schedule and no actor = everything (a full load)."""
@@ -38,6 +44,11 @@ class ResyncBody(BaseModel):
     @field_validator("schedule", mode="before")
     @classmethod
     def _one_or_many(cls, value: object) -> object:
+        if isinstance(value, list) and len(value) > MAX_RESYNC_SCHEDULES:
+            raise ValueError(
+                f"at most {MAX_RESYNC_SCHEDULES} schedule ids per call, not {len(value)};"
+                " split the request"
+            )
         return [value] if isinstance(value, str) else value
 
     @field_validator("schedule")
@@ -46,8 +57,16 @@ class ResyncBody(BaseModel):
         if value is None:
             return None
         ids = [v.removeprefix("Schedule/") for v in value]
-        if not ids or any(not v or "/" in v for v in ids):
+        if not ids:
             raise ValueError("schedule must be one or more Schedule ids")
+        for n, sid in enumerate(ids):
+            if not sid.strip():
+                raise ValueError(f"schedule id {n} is empty")
+            if not _FHIR_ID.fullmatch(sid):
+                shown = sid if len(sid) <= 70 else sid[:67] + "..."
+                raise ValueError(
+                    f"schedule id {n} ({shown!r}) is not a FHIR id (1 to 64 of A-Z a-z 0-9 - .)"
+                )
         return ids
 
     @field_validator("actor")
@@ -70,10 +89,16 @@ def _instant(value: str | None, name: str) -> datetime | None:
 def _resync_body_schema() -> dict[str, object]:
     """The body's JSON schema, saying (as the validator does) that one id may be a string."""
     schema = ResyncBody.model_json_schema()
+    schedule_id = {"type": "string", "pattern": f"^(Schedule/)?{_FHIR_ID.pattern}$"}
     schema["properties"]["schedule"] = {
         "anyOf": [
-            {"type": "string"},
-            {"type": "array", "items": {"type": "string"}, "minItems": 1},
+            schedule_id,
+            {
+                "type": "array",
+                "items": schedule_id,
+                "minItems": 1,
+                "maxItems": MAX_RESYNC_SCHEDULES,
+            },
             {"type": "null"},
         ],
         "description": "Schedule id(s)",
@@ -114,9 +139,13 @@ async def _resync_body(request: Request) -> ResyncBody:
     try:
         return ResyncBody.model_validate(data)
     except ValidationError as exc:
+        errors = exc.errors()
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
+            for e in errors[:_PROBLEMS_SHOWN]
         )
+        if len(errors) > _PROBLEMS_SHOWN:
+            problems += f"; and {len(errors) - _PROBLEMS_SHOWN} more"
         raise InvalidParameter(problems) from exc
 
 

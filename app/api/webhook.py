@@ -20,7 +20,7 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from app.errors import InvalidParameter, UnsupportedMediaType
-from app.fhir.notification import KINDS, NotificationError, parse_notification
+from app.fhir.notification import KINDS, NotificationError, event_number, parse_notification
 from app.sync.inbox import accept_notification
 from app.sync.windows import utcnow
 
@@ -33,14 +33,14 @@ log = logging.getLogger(__name__)
 router = APIRouter()
 
 
-def _int_header(request: Request, name: str) -> int | None:
+def _event_number_header(request: Request, name: str) -> int | None:
     value = request.headers.get(name)
     if value is None:
         return None
     try:
-        return int(value)
-    except ValueError as exc:
-        raise InvalidParameter(f"{name} is not a number: {value!r}") from exc
+        return event_number(value, name)
+    except NotificationError as exc:
+        raise InvalidParameter(str(exc)) from exc
 
 
 @router.post("/webhook/subscription", response_class=FhirResponse)
@@ -64,7 +64,7 @@ async def subscription_notification(
         if kind_header not in KINDS:
             raise InvalidParameter(f"unknown X-Notification-Type {kind_header!r}")
         note = replace(note, kind=KINDS[kind_header])
-    number = _int_header(request, "x-event-number")
+    number = _event_number_header(request, "X-Event-Number")
     if number is not None and not note.event_numbers and note.events_since_start is None:
         if note.kind == "event":
             note = replace(note, event_numbers=(number,))

@@ -62,9 +62,10 @@ def record_subscription(
 
 
 def reset_numbering(session: Session, feed_id: int) -> None:
-    """A new EHR Subscription counts its events from zero again."""
+    """A new EHR Subscription counts its events from zero again: its first event is
+    number 1, so a first one numbered higher (some were lost) is a gap like any other."""
     session.execute(
-        update(SubscriptionRow).where(SubscriptionRow.id == feed_id).values(last_event_number=None)
+        update(SubscriptionRow).where(SubscriptionRow.id == feed_id).values(last_event_number=0)
     )
 
 
@@ -93,16 +94,9 @@ def heard(
     if ehr_id is not None:
         stmt = stmt.where(SubscriptionRow.ehr_id == ehr_id)
     out = []
-    counted = [*numbers, *([events_since_start] if events_since_start is not None else [])]
-    highest = max(counted, default=None)
     for row in session.scalars(stmt):
         last = row.last_event_number
-        missed = False
-        if last is not None and kind != "handshake":
-            if numbers:
-                missed = min(numbers) > last + 1
-            elif events_since_start is not None:
-                missed = events_since_start > last
+        missed, number = _numbering(last, kind, numbers, events_since_start)
         catching_up = missed or (row.feed_state == "catching-up" and kind != "handshake")
         values: dict[str, object] = {
             "last_heard_at": now,
@@ -111,8 +105,8 @@ def heard(
         }
         if kind == "handshake":
             values["status"] = "active"
-        if highest is not None and (last is None or highest > last or kind == "handshake"):
-            values["last_event_number"] = highest
+        if number != last:
+            values["last_event_number"] = number
         session.execute(
             update(SubscriptionRow).where(SubscriptionRow.id == row.id).values(**values)
         )
@@ -120,12 +114,40 @@ def heard(
     return out
 
 
+def _numbering(
+    last: int | None, kind: str, numbers: tuple[int, ...], events_since_start: int | None
+) -> tuple[bool, int | None]:
+    """Whether events were missed, and the feed's last event number after this notification.
+
+    The numbers of the events delivered count; the Subscription's event count only when
+    there are none (a heartbeat): an event notification may count events whose own
+    notifications are still on their way, and taking that count as heard would hide
+    the loss of one of them.
+    """
+    counted = numbers or (() if events_since_start is None else (events_since_start,))
+    if not counted:
+        return False, last
+    lowest, highest = min(counted), max(counted)
+    if kind == "handshake" or last is None:
+        return False, highest
+    if highest < last:
+        # Counting went backwards: the EHR restarted its numbering (a recreated or
+        # restored Subscription) or delivered an old notification late; the two look
+        # alike. Read as a restart: taken for a late delivery, a restart would hide every
+        # gap until the new count passed the old one; a late delivery read as a restart
+        # costs at most one needless poll.
+        return (lowest > 1 if numbers else lowest > 0), highest
+    missed = lowest > last + 1 if numbers else lowest > last
+    return missed, highest
+
+
 def caught_up(session: Session, now: datetime) -> None:
-    """A poll succeeded: lost notifications are accounted for; numbering starts afresh."""
+    """A poll succeeded: lost notifications are accounted for. The EHR's numbering goes
+    on, and so does ours: the next event must follow the last one heard, or it is a gap."""
     session.execute(
         update(SubscriptionRow)
         .where(SubscriptionRow.feed_state == "catching-up")
-        .values(feed_state="live", last_event_number=None, updated_at=now)
+        .values(feed_state="live", updated_at=now)
     )
 
 

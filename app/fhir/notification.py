@@ -17,6 +17,7 @@ optional period. Anything else is a :class:`NotificationError` (HTTP 400).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -32,6 +33,10 @@ KINDS: dict[str, Kind] = {
     "query-status": "heartbeat",
     "query-event": "event",
 }
+
+
+EVENT_NUMBER_MAX = 2**63 - 1  # what a 64-bit signed column holds, on SQLite and PostgreSQL
+_INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
 class NotificationError(ValueError):
@@ -101,38 +106,90 @@ def _is_status(res: Any) -> bool:
         return False
     if res.get("resourceType") == "SubscriptionStatus":
         return True
-    return res.get("resourceType") == "Parameters" and any(
-        p.get("name") == "type" for p in res.get("parameter") or () if isinstance(p, dict)
+    params = res.get("parameter")
+    return (
+        res.get("resourceType") == "Parameters"
+        and isinstance(params, list)
+        and any(isinstance(p, dict) and p.get("name") == "type" for p in params)
     )
 
 
 def _status(res: dict[str, Any]) -> Notification:
     if res["resourceType"] == "SubscriptionStatus":
         kind_code = res.get("type")
-        subscription = (res.get("subscription") or {}).get("reference")
+        subscription = _reference(res.get("subscription"), "SubscriptionStatus.subscription")
         since = res.get("eventsSinceSubscriptionStart")
-        numbers = [e.get("eventNumber") for e in res.get("notificationEvent") or ()]
+        since_what = "eventsSinceSubscriptionStart"
+        number_what = "notificationEvent.eventNumber"
+        events = _objects(res.get("notificationEvent"), "SubscriptionStatus.notificationEvent")
+        numbers = [e.get("eventNumber") for e in events]
     else:
-        params = [p for p in res.get("parameter") or () if isinstance(p, dict)]
+        params = _objects(res.get("parameter"), "Parameters.parameter")
         kind_code = _param(params, "type", "valueCode")
-        subscription = (_param(params, "subscription", "valueReference") or {}).get("reference")
+        subscription = _reference(
+            _param(params, "subscription", "valueReference"), "subscription.valueReference"
+        )
         since = _param(params, "events-since-subscription-start", "valueString")
         if since is None:
             since = _param(params, "events-since-subscription-start", "valueInteger64")
-        numbers = [
-            _part(p, "event-number", "valueString") or _part(p, "event-number", "valueInteger64")
-            for p in params
-            if p.get("name") == "notification-event"
-        ]
-    kind = KINDS.get(kind_code or "")
+        since_what, number_what = "events-since-subscription-start", "event-number"
+        numbers = []
+        for p in params:
+            if p.get("name") == "notification-event":
+                number = _part(p, "event-number", "valueString")
+                numbers.append(
+                    _part(p, "event-number", "valueInteger64") if number is None else number
+                )
+    kind = KINDS.get(kind_code) if isinstance(kind_code, str) else None
     if kind is None:
-        raise NotificationError(f"unknown notification type {kind_code!r}")
+        raise NotificationError(f"unknown notification type {_shown(kind_code)}")
     return Notification(
         kind=kind,
         subscription_id=relative_reference(subscription).split("/")[-1] if subscription else None,
-        events_since_start=_int(since, "events-since-subscription-start"),
-        event_numbers=tuple(n for n in (_int(v, "event-number") for v in numbers) if n is not None),
+        events_since_start=None if since is None else event_number(since, since_what),
+        event_numbers=tuple(event_number(n, number_what) for n in numbers if n is not None),
     )
+
+
+def event_number(value: Any, what: str) -> int:
+    """An event count or number as a notification carries it: FHIR ``integer64`` (a JSON
+    string) or a JSON integer, from 0 to :data:`EVENT_NUMBER_MAX`. Checked here, as the
+    feed bookkeeping keeps it in a 64-bit column (on either database)."""
+    text = value.strip() if isinstance(value, str) else None
+    if isinstance(value, bool) or not (
+        isinstance(value, int) or (text is not None and _INTEGER.fullmatch(text))
+    ):
+        raise NotificationError(f"{what} must be a whole number, not {_shown(value)}")
+    # no need to convert thousands of digits (int() refuses them) to know they are too many
+    number = value if text is None else int(text) if len(text) <= 25 else None
+    if number is None or not 0 <= number <= EVENT_NUMBER_MAX:
+        raise NotificationError(
+            f"{what} must be between 0 and {EVENT_NUMBER_MAX}, not {_shown(value)}"
+        )
+    return number
+
+
+def _shown(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:37]}..."
+
+
+def _objects(value: Any, where: str) -> list[dict[str, Any]]:
+    """A repeating element: absent is empty; anything but a list of objects is an error."""
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise NotificationError(f"{where} must be a list of objects")
+    return value
+
+
+def _reference(value: Any, where: str) -> str | None:
+    """``Reference.reference`` of an optional element."""
+    if value is None:
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("reference"), str | None):
+        raise NotificationError(f"{where} must be a Reference with a string reference")
+    return value.get("reference")
 
 
 def _param(params: list[dict[str, Any]], name: str, value_key: str) -> Any:
@@ -143,30 +200,22 @@ def _param(params: list[dict[str, Any]], name: str, value_key: str) -> Any:
 
 
 def _part(param: dict[str, Any], name: str, value_key: str) -> Any:
-    return _param([p for p in param.get("part") or () if isinstance(p, dict)], name, value_key)
-
-
-def _int(value: Any, what: str) -> int | None:
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except (TypeError, ValueError) as exc:
-        raise NotificationError(f"{what} is not a number: {value!r}") from exc
+    return _param(_objects(param.get("part"), f"{param.get('name')}.part"), name, value_key)
 
 
 def _focus_refs(status: dict[str, Any]) -> list[str]:
     if status["resourceType"] == "SubscriptionStatus":
         foci = [
-            (e.get("focus") or {}).get("reference") for e in status.get("notificationEvent") or ()
+            _reference(e.get("focus"), "notificationEvent.focus")
+            for e in _objects(status.get("notificationEvent"), "notificationEvent")
         ]
     else:
         foci = [
-            (_part(p, "focus", "valueReference") or {}).get("reference")
-            for p in status.get("parameter") or ()
-            if isinstance(p, dict) and p.get("name") == "notification-event"
+            _reference(_part(p, "focus", "valueReference"), "focus.valueReference")
+            for p in _objects(status.get("parameter"), "Parameters.parameter")
+            if p.get("name") == "notification-event"
         ]
-    return [f for f in foci if isinstance(f, str)]
+    return [f for f in foci if f]
 
 
 def _focus_target(reference: str) -> Target:
@@ -192,8 +241,11 @@ def _target(res: Any, index: int) -> Target:
 
 def _schedule_target(res: dict[str, Any]) -> Target:
     where = f"Schedule/{res.get('id', '?')}"
+    listed = res.get("actor") or []
+    if not isinstance(listed, list):
+        raise NotificationError(f"{where}.actor must be a list")
     actors = []
-    for actor in res.get("actor") or ():
+    for actor in listed:
         ref = actor.get("reference") if isinstance(actor, dict) else None
         if not isinstance(ref, str):
             raise NotificationError(f"{where}.actor needs a reference")
@@ -207,8 +259,8 @@ def _schedule_target(res: dict[str, Any]) -> Target:
 
 def _slot_target(res: dict[str, Any]) -> Target:
     where = f"Slot/{res.get('id', '?')}"
-    ref = (res.get("schedule") or {}).get("reference")
-    if not isinstance(ref, str):
+    ref = _reference(res.get("schedule"), f"{where}.schedule")
+    if ref is None:
         raise NotificationError(f"{where}.schedule needs a reference")
     start, end = _period({"start": res.get("start"), "end": res.get("end")}, where)
     return Target(schedule_id=relative_reference(ref).split("/")[-1], start=start, end=end)

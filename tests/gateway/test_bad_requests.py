@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import text
 
 from .support import (
+    AUTH,
     DERMATOLOGY,
     READ_ONLY_KEY,
     Stack,
@@ -235,6 +236,49 @@ def test_bad_patches_searches_and_registrations_are_4xx(stack: Stack) -> None:
         "payor": [{"display": "X"}],
     }
     assert_outcome(http.put(f"{stack.api}/Coverage/cov-b", json=coverage), 400)
+
+
+def _local_port(response: httpx.Response) -> int:
+    """The client side of the connection that carried ``response``."""
+    return response.extensions["network_stream"].get_extra_info("client_addr")[1]  # type: ignore[no-any-return]
+
+
+def test_wrongly_typed_patches_are_400_and_the_connection_stays_open(stu3: Stack) -> None:
+    """Refused while parsing, not a 500 (after which the server drops the connection)."""
+    url = f"{stu3.api}/Appointment/appt-1"
+    json_patch = {"Content-Type": "application/json-patch+json"}
+    fhirpath = {"Content-Type": "application/fhir+json"}
+    cancel = {"op": "replace", "path": "/status", "value": "cancelled"}
+    add_comment = [
+        {"name": "type", "valueCode": "add"},
+        {"name": "path", "valueString": "Appointment"},
+        {"name": "name", "valueString": ["comment"]},
+        {"name": "value", "valueString": "ill"},
+    ]
+    cases: list[tuple[dict[str, str], Any, str]] = [
+        (json_patch, [{**cancel, "op": ["replace"]}], "'op' must be one of"),
+        (json_patch, [{**cancel, "op": {"replace": 1}}], "not a JSON object"),
+        (json_patch, [{**cancel, "op": 5}], "not a JSON number"),
+        (json_patch, [{**cancel, "path": ["status"]}], "'path' must be a JSON pointer"),
+        (json_patch, [{**cancel, "value": 5}], "/status must be a JSON string"),
+        (json_patch, ["replace", cancel], "operation 0 must be a JSON object, not 'replace'"),
+        (json_patch, [[cancel]], "operation 0 must be a JSON object, not a JSON array"),
+        (json_patch, [{"op": "replace", "path": "/status"}], "replace needs a value"),
+        (fhirpath, params(("operation", "part", add_comment)), "name must be a string"),
+    ]
+    writes = _ehr_writes(stu3)
+    with httpx.Client(headers=AUTH, timeout=60, limits=httpx.Limits(max_connections=1)) as client:
+        first = client.get(f"{stu3.api}/metadata")
+        assert first.status_code == 200
+        port = _local_port(first)
+        for headers, body, message in cases:
+            response = client.patch(url, json=body, headers=headers)
+            outcome = assert_outcome(response, 400, "invalid")
+            assert message in outcome["issue"][0]["diagnostics"], outcome
+            assert _local_port(response) == port  # the same keep-alive connection
+        again = client.get(f"{stu3.api}/metadata")
+        assert again.status_code == 200 and _local_port(again) == port
+    assert _ehr_writes(stu3) == writes
 
 
 def test_writes_need_the_write_scope(stu3: Stack) -> None:

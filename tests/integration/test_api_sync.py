@@ -10,6 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
+from app.api.admin import MAX_RESYNC_SCHEDULES
 from app.api.main import create_app
 from app.cache import feeds
 from app.settings import Settings
@@ -117,6 +118,43 @@ def test_malformed_calls_are_rejected_without_effect(api, engine, body, headers,
     assert dispatcher.calls == [] and heard(engine) is None
 
 
+def backport_event(number: str) -> bytes:
+    status = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "subscription", "valueReference": {"reference": "Subscription/sub-1"}},
+            {"name": "type", "valueCode": "event-notification"},
+            {
+                "name": "notification-event",
+                "part": [{"name": "event-number", "valueString": number}],
+            },
+        ],
+    }
+    entries = [{"resource": status}, {"resource": schedule_event()}]
+    return orjson.dumps({"resourceType": "Bundle", "type": "history", "entry": entries})
+
+
+@pytest.mark.parametrize("number", [str(2**63), "-1", "9" * 30])
+def test_event_numbers_beyond_int64_are_400_and_change_nothing(api, engine, number):
+    """Refused while parsing, the same on both databases (not a driver error, 500)."""
+    client, dispatcher = api
+    argonaut = {"X-Notification-Type": "event-notification", "X-Event-Number": number}
+    for body, headers in (
+        (backport_event(number), FHIR),
+        (orjson.dumps(schedule_event()), {**FHIR, **argonaut}),
+    ):
+        response = client.post("/webhook/subscription", content=body, headers={**AUTH, **headers})
+        assert response.status_code == 400, response.text
+        outcome = response.json()
+        assert outcome["resourceType"] == "OperationOutcome"
+        assert "must be between 0 and 9223372036854775807" in outcome["issue"][0]["diagnostics"]
+    assert dispatcher.calls == [] and heard(engine) is None
+    with Session(engine) as s:
+        assert feeds.all_feeds(s)[0].last_event_number is None
+    ok = client.post("/webhook/subscription", content=backport_event("1"), headers={**AUTH, **FHIR})
+    assert ok.status_code == 200 and len(dispatcher.calls) == 1
+
+
 def test_argonaut_handshake_heartbeat_and_events(api, engine):
     client, dispatcher = api
     for kind, number in (("handshake", "0"), ("heartbeat", "0")):
@@ -212,6 +250,9 @@ def test_admin_resync_requests(api):
         {"start": "2026-01-02", "end": "2026-01-01"},
         {"unexpected": True},
         {"schedule": []},
+        {"schedule": [1]},
+        {"schedule": ["sch-1", None]},
+        {"schedule": [["sch-1"]]},
     ],
 )
 def test_admin_resync_rejects_bad_input(api, body):
@@ -219,6 +260,49 @@ def test_admin_resync_rejects_bad_input(api, body):
     response = client.post("/admin/resync", json=body, headers=ADMIN)
     assert response.status_code == 400
     assert response.json()["resourceType"] == "OperationOutcome"
+    assert dispatcher.calls == []
+
+
+def refused(response, message):
+    assert response.status_code == 400, response.text
+    outcome = response.json()
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert message in outcome["issue"][0]["diagnostics"], outcome
+    return outcome
+
+
+def test_admin_resync_takes_at_most_1000_schedules_per_call(api):
+    client, dispatcher = api
+    ids = [f"sch-{i}" for i in range(MAX_RESYNC_SCHEDULES)]
+    response = client.post("/admin/resync", json={"schedule": ids}, headers=ADMIN)
+    assert response.status_code == 202
+    assert dispatcher.of("resync")[-1][1].schedule_ids == tuple(ids)
+    for too_many in ([*ids, "sch-x"], ["sch-1"] * 20_000):
+        response = client.post("/admin/resync", json={"schedule": too_many}, headers=ADMIN)
+        refused(response, f"at most 1000 schedule ids per call, not {len(too_many)}")
+    assert len(dispatcher.calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("schedule", "message"),
+    [
+        ([""], "schedule id 0 is empty"),
+        (["sch-1", "Schedule/"], "schedule id 1 is empty"),
+        (["   "], "schedule id 0 is empty"),
+        ("\t", "schedule id 0 is empty"),
+        (["sch 1"], "schedule id 0 ('sch 1') is not a FHIR id"),
+        (["sch-1\u0000"], "is not a FHIR id"),
+        (["Practitioner/pr-1"], "is not a FHIR id"),
+        (["x" * 65], "is not a FHIR id"),
+        (["x" * 5000], "is not a FHIR id"),
+        ([7] * 1000, "schedule.4: Input should be a valid string; and 995 more"),
+    ],
+)
+def test_admin_resync_refuses_what_is_not_a_schedule_id(api, schedule, message):
+    client, dispatcher = api
+    response = client.post("/admin/resync", json={"schedule": schedule}, headers=ADMIN)
+    outcome = refused(response, message)
+    assert len(outcome["issue"][0]["diagnostics"]) < 500
     assert dispatcher.calls == []
 
 

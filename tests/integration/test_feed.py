@@ -104,7 +104,8 @@ def test_feed_liveness_and_event_gaps(engine):
     assert not dispatcher.of("poll")
     accept(ctx, dispatcher, event(event_numbers=(3,), subscription_id="sub-1"))  # 2 was lost
     assert len(dispatcher.of("poll")) == 1
-    accept(ctx, dispatcher, event(event_numbers=(2,), subscription_id="sub-1"))  # late: harmless
+    # late: read as a restart of the numbering, which the pending catch-up covers
+    accept(ctx, dispatcher, event(event_numbers=(2,), subscription_id="sub-1"))
     beat = Notification(kind="heartbeat", subscription_id="sub-1", events_since_start=3)
     accept(ctx, dispatcher, beat)
     assert len(dispatcher.of("poll")) == 1
@@ -116,7 +117,79 @@ def test_feed_liveness_and_event_gaps(engine):
     feed.poll(ctx, dispatcher)
     with Session(engine) as s:
         (row,) = feeds.all_feeds(s)
-    assert (row.feed_state, row.last_event_number) == ("live", None)
+    assert (row.feed_state, row.last_event_number) == ("live", 3)
+
+
+def numbered(number, **kw):
+    return event(event_numbers=(number,), subscription_id="sub-1", **kw)
+
+
+def last_event_number(engine):
+    with Session(engine) as s:
+        (row,) = feeds.all_feeds(s)
+    return row.last_event_number
+
+
+def test_a_gap_right_after_a_catch_up_is_still_a_gap(engine):
+    _, ctx, _ = loaded(engine, public_base_url="https://slotsync.example")
+    subscribed(engine, ctx, status="active")
+    dispatcher = RecordingDispatcher()
+    for number in (1, 3):  # 2 was lost
+        accept(ctx, dispatcher, numbered(number))
+    feed.poll(ctx, dispatcher)  # caught up
+    assert accept(ctx, dispatcher, numbered(5)).poll  # 4 was lost
+    feed.poll(ctx, dispatcher)
+    assert not accept(ctx, dispatcher, numbered(6)).poll
+    assert accept(ctx, dispatcher, numbered(8)).poll  # 7 was lost
+
+
+def test_a_gap_in_the_first_events_of_a_new_subscription_is_a_gap(engine):
+    ehr, ctx, _ = loaded(engine, public_base_url="https://slotsync.example")
+    dispatcher = RecordingDispatcher()
+    assert feed.ensure_subscription(ctx).created
+    accept(ctx, dispatcher, Notification(kind="handshake"))  # Argonaut: no number
+    assert not accept(ctx, dispatcher, numbered(1)).poll
+    assert accept(ctx, dispatcher, numbered(3)).poll  # 2 was lost
+    feed.poll(ctx, dispatcher)
+
+    ehr.subscriptions.clear()  # the EHR forgot it: a new one counts from 1 again
+    assert feed.ensure_subscription(ctx).created
+    assert accept(ctx, dispatcher, numbered(2)).poll  # 1 was lost
+    assert last_event_number(engine) == 2
+
+
+def test_numbering_restarted_by_the_ehr_keeps_finding_gaps(engine):
+    _, ctx, _ = loaded(engine, public_base_url="https://slotsync.example")
+    subscribed(engine, ctx, status="active")
+    dispatcher = RecordingDispatcher()
+    for number in range(1, 51):
+        assert not accept(ctx, dispatcher, numbered(number)).poll
+    # the EHR restarted and counts the same Subscription's events from 1 again
+    assert not accept(ctx, dispatcher, numbered(1)).poll
+    assert not accept(ctx, dispatcher, numbered(2)).poll
+    assert accept(ctx, dispatcher, numbered(4)).poll  # 3 was lost
+    feed.poll(ctx, dispatcher)
+    # restarted again, its first event lost on the way
+    assert accept(ctx, dispatcher, numbered(2)).poll
+    feed.poll(ctx, dispatcher)
+    for number in range(3, 11):
+        assert not accept(ctx, dispatcher, numbered(number)).poll
+    # and again, both events of the new count lost: the next heartbeat tells
+    beat = Notification(kind="heartbeat", subscription_id="sub-1", events_since_start=2)
+    assert accept(ctx, dispatcher, beat).poll
+    feed.poll(ctx, dispatcher)
+    assert not accept(ctx, dispatcher, numbered(3)).poll
+
+
+def test_an_event_count_ahead_of_the_event_does_not_hide_a_later_gap(engine):
+    """An event notification may count events still on their way; they are not heard yet."""
+    _, ctx, _ = loaded(engine, public_base_url="https://slotsync.example")
+    subscribed(engine, ctx, status="active")
+    dispatcher = RecordingDispatcher()
+    accept(ctx, dispatcher, numbered(1, events_since_start=1))
+    assert not accept(ctx, dispatcher, numbered(2, events_since_start=3)).poll
+    assert accept(ctx, dispatcher, numbered(4, events_since_start=4)).poll  # 3 was lost
+    assert last_event_number(engine) == 4
 
 
 class BrokerDown(RecordingDispatcher):

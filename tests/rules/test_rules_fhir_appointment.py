@@ -33,7 +33,7 @@ from tests.rules.factories import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-IG = ROOT.parent / "shared" / "spec" / "ig"
+IG = ROOT / "tests" / "fixtures" / "ig"  # copies of the Argonaut Scheduling IG files used here
 ARGO_APPT = IG / "StructureDefinition-argo-appt.json"
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import orjson
 import pytest
 
@@ -17,6 +19,9 @@ APPOINTMENT = {
     "end": "2030-01-07T14:15:00Z",
     "participant": [{"actor": {"reference": "Practitioner/p1"}, "status": "needs-action"}],
 }
+
+
+CANCEL = {"op": "replace", "path": "/status", "value": "cancelled"}
 
 
 def _params(*parameters: dict) -> dict:
@@ -143,6 +148,11 @@ def test_cancel_patches_in_both_formats_are_forwarded_unchanged() -> None:
             BusinessRuleViolation,
         ),
         ([{"op": "move", "from": "/a", "path": "/status"}], JSON_PATCH, BusinessRuleViolation),
+        (
+            [{"op": "replace", "path": "/status\n", "value": "booked"}, CANCEL],
+            JSON_PATCH,
+            BusinessRuleViolation,
+        ),
         ([{"path": "/status", "value": "cancelled"}], JSON_PATCH, InvalidParameter),
         ([], JSON_PATCH, InvalidParameter),
         ({"resourceType": "Appointment"}, "application/fhir+json", InvalidParameter),
@@ -170,6 +180,99 @@ def test_cancel_patches_in_both_formats_are_forwarded_unchanged() -> None:
 def test_anything_but_a_cancel_is_refused(body: object, kind: str, error: type) -> None:
     with pytest.raises(error):
         parse_cancel_patch(orjson.dumps(body), kind)
+
+
+OPS = "['add', 'copy', 'move', 'remove', 'replace', 'test']"
+
+
+@pytest.mark.parametrize(
+    ("operation", "message"),
+    [
+        ({**CANCEL, "op": 5}, f"'op' must be one of {OPS}, not a JSON number"),
+        ({**CANCEL, "op": ["replace"]}, f"'op' must be one of {OPS}, not a JSON array"),
+        ({**CANCEL, "op": {"replace": 1}}, f"'op' must be one of {OPS}, not a JSON object"),
+        ({**CANCEL, "op": "cancel"}, f"'op' must be one of {OPS}, not 'cancel'"),
+        (
+            {"path": "/status", "value": "cancelled"},
+            f"'op' must be one of {OPS}, and it is missing",
+        ),
+        ({**CANCEL, "path": ["status"]}, "'path' must be a JSON pointer (a string starting"),
+        ({**CANCEL, "path": None}, "'path' must be a JSON pointer (a string starting"),
+        (
+            {"op": "replace", "value": "cancelled"},
+            "(a string starting with '/'), and it is missing",
+        ),
+        ({"op": "move", "from": 5, "path": "/status"}, "'from' must be a JSON pointer"),
+        ({**CANCEL, "value": 5}, "the value of /status must be a JSON string, not a JSON number"),
+        ({**CANCEL, "value": ["cancelled"]}, "/status must be a JSON string, not a JSON array"),
+        ({"op": "test", "path": "/status", "value": {}}, "/status must be a JSON string"),
+        (
+            {"op": "add", "path": "/cancelationReason", "value": "ill"},
+            "the value of /cancelationReason must be a JSON object, not 'ill'",
+        ),
+        (
+            {"op": "add", "path": "/extension/-", "value": [{"url": "x"}]},
+            "the value of /extension/- must be a JSON object, not a JSON array",
+        ),
+        ("replace", "operation 0 must be a JSON object, not 'replace'"),
+        (["replace", "/status"], "operation 0 must be a JSON object, not a JSON array"),
+        (None, "operation 0 must be a JSON object, not a JSON null"),
+    ],
+)
+def test_wrongly_typed_json_patch_members_are_invalid(operation: object, message: str) -> None:
+    with pytest.raises(InvalidParameter, match=re.escape(message)):
+        parse_cancel_patch(orjson.dumps([operation, CANCEL]), JSON_PATCH)
+
+
+def _fhirpath(*parts: dict) -> dict:
+    return _params({"name": "operation", "part": list(parts)})
+
+
+TYPE = {"name": "type", "valueCode": "replace"}
+STATUS = {"name": "path", "valueString": "Appointment.status"}
+CANCELLED = {"name": "value", "valueCode": "cancelled"}
+ADD = ({"name": "type", "valueCode": "add"}, {"name": "path", "valueString": "Appointment"})
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        (
+            _fhirpath({"name": "type", "valueCode": ["replace"]}, STATUS, CANCELLED),
+            "type must be one of ['add', 'insert', 'delete', 'replace', 'move'], not a JSON array",
+        ),
+        (
+            _fhirpath({"name": "type", "part": [{"name": "x"}]}, STATUS, CANCELLED),
+            "type must be one of",
+        ),
+        (_fhirpath(STATUS, CANCELLED), "type must be one of"),
+        (
+            _fhirpath(TYPE, {"name": "path", "valueString": 5}, CANCELLED),
+            "a path (a FHIRPath string) is required, not a JSON number",
+        ),
+        (
+            _fhirpath(TYPE, STATUS, {"name": "value", "valueCode": 5}),
+            "a status value must be a code (string), not a JSON number",
+        ),
+        (
+            _fhirpath(*ADD, {"name": "name", "valueString": ["comment"]}, CANCELLED),
+            "name must be a string, not a JSON array",
+        ),
+        (
+            _fhirpath(*ADD, {"name": "name", "part": [{"name": "x"}]}, CANCELLED),
+            "name must be a string, not a JSON array",
+        ),
+        (
+            _fhirpath(
+                *ADD, {"name": "name", "valueString": "status"}, {"name": "value", "valueCode": {}}
+            ),
+            "a status value must be a code (string), not a JSON object",
+        ),
+    ],
+)
+def test_wrongly_typed_fhirpath_patch_parts_are_invalid(body: dict, message: str) -> None:
+    with pytest.raises(InvalidParameter, match=re.escape(message)):
+        parse_cancel_patch(orjson.dumps(body), "application/fhir+json")
 
 
 def test_appointment_search_is_normalised_for_the_ehr() -> None:

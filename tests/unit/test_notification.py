@@ -12,7 +12,13 @@ from fhir.resources.R4B.subscription import Subscription as SubscriptionR4
 from fhir.resources.STU3.schedule import Schedule as ScheduleStu3
 from fhir.resources.STU3.subscription import Subscription as SubscriptionStu3
 
-from app.fhir.notification import NotificationError, Target, parse_notification
+from app.fhir.notification import (
+    EVENT_NUMBER_MAX,
+    NotificationError,
+    Target,
+    event_number,
+    parse_notification,
+)
 from app.fhir.subscription import subscription_r4, subscription_stu3
 
 DATA = Path(__file__).parent / "data"
@@ -165,6 +171,100 @@ def test_slot_payload_names_its_schedule():
     ],
 )
 def test_malformed_notifications_are_rejected(body):
+    with pytest.raises(NotificationError):
+        parse_notification(body)
+
+
+def r5_notification(*, since="9", number="9"):
+    status = {
+        "resourceType": "SubscriptionStatus",
+        "type": "event-notification",
+        "eventsSinceSubscriptionStart": since,
+        "subscription": {"reference": "Subscription/abc"},
+        "notificationEvent": [{"eventNumber": number, "focus": {"reference": "Schedule/s-1"}}],
+    }
+    return {"resourceType": "Bundle", "type": "history", "entry": [{"resource": status}]}
+
+
+def numbered(where, value):
+    """A notification carrying ``value`` as the event count or number named ``where``."""
+    if where == "eventsSinceSubscriptionStart":
+        return r5_notification(since=value)
+    if where == "notificationEvent.eventNumber":
+        return r5_notification(number=value)
+    body = r4_notification("event-notification", number=4, since=4, focus={"id": "s-1"})
+    params = body["entry"][0]["resource"]["parameter"]
+    if where == "events-since-subscription-start":
+        params[4] = {"name": where, "valueString": value}
+    elif where == "events-since-subscription-start (integer64)":
+        params[4] = {"name": "events-since-subscription-start", "valueInteger64": value}
+    else:
+        params[5]["part"][0] = {"name": "event-number", "valueString": value}
+    return body
+
+
+NUMBERED = [
+    "events-since-subscription-start",
+    "events-since-subscription-start (integer64)",
+    "event-number",
+    "eventsSinceSubscriptionStart",
+    "notificationEvent.eventNumber",
+]
+
+
+@pytest.mark.parametrize("where", NUMBERED)
+@pytest.mark.parametrize(
+    "value", [str(EVENT_NUMBER_MAX + 1), EVENT_NUMBER_MAX + 1, "-1", -1, "9" * 5000]
+)
+def test_event_numbers_outside_0_to_int64_max_are_rejected(where, value):
+    with pytest.raises(NotificationError, match=f"between 0 and {EVENT_NUMBER_MAX}") as raised:
+        parse_notification(numbered(where, value))
+    assert where.split(" ")[0].split(".")[-1] in str(raised.value)
+    assert len(str(raised.value)) < 200  # a huge value is not echoed whole
+
+
+@pytest.mark.parametrize("where", NUMBERED)
+@pytest.mark.parametrize("value", [True, 1.5, "1e3", "", "0x10", [4], {"n": 4}])
+def test_event_numbers_must_be_whole_numbers(where, value):
+    with pytest.raises(NotificationError, match="must be a whole number"):
+        parse_notification(numbered(where, value))
+
+
+@pytest.mark.parametrize("value", [0, "0", EVENT_NUMBER_MAX, str(EVENT_NUMBER_MAX), " 12 "])
+def test_event_numbers_up_to_int64_max_are_accepted(value):
+    note = parse_notification(r5_notification(since=value, number=value))
+    assert note.events_since_start == note.event_numbers[0] == int(value)
+    assert event_number(value, "X-Event-Number") == int(value)
+
+
+def _status_with(**members):
+    status = r5_notification()["entry"][0]["resource"]
+    return {"resourceType": "Bundle", "type": "history", "entry": [{"resource": status | members}]}
+
+
+def _parameters_with(index, value):
+    body = r4_notification("event-notification", number=4, focus={"id": "s-1"})
+    params = body["entry"][0]["resource"]["parameter"]
+    params[index] = params[index] | value
+    return body
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _status_with(type=["event-notification"]),
+        _status_with(subscription="Subscription/abc"),
+        _status_with(subscription={"reference": 5}),
+        _status_with(notificationEvent="9"),
+        _status_with(notificationEvent=[9]),
+        _status_with(notificationEvent=[{"eventNumber": "9", "focus": "Schedule/s-1"}]),
+        _parameters_with(0, {"valueReference": "Subscription/sub-1"}),
+        _parameters_with(3, {"valueCode": {"code": "event-notification"}}),
+        _parameters_with(5, {"part": 5}),
+        {"resourceType": "Slot", "id": "x", "schedule": "Schedule/x", "start": "2030-01-01"},
+    ],
+)
+def test_wrongly_typed_members_are_rejected(body):
     with pytest.raises(NotificationError):
         parse_notification(body)
 
