@@ -1,4 +1,4 @@
-"""Sandbox EHR: a realistic FHIR scheduling server (Argonaut STU3 or plain R4).
+"""Sandbox EHR: a realistic FHIR scheduling server (Argonaut STU3 or R4, or a generic R4 server).
 
 slotsync is developed, tested, demonstrated and benchmarked against it over real
 HTTP, and integrators use it to try slotsync before connecting their own EHR.
@@ -25,15 +25,28 @@ FHIR API (base ``/fhir``; every error is an OperationOutcome)
         ``cancelled-appt-id``; or a bare Appointment); 409 when a slot is taken
     ``PATCH /Appointment/{id}``   JSON Patch or FHIRPath Patch; status changes drive slots
     ``POST /Appointment``, ``PUT /Appointment/{id}`` (R4 only; status pending|booked|proposed)
-    ``GET /Appointment?patient=&status=&date=&practitioner=&actor=&_id=``
+    ``GET /Appointment?patient=&status=&date=&practitioner=&actor=&slot=&_id=``
     ``POST /Patient`` (returns the existing patient on identifier/demographics match),
     ``GET /Patient?identifier=&family=&given=&name=&birthdate=&gender=``
     ``POST /Coverage``, ``PUT /Coverage/{id}`` (type/beneficiary changes are rejected, 422)
     ``POST|GET /Subscription``, ``GET|DELETE /Subscription/{id}``, ``GET .../$status`` (R4)
 
+Profiles (``--profile`` / ``start_sandbox(profile=...)``)
+    ``sandbox`` (default): everything above. ``plain-r4`` (implies R4): a generic R4
+    server. No ``$prefetch``/``$hold``/``$book`` (400 OperationOutcome, unknown
+    operation) and no Subscription (404, unknown resource type), neither in the
+    CapabilityStatement. ``POST|PUT|PATCH /Appointment`` store the Appointment as
+    sent (any status, references checked, no conflict check) and never change a
+    slot: booked slots stay free.
+    ``DELETE /Slot/{id}`` (then 410; gone from searches and truth, invisible to
+    ``_lastUpdated``), ``GET /Slot/_history?_since=`` (lists deletions). A ``_count``
+    above ``--max-count`` (default 100) is a 400 OperationOutcome.
+
 Control API (base ``/_sandbox``; never faulted): ``GET truth``, ``POST mutate``,
 ``POST reset``, ``GET|POST|DELETE faults``, ``DELETE faults/{id}``, ``GET|DELETE stats``,
-``GET|POST config``. Shapes: :mod:`sandbox_ehr.routes_control` (truth, mutate),
+``GET|POST config``, ``GET slot-appointments`` (Appointments per slot, double bookings;
+``truth?available=true``: free and referenced by no active Appointment).
+Shapes: :mod:`sandbox_ehr.routes_control` (truth, slot-appointments, mutate),
 :mod:`sandbox_ehr.faults` (fault rules), :mod:`sandbox_ehr.notify` (notifications).
 
 Identifiers: practitioners ``pr-<n>``, clinics ``clinic-<n>``, rooms ``room-<n>``,

@@ -12,7 +12,13 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from sandbox_ehr import routes_control, routes_read, routes_subscription, routes_write
+from sandbox_ehr import (
+    routes_control,
+    routes_plain,
+    routes_read,
+    routes_subscription,
+    routes_write,
+)
 from sandbox_ehr.config import SandboxConfig
 from sandbox_ehr.errors import FHIR_JSON, FhirError, outcome_bytes
 from sandbox_ehr.middleware import RAW_SEND, FaultMiddleware
@@ -60,8 +66,11 @@ def create_app(config: SandboxConfig) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.sandbox = sb
-    for module in (routes_control, routes_subscription, routes_write, routes_read):
-        app.include_router(module.router)
+    routers = [routes_control.router, routes_subscription.router, routes_write.router]
+    if config.plain:  # before routes_read, whose GET /fhir/{rtype}/{rid} would take _history
+        routers.append(routes_plain.router)
+    for router in [*routers, routes_read.router]:
+        app.include_router(router)
     app.add_middleware(FaultMiddleware, sandbox_getter=lambda: app.state.sandbox)
 
     @app.exception_handler(FhirError)

@@ -5,18 +5,37 @@ from __future__ import annotations
 import argparse
 from datetime import date
 
-from sandbox_ehr.config import SandboxConfig
+from sandbox_ehr.config import PROFILES, SandboxConfig
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="slotsync sandbox-ehr",
-        description="A synthetic FHIR scheduling EHR (Argonaut STU3 or plain R4) for demos, tests "
-        "and benchmarks. FHIR base: http://HOST:PORT/fhir; control API: http://HOST:PORT/_sandbox",
+        description="A synthetic FHIR scheduling EHR (Argonaut STU3, R4, or a generic R4 "
+        "server) for demos, tests and benchmarks. FHIR base: http://HOST:PORT/fhir; control API: http://HOST:PORT/_sandbox",
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8100)
-    p.add_argument("--fhir-version", choices=("stu3", "r4"), default="stu3")
+    p.add_argument(
+        "--fhir-version",
+        choices=("stu3", "r4"),
+        default=None,
+        help="default: stu3, or r4 with --profile plain-r4",
+    )
+    p.add_argument(
+        "--profile",
+        choices=PROFILES,
+        default="sandbox",
+        help="sandbox: Argonaut operations, slots follow appointments, subscriptions; "
+        "plain-r4: a generic FHIR R4 server (implies --fhir-version r4)",
+    )
+    p.add_argument(
+        "--max-count",
+        type=int,
+        default=None,
+        help="refuse searches whose _count exceeds this (400); default: 100 with "
+        "--profile plain-r4, otherwise _count is capped silently",
+    )
     p.add_argument("--size", type=int, default=5000, help="approximate total number of slots")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--horizon-days", type=int, default=90)
@@ -47,10 +66,13 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
     kwargs = {}
     if args.start_date is not None:
         kwargs["start_date"] = args.start_date
+    fhir_version = args.fhir_version or ("r4" if args.profile == "plain-r4" else "stu3")
     return SandboxConfig(
         host=args.host,
         port=args.port,
-        fhir_version=args.fhir_version,
+        fhir_version=fhir_version,
+        profile=args.profile,
+        max_count=args.max_count,
         size=args.size,
         seed=args.seed,
         horizon_days=args.horizon_days,

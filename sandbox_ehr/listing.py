@@ -17,14 +17,14 @@ Params = list[tuple[str, str]]
 
 def page_params(request: Request, pairs: Params) -> tuple[Params, int, int | None, int | None]:
     """Search params, page size, cursor position and carried total (from ``_cursor`` if present)."""
-    sb = sandbox(request)
+    cfg = sandbox(request).config
     token = search.first(pairs, paging.CURSOR_PARAM)
     if token:
         cur = paging.decode(token)
-        count = search.page_size(pairs, cur.count, sb.config.max_page_size)
+        count = search.page_size(pairs, cur.count, cfg.max_page_size, cfg.max_count)
         return cur.params, count, cur.after, cur.total
     params = [(k, v) for k, v in pairs if k not in (paging.CURSOR_PARAM, "_count")]
-    count = search.page_size(pairs, sb.config.page_size, sb.config.max_page_size)
+    count = search.page_size(pairs, cfg.default_count(), cfg.max_page_size, cfg.max_count)
     return params, count, None, None
 
 

@@ -86,7 +86,9 @@ class SandboxProcess:
 def start_sandbox(
     *,
     port: int | None = None,
-    fhir_version: str = "stu3",
+    fhir_version: str | None = None,
+    profile: str = "sandbox",
+    max_count: int | None = None,
     size: int = 5000,
     seed: int = 42,
     start_date: date | str | None = None,
@@ -97,7 +99,11 @@ def start_sandbox(
     ready_timeout: float = 30.0,
     host: str = "127.0.0.1",
 ) -> SandboxProcess:
-    """Start the sandbox on ``host:port`` (a free port if None) and wait until it answers."""
+    """Start the sandbox on ``host:port`` (a free port if None) and wait until it answers.
+
+    ``fhir_version`` defaults to stu3, or r4 for ``profile="plain-r4"`` (a generic R4
+    server); ``max_count`` as the CLI's ``--max-count``.
+    """
     port = port or free_port(host)
     args = [
         sys.executable,
@@ -107,8 +113,8 @@ def start_sandbox(
         host,
         "--port",
         str(port),
-        "--fhir-version",
-        fhir_version,
+        "--profile",
+        profile,
         "--size",
         str(size),
         "--seed",
@@ -116,6 +122,10 @@ def start_sandbox(
         "--page-size",
         str(page_size),
     ]
+    if fhir_version is not None:
+        args += ["--fhir-version", fhir_version]
+    if max_count is not None:
+        args += ["--max-count", str(max_count)]
     if start_date is not None:
         args += ["--start-date", str(start_date)]
     if hold_seconds is not None:

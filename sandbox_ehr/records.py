@@ -6,6 +6,11 @@ released; book -> ``booked``, slots busy; cancel (PATCH/PUT status cancelled, or
 ``cancelled-appt-id`` on a reschedule) -> slots free again. Every slot change goes
 through the store, so it is versioned and notified. A slot can belong to at most
 one live appointment: a second hold/book of it is a 409 conflict.
+
+The plain-r4 profile has none of this: create, PUT and PATCH store the Appointment
+as a generic R4 server does (validated, references resolved, versioned), whatever
+its status, without touching or checking its slots, so two Appointments may
+reference one slot; :meth:`Records.slot_appointments` is the ground truth for that.
 """
 
 from __future__ import annotations
@@ -33,6 +38,11 @@ if TYPE_CHECKING:
     from sandbox_ehr.state import Sandbox
 
 LIVE = ("pending", "booked", "arrived", "checked-in")
+# Appointments that still claim their slots, as ground truth counts them (a proposal
+# or a waitlist entry claims its slots too, unlike in LIVE, which owns them).
+ACTIVE = ("proposed", "pending", "booked", "arrived", "checked-in", "waitlist")
+# R4 AppointmentStatus (a required binding, which fhir.resources does not check).
+R4_STATUSES = (*ACTIVE, "fulfilled", "cancelled", "noshow", "entered-in-error")
 NON_SLOT_FIELDS_PATCHABLE = {
     "status",
     "extension",
@@ -119,6 +129,19 @@ class Records:
         if rtype == "Subscription" and subscription is not None:
             return subscription.resource()
         raise not_found(f"{rtype}/{rid}")
+
+    def slot_appointments(self) -> dict[str, list[Appt]]:
+        """Appointments (any status) by the slot ids their ``Appointment.slot`` references."""
+        out: dict[str, list[Appt]] = {}
+        for appt in self.appointments.values():
+            refs = {
+                normalise_ref(s.get("reference") or "", "Slot") for s in _slot_refs(appt.resource)
+            }
+            for ref in sorted(refs):
+                rtype, _, rid = ref.partition("/")
+                if rtype == "Slot" and rid:
+                    out.setdefault(rid, []).append(appt)
+        return out
 
     # ----- slots of an appointment ------------------------------------------------------------
     def expire_holds(self) -> int:
@@ -343,6 +366,8 @@ class Records:
     # ----- updates -----------------------------------------------------------------------
     def update(self, appt: Appt, new_resource: dict[str, Any]) -> Appt:
         """Apply a PATCH/PUT result: only status (and descriptive fields) may change."""
+        if self.sandbox.plain:
+            return self._store_plain(new_resource, appt)
         self.expire_holds()
         validate.check(self.flavour, new_resource, "Appointment")
         old = appt.resource
@@ -389,6 +414,8 @@ class Records:
 
     def create(self, resource: dict[str, Any], rid: str | None = None) -> Appt:
         """R4 create (POST, or PUT to a new id): proposed stores, pending holds, booked books."""
+        if self.sandbox.plain:
+            return self._store_plain(resource, None, rid)
         self.expire_holds()
         validate.check(self.flavour, resource, "Appointment")
         status = resource.get("status")
@@ -415,6 +442,55 @@ class Records:
             appt.id = rid
             appt.resource["id"] = rid
         return appt
+
+    def _store_plain(
+        self, resource: dict[str, Any], appt: Appt | None, rid: str | None = None
+    ) -> Appt:
+        """Create (``appt`` None) or replace an Appointment as a generic R4 server does.
+
+        Validated and its local references resolved (referential integrity, as HAPI
+        FHIR enforces by default: 400 otherwise); no status rules, no conflict check,
+        and the slots it references keep their status.
+        """
+        validate.check(self.flavour, resource, "Appointment")
+        if resource.get("status") not in R4_STATUSES:
+            raise bad_request(f"Appointment.status {resource.get('status')!r} is not an R4 code")
+        if appt is not None and resource.get("id", appt.id) != appt.id:
+            raise bad_request("Appointment.id does not match the URL")
+        refs = [s.get("reference") or "" for s in _slot_refs(resource)]
+        refs += [(p.get("actor") or {}).get("reference") or "" for p in resource["participant"]]
+        for ref in refs:
+            self._check_reference(ref)
+        body = copy.deepcopy(resource)
+        if appt is None:
+            appt = Appt(id=rid or self._next_id("appt"), resource=body, version=0)
+            self.appointments[appt.id] = appt
+        appt.version += 1
+        body["id"] = appt.id
+        appt.resource = self._stamp(body, appt.version)
+        return appt
+
+    def _check_reference(self, ref: str) -> None:
+        """A relative reference to a type this server holds must name an existing resource."""
+        if not ref or ref.startswith("#") or "://" in ref or ref.count("/") != 1:
+            return
+        rtype, rid = ref.split("/")
+        store, org = self.sandbox.store, self.sandbox.store.org
+        if rtype == "Slot":
+            i = slot_index(rid)
+            if i is not None and store.was_deleted(i):
+                raise bad_request(f"{ref} is deleted")
+            found = i is not None and store.exists(i)
+        elif rtype == "Patient":
+            found = rid in self.patients
+        elif rtype == "Schedule":
+            found = rid in org.schedule_index
+        elif rtype in ("Practitioner", "Location", "Device", "Organization"):
+            found = ref in org.resources
+        else:
+            return
+        if not found:
+            raise bad_request(f"{ref} is not known to this server")
 
     # ----- patients and coverage -------------------------------------------------------
     def register_patient(self, resource: dict[str, Any]) -> tuple[dict[str, Any], bool]:
@@ -481,6 +557,10 @@ class Records:
             body, version, f"{codes.IG}/StructureDefinition/argo-coverage"
         )
         return body, existing is None
+
+
+def _slot_refs(resource: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for s in resource.get("slot") or [] if isinstance(s, dict)]
 
 
 def _covers(store: Any, slots: list[int], start: int, end: int) -> bool:

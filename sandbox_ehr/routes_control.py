@@ -11,6 +11,21 @@ half-open, FHIR date/dateTime values) answers::
       "serviceType": ["http://fhir.org/.../visit-type|office-visit", ...]}, ...]}
 
 FREE slots only, sorted by (start, id), times in UTC with ``Z`` at whole seconds.
+With ``available=true``, only those no active Appointment references (active:
+proposed, pending, booked, arrived, checked-in, waitlist), i.e. what a client may
+still book; this matters in the plain-r4 profile, where booking leaves slots free.
+
+Appointments per slot (``GET /_sandbox/slot-appointments?slot=``; ``slot``
+optional, repeatable or comma-separated, ``sl-...`` or ``Slot/sl-...``) answers::
+
+    {"count": 1, "slots": [{"slot": "sl-00000012", "active": 2,
+      "appointments": [{"id": "appt-1", "status": "booked"},
+                       {"id": "appt-2", "status": "proposed"}]}],
+     "doubleBooked": ["sl-00000012"]}
+
+every slot some Appointment (any status) references via ``Appointment.slot``, or
+exactly the slots asked for (zero counts included), sorted by id; ``active``
+counts the active ones and ``doubleBooked`` lists the slots where that is 2 or more.
 
 Mutations (``POST /_sandbox/mutate``, one op or ``{"ops": [...]}``)::
 
@@ -38,6 +53,7 @@ from fastapi.responses import Response
 from sandbox_ehr import codes, search
 from sandbox_ehr.errors import bad_request, not_found
 from sandbox_ehr.org import BUSY, FREE, HELD, TENTATIVE, UNAVAILABLE, slot_id, slot_index
+from sandbox_ehr.records import ACTIVE
 from sandbox_ehr.store import Change
 from sandbox_ehr.timefmt import ceil_minute, utc_iso
 from sandbox_ehr.web import json_body, json_response, query_pairs, sandbox
@@ -68,8 +84,18 @@ async def truth(request: Request) -> Response:
     for name in ("start", "end"):
         value = search.first(pairs, name)
         bounds.append(ceil_minute(search.parse_param_datetime(value, name)[0]) if value else None)
+    available = search.first(pairs, "available")
+    if available not in (None, "true", "false"):
+        raise bad_request("available is true or false")
     store = sb.store
     idx = store.free_slots(schedules, bounds[0], bounds[1])
+    if available == "true":
+        claimed = {
+            slot_index(sid)
+            for sid, appts in sb.records.slot_appointments().items()
+            if any(a.resource.get("status") in ACTIVE for a in appts)
+        }
+        idx = [i for i in idx if i not in claimed]
     arr = np.asarray(idx, dtype=np.int64)
     starts, durs = store.start[arr].tolist(), store.dur[arr].tolist()
     scheds, versions = store.sched[arr].tolist(), store.version[arr].tolist()
@@ -87,6 +113,25 @@ async def truth(request: Request) -> Response:
         for i, a, d, s, v in zip(idx, starts, durs, scheds, versions, strict=True)
     ]
     return json_response({"count": len(slots), "slots": slots})
+
+
+@router.get("/slot-appointments")
+async def slot_appointments(request: Request) -> Response:
+    sb = sandbox(request)
+    by_slot = sb.records.slot_appointments()
+    asked = [v.removeprefix("Slot/") for v in search.split_values(query_pairs(request), "slot")]
+    slots = []
+    for sid in sorted(set(asked) if asked else by_slot):
+        appts = by_slot.get(sid, [])
+        slots.append(
+            {
+                "slot": sid,
+                "active": sum(a.resource.get("status") in ACTIVE for a in appts),
+                "appointments": [{"id": a.id, "status": a.resource.get("status")} for a in appts],
+            }
+        )
+    double = [s["slot"] for s in slots if s["active"] >= 2]
+    return json_response({"count": len(slots), "slots": slots, "doubleBooked": double})
 
 
 def _slots(op: dict[str, Any], store: Any) -> list[int]:
@@ -145,7 +190,7 @@ def _apply(sb: Any, op: dict[str, Any]) -> list[Change]:
         if not isinstance(count, int) or not 1 <= count <= 100_000:
             raise bad_request("random count must be within 1..100000")
         rng = random.Random(op.get("seed", 0))
-        picks = rng.sample(range(store.n), min(count, store.n))
+        picks = [i for i in rng.sample(range(store.n), min(count, store.n)) if store.exists(i)]
         move_fraction = op.get("move_fraction", 0.0)
         if not isinstance(move_fraction, int | float) or not 0 <= move_fraction <= 1:
             raise bad_request("move_fraction must be within 0..1")
@@ -253,12 +298,14 @@ async def get_config(request: Request) -> Response:
     return json_response(
         {
             "fhirVersion": cfg.fhir_version,
+            "profile": cfg.profile,
             "size": cfg.size,
             "seed": cfg.seed,
             "startDate": cfg.start_date.isoformat(),
             "horizonDays": cfg.horizon_days,
             "pageSize": cfg.page_size,
             "maxPageSize": cfg.max_page_size,
+            "maxCount": cfg.max_count,
             "holdSeconds": cfg.hold_seconds,
             "heartbeatSeconds": cfg.heartbeat_seconds,
             "slots": sb.store.n,

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from sandbox_ehr import codes, paging, search
@@ -26,9 +26,17 @@ from sandbox_ehr.fhir_render import bundle, entry
 from sandbox_ehr.listing import offset_bundle, page_params
 from sandbox_ehr.org import slot_index
 from sandbox_ehr.store import Page
-from sandbox_ehr.web import fhir_base, fhir_response, json_body, query_pairs, sandbox
+from sandbox_ehr.web import (
+    fhir_base,
+    fhir_response,
+    json_body,
+    query_pairs,
+    sandbox,
+    sandbox_operation,
+)
 
 router = APIRouter()
+OPERATION = [Depends(sandbox_operation)]
 ENTITY_TYPES = ("Practitioner", "Location", "Device", "Organization")
 
 
@@ -90,10 +98,10 @@ async def metadata(request: Request) -> Response:
     return fhir_response(sandbox(request).capability)
 
 
-@router.get("/fhir/Slot/$prefetch")
-@router.post("/fhir/Slot/$prefetch")
-@router.get("/fhir/Slot/$find")
-@router.post("/fhir/Slot/$find")
+@router.get("/fhir/Slot/$prefetch", dependencies=OPERATION)
+@router.post("/fhir/Slot/$prefetch", dependencies=OPERATION)
+@router.get("/fhir/Slot/$find", dependencies=OPERATION)
+@router.post("/fhir/Slot/$find", dependencies=OPERATION)
 async def prefetch(request: Request) -> Response:
     sb = sandbox(request)
     if sb.config.fhir_version != "stu3":
@@ -185,6 +193,8 @@ def _lookup(request: Request, rtype: str, rid: str) -> dict[str, Any]:
     sb = sandbox(request)
     if rtype == "Slot":
         i = slot_index(rid)
+        if i is not None and sb.store.was_deleted(i):
+            raise FhirError(410, f"Slot/{rid} was deleted", "deleted")
         if i is None or not sb.store.exists(i):
             raise not_found(f"Slot/{rid}")
         return sb.renderer.slot_resources(sb.store, [i])[0]

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from sandbox_ehr.errors import not_found
 from sandbox_ehr.fhir_render import bundle, entry
-from sandbox_ehr.web import fhir_base, fhir_response, json_body, sandbox
+from sandbox_ehr.web import fhir_base, fhir_response, json_body, sandbox, subscription_resource
 
-router = APIRouter()
+router = APIRouter(dependencies=[Depends(subscription_resource)])
 
 
 @router.post("/fhir/Subscription")

@@ -1,7 +1,8 @@
 """Write side of the FHIR API: $hold, $book, PATCH/PUT/POST Appointment, Appointment
 search, Patient registration and search, Coverage create/update.
 
-HTTP parsing only; the state machine lives in :mod:`sandbox_ehr.records`.
+HTTP parsing only; the state machine (or, in the plain-r4 profile, plain storage)
+lives in :mod:`sandbox_ehr.records`.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from sandbox_ehr import codes, search
@@ -19,9 +20,17 @@ from sandbox_ehr.listing import offset_bundle, page_params
 from sandbox_ehr.patch import apply_fhirpath_patch, apply_json_patch
 from sandbox_ehr.records import Appt, appointment_start
 from sandbox_ehr.timefmt import ceil_minute, http_date
-from sandbox_ehr.web import fhir_base, fhir_response, json_body, query_pairs, sandbox
+from sandbox_ehr.web import (
+    fhir_base,
+    fhir_response,
+    json_body,
+    query_pairs,
+    sandbox,
+    sandbox_operation,
+)
 
 router = APIRouter()
+OPERATION = [Depends(sandbox_operation)]
 
 
 def _op_inputs(body: Any) -> dict[str, list[Any]]:
@@ -84,22 +93,22 @@ async def _operation(request: Request, rid: str | None, hold: bool) -> Response:
     return _appointment_response(request, appt, created, hold)
 
 
-@router.post("/fhir/Appointment/$hold")
+@router.post("/fhir/Appointment/$hold", dependencies=OPERATION)
 async def hold(request: Request) -> Response:
     return await _operation(request, None, hold=True)
 
 
-@router.post("/fhir/Appointment/{rid}/$hold")
+@router.post("/fhir/Appointment/{rid}/$hold", dependencies=OPERATION)
 async def hold_instance(request: Request, rid: str) -> Response:
     return await _operation(request, rid, hold=True)
 
 
-@router.post("/fhir/Appointment/$book")
+@router.post("/fhir/Appointment/$book", dependencies=OPERATION)
 async def book(request: Request) -> Response:
     return await _operation(request, None, hold=False)
 
 
-@router.post("/fhir/Appointment/{rid}/$book")
+@router.post("/fhir/Appointment/{rid}/$book", dependencies=OPERATION)
 async def book_instance(request: Request, rid: str) -> Response:
     return await _operation(request, rid, hold=False)
 
@@ -179,6 +188,7 @@ async def search_appointments(request: Request) -> Response:
             ("location", "Location"),
         )
     ]
+    slots = {search.normalise_ref(v, "Slot") for v in search.split_values(params, "slot")}
     dates = search.split_values(params, "date")
     lo, hi = search.date_window(dates, "date") if dates else (None, None)
     out = []
@@ -191,6 +201,11 @@ async def search_appointments(request: Request) -> Response:
         if (ids and appt.id not in ids) or (statuses and res.get("status") not in statuses):
             continue
         if any(w and not (w & refs) for w in wanted_refs):
+            continue
+        if slots and not any(
+            search.normalise_ref(s.get("reference") or "", "Slot") in slots
+            for s in res.get("slot") or []
+        ):
             continue
         if lo is not None or hi is not None:
             start = appointment_start(res)

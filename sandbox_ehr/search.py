@@ -217,7 +217,10 @@ def includes(pairs: list[tuple[str, str]]) -> Includes:
     return Includes(schedules=sched or actors, actors=actors)
 
 
-def page_size(pairs: list[tuple[str, str]], default: int, maximum: int) -> int:
+def page_size(
+    pairs: list[tuple[str, str]], default: int, maximum: int, refuse_above: int | None = None
+) -> int:
+    """``_count`` (else ``default``), capped at ``maximum``; above ``refuse_above`` a 400."""
     raw = first(pairs, "_count")
     if raw is None:
         return default
@@ -227,6 +230,8 @@ def page_size(pairs: list[tuple[str, str]], default: int, maximum: int) -> int:
         raise bad_request(f"_count must be an integer, not {raw!r}") from exc
     if n < 0:
         raise bad_request("_count must not be negative")
+    if refuse_above is not None and n > refuse_above:
+        raise bad_request(f"_count {n} exceeds the maximum page size of {refuse_above}")
     return min(n, maximum)
 
 

@@ -29,11 +29,17 @@ class Sandbox:
         self.faults = Faults()
         self.notifier = Notifier(self)
         self.base_url = f"http://{config.host}:{config.port}/fhir"
-        self.capability = capability_statement(config.fhir_version, SOFTWARE_VERSION, now_instant())
+        self.capability = capability_statement(
+            config.fhir_version, SOFTWARE_VERSION, now_instant(), plain=config.plain
+        )
 
     @property
     def stu3(self) -> bool:
         return self.config.fhir_version == "stu3"
+
+    @property
+    def plain(self) -> bool:
+        return self.config.plain
 
     def reset(self) -> int:
         """Back to the seed: slots, appointments, patients, coverage, faults and counters.

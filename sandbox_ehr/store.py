@@ -10,6 +10,12 @@ Every mutation bumps the slot's ``versionId`` and ``lastUpdated`` (strictly
 increasing across the store, milliseconds) and reports one :class:`Change` per
 touched schedule to the registered listeners (the notifier). All methods run on
 the event loop thread, so no locking is needed.
+
+A deleted slot (plain-r4 profile) keeps its row, flagged in ``deleted`` with the
+deletion as its last version, but leaves the index: no query or read finds it any
+more, only :meth:`SlotStore.history_page` (which is how ``_lastUpdated`` searches
+cannot see a deletion, as on real servers, while ``_history`` can). ``seq`` orders
+rows by their last change (unique, increasing), so history pages by a keyset.
 """
 
 from __future__ import annotations
@@ -90,6 +96,9 @@ class SlotStore:
         self.status = arrays.status.copy()
         self.version = np.ones(self.n, dtype=np.int32)
         self.updated = np.full(self.n, self._tick(), dtype=np.int64)
+        self.deleted = np.zeros(self.n, dtype=bool)
+        self.seq = np.arange(self.n, dtype=np.int64)
+        self._next_seq = self.n
         self.horizon_end = np.full(len(org.schedules), _epoch_minute_of(org.horizon_end), np.int64)
         self.last_day = org.horizon_end - timedelta(days=1)  # latest day generated or added
         self._rebuild_index()
@@ -100,8 +109,10 @@ class SlotStore:
     def _diff(self, fresh: SlotArrays) -> list[Change]:
         """Schedules whose slots differ from a freshly generated table (for reset)."""
         n_common = min(self.n, len(fresh))
-        differs = (self.start[:n_common] != fresh.start[:n_common]) | (
-            self.status[:n_common] != fresh.status[:n_common]
+        differs = (
+            (self.start[:n_common] != fresh.start[:n_common])
+            | (self.status[:n_common] != fresh.status[:n_common])
+            | self.deleted[:n_common]
         )
         touched = np.flatnonzero(differs).tolist() + list(range(n_common, self.n))
         per: dict[int, list[int]] = {}
@@ -123,7 +134,8 @@ class SlotStore:
         return self._last_ms
 
     def _rebuild_index(self) -> None:
-        keys = (self.start[: self.n] << KEY_SHIFT) | np.arange(self.n, dtype=np.int64)
+        alive = np.flatnonzero(~self.deleted[: self.n]).astype(np.int64)
+        keys = (self.start[alive] << KEY_SHIFT) | alive
         self.keys = np.sort(keys)
         by_sched = self.sched[self.keys & INDEX_MASK]
         order = np.argsort(by_sched, kind="stable")
@@ -136,7 +148,7 @@ class SlotStore:
         lo_key = (q.lo << KEY_SHIFT) if q.lo is not None else -(2**62)
         hi_key = (q.hi << KEY_SHIFT) if q.hi is not None else 2**62
         if q.slots is not None:
-            idx = np.array(sorted(i for i in q.slots if 0 <= i < self.n), dtype=np.int64)
+            idx = np.array(sorted(i for i in q.slots if self.exists(i)), dtype=np.int64)
             keys = np.sort((self.start[idx] << KEY_SHIFT) | idx)
             window = keys[(keys >= lo_key) & (keys < hi_key)]
             matches = window[self._mask(window, q)]
@@ -226,7 +238,33 @@ class SlotStore:
         ]
 
     def exists(self, index: int) -> bool:
-        return 0 <= index < self.n
+        return 0 <= index < self.n and not self.deleted[index]
+
+    def was_deleted(self, index: int) -> bool:
+        return 0 <= index < self.n and bool(self.deleted[index])
+
+    def history_page(
+        self, since_ms: int | None, before_seq: int | None, count: int, want_total: bool
+    ) -> Page:
+        """Slots, deleted ones included, last changed after ``since_ms``, newest change first.
+
+        Keyset-paged on ``seq`` (``next_key`` is the last seq served): a slot changed
+        while a client pages moves ahead of the cursor and shows in its next ``_since``.
+        """
+        mask = np.ones(self.n, dtype=bool)
+        if since_ms is not None:
+            mask &= self.updated[: self.n] > since_ms
+        total = int(np.count_nonzero(mask)) if want_total else None
+        if before_seq is not None:
+            mask &= self.seq[: self.n] < before_seq
+        idx = np.flatnonzero(mask)
+        seqs = self.seq[idx]
+        k = min(count + 1, len(idx))
+        top = np.argpartition(-seqs, k - 1)[:k] if 0 < k < len(idx) else np.arange(len(idx))
+        order = top[np.argsort(-seqs[top])]
+        taken = idx[order[:count]]
+        next_key = int(self.seq[taken[-1]]) if count and len(order) > count else None
+        return Page(taken.tolist(), next_key, total)
 
     # ----- writes ----------------------------------------------------------------------
     def set_status(self, indices: Iterable[int], status: int) -> list[Change]:
@@ -237,6 +275,21 @@ class SlotStore:
         arr = np.array(idx, dtype=np.int64)
         self.status[arr] = status
         self._touch(arr)
+        return self._emit(self._changes(arr, self.start[arr], self.start[arr] + self.dur[arr]))
+
+    def delete(self, indices: Iterable[int]) -> list[Change]:
+        """Delete existing slots: they leave the index; the deletion is their last version."""
+        idx = sorted({i for i in indices if self.exists(i)})
+        if not idx:
+            return []
+        arr = np.array(idx, dtype=np.int64)
+        self.deleted[arr] = True
+        self._touch(arr)
+        gone = (self.start[arr] << KEY_SHIFT) | arr
+        self.keys = np.delete(self.keys, np.searchsorted(self.keys, gone))
+        for s in np.unique(self.sched[arr]).tolist():
+            ks = self.sched_keys[s]
+            self.sched_keys[s] = ks[~np.isin(ks, gone)]
         return self._emit(self._changes(arr, self.start[arr], self.start[arr] + self.dur[arr]))
 
     def move(self, moves: Iterable[tuple[int, int]]) -> list[Change]:
@@ -290,10 +343,12 @@ class SlotStore:
         self.sched = np.concatenate([self.sched, fresh.sched])
         self.status = np.concatenate([self.status, fresh.status])
         self.version = np.concatenate([self.version, np.ones(len(fresh), np.int32)])
+        self.deleted = np.concatenate([self.deleted, np.zeros(len(fresh), bool)])
         self.updated = np.concatenate([self.updated, np.zeros(len(fresh), np.int64)])
+        self.seq = np.concatenate([self.seq, np.zeros(len(fresh), np.int64)])
         self.n = len(self.start)
         arr = np.arange(first, self.n, dtype=np.int64)
-        self.updated[arr] = self._tick()
+        self._stamp(arr)
         ends = self.start[arr] + self.dur[arr]
         np.maximum.at(self.horizon_end, self.sched[arr], ends)
         self._rebuild_index()
@@ -301,7 +356,12 @@ class SlotStore:
 
     def _touch(self, arr: np.ndarray) -> None:
         self.version[arr] += 1
+        self._stamp(arr)
+
+    def _stamp(self, arr: np.ndarray) -> None:
         self.updated[arr] = self._tick()
+        self.seq[arr] = np.arange(self._next_seq, self._next_seq + len(arr), dtype=np.int64)
+        self._next_seq += len(arr)
 
     def _changes(self, arr: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> list[Change]:
         per: dict[int, tuple[int, int, list[int]]] = {}

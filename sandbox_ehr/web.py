@@ -1,4 +1,5 @@
-"""Small helpers shared by the route modules: the sandbox from a request, FHIR responses."""
+"""Small helpers shared by the route modules: the sandbox from a request, FHIR responses,
+and the route dependencies that hide the sandbox's own extensions in the plain-r4 profile."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import orjson
 from fastapi import Request
 from fastapi.responses import Response
 
-from sandbox_ehr.errors import FHIR_JSON, bad_request
+from sandbox_ehr.errors import FHIR_JSON, FhirError, bad_request
 
 if TYPE_CHECKING:
     from sandbox_ehr.state import Sandbox
@@ -48,3 +49,22 @@ def fhir_response(
 def json_response(body: Any, status: int = 200) -> Response:
     """Plain JSON for the control API (orjson: truth answers can be large)."""
     return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+
+
+async def sandbox_operation(request: Request) -> None:
+    """Dependency of ``$prefetch``, ``$hold`` and ``$book``: a generic R4 server (plain-r4
+    profile) does not know them and answers 400, as HAPI FHIR does for unknown operations."""
+    if sandbox(request).plain:
+        target = request.url.path.removeprefix("/fhir/")
+        raise FhirError(
+            400,
+            f"Invalid request: this server does not know how to handle "
+            f"{request.method} operation [{target}]",
+            "not-supported",
+        )
+
+
+async def subscription_resource(request: Request) -> None:
+    """Dependency of the Subscription routes: the plain-r4 profile has no such resource (404)."""
+    if sandbox(request).plain:
+        raise FhirError(404, "Unknown resource type 'Subscription'", "not-supported")
