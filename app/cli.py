@@ -61,6 +61,13 @@ def _empty_metrics_dir(directory: Path) -> None:
 
 
 def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    if settings.embedded and args.workers > 1:
+        # each process would run its own in-process tasks and periodic jobs
+        console.print(
+            "[red]--workers > 1 needs a broker: set SLOTSYNC_REDIS_URL (and a PostgreSQL"
+            " SLOTSYNC_DATABASE_URL), or serve embedded mode with one worker[/red]"
+        )
+        return 2
     created = _prepare_metrics_dir(settings, args.workers)
     try:
         return _run_uvicorn(args)

@@ -77,8 +77,14 @@ def run_demo(settings: Settings, *, host: str, port: int, sandbox_port: int) -> 
     from app.sync.runs import ResyncRequest
     from sandbox_ehr.process import start_sandbox
 
+    reach = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
     settings = settings.model_copy(
-        update={"ehr_base_url": f"http://127.0.0.1:{sandbox_port}/fhir", "ehr_fhir_version": "stu3"}
+        update={
+            "ehr_base_url": f"http://127.0.0.1:{sandbox_port}/fhir",
+            "ehr_fhir_version": "stu3",
+            # where the sandbox sends its notifications: this very API
+            "public_base_url": f"http://{reach}:{port}",
+        }
     )
     console.print(f"cache: {settings.effective_database_url}")
     upgrade(settings.effective_database_url)

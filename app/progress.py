@@ -86,7 +86,7 @@ def watch_run(ctx: SyncContext, token: str, *, timeout: float, interval: float =
                     slots=seen,
                     failed=failed,
                 )
-                if status != "running":
+                if status in ("ok", "failed"):  # not while planning
                     break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"run {token} did not finish within {timeout:.0f}s")

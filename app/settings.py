@@ -124,6 +124,10 @@ class Settings(BaseSettings):
     poll_interval_seconds: int = Field(default=60, ge=5, description="polling while stale")
     poll_near_days: int = Field(default=7, ge=1, description="STU3 poll: re-prefetch this far")
     watchdog_seconds: int = Field(default=15, ge=1, description="how often the watchdog looks")
+    reconcile_seconds: int = Field(
+        default=900, ge=60, description="how often the near days are re-read whole (deletions)"
+    )
+    reconcile_days: int = Field(default=7, ge=1, description="how far the near reconcile reads")
     subscription_renew_seconds: int = Field(default=3600, ge=60)
     refresh_coalesce_seconds: int = Field(
         default=60, ge=1, description="expiry of a queued refresh's dedupe key"

@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             while time.monotonic() < deadline:
                 with Session(engine) as session:
                     load = runs_repo.run_by_token(session, token)
-                    if load is not None and load.status != "running":
+                    if load is not None and load.status in ("ok", "failed"):
                         break
                 time.sleep(0.5)
             if polling:

@@ -102,11 +102,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 while time.perf_counter() - t0 < args.timeout:
                     with Session(engine) as session:
                         run_row = runs_repo.run_by_token(session, token)
-                        if run_row is not None and run_row.status != "running":
+                        if run_row is not None and run_row.status in ("ok", "failed"):
                             break
                     time.sleep(0.25)
                 wall = time.perf_counter() - t0
-            if run_row is None or run_row.status == "running":
+            if run_row is None or run_row.status not in ("ok", "failed"):
                 raise TimeoutError(f"load did not finish in {args.timeout}s:\n{worker.tail()}")
             lo, hi = horizon(utcnow(), args.horizon_days)
             with Session(engine) as session:

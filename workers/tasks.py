@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NoReturn
 
 from celery import Task
@@ -21,7 +21,7 @@ from celery.exceptions import MaxRetriesExceededError
 
 from app.runtime import sync_context
 from app.settings import get_settings
-from app.sync import feed, follow_up, reaper, refresh
+from app.sync import capabilities, feed, follow_up, reaper, refresh
 from app.sync.retry import Backoff, describe_error, is_transient
 from app.sync.runs import ResyncRequest, execute_chunk, plan_run, planning_failed
 from app.sync.windows import horizon
@@ -70,6 +70,15 @@ def initial_load_task(self: Task, horizon_days: int | None = None) -> dict[str, 
     settings = get_settings()
     start, end = horizon(sync_context().clock(), horizon_days or settings.horizon_days)
     return _plan_and_send(self, ResyncRequest(kind="initial-load", start=start, end=end))
+
+
+@celery_app.task(name="slotsync.reconcile", bind=True)
+def reconcile_task(self: Task) -> dict[str, Any]:
+    """The near days re-read whole (deletions no change feed reports)."""
+    settings = get_settings()
+    start, _ = horizon(sync_context().clock(), settings.horizon_days)
+    end = start + timedelta(days=settings.reconcile_days)
+    return _plan_and_send(self, ResyncRequest(kind="reconcile", start=start, end=end))
 
 
 @celery_app.task(name="slotsync.resync", bind=True)
@@ -146,6 +155,15 @@ def subscribe_task(self: Task) -> dict[str, Any]:
     except Exception as exc:
         _retry_or_raise(self, exc)
     return {"ehr_id": state.ehr_id, "status": state.status, "error": state.error}
+
+
+@celery_app.task(name="slotsync.capabilities", bind=True)
+def capabilities_task(self: Task) -> dict[str, Any]:
+    try:
+        found = capabilities.discover(sync_context())
+    except Exception as exc:
+        _retry_or_raise(self, exc)
+    return {"known": found is not None}
 
 
 @celery_app.task(name="slotsync.reaper", bind=True)

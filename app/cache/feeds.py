@@ -164,11 +164,11 @@ def mark_stale(session: Session, feed_id: int, now: datetime) -> bool:
 def record_poll(
     session: Session, feed_id: int, *, now: datetime, cursor: datetime | None, error: str | None
 ) -> None:
+    """A poll ended: a success moves the cursor (when it saw a change) and clears the error."""
     values: dict[str, object] = {"last_polled_at": now, "updated_at": now}
     if cursor is not None:
         values["poll_cursor"] = cursor
-    if error is not None:
-        values["last_error"] = error[:2000]
+    values["last_error"] = error[:2000] if error is not None else None
     session.execute(update(SubscriptionRow).where(SubscriptionRow.id == feed_id).values(**values))
 
 

@@ -290,3 +290,14 @@ class SlotClaimRow(Base):
         Index("ix_slot_claims_claim", "claim_id"),
         Index("ix_slot_claims_appointment", "appointment_id"),
     )
+
+
+class EhrCapabilitiesRow(Base):
+    """The EHR's CapabilityStatement as last read, summarised (app.fhir.ehr_capabilities)."""
+
+    __tablename__ = "ehr_capabilities"
+
+    base_url: Mapped[str] = mapped_column(String(500), primary_key=True)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    summary: Mapped[str | None] = mapped_column(Text)  # JSON of EhrCapabilities.as_json()
+    error: Mapped[str | None] = mapped_column(Text)  # the last read failed: why

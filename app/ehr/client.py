@@ -78,6 +78,19 @@ def retry_after_header(headers: Mapping[str, str]) -> float | None:
 
 
 PROVIDER_TYPES = ("Practitioner", "PractitionerRole")
+MIN_PAGE_SIZE = 10
+
+
+def _smaller_count(params: Any) -> tuple[list[tuple[str, str]], int] | None:
+    """``params`` with its ``_count`` halved, and the new size; None if there is none to
+    halve (no ``_count`` sent, or already at the floor)."""
+    if not isinstance(params, list):
+        return None
+    counts = [int(v) for k, v in params if k == "_count" and str(v).isdigit()]
+    if not counts or counts[0] <= MIN_PAGE_SIZE:
+        return None
+    size = max(MIN_PAGE_SIZE, counts[0] // 2)
+    return [(k, v) for k, v in params if k != "_count"] + [("_count", str(size))], size
 
 
 def prefetch_parameters(
@@ -243,7 +256,23 @@ class EhrClient:
 
     def iter_pages(self, url: str, params: Any = None) -> Iterator[Any]:
         """Yield each Bundle page, following ``next`` links to the end (lazily)."""
-        yield from self._follow(self._json_page(url, params), url)
+        first = self._negotiate(params, lambda ps: self._json_page(url, ps))
+        yield from self._follow(first, url)
+
+    def _negotiate(self, params: Any, first_page: Callable[[Any], Any]) -> Any:
+        """The first page of a search, asking for smaller pages while the EHR refuses our
+        ``_count`` (400/422: many servers cap it): halved down to ``MIN_PAGE_SIZE``, and
+        the size that worked is kept for every later search of this client."""
+        while True:
+            try:
+                return first_page(params)
+            except EhrRejected as exc:
+                smaller = _smaller_count(params) if exc.status in (400, 422) else None
+                if smaller is None:
+                    raise
+                params, size = smaller
+                log.warning("EHR refused _count (%s): asking for pages of %s", exc.status, size)
+                self.page_size = size
 
     def _parsed_pages(
         self, method: str, url: str, params: Any, body: Any = None
@@ -251,7 +280,12 @@ class EhrClient:
         """Pages decoded straight from bytes into slots (:mod:`app.fhir.fastpage`)."""
         seen: set[str] = set()
         content = None if body is None else orjson.dumps(body)
-        page = self._read_page(lambda: self._send(method, url, params=params, content=content))
+        page = self._negotiate(
+            params,
+            lambda ps: self._read_page(
+                partial(self._send, method, url, params=ps, content=content)
+            ),
+        )
         while True:
             yield page
             next_url = page.next_url

@@ -17,19 +17,24 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.cache import feeds
+from app.cache import claims, feeds
 from app.cache import runs as runs_repo
 from app.cache.db import transaction
+from app.domain import Slot
+from app.ehr.client import fhir_datetime
 from app.ehr.errors import EhrError, EhrRejected
 from app.fhir.parse import parse_bundle_page
 from app.fhir.subscription import subscription_r4, subscription_stu3
 
+from . import capabilities
 from .chunk import Chunk, sync_chunk
 from .context import SyncContext
+from .coordination import ScheduleBusy
 from .dispatch import Dispatcher
 from .inbox import POLL_CLAIM
 from .refresh import request_refresh
@@ -51,7 +56,8 @@ def webhook_url(ctx: SyncContext) -> str:
     return ctx.settings.public_base_url.rstrip("/") + WEBHOOK_PATH
 
 
-def _feed(ctx: SyncContext) -> Any:
+def feed_row(ctx: SyncContext) -> Any:
+    """Our feed's row (created on first use): subscription, liveness, poll cursor."""
     with transaction(ctx.engine) as session:
         row = feeds.get_or_create(
             session,
@@ -113,7 +119,7 @@ def subscription_body(ctx: SyncContext, endpoint: str) -> dict[str, Any]:
 
 def ensure_subscription(ctx: SyncContext) -> SubscriptionState:
     """Create or renew our Subscription; with subscriptions off there is nothing to do."""
-    row = _feed(ctx)
+    row = feed_row(ctx)
     endpoint = row.endpoint
     if not endpoint:
         return SubscriptionState(endpoint="", ehr_id=None, status="off", created=False)
@@ -163,7 +169,7 @@ def watchdog(ctx: SyncContext, dispatcher: Dispatcher) -> WatchdogReport:
     """Mark silent feeds stale; keep polling while no feed is live."""
     settings = ctx.settings
     now = ctx.clock()
-    _feed(ctx)
+    feed_row(ctx)
     went_stale = 0
     with transaction(ctx.engine) as session:
         rows = feeds.all_feeds(session)
@@ -207,22 +213,57 @@ def watchdog(ctx: SyncContext, dispatcher: Dispatcher) -> WatchdogReport:
 
 @dataclass(frozen=True, slots=True)
 class PollResult:
-    mode: str  # since | near-days
+    mode: str  # since | near-days | busy (another poll is running) | failed
     changed_slots: int
     refreshes: int
     error: str | None = None
+    deleted_slots: int = 0
+
+
+POLL_LOCK = "feed-poll"
 
 
 def poll(ctx: SyncContext, dispatcher: Dispatcher) -> PollResult:
-    """One polling pass; never raises for EHR trouble (recorded on the feed instead)."""
+    """One polling pass, one at a time; never raises for EHR trouble (recorded on the feed).
+
+    Incremental where the EHR can search Slots by ``_lastUpdated``: from the high-water
+    mark of the last successful poll (the newest ``meta.lastUpdated`` seen, or the start
+    of the last complete full load), less a small overlap for clock skew, so a poll
+    after an outage reads what changed during it, not everything. Deletions, which
+    ``_lastUpdated`` cannot show, come from ``Slot/_history`` where the EHR has it (and
+    otherwise from the near-days reconcile). Without a cursor or such a search: the
+    near days are read again whole.
+    """
     ctx.coord.release(POLL_CLAIM)
-    row = _feed(ctx)
+    with ExitStack() as held:
+        try:
+            held.enter_context(
+                ctx.coord.hold([POLL_LOCK], ttl=ctx.settings.task_time_limit_seconds, wait=0)
+            )
+        except ScheduleBusy:
+            log.info("a poll is running already: not polling twice at once")
+            return PollResult(mode="busy", changed_slots=0, refreshes=0)
+        return _poll(ctx, dispatcher)
+
+
+def _poll(ctx: SyncContext, dispatcher: Dispatcher) -> PollResult:
+    row = feed_row(ctx)
     now = ctx.clock()
-    since = max((t for t in (row.poll_cursor, row.last_heard_at) if t is not None), default=None)
+    caps = capabilities.known(ctx)
+    incremental = row.poll_cursor is not None and (
+        ctx.settings.ehr_fhir_version == "r4" or (caps is not None and caps.slot_changes_since)
+    )
     cursor: datetime | None = None
     try:
-        if ctx.settings.ehr_fhir_version == "r4" and since is not None:
-            result, cursor = _poll_since(ctx, dispatcher, since - CURSOR_MARGIN)
+        if incremental:
+            assert row.poll_cursor is not None
+            since = row.poll_cursor - CURSOR_MARGIN
+            result, cursor = _poll_since(ctx, dispatcher, since)
+            if caps is not None and caps.slot_history:
+                deleted, newest = _poll_deletions(ctx, dispatcher, since)
+                result = replace(result, deleted_slots=deleted)
+                if newest is not None and (cursor is None or newest > cursor):
+                    cursor = newest
         else:
             result = _poll_near_days(ctx)
             cursor = now
@@ -238,29 +279,99 @@ def poll(ctx: SyncContext, dispatcher: Dispatcher) -> PollResult:
     return result
 
 
+def _poll_deletions(
+    ctx: SyncContext, dispatcher: Dispatcher, since: datetime
+) -> tuple[int, datetime | None]:
+    """Slots the EHR deleted since ``since`` (``Slot/_history``): their schedules' days are
+    refreshed, which removes them. Returns (deletions seen, newest change time)."""
+    params = [("_since", fhir_datetime(since))]
+    gone: list[str] = []
+    newest: datetime | None = None
+    for bundle in ctx.client.iter_pages("/Slot/_history", params):
+        for entry in bundle.get("entry") or ():
+            request = entry.get("request") or {}
+            changed = _instant((entry.get("response") or {}).get("lastModified"))
+            if changed is not None and (newest is None or changed > newest):
+                newest = changed
+            if request.get("method") != "DELETE":
+                continue
+            url = str(request.get("url") or entry.get("fullUrl") or "")
+            parts = url.rstrip("/").split("/")
+            if "Slot" in parts and parts.index("Slot") + 1 < len(parts):
+                gone.append(parts[parts.index("Slot") + 1])
+    if not gone:
+        return 0, newest
+    with transaction(ctx.engine) as session:
+        cached = claims.slots_by_id(session, gone)
+    lo, hi = ctx.horizon()
+    windows: dict[str, tuple[datetime, datetime]] = {}
+    for slot in cached.values():
+        day = day_start(slot.start)
+        first, last = windows.get(slot.schedule_id, (day, day))
+        windows[slot.schedule_id] = (min(first, day), max(last, day))
+    for sid, (first, last) in sorted(windows.items()):
+        request_refresh(
+            ctx.coord,
+            dispatcher,
+            sid,
+            (max(first, lo), min(last + DAY, hi)),
+            ttl=ctx.settings.refresh_coalesce_seconds,
+        )
+    return len(cached), newest
+
+
+def _instant(value: object) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
 def _poll_since(
     ctx: SyncContext, dispatcher: Dispatcher, since: datetime
 ) -> tuple[PollResult, datetime | None]:
+    """Slots changed since ``since``; the days of those the cache does not already hold as
+    they are are refreshed (the overlap re-reads the last changes: they cost nothing)."""
     lo, hi = ctx.horizon()
-    touched: dict[str, tuple[datetime, datetime]] = {}
     newest: datetime | None = None
-    changed = 0
+    seen: list[Slot] = []
     for bundle in ctx.client.slot_search_pages(lo, hi, updated_after=since, include_schedule=False):
         for slot in parse_bundle_page(bundle).slots:
-            changed += 1
-            day = day_start(slot.start)
-            first, last = touched.get(slot.schedule_id, (day, day))
-            touched[slot.schedule_id] = (min(first, day), max(last, day))
+            seen.append(slot)
             if slot.last_updated and (newest is None or slot.last_updated > newest):
                 newest = slot.last_updated
+    with transaction(ctx.engine) as session:
+        cached = claims.slots_by_id(session, [s.id for s in seen])
+    touched: dict[str, tuple[datetime, datetime]] = {}
+    changed = 0
+    for slot in seen:
+        if _already_cached(slot, cached.get(slot.id)):
+            continue
+        changed += 1
+        day = day_start(slot.start)
+        first, last = touched.get(slot.schedule_id, (day, day))
+        touched[slot.schedule_id] = (min(first, day), max(last, day))
     refreshes = 0
     for sid, (first, last) in sorted(touched.items()):
-        window = (first, min(last + DAY, hi))
-        if request_refresh(
+        window = (max(first, lo), min(last + DAY, hi))
+        if window[0] < window[1] and request_refresh(
             ctx.coord, dispatcher, sid, window, ttl=ctx.settings.refresh_coalesce_seconds
         ):
             refreshes += 1
     return PollResult(mode="since", changed_slots=changed, refreshes=refreshes), newest
+
+
+def _already_cached(fetched: Slot, cached: Slot | None) -> bool:
+    """The cache holds this change already: the same free slot, or a taken one it left out."""
+    if fetched.status != "free":
+        return cached is None
+    if cached is None:
+        return False
+    if fetched.version_id is not None and fetched.version_id == cached.version_id:
+        return (fetched.start, fetched.end) == (cached.start, cached.end)
+    return False
 
 
 def _poll_near_days(ctx: SyncContext) -> PollResult:

@@ -17,12 +17,12 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from . import feed, follow_up, refresh
 from .context import SyncContext
-from .periodic import periodic_jobs
+from .periodic import PeriodicJob, periodic_jobs
 from .retry import Backoff, describe_error, is_transient
 from .runs import ResyncRequest, execute_chunks, plan_run, planning_failed
 
@@ -157,19 +157,20 @@ class LocalDispatcher:
     # -- the in-process scheduler --------------------------------------------------------
 
     def start_periodic(self) -> None:
-        """Run the periodic jobs meant for embedded mode (the reaper, ...) on a thread."""
-        jobs = [job for job in periodic_jobs(self.ctx.settings) if job.embedded]
-        if not jobs or self._periodic is not None:
+        """Run the periodic jobs (:func:`app.sync.periodic.periodic_jobs`, the same list as
+        Celery beat) on a thread of this process."""
+        if self._periodic is not None:
             return
+        jobs = periodic_jobs(self.ctx.settings)
 
         def loop() -> None:
-            due = {job.name: time.monotonic() for job in jobs}
+            started = time.monotonic()
+            due = {job.name: _first_due(job, started, self.ctx.clock()) for job in jobs}
             while not self._stop.is_set():
-                now = time.monotonic()
                 for job in jobs:
-                    if job.every_seconds is None or now < due[job.name]:
+                    if self._stop.is_set() or time.monotonic() < due[job.name]:
                         continue
-                    due[job.name] = now + job.every_seconds
+                    due[job.name] = _next_due(job, time.monotonic(), self.ctx.clock())
                     try:
                         job.run(self.ctx, self)
                     except Exception as exc:
@@ -178,3 +179,21 @@ class LocalDispatcher:
 
         self._periodic = threading.Thread(target=loop, name="slotsync-periodic", daemon=True)
         self._periodic.start()
+
+
+def _first_due(job: PeriodicJob, started: float, now: datetime) -> float:
+    if job.daily_at is not None:
+        return _next_due(job, started, now)
+    return started + job.first_after
+
+
+def _next_due(job: PeriodicJob, mono: float, now: datetime) -> float:
+    """The monotonic time of the job's next run after one at ``mono`` (wall time ``now``)."""
+    if job.daily_at is None:
+        assert job.every_seconds is not None
+        return mono + job.every_seconds
+    hour, minute = job.daily_at
+    at = now.replace(hour=hour, minute=minute, second=0, microsecond=0)
+    if at <= now:
+        at += timedelta(days=1)
+    return mono + (at - now).total_seconds()

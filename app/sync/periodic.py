@@ -13,6 +13,8 @@ from app.settings import Settings
 from .context import SyncContext
 from .dispatch import Dispatcher
 
+CAPABILITIES_SECONDS = 6 * 3600
+
 
 @dataclass(frozen=True, slots=True)
 class PeriodicJob:
@@ -21,7 +23,8 @@ class PeriodicJob:
     every_seconds: float | None  # a period, or None for the daily time below
     daily_at: tuple[int, int] | None  # (hour, minute) UTC
     run: Callable[[SyncContext, Dispatcher], object]  # what the in-process scheduler calls
-    embedded: bool  # whether embedded mode runs it in process
+    about: str  # for the README's table and status
+    first_after: float = 0.0  # seconds after start-up of the first in-process run
 
 
 def _reap(ctx: SyncContext, dispatcher: Dispatcher) -> object:
@@ -37,8 +40,25 @@ def _watchdog(ctx: SyncContext, dispatcher: Dispatcher) -> object:
 
 
 def _subscribe(ctx: SyncContext, dispatcher: Dispatcher) -> object:
-    dispatcher.subscribe()
-    return None
+    from .feed import ensure_subscription
+
+    return ensure_subscription(ctx)
+
+
+def _capabilities(ctx: SyncContext, dispatcher: Dispatcher) -> object:
+    from .capabilities import discover
+
+    return discover(ctx)
+
+
+def _reconcile(ctx: SyncContext, dispatcher: Dispatcher) -> object:
+    from datetime import timedelta
+
+    from .runs import ResyncRequest
+
+    start, _ = ctx.horizon()
+    end = start + timedelta(days=ctx.settings.reconcile_days)
+    return dispatcher.resync(ResyncRequest(kind="reconcile", start=start, end=end))
 
 
 def _daily_load(ctx: SyncContext, dispatcher: Dispatcher) -> object:
@@ -48,14 +68,61 @@ def _daily_load(ctx: SyncContext, dispatcher: Dispatcher) -> object:
 
 
 def periodic_jobs(settings: Settings) -> list[PeriodicJob]:
+    """Every periodic job; both run modes run all of them (embedded mode in process)."""
     hour, minute = (int(part) for part in settings.daily_load_at.split(":"))
     return [
-        PeriodicJob("daily-initial-load", "slotsync.initial_load", None, (hour, minute),
-                    _daily_load, embedded=False),
-        PeriodicJob("feed-watchdog", "slotsync.watchdog", settings.watchdog_seconds, None,
-                    _watchdog, embedded=False),
-        PeriodicJob("renew-subscription", "slotsync.subscribe",
-                    settings.subscription_renew_seconds, None, _subscribe, embedded=False),
-        PeriodicJob("sync-reaper", "slotsync.reaper", settings.reaper_seconds, None,
-                    _reap, embedded=True),
-    ]  # fmt: skip
+        PeriodicJob(
+            "daily-initial-load",
+            "slotsync.initial_load",
+            None,
+            (hour, minute),
+            _daily_load,
+            "full load of the horizon, daily at SLOTSYNC_DAILY_LOAD_AT (UTC)",
+        ),
+        PeriodicJob(
+            "read-capabilities",
+            "slotsync.capabilities",
+            CAPABILITIES_SECONDS,
+            None,
+            _capabilities,
+            "read the EHR's CapabilityStatement (also at start-up and before every resync)",
+        ),
+        PeriodicJob(
+            "renew-subscription",
+            "slotsync.subscribe",
+            settings.subscription_renew_seconds,
+            None,
+            _subscribe,
+            "create or renew our Subscription at the EHR (also once at start-up)",
+            # after start-up, so that the EHR's handshake finds the webhook listening
+            first_after=2.0,
+        ),
+        PeriodicJob(
+            "feed-watchdog",
+            "slotsync.watchdog",
+            settings.watchdog_seconds,
+            None,
+            _watchdog,
+            "mark silent feeds stale, poll while no feed is live, re-check a silent Subscription",
+            first_after=3.0,
+        ),
+        PeriodicJob(
+            "near-reconcile",
+            "slotsync.reconcile",
+            settings.reconcile_seconds,
+            None,
+            _reconcile,
+            "re-read the next SLOTSYNC_RECONCILE_DAYS whole: what the EHR deleted (and no"
+            " change feed showed) leaves the cache; the whole horizon is the daily load",
+            first_after=float(settings.reconcile_seconds),
+        ),
+        PeriodicJob(
+            "sync-reaper",
+            "slotsync.reaper",
+            settings.reaper_seconds,
+            None,
+            _reap,
+            "resend chunks of dead workers and lost messages, start due follow-ups,"
+            " fail and replan stalled runs",
+        ),
+    ]

@@ -33,6 +33,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from app.cache import feeds
 from app.cache import repository as repo
 from app.cache import runs as runs_repo
 from app.cache.db import transaction
@@ -41,6 +42,7 @@ from app.domain import Schedule
 from app.ehr.client import PROVIDER_TYPES
 from app.settings import Settings
 
+from . import capabilities
 from .chunk import Chunk, ChunkResult, sync_chunk
 from .context import SyncContext
 from .coordination import lock_names
@@ -159,6 +161,7 @@ def plan_run(ctx: SyncContext, request: ResyncRequest, *, token: str | None = No
     chunking = settings.load_chunking
     ids: list[str] | None = None
     try:
+        capabilities.discover(ctx)  # what the EHR supports now (it may have changed)
         if request.actor:
             ids = discover_schedules(ctx, actor=request.actor)
         elif request.schedule_ids is not None:
@@ -380,11 +383,16 @@ def after_run(ctx: SyncContext, run_id: int, status: str | None) -> None:
     run_ended(ctx, run_id, status)
     if status != "ok":
         return
+    from .feed import feed_row  # the feed plans no runs, but imports what does (no cycle)
+
     with transaction(ctx.engine) as session:
         run = runs_repo.get_run(session, run_id)
         if run is None or run.kind != "initial-load" or run.scope != "*":
             return
         gone = repo.delete_schedules_not_in(session, (), older_than=run.started_at)
+    feed_row(ctx)
+    with transaction(ctx.engine) as session:
+        feeds.advance_cursor(session, run.started_at)  # nothing older needs polling for
     if gone:
         log.info("run %s: %s schedules no longer in the EHR were removed", run_id, gone)
 

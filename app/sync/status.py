@@ -7,7 +7,7 @@ feed state) and overall (last full load, running runs with progress, feeds).
 from __future__ import annotations
 
 from collections.abc import Collection
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -18,6 +18,8 @@ from app.cache import runs as runs_repo
 from app.cache.models import SubscriptionRow, SyncRunRow
 from app.observability.status import collect_sync_health
 from app.settings import Settings
+
+from . import capabilities
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -50,7 +52,25 @@ def run_json(run: SyncRunRow) -> dict[str, Any]:
     }
 
 
-def feed_json(row: SubscriptionRow) -> dict[str, Any]:
+def next_poll_at(
+    row: SubscriptionRow, poll_interval_seconds: int, now: datetime
+) -> datetime | None:
+    """When the watchdog polls next: never while the feed's notifications are live."""
+    if row.status != "off" and row.feed_state == "live":
+        return None
+    if row.last_polled_at is None:
+        return now
+    return max(now, row.last_polled_at + timedelta(seconds=poll_interval_seconds))
+
+
+def feed_json(
+    row: SubscriptionRow, *, poll_interval_seconds: int | None = None, now: datetime | None = None
+) -> dict[str, Any]:
+    upcoming = (
+        next_poll_at(row, poll_interval_seconds, now)
+        if poll_interval_seconds is not None and now is not None
+        else None
+    )
     return {
         "id": row.id,
         "ehr_id": row.ehr_id,
@@ -63,6 +83,7 @@ def feed_json(row: SubscriptionRow) -> dict[str, Any]:
         "last_event_number": row.last_event_number,
         "last_polled_at": _iso(row.last_polled_at),
         "poll_cursor": _iso(row.poll_cursor),
+        "next_poll_at": _iso(upcoming),
         "last_error": row.last_error,
     }
 
@@ -122,13 +143,17 @@ def sync_status(
             ],
             "last_complete_load_at": _iso(health.last_full_load_at),
             "last_complete_load_age_seconds": round(age, 1) if age is not None else None,
+            "ehr": capabilities.status_json(session, settings.ehr_base_url),
             "slots_cached": sum(counts.values()),
             "schedules": repo.count_schedules(session),
             "feed_state": feed_state,
             "last_full_load": run_json(full) if full else None,
             "last_complete_full_load": run_json(full_ok) if full_ok else None,
             "running": [run_json(r) for r in running],
-            "feeds": [feed_json(r) for r in feed_rows],
+            "feeds": [
+                feed_json(r, poll_interval_seconds=settings.poll_interval_seconds, now=now)
+                for r in feed_rows
+            ],
         },
         "schedules": [
             {

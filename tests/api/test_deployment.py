@@ -82,3 +82,12 @@ def test_every_setting_is_documented_in_the_readme():
         if field.validation_alias is not None:
             documented = "`PROMETHEUS_MULTIPROC_DIR`"
         assert documented in readme, name
+
+
+def test_every_periodic_job_is_documented_in_the_readme():
+    from app.settings import Settings
+    from app.sync.periodic import periodic_jobs
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for job in periodic_jobs(Settings()):
+        assert f"| `{job.name}` | `{job.task}` |" in readme, job.name

@@ -127,7 +127,7 @@ class Pipeline:
         def finished() -> Any:
             with Session(self.engine) as s:
                 run = runs_repo.run_by_token(s, token)
-                return run if run is not None and run.status != "running" else None
+                return run if run is not None and run.status in ("ok", "failed") else None
 
         return eventually(finished, timeout, lambda: self.log("worker"))
 

@@ -23,8 +23,8 @@ from tests.support import free_port, wait_for_http
 pytestmark = pytest.mark.integration
 
 
-def test_two_workers_share_metrics_and_stop_cleanly(tmp_path: Path):
-    proc, base, log_path = _serve(tmp_path)
+def test_two_workers_share_metrics_and_stop_cleanly(tmp_path: Path, redis_url: str):
+    proc, base, log_path = _serve(tmp_path, redis_url)
     try:
         headers = {"X-API-Key": DEMO_API_KEY}
         find = f"{base}/fhir/Appointment/$find?start={T0_DAY}&end={T0_NEXT_DAY}"
@@ -60,14 +60,19 @@ def test_two_workers_share_metrics_and_stop_cleanly(tmp_path: Path):
     assert not any("color_message" in line for line in lines)
 
 
-def _serve(tmp_path: Path, workers: int = 2) -> tuple[subprocess.Popen[bytes], str, Path]:
-    """``slotsync serve`` on a fresh SQLite cache, JSON logs to a file, once it answers."""
+def _serve(
+    tmp_path: Path, redis_url: str, workers: int = 2
+) -> tuple[subprocess.Popen[bytes], str, Path]:
+    """``slotsync serve`` on a fresh SQLite cache, JSON logs to a file, once it answers.
+
+    With a broker: several API processes never run tasks or periodic jobs themselves."""
     upgrade(f"sqlite:///{tmp_path / 'cache.sqlite3'}")
     port = free_port()
     env = {
         **os.environ,
         "SLOTSYNC_DATA_DIR": str(tmp_path),
         "SLOTSYNC_LOG_FORMAT": "json",
+        "SLOTSYNC_REDIS_URL": redis_url,
         "PYTHONPATH": str(Path.cwd()),
     }
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
@@ -127,10 +132,12 @@ def _started_pids(log_path: Path, count: int) -> set[int]:
         time.sleep(0.1)
 
 
-def test_connections_opened_together_are_spread_over_the_workers(tmp_path: Path) -> None:
+def test_connections_opened_together_are_spread_over_the_workers(
+    tmp_path: Path, redis_url: str
+) -> None:
     """Each worker accepts on its own socket, and bursts of new connections reach
     every worker (the kernel spreads them). A worker that dies is replaced."""
-    proc, base, log_path = _serve(tmp_path)
+    proc, base, log_path = _serve(tmp_path, redis_url)
     try:
         workers = _started_pids(log_path, 2)
         assert len(workers) == 2
@@ -144,3 +151,18 @@ def test_connections_opened_together_are_spread_over_the_workers(tmp_path: Path)
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0
+
+
+def test_embedded_mode_refuses_several_workers(tmp_path: Path) -> None:
+    """Without a broker each API process would run its own tasks and periodic jobs."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLOTSYNC_")}
+    env.update({"SLOTSYNC_DATA_DIR": str(tmp_path), "PYTHONPATH": str(Path.cwd())})
+    done = subprocess.run(
+        [sys.executable, "-m", "app.cli", "serve", "--port", str(free_port()), "--workers", "2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert "SLOTSYNC_REDIS_URL" in done.stderr

@@ -235,3 +235,36 @@ def test_smart_token_endpoint_refusal_is_typed():
     with pytest.raises(EhrAuthError):
         make(handler, auth=auth).get_json("/Slot")
     assert calls == []
+
+
+def test_a_refused_count_is_halved_until_the_ehr_accepts_it_and_then_remembered():
+    asked: list[int] = []
+
+    def capped(request: httpx.Request) -> httpx.Response:
+        count = int(request.url.params.get("_count", "0"))
+        asked.append(count)
+        if count > 50:
+            return httpx.Response(400, json={"resourceType": "OperationOutcome", "issue": []})
+        return httpx.Response(200, json={"resourceType": "Bundle", "type": "searchset"})
+
+    client = EhrClient("http://ehr.test/fhir", transport=httpx.MockTransport(capped), page_size=400)
+    pages = list(client.slot_search_pages(None, None))
+    assert len(pages) == 1
+    assert asked == [400, 200, 100, 50]
+    assert client.page_size == 50
+    asked.clear()
+    list(client.schedule_pages())  # later searches start from the size that worked
+    assert asked == [50]
+
+
+def test_a_400_that_is_not_about_count_is_not_retried():
+    asked: list[str] = []
+
+    def refusing(request: httpx.Request) -> httpx.Response:
+        asked.append(str(request.url))
+        return httpx.Response(400, json={"resourceType": "OperationOutcome", "issue": []})
+
+    client = EhrClient("http://ehr.test/fhir", transport=httpx.MockTransport(refusing))
+    with pytest.raises(EhrRejected):
+        list(client.slot_search_pages(None, None))  # no _count sent: nothing to negotiate
+    assert len(asked) == 1

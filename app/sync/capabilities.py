@@ -1,0 +1,71 @@
+"""Capabilities discovered, not assumed: the EHR's CapabilityStatement, read at start-up
+(a periodic job, also every few hours) and before every resync, kept in the cache so
+that every process and the status report see the same answer.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import orjson
+from sqlalchemy.orm import Session
+
+from app.cache.db import transaction
+from app.cache.models import EhrCapabilitiesRow
+from app.ehr.errors import EhrError
+from app.fhir.ehr_capabilities import EhrCapabilities, parse_capability_statement
+
+from .context import SyncContext
+from .retry import describe_error
+
+log = logging.getLogger(__name__)
+
+
+def discover(ctx: SyncContext) -> EhrCapabilities | None:
+    """Read and record the EHR's capabilities; on failure the last known ones stand."""
+    now = ctx.clock()
+    base = ctx.settings.ehr_base_url
+    try:
+        found = parse_capability_statement(ctx.client.read("metadata"))
+    except (EhrError, ValueError) as exc:
+        error = describe_error(exc)
+        log.warning("could not read the EHR's CapabilityStatement: %s", error)
+        with transaction(ctx.engine) as session:
+            row = session.get(EhrCapabilitiesRow, base)
+            if row is None:
+                session.add(EhrCapabilitiesRow(base_url=base, fetched_at=now, error=error))
+            else:
+                row.error = error
+        return known(ctx)
+    with transaction(ctx.engine) as session:
+        row = session.get(EhrCapabilitiesRow, base)
+        summary = orjson.dumps(found.as_json()).decode()
+        if row is None:
+            session.add(EhrCapabilitiesRow(base_url=base, fetched_at=now, summary=summary))
+        else:
+            row.fetched_at, row.summary, row.error = now, summary, None
+    return found
+
+
+def known(ctx: SyncContext) -> EhrCapabilities | None:
+    """What was last read (None: never read successfully)."""
+    with Session(ctx.engine) as session:
+        row = session.get(EhrCapabilitiesRow, ctx.settings.ehr_base_url)
+        if row is None or not row.summary:
+            return None
+        return EhrCapabilities.from_json(orjson.loads(row.summary))
+
+
+def status_json(session: Session, base_url: str) -> dict[str, object] | None:
+    row = session.get(EhrCapabilitiesRow, base_url)
+    if row is None:
+        return None
+    summary = orjson.loads(row.summary) if row.summary else {}
+    return {
+        "fetched_at": row.fetched_at.isoformat().replace("+00:00", "Z"),
+        "error": row.error,
+        "fhir_version": summary.get("fhir_version"),
+        "software": summary.get("software"),
+        "operations": summary.get("operations", []),
+        **summary.get("summary", {}),
+    }
