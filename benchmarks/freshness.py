@@ -36,6 +36,13 @@ TARGET_P99_SECONDS = 1.0
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, default=100_000, help="sandbox slots (approximate)")
     p.add_argument("--fhir-version", choices=("stu3", "r4"), default="stu3")
+    p.add_argument(
+        "--profile",
+        choices=("sandbox", "plain-r4"),
+        default="sandbox",
+        help="plain-r4: a generic R4 server (no $prefetch, no notifications, _count capped"
+        " at the page size); implies --fhir-version r4",
+    )
     p.add_argument("--mutations", type=int, default=200, help="book + free mutations")
     p.add_argument("--horizon-days", type=int, default=30)
     p.add_argument("--pool", choices=("prefork", "threads"), default="threads")
@@ -98,9 +105,14 @@ def _mutate_and_wait(
 def run(args: argparse.Namespace) -> dict[str, Any]:
     rng = random.Random(args.seed)
     port = free_port()
+    if args.profile == "plain-r4":
+        args.fhir_version = "r4"
+        args.mode = "polling"  # a generic server sends no notifications
     with start_sandbox(
         size=args.size,
         fhir_version=args.fhir_version,
+        profile=args.profile,
+        max_count=1000 if args.profile == "plain-r4" else None,
         page_size=1000,
         extra_args=("--horizon-days", str(args.horizon_days)),
         ready_timeout=300.0,
@@ -201,6 +213,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "mode": args.mode,
         "poll_interval_seconds": args.poll_interval if args.mode == "polling" else None,
         "fhir_version": args.fhir_version,
+        "profile": args.profile,
         "sandbox_size": args.size,
         "worker_pool": args.pool,
         "worker_concurrency": args.concurrency,

@@ -33,6 +33,13 @@ TARGET_WORKER_RSS_MB = 300
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--size", type=int, default=1_000_000, help="sandbox slots (approximate)")
     p.add_argument("--fhir-version", choices=("stu3", "r4"), default="stu3")
+    p.add_argument(
+        "--profile",
+        choices=("sandbox", "plain-r4"),
+        default="sandbox",
+        help="plain-r4: a generic R4 server (no $prefetch, no notifications, _count capped"
+        " at the page size); implies --fhir-version r4",
+    )
     p.add_argument("--horizon-days", type=int, default=90)
     p.add_argument("--pool", choices=("prefork", "threads"), default="threads")
     p.add_argument("--concurrency", type=int, default=3, help="worker threads or processes")
@@ -69,9 +76,13 @@ def _wait_for_worker(celery: Any, timeout: float = 60.0) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
+    if args.profile == "plain-r4":
+        args.fhir_version = "r4"
     with start_sandbox(
         size=args.size,
         fhir_version=args.fhir_version,
+        profile=args.profile,
+        max_count=args.page_size if args.profile == "plain-r4" else None,
         page_size=args.page_size,
         extra_args=("--horizon-days", str(args.horizon_days)),
         ready_timeout=600.0,
@@ -120,6 +131,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     rate = run_row.slots_seen / wall if wall else 0.0
     return {
         "fhir_version": args.fhir_version,
+        "profile": args.profile,
         "sandbox_size": args.size,
         "sandbox_start_seconds": round(sandbox_ready, 1),
         "worker_pool": args.pool,

@@ -48,7 +48,7 @@ def _step(name: str, fn: Callable[[], dict[str, Any]], into: dict[str, Any]) -> 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     sizes = [int(s) for s in args.sizes.split(",")]
     quick = args.quick
-    results: dict[str, Any] = {"load": {}, "find": {}, "freshness": {}}
+    results: dict[str, Any] = {"load": {}, "find": {}, "freshness": {}, "load_plain_r4": {}}
     for size in sizes:
         _step(str(size), lambda size=size: load.run(_defaults(load, size=size)), results["load"])
         find_args = _defaults(
@@ -71,6 +71,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         mutations=6 if quick else args.polling_mutations,
     )
     _step("polling", lambda: freshness.run(poll), results["freshness"])
+    # a generic R4 server: load by plain Slot search, freshness by polling only
+    plain_load = _defaults(load, size=max(sizes), profile="plain-r4")
+    _step("plain-r4", lambda: load.run(plain_load), results["load_plain_r4"])
+    plain_poll = _defaults(
+        freshness,
+        size=args.freshness_size,
+        profile="plain-r4",
+        mutations=6 if quick else args.polling_mutations,
+    )
+    _step("polling-plain-r4", lambda: freshness.run(plain_poll), results["freshness"])
     return results
 
 
@@ -100,6 +110,11 @@ def table(results: dict[str, Any]) -> str:
         add(f"initial load, {int(size):,}-slot EHR: wall", _get(r, "wall_seconds"), " s")
         add(f"initial load, {int(size):,}-slot EHR: worker peak RSS",
             _get(r, "peak_rss_total_mb"), " MB")  # fmt: skip
+    for r in results.get("load_plain_r4", {}).values():
+        size = _get(r, "sandbox_size")
+        label = f"initial load from plain R4 (Slot search), {int(size or 0):,}-slot EHR"
+        add(f"{label}: slots/s", _get(r, "slots_per_second"))
+        add(f"{label}: worker peak RSS", _get(r, "peak_rss_total_mb"), " MB")
     for size, r in results.get("find", {}).items():
         n = f"{int(size):,}"
         for kind in ("typical", "broad"):
