@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# `make demo EHR=plain-r4`: the same against a generic FHIR R4 server (no $prefetch, polling)
+EHR ?= sandbox
 demo: $(STAMP)
-	$(BIN)/slotsync demo
+	$(BIN)/slotsync demo --ehr-profile $(EHR)
 
 test: $(STAMP)
 	$(BIN)/ruff check .

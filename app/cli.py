@@ -331,7 +331,13 @@ def _cmd_rules_check(args: argparse.Namespace, settings: Settings) -> int:
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from app.demo import run_demo
 
-    return run_demo(settings, host=args.host, port=args.port, sandbox_port=args.sandbox_port)
+    return run_demo(
+        settings,
+        host=args.host,
+        port=args.port,
+        sandbox_port=args.sandbox_port,
+        ehr_profile=args.ehr_profile,
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -388,6 +394,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)
     demo.add_argument("--sandbox-port", type=int, default=8100)
+    demo.add_argument(
+        "--ehr-profile",
+        choices=("sandbox", "plain-r4"),
+        default="sandbox",
+        help="sandbox: an Argonaut STU3 EHR ($prefetch, $hold/$book, notifications);"
+        " plain-r4: a generic FHIR R4 server (Slot search with _count capped at 100, booking"
+        " by POST Appointment, no notifications: slotsync polls)",
+    )
     demo.set_defaults(func=_cmd_demo)
 
     resync = sub.add_parser(

@@ -67,7 +67,12 @@ def demo_banner(settings: Settings, *, host: str, port: int, start: date, end: d
     )
 
 
-def run_demo(settings: Settings, *, host: str, port: int, sandbox_port: int) -> int:
+PLAIN_R4_MAX_COUNT = 100
+
+
+def run_demo(
+    settings: Settings, *, host: str, port: int, sandbox_port: int, ehr_profile: str = "sandbox"
+) -> int:
     import uvicorn
 
     from app.api.main import create_app
@@ -78,12 +83,15 @@ def run_demo(settings: Settings, *, host: str, port: int, sandbox_port: int) -> 
     from sandbox_ehr.process import start_sandbox
 
     reach = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+    plain = ehr_profile == "plain-r4"
     settings = settings.model_copy(
         update={
             "ehr_base_url": f"http://127.0.0.1:{sandbox_port}/fhir",
-            "ehr_fhir_version": "stu3",
+            "ehr_fhir_version": "r4" if plain else "stu3",
             # where the sandbox sends its notifications: this very API
             "public_base_url": f"http://{reach}:{port}",
+            # a generic server: no notifications (slotsync polls), a capped page size
+            **({"ehr_subscriptions": False, "ehr_page_size": PLAIN_R4_MAX_COUNT} if plain else {}),
         }
     )
     console.print(f"cache: {settings.effective_database_url}")
@@ -92,6 +100,8 @@ def run_demo(settings: Settings, *, host: str, port: int, sandbox_port: int) -> 
     with start_sandbox(
         port=sandbox_port,
         size=DEMO_SIZE,
+        profile=ehr_profile,
+        max_count=PLAIN_R4_MAX_COUNT if plain else None,
         extra_args=("--horizon-days", str(settings.horizon_days)),
     ) as sandbox:
         console.print(f"sandbox EHR ready at {sandbox.base_url}")

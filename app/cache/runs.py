@@ -226,7 +226,10 @@ def heartbeat_chunk(session: Session, run_id: int, seq: int, *, token: str, now:
         )
         .values(heartbeat_at=now)
     )
-    return kept.rowcount == 1
+    if kept.rowcount != 1:
+        return False
+    touch_run(session, run_id, now)  # a chunk still at work is progress: its run is not quiet
+    return True
 
 
 def release_chunk(
