@@ -808,6 +808,7 @@ def run_scenario(system: System, name: str) -> dict[str, Any]:
     sizing = system.sizing
     p = system.p
     began = time.monotonic()
+    horizon_at_start = p.horizon()[0]
     result: dict[str, Any] = {"scenario": name, "description": scenario.description}
     log.warning("fault scenario %s: %s", name, scenario.description)
     system.fresh(scenario.redis_persistence)
@@ -849,6 +850,8 @@ def run_scenario(system: System, name: str) -> dict[str, Any]:
         "notification_failures": stats["notificationFailures"],
     }
     result["wall_seconds"] = round(time.monotonic() - began, 1)
+    # the horizon (and so both sides of the comparison) moves at 00:00 UTC
+    result["crossed_midnight_utc"] = p.horizon()[0] != horizon_at_start
     result["meets_target"] = bool(
         result["valid"]
         and result["differ_at_end"]["total"] == 0
@@ -914,6 +917,8 @@ def row(r: dict[str, Any]) -> str:
     status = r["status_summary"]
     said = f"sync-status {status['sync_status'] or '-'}; readyz {status['readyz'] or '-'}"
     valid = "" if r["valid"] else " (fault after load ended)"
+    if r.get("crossed_midnight_utc"):
+        valid += " (crossed 00:00 UTC)"
     return (
         f"| {r['scenario']}{valid} | {differ} | {converged} | {r['runs_left_running']} |"
         f" {said} | {r['wall_seconds']:.0f} | {'yes' if r['meets_target'] else 'no'} |"

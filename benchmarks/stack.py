@@ -391,7 +391,8 @@ class Pipeline:
             )
 
     def start_api(self, *, workers: int = 1, wait: bool = True) -> None:
-        self.start("api", "serve", "--port", str(self.api_port), "--workers", str(workers))
+        port = str(self.api_port)
+        self.start("api", "serve", "--host", LOOPBACK, "--port", port, "--workers", str(workers))
         if wait:
             wait_for_http(f"{self.api_url}/healthz", timeout=120)
 
