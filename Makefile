@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN     = $(VENV)/bin
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test lint format bench clean venv
+.PHONY: demo test lint format bench faults clean venv
 
 venv: $(STAMP)
 
@@ -36,6 +36,13 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks all --out results.json
+
+# Fault suite (about 40 minutes): private PostgreSQL/Redis, sandbox, API, 2 workers, beat.
+FAULTS_SIZE ?= 50000
+FAULTS_OUT  ?= benchmarks/results/faults-$(shell date -u +%Y-%m-%d).json
+faults: $(STAMP)
+	mkdir -p $(dir $(FAULTS_OUT))
+	$(BIN)/python -m benchmarks faults --size $(FAULTS_SIZE) --out $(FAULTS_OUT)
 
 clean:
 	rm -rf $(VENV) .slotsync .pytest_cache .ruff_cache

@@ -1,4 +1,4 @@
-"""``python -m benchmarks {load,find,freshness,all} [--out FILE]``: run, print and save.
+"""``python -m benchmarks {load,find,freshness,faults,all} [--out FILE]``: run, print and save.
 
 To add a benchmark: a module with ``add_arguments(parser)`` and ``run(args) -> dict``,
 listed in :data:`BENCHMARKS` (and in :mod:`benchmarks.suite` if ``all`` should run
@@ -21,6 +21,7 @@ BENCHMARKS = {
     "load": "benchmarks.load",
     "freshness": "benchmarks.freshness",
     "find": "benchmarks.find",
+    "faults": "benchmarks.faults",
     "all": "benchmarks.suite",
 }
 
@@ -51,8 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     results: dict[str, Any] = {args.name: modules[args.name].run(args)}
     print(json.dumps(results, indent=2), flush=True)
-    if args.name == "all":
-        print(modules["all"].table(results["all"]), flush=True)
+    table = getattr(modules[args.name], "table", None)
+    if table is not None:
+        print(table(results[args.name]), flush=True)
     if args.out:
         _write(args.out, results)
     return 0

@@ -23,6 +23,7 @@ import httpx
 import pytest
 import redis
 
+from benchmarks.stack import PostgresCluster, RedisServer, private_postgres, private_redis
 from tests.e2e.pipeline import (
     ADMIN,
     SECRET,
@@ -31,7 +32,6 @@ from tests.e2e.pipeline import (
     eventually,
     running_pipeline,
 )
-from tests.e2e.services import PostgresCluster, RedisServer, private_postgres, private_redis
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(90)]
 
@@ -230,7 +230,7 @@ def test_a_notification_storm_is_coalesced_and_find_stays_fast(system: System) -
     converged(p)
     feed_live_again(p)
     truth = p.truth()
-    schedules = sorted({sch for sch, _, _ in truth.values() if sch.startswith("sch-pr-")})[:6]
+    schedules = sorted({s.schedule for s in truth.values() if s.schedule.startswith("sch-pr-")})[:6]
     today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     distinct = [
         _notification(sch, f"Practitioner/pr-{sch.rsplit('-', 1)[1]}", today + timedelta(days=d), n)
