@@ -132,7 +132,9 @@ def run_by_token(db_url: str, token: str) -> dict[str, Any] | None:
 
 def running_runs(db_url: str) -> list[dict[str, Any]]:
     rows = _query(
-        db_url, "SELECT to_jsonb(r) FROM sync_runs r WHERE r.status = 'running' ORDER BY r.id"
+        db_url,
+        "SELECT to_jsonb(r) FROM sync_runs r"
+        " WHERE r.status IN ('planning', 'running') ORDER BY r.id",
     )
     return [r[0] for r in rows]
 
@@ -386,7 +388,7 @@ class Context:
         """The load has not ended yet (not started counts as running)."""
         with contextlib.suppress(psycopg.Error):
             run = run_by_token(self.p.db_url, self.token)
-            return run is None or run.get("status") == "running"
+            return run is None or run.get("status") in ("planning", "running")
         return True
 
     def while_loading(self, every: float, step: Callable[[int], None] | None = None) -> None:
