@@ -237,12 +237,12 @@ def _opening_hours(
     """Per weekday, from the earliest start to the latest end of the free slots, each
     in its clinic's zone, to the hour."""
     if not free:
-        weekday = ["08:00-17:00"]
-        return {day: weekday for day in WEEKDAYS[:5]}, [
+        office = ["08:00-17:00"]
+        return {day: office for day in WEEKDAYS[:5]}, [
             "No free slots cached: Monday to Friday office hours. Adjust them."
         ]
     zones: dict[str | None, ZoneInfo] = {}
-    span: dict[int, list[int]] = {}
+    span: dict[int, tuple[int, int]] = {}
     for slot in free:
         site = sites.get(slot.schedule_id)
         zone = zones.get(site)
@@ -253,12 +253,12 @@ def _opening_hours(
         start, end = slot.start.astimezone(zone), slot.end.astimezone(zone)
         first = start.hour * 60 + start.minute
         last = _DAY if end.date() > start.date() else end.hour * 60 + end.minute
-        low, high = span.setdefault(start.weekday(), [first, last])
-        span[start.weekday()] = [min(low, first), max(high, last)]
-    hours = {}
-    for weekday, (low, high) in span.items():
-        opens = low // 60 * 60
-        closes = min(_DAY, math.ceil(high / 60) * 60)
+        low, high = span.get(start.weekday(), (first, last))
+        span[start.weekday()] = (min(low, first), max(high, last))
+    hours: dict[str, list[str]] = {}
+    for weekday, (earliest, latest) in span.items():
+        opens = earliest // 60 * 60
+        closes = min(_DAY, math.ceil(latest / 60) * 60)
         hours[WEEKDAYS[weekday]] = [f"{_hhmm(opens)}-{_hhmm(closes)}"]
     return hours, [
         "From the free slots cached: per weekday, the earliest start to the latest end",
