@@ -22,7 +22,13 @@ from typing import Literal
 from app.domain import Actor, Schedule, Slot, split_token
 from rules.assets import AssetIndex, Qualifier, Unit
 from rules.hours import Calendar
-from rules.schema import KIND_RESOURCE_TYPE, AssetRequirement, RulesFile, VisitTypeRule
+from rules.schema import (
+    KIND_RESOURCE_TYPE,
+    AssetRequirement,
+    EffectiveRule,
+    RulesFile,
+    VisitTypeRule,
+)
 from rules.tokens import TokenSet
 
 Reason = Literal[
@@ -127,6 +133,8 @@ def asset_kind(actor: Actor) -> str | None:
 # One way a schedule could be used: as asset ``index`` of a visit type.
 _Use = tuple[VisitTypeRule, int, AssetRequirement]
 _Out = Callable[[Reason, str], Uncovered]
+# The steps a (use, slot) pair passes, in order: the furthest one names the reason.
+_SERVICE, _APPOINTMENT, _SPECIALTY, _DURATION, _WINDOW, _HOURS, _ASSETS = range(7)
 
 
 class _Check:
@@ -135,6 +143,8 @@ class _Check:
         self.index = index
         self.calendar = calendar
         self.now = now
+        self._effectives: dict[int, EffectiveRule] = {}
+        self._lacks: dict[tuple[int, int, str], str | None] = {}
 
     def schedule(self, schedule: Schedule, summary: ScheduleSlots | None) -> Uncovered | None:
         sid = schedule.id
@@ -180,88 +190,97 @@ class _Check:
     def _slots(
         self, unit: Unit, uses: list[_Use], samples: tuple[Slot, ...], out: _Out
     ) -> Uncovered | None:
-        qualified: list[tuple[_Use, Slot]] = []
-        service_ok = appointment_ok = False
+        """Covered as soon as one (use, slot) pair passes every step; else the reason of
+        the furthest step any pair reached. The usual covered schedule costs a few pairs."""
+        hours = self.calendar.site(unit.site)
+        best = _SERVICE
+        lengths: set[int] = set()
+        need: list[int] = []
+        lacking = ""
         for use in uses:
             vt, _, asset = use
-            eff = self.rules.effective(vt)
+            eff = self._effective(vt)
             wanted = asset.slot_service_types
             service = Qualifier(service_types=eff.slot_service_types if wanted is None else wanted)
             appointment = Qualifier(appointment_types=vt.slot_appointment_types)
             specialty = Qualifier(specialties=asset.codes if asset.kind == "practitioner" else ())
+            duration = timedelta(minutes=vt.duration_minutes)
+            earliest = self.now + timedelta(minutes=eff.min_lead_minutes)
+            latest = self.now + timedelta(days=eff.max_horizon_days)
             for slot in samples:
                 if not service.accepts(slot):
                     continue
-                service_ok = True
+                best = max(best, _APPOINTMENT)
                 if not appointment.accepts(slot):
                     continue
-                appointment_ok = True
-                if specialty.accepts(slot):
-                    qualified.append((use, slot))
-        if not service_ok:
+                best = max(best, _SPECIALTY)
+                if not specialty.accepts(slot):
+                    continue
+                best = max(best, _DURATION)
+                if not eff.join_contiguous and slot.end - slot.start < duration:
+                    lengths.add(_minutes(slot))
+                    need.append(vt.duration_minutes)
+                    continue
+                best = max(best, _WINDOW)
+                if not earliest <= slot.start <= latest:
+                    continue
+                best = max(best, _HOURS)
+                if hours.open_day(slot.start, slot.start + duration) is None:
+                    continue
+                best = _ASSETS
+                missing = self._lacking(use, unit)
+                if missing is None:
+                    return None
+                lacking = lacking or missing
+                break  # the other assets do not depend on the slot
+        if best == _SERVICE:
             types = _codes(s.service_types for s in samples)
             return out(
                 "service-type", f"{_plural('service type', types)} not offered by any visit type"
             )
-        if not appointment_ok:
+        if best == _APPOINTMENT:
             types = _codes(s.appointment_types for s in samples)
             return out(
                 "appointment-type", f"slot {_plural('appointment type', types)} not accepted"
             )
-        if not qualified:
+        if best == _SPECIALTY:
             types = _codes(s.specialties for s in samples)
             return out(
                 "specialty",
                 f"slot {_plural('specialty', types)} not matched by any practitioner asset",
             )
-        long_enough = [
-            (use, slot)
-            for use, slot in qualified
-            if self.rules.effective(use[0]).join_contiguous
-            or slot.end - slot.start >= timedelta(minutes=use[0].duration_minutes)
-        ]
-        if not long_enough:
-            lengths = sorted({_minutes(s) for _, s in qualified})
-            need = min(use[0].duration_minutes for use, _ in qualified)
+        if best == _DURATION:
             return out(
                 "duration",
-                f"slots of {_list(lengths)} min are shorter than {need} min and joining "
-                "contiguous slots is off",
+                f"slots of {_list(sorted(lengths))} min are shorter than {min(need)} min and "
+                "joining contiguous slots is off",
             )
-        in_window = [(use, slot) for use, slot in long_enough if self._bookable(use[0], slot)]
-        if not in_window:
+        if best == _WINDOW:
             return out(
                 "bookable-window",
                 "no free slots inside the bookable window (min_lead_minutes, max_horizon_days)",
             )
-        hours = self.calendar.site(unit.site)
-        open_ = [
-            (use, slot)
-            for use, slot in in_window
-            if hours.open_day(slot.start, slot.start + timedelta(minutes=use[0].duration_minutes))
-            is not None
-        ]
-        if not open_:
+        if best == _HOURS:
             return out(
                 "hours",
                 f"no slots inside opening hours ({unit.site or 'organisation'}, {hours.zone.key})",
             )
-        missing = ""
-        distinct = {(id(use[0]), use[1]): use for use, _ in open_}  # rules are unhashable
-        for use in distinct.values():
-            lacking = self._lacking(use, unit)
-            if lacking is None:
-                return None
-            missing = missing or lacking
-        return out("missing-asset", missing)
+        return out("missing-asset", lacking)
 
-    def _bookable(self, vt: VisitTypeRule, slot: Slot) -> bool:
-        eff = self.rules.effective(vt)
-        earliest = self.now + timedelta(minutes=eff.min_lead_minutes)
-        return earliest <= slot.start <= self.now + timedelta(days=eff.max_horizon_days)
+    def _effective(self, vt: VisitTypeRule) -> EffectiveRule:
+        eff = self._effectives.get(id(vt))
+        if eff is None:
+            eff = self._effectives[id(vt)] = self.rules.effective(vt)
+        return eff
 
     def _lacking(self, use: _Use, unit: Unit) -> str | None:
         """Which other required asset of the visit type has no candidate; None if all do."""
+        key = (id(use[0]), use[1], unit.ref)
+        if key not in self._lacks:
+            self._lacks[key] = self._find_lacking(use, unit)
+        return self._lacks[key]
+
+    def _find_lacking(self, use: _Use, unit: Unit) -> str | None:
         vt, mine, _ = use
         for i, asset in enumerate(vt.assets):
             if i == mine or asset.optional:
