@@ -49,6 +49,7 @@ class _Entry:
     schedules: list[str] = field(default_factory=list)
     actors: dict[str, str | None] = field(default_factory=dict)
     lengths: Counter[int] = field(default_factory=Counter)
+    codes: dict[str, None] = field(default_factory=dict)  # of the assets, in order found
 
 
 def starter_rules(
@@ -86,6 +87,7 @@ def starter_rules(
             entry = entries.setdefault((code, kind), _Entry(code, kind))
             entry.schedules.append(sid)
             entry.actors[unit.ref] = unit.actor.display
+            entry.codes.update(dict.fromkeys(unit.codes))
             entry.lengths.update(
                 _minutes(s) for s in own if code in s.service_types or not s.service_types
             )
@@ -325,7 +327,18 @@ def _visit_types(
             out.comment(f"  {ref}" + (f"  {display}" if display else ""), 6)
         if len(entry.actors) > LISTED:
             out.comment(f"  and {len(entry.actors) - LISTED} more", 6)
+        if entry.codes:
+            out.comment(f"Codes they carry ({_CODE_KINDS.get(kind, 'codes')}):", 6)
+            out.comment(f"  {', '.join(entry.codes)}", 6)
         out.line(f"- kind: {kind}", 6)
+
+
+_CODE_KINDS = {
+    "practitioner": "specialties",
+    "room": "room kinds, physical types",
+    "location": "physical types",
+    "device": "device kinds",
+}
 
 
 def _duration(entry: _Entry, overall: Counter[int]) -> tuple[int, str]:
@@ -351,14 +364,16 @@ def _catalogue(
     unusable: Sequence[str],
 ) -> None:
     out.line()
-    out.comment("Schedules found (id: actors; service types; free slots cached):")
+    out.comment("Schedules found (id: actors; service types; specialties; free slots cached):")
     for sid, schedule in sorted(schedules.items()):
         refs = ", ".join(
             ref + (f" ({actors[ref].display})" if ref in actors and actors[ref].display else "")
             for ref in schedule.actor_refs
         )
         types = ", ".join(split_token(t)[1] for t in schedule.service_types) or "-"
-        out.comment(f"  {sid}: {refs or 'no actor'}; {types}; {len(by_schedule.get(sid, []))}")
+        specialties = ", ".join(schedule.specialties) or "-"
+        free = len(by_schedule.get(sid, []))
+        out.comment(f"  {sid}: {refs or 'no actor'}; {types}; {specialties}; {free}")
     if unusable:
         out.comment("Schedules no rule can offer as the rules format stands:")
         for text in unusable:

@@ -47,7 +47,9 @@ def test_every_schedule_actor_and_service_type_appears() -> None:
     codes = {vt.code for vt in rules.visit_types}
     for slot in world.slots:
         assert set(slot.service_types) <= codes
-    assert "version: 1" in text
+    for schedule in world.schedules.values():
+        assert all(code in text for code in schedule.specialties)
+    assert "Codes they carry (specialties):" in text
 
 
 def test_one_entry_per_service_type_and_kind() -> None:
