@@ -9,7 +9,7 @@ import sys
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
@@ -265,6 +265,7 @@ def _cmd_sync_status(args: argparse.Namespace, settings: Settings) -> int:
     )
     last = overall["last_complete_full_load"]
     out.print(f"last complete full load: {last['finished_at'] if last else 'never'}")
+    _print_uncovered(out, overall["uncovered_schedules"])
     for feed in overall["feeds"]:
         out.print(
             f"feed {feed['id']}: subscription {feed['ehr_id'] or '-'} {feed['status']},"
@@ -299,8 +300,22 @@ def _cmd_sync_status(args: argparse.Namespace, settings: Settings) -> int:
     return code
 
 
+def _print_uncovered(out: Console, uncovered: dict[str, Any]) -> None:
+    """The schedules the rules in force leave without offers (see `rules check`)."""
+    if uncovered["count"] is None:
+        out.print(f"[yellow]rules file {uncovered['rules']} unreadable: coverage unknown[/]")
+        return
+    out.print(f"schedules no rule covers: {uncovered['count']}")
+    for item in uncovered["schedules"]:
+        who = f" ({item['actor']})" if item["actor"] else ""
+        out.print(f"  - {item['id']}{who}: {item['reason']}", highlight=False)
+    if uncovered["truncated"]:
+        out.print(f"  ... see `slotsync rules check {uncovered['rules']}` for all")
+
+
 def _cmd_rules_check(args: argparse.Namespace, settings: Settings) -> int:
-    """Validate a rules file, then count what it would offer from the current cache."""
+    """Validate a rules file, then count what it would offer from the current cache and
+    list the cached schedules it leaves uncovered, with the reason."""
     from datetime import UTC, datetime, timedelta
 
     from sqlalchemy.orm import Session
@@ -308,6 +323,7 @@ def _cmd_rules_check(args: argparse.Namespace, settings: Settings) -> int:
     from app.cache import repository as repo
     from app.runtime import get_engine
     from rules.check import format_report, summarise
+    from rules.coverage import format_uncovered, summarise_slots, uncovered_schedules
     from rules.loader import RulesError, load_rules
 
     try:
@@ -325,7 +341,63 @@ def _cmd_rules_check(args: argparse.Namespace, settings: Settings) -> int:
         actors = repo.actors_by_ref(session)
     print(format_report(rules, summarise(rules, slots, schedules, actors, now), source=args.file))
     print(f"(against {len(slots)} cached free slots in {len(schedules)} schedules)")
+    ahead = [s for s in slots if s.start >= now]
+    uncovered = uncovered_schedules(rules, schedules, actors, summarise_slots(ahead), now)
+    print()
+    print(format_uncovered(uncovered, len(schedules)), end="")
     return 0
+
+
+RULES_INIT_EXIT = {"written": 0, "not-written": 1, "empty-cache": 3}
+RULES_INIT_HELP = (
+    "exit status: 0 written; 1 not written (the file exists and --force is not given);"
+    " 3 the cache holds no schedules (run `slotsync resync` first)"
+)
+
+
+def _cmd_rules_init(args: argparse.Namespace, settings: Settings) -> int:
+    """Write a starter rules file from the schedules, actors and slots in the cache."""
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy.exc import SQLAlchemyError
+    from sqlalchemy.orm import Session
+
+    from app.cache import repository as repo
+    from app.runtime import get_engine
+    from rules.loader import RulesError, parse_rules
+    from rules.starter import MAX_HORIZON_DAYS, EmptyCache, starter_rules
+
+    out = Path(args.out)
+    if out.exists() and not args.force:
+        console.print(f"[red]{out} exists: not overwritten (--force replaces it)[/red]")
+        return RULES_INIT_EXIT["not-written"]
+    now = datetime.now(UTC)
+    try:
+        with Session(get_engine(settings)) as session:
+            schedules = repo.schedules_by_id(session)
+            actors = repo.actors_by_ref(session)
+            slots = repo.free_slots(session, now, now + timedelta(days=MAX_HORIZON_DAYS + 1))
+        text = starter_rules(schedules, actors, slots, now)
+    except (EmptyCache, SQLAlchemyError):
+        console.print(
+            "[red]the cache holds no schedules: load them from the EHR first"
+            " (`slotsync db upgrade`, then `slotsync resync`)[/red]",
+            soft_wrap=True,
+            highlight=False,
+        )
+        return RULES_INIT_EXIT["empty-cache"]
+    try:
+        parse_rules(text, source=str(out))
+    except RulesError as exc:  # a bug here, not the user's: say so rather than write it
+        console.print(f"[red]the starter rules do not validate, not written:\n{exc}[/red]")
+        return RULES_INIT_EXIT["not-written"]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text, encoding="utf-8")
+    print(
+        f"wrote {out}: {len(schedules)} schedules, {len(actors)} actors, {len(slots)} free slots"
+        f" read from the cache. Next: slotsync rules check {out}"
+    )
+    return RULES_INIT_EXIT["written"]
 
 
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
@@ -444,6 +516,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     rules_check.add_argument("file")
     rules_check.set_defaults(func=_cmd_rules_check)
+    rules_init = rules_sub.add_parser(
+        "init",
+        help="write a starter rules file from the schedules, actors and slots in the cache",
+        description="Write a starter rules file from what the EHR has, as the cache holds it"
+        " after a load: a visit type per service type found, durations from the slots,"
+        " opening hours that cover them, with comments saying what to adjust.",
+        epilog=RULES_INIT_HELP,
+    )
+    rules_init.add_argument("--out", default="rules.yaml", help="default: rules.yaml")
+    rules_init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    rules_init.set_defaults(func=_cmd_rules_init)
 
     db = sub.add_parser("db", help="database schema")
     db_sub = db.add_subparsers(dest="db_command", required=True)

@@ -203,6 +203,7 @@ async def resync(request: Request, settings: SettingsDep, _admin: AdminDep) -> F
     responses={200: _json_schema(SYNC_STATUS, "per-schedule and overall sync state")},
 )
 def status(
+    request: Request,
     session: SessionDep,
     settings: SettingsDep,
     _admin: AdminDep,
@@ -210,6 +211,14 @@ def status(
     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
 ) -> FhirResponse:
     ids = [s.removeprefix("Schedule/") for s in schedule] if schedule else None
-    return FhirResponse(
-        sync_status(session, now=utcnow(), settings=settings, schedule_ids=ids, limit=limit)
+    store = request.app.state.rules_store
+    store.reload_if_changed()  # an invalid new file leaves the served rules in force
+    report = sync_status(
+        session,
+        now=utcnow(),
+        settings=settings,
+        schedule_ids=ids,
+        limit=limit,
+        rules=store.current,  # coverage of the rules this API serves, not of the file alone
     )
+    return FhirResponse(report)

@@ -18,8 +18,14 @@ from app.cache import runs as runs_repo
 from app.cache.models import SubscriptionRow, SyncRunRow
 from app.observability.status import collect_sync_health
 from app.settings import Settings
+from rules.coverage import summarise_slots, uncovered_schedules
+from rules.loader import RulesError, load_rules
+from rules.schema import RulesFile
 
 from . import capabilities
+
+# Uncovered schedules listed in the report; the count is always whole.
+UNCOVERED_LISTED = 50
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -101,6 +107,34 @@ def overall_feed_state(rows: list[SubscriptionRow]) -> str:
     return "stale"
 
 
+def uncovered_json(
+    session: Session, *, now: datetime, settings: Settings, rules: RulesFile | None = None
+) -> dict[str, Any]:
+    """Cached schedules the rules in force leave without offers, with the reason:
+    ``count``, the first :data:`UNCOVERED_LISTED` of them, and the rules file read."""
+    source = str(settings.effective_rules_path)
+    if rules is None:
+        try:
+            rules = load_rules(settings.effective_rules_path)
+        except RulesError as exc:
+            return {"count": None, "schedules": [], "rules": source, "error": str(exc)}
+    horizon = max(rules.effective(vt).max_horizon_days for vt in rules.visit_types)
+    slots = repo.free_slots(session, now, now + timedelta(days=horizon + 1), now=now)
+    found = uncovered_schedules(
+        rules,
+        repo.schedules_by_id(session),
+        repo.actors_by_ref(session),
+        summarise_slots(slots),
+        now,
+    )
+    return {
+        "count": len(found),
+        "schedules": [item.as_json() for item in found[:UNCOVERED_LISTED]],
+        "truncated": len(found) > UNCOVERED_LISTED,
+        "rules": source,
+    }
+
+
 def sync_status(
     session: Session,
     *,
@@ -108,7 +142,9 @@ def sync_status(
     settings: Settings,
     schedule_ids: Collection[str] | None = None,
     limit: int = 1000,
+    rules: RulesFile | None = None,
 ) -> dict[str, Any]:
+    """The report; ``rules`` are those in force (default: read from the rules file)."""
     feed_rows = feeds.all_feeds(session)
     feed_state = overall_feed_state(feed_rows)
     health = collect_sync_health(
@@ -154,6 +190,7 @@ def sync_status(
                 feed_json(r, poll_interval_seconds=settings.poll_interval_seconds, now=now)
                 for r in feed_rows
             ],
+            "uncovered_schedules": uncovered_json(session, now=now, settings=settings, rules=rules),
         },
         "schedules": [
             {
