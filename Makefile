@@ -39,10 +39,11 @@ bench: $(STAMP)
 
 # Fault suite (about 40 minutes): private PostgreSQL/Redis, sandbox, API, 2 workers, beat.
 FAULTS_SIZE ?= 50000
-FAULTS_OUT  ?= benchmarks/results/faults-$(shell date -u +%Y-%m-%d).json
+FAULTS_OUT  ?= benchmarks/results/faults-$(shell date -u +%Y-%m-%dT%H%M).json
 faults: $(STAMP)
 	mkdir -p $(dir $(FAULTS_OUT))
 	$(BIN)/python -m benchmarks faults --size $(FAULTS_SIZE) --out $(FAULTS_OUT)
+	$(BIN)/python -m benchmarks faults-readme  # the README's table, from the newest two runs
 
 clean:
 	rm -rf $(VENV) .slotsync .pytest_cache .ruff_cache

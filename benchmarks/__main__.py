@@ -22,6 +22,7 @@ BENCHMARKS = {
     "freshness": "benchmarks.freshness",
     "find": "benchmarks.find",
     "faults": "benchmarks.faults",
+    "faults-readme": "benchmarks.faults_readme",
     "all": "benchmarks.suite",
 }
 
