@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from datetime import date
+from typing import Literal
 
 from sandbox_ehr.config import PROFILES, SandboxConfig
 
@@ -66,7 +67,9 @@ def config_from_args(args: argparse.Namespace) -> SandboxConfig:
     kwargs = {}
     if args.start_date is not None:
         kwargs["start_date"] = args.start_date
-    fhir_version = args.fhir_version or ("r4" if args.profile == "plain-r4" else "stu3")
+    fhir_version: Literal["stu3", "r4"] = args.fhir_version or (
+        "r4" if args.profile == "plain-r4" else "stu3"
+    )
     return SandboxConfig(
         host=args.host,
         port=args.port,

@@ -121,16 +121,19 @@ async def slot_appointments(request: Request) -> Response:
     by_slot = sb.records.slot_appointments()
     asked = [v.removeprefix("Slot/") for v in search.split_values(query_pairs(request), "slot")]
     slots = []
+    double = []
     for sid in sorted(set(asked) if asked else by_slot):
         appts = by_slot.get(sid, [])
+        active = sum(a.resource.get("status") in ACTIVE for a in appts)
+        if active >= 2:
+            double.append(sid)
         slots.append(
             {
                 "slot": sid,
-                "active": sum(a.resource.get("status") in ACTIVE for a in appts),
+                "active": active,
                 "appointments": [{"id": a.id, "status": a.resource.get("status")} for a in appts],
             }
         )
-    double = [s["slot"] for s in slots if s["active"] >= 2]
     return json_response({"count": len(slots), "slots": slots, "doubleBooked": double})
 
 

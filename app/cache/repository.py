@@ -738,7 +738,7 @@ def schedule_confirmations(session: Session) -> dict[str, datetime]:
 def schedule_errors(session: Session) -> dict[str, str]:
     """``schedule id -> why its last sync failed for good``, for schedules in that state."""
     stmt = select(ScheduleRow.id, ScheduleRow.last_error).where(ScheduleRow.last_error.is_not(None))
-    return {sid: error for sid, error in session.execute(stmt)}
+    return {sid: error or "" for sid, error in session.execute(stmt)}
 
 
 def actors_by_ref(session: Session, refs: Collection[str] | None = None) -> dict[str, Actor]:
