@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .faults import table
+from . import faults
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -50,7 +50,7 @@ def block(files: list[Path]) -> str:
             f" scenarios met the target; {r.get('wall_seconds', 0) / 60:.0f} min in all."
         )
         parts.append("")
-        parts.append(table(r))
+        parts.append(faults.table(r))
         parts.append("")
     parts.append(END)
     return "\n".join(parts)
