@@ -770,3 +770,13 @@ def schedule_rows(
 
 def count_schedules(session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(ScheduleRow)) or 0)
+
+
+def remove_slots(session: Session, slot_ids: Collection[str]) -> None:
+    """Take slots out of the cache now, whatever the sync last saw (the EHR said at
+    booking time that they are busy, taken or gone); readers are told as by a sync."""
+    ids = tuple(sorted(set(slot_ids)))
+    if ids:  # no upserts: the confirmation time is not used
+        apply_snapshot(
+            session, SnapshotPlan(upserts=(), deletes=ids, unchanged=0), datetime.now(UTC)
+        )
