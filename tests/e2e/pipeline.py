@@ -174,16 +174,22 @@ def converged(p: Pipeline, timeout: float = 30) -> None:
 
 @contextmanager
 def running_pipeline(
-    *, db_url: str, redis_url: str, extra_env: dict[str, str] | None = None
+    *,
+    db_url: str,
+    redis_url: str,
+    extra_env: dict[str, str] | None = None,
+    profile: str = "sandbox",
 ) -> Iterator[Pipeline]:
     """Sandbox EHR, API, worker and beat on these databases; everything stopped afterwards.
 
     Timings are shrunk (5 s heartbeats, 1 s watchdog, 10 s redelivery) so that the
-    tests see failures and recoveries within seconds.
+    tests see failures and recoveries within seconds. ``profile`` is the sandbox's
+    (``plain-r4``: a generic R4 server; pass its settings in ``extra_env``).
     """
     api_port = free_port()
     workdir = Path(tempfile.mkdtemp(prefix="slotsync-e2e-"))
     with start_sandbox(
+        profile=profile,
         size=4000,
         page_size=100,
         callback_secret="not-the-webhook-secret",
