@@ -23,8 +23,10 @@ BookingPath = Literal["operations", "appointment"]
 
 def booking_path(fhir_version: str, setting: str = "auto") -> BookingPath:
     """``$hold``/``$book`` or plain Appointment writes (auto: operations for STU3 only)."""
-    if setting == "operations" or setting == "appointment":
-        return setting
+    if setting == "operations":
+        return "operations"
+    if setting == "appointment":
+        return "appointment"
     return "operations" if fhir_version == "stu3" else "appointment"
 
 
