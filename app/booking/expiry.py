@@ -10,6 +10,7 @@ slots come back to ``$find``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -50,26 +51,12 @@ def expire_holds(
             report.busy.append(appointment_id)  # its booking decides; the hold row stays
             continue
         try:
-            current = gateway.read_appointment(appointment_id)
-            if current.get("status") in _CANCELLABLE:
-                gateway.cancel_appointment(appointment_id, CANCEL_REASON)
-                report.cancelled.append(appointment_id)
-            else:
-                report.gone.append(appointment_id)
-        except EhrRejected as exc:
-            if exc.status not in (404, 410):
-                _failed(engine, report, appointment_id, exc)
-                continue
-            report.gone.append(appointment_id)
+            cancelled = _end(gateway, appointment_id)
         except EhrError as exc:
             _failed(engine, report, appointment_id, exc)
             continue
-        with transaction(engine) as session:
-            holds.forget(session, appointment_id)
-            released = [
-                c for c in claims.release_appointment(session, appointment_id) if c.schedule_id
-            ]
-        refresh_quietly(refresh, overlay.windows(released))
+        (report.cancelled if cancelled else report.gone).append(appointment_id)
+        refresh_quietly(refresh, overlay.windows(_forget(engine, appointment_id)))
     if report.cancelled or report.failed:
         log.info(
             "expired holds: %d cancelled at the EHR, %d failed",
@@ -77,6 +64,45 @@ def expire_holds(
             len(report.failed),
         )
     return report
+
+
+def end_lapsed(
+    engine: Engine, gateway: EhrGateway, appointment_ids: Iterable[str], now: datetime
+) -> list[str]:
+    """Of these EHR appointments, end now those that are our holds past their expiry
+    (a booking found them in its way before the periodic job did); returns their ids.
+    EHR errors propagate: the caller's write must not go ahead on a guess."""
+    wanted = set(appointment_ids)
+    if not wanted:
+        return []
+    with transaction(engine) as session:
+        lapsed = holds.expires_before(session, wanted, now)
+    for appointment_id in lapsed:
+        _end(gateway, appointment_id)
+        _forget(engine, appointment_id)
+    return lapsed
+
+
+def _end(gateway: EhrGateway, appointment_id: str) -> bool:
+    """Cancel the hold at the EHR; False when there was nothing left to cancel (booked,
+    cancelled or deleted there meanwhile)."""
+    try:
+        current = gateway.read_appointment(appointment_id)
+    except EhrRejected as exc:
+        if exc.status in (404, 410):
+            return False
+        raise
+    if current.get("status") not in _CANCELLABLE:
+        return False
+    gateway.cancel_appointment(appointment_id, CANCEL_REASON)
+    return True
+
+
+def _forget(engine: Engine, appointment_id: str) -> list[claims.Claim]:
+    """Drop the hold's row and claims; returns the claims that had a schedule."""
+    with transaction(engine) as session:
+        holds.forget(session, appointment_id)
+        return [c for c in claims.release_appointment(session, appointment_id) if c.schedule_id]
 
 
 def _failed(engine: Engine, report: ExpiryReport, appointment_id: str, exc: EhrError) -> None:

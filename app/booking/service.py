@@ -34,6 +34,7 @@ from app.fhir.patch_body import JSON_PATCH, CancelPatch
 
 from . import overlay, readback
 from .context import BookingContext
+from .expiry import end_lapsed
 from .proposal import ExistingAppointment, NewAppointment, resolve
 from .refresh import refresh_quietly
 
@@ -248,15 +249,24 @@ def _recheck(
     """
     if ctx.gateway.booking != "appointment" or not slot_ids:
         return
+    # Booking our own hold: the EHR may have marked its slots busy for it.
+    busy_ok = bool(ignore)
     try:
         states = ctx.gateway.slot_states(slot_ids)
         present = [sid for sid, status in states.items() if status is not None]
         appointments = ctx.gateway.active_appointments(present) if present else []
+        why = unavailable(slot_ids, states, appointments, ignore=ignore, busy_ok=busy_ok)
+        if "taken" in why.values():
+            # A hold of ours that lapsed and that the periodic job has not ended yet is
+            # no reason to refuse: end it now.
+            blockers = {str(a.get("id")) for a in appointments if a.get("id")} - set(ignore)
+            ended = end_lapsed(ctx.engine, ctx.gateway, blockers, ctx.clock())
+            if ended:
+                ignore = (*ignore, *ended)
+                why = unavailable(slot_ids, states, appointments, ignore=ignore, busy_ok=busy_ok)
     except EhrError:
         undo(False)
         raise
-    # Booking our own hold: the EHR may have marked its slots busy for it.
-    why = unavailable(slot_ids, states, appointments, ignore=ignore, busy_ok=bool(ignore))
     if not why:
         return
     with transaction(ctx.engine) as session:

@@ -5,6 +5,7 @@ Functions take a session and never commit: the caller owns the transaction.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 from sqlalchemy import delete, insert, select, update
@@ -55,3 +56,12 @@ def expires_at(session: Session, appointment_id: str) -> datetime | None:
         AppointmentHoldRow.appointment_id == appointment_id
     )
     return session.scalar(stmt)
+
+
+def expires_before(session: Session, appointment_ids: Collection[str], now: datetime) -> list[str]:
+    """Which of these appointments are holds of ours past their expiry."""
+    stmt = select(AppointmentHoldRow.appointment_id).where(
+        AppointmentHoldRow.appointment_id.in_(sorted(appointment_ids)),
+        AppointmentHoldRow.expires_at <= now,
+    )
+    return sorted(str(a) for a in session.scalars(stmt))

@@ -352,3 +352,24 @@ def test_a_hold_booked_in_time_is_never_cancelled(plain: Plain) -> None:
     plain.sync_day(day)
     assert not set(slot_ids(offer)) & plain.offered_slots(day)
     assert plain.slot_appointments()["doubleBooked"] == []
+
+
+def test_a_slot_held_by_a_lapsed_hold_can_be_booked_and_the_hold_is_cancelled(
+    plain: Plain,
+) -> None:
+    """Whoever ends the lapsed hold first (the booking's re-check or the periodic job),
+    the booking goes through and the EHR keeps one active Appointment on the slot."""
+    day = _days()[3]
+    offer = plain.offers(day)[0]
+    held = plain.hold(offer).json()["entry"][0]["resource"]
+    with plain.engine.begin() as conn:
+        conn.execute(text("UPDATE appointment_holds SET expires_at = now() - interval '1 second'"))
+        conn.execute(text("UPDATE slot_claims SET expires_at = now() - interval '1 second'"))
+    r = plain.book(offer)
+    assert r.status_code == 201, r.text
+    assert plain.ehr_appointment(held["id"])["status"] == "cancelled"
+    counts = plain.slot_appointments()
+    assert counts["doubleBooked"] == []
+    assert [a["status"] for s in counts["slots"] for a in s["appointments"]].count("booked") == len(
+        slot_ids(offer)
+    )
