@@ -47,6 +47,12 @@ class Settings(BaseSettings):
     ehr_base_url: str = "http://127.0.0.1:8100/fhir"
     ehr_fhir_version: Literal["stu3", "r4"] = "stu3"
     ehr_timeout_seconds: float = 30.0
+    ehr_booking: Literal["auto", "operations", "appointment"] = Field(
+        default="auto",
+        description="how holds and bookings reach the EHR: operations = $hold/$book,"
+        " appointment = a pending or booked POST Appointment (re-checked first),"
+        " auto = operations for stu3, appointment for r4",
+    )
     rules_path: Path | None = Field(
         default=None, description="business-rules file; unset = the bundled multi-clinic example"
     )
@@ -221,6 +227,12 @@ class Settings(BaseSettings):
         default=300,
         ge=1,
         description="how long a held slot stays hidden when the EHR sends no Expires header",
+    )
+    hold_expiry_seconds: int = Field(
+        default=15,
+        ge=1,
+        description="how often expired holds (pending Appointments, no $hold at the EHR)"
+        " are looked for and cancelled at the EHR",
     )
     booked_overlay_seconds: int = Field(
         default=6 * 3600,

@@ -525,13 +525,17 @@ def sandbox_ehr(
     page_size: int,
     horizon_days: int,
     heartbeat_seconds: int = 60,
-    fhir_version: str = "stu3",
+    fhir_version: str | None = None,
+    profile: str = "sandbox",
     extra_args: Sequence[str] = (),
 ) -> Iterator[SandboxProcess]:
+    """``profile="plain-r4"``: a generic R4 server, ``_count`` capped at ``page_size``."""
     with start_sandbox(
         size=size,
         page_size=page_size,
         fhir_version=fhir_version,
+        profile=profile,
+        max_count=page_size if profile == "plain-r4" else None,
         callback_secret="not-the-webhook-secret",  # our Subscription names its own header
         extra_args=(
             "--horizon-days",

@@ -44,6 +44,20 @@ class FakeEhr:
     requests: list[httpx.Request] = field(default_factory=list)
     subscriptions: list[dict[str, Any]] = field(default_factory=list)
     schedule_search: bool = True
+    appointments: list[dict[str, Any]] = field(default_factory=list)  # R4 Appointment search
+
+    def appoint(self, slot_id: str, status: str = "booked") -> None:
+        """An Appointment on the slot, which stays free (a generic R4 server)."""
+        self.appointments.append(
+            {
+                "resourceType": "Appointment",
+                "id": f"appt-{len(self.appointments) + 1}",
+                "status": status,
+                "start": self.slots[slot_id].start.isoformat(),
+                "slot": [{"reference": f"Slot/{slot_id}"}],
+                "participant": [{"actor": {"reference": "Patient/p"}, "status": "accepted"}],
+            }
+        )
 
     # -- scripting ---------------------------------------------------------------
 
@@ -84,6 +98,10 @@ class FakeEhr:
                 params.append((p["name"], value))
         if path in ("/Slot/$prefetch", "/Slot"):
             response = self._slots(path, params, prefetch=path.endswith("$prefetch"))
+        elif path == "/Appointment":
+            statuses = ",".join(_all(params, "status")).split(",")
+            found = [a for a in self.appointments if a["status"] in statuses or statuses == [""]]
+            return httpx.Response(200, json=bundle(found, None) | {"total": len(found)})
         elif path == "/Schedule":
             if not self.schedule_search:
                 return httpx.Response(404)

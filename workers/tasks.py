@@ -21,7 +21,7 @@ from celery.exceptions import MaxRetriesExceededError
 
 from app.runtime import sync_context
 from app.settings import get_settings
-from app.sync import capabilities, feed, follow_up, reaper, refresh
+from app.sync import capabilities, feed, follow_up, periodic, reaper, refresh
 from app.sync.retry import Backoff, describe_error, is_transient
 from app.sync.runs import ResyncRequest, execute_chunk, plan_run, planning_failed
 from app.sync.windows import horizon
@@ -178,3 +178,13 @@ def reaper_task(self: Task) -> dict[str, Any]:
         "resent": report.resent,
         "stalled": report.stalled,
     }
+
+
+@celery_app.task(name="slotsync.expire_holds", bind=True)
+def expire_holds_task(self: Task) -> dict[str, Any]:
+    """Cancel at the EHR the holds that lapsed unbooked (EHRs without ``$hold``)."""
+    try:
+        report = periodic.expire_holds_now(sync_context())
+    except Exception as exc:
+        _retry_or_raise(self, exc)
+    return {"cancelled": report.cancelled, "gone": report.gone, "failed": report.failed}

@@ -17,6 +17,7 @@ from app.booking.context import BookingContext
 from app.cache.catalog import CatalogCache, read_catalog
 from app.cache.db import transaction
 from app.cache.slot_index import SlotIndex
+from app.ehr.flavour import booking_path
 from app.ehr.gateway import EhrGateway
 from app.find import MAX_SLOT_LENGTH, warm_offers
 from app.observability.logging import configure_logging
@@ -127,7 +128,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         app.state.booking = BookingContext(
             engine=app.state.engine,
-            gateway=EhrGateway(client),
+            gateway=EhrGateway(
+                client, booking=booking_path(settings.ehr_fhir_version, settings.ehr_booking)
+            ),
             rules=current_rules,
             settings=settings,
             refresh=partial(refresh_windows, sync_context(settings)),

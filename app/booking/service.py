@@ -16,7 +16,9 @@ from typing import Any
 
 import orjson
 
-from app.cache import claims
+from app.availability import slot_ids_of, unavailable
+from app.cache import claims, holds
+from app.cache import repository as repo
 from app.cache.db import transaction
 from app.ehr.errors import (
     EhrConflict,
@@ -32,6 +34,7 @@ from app.fhir.patch_body import JSON_PATCH, CancelPatch
 
 from . import overlay, readback
 from .context import BookingContext
+from .expiry import end_lapsed
 from .proposal import ExistingAppointment, NewAppointment, resolve
 from .refresh import refresh_quietly
 
@@ -225,6 +228,61 @@ def _appointment_id(ctx: BookingContext, claim_id: str, answer: AppointmentAnswe
     return rid
 
 
+_WHY = {
+    "gone": "no longer exists at the EHR",
+    "busy": "is busy at the EHR",
+    "taken": "is taken by another appointment at the EHR",
+}
+
+
+def _recheck(
+    ctx: BookingContext,
+    slot_ids: list[str],
+    undo: Callable[[bool], None],
+    *,
+    ignore: tuple[str, ...] = (),
+) -> None:
+    """Where the EHR has no ``$hold``/``$book`` of its own to check availability, read
+    each slot and its active Appointments there just before writing (IHE Scheduling's
+    ``$book`` does the same). A slot busy, taken or gone is a 409, and leaves the cache
+    at once. ``ignore``: appointments that do not count (the hold being booked).
+    """
+    if ctx.gateway.booking != "appointment" or not slot_ids:
+        return
+    # Booking our own hold: the EHR may have marked its slots busy for it.
+    busy_ok = bool(ignore)
+    try:
+        states = ctx.gateway.slot_states(slot_ids)
+        present = [sid for sid, status in states.items() if status is not None]
+        appointments = ctx.gateway.active_appointments(present) if present else []
+        why = unavailable(slot_ids, states, appointments, ignore=ignore, busy_ok=busy_ok)
+        if "taken" in why.values():
+            # A hold of ours that lapsed and that the periodic job has not ended yet is
+            # no reason to refuse: end it now.
+            blockers = {str(a.get("id")) for a in appointments if a.get("id")} - set(ignore)
+            ended = end_lapsed(ctx.engine, ctx.gateway, blockers, ctx.clock())
+            if ended:
+                ignore = (*ignore, *ended)
+                why = unavailable(slot_ids, states, appointments, ignore=ignore, busy_ok=busy_ok)
+    except EhrError:
+        undo(False)
+        raise
+    if not why:
+        return
+    with transaction(ctx.engine) as session:
+        repo.remove_slots(session, why)
+    undo(True)
+    raise Conflict(
+        "the appointment cannot be made: "
+        + "; ".join(f"Slot/{sid} {_WHY[reason]}" for sid, reason in why.items())
+        + "; search again with $find"
+    )
+
+
+def _slot_ids(slots: Any) -> list[str]:
+    return [s.id for s in slots]
+
+
 # -- the operations --------------------------------------------------------------------
 
 
@@ -239,6 +297,7 @@ def hold(ctx: BookingContext, request: OperationInput) -> BookingOutcome:
         )
     claim_id = overlay.new_claim_id()
     overlay.claim_slots(ctx, target.slots, claim_id, now)
+    _recheck(ctx, _slot_ids(target.slots), _undo_new(ctx, claim_id))
     answer = _write(
         ctx,
         claim_id,
@@ -258,6 +317,9 @@ def hold(ctx: BookingContext, request: OperationInput) -> BookingOutcome:
     overlay.confirm(
         ctx, claim_id, appointment_id=rid, kind=claims.HELD, expires_at=expires, now=confirmed
     )
+    if ctx.gateway.booking == "appointment":  # nothing at the EHR ends this hold but us
+        with transaction(ctx.engine) as session:
+            holds.record(session, rid, expires_at=expires, now=confirmed)
     return BookingOutcome(answer.appointment, answer.created, expires, answer.issues)
 
 
@@ -275,6 +337,7 @@ def book(ctx: BookingContext, request: OperationInput) -> BookingOutcome:
     if isinstance(target, NewAppointment):
         overlay.claim_slots(ctx, target.slots, claim_id, now)
         undo = _undo_new(ctx, claim_id)
+        _recheck(ctx, _slot_ids(target.slots), undo)
         resource = target.resource
 
         def call() -> AppointmentAnswer:
@@ -291,6 +354,7 @@ def book(ctx: BookingContext, request: OperationInput) -> BookingOutcome:
                 expression="cancelled-appt-id",
             )
         before = overlay.claim_held(ctx, held_id, claim_id, now)
+        held_slots = [c.slot_id for c in before or () if c.schedule_id]
         if before is None:
             current = ctx.gateway.read_appointment(held_id)
             if current.get("status") != "pending":
@@ -299,7 +363,9 @@ def book(ctx: BookingContext, request: OperationInput) -> BookingOutcome:
                     "appointment can be booked by its id"
                 )
             overlay.claim_outside_hold(ctx, current, claim_id, now)
+            held_slots = slot_ids_of(current)
         undo = _undo_hold(ctx, claim_id, before)
+        _recheck(ctx, held_slots, undo, ignore=(held_id,))
 
         def call() -> AppointmentAnswer:
             return ctx.gateway.book_existing(held_id, patients, request.comment)
@@ -348,6 +414,9 @@ def book(ctx: BookingContext, request: OperationInput) -> BookingOutcome:
             )
         raise
     confirmed = ctx.clock()
+    if isinstance(target, ExistingAppointment):
+        with transaction(ctx.engine) as session:
+            holds.forget(session, target.appointment_id)  # booked: no longer ours to end
     overlay.confirm(
         ctx,
         claim_id,
@@ -374,6 +443,8 @@ def cancel(ctx: BookingContext, appointment_id: str, patch: CancelPatch) -> dict
             f"{result.get('status')!r}, not cancelled"
         )
     released = overlay.release_appointment(ctx, appointment_id)
+    with transaction(ctx.engine) as session:
+        holds.forget(session, appointment_id)
     refresh_quietly(
         ctx.refresh, overlay.windows(released) or overlay.appointment_windows(ctx, result)
     )

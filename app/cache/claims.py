@@ -12,7 +12,7 @@ Functions take a session and never commit: the caller owns the transaction.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -275,27 +275,47 @@ def release_appointment(session: Session, appointment_id: str) -> list[Claim]:
     return gone
 
 
-def reconcile_free(session: Session, free_slot_ids: Collection[str], fetched_at: datetime) -> int:
-    """Drop confirmed claims on slots the EHR reported free in a fetch started after them.
+def reconcile_taken(
+    session: Session,
+    *,
+    schedule_ids: Collection[str] | None,
+    start: datetime,
+    end: datetime,
+    offered: Collection[str],
+    fetched_at: datetime,
+    in_scope: Callable[[Claim], bool] | None = None,
+) -> int:
+    """Drop booked claims that the EHR's own data has caught up with.
 
-    For the sync: a hold that lapsed or a booking cancelled at the EHR must not
-    keep its slot hidden until the claim expires. Pending claims are left alone
-    (their EHR call is still in flight).
+    For the sync of the window [start, end) of ``schedule_ids`` (None: all): a
+    booked claim confirmed before the fetch started is dropped when the EHR did not
+    offer its slot (busy, taken by an active Appointment, or gone); the slot has left
+    the cache with it, and comes back if the EHR frees it again. A claim whose slot
+    the EHR still offers stays: a generic server never marks a Slot busy, so "free"
+    proves nothing about our booking. Held claims end by expiry (or are released by
+    us), pending ones are in flight; neither is touched. ``in_scope`` narrows further
+    (days a fresher fetch already wrote).
     """
-    # Claims are few and fetched slots many: intersect in memory, delete only those.
-    confirmed = session.scalars(
-        select(SlotClaimRow.slot_id).where(
-            SlotClaimRow.kind != PENDING, SlotClaimRow.confirmed_at < fetched_at
-        )
-    ).all()
-    wanted = set(free_slot_ids)
-    ids = [sid for sid in confirmed if sid in wanted]
+    stmt = select(*_COLUMNS).where(
+        SlotClaimRow.kind == BOOKED,
+        SlotClaimRow.confirmed_at < fetched_at,
+        SlotClaimRow.slot_start >= start,
+        SlotClaimRow.slot_start < end,
+    )
+    if schedule_ids is not None:
+        stmt = stmt.where(SlotClaimRow.schedule_id.in_(list(schedule_ids)))
+    wanted = set(offered)
+    ids = [
+        c.slot_id
+        for c in map(_claim, session.execute(stmt))
+        if c.slot_id not in wanted and (in_scope is None or in_scope(c))
+    ]
     deleted = 0
     for i in range(0, len(ids), 2000):
         result = session.execute(
             delete(SlotClaimRow).where(
                 SlotClaimRow.slot_id.in_(ids[i : i + 2000]),
-                SlotClaimRow.kind != PENDING,
+                SlotClaimRow.kind == BOOKED,
                 SlotClaimRow.confirmed_at < fetched_at,
             )
         )

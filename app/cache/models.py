@@ -301,3 +301,21 @@ class EhrCapabilitiesRow(Base):
     fetched_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     summary: Mapped[str | None] = mapped_column(Text)  # JSON of EhrCapabilities.as_json()
     error: Mapped[str | None] = mapped_column(Text)  # the last read failed: why
+
+
+class AppointmentHoldRow(Base):
+    """A hold made as a ``pending`` Appointment at an EHR without ``$hold``.
+
+    Such an EHR never ends a hold by itself: when ``expires_at`` passes without a
+    booking, slotsync cancels the Appointment there (a periodic job) and forgets the
+    row. Booking or cancelling the hold through us forgets it too.
+    """
+
+    __tablename__ = "appointment_holds"
+
+    appointment_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    last_error: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_appointment_holds_expires", "expires_at"),)

@@ -770,3 +770,16 @@ def schedule_rows(
 
 def count_schedules(session: Session) -> int:
     return int(session.scalar(select(func.count()).select_from(ScheduleRow)) or 0)
+
+
+def remove_slots(session: Session, slot_ids: Collection[str]) -> None:
+    """Take slots out of the cache now, whatever the sync last saw (the EHR said at
+    booking time that they are busy, taken or gone); readers are told as by a sync."""
+    ids = tuple(sorted(set(slot_ids)))
+    if not ids:
+        return
+    # The sync's lock order (schedules, then their slots, then the generation): a
+    # sync writing these schedules meanwhile waits for us or we for it, no deadlock.
+    lock_schedules(session, _schedules_holding(session, ids))
+    plan = SnapshotPlan(upserts=(), deletes=ids, unchanged=0)
+    apply_snapshot(session, plan, datetime.now(UTC))  # no upserts: the time is not used

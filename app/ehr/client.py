@@ -438,3 +438,27 @@ class EhrClient:
         if page_size:
             params.append(("_count", str(page_size)))
         return self.iter_pages("/Schedule", params)
+
+    def appointment_pages(
+        self,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        *,
+        slot_ids: Sequence[str] = (),
+        statuses: Sequence[str] = (),
+        page_size: int | None = None,
+    ) -> Iterator[Any]:
+        """R4 ``GET Appointment?date=ge&date=lt&slot=&status=`` with paging (JSON pages)."""
+        params: list[tuple[str, str]] = []
+        if start is not None:
+            params.append(("date", f"ge{fhir_datetime(start)}"))
+        if end is not None:
+            params.append(("date", f"lt{fhir_datetime(end)}"))
+        if slot_ids:
+            params.append(("slot", ",".join(f"Slot/{sid}" for sid in slot_ids)))
+        if statuses:
+            params.append(("status", ",".join(statuses)))
+        page_size = page_size or self.page_size
+        if page_size:
+            params.append(("_count", str(page_size)))
+        return self.iter_pages("/Appointment", params)

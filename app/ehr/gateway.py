@@ -5,9 +5,11 @@ The only module that knows how each EHR flavour spells a write:
 * ``stu3`` (Argonaut Scheduling): ``POST Appointment/$hold`` and ``$book`` with a
   ``Parameters`` body, answered by an avail-bundle (an ``Appointment`` answered
   ``cancelled`` is a refusal);
-* ``r4`` (plain FHIR REST): a hold is ``POST Appointment`` with status
-  ``pending``, a booking ``POST Appointment`` with status ``booked``, booking a
-  held appointment ``PUT Appointment/{id}`` with status ``booked``.
+* plain FHIR REST (``r4`` by default, see :mod:`app.ehr.flavour`): a hold is
+  ``POST Appointment`` with status ``pending``, a booking ``POST Appointment`` with
+  status ``booked``, booking a held appointment ``PUT Appointment/{id}`` with status
+  ``booked``; the service re-checks the slots first (:meth:`slot_states`,
+  :meth:`active_appointments`) and cancels lapsed holds (:meth:`cancel_appointment`).
 
 Both cancel with ``PATCH Appointment/{id}``.
 
@@ -31,6 +33,7 @@ from typing import Any
 import httpx
 import orjson
 
+from app.availability import ACTIVE_STATUSES
 from app.fhir.parse import next_link
 
 from .client import FHIR_JSON, EhrClient, RetryPolicy, http_date, retry_after_header
@@ -45,6 +48,7 @@ from .errors import (
     EhrUnavailable,
     EhrWriteTimeout,
 )
+from .flavour import BookingPath, booking_path
 
 log = logging.getLogger(__name__)
 
@@ -105,9 +109,18 @@ def _with_patients(
 class EhrGateway:
     """EHR writes over the read client's pooled connection (same base URL, auth, retry policy)."""
 
-    def __init__(self, client: EhrClient, *, retry: RetryPolicy | None = None) -> None:
+    def __init__(
+        self,
+        client: EhrClient,
+        *,
+        retry: RetryPolicy | None = None,
+        booking: BookingPath | None = None,
+    ) -> None:
+        """``booking``: ``$hold``/``$book`` operations or plain Appointment writes
+        (default: :func:`app.ehr.flavour.booking_path` of the client's FHIR version)."""
         self.client = client
         self.flavour = client.fhir_version
+        self.booking: BookingPath = booking or booking_path(client.fhir_version)
         self.retry = retry or client.retry
         self._http = client.http
 
@@ -207,7 +220,7 @@ class EhrGateway:
 
     def hold(self, appointment: dict[str, Any]) -> AppointmentAnswer:
         """Hold a new appointment built by us (Use Case 3's client-generated argo-appt)."""
-        if self.flavour == "r4":
+        if self.booking == "appointment":
             resource = copy.deepcopy(appointment)
             resource["status"] = "pending"
             for p in resource.get("participant") or ():
@@ -224,7 +237,7 @@ class EhrGateway:
         self, appointment: dict[str, Any], patients: Sequence[str], comment: str | None
     ) -> AppointmentAnswer:
         """Book a new appointment built by us, for ``patients`` (``Patient/<id>``)."""
-        if self.flavour == "r4":
+        if self.booking == "appointment":
             resource = _with_patients(copy.deepcopy(appointment), patients, "accepted")
             resource["status"] = "booked"
             for p in resource.get("participant") or ():
@@ -247,8 +260,15 @@ class EhrGateway:
         self, appointment_id: str, patients: Sequence[str], comment: str | None
     ) -> AppointmentAnswer:
         """Book an appointment the EHR already has (a hold), adding the patients."""
-        if self.flavour == "r4":
+        if self.booking == "appointment":
             current = self.read_appointment(appointment_id)
+            if current.get("status") not in ("pending", "proposed", "booked"):
+                # cancelled meanwhile (its hold expired, say): a PUT would revive it
+                raise EhrConflict(
+                    f"Appointment/{appointment_id} is {current.get('status')}",
+                    status=409,
+                    outcome=None,
+                )
             resource = _with_patients(copy.deepcopy(current), patients, "accepted")
             resource["status"] = "booked"
             if comment:
@@ -283,6 +303,45 @@ class EhrGateway:
     def read_appointment(self, appointment_id: str) -> dict[str, Any]:
         answer = self.send("GET", f"/Appointment/{appointment_id}", repeatable=True)
         return self._resource(answer.body, "Appointment")
+
+    def cancel_appointment(self, appointment_id: str, reason: str) -> dict[str, Any]:
+        """Set an Appointment ``cancelled`` with a cancelation reason (read, then PUT:
+        a plain server's update; doing it twice changes nothing)."""
+        current = copy.deepcopy(self.read_appointment(appointment_id))
+        if current.get("status") == "cancelled":
+            return current
+        current.pop("meta", None)
+        current["status"] = "cancelled"
+        current["cancelationReason"] = {"text": reason}
+        answer = self.send("PUT", f"/Appointment/{appointment_id}", body=current, repeatable=True)
+        return self._resource(answer.body, "Appointment")
+
+    def slot_states(self, slot_ids: Sequence[str]) -> dict[str, str | None]:
+        """Each slot's status at the EHR now; None for a slot the EHR no longer has."""
+        states: dict[str, str | None] = {}
+        for sid in dict.fromkeys(slot_ids):
+            try:
+                body = self.send("GET", f"/Slot/{sid}", repeatable=True).body
+            except EhrRejected as exc:
+                if exc.status not in (404, 410):
+                    raise
+                states[sid] = None
+                continue
+            slot = self._resource(body, "Slot")
+            states[sid] = str(slot.get("status") or "")
+        return states
+
+    def active_appointments(self, slot_ids: Sequence[str]) -> list[dict[str, Any]]:
+        """The EHR's active Appointments referencing any of these slots."""
+        found, _ = self.search(
+            "Appointment",
+            [
+                ("slot", ",".join(f"Slot/{sid}" for sid in dict.fromkeys(slot_ids))),
+                ("status", ",".join(ACTIVE_STATUSES)),
+            ],
+            limit=1000,
+        )
+        return found
 
     def search(
         self, resource_type: str, params: Sequence[tuple[str, str]], *, limit: int

@@ -18,12 +18,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from app.availability import ACTIVE_STATUSES, mark_taken, taken_slot_ids
 from app.cache import claims
 from app.cache import repository as repo
 from app.cache.db import transaction
@@ -31,6 +32,7 @@ from app.cache.snapshot import plan_snapshot
 from app.domain import Actor, Schedule, Slot
 from app.ehr.client import EhrClient
 from app.ehr.errors import EhrProtocolError, EhrRejected
+from app.ehr.flavour import reads_appointments
 from app.fhir.parse import parse_schedule
 
 from .windows import day_start, days_in, is_midnight, utcnow
@@ -89,6 +91,7 @@ class FetchedAnswer:
     actors: dict[str, Actor] = field(default_factory=dict)
     rejected: list[str] = field(default_factory=list)
     pages: int = 0
+    taken: set[str] = field(default_factory=set)  # slots of the answer an Appointment holds
 
 
 def fetch_chunk(
@@ -153,7 +156,41 @@ def _fetch_once(
     received = matched + len(answer.rejected)
     if total is not None and received < total:
         raise IncompleteAnswer(f"EHR announced {total} slots but sent {received}")
+    if reads_appointments(client.fhir_version):
+        _leave_out_taken(client, chunk, answer, on_page)
     return answer
+
+
+# An appointment starts at its first slot: one holding a slot of the window may start
+# this much earlier (the longest slot run the composer joins).
+APPOINTMENT_LOOKBACK = timedelta(hours=12)
+
+
+def _leave_out_taken(
+    client: EhrClient, chunk: Chunk, answer: FetchedAnswer, on_page: Callable[[], Any] | None
+) -> None:
+    """Mark the answer's slots that an active Appointment references as taken (busy).
+
+    Read after the slots: a booking made meanwhile is either seen here or is newer
+    than the fetch, and then its claim (confirmed after the fetch started) stands.
+    """
+    offered = {s.id for s in answer.slots if s.status == "free"}
+    if not offered:
+        return
+    appointments: list[dict[str, Any]] = []
+    for page in client.appointment_pages(
+        chunk.start - APPOINTMENT_LOOKBACK, chunk.end, statuses=ACTIVE_STATUSES
+    ):
+        appointments.extend(
+            r
+            for r in (e.get("resource") or {} for e in page.get("entry") or ())
+            if r.get("resourceType") == "Appointment"
+        )
+        if on_page is not None:
+            on_page()
+    answer.taken = taken_slot_ids(appointments) & offered
+    if answer.taken:
+        answer.slots = mark_taken(answer.slots, answer.taken)
 
 
 def _fill_missing_schedules(client: EhrClient, session: Session, answer: FetchedAnswer) -> None:
@@ -197,16 +234,16 @@ def write_chunk(
     }
     plan = plan_snapshot(cached, answer.slots, in_scope=writable)
     repo.apply_snapshot(session, plan, fetch_started, cached=cached)
-    # A hold that lapsed or a booking cancelled at the EHR shows up here as free again:
-    # its claim must not keep hiding the slot until it expires.
-    claims.reconcile_free(
+    # A booking the EHR now shows (slot busy, taken by an Appointment, or gone) no longer
+    # needs its claim; one whose slot the EHR still offers keeps it (see reconcile_taken).
+    claims.reconcile_taken(
         session,
-        [
-            s.id
-            for s in answer.slots
-            if s.status == "free" and writable(s) and (scope is None or s.schedule_id in scope)
-        ],
-        fetch_started,
+        schedule_ids=scope,
+        start=chunk.start,
+        end=chunk.end,
+        offered=[s.id for s in answer.slots if s.status == "free"],
+        fetched_at=fetch_started,
+        in_scope=lambda c: not fresher or (c.schedule_id, day_start(c.start)) not in fresher,
     )
 
     marked = sorted(scope) if scope is not None else repo.all_schedule_ids(session)

@@ -7,13 +7,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from app.ehr.flavour import booking_path
 from app.settings import Settings
 
 from .context import SyncContext
 from .dispatch import Dispatcher
 
 CAPABILITIES_SECONDS = 6 * 3600
+
+if TYPE_CHECKING:
+    from app.booking.expiry import ExpiryReport
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,10 +72,27 @@ def _daily_load(ctx: SyncContext, dispatcher: Dispatcher) -> object:
     return dispatcher.resync(ResyncRequest(kind="initial-load"))
 
 
+def expire_holds_now(ctx: SyncContext) -> ExpiryReport:
+    """Cancel the holds that lapsed unbooked (the Celery task and embedded mode)."""
+    from functools import partial
+
+    from app.booking.expiry import expire_holds
+    from app.ehr.gateway import EhrGateway
+
+    from .refresh import refresh_windows
+
+    gateway = EhrGateway(ctx.client, booking="appointment")
+    return expire_holds(ctx.engine, gateway, partial(refresh_windows, ctx), ctx.clock())
+
+
+def _expire_holds(ctx: SyncContext, dispatcher: Dispatcher) -> object:
+    return expire_holds_now(ctx)
+
+
 def periodic_jobs(settings: Settings) -> list[PeriodicJob]:
     """Every periodic job; both run modes run all of them (embedded mode in process)."""
     hour, minute = (int(part) for part in settings.daily_load_at.split(":"))
-    return [
+    jobs = [
         PeriodicJob(
             "daily-initial-load",
             "slotsync.initial_load",
@@ -126,3 +148,17 @@ def periodic_jobs(settings: Settings) -> list[PeriodicJob]:
             " fail and replan stalled runs",
         ),
     ]
+    if booking_path(settings.ehr_fhir_version, settings.ehr_booking) == "appointment":
+        # no $hold at the EHR: a lapsed hold (a pending Appointment) is ours to cancel
+        jobs.append(
+            PeriodicJob(
+                "expire-holds",
+                "slotsync.expire_holds",
+                settings.hold_expiry_seconds,
+                None,
+                _expire_holds,
+                "cancel at the EHR the holds (pending Appointments) that lapsed unbooked;"
+                " only where the EHR has no $hold of its own",
+            )
+        )
+    return jobs

@@ -124,12 +124,17 @@ E2E_SETTINGS = {
 
 @contextmanager
 def running_pipeline(
-    *, db_url: str, redis_url: str, extra_env: dict[str, str] | None = None
+    *,
+    db_url: str,
+    redis_url: str,
+    extra_env: dict[str, str] | None = None,
+    profile: str = "sandbox",
 ) -> Iterator[Pipeline]:
     """Sandbox EHR, API, worker and beat on these databases; everything stopped afterwards.
 
     Timings are shrunk (5 s heartbeats, 1 s watchdog, 10 s redelivery) so that the
-    tests see failures and recoveries within seconds.
+    tests see failures and recoveries within seconds. ``profile`` is the sandbox's
+    (``plain-r4``: a generic R4 server; pass its settings in ``extra_env``).
     """
     upgrade(db_url)
     settings = {
@@ -139,7 +144,11 @@ def running_pipeline(
     }
     with (
         stack.sandbox_ehr(
-            size=4000, page_size=100, horizon_days=HORIZON_DAYS, heartbeat_seconds=5
+            size=4000,
+            page_size=100,
+            horizon_days=HORIZON_DAYS,
+            heartbeat_seconds=5,
+            profile=profile,
         ) as sandbox,
         stack.running_pipeline(
             db_url=db_url,

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from app.cache import repository as repo
 from app.cache.snapshot import SnapshotPlan
 from app.domain import Schedule, Slot
+from app.ehr.client import fhir_datetime
 from app.ehr.errors import EhrUnavailable
 from app.sync.chunk import Chunk, IncompleteAnswer, sync_chunk
 from tests.factories import slot
@@ -87,10 +88,38 @@ def test_r4_chunk_uses_schedule_search(engine):
     ehr = ehr_with("sch-1", "sch-2")
     sync_chunk(engine, client_for(ehr, "r4"), Chunk(("sch-2",), DAY0, DAY0 + timedelta(days=7)))
     assert set(cached(engine)) == {f"sch-2-s{i}" for i in range(4)}
-    request = ehr.requests[-1]
+    request = ehr.requests[-2]
     assert request.url.path == "/fhir/Slot"
     assert request.url.params["schedule"] == "Schedule/sch-2"
     assert request.url.params["status"] == "free"
+    # plain R4 keeps no slot bookkeeping: the window's active Appointments are read beside
+    appointments = ehr.requests[-1]
+    assert appointments.url.path == "/fhir/Appointment"
+    assert appointments.url.params.get_list("date") == [
+        f"ge{fhir_datetime(DAY0 - timedelta(hours=12))}",
+        f"lt{fhir_datetime(DAY0 + timedelta(days=7))}",
+    ]
+    assert appointments.url.params["status"] == (
+        "proposed,pending,booked,arrived,checked-in,waitlist"
+    )
+
+
+def test_r4_slot_of_an_active_appointment_is_taken_whatever_the_slot_says(engine):
+    """A generic R4 server leaves a booked Slot free; the Appointment is what counts."""
+    ehr = ehr_with("sch-1")
+    client = client_for(ehr, "r4")
+    sync_chunk(engine, client, WEEK)
+    assert set(cached(engine)) == {f"sch-1-s{i}" for i in range(4)}
+    ehr.appoint("sch-1-s0", "booked")
+    ehr.appoint("sch-1-s1", "pending")
+    ehr.appoint("sch-1-s2", "cancelled")
+    result = sync_chunk(engine, client, WEEK)
+    assert ehr.slots["sch-1-s0"].status == "free"
+    assert set(cached(engine)) == {"sch-1-s2", "sch-1-s3"}
+    assert result.deleted == 2
+    ehr.appointments[0]["status"] = "cancelled"  # the booking ends: the slot comes back
+    sync_chunk(engine, client, WEEK)
+    assert set(cached(engine)) == {"sch-1-s0", "sch-1-s2", "sch-1-s3"}
 
 
 def test_post_prefetch(engine):

@@ -106,22 +106,43 @@ def test_booking_a_hold_hands_its_claims_over_once(cache: Engine) -> None:
         }
 
 
-def test_reconcile_drops_only_confirmed_claims_older_than_the_fetch(cache: Engine) -> None:
+def _reconcile(engine: Engine, offered, fetched_at, schedule_ids=None) -> int:
+    with transaction(engine) as session:
+        return claims.reconcile_taken(
+            session,
+            schedule_ids=schedule_ids,
+            start=T0 - timedelta(days=1),
+            end=T0 + timedelta(days=30),
+            offered=[s.id for s in offered],
+            fetched_at=fetched_at,
+        )
+
+
+def test_reconcile_keeps_booked_claims_while_the_ehr_still_offers_the_slot(cache: Engine) -> None:
+    """A generic EHR leaves a booked Slot free: that proves nothing about our booking."""
     _claim(cache, SLOTS[:1], "booked-long-ago")
     _claim(cache, SLOTS[1:2], "pending")
     _claim(cache, SLOTS[2:3], "booked-just-now")
+    _claim(cache, SLOTS[3:4], "held")
     later = timedelta(minutes=10)
     with transaction(cache) as session:
         for claim_id, confirmed in (("booked-long-ago", NOW), ("booked-just-now", NOW + later)):
             claims.confirm(session, claim_id, appointment_id=claim_id, kind=claims.BOOKED,
                            expires_at=NOW + timedelta(hours=6), now=confirmed)  # fmt: skip
+        claims.confirm(session, "held", appointment_id="held", kind=claims.HELD,
+                       expires_at=NOW + timedelta(hours=1), now=NOW)  # fmt: skip
     fetched_at = NOW + timedelta(minutes=5)
-    with transaction(cache) as session:
-        gone = claims.reconcile_free(session, [s.id for s in SLOTS], fetched_at)
-    assert gone == 1
+    ids = [s.id for s in SLOTS]
+    assert _reconcile(cache, SLOTS, fetched_at) == 0, "every slot offered free: all stay"
+    assert _reconcile(cache, [], fetched_at, schedule_ids=["sch-other"]) == 0, "out of scope"
+
+    # The EHR no longer offers any of them (busy, taken by an Appointment, or gone): only
+    # the booking confirmed before the fetch began is caught up with; held claims end by
+    # expiry, pending ones are in flight.
+    assert _reconcile(cache, [], fetched_at) == 1
     with Session(cache) as session:
-        left = {c.slot_id for c in claims.live_claims(session, [s.id for s in SLOTS], NOW)}
-    assert left == {SLOTS[1].id, SLOTS[2].id}
+        left = {c.slot_id for c in claims.live_claims(session, ids, NOW)}
+    assert left == {SLOTS[1].id, SLOTS[2].id, SLOTS[3].id}
 
 
 def test_concurrent_claims_of_one_slot_have_one_winner(pg_cache: Engine) -> None:

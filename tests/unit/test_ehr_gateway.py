@@ -204,3 +204,68 @@ def test_patient_registration_tells_created_from_existing() -> None:
     assert gateway.register_patient({"resourceType": "Patient"}) == (patient("p1"), True)
     assert gateway.register_patient({"resourceType": "Patient"}) == (patient("p1"), False)
     assert all("If-None-Exist" not in r.headers for r in seen)
+
+
+# -- plain Appointment writes: the re-check reads and the cancel of a lapsed hold -------
+
+
+def test_the_booking_path_is_the_gateways_not_the_fhir_versions() -> None:
+    gateway, seen = _gateway("stu3", _json(201, APPOINTMENT | {"id": "a1", "status": "pending"}))
+    gateway.booking = "appointment"
+    answer = gateway.hold(APPOINTMENT)
+    assert (seen[0].method, seen[0].url.path) == ("POST", "/fhir/Appointment")
+    assert answer.appointment["id"] == "a1"
+    gateway, seen = _gateway("r4", _json(200, _bundle(APPOINTMENT | {"status": "pending"})))
+    gateway.booking = "operations"
+    gateway.hold(APPOINTMENT)
+    assert seen[0].url.path == "/fhir/Appointment/$hold"
+
+
+def test_slot_states_read_each_slot_once_and_name_the_gone_ones() -> None:
+    gateway, seen = _gateway(
+        "r4",
+        _json(200, {"resourceType": "Slot", "id": "s1", "status": "free"}),
+        _json(404, {"resourceType": "OperationOutcome", "issue": []}),
+        _json(410, {"resourceType": "OperationOutcome", "issue": []}),
+        _json(200, {"resourceType": "Slot", "id": "s4", "status": "busy-tentative"}),
+    )
+    states = gateway.slot_states(["s1", "s2", "s3", "s4", "s1"])
+    assert states == {"s1": "free", "s2": None, "s3": None, "s4": "busy-tentative"}
+    assert [r.url.path for r in seen] == [f"/fhir/Slot/s{n}" for n in (1, 2, 3, 4)]
+    gateway, _ = _gateway("r4", _json(403, {"resourceType": "OperationOutcome", "issue": []}))
+    with pytest.raises(EhrRejected):
+        gateway.slot_states(["s1"])
+
+
+def test_active_appointments_search_by_slot_and_active_status_following_pages() -> None:
+    first = _bundle({"resourceType": "Appointment", "id": "a1", "status": "booked"})
+    first["link"] = [{"relation": "next", "url": "http://ehr.test/fhir/Appointment?page=2"}]
+    second = _bundle({"resourceType": "Appointment", "id": "a2", "status": "pending"})
+    gateway, seen = _gateway("r4", _json(200, first), _json(200, second))
+    found = gateway.active_appointments(["s1", "s2"])
+    assert [a["id"] for a in found] == ["a1", "a2"]
+    assert seen[0].url.params["slot"] == "Slot/s1,Slot/s2"
+    assert seen[0].url.params["status"] == "proposed,pending,booked,arrived,checked-in,waitlist"
+    assert seen[1].url.params["page"] == "2"
+
+
+def test_cancel_appointment_puts_it_cancelled_with_a_reason_once() -> None:
+    held = APPOINTMENT | {"id": "a1", "status": "pending", "meta": {"versionId": "1"}}
+    gateway, seen = _gateway(
+        "r4", _json(200, held), _json(200, held | {"status": "cancelled"}),
+    )  # fmt: skip
+    gateway.cancel_appointment("a1", "hold expired without a booking")
+    sent = orjson.loads(seen[1].content)
+    assert (seen[1].method, seen[1].url.path) == ("PUT", "/fhir/Appointment/a1")
+    assert sent["status"] == "cancelled" and "meta" not in sent
+    assert sent["cancelationReason"] == {"text": "hold expired without a booking"}
+    gateway, seen = _gateway("r4", _json(200, held | {"status": "cancelled"}))
+    gateway.cancel_appointment("a1", "again")
+    assert len(seen) == 1, "already cancelled: nothing to write"
+
+
+def test_booking_a_cancelled_hold_by_put_is_refused_not_revived() -> None:
+    gateway, seen = _gateway("r4", _json(200, APPOINTMENT | {"id": "a1", "status": "cancelled"}))
+    with pytest.raises(EhrConflict):
+        gateway.book_existing("a1", ["Patient/p1"], None)
+    assert [r.method for r in seen] == ["GET"]
