@@ -549,3 +549,22 @@ def unresolved_failures(session: Session) -> list[SyncRunRow]:
             .limit(100)
         )
     )
+
+
+def changes_floor(session: Session) -> datetime | None:
+    """Since when changes must be looked for when no poll has succeeded yet: the start of
+    the oldest full load still at work (its pages may predate a change), else of the
+    last full load that completed; None without any."""
+    active = session.scalar(
+        select(func.min(SyncRunRow.started_at)).where(
+            SyncRunRow.kind == "initial-load", SyncRunRow.status.in_(ACTIVE)
+        )
+    )
+    if active is not None:
+        return active
+    return session.scalar(
+        select(func.max(SyncRunRow.started_at)).where(
+            SyncRunRow.kind == "initial-load",
+            or_(SyncRunRow.status == "ok", SyncRunRow.recovered_at.is_not(None)),
+        )
+    )

@@ -227,8 +227,9 @@ def poll(ctx: SyncContext, dispatcher: Dispatcher) -> PollResult:
     """One polling pass, one at a time; never raises for EHR trouble (recorded on the feed).
 
     Incremental where the EHR can search Slots by ``_lastUpdated``: from the high-water
-    mark of the last successful poll (the newest ``meta.lastUpdated`` seen, or the start
-    of the last complete full load), less a small overlap for clock skew, so a poll
+    mark of the last successful poll (the newest ``meta.lastUpdated`` seen; before any,
+    the start of the full load at work or of the last complete one), less a small
+    overlap for clock skew, so a poll
     after an outage reads what changed during it, not everything. Deletions, which
     ``_lastUpdated`` cannot show, come from ``Slot/_history`` where the EHR has it (and
     otherwise from the near-days reconcile). Without a cursor or such a search: the
@@ -250,14 +251,18 @@ def _poll(ctx: SyncContext, dispatcher: Dispatcher) -> PollResult:
     row = feed_row(ctx)
     now = ctx.clock()
     caps = capabilities.known(ctx)
-    incremental = row.poll_cursor is not None and (
+    start = row.poll_cursor
+    if start is None:  # no poll succeeded yet: what a full load may have missed
+        with transaction(ctx.engine) as session:
+            start = runs_repo.changes_floor(session)
+    incremental = start is not None and (
         ctx.settings.ehr_fhir_version == "r4" or (caps is not None and caps.slot_changes_since)
     )
     cursor: datetime | None = None
     try:
         if incremental:
-            assert row.poll_cursor is not None
-            since = row.poll_cursor - CURSOR_MARGIN
+            assert start is not None
+            since = start - CURSOR_MARGIN
             result, cursor = _poll_since(ctx, dispatcher, since)
             if caps is not None and caps.slot_history:
                 deleted, newest = _poll_deletions(ctx, dispatcher, since)
