@@ -439,6 +439,17 @@ def fresher_days(
     return found
 
 
+def slot_positions(session: Session, slot_ids: Collection[str]) -> dict[str, tuple[str, datetime]]:
+    """``slot id -> (schedule id, start)`` of the cached slots among ``slot_ids``."""
+    out: dict[str, tuple[str, datetime]] = {}
+    for chunk in _batched(sorted(slot_ids)):
+        rows = session.execute(
+            select(SlotRow.id, SlotRow.schedule_id, SlotRow.start).where(SlotRow.id.in_(chunk))
+        )
+        out.update((sid, (schedule, start)) for sid, schedule, start in rows)
+    return out
+
+
 def all_schedule_ids(session: Session) -> list[str]:
     return list(session.scalars(select(ScheduleRow.id).order_by(ScheduleRow.id)))
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -28,14 +28,14 @@ from app.availability import ACTIVE_STATUSES, mark_taken, taken_slot_ids
 from app.cache import claims
 from app.cache import repository as repo
 from app.cache.db import transaction
-from app.cache.snapshot import plan_snapshot
+from app.cache.snapshot import SnapshotPlan, plan_snapshot
 from app.domain import Actor, Schedule, Slot
 from app.ehr.client import EhrClient
 from app.ehr.errors import EhrProtocolError, EhrRejected
 from app.ehr.flavour import reads_appointments
 from app.fhir.parse import parse_schedule
 
-from .windows import day_start, days_in, is_midnight, utcnow
+from .windows import DAY, day_start, days_in, is_midnight, utcnow
 
 
 class IncompleteAnswer(EhrProtocolError):
@@ -232,7 +232,9 @@ def write_chunk(
         for sid, s in repo.cached_slots(session, scope, chunk.start, chunk.end).items()
         if writable(s)
     }
-    plan = plan_snapshot(cached, answer.slots, in_scope=writable)
+    plan = _leave_fresher_elsewhere(
+        session, plan_snapshot(cached, answer.slots, in_scope=writable), cached, fetch_started
+    )
     repo.apply_snapshot(session, plan, fetch_started, cached=cached)
     # A booking the EHR now shows (slot busy, taken by an Appointment, or gone) no longer
     # needs its claim; one whose slot the EHR still offers keeps it (see reconcile_taken).
@@ -259,6 +261,39 @@ def write_chunk(
         skipped_days=len(fresher),
         rejected=len(answer.rejected),
     )
+
+
+def _leave_fresher_elsewhere(
+    session: Session, plan: SnapshotPlan, cached: Mapping[str, Slot], fetch_started: datetime
+) -> SnapshotPlan:
+    """Drop the upserts of slots that a newer fetch has placed on another (schedule, day).
+
+    A slot moved at the EHR while this fetch paged: a newer refresh of its new day
+    already wrote it there, and marked only that day. Writing this fetch's older copy
+    (on the old day) would move it back, where no later refresh of the new day sees it.
+    """
+    elsewhere = [s.id for s in plan.upserts if s.id not in cached]
+    if not elsewhere:
+        return plan
+    positions = repo.slot_positions(session, elsewhere)
+    if not positions:
+        return plan
+    days = [day_start(start) for _, start in positions.values()]
+    fresher = repo.fresher_days(
+        session,
+        {schedule for schedule, _ in positions.values()},
+        min(days),
+        max(days) + DAY,
+        fetch_started,
+    )
+    if not fresher:
+        return plan
+    stale = {
+        sid
+        for sid, (schedule, start) in positions.items()
+        if (schedule, day_start(start)) in fresher
+    }
+    return replace(plan, upserts=tuple(s for s in plan.upserts if s.id not in stale))
 
 
 K = TypeVar("K")

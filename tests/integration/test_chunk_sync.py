@@ -226,3 +226,40 @@ def test_bulk_writes_keep_every_field_exactly(engine):
         plan = SnapshotPlan(upserts=tuple(changed), deletes=(), unchanged=0)
         repo.apply_snapshot(s, plan, DAY0 + timedelta(hours=1), cached=before)
     assert cached(engine) == {x.id: x for x in changed}
+
+
+def test_an_older_fetch_never_moves_back_a_slot_a_newer_fetch_moved_to_another_day(engine):
+    """A slot moved to the next day while a whole-day chunk paged: the refresh of its
+    new day wrote it there and marked that day only; the slow chunk's older copy (on the
+    old day) must not move it back, where later refreshes of the new day never see it."""
+    ehr = ehr_with("sch-1")
+    clock = Clock(DAY0)
+    sync_chunk(engine, client_for(ehr), WEEK, clock=clock)
+    day = Chunk(None, DAY0, DAY0 + timedelta(days=1))
+    slow_started = clock()  # the slow load chunk of day 0 asked the EHR now ...
+    stale_answer = dict(ehr.slots)
+    moved = replace(
+        ehr.slots["sch-1-s0"],
+        start=ehr.slots["sch-1-s0"].start + timedelta(days=1),
+        end=ehr.slots["sch-1-s0"].end + timedelta(days=1),
+    )
+    ehr.put(moved)  # ... the EHR moves a slot to day 1 and notifies: day 1 is refreshed
+    sync_chunk(
+        engine,
+        client_for(ehr),
+        Chunk(("sch-1",), DAY0 + timedelta(days=1), DAY0 + timedelta(days=2)),
+        clock=clock,
+    )
+    assert cached(engine)["sch-1-s0"].start == moved.start
+    old = FakeEhr(schedules=dict(ehr.schedules), slots=stale_answer)
+    sync_chunk(engine, client_for(old), day, clock=lambda: slow_started)
+    assert cached(engine)["sch-1-s0"].start == moved.start  # still where the EHR has it
+    # and a later refresh of day 1 keeps it right
+    ehr.book("sch-1-s0")
+    sync_chunk(
+        engine,
+        client_for(ehr),
+        Chunk(("sch-1",), DAY0 + timedelta(days=1), DAY0 + timedelta(days=2)),
+        clock=clock,
+    )
+    assert "sch-1-s0" not in cached(engine)
