@@ -136,7 +136,11 @@ class Settings(BaseSettings):
     reconcile_days: int = Field(default=7, ge=1, description="how far the near reconcile reads")
     subscription_renew_seconds: int = Field(default=3600, ge=60)
     refresh_coalesce_seconds: int = Field(
-        default=60, ge=1, description="expiry of a queued refresh's dedupe key"
+        default=600,
+        ge=1,
+        description="expiry of a queued refresh's dedupe key: outlasts the longest wait in the"
+        " queue, or every repeated notification queues a refresh again (a refresh drops it as"
+        " soon as it starts, or fails)",
     )
     schedule_lock_seconds: int = Field(
         default=60, ge=5, description="expiry of a schedule lock (extended while pages arrive)"

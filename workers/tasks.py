@@ -114,7 +114,13 @@ def refresh_task(self: Task, schedule_id: str, start: str, end: str) -> dict[str
         _retry_or_raise(
             self, exc, lambda error: follow_up.refresh_failed(ctx, schedule_id, lo, hi, error)
         )
-    return {"upserted": result.upserted, "deleted": result.deleted}
+    return {
+        "schedule": schedule_id,
+        "window": f"{start[:10]}..{end[:10]}",
+        "upserted": result.upserted,
+        "deleted": result.deleted,
+        "skipped_days": result.skipped_days,
+    }
 
 
 @celery_app.task(name="slotsync.refresh_actor", bind=True)
