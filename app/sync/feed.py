@@ -17,12 +17,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from app.cache import claims, feeds
+from app.cache import repository as repo
 from app.cache import runs as runs_repo
 from app.cache.db import transaction
 from app.domain import Slot
@@ -307,22 +309,30 @@ def _poll_deletions(
     if not gone:
         return 0, newest
     with transaction(ctx.engine) as session:
-        cached = claims.slots_by_id(session, gone)
-    lo, hi = ctx.horizon()
-    windows: dict[str, tuple[datetime, datetime]] = {}
-    for slot in cached.values():
-        day = day_start(slot.start)
-        first, last = windows.get(slot.schedule_id, (day, day))
-        windows[slot.schedule_id] = (min(first, day), max(last, day))
-    for sid, (first, last) in sorted(windows.items()):
-        request_refresh(
-            ctx.coord,
-            dispatcher,
-            sid,
-            (max(first, lo), min(last + DAY, hi)),
-            ttl=ctx.settings.refresh_coalesce_seconds,
-        )
+        cached = repo.slot_positions(session, gone)
+    _refresh_days(ctx, dispatcher, cached.values())
     return len(cached), newest
+
+
+def _refresh_days(
+    ctx: SyncContext, dispatcher: Dispatcher, positions: Iterable[tuple[str, datetime]]
+) -> int:
+    """Queue one coalesced refresh per schedule, over the days of these (schedule, start)
+    positions within the horizon; returns the refreshes queued."""
+    lo, hi = ctx.horizon()
+    spans: dict[str, tuple[datetime, datetime]] = {}
+    for schedule_id, start in positions:
+        day = day_start(start)
+        first, last = spans.get(schedule_id, (day, day))
+        spans[schedule_id] = (min(first, day), max(last, day))
+    queued = 0
+    for sid, (first, last) in sorted(spans.items()):
+        window = (max(first, lo), min(last + DAY, hi))
+        if window[0] < window[1] and request_refresh(
+            ctx.coord, dispatcher, sid, window, ttl=ctx.settings.refresh_coalesce_seconds
+        ):
+            queued += 1
+    return queued
 
 
 def _instant(value: object) -> datetime | None:
@@ -349,22 +359,9 @@ def _poll_since(
                 newest = slot.last_updated
     with transaction(ctx.engine) as session:
         cached = claims.slots_by_id(session, [s.id for s in seen])
-    touched: dict[str, tuple[datetime, datetime]] = {}
-    changed = 0
-    for slot in seen:
-        if _already_cached(slot, cached.get(slot.id)):
-            continue
-        changed += 1
-        day = day_start(slot.start)
-        first, last = touched.get(slot.schedule_id, (day, day))
-        touched[slot.schedule_id] = (min(first, day), max(last, day))
-    refreshes = 0
-    for sid, (first, last) in sorted(touched.items()):
-        window = (max(first, lo), min(last + DAY, hi))
-        if window[0] < window[1] and request_refresh(
-            ctx.coord, dispatcher, sid, window, ttl=ctx.settings.refresh_coalesce_seconds
-        ):
-            refreshes += 1
+    changes = [s for s in seen if not _already_cached(s, cached.get(s.id))]
+    refreshes = _refresh_days(ctx, dispatcher, ((s.schedule_id, s.start) for s in changes))
+    changed = len(changes)
     return PollResult(mode="since", changed_slots=changed, refreshes=refreshes), newest
 
 
