@@ -37,10 +37,13 @@ class CeleryDispatcher:
         for seq in seqs:
             sync_chunk_task.apply_async((run_id, seq))
 
-    def refresh(self, schedule_id: str, start: datetime, end: datetime) -> None:
+    def refresh(
+        self, schedule_id: str, start: datetime, end: datetime, heard_at: datetime | None = None
+    ) -> None:
         from .tasks import refresh_task
 
-        refresh_task.apply_async((schedule_id, start.isoformat(), end.isoformat()))
+        heard = None if heard_at is None else heard_at.isoformat()
+        refresh_task.apply_async((schedule_id, start.isoformat(), end.isoformat(), heard))
 
     def refresh_actor(self, actor_ref: str, start: datetime, end: datetime) -> None:
         from .tasks import refresh_actor_task

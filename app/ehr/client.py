@@ -81,6 +81,19 @@ PROVIDER_TYPES = ("Practitioner", "PractitionerRole")
 MIN_PAGE_SIZE = 10
 
 
+def can_filter_to(schedule: Schedule, fhir_version: str) -> bool:
+    """Whether a slot search can ask for this schedule's slots alone.
+
+    R4 names schedules. STU3 ``$prefetch`` filters by practitioner and location
+    only, so a device's or a service's schedule can only be read in an unfiltered
+    answer holding every schedule of the window.
+    """
+    if fhir_version != "stu3":
+        return True
+    kinds = {ref.split("/", 1)[0] for ref in schedule.actor_refs}
+    return bool(kinds & {*PROVIDER_TYPES, "Location"})
+
+
 def _smaller_count(params: Any) -> tuple[list[tuple[str, str]], int] | None:
     """``params`` with its ``_count`` halved, and the new size; None if there is none to
     halve (no ``_count`` sent, or already at the floor)."""
@@ -373,7 +386,7 @@ class EhrClient:
         for schedule in schedules or ():
             providers = [r for r in schedule.actor_refs if r.split("/")[0] in PROVIDER_TYPES]
             places = [r for r in schedule.actor_refs if r.startswith("Location/")]
-            if not providers and not places:
+            if not can_filter_to(schedule, self.fhir_version):
                 # a device or service schedule: $prefetch cannot name it, ask for everything
                 practitioners, locations = [], []
                 break

@@ -80,6 +80,7 @@ class ChunkResult:
     unchanged: int
     skipped_days: int = 0  # (schedule, day) pairs left alone: a newer fetch had written them
     rejected: int = 0  # malformed resources the EHR sent, left out
+    covered: bool = False  # not fetched: a fetch that started later had read it already
 
 
 @dataclass(slots=True)

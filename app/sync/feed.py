@@ -326,10 +326,16 @@ def _refresh_days(
         first, last = spans.get(schedule_id, (day, day))
         spans[schedule_id] = (min(first, day), max(last, day))
     queued = 0
+    heard_at = ctx.clock()  # after the read that found the changes
     for sid, (first, last) in sorted(spans.items()):
         window = (max(first, lo), min(last + DAY, hi))
         if window[0] < window[1] and request_refresh(
-            ctx.coord, dispatcher, sid, window, ttl=ctx.settings.refresh_coalesce_seconds
+            ctx.coord,
+            dispatcher,
+            sid,
+            window,
+            ttl=ctx.settings.refresh_coalesce_seconds,
+            heard_at=heard_at,
         ):
             queued += 1
     return queued

@@ -79,7 +79,7 @@ def accept_notification(
         ttl = settings.refresh_coalesce_seconds
         enqueued = coalesced = 0
         for sid, window in schedule_jobs:
-            if request_refresh(coord, dispatcher, sid, window, ttl=ttl):
+            if request_refresh(coord, dispatcher, sid, window, ttl=ttl, heard_at=now):
                 enqueued += 1
             else:
                 coalesced += 1

@@ -39,7 +39,7 @@ from app.cache import runs as runs_repo
 from app.cache.db import transaction
 from app.cache.runs import ChunkOutcome, ChunkSpec
 from app.domain import Schedule
-from app.ehr.client import PROVIDER_TYPES
+from app.ehr.client import PROVIDER_TYPES, can_filter_to
 from app.settings import Settings
 
 from . import capabilities
@@ -105,7 +105,7 @@ def group_schedules(
     for schedule in sorted(schedules, key=lambda s: s.id):
         kinds = {ref.split("/", 1)[0] for ref in schedule.actor_refs}
         key = (bool(kinds & set(PROVIDER_TYPES)), "Location" in kinds)
-        if fhir_version == "stu3" and key == (False, False):
+        if not can_filter_to(schedule, fhir_version):
             unnamed.append(schedule.id)
         else:
             by_kind.setdefault(key if fhir_version == "stu3" else (True, True), []).append(
@@ -123,10 +123,7 @@ def group_schedules(
 
 def _unnamed(schedules: Sequence[Schedule], settings: Settings) -> bool:
     """Whether some schedule has neither practitioner nor location (STU3 cannot filter it)."""
-    if settings.ehr_fhir_version != "stu3":
-        return False
-    named = {*PROVIDER_TYPES, "Location"}
-    return any(not {r.split("/", 1)[0] for r in s.actor_refs} & named for s in schedules)
+    return not all(can_filter_to(s, settings.ehr_fhir_version) for s in schedules)
 
 
 def build_chunks(

@@ -77,6 +77,62 @@ def test_a_storm_of_identical_notifications_queues_one_refresh(engine):
     assert accept(ctx, dispatcher, event()).enqueued == 1
 
 
+def test_a_refresh_whose_change_a_later_fetch_read_is_skipped(engine):
+    """The backlog after a burst drains without EHR reads: a refresh heard before a
+    fetch of the same days began has nothing left to learn."""
+    ehr, ctx, clock = loaded(engine)
+    window = (DAY0, DAY0 + timedelta(days=2))
+    heard = clock()
+    ehr.book("sch-0-s0")
+    clock.now += timedelta(seconds=2)
+    refresh_schedule(ctx, "sch-0", *window)  # a later fetch of the day (say, a load chunk)
+    reads = len(ehr.requests)
+    skipped = refresh_schedule(ctx, "sch-0", *window, heard)
+    assert skipped.covered and len(ehr.requests) == reads
+
+    # a change heard after the last fetch began is read
+    heard = clock() + timedelta(seconds=5)
+    ehr.book("sch-0-s40")
+    clock.now = heard + timedelta(seconds=2)
+    fetched = refresh_schedule(ctx, "sch-0", *window, heard)
+    assert not fetched.covered and len(ehr.requests) > reads
+    assert {"sch-0-s0", "sch-0-s40"}.isdisjoint(cached(engine))
+
+
+def test_a_change_heard_within_the_clock_margin_of_a_fetch_is_read_again(engine):
+    ehr, ctx, clock = loaded(engine)
+    window = (DAY0, DAY0 + timedelta(days=2))
+    refresh_schedule(ctx, "sch-0", *window)
+    heard = clock.now - timedelta(milliseconds=500)  # API clock a little behind the worker
+    reads = len(ehr.requests)
+    assert not refresh_schedule(ctx, "sch-0", *window, heard).covered
+    assert len(ehr.requests) > reads
+
+
+def test_an_unnameable_schedule_is_refreshed_with_its_whole_window(engine):
+    """STU3 $prefetch cannot name a device's schedule: the unfiltered read it needs
+    refreshes every schedule of the window, and their queued refreshes are skipped."""
+    ehr = FakeEhr(page_size=50)
+    ehr.add_schedule("sch-0", "Practitioner/pr-0", "Location/clinic-1")
+    ehr.add_schedule("sch-dev", "Device/dev-1")
+    for sid in ("sch-0", "sch-dev"):
+        ehr.put(*(slot(j * 40, schedule=sid) for j in range(4)))
+    clock = Clock(DAY0 + timedelta(hours=1))
+    ctx = context(engine, ehr, clock=clock)
+    run_in_process(ctx, ResyncRequest(kind="initial-load"))
+    window = (DAY0, DAY0 + timedelta(days=2))
+    heard = clock()
+    ehr.book("sch-0-s40")
+    ehr.book("sch-dev-s40")
+    clock.now += timedelta(seconds=2)
+    result = refresh_schedule(ctx, "sch-dev", *window, heard)
+    assert not result.covered
+    assert {"sch-0-s40", "sch-dev-s40"}.isdisjoint(cached(engine))  # both schedules read
+    reads = len(ehr.requests)
+    assert refresh_schedule(ctx, "sch-0", *window, heard).covered
+    assert len(ehr.requests) == reads
+
+
 def test_notifications_resolve_actors_and_ignore_other_periods(engine):
     _, ctx, _ = loaded(engine)
     dispatcher = RecordingDispatcher()
@@ -193,7 +249,7 @@ def test_an_event_count_ahead_of_the_event_does_not_hide_a_later_gap(engine):
 
 
 class BrokerDown(RecordingDispatcher):
-    def refresh(self, schedule_id, start, end):
+    def refresh(self, schedule_id, start, end, heard_at=None):
         raise kombu.exceptions.OperationalError("Error 111 connecting to the broker")
 
 
