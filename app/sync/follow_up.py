@@ -25,6 +25,7 @@ from app.cache.models import SyncRunRow
 from app.cache.runs import ChunkSpec
 
 from .context import SyncContext
+from .retry import Backoff
 from .windows import split
 
 log = logging.getLogger(__name__)
@@ -35,8 +36,12 @@ KIND = "follow-up"
 def delay_seconds(ctx: SyncContext, generation: int) -> float:
     """How long before follow-up number ``generation`` (1 = the first) is due."""
     settings = ctx.settings
-    step = settings.follow_up_base_seconds * 2.0 ** min(max(generation - 1, 0), 30)
-    return float(min(settings.follow_up_max_seconds, step))
+    schedule = Backoff(
+        retries=settings.follow_up_max,
+        base=settings.follow_up_base_seconds,
+        cap=settings.follow_up_max_seconds,
+    )
+    return schedule.ceiling(generation - 1)
 
 
 def run_ended(ctx: SyncContext, run_id: int, status: str) -> int | None:

@@ -74,10 +74,14 @@ class Backoff:
     def attempts(self) -> int:
         return self.retries + 1
 
+    def ceiling(self, retries_done: int) -> float:
+        """The longest wait before retry number ``retries_done + 1``: doubling, capped."""
+        return min(self.cap, self.base * 2.0 ** min(max(retries_done, 0), 30))
+
     def delay(self, retries_done: int) -> float:
-        """Seconds to wait before retry number ``retries_done + 1``."""
-        ceiling = min(self.cap, self.base * 2.0 ** min(retries_done, 30))
-        return ceiling * (0.5 + random.random() / 2)
+        """Seconds to wait before retry number ``retries_done + 1`` (jittered: workers that
+        failed together do not all come back at once)."""
+        return self.ceiling(retries_done) * (0.5 + random.random() / 2)
 
     def exhausted(self, attempts_made: int) -> bool:
         return attempts_made >= self.attempts
