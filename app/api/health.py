@@ -28,6 +28,7 @@ from app.observability.checks import (
     guarded,
 )
 from app.observability.metrics import SyncHealthCollector, render
+from app.observability.recent import Recent
 from app.observability.status import collect_sync_health
 from app.settings import Settings
 
@@ -85,7 +86,8 @@ def install_health(app: FastAPI, settings: Settings) -> None:
         )
         return Check(state == "ok", "; ".join(problems) or "in sync")
 
-    app.state.sync_check = sync_check
+    # probes come every few seconds from every orchestrator replica
+    app.state.sync_check = Recent(sync_check, ttl=5.0)
 
     app.state.sync_health_collector = SyncHealthCollector(load_health)
     app.include_router(router)

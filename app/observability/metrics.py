@@ -14,8 +14,6 @@ computes them from the database when Prometheus scrapes, at most once per
 from __future__ import annotations
 
 import math
-import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from prometheus_client import (
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from .recent import Recent
 from .status import SyncHealth
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -110,17 +109,7 @@ class SyncHealthCollector(Collector):
     """Cache size and freshness, computed from the database at scrape time (cached ``ttl`` s)."""
 
     def __init__(self, load: Callable[[], SyncHealth], *, ttl: float = 15.0) -> None:
-        self._load = load
-        self._ttl = ttl
-        self._lock = threading.Lock()
-        self._cached: tuple[float, SyncHealth] | None = None
-
-    def _health(self) -> SyncHealth:
-        with self._lock:
-            now = time.monotonic()
-            if self._cached is None or now - self._cached[0] > self._ttl:
-                self._cached = (now, self._load())
-            return self._cached[1]
+        self._health = Recent(load, ttl=ttl)
 
     def collect(self) -> Iterator[Metric]:
         health = self._health()
