@@ -90,16 +90,12 @@ class RecordingDispatcher:
     """Collects what would have been enqueued."""
 
     calls: list[tuple[Any, ...]] = field(default_factory=list)
-    heard: dict[tuple[str, datetime, datetime], datetime | None] = field(default_factory=dict)
 
     def run_chunks(self, run_id: int, seqs: Sequence[int]) -> None:
         self.calls.append(("run_chunks", run_id, tuple(seqs)))
 
-    def refresh(
-        self, schedule_id: str, start: datetime, end: datetime, heard_at: datetime | None = None
-    ) -> None:
+    def refresh(self, schedule_id: str, start: datetime, end: datetime) -> None:
         self.calls.append(("refresh", schedule_id, start, end))
-        self.heard[(schedule_id, start, end)] = heard_at
 
     def refresh_actor(self, actor_ref: str, start: datetime, end: datetime) -> None:
         self.calls.append(("refresh_actor", actor_ref, start, end))

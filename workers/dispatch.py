@@ -37,13 +37,10 @@ class CeleryDispatcher:
         for seq in seqs:
             sync_chunk_task.apply_async((run_id, seq))
 
-    def refresh(
-        self, schedule_id: str, start: datetime, end: datetime, heard_at: datetime | None = None
-    ) -> None:
+    def refresh(self, schedule_id: str, start: datetime, end: datetime) -> None:
         from .tasks import refresh_task
 
-        heard = None if heard_at is None else heard_at.isoformat()
-        refresh_task.apply_async((schedule_id, start.isoformat(), end.isoformat(), heard))
+        refresh_task.apply_async((schedule_id, start.isoformat(), end.isoformat()))
 
     def refresh_actor(self, actor_ref: str, start: datetime, end: datetime) -> None:
         from .tasks import refresh_actor_task

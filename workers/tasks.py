@@ -104,15 +104,12 @@ def sync_chunk_task(self: Task, run_id: int, seq: int) -> dict[str, Any]:
 
 
 @celery_app.task(name="slotsync.refresh", bind=True)
-def refresh_task(
-    self: Task, schedule_id: str, start: str, end: str, heard_at: str | None = None
-) -> dict[str, Any]:
+def refresh_task(self: Task, schedule_id: str, start: str, end: str) -> dict[str, Any]:
     """Re-read one schedule's window because the EHR notified a change."""
     ctx = sync_context()
     lo, hi = datetime.fromisoformat(start), datetime.fromisoformat(end)
-    heard = None if heard_at is None else datetime.fromisoformat(heard_at)
     try:
-        result = refresh.refresh_schedule(ctx, schedule_id, lo, hi, heard)
+        result = refresh.refresh_schedule(ctx, schedule_id, lo, hi)
     except Exception as exc:
         _retry_or_raise(
             self, exc, lambda error: follow_up.refresh_failed(ctx, schedule_id, lo, hi, error)

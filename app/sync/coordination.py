@@ -6,12 +6,18 @@ processes and API replicas) and in-process (embedded mode, one process).
 - ``hold(names)``: locks with expiry, so a schedule is never fetched by two
   workers at once and a crashed worker cannot block it for longer than the expiry.
   The holder extends the expiry while pages keep arriving.
-- ``claim(key)`` / ``release(key)``: "a refresh of this (schedule, window) is
+- ``claim(key)`` / ``take(key)``: "a refresh of this (schedule, window) is
   queued". The webhook enqueues only when it wins the claim (``SET NX`` with a
-  TTL); the refresh releases it as soon as it holds the schedule lock, *before*
-  fetching. A notification arriving after that release queues a new refresh, one
-  arriving before it is covered by the fetch about to start: a burst of identical
-  notifications costs one or two fetches, and no change is ever missed.
+  TTL); the refresh takes it as soon as it holds the schedule lock, *before*
+  fetching. A notification arriving after that queues a new refresh, one arriving
+  before it is covered by the fetch about to start: a burst of identical
+  notifications costs one or two fetches, and no change is ever missed. The claim
+  holds the time the latest of its notifications was heard (a stamp), so the
+  refresh knows what it covers: if a fetch that started after that time has
+  already written the window, there is nothing left to read. Concurrent
+  coalescers may overwrite a stamp with one a few milliseconds older; the clock
+  margin that the refresh allows for (see :mod:`app.sync.refresh`) absorbs that.
+  ``release(key)`` drops a plain claim (polls, the reaper's turn).
 """
 
 from __future__ import annotations
@@ -38,8 +44,17 @@ class Holder(Protocol):
         """Push the expiry of every held lock back to its full TTL."""
 
 
+# The stamp of a claim whose change was heard at an unknown time: nothing covers it.
+UNKNOWN = float("inf")
+
+
 class Coordinator(Protocol):
-    def claim(self, key: str, ttl: float) -> bool: ...
+    def claim(self, key: str, ttl: float, stamp: float | None = None) -> bool:
+        """Win ``key`` for ``ttl`` seconds; if it is held, record ``stamp`` on it instead
+        (epoch seconds the change was heard, None for unknown) and return False."""
+
+    def take(self, key: str) -> float | None:
+        """Drop ``key``; its latest stamp, or None if it was not held or unknown."""
 
     def release(self, key: str) -> None: ...
 
@@ -77,8 +92,15 @@ class RedisCoordinator:
         self.redis = client
         self.prefix = prefix
 
-    def claim(self, key: str, ttl: float) -> bool:
-        return bool(self.redis.set(self.prefix + key, b"1", nx=True, px=int(ttl * 1000)))
+    def claim(self, key: str, ttl: float, stamp: float | None = None) -> bool:
+        value = repr(UNKNOWN if stamp is None else stamp)
+        if self.redis.set(self.prefix + key, value, nx=True, px=int(ttl * 1000)):
+            return True
+        self.redis.set(self.prefix + key, value, xx=True, keepttl=True)
+        return False
+
+    def take(self, key: str) -> float | None:
+        return _stamp(self.redis.getdel(self.prefix + key))
 
     def release(self, key: str) -> None:
         self.redis.delete(self.prefix + key)
@@ -104,6 +126,16 @@ class RedisCoordinator:
                     lock.release()
 
 
+def _stamp(value: object) -> float | None:
+    if not isinstance(value, bytes | str):
+        return None
+    try:
+        stamp = float(value)
+    except ValueError:
+        return None
+    return None if stamp == UNKNOWN else stamp
+
+
 class _LocalHolder:
     def extend(self) -> None:
         return None  # in-process locks do not expire
@@ -114,17 +146,26 @@ class LocalCoordinator:
 
     def __init__(self) -> None:
         self._guard = threading.Lock()
-        self._claims: dict[str, float] = {}
+        self._claims: dict[str, tuple[float, float]] = {}  # key -> (expires, stamp)
         self._locks: dict[str, threading.Lock] = {}
 
-    def claim(self, key: str, ttl: float) -> bool:
+    def claim(self, key: str, ttl: float, stamp: float | None = None) -> bool:
         now = time.monotonic()
+        value = UNKNOWN if stamp is None else stamp
         with self._guard:
-            expires = self._claims.get(key)
-            if expires is not None and expires > now:
+            held = self._claims.get(key)
+            if held is not None and held[0] > now:
+                self._claims[key] = (held[0], max(held[1], value))
                 return False
-            self._claims[key] = now + ttl
+            self._claims[key] = (now + ttl, value)
             return True
+
+    def take(self, key: str) -> float | None:
+        with self._guard:
+            held = self._claims.pop(key, None)
+        if held is None or held[0] <= time.monotonic() or held[1] == UNKNOWN:
+            return None
+        return held[1]
 
     def release(self, key: str) -> None:
         with self._guard:

@@ -18,10 +18,8 @@ class Dispatcher(Protocol):
     def run_chunks(self, run_id: int, seqs: Sequence[int]) -> None:
         """Execute these pending chunks of a planned run."""
 
-    def refresh(
-        self, schedule_id: str, start: datetime, end: datetime, heard_at: datetime | None = None
-    ) -> None:
-        """Snapshot-replace one schedule's window now (a change was heard at ``heard_at``)."""
+    def refresh(self, schedule_id: str, start: datetime, end: datetime) -> None:
+        """Snapshot-replace one schedule's window now (a notification arrived)."""
 
     def refresh_actor(self, actor_ref: str, start: datetime, end: datetime) -> None:
         """Refresh every schedule of an actor, discovering them if the cache has none."""

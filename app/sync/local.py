@@ -119,9 +119,7 @@ class LocalDispatcher:
     def run_chunks(self, run_id: int, seqs: Sequence[int]) -> None:
         self._submit("load", self._chunks, run_id, list(seqs))
 
-    def refresh(
-        self, schedule_id: str, start: datetime, end: datetime, heard_at: datetime | None = None
-    ) -> None:
+    def refresh(self, schedule_id: str, start: datetime, end: datetime) -> None:
         self._submit(
             "refresh",
             refresh.refresh_schedule,
@@ -129,7 +127,6 @@ class LocalDispatcher:
             schedule_id,
             start,
             end,
-            heard_at,
             on_final=lambda error: follow_up.refresh_failed(
                 self.ctx, schedule_id, start, end, error
             ),

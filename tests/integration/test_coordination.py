@@ -30,6 +30,19 @@ def test_claim_is_won_once_until_released_or_expired(coord):
     assert coord.claim("pending:a", ttl=60)
 
 
+def test_a_claim_carries_the_latest_stamp_to_whoever_takes_it(coord):
+    assert coord.claim("pending:s", ttl=60, stamp=100.0)
+    assert not coord.claim("pending:s", ttl=60, stamp=105.5)  # coalesced: heard later
+    assert coord.take("pending:s") == 105.5
+    assert coord.take("pending:s") is None  # taken: gone
+    assert coord.claim("pending:s", ttl=60, stamp=110.0)  # a new change queues anew
+    assert not coord.claim("pending:s", ttl=60)  # coalesced, heard at an unknown time
+    assert coord.take("pending:s") is None  # so nothing may count as having read it
+    assert coord.claim("pending:s", ttl=0.05, stamp=120.0)
+    time.sleep(0.1)
+    assert coord.take("pending:s") is None  # expired
+
+
 def test_a_held_schedule_makes_others_wait_then_give_up(coord):
     names = lock_names(["sch-1"])
     with coord.hold(names, ttl=5, wait=1):

@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session
 from app.cache import feeds
 from app.fhir.notification import Notification, Target
 from app.sync import feed
+from app.sync.chunk import Chunk, sync_chunk
 from app.sync.inbox import accept_notification
-from app.sync.refresh import pending_key, refresh_schedule, refresh_windows
+from app.sync.refresh import pending_key, refresh_schedule, refresh_windows, request_refresh
 from app.sync.runs import ResyncRequest, run_in_process
 from tests.factories import slot
 from tests.fake_ehr import FakeEhr
@@ -77,41 +78,81 @@ def test_a_storm_of_identical_notifications_queues_one_refresh(engine):
     assert accept(ctx, dispatcher, event()).enqueued == 1
 
 
+def heard(ctx, sid, window, at):
+    """A change of ``sid`` heard at ``at``: its refresh queued (to a recorder)."""
+    return request_refresh(ctx.coord, RecordingDispatcher(), sid, window, ttl=600, heard_at=at)
+
+
+def load_chunk(ctx, window):
+    """A fetch of the whole window that is not a refresh (a load's chunk)."""
+    return sync_chunk(ctx.engine, ctx.client, Chunk(None, *window), clock=ctx.clock)
+
+
 def test_a_refresh_whose_change_a_later_fetch_read_is_skipped(engine):
     """The backlog after a burst drains without EHR reads: a refresh heard before a
     fetch of the same days began has nothing left to learn."""
     ehr, ctx, clock = loaded(engine)
     window = (DAY0, DAY0 + timedelta(days=2))
-    heard = clock()
+    assert heard(ctx, "sch-0", window, clock())
     ehr.book("sch-0-s0")
     clock.now += timedelta(seconds=2)
-    refresh_schedule(ctx, "sch-0", *window)  # a later fetch of the day (say, a load chunk)
+    load_chunk(ctx, window)  # a later fetch of the days
     reads = len(ehr.requests)
-    skipped = refresh_schedule(ctx, "sch-0", *window, heard)
-    assert skipped.covered and len(ehr.requests) == reads
+    assert refresh_schedule(ctx, "sch-0", *window).covered
+    assert len(ehr.requests) == reads
 
     # a change heard after the last fetch began is read
-    heard = clock() + timedelta(seconds=5)
+    clock.now += timedelta(seconds=5)
+    assert heard(ctx, "sch-0", window, clock())
     ehr.book("sch-0-s40")
-    clock.now = heard + timedelta(seconds=2)
-    fetched = refresh_schedule(ctx, "sch-0", *window, heard)
-    assert not fetched.covered and len(ehr.requests) > reads
+    clock.now += timedelta(seconds=2)
+    assert not refresh_schedule(ctx, "sch-0", *window).covered
+    assert len(ehr.requests) > reads
     assert {"sch-0-s0", "sch-0-s40"}.isdisjoint(cached(engine))
+
+
+def test_a_coalesced_later_change_is_not_skipped(engine):
+    """Notifications coalesced into a queued refresh raise its stamp: a fetch newer
+    than the first of them but older than the last does not cover the refresh."""
+    ehr, ctx, clock = loaded(engine)
+    window = (DAY0, DAY0 + timedelta(days=2))
+    assert heard(ctx, "sch-0", window, clock())
+    clock.now += timedelta(seconds=2)
+    load_chunk(ctx, window)  # newer than the first change only
+    clock.now += timedelta(seconds=2)
+    ehr.book("sch-0-s0")
+    assert not heard(ctx, "sch-0", window, clock())  # coalesced
+    clock.now += timedelta(seconds=2)
+    assert not refresh_schedule(ctx, "sch-0", *window).covered
+    assert "sch-0-s0" not in cached(engine)
 
 
 def test_a_change_heard_within_the_clock_margin_of_a_fetch_is_read_again(engine):
     ehr, ctx, clock = loaded(engine)
     window = (DAY0, DAY0 + timedelta(days=2))
-    refresh_schedule(ctx, "sch-0", *window)
-    heard = clock.now - timedelta(milliseconds=500)  # API clock a little behind the worker
+    load_chunk(ctx, window)
+    # heard a little before the fetch began, by the API's clock behind the worker's
+    assert heard(ctx, "sch-0", window, clock.now - timedelta(milliseconds=500))
     reads = len(ehr.requests)
-    assert not refresh_schedule(ctx, "sch-0", *window, heard).covered
+    assert not refresh_schedule(ctx, "sch-0", *window).covered
     assert len(ehr.requests) > reads
 
 
-def test_an_unnameable_schedule_is_refreshed_with_its_whole_window(engine):
-    """STU3 $prefetch cannot name a device's schedule: the unfiltered read it needs
-    refreshes every schedule of the window, and their queued refreshes are skipped."""
+def test_a_refresh_without_a_claim_always_reads(engine):
+    """A retried refresh (its claim taken by the failed attempt) reads the EHR."""
+    ehr, ctx, clock = loaded(engine)
+    window = (DAY0, DAY0 + timedelta(days=2))
+    assert heard(ctx, "sch-0", window, clock())
+    clock.now += timedelta(seconds=2)
+    refresh_schedule(ctx, "sch-0", *window)  # takes the claim
+    reads = len(ehr.requests)
+    assert not refresh_schedule(ctx, "sch-0", *window).covered
+    assert len(ehr.requests) > reads
+
+
+def test_an_unnameable_schedule_is_refreshed_day_by_day_for_all(engine):
+    """STU3 $prefetch cannot name a device's schedule: the unfiltered reads it needs
+    refresh every schedule of those days, and their queued refreshes are skipped."""
     ehr = FakeEhr(page_size=50)
     ehr.add_schedule("sch-0", "Practitioner/pr-0", "Location/clinic-1")
     ehr.add_schedule("sch-dev", "Device/dev-1")
@@ -121,15 +162,20 @@ def test_an_unnameable_schedule_is_refreshed_with_its_whole_window(engine):
     ctx = context(engine, ehr, clock=clock)
     run_in_process(ctx, ResyncRequest(kind="initial-load"))
     window = (DAY0, DAY0 + timedelta(days=2))
-    heard = clock()
+    assert heard(ctx, "sch-dev", window, clock())
+    assert heard(ctx, "sch-0", window, clock())
     ehr.book("sch-0-s40")
     ehr.book("sch-dev-s40")
     clock.now += timedelta(seconds=2)
-    result = refresh_schedule(ctx, "sch-dev", *window, heard)
+    reads = len(ehr.requests)
+    result = refresh_schedule(ctx, "sch-dev", *window)
     assert not result.covered
+    prefetches = [r for r in ehr.requests[reads:] if r.url.path.endswith("$prefetch")]
+    assert len(prefetches) == 2  # one unfiltered read per day
+    assert all("practitioner" not in str(r.url) for r in prefetches)
     assert {"sch-0-s40", "sch-dev-s40"}.isdisjoint(cached(engine))  # both schedules read
     reads = len(ehr.requests)
-    assert refresh_schedule(ctx, "sch-0", *window, heard).covered
+    assert refresh_schedule(ctx, "sch-0", *window).covered
     assert len(ehr.requests) == reads
 
 
@@ -249,7 +295,7 @@ def test_an_event_count_ahead_of_the_event_does_not_hide_a_later_gap(engine):
 
 
 class BrokerDown(RecordingDispatcher):
-    def refresh(self, schedule_id, start, end, heard_at=None):
+    def refresh(self, schedule_id, start, end):
         raise kombu.exceptions.OperationalError("Error 111 connecting to the broker")
 
 

@@ -139,9 +139,9 @@ class Plain:
     def slot_appointments(self) -> dict[str, Any]:
         return self.control("GET", "/slot-appointments")  # type: ignore[no-any-return]
 
-    def ehr_requests(self, prefix: str) -> int:
-        counts = self.control("GET", "/stats")["requests"]
-        return sum(n for route, n in counts.items() if route.startswith(prefix))
+    def ehr_requests(self, route: str) -> int:
+        """Requests the sandbox served on one route (its template, e.g. a read by id)."""
+        return int(self.control("GET", "/stats")["requests"].get(route, 0))
 
     def ehr_appointment(self, appointment_id: str) -> dict[str, Any]:
         r = httpx.get(f"{self.sandbox.base_url}/Appointment/{appointment_id}", timeout=30)
@@ -289,12 +289,15 @@ def test_booking_a_slot_busy_taken_or_deleted_at_the_ehr_is_409_and_corrects_the
     with plain.engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM slot_claims")).scalar() == 0
 
-    # The cache now knows the slots are gone: 409 again, without asking the EHR.
-    asked = plain.ehr_requests("GET /fhir/Slot/")
+    # The cache now knows the slots are gone: 409 again, without asking the EHR (reads
+    # by id are the booking's re-check; searches and history are the poller's).
+    read_by_id = "GET /fhir/{rtype}/{rid}"
+    asked = plain.ehr_requests(read_by_id)
+    assert asked >= len(cases), "the first bookings re-checked their slots at the EHR"
     for offer, _, _ in cases:
         outcome = assert_outcome(plain.book(offer), 409, "conflict")
         assert "no longer free" in outcome["issue"][0]["diagnostics"]
-    assert plain.ehr_requests("GET /fhir/Slot/") == asked
+    assert plain.ehr_requests(read_by_id) == asked
     assert plain.ehr_requests("POST /fhir/Appointment") == 1  # ours above, none from slotsync
 
 

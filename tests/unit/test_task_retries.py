@@ -24,7 +24,7 @@ def failing_refresh(monkeypatch: pytest.MonkeyPatch):
     attempts: list[int] = []
     recorded: list[str] = []
 
-    def fail(_ctx, schedule_id, start, end, heard_at=None):
+    def fail(_ctx, schedule_id, start, end):
         attempts.append(1)
         raise failure[0]
 
