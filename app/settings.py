@@ -51,7 +51,8 @@ class Settings(BaseSettings):
         default="auto",
         description="how holds and bookings reach the EHR: operations = $hold/$book,"
         " appointment = a pending or booked POST Appointment (re-checked first),"
-        " auto = operations for stu3, appointment for r4",
+        " auto = what the EHR's CapabilityStatement declares (operations where it lists"
+        " $hold and $book; before it is read: operations for stu3, appointment for r4)",
     )
     rules_path: Path | None = Field(
         default=None, description="business-rules file; unset = the bundled multi-clinic example"

@@ -17,12 +17,13 @@ from app.booking.context import BookingContext
 from app.cache.catalog import CatalogCache, read_catalog
 from app.cache.db import transaction
 from app.cache.slot_index import SlotIndex
-from app.ehr.flavour import booking_path
 from app.ehr.gateway import EhrGateway
 from app.find import MAX_SLOT_LENGTH, warm_offers
 from app.observability.logging import configure_logging
+from app.observability.recent import Recent
 from app.runtime import coordinator, dispatcher, ehr_client, get_engine, sync_context
 from app.settings import Settings, get_settings
+from app.sync.capabilities import current_booking_path
 from app.sync.refresh import refresh_windows
 from rules.appointment_id import signer
 from rules.loader import RulesStore
@@ -128,8 +129,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         app.state.booking = BookingContext(
             engine=app.state.engine,
+            # the EHR's capabilities are (re)read by the sync: follow them as they come
             gateway=EhrGateway(
-                client, booking=booking_path(settings.ehr_fhir_version, settings.ehr_booking)
+                client,
+                booking=Recent(partial(current_booking_path, app.state.engine, settings), ttl=30.0),
             ),
             rules=current_rules,
             settings=settings,

@@ -1,8 +1,9 @@
 """What the EHR does for scheduling beyond plain reads, decided in one place.
 
-For now the answers come from settings (``SLOTSYNC_EHR_FHIR_VERSION`` and
-``SLOTSYNC_EHR_BOOKING``); capability discovery can later feed the same two
-functions from the EHR's CapabilityStatement, and every caller follows.
+The booking path comes from what the EHR's CapabilityStatement declares (read by
+:mod:`app.sync.capabilities`), unless ``SLOTSYNC_EHR_BOOKING`` forces one; until a
+CapabilityStatement has been read, the FHIR version decides (Argonaut STU3 EHRs
+have the operations, plain R4 servers do not).
 
 * :func:`booking_path`: ``operations`` = the EHR has ``$hold``/``$book`` (it checks
   and marks the slots itself); ``appointment`` = a plain server where a hold is a
@@ -18,15 +19,22 @@ from __future__ import annotations
 
 from typing import Literal
 
+from app.fhir.ehr_capabilities import EhrCapabilities
+
 BookingPath = Literal["operations", "appointment"]
 
 
-def booking_path(fhir_version: str, setting: str = "auto") -> BookingPath:
-    """``$hold``/``$book`` or plain Appointment writes (auto: operations for STU3 only)."""
+def booking_path(
+    fhir_version: str, setting: str = "auto", capabilities: EhrCapabilities | None = None
+) -> BookingPath:
+    """``$hold``/``$book`` or plain Appointment writes: the setting if it names one, else
+    what the EHR declares, else (nothing read yet) operations for STU3 only."""
     if setting == "operations":
         return "operations"
     if setting == "appointment":
         return "appointment"
+    if capabilities is not None:
+        return "operations" if capabilities.hold_and_book else "appointment"
     return "operations" if fhir_version == "stu3" else "appointment"
 
 

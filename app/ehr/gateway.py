@@ -25,9 +25,10 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import httpx
@@ -106,6 +107,10 @@ def _with_patients(
     return appointment
 
 
+def _fixed(path: BookingPath) -> BookingPath:
+    return path
+
+
 class EhrGateway:
     """EHR writes over the read client's pooled connection (same base URL, auth, retry policy)."""
 
@@ -114,15 +119,21 @@ class EhrGateway:
         client: EhrClient,
         *,
         retry: RetryPolicy | None = None,
-        booking: BookingPath | None = None,
+        booking: BookingPath | Callable[[], BookingPath] | None = None,
     ) -> None:
-        """``booking``: ``$hold``/``$book`` operations or plain Appointment writes
-        (default: :func:`app.ehr.flavour.booking_path` of the client's FHIR version)."""
+        """``booking``: ``$hold``/``$book`` operations or plain Appointment writes, or
+        a function that says which as of now (the EHR's capabilities, as last read);
+        default: :func:`app.ehr.flavour.booking_path` of the client's FHIR version."""
         self.client = client
         self.flavour = client.fhir_version
-        self.booking: BookingPath = booking or booking_path(client.fhir_version)
+        chosen = booking or booking_path(client.fhir_version)
+        self._booking = chosen if callable(chosen) else partial(_fixed, chosen)
         self.retry = retry or client.retry
         self._http = client.http
+
+    @property
+    def booking(self) -> BookingPath:
+        return self._booking()
 
     # -- transport -------------------------------------------------------------
 

@@ -8,12 +8,15 @@ from __future__ import annotations
 import logging
 
 import orjson
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from app.cache.db import transaction
 from app.cache.models import EhrCapabilitiesRow
 from app.ehr.errors import EhrError
+from app.ehr.flavour import BookingPath, booking_path
 from app.fhir.ehr_capabilities import EhrCapabilities, parse_capability_statement
+from app.settings import Settings
 
 from .context import SyncContext
 from .retry import describe_error
@@ -49,11 +52,22 @@ def discover(ctx: SyncContext) -> EhrCapabilities | None:
 
 def known(ctx: SyncContext) -> EhrCapabilities | None:
     """What was last read (None: never read successfully)."""
-    with Session(ctx.engine) as session:
-        row = session.get(EhrCapabilitiesRow, ctx.settings.ehr_base_url)
+    return known_in(ctx.engine, ctx.settings.ehr_base_url)
+
+
+def known_in(engine: Engine, base_url: str) -> EhrCapabilities | None:
+    with Session(engine) as session:
+        row = session.get(EhrCapabilitiesRow, base_url)
         if row is None or not row.summary:
             return None
         return EhrCapabilities.from_json(orjson.loads(row.summary))
+
+
+def current_booking_path(engine: Engine, settings: Settings) -> BookingPath:
+    """The booking path the EHR's last read CapabilityStatement calls for (or the
+    setting that forces one); see :func:`app.ehr.flavour.booking_path`."""
+    caps = None if settings.ehr_booking != "auto" else known_in(engine, settings.ehr_base_url)
+    return booking_path(settings.ehr_fhir_version, settings.ehr_booking, caps)
 
 
 def status_json(session: Session, base_url: str) -> dict[str, object] | None:

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from app.ehr.flavour import booking_path
 from app.settings import Settings
 
 from .context import SyncContext
@@ -148,17 +147,15 @@ def periodic_jobs(settings: Settings) -> list[PeriodicJob]:
             " fail and replan stalled runs",
         ),
     ]
-    if booking_path(settings.ehr_fhir_version, settings.ehr_booking) == "appointment":
-        # no $hold at the EHR: a lapsed hold (a pending Appointment) is ours to cancel
-        jobs.append(
-            PeriodicJob(
-                "expire-holds",
-                "slotsync.expire_holds",
-                settings.hold_expiry_seconds,
-                None,
-                _expire_holds,
-                "cancel at the EHR the holds (pending Appointments) that lapsed unbooked;"
-                " only where the EHR has no $hold of its own",
-            )
+    jobs.append(
+        PeriodicJob(
+            "expire-holds",
+            "slotsync.expire_holds",
+            settings.hold_expiry_seconds,
+            None,
+            _expire_holds,
+            "cancel at the EHR the holds (pending Appointments) that lapsed unbooked; there"
+            " are such holds only where the EHR has no $hold of its own",
         )
+    )
     return jobs

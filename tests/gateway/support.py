@@ -224,6 +224,10 @@ def api_env(db_url: str, sandbox: SandboxProcess, flavour: str) -> dict[str, str
         "SLOTSYNC_DATABASE_URL": db_url,
         "SLOTSYNC_EHR_BASE_URL": sandbox.base_url,
         "SLOTSYNC_EHR_FHIR_VERSION": flavour,
+        # The sandbox declares $hold/$book in both versions; each flavour's stack drives
+        # one booking path, named here rather than left to when the CapabilityStatement
+        # is read (tests/integration/test_booking_path.py covers that choice).
+        "SLOTSYNC_EHR_BOOKING": "appointment" if flavour == "r4" else "operations",
         "SLOTSYNC_EHR_TIMEOUT_SECONDS": str(WRITE_TIMEOUT),
         "SLOTSYNC_PROPOSAL_SECRET": SECRET,
         "SLOTSYNC_HORIZON_DAYS": str(HORIZON_DAYS),

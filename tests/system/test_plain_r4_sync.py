@@ -107,6 +107,7 @@ def test_load_negotiates_the_page_size_and_discovers_what_the_server_has(ehr, ct
     assert found is not None
     assert not found.prefetch and not found.hold_and_book and not found.subscriptions
     assert found.slot_changes_since and found.slot_history
+    assert capabilities.current_booking_path(ctx.engine, ctx.settings) == "appointment"
 
 
 def refresh_all(ctx, dispatcher: RecordingDispatcher) -> None:

@@ -17,7 +17,9 @@ from app.ehr.errors import (
     EhrRejected,
     EhrWriteTimeout,
 )
+from app.ehr.flavour import booking_path
 from app.ehr.gateway import EhrGateway
+from app.fhir.ehr_capabilities import EhrCapabilities
 
 APPOINTMENT = {
     "resourceType": "Appointment",
@@ -29,7 +31,9 @@ APPOINTMENT = {
 Answer = httpx.Response | Exception
 
 
-def _gateway(flavour: str, *answers: Answer) -> tuple[EhrGateway, list[httpx.Request]]:
+def _gateway(
+    flavour: str, *answers: Answer, booking: Any = None
+) -> tuple[EhrGateway, list[httpx.Request]]:
     seen: list[httpx.Request] = []
     queue = list(answers)
 
@@ -46,7 +50,7 @@ def _gateway(flavour: str, *answers: Answer) -> tuple[EhrGateway, list[httpx.Req
         retry=RetryPolicy(attempts=3, base_delay=0.0, max_delay=0.0),
         transport=httpx.MockTransport(handle),
     )
-    return EhrGateway(client), seen
+    return EhrGateway(client, booking=booking), seen
 
 
 def _json(status: int, body: Any, **headers: str) -> httpx.Response:
@@ -210,15 +214,34 @@ def test_patient_registration_tells_created_from_existing() -> None:
 
 
 def test_the_booking_path_is_the_gateways_not_the_fhir_versions() -> None:
-    gateway, seen = _gateway("stu3", _json(201, APPOINTMENT | {"id": "a1", "status": "pending"}))
-    gateway.booking = "appointment"
+    pending = APPOINTMENT | {"id": "a1", "status": "pending"}
+    gateway, seen = _gateway("stu3", _json(201, pending), booking="appointment")
     answer = gateway.hold(APPOINTMENT)
     assert (seen[0].method, seen[0].url.path) == ("POST", "/fhir/Appointment")
     assert answer.appointment["id"] == "a1"
-    gateway, seen = _gateway("r4", _json(200, _bundle(APPOINTMENT | {"status": "pending"})))
-    gateway.booking = "operations"
+    gateway, seen = _gateway(
+        "r4", _json(200, _bundle(APPOINTMENT | {"status": "pending"})), booking="operations"
+    )
     gateway.hold(APPOINTMENT)
     assert seen[0].url.path == "/fhir/Appointment/$hold"
+
+
+def test_the_booking_path_follows_the_capabilities_as_they_are_read() -> None:
+    """An R4 server that declares $hold and $book is booked through them, from the
+    moment its CapabilityStatement is known; before that, the version's default."""
+    declared: list[EhrCapabilities | None] = [None]
+    pending = APPOINTMENT | {"id": "a1", "status": "pending"}
+    gateway, seen = _gateway(
+        "r4",
+        _json(201, pending),
+        _json(200, _bundle(APPOINTMENT | {"status": "pending"})),
+        booking=lambda: booking_path("r4", "auto", declared[0]),
+    )
+    gateway.hold(APPOINTMENT)
+    assert seen[-1].url.path == "/fhir/Appointment"
+    declared[0] = EhrCapabilities(fhir_version="4.0.1", operations=frozenset({"hold", "book"}))
+    gateway.hold(APPOINTMENT)
+    assert seen[-1].url.path == "/fhir/Appointment/$hold"
 
 
 def test_slot_states_read_each_slot_once_and_name_the_gone_ones() -> None:
