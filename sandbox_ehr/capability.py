@@ -62,6 +62,7 @@ def capability_statement(
             ("actor", "reference"),
             ("location", "reference"),
             ("slot", "reference"),
+            ("_lastUpdated", "date"),
         ]
     resources = [
         res(

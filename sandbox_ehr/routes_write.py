@@ -19,7 +19,7 @@ from sandbox_ehr.fhir_render import bundle, entry
 from sandbox_ehr.listing import offset_bundle, page_params
 from sandbox_ehr.patch import apply_fhirpath_patch, apply_json_patch
 from sandbox_ehr.records import Appt, appointment_start
-from sandbox_ehr.timefmt import ceil_minute, http_date
+from sandbox_ehr.timefmt import ceil_minute, http_date, to_ms
 from sandbox_ehr.web import (
     fhir_base,
     fhir_response,
@@ -172,6 +172,14 @@ async def put_appointment(request: Request, rid: str) -> Response:
     return fhir_response(existing.resource)
 
 
+def updated_ms(resource: dict[str, Any]) -> int:
+    """The resource's ``meta.lastUpdated`` in epoch milliseconds (0 if it has none)."""
+    text = (resource.get("meta") or {}).get("lastUpdated")
+    if not isinstance(text, str):
+        return 0
+    return to_ms(datetime.fromisoformat(text.replace("Z", "+00:00")))
+
+
 @router.get("/fhir/Appointment")
 async def search_appointments(request: Request) -> Response:
     sb = sandbox(request)
@@ -191,9 +199,12 @@ async def search_appointments(request: Request) -> Response:
     slots = {search.normalise_ref(v, "Slot") for v in search.split_values(params, "slot")}
     dates = search.split_values(params, "date")
     lo, hi = search.date_window(dates, "date") if dates else (None, None)
+    updated_after = search.updated_after_ms(params)
     out = []
     for appt in sb.records.appointments.values():
         res = appt.resource
+        if updated_after is not None and updated_ms(res) <= updated_after:
+            continue
         refs = {
             search.normalise_ref((p.get("actor") or {}).get("reference") or "", None)
             for p in res.get("participant") or []

@@ -254,6 +254,19 @@ def prefetch_query(org: Organisation, pairs: list[tuple[str, str]]) -> SlotQuery
     )
 
 
+def updated_after_ms(pairs: list[tuple[str, str]]) -> int | None:
+    """``_lastUpdated=gt|ge<instant>``: the epoch millisecond a match must be newer than."""
+    updated_after = None
+    for raw in split_values(pairs, "_lastUpdated"):
+        prefix, text = raw[:2], raw[2:]
+        if prefix not in ("gt", "ge"):
+            raise bad_request("_lastUpdated supports the gt and ge prefixes")
+        a, _ = parse_param_datetime(text, "_lastUpdated")
+        ms = to_ms(a) - (1 if prefix == "ge" else 0)
+        updated_after = ms if updated_after is None else max(updated_after, ms)
+    return updated_after
+
+
 def slot_search_query(org: Organisation, flavour: str, pairs: list[tuple[str, str]]) -> SlotQuery:
     """``GET Slot?...``: start prefixes, status (all statuses when absent), _lastUpdated."""
     lo, hi = date_window(split_values(pairs, "start"), "start")
@@ -267,14 +280,7 @@ def slot_search_query(org: Organisation, flavour: str, pairs: list[tuple[str, st
                 raise bad_request(f"unknown slot status {v!r}")
             found |= codes_
         statuses = frozenset(found)
-    updated_after = None
-    for raw in split_values(pairs, "_lastUpdated"):
-        prefix, text = raw[:2], raw[2:]
-        if prefix not in ("gt", "ge"):
-            raise bad_request("_lastUpdated supports the gt and ge prefixes")
-        a, _ = parse_param_datetime(text, "_lastUpdated")
-        ms = to_ms(a) - (1 if prefix == "ge" else 0)
-        updated_after = ms if updated_after is None else max(updated_after, ms)
+    updated_after = updated_after_ms(pairs)
     ids = split_values(pairs, "_id")
     slots = frozenset(i for i in map(slot_index, ids) if i is not None) if ids else None
     return SlotQuery(

@@ -460,9 +460,13 @@ class EhrClient:
         slot_ids: Sequence[str] = (),
         statuses: Sequence[str] = (),
         page_size: int | None = None,
+        updated_after: datetime | None = None,
     ) -> Iterator[Any]:
-        """R4 ``GET Appointment?date=ge&date=lt&slot=&status=`` with paging (JSON pages)."""
+        """R4 ``GET Appointment?date=ge&date=lt&slot=&status=&_lastUpdated=gt`` with paging
+        (JSON pages)."""
         params: list[tuple[str, str]] = []
+        if updated_after is not None:
+            params.append(("_lastUpdated", f"gt{fhir_datetime(updated_after)}"))
         if start is not None:
             params.append(("date", f"ge{fhir_datetime(start)}"))
         if end is not None:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from app.availability import slot_ids_of
 from app.cache import claims, feeds
 from app.cache import repository as repo
 from app.cache import runs as runs_repo
@@ -30,11 +31,12 @@ from app.cache.db import transaction
 from app.domain import Slot
 from app.ehr.client import fhir_datetime
 from app.ehr.errors import EhrError, EhrRejected
-from app.fhir.parse import parse_bundle_page
+from app.ehr.flavour import reads_appointments
+from app.fhir.parse import FhirParseError, parse_bundle_page, parse_slot
 from app.fhir.subscription import subscription_r4, subscription_stu3
 
 from . import capabilities
-from .chunk import Chunk, sync_chunk
+from .chunk import APPOINTMENT_LOOKBACK, Chunk, sync_chunk
 from .context import SyncContext
 from .coordination import ScheduleBusy
 from .dispatch import Dispatcher
@@ -220,6 +222,7 @@ class PollResult:
     refreshes: int
     error: str | None = None
     deleted_slots: int = 0
+    changed_appointments: int = 0
 
 
 POLL_LOCK = "feed-poll"
@@ -269,8 +272,15 @@ def _poll(ctx: SyncContext, dispatcher: Dispatcher) -> PollResult:
             if caps is not None and caps.slot_history:
                 deleted, newest = _poll_deletions(ctx, dispatcher, since)
                 result = replace(result, deleted_slots=deleted)
-                if newest is not None and (cursor is None or newest > cursor):
-                    cursor = newest
+                cursor = _later(cursor, newest)
+            if (
+                reads_appointments(ctx.client.fhir_version)
+                and caps is not None
+                and caps.searches("Appointment", "_lastUpdated")
+            ):
+                appointments, newest = _poll_appointments(ctx, dispatcher, since)
+                result = replace(result, changed_appointments=appointments)
+                cursor = _later(cursor, newest)
         else:
             result = _poll_near_days(ctx)
             cursor = now
@@ -284,6 +294,49 @@ def _poll(ctx: SyncContext, dispatcher: Dispatcher) -> PollResult:
         feeds.record_poll(session, row.id, now=now, cursor=cursor, error=None)
         feeds.caught_up(session, now)
     return result
+
+
+def _later(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None or (b is not None and b > a) else a
+
+
+def _poll_appointments(
+    ctx: SyncContext, dispatcher: Dispatcher, since: datetime
+) -> tuple[int, datetime | None]:
+    """Appointments written since ``since`` (booked by another client, cancelled): the
+    days of their slots are refreshed, and a refresh reads the slots' Appointments
+    again. Where the EHR leaves a booked Slot ``free`` (plain R4), this is how a poll
+    learns that it is taken, or free again. Returns (appointments seen, newest change).
+    """
+    lo, hi = ctx.horizon()
+    slot_ids: set[str] = set()
+    seen = 0
+    newest: datetime | None = None
+    for bundle in ctx.client.appointment_pages(lo - APPOINTMENT_LOOKBACK, hi, updated_after=since):
+        for entry in bundle.get("entry") or ():
+            resource = entry.get("resource") or {}
+            if resource.get("resourceType") != "Appointment":
+                continue
+            seen += 1
+            newest = _later(newest, _instant((resource.get("meta") or {}).get("lastUpdated")))
+            slot_ids.update(slot_ids_of(resource))
+    if not slot_ids:
+        return seen, newest
+    with transaction(ctx.engine) as session:
+        positions = repo.slot_positions(session, slot_ids)
+    # slots the cache left out as taken (a cancellation frees them): ask where they are
+    for sid in sorted(slot_ids - set(positions)):
+        try:
+            slot = parse_slot(ctx.client.read(f"Slot/{sid}"))
+        except EhrRejected as exc:
+            if exc.status not in (404, 410):
+                raise
+            continue  # gone: nothing to offer again
+        except FhirParseError:
+            continue
+        positions[sid] = (slot.schedule_id, slot.start)
+    _refresh_days(ctx, dispatcher, positions.values())
+    return seen, newest
 
 
 def _poll_deletions(
