@@ -143,6 +143,10 @@ def ensure_subscription(ctx: SyncContext) -> SubscriptionState:
                     ctx.client.delete(f"/Subscription/{row.ehr_id}")
                 except EhrRejected:
                     log.info("could not delete Subscription/%s; creating anew", row.ehr_id)
+        with transaction(ctx.engine) as session:
+            # the EHR may hand-shake before its answer reaches us: mark the feed as
+            # being created, so that the handshake finds it (see feeds.heard)
+            feeds.record_subscription(session, row.id, ehr_id=None, status="creating", now=now)
         created = ctx.client.post_json("/Subscription", subscription_body(ctx, endpoint))
     except EhrError as exc:
         error = describe_error(exc)
