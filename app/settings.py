@@ -54,6 +54,12 @@ class Settings(BaseSettings):
         " auto = what the EHR's CapabilityStatement declares (operations where it lists"
         " $hold and $book; before it is read: operations for stu3, appointment for r4)",
     )
+    ehr_mark_slots_busy: bool = Field(
+        default=False,
+        description="on the appointment booking path: also write each booked Slot busy at the"
+        " EHR (and free again when we cancel), for servers whose other clients read only"
+        " Slot.status; the EHR must allow Slot updates",
+    )
     rules_path: Path | None = Field(
         default=None, description="business-rules file; unset = the bundled multi-clinic example"
     )

@@ -327,6 +327,18 @@ class EhrGateway:
         answer = self.send("PUT", f"/Appointment/{appointment_id}", body=current, repeatable=True)
         return self._resource(answer.body, "Appointment")
 
+    def set_slot_status(self, slot_id: str, status: str) -> None:
+        """Write a Slot's status at the EHR (read, then PUT with only the status changed;
+        doing it twice changes nothing)."""
+        current = copy.deepcopy(
+            self._resource(self.send("GET", f"/Slot/{slot_id}", repeatable=True).body, "Slot")
+        )
+        if current.get("status") == status:
+            return
+        current.pop("meta", None)
+        current["status"] = status
+        self.send("PUT", f"/Slot/{slot_id}", body=current, repeatable=True)
+
     def slot_states(self, slot_ids: Sequence[str]) -> dict[str, str | None]:
         """Each slot's status at the EHR now; None for a slot the EHR no longer has."""
         states: dict[str, str | None] = {}
