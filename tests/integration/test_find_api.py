@@ -164,6 +164,18 @@ def test_empty_answer_is_200_with_information(api):
     assert outcome["resourceType"] == "OperationOutcome"
 
 
+def test_a_window_beyond_every_visit_types_horizon_gets_one_warning(api):
+    """Every visit type rules the window out for the same cause: one issue, naming them."""
+    client, _ = api
+    far = BASE + timedelta(days=400)
+    resp = find(client, start=iso(far), end=iso(far + timedelta(days=1)))
+    assert resp.status_code == 200
+    outcome = resp.json()["entry"][-1]["resource"]
+    warnings = [i for i in outcome["issue"] if i["severity"] == "warning"]
+    assert len(warnings) == 1, warnings
+    assert "2 visit types" in warnings[0]["diagnostics"]
+
+
 def test_unknown_visit_type_is_400(api):
     client, _ = api
     resp = find(client, **WINDOW, **{"visit-type": f"{VISIT_TYPE_SYSTEM}|mri"})
