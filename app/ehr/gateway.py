@@ -35,9 +35,10 @@ import httpx
 import orjson
 
 from app.availability import ACTIVE_STATUSES
+from app.fhir.media import FHIR_JSON
 from app.fhir.parse import next_link
 
-from .client import FHIR_JSON, EhrClient, RetryPolicy, http_date, retry_after_header
+from .client import EhrClient, RetryPolicy, http_date, retry_after_header
 from .errors import (
     EhrConflict,
     EhrError,
@@ -53,7 +54,6 @@ from .flavour import BookingPath, booking_path
 
 log = logging.getLogger(__name__)
 
-JSON_PATCH = "application/json-patch+json"
 _SERVER_ERRORS = frozenset({500, 502, 503, 504})
 _CONFLICT_STATUS = frozenset({409, 412})
 _CONFLICT_ISSUES = frozenset({"conflict", "duplicate"})

@@ -7,6 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from app.domain import VISIT_TYPE_SYSTEM as VISIT_TYPES
@@ -100,8 +101,14 @@ def test_use_case_3_flow_with_a_client_built_appointment(stack: Stack) -> None:
     assert r.status_code == 201, r.text
     patient_id = r.json()["id"]
     assert r.headers["Location"].endswith(f"/Patient/{patient_id}")
-    again = http.post(f"{stack.api}/Patient", json=patient)
-    assert again.status_code == 200 and again.json()["id"] == patient_id
+    # the STU3-era media type is FHIR JSON too (as on every route and the webhook)
+    again = http.post(
+        f"{stack.api}/Patient",
+        content=orjson.dumps(patient),
+        headers={"Content-Type": "application/json+fhir"},
+    )
+    assert again.status_code == 200 and again.json()["id"] == patient_id, again.text
+    assert again.headers["Content-Type"].startswith("application/fhir+json")
 
     # $book the hold for that patient
     r = http.post(f"{stack.api}/Appointment/$book", json=params(
