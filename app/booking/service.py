@@ -291,9 +291,11 @@ def hold(ctx: BookingContext, request: OperationInput) -> BookingOutcome:
     with transaction(ctx.engine) as session:
         target = resolve(ctx, session, request, now)
     if isinstance(target, ExistingAppointment):
+        # an id the EHR does not know is a 404, as for $book (read_appointment raises it)
+        current = ctx.gateway.read_appointment(target.appointment_id)
         raise Conflict(
-            f"Appointment/{target.appointment_id} already exists at the EHR (held or booked); "
-            "$hold takes an offer from $find or a new Appointment"
+            f"Appointment/{target.appointment_id} already exists at the EHR "
+            f"({current.get('status')}); $hold takes an offer from $find or a new Appointment"
         )
     claim_id = overlay.new_claim_id()
     overlay.claim_slots(ctx, target.slots, claim_id, now)
