@@ -3,6 +3,7 @@ $find -> $hold -> Patient -> $book -> Coverage -> retrieve -> cancel -> slot bac
 
 from __future__ import annotations
 
+import copy
 from datetime import timedelta
 from typing import Any
 
@@ -191,3 +192,21 @@ def test_offer_id_from_find_is_booked_directly_and_released_by_fhirpath_patch(
     assert r.json()["status"] == "cancelled"
     assert set(slots) <= stack.find_slot_ids(day)
     assert stack.claims() == []
+
+
+def test_book_with_an_appointment_resource_keeps_its_patient(stack: Stack) -> None:
+    """A client that books by sending back the offer from $find (its identifier is the
+    proposal) names the Patient among its participants, not in patient-id."""
+    day = bookable_day(stack.rules)
+    resource = copy.deepcopy(stack.offers(day, specialty=DERMATOLOGY)[2])
+    resource["participant"].append(
+        {"actor": {"reference": "Patient/pat-2"}, "required": "required", "status": "accepted"}
+    )
+    r = http.post(
+        f"{stack.api}/Appointment/$book", json=params(("appt-resource", "resource", resource))
+    )
+    assert r.status_code == 201, r.text
+    booked = _bundle_appointment(stack, r, "booked")
+    assert "Patient/pat-2" in [p["actor"].get("reference") for p in booked["participant"]]
+    at_ehr = http.get(f"{stack.ehr}/Appointment/{booked['id']}").json()
+    assert "Patient/pat-2" in [p["actor"].get("reference") for p in at_ehr["participant"]]
