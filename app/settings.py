@@ -275,6 +275,12 @@ class Settings(BaseSettings):
     admin_scope: str = ADMIN_SCOPE
     metrics_scope: str = METRICS_SCOPE
     metrics_public: bool = Field(default=False, description="serve /metrics without credentials")
+    api_docs: Literal["auto", "public", "admin", "off"] = Field(
+        default="auto",
+        description="/openapi.json, /docs and /redoc: public; admin = /openapi.json for the"
+        " admin credential only, no docs pages; off = none; auto = public in development,"
+        " admin in production",
+    )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
     max_json_depth: int = Field(default=64, ge=4, le=512)
     max_query_bytes: int = Field(default=8192, ge=256, le=65536, description="414 beyond")
@@ -320,6 +326,12 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'cache.sqlite3').resolve()}"
+
+    @property
+    def effective_api_docs(self) -> str:
+        if self.api_docs != "auto":
+            return self.api_docs
+        return "admin" if self.environment == "production" else "public"
 
     @property
     def effective_rules_path(self) -> Path:

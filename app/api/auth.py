@@ -389,7 +389,7 @@ def install_auth(
     return authenticator
 
 
-async def _authenticate(request: Request) -> Principal:
+async def authenticate(request: Request) -> Principal:
     principal = getattr(request.state, "principal", None)
     if principal is None:
         authenticator: Authenticator = request.app.state.authenticator
@@ -406,7 +406,7 @@ async def get_principal(
     _api_key: Annotated[Any, Depends(api_key_scheme)],
 ) -> Principal:
     """Any authenticated caller (401 otherwise)."""
-    return await _authenticate(request)
+    return await authenticate(request)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -446,7 +446,7 @@ async def require_metrics(
     settings: Settings = request.app.state.settings
     if settings.metrics_public:
         return None
-    principal = await _authenticate(request)
+    principal = await authenticate(request)
     if not principal.scopes & {settings.metrics_scope, settings.admin_scope}:
         raise forbidden([settings.metrics_scope])
     return principal
