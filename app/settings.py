@@ -275,6 +275,13 @@ class Settings(BaseSettings):
     admin_scope: str = ADMIN_SCOPE
     metrics_scope: str = METRICS_SCOPE
     metrics_public: bool = Field(default=False, description="serve /metrics without credentials")
+    auth_failure_limit: int = Field(
+        default=20,
+        ge=0,
+        description="failed authentications per client address within the window before"
+        " 429 with Retry-After (0 = never throttle)",
+    )
+    auth_failure_window_seconds: int = Field(default=60, ge=1, le=86_400)
     api_docs: Literal["auto", "public", "admin", "off"] = Field(
         default="auto",
         description="/openapi.json, /docs and /redoc: public; admin = /openapi.json for the"
