@@ -135,6 +135,69 @@ def test_post_parameters_equals_get(api):
     assert get.json()["total"] == 3
 
 
+@pytest.mark.parametrize(
+    ("practitioner", "visit_type"),
+    [
+        ({"valueReference": {"reference": "Practitioner/sch-2"}}, {"valueCoding": "coding"}),
+        ({"valueUri": "Practitioner/sch-2"}, {"valueCodeableConcept": "concept"}),
+    ],
+    ids=["coding-and-reference", "codeable-concept"],
+)
+def test_post_takes_typed_r4_values_as_the_get_takes_tokens(api, practitioner, visit_type):
+    """The IG types coded inputs as token strings; R4 clients send Codings."""
+    client, _ = api
+    system, code = OFFICE.split("|")
+    coding = {"system": system, "code": code}
+    typed = {
+        "valueCoding": coding,
+        "valueCodeableConcept": {"coding": [{"system": "urn:other", "code": "x"}, coding]},
+    }
+    kind = next(iter(visit_type))
+    get = find(client, **WINDOW, practitioner="Practitioner/sch-2", **{"visit-type": OFFICE})
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "start", "valueDateTime": WINDOW["start"]},
+            {"name": "end", "valueDateTime": WINDOW["end"]},
+            {"name": "practitioner", **practitioner},
+            {"name": "visit-type", kind: typed[kind]},
+        ],
+    }
+    post = client.post("/fhir/Appointment/$find", json=body)
+    assert post.status_code == 200, post.text
+
+    def matches(bundle):
+        return [e for e in bundle["entry"] if e["search"]["mode"] == "match"]
+
+    assert matches(post.json()) == matches(get.json()) and post.json()["total"] == 3
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"valueCoding": {"system": "urn:x"}},
+        {"valueCoding": "office-visit"},
+        {"valueCodeableConcept": {"coding": []}},
+        {"valueCodeableConcept": {"text": "office visit"}},
+        {"valueReference": {"display": "Dr X"}},
+        {"valueString": "a", "valueCode": "b"},
+    ],
+)
+def test_malformed_typed_values_get_400(api, value):
+    client, _ = api
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "start", "valueDateTime": WINDOW["start"]},
+            {"name": "end", "valueDateTime": WINDOW["end"]},
+            {"name": "visit-type", **value},
+        ],
+    }
+    resp = client.post("/fhir/Appointment/$find", json=body)
+    assert resp.status_code == 400, resp.text
+    assert_operation_outcome(resp.json(), code="invalid")
+
+
 def test_count_and_include(api):
     client, _ = api
     bundle = find(
