@@ -117,6 +117,18 @@ def test_consult_joins_contiguous_slots_but_not_across_gaps(api):
     assert by_schedule["Slot/sch-2"] == [["Slot/sch-2-s0", "Slot/sch-2-s1"]]
 
 
+def test_proposals_have_urn_uuid_full_urls_stable_across_requests(api):
+    """Proposals have no RESTful location: their fullUrl is a urn:uuid (FHIR's way for
+    such resources), the same for the same proposal, and unique in the bundle."""
+    client, _ = api
+    first = find(client, **WINDOW, **{"visit-type": OFFICE}).json()["entry"]
+    again = find(client, **WINDOW, **{"visit-type": OFFICE}).json()["entry"]
+    urls = [e["fullUrl"] for e in first if e["search"]["mode"] == "match"]
+    assert urls and all(u.startswith("urn:uuid:") for u in urls)
+    assert len(set(urls)) == len(urls)
+    assert urls == [e["fullUrl"] for e in again if e["search"]["mode"] == "match"]
+
+
 def test_post_parameters_equals_get(api):
     client, _ = api
     get = find(client, **WINDOW, practitioner="Practitioner/sch-2", **{"visit-type": OFFICE})
