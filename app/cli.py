@@ -413,7 +413,9 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="slotsync", description=__doc__)
+    from app.cli_failures import EXIT_HELP
+
+    parser = argparse.ArgumentParser(prog="slotsync", description=__doc__, epilog=EXIT_HELP)
     parser.add_argument("--log-level", default=None, help="default: SLOTSYNC_LOG_LEVEL")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -558,7 +560,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     args.log_level = (args.log_level or settings.log_level).lower()
     configure_logging(settings, level=args.log_level)
-    return int(args.func(args, settings) or 0)
+    try:
+        return int(args.func(args, settings) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:
+        from app.cli_failures import DEPENDENCY_EXIT, explain
+
+        line = explain(exc, settings)
+        if line is None:
+            raise  # a bug: keep its traceback
+        console.print(f"[red]{line}[/red]", soft_wrap=True, highlight=False)
+        return DEPENDENCY_EXIT
 
 
 if __name__ == "__main__":

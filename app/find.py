@@ -39,13 +39,15 @@ class FindResult:
 
 
 def check_visit_types(request: FindRequest, rules: RulesFile) -> None:
-    """An unknown visit type is a client error (400), not an empty answer."""
-    for code in request.visit_types:
-        if not rules.visit_types_for(code):
-            raise InvalidParameter(
-                f"visit-type {code!r} is not offered by this organisation's rules",
-                expression="visit-type",
-            )
+    """An unknown visit type is a client error (400), not an empty answer. Visit types
+    are alternatives (a comma list, or the codings of one CodeableConcept): one known
+    is enough, and the unknown others are named in a warning by the composer."""
+    if request.visit_types and not any(rules.visit_types_for(c) for c in request.visit_types):
+        listed = ", ".join(repr(c) for c in request.visit_types)
+        raise InvalidParameter(
+            f"visit-type {listed} is not offered by this organisation's rules",
+            expression="visit-type",
+        )
 
 
 def qualifying_service_types(request: FindRequest, rules: RulesFile) -> set[str] | None:

@@ -54,6 +54,12 @@ class Settings(BaseSettings):
         " auto = what the EHR's CapabilityStatement declares (operations where it lists"
         " $hold and $book; before it is read: operations for stu3, appointment for r4)",
     )
+    ehr_mark_slots_busy: bool = Field(
+        default=False,
+        description="on the appointment booking path: also write each booked Slot busy at the"
+        " EHR (and free again when we cancel), for servers whose other clients read only"
+        " Slot.status; the EHR must allow Slot updates",
+    )
     rules_path: Path | None = Field(
         default=None, description="business-rules file; unset = the bundled multi-clinic example"
     )
@@ -269,6 +275,19 @@ class Settings(BaseSettings):
     admin_scope: str = ADMIN_SCOPE
     metrics_scope: str = METRICS_SCOPE
     metrics_public: bool = Field(default=False, description="serve /metrics without credentials")
+    auth_failure_limit: int = Field(
+        default=20,
+        ge=0,
+        description="failed authentications per client address within the window before"
+        " 429 with Retry-After (0 = never throttle)",
+    )
+    auth_failure_window_seconds: int = Field(default=60, ge=1, le=86_400)
+    api_docs: Literal["auto", "public", "admin", "off"] = Field(
+        default="auto",
+        description="/openapi.json, /docs and /redoc: public; admin = /openapi.json for the"
+        " admin credential only, no docs pages; off = none; auto = public in development,"
+        " admin in production",
+    )
     max_body_bytes: int = Field(default=1_048_576, ge=1024, le=64 * 1_048_576)
     max_json_depth: int = Field(default=64, ge=4, le=512)
     max_query_bytes: int = Field(default=8192, ge=256, le=65536, description="414 beyond")
@@ -314,6 +333,12 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'cache.sqlite3').resolve()}"
+
+    @property
+    def effective_api_docs(self) -> str:
+        if self.api_docs != "auto":
+            return self.api_docs
+        return "admin" if self.environment == "production" else "public"
 
     @property
     def effective_rules_path(self) -> Path:

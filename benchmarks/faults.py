@@ -175,7 +175,7 @@ def sample_status(p: Pipeline, started: float) -> dict[str, Any]:
         if isinstance(overall.get("running"), list):
             status["running"] = len(overall["running"])
     sample["sync_status"] = status
-    code, body = _get_json(f"{p.api_url}/readyz")
+    code, body = _get_json(f"{p.api_url}/readyz", p.admin_headers)  # details: ops only
     ready: dict[str, Any] = {"http": code}
     if isinstance(body, dict):
         ready["status"] = body.get("status")

@@ -328,7 +328,7 @@ def _wait_warm(base: str, workers: int, timeout: float = 900.0) -> None:
     """Every API process reports its slot index warm (asked until each has answered)."""
     deadline = time.monotonic() + timeout
     streak = 0
-    with httpx.Client(base_url=base, timeout=30) as client:
+    with httpx.Client(base_url=base, headers=HEADERS, timeout=30) as client:  # ops detail
         while time.monotonic() < deadline:
             detail = client.get("/readyz").json()["checks"]["slot-index"]["detail"]
             streak = streak + 1 if detail.startswith("warm:") else 0

@@ -66,6 +66,40 @@ class Notice:
     visit_type: str | None = None
 
 
+LISTED_VISIT_TYPES = 5
+
+
+def summarise_notices(notices: list[Notice]) -> list[str]:
+    """One message per distinct cause, not one per visit type: a request over every
+    visit type must not come back with a warning for each of them. A cause shared by
+    several visit types names them (the first few, and how many more) and gives the
+    first one's detail as an example."""
+    by_code: dict[str, list[Notice]] = {}
+    for notice in notices:
+        by_code.setdefault(notice.code, []).append(notice)
+    out = []
+    for code, group in by_code.items():
+        if len(group) == 1:
+            out.append(group[0].message)
+            continue
+        names = [n.visit_type or "?" for n in group]
+        listed = ", ".join(names[:LISTED_VISIT_TYPES])
+        if len(names) > LISTED_VISIT_TYPES:
+            listed += f" and {len(names) - LISTED_VISIT_TYPES} more"
+        out.append(
+            f"{_CAUSES.get(code, code)} for {len(group)} visit types ({listed}), e.g. "
+            f"{group[0].message}"
+        )
+    return out
+
+
+_CAUSES = {
+    "unknown-visit-type": "not offered",
+    "ineligible": "the patient is not eligible",
+    "outside-bookable-window": "nothing can be booked in the requested window",
+}
+
+
 @dataclass(frozen=True, slots=True)
 class ComposeResult:
     appointments: list[ProposedAppointment]

@@ -67,7 +67,7 @@ def capability_statement(
     resources = [
         res(
             "Slot",
-            ["read", "search-type"] + (["delete", "history-type"] if plain else []),
+            ["read", "search-type"] + (["update", "delete", "history-type"] if plain else []),
             slot_params,
             searchInclude=["Slot:schedule", "Schedule:actor"],
         ),

@@ -8,6 +8,7 @@ filters, R4 ``Slot`` search, ``Schedule`` search with actor includes, actor read
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -45,6 +46,7 @@ class FakeEhr:
     subscriptions: list[dict[str, Any]] = field(default_factory=list)
     schedule_search: bool = True
     appointments: list[dict[str, Any]] = field(default_factory=list)  # R4 Appointment search
+    on_subscribe: Callable[[dict[str, Any]], None] | None = None
 
     def appoint(self, slot_id: str, status: str = "booked") -> None:
         """An Appointment on the slot, which stays free (a generic R4 server)."""
@@ -110,6 +112,8 @@ class FakeEhr:
             sub = dict(orjson.loads(request.content))
             sub["id"] = f"sub-{len(self.subscriptions) + 1}"
             self.subscriptions.append(sub)
+            if self.on_subscribe is not None:
+                self.on_subscribe(sub)  # e.g. a handshake, before the answer leaves
             return httpx.Response(201, json=sub)
         elif path == "/Subscription":
             entries = [{"resource": s} for s in self.subscriptions]

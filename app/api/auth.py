@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import logging
+import math
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterable, Mapping
@@ -38,6 +39,8 @@ from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from app.settings import Settings
+
+from .auth_throttle import FailedAuthThrottle
 
 log = logging.getLogger(__name__)
 
@@ -386,16 +389,36 @@ def install_auth(
 ) -> Authenticator:
     authenticator = Authenticator.from_settings(settings, jwks_transport=jwks_transport)
     app.state.authenticator = authenticator
+    app.state.auth_throttle = FailedAuthThrottle(
+        settings.auth_failure_limit, settings.auth_failure_window_seconds
+    )
     return authenticator
 
 
-async def _authenticate(request: Request) -> Principal:
+async def authenticate(request: Request) -> Principal:
+    """The caller, authenticated once per request; repeated failures from one client
+    address are throttled (429 with Retry-After, see :mod:`app.api.auth_throttle`)."""
     principal = getattr(request.state, "principal", None)
     if principal is None:
+        throttle: FailedAuthThrottle = request.app.state.auth_throttle
+        client = request.client.host if request.client else "-"
+        wait = throttle.retry_after(client)
+        if wait is not None:
+            raise HTTPException(
+                429,
+                "too many failed authentications from this client: wait, then retry with a"
+                " valid credential",
+                headers={"Retry-After": str(max(1, math.ceil(wait)))},
+            )
         authenticator: Authenticator = request.app.state.authenticator
-        principal = await authenticator.authenticate(
-            request.headers.get("authorization"), request.headers.get(API_KEY_HEADER)
-        )
+        try:
+            principal = await authenticator.authenticate(
+                request.headers.get("authorization"), request.headers.get(API_KEY_HEADER)
+            )
+        except HTTPException as exc:
+            if exc.status_code == 401:
+                throttle.failed(client)
+            raise
         request.state.principal = principal  # the access log names the caller
     return principal
 
@@ -406,7 +429,7 @@ async def get_principal(
     _api_key: Annotated[Any, Depends(api_key_scheme)],
 ) -> Principal:
     """Any authenticated caller (401 otherwise)."""
-    return await _authenticate(request)
+    return await authenticate(request)
 
 
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
@@ -446,7 +469,7 @@ async def require_metrics(
     settings: Settings = request.app.state.settings
     if settings.metrics_public:
         return None
-    principal = await _authenticate(request)
+    principal = await authenticate(request)
     if not principal.scopes & {settings.metrics_scope, settings.admin_scope}:
         raise forbidden([settings.metrics_scope])
     return principal

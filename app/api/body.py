@@ -8,14 +8,12 @@ import orjson
 from fastapi import Request
 
 from app.errors import InvalidParameter, UnsupportedMediaType
-
-from .responses import FHIR_JSON
-
-JSON_TYPES = (FHIR_JSON, "application/json")
+from app.fhir.media import JSON_TYPES
+from app.fhir.media import media_type as _media_type
 
 
 def media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    return _media_type(request.headers.get("content-type"))
 
 
 async def json_body(request: Request, *, types: tuple[str, ...] = JSON_TYPES) -> Any:

@@ -16,6 +16,7 @@ from app.fhir.appointment import to_r4, to_stu3
 from app.fhir.bundle import avail_bundle, included_actors, outcome_issue
 from app.fhir.find_params import ParsedFind, parse_find_parameters, parse_find_query
 from app.find import find_appointments
+from rules.request import summarise_notices
 
 from .auth import APPOINTMENT_READ, require_scopes
 from .deps import AutocommitSessionDep, SettingsDep
@@ -97,7 +98,10 @@ def _answer(request: Request, parsed: ParsedFind, session: Any, settings: Any) -
         memo=state.offer_memo,
     )
     appointments = result.appointments
-    issues = [outcome_issue("warning", "informational", n.message) for n in result.notices]
+    issues = [
+        outcome_issue("warning", "informational", message)
+        for message in summarise_notices(result.notices)
+    ]
     if capped and len(appointments) > settings.find_max_results:
         appointments = appointments[: settings.find_max_results]
         issues.append(

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from app.observability.checks import (
     Check,
@@ -32,7 +33,7 @@ from app.observability.recent import Recent
 from app.observability.status import collect_sync_health
 from app.settings import Settings
 
-from .auth import MetricsDep
+from .auth import API_KEY_HEADER, MetricsDep, authenticate
 
 __all__ = ["Check", "ReadinessCheck", "add_readiness_check", "install_health", "router"]
 
@@ -46,7 +47,8 @@ class CheckReport(BaseModel):
 
 class ReadinessReport(BaseModel):
     status: str  # ready | degraded (serving; the cache may differ from the EHR) | unready
-    checks: dict[str, CheckReport]
+    # for the admin or metrics credential only
+    checks: dict[str, CheckReport] | None = None
 
 
 class Liveness(BaseModel):
@@ -104,24 +106,42 @@ def healthz() -> JSONResponse:
     response_model=ReadinessReport,
     responses={503: {"model": ReadinessReport, "description": "a dependency is not ready"}},
 )
-def readyz(request: Request) -> JSONResponse:
+async def readyz(request: Request) -> JSONResponse:
     """Readiness: database, broker, a recent full load, and any registered check.
 
     ``degraded`` (still 200: the API can serve) when sync work is stuck or failed, or
-    schedules are stale, so that monitoring sees it apart from "down" (503).
+    schedules are stale, so that monitoring sees it apart from "down" (503). The checks
+    and their details are shown to the admin or metrics credential only.
     """
-    checks = request.app.state.readiness_checks.items()
-    results = {name: guarded(name, check) for name, check in checks}
+    ready, status, results = await run_in_threadpool(_readiness, request.app)
+    body: dict[str, Any] = {"status": status}
+    if await _may_see_details(request):
+        body["checks"] = {name: {"ok": r.ok, "detail": r.detail} for name, r in results.items()}
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+def _readiness(app: FastAPI) -> tuple[bool, str, dict[str, Check]]:
+    """Run the checks (blocking I/O: off the event loop)."""
+    results = {name: guarded(name, check) for name, check in app.state.readiness_checks.items()}
     ready = all(result.ok for result in results.values())
-    sync = guarded("sync", request.app.state.sync_check) if ready else None
+    sync = guarded("sync", app.state.sync_check) if ready else None
     if sync is not None:
         results["sync"] = sync
     status = "unready" if not ready else "ready" if sync is None or sync.ok else "degraded"
-    body = {
-        "status": status,
-        "checks": {name: {"ok": r.ok, "detail": r.detail} for name, r in results.items()},
-    }
-    return JSONResponse(body, status_code=200 if ready else 503)
+    return ready, status, results
+
+
+async def _may_see_details(request: Request) -> bool:
+    """The checks' details (paths, error names) are for operators: callers with the admin
+    or the metrics credential. Probes need only the status and its HTTP code."""
+    settings: Settings = request.app.state.settings
+    if not (request.headers.get("authorization") or request.headers.get(API_KEY_HEADER)):
+        return False
+    try:
+        principal = await authenticate(request)
+    except HTTPException:
+        return False
+    return bool(principal.scopes & {settings.admin_scope, settings.metrics_scope})
 
 
 @router.get("/metrics", include_in_schema=False)

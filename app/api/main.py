@@ -143,7 +143,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         client.close()
         app.state.authenticator.close()
 
-    app = FastAPI(title="slotsync", version="0.1.0", lifespan=lifespan)
+    public_docs = settings.effective_api_docs == "public"
+    app = FastAPI(
+        title="slotsync",
+        version="0.1.0",
+        lifespan=lifespan,
+        # admin mode serves /openapi.json behind the admin credential (install_openapi)
+        openapi_url="/openapi.json" if public_docs else None,
+        docs_url="/docs" if public_docs else None,
+        redoc_url="/redoc" if public_docs else None,
+    )
     app.state.settings = settings
     install_error_handlers(app)
     install_middleware(app, settings)
@@ -157,5 +166,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(fhir_patient.router, prefix="/fhir", tags=["fhir"])
     app.include_router(webhook.router, tags=["sync"])
     app.include_router(admin.router, tags=["ops"])
-    install_openapi(app)
+    install_openapi(app, settings.effective_api_docs)
     return app

@@ -18,6 +18,15 @@ from fastapi import FastAPI
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.fhir.media import (
+    FHIR_JSON,
+    FORM,
+    JSON_PATCH,
+    JSON_TYPES,
+    LEGACY_FHIR_JSON,
+    PLAIN_JSON,
+    media_type,
+)
 from app.observability.context import (
     bind_request_id,
     new_request_id,
@@ -27,24 +36,19 @@ from app.observability.context import (
 from app.observability.metrics import UNMATCHED_ROUTE, observe_http
 from app.settings import Settings
 
-from .responses import FHIR_JSON, REQUEST_ID_HEADER, outcome_response
+from .responses import REQUEST_ID_HEADER, outcome_response
 
 log = logging.getLogger("slotsync.access")
 
-PLAIN_JSON = "application/json"
-JSON_TYPES = frozenset({PLAIN_JSON, FHIR_JSON, "application/json+fhir"})
 # What a /fhir request body may be: FHIR JSON, JSON Patch (PATCH), a form (POST search).
-FHIR_REQUEST_TYPES = JSON_TYPES | {
-    "application/json-patch+json",
-    "application/x-www-form-urlencoded",
-}
+FHIR_REQUEST_TYPES = frozenset({*JSON_TYPES, JSON_PATCH, FORM})
 FORMAT_ALIASES = {
     "json": FHIR_JSON,
     FHIR_JSON: FHIR_JSON,
-    "application/json+fhir": FHIR_JSON,
+    LEGACY_FHIR_JSON: FHIR_JSON,
     PLAIN_JSON: PLAIN_JSON,
 }
-ACCEPT_FHIR = frozenset({FHIR_JSON, "application/json+fhir", "*/*", "application/*"})
+ACCEPT_FHIR = frozenset({FHIR_JSON, LEGACY_FHIR_JSON, "*/*", "application/*"})
 QUIET_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
 
 
@@ -59,10 +63,6 @@ async def _refuse(
         status, code, diagnostics, request_id=_state(scope).get("request_id")
     )
     await response(scope, receive, send)
-
-
-def media_type(content_type: str | None) -> str:
-    return (content_type or "").split(";", 1)[0].strip().lower()
 
 
 def has_body(headers: Headers) -> bool:

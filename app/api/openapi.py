@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse
 
 from .responses import FHIR_JSON
 
@@ -144,7 +145,10 @@ def refine(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def install_openapi(app: FastAPI) -> None:
+def install_openapi(app: FastAPI, docs: str = "public") -> None:
+    """The refined schema; with ``docs == "admin"`` served at /openapi.json to the admin
+    credential only (FastAPI serves it openly, with /docs and /redoc, when public)."""
+
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             app.openapi_schema = refine(
@@ -158,3 +162,9 @@ def install_openapi(app: FastAPI) -> None:
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+    if docs == "admin":
+        from .auth import require_admin
+
+        @app.get("/openapi.json", include_in_schema=False, dependencies=[Depends(require_admin)])
+        def admin_openapi() -> JSONResponse:
+            return JSONResponse(app.openapi())

@@ -7,7 +7,8 @@ from typing import Any
 import orjson
 from fastapi.responses import Response
 
-FHIR_JSON = "application/fhir+json"
+from app.fhir.media import FHIR_JSON
+
 REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID_EXTENSION = "http://slotsync.example/fhir/StructureDefinition/request-id"
 

@@ -20,13 +20,13 @@ from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
 from app.errors import InvalidParameter, UnsupportedMediaType
+from app.fhir.media import JSON_TYPES, media_type
 from app.fhir.notification import KINDS, NotificationError, event_number, parse_notification
 from app.sync.inbox import accept_notification
 from app.sync.windows import utcnow
 
 from .auth import WebhookDep
 from .deps import SettingsDep
-from .middleware import JSON_TYPES, media_type
 from .responses import FhirResponse, operation_outcome
 
 log = logging.getLogger(__name__)

@@ -9,7 +9,7 @@ reserved here until the sync can tell).
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -291,9 +291,11 @@ def hold(ctx: BookingContext, request: OperationInput) -> BookingOutcome:
     with transaction(ctx.engine) as session:
         target = resolve(ctx, session, request, now)
     if isinstance(target, ExistingAppointment):
+        # an id the EHR does not know is a 404, as for $book (read_appointment raises it)
+        current = ctx.gateway.read_appointment(target.appointment_id)
         raise Conflict(
-            f"Appointment/{target.appointment_id} already exists at the EHR (held or booked); "
-            "$hold takes an offer from $find or a new Appointment"
+            f"Appointment/{target.appointment_id} already exists at the EHR "
+            f"({current.get('status')}); $hold takes an offer from $find or a new Appointment"
         )
     claim_id = overlay.new_claim_id()
     overlay.claim_slots(ctx, target.slots, claim_id, now)
@@ -425,7 +427,31 @@ def book(ctx: BookingContext, request: OperationInput) -> BookingOutcome:
         expires_at=confirmed + timedelta(seconds=ctx.settings.booked_overlay_seconds),
         now=confirmed,
     )
+    notes += _mark_slots(ctx, slot_ids_of(answer.appointment), "busy")
     return BookingOutcome(answer.appointment, answer.created, None, answer.issues + notes)
+
+
+def _mark_slots(ctx: BookingContext, slot_ids: Sequence[str], status: str) -> list[dict[str, Any]]:
+    """With ``SLOTSYNC_EHR_MARK_SLOTS_BUSY`` on the appointment path: write the slots'
+    status at the EHR too. The appointment is what counts (and the sync reads it), so a
+    slot that cannot be written is a warning on the answer, not a failure."""
+    if not ctx.settings.ehr_mark_slots_busy or ctx.gateway.booking != "appointment":
+        return []
+    notes = []
+    for sid in slot_ids:
+        try:
+            ctx.gateway.set_slot_status(sid, status)
+        except EhrError as exc:
+            log.warning("could not mark Slot/%s %s at the EHR: %s", sid, status, exc)
+            notes.append(
+                {
+                    "severity": "warning",
+                    "code": "incomplete",
+                    "diagnostics": f"Slot/{sid} could not be marked {status} at the EHR ({exc});"
+                    " the appointment stands",
+                }
+            )
+    return notes
 
 
 def reschedule_patch() -> CancelPatch:
@@ -445,6 +471,7 @@ def cancel(ctx: BookingContext, appointment_id: str, patch: CancelPatch) -> dict
     released = overlay.release_appointment(ctx, appointment_id)
     with transaction(ctx.engine) as session:
         holds.forget(session, appointment_id)
+    _mark_slots(ctx, slot_ids_of(result), "free")
     refresh_quietly(
         ctx.refresh, overlay.windows(released) or overlay.appointment_windows(ctx, result)
     )

@@ -55,10 +55,16 @@ def record_subscription(
     now: datetime,
     error: str | None = None,
 ) -> None:
+    """The EHR's answer about our Subscription. ``creating`` clears the id (a new one is
+    being made). A handshake heard before the EHR's answer to the creation reached us
+    has made the feed ``active`` already: the answer's ``requested`` does not undo it."""
     values: dict[str, object] = {"status": status, "updated_at": now, "last_error": error}
-    if ehr_id is not None:
+    if ehr_id is not None or status == "creating":
         values["ehr_id"] = ehr_id
-    session.execute(update(SubscriptionRow).where(SubscriptionRow.id == feed_id).values(**values))
+    stmt = update(SubscriptionRow).where(SubscriptionRow.id == feed_id)
+    if status == "requested" and ehr_id is not None:
+        stmt = stmt.where((SubscriptionRow.status != "active") | (SubscriptionRow.ehr_id != ehr_id))
+    session.execute(stmt.values(**values))
 
 
 def reset_numbering(session: Session, feed_id: int) -> None:
@@ -93,8 +99,13 @@ def heard(
     stmt = select(SubscriptionRow).where(SubscriptionRow.status != "off").with_for_update()
     if ehr_id is not None:
         stmt = stmt.where(SubscriptionRow.ehr_id == ehr_id)
+    rows = list(session.scalars(stmt))
+    if not rows and ehr_id is not None and kind == "handshake":
+        # a Subscription whose creation has not returned yet: this is its id
+        creating = select(SubscriptionRow).where(SubscriptionRow.status == "creating")
+        rows = list(session.scalars(creating.with_for_update()))
     out = []
-    for row in session.scalars(stmt):
+    for row in rows:
         last = row.last_event_number
         missed, number = _numbering(last, kind, numbers, events_since_start)
         catching_up = missed or (row.feed_state == "catching-up" and kind != "handshake")
@@ -105,6 +116,8 @@ def heard(
         }
         if kind == "handshake":
             values["status"] = "active"
+            if ehr_id is not None:
+                values["ehr_id"] = ehr_id
         if number != last:
             values["last_event_number"] = number
         session.execute(

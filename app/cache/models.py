@@ -247,7 +247,7 @@ class SubscriptionRow(Base):
     ehr_id: Mapped[str | None] = mapped_column(String(200))  # null until the EHR created it
     fhir_version: Mapped[str] = mapped_column(String(8))
     endpoint: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(32))  # requested | active | error | off
+    status: Mapped[str] = mapped_column(String(32))  # creating|requested|active|error|off
     heartbeat_seconds: Mapped[int | None] = mapped_column(Integer)
     last_heard_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     feed_state: Mapped[str] = mapped_column(String(16))  # live | stale

@@ -26,13 +26,13 @@ import orjson
 
 from app.domain import Schedule
 from app.fhir.fastpage import decode_bundle_page
+from app.fhir.media import FHIR_JSON
 from app.fhir.parse import BundlePage, FhirParseError, next_link
 
 from .errors import EhrProtocolError, EhrRejected, EhrTimeout, EhrUnavailable
 
 log = logging.getLogger(__name__)
 
-FHIR_JSON = "application/fhir+json"
 RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
 
 

@@ -35,9 +35,10 @@ import httpx
 import orjson
 
 from app.availability import ACTIVE_STATUSES
+from app.fhir.media import FHIR_JSON
 from app.fhir.parse import next_link
 
-from .client import FHIR_JSON, EhrClient, RetryPolicy, http_date, retry_after_header
+from .client import EhrClient, RetryPolicy, http_date, retry_after_header
 from .errors import (
     EhrConflict,
     EhrError,
@@ -53,7 +54,6 @@ from .flavour import BookingPath, booking_path
 
 log = logging.getLogger(__name__)
 
-JSON_PATCH = "application/json-patch+json"
 _SERVER_ERRORS = frozenset({500, 502, 503, 504})
 _CONFLICT_STATUS = frozenset({409, 412})
 _CONFLICT_ISSUES = frozenset({"conflict", "duplicate"})
@@ -326,6 +326,18 @@ class EhrGateway:
         current["cancelationReason"] = {"text": reason}
         answer = self.send("PUT", f"/Appointment/{appointment_id}", body=current, repeatable=True)
         return self._resource(answer.body, "Appointment")
+
+    def set_slot_status(self, slot_id: str, status: str) -> None:
+        """Write a Slot's status at the EHR (read, then PUT with only the status changed;
+        doing it twice changes nothing)."""
+        current = copy.deepcopy(
+            self._resource(self.send("GET", f"/Slot/{slot_id}", repeatable=True).body, "Slot")
+        )
+        if current.get("status") == status:
+            return
+        current.pop("meta", None)
+        current["status"] = status
+        self.send("PUT", f"/Slot/{slot_id}", body=current, repeatable=True)
 
     def slot_states(self, slot_ids: Sequence[str]) -> dict[str, str | None]:
         """Each slot's status at the EHR now; None for a slot the EHR no longer has."""

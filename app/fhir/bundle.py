@@ -5,6 +5,7 @@ Hot path of $find: no model validation here (tests validate with fhir.resources)
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -49,6 +50,14 @@ def actor_resource(actor: Actor) -> dict[str, Any]:
     return res
 
 
+# uuid5 namespace of slotsync's proposal ids (a fixed, random UUID)
+_PROPOSALS = uuid.UUID("2f0a4c8e-93b1-4d7e-a6f5-5c1e7b9d3a24")
+
+
+def proposal_urn(proposal_id: str) -> str:
+    return f"urn:uuid:{uuid.uuid5(_PROPOSALS, proposal_id)}"
+
+
 def avail_bundle(
     appointments: Sequence[dict[str, Any]],
     *,
@@ -58,10 +67,17 @@ def avail_bundle(
     included: Iterable[Actor] = (),
     profile: bool = True,
 ) -> dict[str, Any]:
-    """searchset: Appointments (match), then included actors, then one OperationOutcome."""
+    """searchset: Appointments (match), then included actors, then one OperationOutcome.
+
+    A proposed Appointment exists nowhere to be read back (it is computed per request and
+    is no longer offered once its slots are taken), so its ``fullUrl`` is a ``urn:uuid``
+    (what FHIR gives resources without a RESTful location), derived from its id: the same
+    proposal keeps the same fullUrl across requests. To act on it, send its identifier to
+    ``$hold``/``$book``.
+    """
     entries: list[dict[str, Any]] = [
         {
-            "fullUrl": f"{base_url}/Appointment/{r['id']}",
+            "fullUrl": proposal_urn(str(r["id"])),
             "resource": r,
             "search": {"mode": "match"},
         }

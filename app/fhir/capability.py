@@ -12,8 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from app.fhir.media import FHIR_JSON, JSON_PATCH
+
 IG = "http://fhir.org/guides/argonaut-scheduling"
-PATCH_FORMATS = ("application/json-patch+json", "application/fhir+json")
+PATCH_FORMATS = (JSON_PATCH, FHIR_JSON)
 SECURITY_SERVICE = "http://hl7.org/fhir/restful-security-service"
 
 

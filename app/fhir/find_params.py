@@ -237,10 +237,53 @@ def parse_find_parameters(body: Any, query: Iterable[tuple[str, str]] = ()) -> P
                 )
             resources.setdefault(name, []).append(param["resource"])
             continue
-        value = next((v for k, v in param.items() if k.startswith("value")), None)
-        if value is None or isinstance(value, (dict, list, bool)):
-            raise InvalidParameter(
-                f"parameter '{name}' needs a primitive value[x]", expression=where
-            )
-        items.append((name, str(value)))
+        value = _token_value(param, name, where)
+        items.append((name, value))
     return build_find_request(split_values(items), resources)
+
+
+def _token_value(param: Mapping[str, Any], name: str, where: str) -> str:
+    """A parameter's value as the GET form has it. The IG's OperationDefinition types the
+    coded parameters as token strings (``system|code``); typed R4 clients (and IHE's
+    ``$find``) send a ``valueCoding`` or ``valueCodeableConcept`` (its codings are
+    alternatives, as a comma list), and references as ``valueReference``."""
+    keys = [k for k in param if k.startswith("value")]
+    if len(keys) != 1:
+        raise InvalidParameter(f"parameter '{name}' needs one value[x]", expression=where)
+    kind, value = keys[0], param[keys[0]]
+    if kind == "valueCoding":
+        return _coding_token(value, name, where)
+    if kind == "valueCodeableConcept":
+        codings = value.get("coding") if isinstance(value, Mapping) else None
+        if not isinstance(codings, list) or not codings:
+            raise InvalidParameter(
+                f"parameter '{name}': valueCodeableConcept needs a coding", expression=where
+            )
+        return ",".join(_coding_token(c, name, where) for c in codings)
+    if kind == "valueReference":
+        ref = value.get("reference") if isinstance(value, Mapping) else None
+        if not isinstance(ref, str) or not ref:
+            raise InvalidParameter(
+                f"parameter '{name}': valueReference needs a reference", expression=where
+            )
+        return ref
+    if isinstance(value, (dict, list, bool)) or value is None:
+        raise InvalidParameter(
+            f"parameter '{name}' needs a primitive value[x], a Coding, a CodeableConcept"
+            " or a Reference",
+            expression=where,
+        )
+    return str(value)
+
+
+def _coding_token(coding: Any, name: str, where: str) -> str:
+    code = coding.get("code") if isinstance(coding, Mapping) else None
+    system = coding.get("system") if isinstance(coding, Mapping) else None
+    if not isinstance(code, str) or not code or not isinstance(system, str | None):
+        raise InvalidParameter(
+            f"parameter '{name}': a Coding needs a code (and may have a system)",
+            expression=where,
+        )
+    if "," in code or "|" in code or (system and ("," in system or "|" in system)):
+        raise InvalidParameter(f"parameter '{name}': invalid Coding", expression=where)
+    return f"{system}|{code}" if system else code

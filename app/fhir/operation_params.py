@@ -104,6 +104,18 @@ def check_appointment(flavour: str, resource: Any, label: str = "appt-resource")
     return resource
 
 
+def _participating_patients(resource: dict[str, Any] | None) -> tuple[str, ...]:
+    """The Patients an ``appt-resource`` names as participants: a client that books by
+    sending the whole Appointment says who it is for there, not in ``patient-id``."""
+    found = []
+    for participant in (resource or {}).get("participant") or ():
+        actor = participant.get("actor") if isinstance(participant, dict) else None
+        ref = actor.get("reference") if isinstance(actor, dict) else None
+        if isinstance(ref, str) and (ref.startswith("Patient/") or "/Patient/" in ref):
+            found.append(f"Patient/{fhir_id(ref, 'Patient', 'appt-resource.participant')}")
+    return tuple(found)
+
+
 def parse_operation(
     body: Any, *, operation: str, instance_id: str | None, flavour: str
 ) -> OperationInput:
@@ -137,7 +149,7 @@ def parse_operation(
     resource = check_appointment(flavour, resources[0]) if resources else None
     patients = tuple(
         f"Patient/{fhir_id(v, 'Patient', 'patient-id')}" for v in inputs.get("patient-id", ())
-    )
+    ) + _participating_patients(resource)
     cancelled = inputs.get("cancelled-appt-id")
     comments = inputs.get("comment")
     return OperationInput(

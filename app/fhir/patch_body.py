@@ -20,9 +20,8 @@ from typing import Any
 import orjson
 
 from app.errors import BusinessRuleViolation, InvalidParameter, UnsupportedMediaType
+from app.fhir.media import FHIR_JSON, JSON_PATCH, JSON_TYPES, media_type
 
-JSON_PATCH = "application/json-patch+json"
-FHIR_JSON = "application/fhir+json"
 CANCELLED = "cancelled"
 STATUS_REASON_URL = (
     "http://fhir.org/guides/argonaut-scheduling/StructureDefinition/extension-status-reason"
@@ -53,13 +52,9 @@ class CancelPatch:
     content_type: str
 
 
-def _media_type(content_type: str | None) -> str:
-    return (content_type or "").split(";", 1)[0].strip().lower()
-
-
 def parse_cancel_patch(raw: bytes, content_type: str | None) -> CancelPatch:
-    media = _media_type(content_type)
-    if media not in (JSON_PATCH, FHIR_JSON, "application/json"):
+    media = media_type(content_type)
+    if media not in (JSON_PATCH, *JSON_TYPES):
         raise UnsupportedMediaType(
             f"PATCH content type {media or '(none)'!r} is not supported; "
             f"use {JSON_PATCH} (JSON Patch) or {FHIR_JSON} (FHIRPath Patch)"

@@ -143,6 +143,10 @@ def ensure_subscription(ctx: SyncContext) -> SubscriptionState:
                     ctx.client.delete(f"/Subscription/{row.ehr_id}")
                 except EhrRejected:
                     log.info("could not delete Subscription/%s; creating anew", row.ehr_id)
+        with transaction(ctx.engine) as session:
+            # the EHR may hand-shake before its answer reaches us: mark the feed as
+            # being created, so that the handshake finds it (see feeds.heard)
+            feeds.record_subscription(session, row.id, ehr_id=None, status="creating", now=now)
         created = ctx.client.post_json("/Subscription", subscription_body(ctx, endpoint))
     except EhrError as exc:
         error = describe_error(exc)
@@ -195,7 +199,11 @@ def watchdog(ctx: SyncContext, dispatcher: Dispatcher) -> WatchdogReport:
             recheck_after = grace if recheck_after is None else min(recheck_after, grace)
         last_poll = max((r.last_polled_at for r in rows if r.last_polled_at), default=None)
         runs_repo.prune_runs(session, now - RUN_RETENTION)
-    due = last_poll is None or now - last_poll >= timedelta(seconds=settings.poll_interval_seconds)
+    # Poll at the last look before the interval would be overrun: a change waits at
+    # most one poll interval (plus the poll's own work), not an interval and a look.
+    due = last_poll is None or now - last_poll >= timedelta(
+        seconds=max(0, settings.poll_interval_seconds - settings.watchdog_seconds)
+    )
     polled = False
     if (
         live == 0

@@ -284,8 +284,23 @@ def test_multiprocess_mode_sums_every_process(tmp_path: Path):
 # -- readiness -------------------------------------------------------------------------
 
 
+OPS = {"X-API-Key": METRICS}  # the checks' details are for operators
+
+
+def test_anonymous_callers_get_only_the_status(client, db):
+    anonymous = client.get("/readyz")
+    assert anonymous.status_code == 503 and anonymous.json() == {"status": "unready"}
+    reader = client.get("/readyz", headers={"X-API-Key": READER})  # no ops scope
+    assert reader.json() == {"status": "unready"}
+    forged = client.get("/readyz", headers={"X-API-Key": "not-a-key-0123456789"})
+    assert forged.status_code == 503 and forged.json() == {"status": "unready"}
+    record_full_load(db, finished_at=now())
+    assert client.get("/readyz").json() == {"status": "ready"}
+    assert "checks" in client.get("/readyz", headers=OPS).json()
+
+
 def test_not_ready_before_the_first_full_load(client):
-    response = client.get("/readyz")
+    response = client.get("/readyz", headers=OPS)
     assert response.status_code == 503
     body = response.json()
     assert body["status"] == "unready"
@@ -295,7 +310,7 @@ def test_not_ready_before_the_first_full_load(client):
 
 def test_ready_after_a_recent_full_load(client, db):
     record_full_load(db, finished_at=now() - timedelta(hours=2))
-    response = client.get("/readyz")
+    response = client.get("/readyz", headers=OPS)
     assert response.status_code == 200, response.text
     assert response.json()["status"] == "ready"
     assert "2.0 h ago" in response.json()["checks"]["full_load"]["detail"]
@@ -304,7 +319,7 @@ def test_ready_after_a_recent_full_load(client, db):
 def test_not_ready_when_the_full_load_is_too_old(client, db):
     record_full_load(db, finished_at=now() - timedelta(hours=49))
     record_full_load(db, finished_at=now() - timedelta(hours=1), status="failed")
-    response = client.get("/readyz")
+    response = client.get("/readyz", headers=OPS)
     assert response.status_code == 503
     assert "limit 48 h" in response.json()["checks"]["full_load"]["detail"]
 
@@ -318,11 +333,11 @@ def test_registered_checks_take_part(app, db):
         raise RuntimeError("postgresql://user:secret@db/slotsync unreachable")
 
     with TestClient(app) as client:
-        assert client.get("/readyz").status_code == 503
+        assert client.get("/readyz", headers=OPS).status_code == 503
         state["loaded"] = True
-        assert client.get("/readyz").status_code == 200
+        assert client.get("/readyz", headers=OPS).status_code == 200
         add_readiness_check(app, "flaky", explode)
-        response = client.get("/readyz")
+        response = client.get("/readyz", headers=OPS)
     assert response.status_code == 503
     assert response.json()["checks"]["flaky"] == {"ok": False, "detail": "failed: RuntimeError"}
     assert "secret" not in response.text
@@ -333,7 +348,7 @@ def test_broker_check_pings_redis(tmp_path: Path, port, ok):
     port = port or free_port()
     settings = api_settings(tmp_path, redis_url=f"redis://127.0.0.1:{port}/0")
     with TestClient(build_app(settings)) as client:
-        broker = client.get("/readyz").json()["checks"]["broker"]
+        broker = client.get("/readyz", headers=OPS).json()["checks"]["broker"]
     assert broker["ok"] is ok
     if not ok:
         assert broker["detail"].startswith("failed: ")

@@ -122,6 +122,12 @@ def test_unknown_ids_and_refused_business_rules_change_nothing(stack: Stack) -> 
         json=params(("patient-id", "valueUri", "Patient/pat-1")),
     )
     assert_outcome(unknown, 404, "not-found")
+    # $hold of an appointment id: 404 if the EHR does not know it, as for $book
+    unknown_hold = http.post(
+        f"{stack.api}/Appointment/$hold",
+        json=params(("appt-id", "valueUri", "Appointment/appt-999")),
+    )
+    assert_outcome(unknown_hold, 404, "not-found")
 
     stranger = http.post(f"{stack.api}/Appointment/$book", json=params(
         ("appt-id", "valueUri", token_of(offer)),
@@ -155,9 +161,16 @@ def test_holding_a_held_offer_again_is_409_without_asking_the_ehr(stu3: Stack) -
     day = bookable_day(stu3.rules)
     offer = stu3.offers(day, specialty=DERMATOLOGY)[0]
     body = params(("appt-id", "valueUri", token_of(offer)))
-    assert http.post(f"{stu3.api}/Appointment/$hold", json=body).status_code == 201
+    held = http.post(f"{stu3.api}/Appointment/$hold", json=body)
+    assert held.status_code == 201
     again = http.post(f"{stu3.api}/Appointment/$hold", json=body)
     assert_outcome(again, 409, "conflict")
+    held_id = held.json()["entry"][0]["resource"]["id"]
+    by_id = params(("appt-id", "valueUri", f"Appointment/{held_id}"))
+    outcome = assert_outcome(
+        http.post(f"{stu3.api}/Appointment/$hold", json=by_id), 409, "conflict"
+    )
+    assert "already exists" in outcome["issue"][0]["diagnostics"]
     assert stu3.requests("POST", "/fhir/Appointment/$hold") == 1
 
 

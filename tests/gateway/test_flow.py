@@ -3,10 +3,12 @@ $find -> $hold -> Patient -> $book -> Coverage -> retrieve -> cancel -> slot bac
 
 from __future__ import annotations
 
+import copy
 from datetime import timedelta
 from typing import Any
 
 import httpx
+import orjson
 import pytest
 
 from app.domain import VISIT_TYPE_SYSTEM as VISIT_TYPES
@@ -100,8 +102,14 @@ def test_use_case_3_flow_with_a_client_built_appointment(stack: Stack) -> None:
     assert r.status_code == 201, r.text
     patient_id = r.json()["id"]
     assert r.headers["Location"].endswith(f"/Patient/{patient_id}")
-    again = http.post(f"{stack.api}/Patient", json=patient)
-    assert again.status_code == 200 and again.json()["id"] == patient_id
+    # the STU3-era media type is FHIR JSON too (as on every route and the webhook)
+    again = http.post(
+        f"{stack.api}/Patient",
+        content=orjson.dumps(patient),
+        headers={"Content-Type": "application/json+fhir"},
+    )
+    assert again.status_code == 200 and again.json()["id"] == patient_id, again.text
+    assert again.headers["Content-Type"].startswith("application/fhir+json")
 
     # $book the hold for that patient
     r = http.post(f"{stack.api}/Appointment/$book", json=params(
@@ -184,3 +192,21 @@ def test_offer_id_from_find_is_booked_directly_and_released_by_fhirpath_patch(
     assert r.json()["status"] == "cancelled"
     assert set(slots) <= stack.find_slot_ids(day)
     assert stack.claims() == []
+
+
+def test_book_with_an_appointment_resource_keeps_its_patient(stack: Stack) -> None:
+    """A client that books by sending back the offer from $find (its identifier is the
+    proposal) names the Patient among its participants, not in patient-id."""
+    day = bookable_day(stack.rules)
+    resource = copy.deepcopy(stack.offers(day, specialty=DERMATOLOGY)[2])
+    resource["participant"].append(
+        {"actor": {"reference": "Patient/pat-2"}, "required": "required", "status": "accepted"}
+    )
+    r = http.post(
+        f"{stack.api}/Appointment/$book", json=params(("appt-resource", "resource", resource))
+    )
+    assert r.status_code == 201, r.text
+    booked = _bundle_appointment(stack, r, "booked")
+    assert "Patient/pat-2" in [p["actor"].get("reference") for p in booked["participant"]]
+    at_ehr = http.get(f"{stack.ehr}/Appointment/{booked['id']}").json()
+    assert "Patient/pat-2" in [p["actor"].get("reference") for p in at_ehr["participant"]]

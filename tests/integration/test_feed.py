@@ -381,6 +381,28 @@ def test_a_feed_whose_handshake_failed_is_replaced_when_it_goes_silent(engine):
     assert ehr.subscriptions[-1]["status"] == "requested"
 
 
+def test_a_handshake_before_the_ehrs_answer_to_our_subscription_counts(engine):
+    """The EHR may call the webhook before its answer to POST Subscription reaches us:
+    the handshake names an id we do not know yet, and still makes the feed active."""
+    ehr, ctx, _ = loaded(engine, public_base_url="https://slotsync.example")
+    dispatcher = RecordingDispatcher()
+    ehr.on_subscribe = lambda sub: accept(
+        ctx,
+        dispatcher,
+        Notification(kind="handshake", subscription_id=sub["id"], events_since_start=0),
+    )
+    state = feed.ensure_subscription(ctx)
+    assert state.created and state.ehr_id == "sub-1"
+    with Session(engine) as s:
+        (row,) = feeds.all_feeds(s)
+    assert (row.ehr_id, row.status, row.feed_state) == ("sub-1", "active", "live")
+    # a handshake for a Subscription that is neither ours nor being created is ignored
+    accept(ctx, dispatcher, Notification(kind="handshake", subscription_id="sub-9"))
+    with Session(engine) as s:
+        (row,) = feeds.all_feeds(s)
+    assert row.ehr_id == "sub-1"
+
+
 def test_a_polling_only_feed_is_never_resubscribed(engine):
     _, ctx, clock = loaded(engine, heartbeat_seconds=10)
     dispatcher = RecordingDispatcher()

@@ -117,6 +117,18 @@ def test_consult_joins_contiguous_slots_but_not_across_gaps(api):
     assert by_schedule["Slot/sch-2"] == [["Slot/sch-2-s0", "Slot/sch-2-s1"]]
 
 
+def test_proposals_have_urn_uuid_full_urls_stable_across_requests(api):
+    """Proposals have no RESTful location: their fullUrl is a urn:uuid (FHIR's way for
+    such resources), the same for the same proposal, and unique in the bundle."""
+    client, _ = api
+    first = find(client, **WINDOW, **{"visit-type": OFFICE}).json()["entry"]
+    again = find(client, **WINDOW, **{"visit-type": OFFICE}).json()["entry"]
+    urls = [e["fullUrl"] for e in first if e["search"]["mode"] == "match"]
+    assert urls and all(u.startswith("urn:uuid:") for u in urls)
+    assert len(set(urls)) == len(urls)
+    assert urls == [e["fullUrl"] for e in again if e["search"]["mode"] == "match"]
+
+
 def test_post_parameters_equals_get(api):
     client, _ = api
     get = find(client, **WINDOW, practitioner="Practitioner/sch-2", **{"visit-type": OFFICE})
@@ -133,6 +145,69 @@ def test_post_parameters_equals_get(api):
     assert post.status_code == 200
     assert get.json()["entry"] == post.json()["entry"]
     assert get.json()["total"] == 3
+
+
+@pytest.mark.parametrize(
+    ("practitioner", "visit_type"),
+    [
+        ({"valueReference": {"reference": "Practitioner/sch-2"}}, {"valueCoding": "coding"}),
+        ({"valueUri": "Practitioner/sch-2"}, {"valueCodeableConcept": "concept"}),
+    ],
+    ids=["coding-and-reference", "codeable-concept"],
+)
+def test_post_takes_typed_r4_values_as_the_get_takes_tokens(api, practitioner, visit_type):
+    """The IG types coded inputs as token strings; R4 clients send Codings."""
+    client, _ = api
+    system, code = OFFICE.split("|")
+    coding = {"system": system, "code": code}
+    typed = {
+        "valueCoding": coding,
+        "valueCodeableConcept": {"coding": [{"system": "urn:other", "code": "x"}, coding]},
+    }
+    kind = next(iter(visit_type))
+    get = find(client, **WINDOW, practitioner="Practitioner/sch-2", **{"visit-type": OFFICE})
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "start", "valueDateTime": WINDOW["start"]},
+            {"name": "end", "valueDateTime": WINDOW["end"]},
+            {"name": "practitioner", **practitioner},
+            {"name": "visit-type", kind: typed[kind]},
+        ],
+    }
+    post = client.post("/fhir/Appointment/$find", json=body)
+    assert post.status_code == 200, post.text
+
+    def matches(bundle):
+        return [e for e in bundle["entry"] if e["search"]["mode"] == "match"]
+
+    assert matches(post.json()) == matches(get.json()) and post.json()["total"] == 3
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"valueCoding": {"system": "urn:x"}},
+        {"valueCoding": "office-visit"},
+        {"valueCodeableConcept": {"coding": []}},
+        {"valueCodeableConcept": {"text": "office visit"}},
+        {"valueReference": {"display": "Dr X"}},
+        {"valueString": "a", "valueCode": "b"},
+    ],
+)
+def test_malformed_typed_values_get_400(api, value):
+    client, _ = api
+    body = {
+        "resourceType": "Parameters",
+        "parameter": [
+            {"name": "start", "valueDateTime": WINDOW["start"]},
+            {"name": "end", "valueDateTime": WINDOW["end"]},
+            {"name": "visit-type", **value},
+        ],
+    }
+    resp = client.post("/fhir/Appointment/$find", json=body)
+    assert resp.status_code == 400, resp.text
+    assert_operation_outcome(resp.json(), code="invalid")
 
 
 def test_count_and_include(api):
@@ -162,6 +237,18 @@ def test_empty_answer_is_200_with_information(api):
     assert bundle["total"] == 0
     outcome = bundle["entry"][-1]["resource"]
     assert outcome["resourceType"] == "OperationOutcome"
+
+
+def test_a_window_beyond_every_visit_types_horizon_gets_one_warning(api):
+    """Every visit type rules the window out for the same cause: one issue, naming them."""
+    client, _ = api
+    far = BASE + timedelta(days=400)
+    resp = find(client, start=iso(far), end=iso(far + timedelta(days=1)))
+    assert resp.status_code == 200
+    outcome = resp.json()["entry"][-1]["resource"]
+    warnings = [i for i in outcome["issue"] if i["severity"] == "warning"]
+    assert len(warnings) == 1, warnings
+    assert "2 visit types" in warnings[0]["diagnostics"]
 
 
 def test_unknown_visit_type_is_400(api):

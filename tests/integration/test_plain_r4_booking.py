@@ -12,7 +12,7 @@ import random
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -379,3 +379,42 @@ def test_a_slot_held_by_a_lapsed_hold_can_be_booked_and_the_hold_is_cancelled(
     assert [a["status"] for s in counts["slots"] for a in s["appointments"]].count("booked") == len(
         slot_ids(offer)
     )
+
+
+def test_with_mark_slots_busy_a_booking_writes_its_slots_busy_and_a_cancel_frees_them(
+    plain: Plain,
+) -> None:
+    """SLOTSYNC_EHR_MARK_SLOTS_BUSY: for servers whose other clients read only Slot.status."""
+    booking = plain.app.state.booking
+    marking = booking.settings.model_copy(update={"ehr_mark_slots_busy": True})
+    plain.app.state.booking = replace(booking, settings=marking)
+    try:
+        day = _days()[2]
+        offer = plain.offers(day)[0]
+        answer = plain.book(offer)
+        assert answer.status_code == 201, answer.text
+        appointment = answer.json()["entry"][0]["resource"]
+
+        def statuses() -> set[str]:
+            return {
+                httpx.get(f"{plain.sandbox.base_url}/Slot/{sid}", timeout=10).json()["status"]
+                for sid in slot_ids(offer)
+            }
+
+        assert statuses() == {"busy"}
+        cancel = [{"op": "replace", "path": "/status", "value": "cancelled"}]
+        r = plain.api.patch(
+            f"/fhir/Appointment/{appointment['id']}",
+            json=cancel,
+            headers=AUTH | {"Content-Type": "application/json-patch+json"},
+        )
+        assert r.status_code == 200, r.text
+        assert statuses() == {"free"}
+        assert set(slot_ids(offer)) <= plain.offered_slots(day)
+    finally:
+        plain.app.state.booking = booking
+    # off (the default): the Slot stays as the server left it
+    offer = plain.offers(_days()[2])[0]
+    assert plain.book(offer).status_code == 201
+    sid = slot_ids(offer)[0]
+    assert httpx.get(f"{plain.sandbox.base_url}/Slot/{sid}", timeout=10).json()["status"] == "free"

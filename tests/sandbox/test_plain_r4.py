@@ -137,7 +137,7 @@ def test_metadata_describes_a_generic_r4_server(plain: SandboxProcess, http: htt
     def params(rtype: str) -> set[str]:
         return {p["name"] for p in resources[rtype]["searchParam"]}
 
-    assert interactions("Slot") == {"read", "search-type", "delete", "history-type"}
+    assert interactions("Slot") == {"read", "search-type", "update", "delete", "history-type"}
     assert {"schedule", "start", "status", "_lastUpdated"} <= params("Slot")
     assert interactions("Appointment") >= {"read", "search-type", "create", "update", "patch"}
     assert {"slot", "date", "status", "actor", "practitioner", "patient"} <= params("Appointment")
@@ -278,6 +278,25 @@ def test_deleted_slot_leaves_reads_searches_and_truth(
 
     assert http.post(f"{plain.control_url}/reset").status_code == 200
     assert http.get(f"{plain.base_url}/Slot/{slot['id']}").json()["status"] == "free"
+
+
+def test_a_slot_status_can_be_updated_and_nothing_else(
+    plain: SandboxProcess, http: httpx.Client
+) -> None:
+    slot = _free(http, plain, schedule="sch-pr-2")[0]
+    url = f"{plain.base_url}/Slot/{slot['id']}"
+    current = http.get(url).json()
+    busy = _valid(http.put(url, json=current | {"status": "busy"}).json())
+    assert busy["status"] == "busy" and busy["meta"]["versionId"] != current["meta"]["versionId"]
+    assert slot["id"] not in {s["id"] for s in _free(http, plain, schedule="sch-pr-2")}
+    moved = current | {"status": "free", "start": "2030-01-01T00:00:00Z"}
+    assert http.put(url, json=moved).status_code == 400
+    assert http.put(url, json=current | {"status": "maybe"}).status_code == 400
+    stale = {"If-Match": f'W/"{current["meta"]["versionId"]}"'}
+    assert http.put(url, json=current | {"status": "free"}, headers=stale).status_code == 412
+    fresh = {"If-Match": f'W/"{busy["meta"]["versionId"]}"'}
+    assert http.put(url, json=busy | {"status": "free"}, headers=fresh).json()["status"] == "free"
+    assert http.put(f"{plain.base_url}/Slot/sl-99999999", json=current).status_code == 404
 
 
 def test_history_lists_changes_and_deletions_since(

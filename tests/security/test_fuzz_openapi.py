@@ -33,7 +33,11 @@ _DIRECTORY = Path(tempfile.mkdtemp(prefix="slotsync-fuzz-"))
 # refusals must come back as 4xx, never as a 5xx of ours.
 _EHR = start_sandbox(size=300, extra_args=("--horizon-days", "7"))
 atexit.register(_EHR.stop)  # also when collection deselects every test of this module
-_SETTINGS = api_settings(_DIRECTORY, ehr_base_url=_EHR.base_url, ehr_timeout_seconds=10)
+# auth_failure_limit=0: throttling would turn the fuzzer's bad credentials into 429s and
+# hide what the operations do (tests/api/test_auth_throttle.py covers it)
+_SETTINGS = api_settings(
+    _DIRECTORY, ehr_base_url=_EHR.base_url, ehr_timeout_seconds=10, auth_failure_limit=0
+)
 APP = build_app(_SETTINGS, JwksServer(SigningKey(kid="fuzz")))
 ENGINE = engine_for(_SETTINGS.effective_database_url)
 seed_cache(ENGINE)

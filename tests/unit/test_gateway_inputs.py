@@ -9,8 +9,9 @@ import pytest
 
 from app.errors import BusinessRuleViolation, InvalidParameter, UnsupportedMediaType
 from app.fhir.appointment_search import parse_appointment_search
+from app.fhir.media import JSON_PATCH
 from app.fhir.operation_params import parse_operation
-from app.fhir.patch_body import JSON_PATCH, parse_cancel_patch
+from app.fhir.patch_body import parse_cancel_patch
 
 APPOINTMENT = {
     "resourceType": "Appointment",

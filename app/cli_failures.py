@@ -1,0 +1,53 @@
+"""What the CLI says, in one line and with the next step, about conditions an operator
+meets in normal life (a fresh database, a dependency down), instead of a traceback.
+
+Exit status 3 for all of them: a dependency is not there or not prepared. Anything
+else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import redis.exceptions
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from app.ehr.errors import EhrError
+from app.settings import Settings
+
+DEPENDENCY_EXIT = 3
+EXIT_HELP = (
+    "exit status: 0 done; 2 bad arguments or settings; 3 a dependency (database, Redis,"
+    " the EHR) is unreachable or not prepared; status commands: 1 degraded, 2 down"
+)
+
+_NO_SCHEMA = ("no such table", "does not exist", "undefinedtable")
+
+
+def explain(exc: BaseException, settings: Settings) -> str | None:
+    """The operator's line for an expected failure, or None for a bug."""
+    if isinstance(exc, OperationalError | ProgrammingError):
+        text = str(exc.orig if exc.orig is not None else exc).lower()
+        where = make_url(settings.effective_database_url).render_as_string(hide_password=True)
+        if (
+            any(marker in text for marker in _NO_SCHEMA)
+            or "undefinedtable" in type(exc.orig).__name__.lower()
+        ):
+            return (
+                f"the cache database {where} has no schema (or an old one):"
+                " run `slotsync db upgrade`"
+            )
+        if isinstance(exc, OperationalError):
+            first = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else ""
+            return (
+                f"cannot use the cache database {where}: {first};"
+                " check that it runs and SLOTSYNC_DATABASE_URL"
+            )
+        return None
+    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        return f"cannot reach Redis ({exc}); check that it runs and SLOTSYNC_REDIS_URL"
+    if isinstance(exc, EhrError):
+        return (
+            f"the EHR at {settings.ehr_base_url} did not serve the request ({exc});"
+            " check SLOTSYNC_EHR_BASE_URL and the EHR's health, then retry"
+        )
+    return None

@@ -1,0 +1,68 @@
+"""The CLI on a fresh database or with a dependency away: one line saying what to do,
+exit status 3, never a traceback (the real command, in a subprocess)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def slotsync(tmp: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    values = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("SLOTSYNC_")},
+        "SLOTSYNC_DATA_DIR": str(tmp),
+        "SLOTSYNC_DATABASE_URL": f"sqlite:///{tmp / 'cache.db'}",
+        "SLOTSYNC_EHR_TIMEOUT_SECONDS": "1",
+        "SLOTSYNC_TASK_MAX_RETRIES": "0",
+        **env,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "app.cli", *args],
+        env=values,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("command", [["status"], ["sync-status"], ["rules", "init"]])
+def test_a_fresh_database_says_run_db_upgrade(tmp_path, command):
+    done = slotsync(tmp_path, *command)
+    assert done.returncode == 3, done.stderr
+    assert "slotsync db upgrade" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_an_unreachable_ehr_is_one_line_with_the_next_step(tmp_path):
+    assert slotsync(tmp_path, "db", "upgrade").returncode == 0
+    nowhere = f"http://127.0.0.1:{free_port()}/fhir"
+    done = slotsync(tmp_path, "resync", SLOTSYNC_EHR_BASE_URL=nowhere)
+    assert done.returncode == 3, done.stderr
+    assert f"the EHR at {nowhere}" in done.stderr and "SLOTSYNC_EHR_BASE_URL" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_an_unreachable_database_is_one_line(tmp_path):
+    port = free_port()
+    done = slotsync(
+        tmp_path,
+        "sync-status",
+        SLOTSYNC_DATABASE_URL=f"postgresql+psycopg://nobody@127.0.0.1:{port}/none",
+    )
+    assert done.returncode == 3, done.stderr
+    assert "cannot use the cache database" in done.stderr and "SLOTSYNC_DATABASE_URL" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_help_documents_the_exit_statuses(tmp_path):
+    done = slotsync(tmp_path, "--help")
+    assert done.returncode == 0
+    assert "3 a dependency" in " ".join(done.stdout.split())

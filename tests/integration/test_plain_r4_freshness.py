@@ -1,0 +1,160 @@
+"""Embedded mode against a generic R4 server keeps itself fresh by polling.
+
+The API runs in process with every periodic job of its LocalDispatcher (the same list
+as beat), over real HTTP to the sandbox's plain-r4 profile (no notifications). Changes
+made at the EHR (a slot booked there, a slot that becomes free, an Appointment written
+by another client) must reach ``$find`` within one poll interval and a second.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from app.api.main import create_app
+from app.cache.db import make_engine
+from app.cache.migrate import upgrade
+from app.ehr.client import EhrClient
+from app.sync.load import load_window
+from app.sync.windows import day_start
+from sandbox_ehr.process import start_sandbox
+from tests.gateway.support import OFFICE_VISIT, slot_ids
+from tests.integration.test_plain_r4_booking import (
+    AUTH,
+    HORIZON_DAYS,
+    PAGE_SIZE,
+    _days,
+    plain_settings,
+)
+from tests.support import throwaway_postgres
+
+pytestmark = pytest.mark.integration
+
+POLL_SECONDS = 5  # the setting's floor
+BOUND = POLL_SECONDS + 1.0
+
+
+class Embedded:
+    def __init__(self, api: TestClient, base_url: str, control_url: str) -> None:
+        self.api, self.base_url, self.control_url = api, base_url, control_url
+
+    def control(self, method: str, path: str, **kw: Any) -> Any:
+        r = httpx.request(method, f"{self.control_url}{path}", timeout=30, **kw)
+        r.raise_for_status()
+        return r.json() if r.content else None
+
+    def offered(self, day: date) -> set[str]:
+        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        r = self.api.get(
+            "/fhir/Appointment/$find",
+            params={
+                "start": start.isoformat(),
+                "end": (start + timedelta(days=1)).isoformat(),
+                "visit-type": OFFICE_VISIT,
+                "_count": "1000",
+            },
+            headers=AUTH,
+        )
+        assert r.status_code == 200, r.text
+        matches = [
+            e["resource"] for e in r.json().get("entry", ()) if e["search"]["mode"] == "match"
+        ]
+        return {sid for offer in matches for sid in slot_ids(offer)}
+
+    def busy_slot(self, day: date, beside: str) -> str:
+        """A slot of ``day`` the EHR has busy (so the cache does not hold it), on the
+        schedule of the offered slot ``beside`` (so that the rules would offer it)."""
+        schedule = self.slot(beside)["schedule"]["reference"].removeprefix("Schedule/")
+        with EhrClient(self.base_url, fhir_version="r4", page_size=PAGE_SIZE) as client:
+            start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+            for bundle in client.slot_search_pages(
+                start,
+                start + timedelta(days=1),
+                schedule_ids=[schedule],
+                statuses=("busy",),
+                include_schedule=False,
+            ):
+                for entry in bundle.get("entry") or ():
+                    if entry["resource"]["resourceType"] == "Slot":
+                        return str(entry["resource"]["id"])
+        raise AssertionError(f"no busy slot on {day}")
+
+    def slot(self, slot_id: str) -> dict[str, Any]:
+        return httpx.get(f"{self.base_url}/Slot/{slot_id}", timeout=10).json()  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="module")
+def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedded]:
+    with (
+        throwaway_postgres() as db_url,
+        start_sandbox(
+            profile="plain-r4", size=3000, extra_args=("--horizon-days", str(HORIZON_DAYS))
+        ) as sandbox,
+    ):
+        upgrade(db_url)
+        engine = make_engine(db_url)
+        with EhrClient(sandbox.base_url, fhir_version="r4", page_size=PAGE_SIZE) as client:
+            start = day_start(datetime.now(UTC))
+            load_window(engine, client, start, start + timedelta(days=HORIZON_DAYS))
+        engine.dispose()
+        settings = plain_settings(
+            db_url,
+            sandbox,
+            tmp_path_factory.mktemp("fresh"),
+            poll_interval_seconds=POLL_SECONDS,
+            watchdog_seconds=1,
+        )
+        with TestClient(create_app(settings), raise_server_exceptions=False) as api:
+            yield Embedded(api, sandbox.base_url, sandbox.control_url)
+
+
+def _seconds_until(condition: Callable[[], bool], limit: float) -> float:
+    started = time.monotonic()
+    while time.monotonic() - started < limit:
+        if condition():
+            return time.monotonic() - started
+        time.sleep(0.1)
+    return float("inf")
+
+
+def test_changes_at_the_ehr_reach_find_within_a_poll_interval(embedded: Embedded) -> None:
+    day = _days()[1]
+    # the first polls (start-up, then a full read of the near days) are behind us
+    assert _seconds_until(lambda: bool(embedded.offered(day)), 30) < 30
+    time.sleep(POLL_SECONDS + 1)
+    lags: dict[str, float] = {}
+
+    booked = sorted(embedded.offered(day))[0]
+    embedded.control("POST", "/mutate", json={"op": "book", "slot": booked})
+    lags["slot booked at the EHR"] = _seconds_until(
+        lambda: booked not in embedded.offered(day), 3 * BOUND
+    )
+
+    freed = embedded.busy_slot(day, beside=sorted(embedded.offered(day))[0])
+    embedded.control("POST", "/mutate", json={"op": "free", "slot": freed})
+    lags["slot freed at the EHR (new to the cache)"] = _seconds_until(
+        lambda: freed in embedded.offered(day), 3 * BOUND
+    )
+
+    taken = sorted(embedded.offered(day) - {freed})[0]
+    slot = embedded.slot(taken)
+    other_client = {
+        "resourceType": "Appointment",
+        "status": "booked",
+        "start": slot["start"],
+        "end": slot["end"],
+        "slot": [{"reference": f"Slot/{taken}"}],
+        "participant": [{"actor": {"reference": "Patient/pat-2"}, "status": "accepted"}],
+    }
+    made = httpx.post(f"{embedded.base_url}/Appointment", json=other_client, timeout=10)
+    assert made.status_code == 201, made.text
+    lags["slot booked by another client (Slot left free)"] = _seconds_until(
+        lambda: taken not in embedded.offered(day), 3 * BOUND
+    )
+    assert all(lag <= BOUND for lag in lags.values()), lags
