@@ -84,6 +84,9 @@ class Sizing:
     ehr_unreachable_seconds: float = 120.0
     storm_notifications: int = 10_000
     storm_senders: int = 4
+    # product settings changed from their defaults (none for make faults, which measures
+    # the defaults; the pytest variant shortens the recovery timings to run in minutes)
+    timings: tuple[tuple[str, str], ...] = ()
 
 
 SMALL = Sizing(
@@ -106,6 +109,14 @@ SMALL = Sizing(
     ehr_unreachable_seconds=20.0,
     storm_notifications=1500,
     storm_senders=3,
+    timings=(
+        ("SLOTSYNC_CHUNK_LEASE_SECONDS", "15"),
+        ("SLOTSYNC_REAPER_SECONDS", "5"),
+        ("SLOTSYNC_RUN_QUIET_SECONDS", "10"),
+        ("SLOTSYNC_TASK_RETRY_BASE_SECONDS", "1"),
+        ("SLOTSYNC_TASK_RETRY_MAX_SECONDS", "15"),
+        ("SLOTSYNC_FOLLOW_UP_BASE_SECONDS", "5"),
+    ),
 )
 
 
@@ -317,7 +328,8 @@ class System:
 
 def product_settings(sizing: Sizing, admin_key: str) -> dict[str, str]:
     """What the suite deploys with: production mode, product defaults for every sync,
-    retry and timing setting; only the deployment's own values are set."""
+    retry and timing setting (unless the sizing's ``timings`` change some); only the
+    deployment's own values are set."""
     # no daily full load may land inside a run and mend what a scenario broke
     daily = (datetime.now(UTC) + timedelta(hours=12)).strftime("%H:%M")
     return {
@@ -330,6 +342,7 @@ def product_settings(sizing: Sizing, admin_key: str) -> dict[str, str]:
         "SLOTSYNC_EHR_PAGE_SIZE": str(sizing.page_size),
         "SLOTSYNC_EHR_TIMEOUT_SECONDS": str(EHR_TIMEOUT_SECONDS),
         "SLOTSYNC_DAILY_LOAD_AT": daily,
+        **dict(sizing.timings),
     }
 
 

@@ -4,8 +4,10 @@ with the cache equal to the EHR, slot by slot and field by field, and no run lef
 
 One stack (private PostgreSQL and Redis on spare ports, sandbox EHR, API, two worker
 processes, beat) serves every scenario; before each, the API, workers and beat are
-restarted on an emptied cache and an empty Redis. About 3 minutes when every scenario
-converges at once; a scenario that does not converge costs its timeout (60 s).
+restarted on an emptied cache and an empty Redis. The recovery timings (chunk lease,
+reaper period, quiet-run resend, retry backoff, first follow-up) are shortened here
+(``faults.SMALL.timings``) so that the suite runs in minutes; ``make faults`` measures the
+product's defaults. A scenario that does not converge costs its timeout (60 s).
 """
 
 from __future__ import annotations
