@@ -143,6 +143,21 @@ class Plain:
         """Requests the sandbox served on one route (its template, e.g. a read by id)."""
         return int(self.control("GET", "/stats")["requests"].get(route, 0))
 
+    def book_as_another_client(self, slot_id: str, start: str, end: str) -> dict[str, Any]:
+        """A booked Appointment on the slot, written at the EHR by someone else (a plain
+        server leaves the Slot free)."""
+        other = {
+            "resourceType": "Appointment",
+            "status": "booked",
+            "start": start,
+            "end": end,
+            "slot": [{"reference": f"Slot/{slot_id}"}],
+            "participant": [{"actor": {"reference": "Patient/pat-2"}, "status": "accepted"}],
+        }
+        r = httpx.post(f"{self.sandbox.base_url}/Appointment", json=other, timeout=30)
+        assert r.status_code == 201, r.text
+        return r.json()  # type: ignore[no-any-return]
+
     def ehr_appointment(self, appointment_id: str) -> dict[str, Any]:
         r = httpx.get(f"{self.sandbox.base_url}/Appointment/{appointment_id}", timeout=30)
         r.raise_for_status()
@@ -260,16 +275,7 @@ def test_booking_a_slot_busy_taken_or_deleted_at_the_ehr_is_409_and_corrects_the
         plain.control("POST", "/mutate", json={"op": "book", "slot": slot_ids(busy)[0]})
 
     def make_taken() -> None:
-        other = {
-            "resourceType": "Appointment",
-            "status": "booked",
-            "start": taken["start"],
-            "end": taken["end"],
-            "slot": [{"reference": f"Slot/{slot_ids(taken)[0]}"}],
-            "participant": [{"actor": {"reference": "Patient/pat-2"}, "status": "accepted"}],
-        }
-        r = httpx.post(f"{plain.sandbox.base_url}/Appointment", json=other, timeout=30)
-        assert r.status_code == 201, r.text
+        plain.book_as_another_client(slot_ids(taken)[0], taken["start"], taken["end"])
 
     def make_deleted() -> None:
         r = httpx.delete(f"{plain.sandbox.base_url}/Slot/{slot_ids(deleted)[0]}", timeout=30)

@@ -21,14 +21,11 @@ from app.api.main import create_app
 from app.cache.db import make_engine
 from app.cache.migrate import upgrade
 from app.ehr.client import EhrClient
-from app.sync.load import load_window
-from app.sync.windows import day_start
 from sandbox_ehr.process import start_sandbox
-from tests.gateway.support import OFFICE_VISIT, slot_ids
 from tests.integration.test_plain_r4_booking import (
-    AUTH,
     HORIZON_DAYS,
     PAGE_SIZE,
+    Plain,
     _days,
     plain_settings,
 )
@@ -40,32 +37,15 @@ POLL_SECONDS = 5  # the setting's floor
 BOUND = POLL_SECONDS + 1.0
 
 
-class Embedded:
-    def __init__(self, api: TestClient, base_url: str, control_url: str) -> None:
-        self.api, self.base_url, self.control_url = api, base_url, control_url
+class Embedded(Plain):
+    """The plain-R4 API of the booking tests, here with its own polling left running."""
 
-    def control(self, method: str, path: str, **kw: Any) -> Any:
-        r = httpx.request(method, f"{self.control_url}{path}", timeout=30, **kw)
-        r.raise_for_status()
-        return r.json() if r.content else None
+    @property
+    def base_url(self) -> str:
+        return self.sandbox.base_url
 
     def offered(self, day: date) -> set[str]:
-        start = datetime(day.year, day.month, day.day, tzinfo=UTC)
-        r = self.api.get(
-            "/fhir/Appointment/$find",
-            params={
-                "start": start.isoformat(),
-                "end": (start + timedelta(days=1)).isoformat(),
-                "visit-type": OFFICE_VISIT,
-                "_count": "1000",
-            },
-            headers=AUTH,
-        )
-        assert r.status_code == 200, r.text
-        matches = [
-            e["resource"] for e in r.json().get("entry", ()) if e["search"]["mode"] == "match"
-        ]
-        return {sid for offer in matches for sid in slot_ids(offer)}
+        return self.offered_slots(day)
 
     def busy_slot(self, day: date, beside: str) -> str:
         """A slot of ``day`` the EHR has busy (so the cache does not hold it), on the
@@ -99,10 +79,6 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedded]:
     ):
         upgrade(db_url)
         engine = make_engine(db_url)
-        with EhrClient(sandbox.base_url, fhir_version="r4", page_size=PAGE_SIZE) as client:
-            start = day_start(datetime.now(UTC))
-            load_window(engine, client, start, start + timedelta(days=HORIZON_DAYS))
-        engine.dispose()
         settings = plain_settings(
             db_url,
             sandbox,
@@ -110,8 +86,12 @@ def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedded]:
             poll_interval_seconds=POLL_SECONDS,
             watchdog_seconds=1,
         )
-        with TestClient(create_app(settings), raise_server_exceptions=False) as api:
-            yield Embedded(api, sandbox.base_url, sandbox.control_url)
+        app = create_app(settings)
+        with TestClient(app, raise_server_exceptions=False) as api:
+            embedded = Embedded(sandbox, api, app, engine)
+            embedded.load()
+            yield embedded
+        engine.dispose()
 
 
 def _seconds_until(condition: Callable[[], bool], limit: float) -> float:
@@ -144,16 +124,7 @@ def test_changes_at_the_ehr_reach_find_within_a_poll_interval(embedded: Embedded
 
     taken = sorted(embedded.offered(day) - {freed})[0]
     slot = embedded.slot(taken)
-    other_client = {
-        "resourceType": "Appointment",
-        "status": "booked",
-        "start": slot["start"],
-        "end": slot["end"],
-        "slot": [{"reference": f"Slot/{taken}"}],
-        "participant": [{"actor": {"reference": "Patient/pat-2"}, "status": "accepted"}],
-    }
-    made = httpx.post(f"{embedded.base_url}/Appointment", json=other_client, timeout=10)
-    assert made.status_code == 201, made.text
+    embedded.book_as_another_client(taken, slot["start"], slot["end"])
     lags["slot booked by another client (Slot left free)"] = _seconds_until(
         lambda: taken not in embedded.offered(day), 3 * BOUND
     )
