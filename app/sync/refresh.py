@@ -168,10 +168,15 @@ def _refresh_whole_days(
     results: list[ChunkResult] = []
     waiting: list[datetime] = []
     for day in days_in(start, end):
-        if not _refresh_day(ctx, schedule_id, day, heard, wait=0.0, results=results):
+        done = _refresh_day(ctx, schedule_id, day, heard, wait=0.0)
+        if done is None:
             waiting.append(day)
+        else:
+            results.append(done)
     for day in waiting:
-        _refresh_day(ctx, schedule_id, day, heard, wait=ctx.lock_wait, results=results)
+        done = _refresh_day(ctx, schedule_id, day, heard, wait=ctx.lock_wait)
+        assert done is not None  # with a wait, a busy lock raises ScheduleBusy
+        results.append(done)
     return ChunkResult(
         seen=sum(r.seen for r in results),
         upserted=sum(r.upserted for r in results),
@@ -184,29 +189,21 @@ def _refresh_whole_days(
 
 
 def _refresh_day(
-    ctx: SyncContext,
-    schedule_id: str,
-    day: datetime,
-    heard: float | None,
-    *,
-    wait: float,
-    results: list[ChunkResult],
-) -> bool:
-    """One whole day for every schedule, unless already read since ``heard``; False if
-    its lock was busy for longer than ``wait``."""
+    ctx: SyncContext, schedule_id: str, day: datetime, heard: float | None, *, wait: float
+) -> ChunkResult | None:
+    """One whole day for every schedule, unless already read since ``heard``; None if
+    its lock stayed busy for ``wait`` = 0 (with a wait, that raises ScheduleBusy)."""
     try:
         with ctx.coord.hold(
             [f"day:{day:%Y%m%d}"], ttl=ctx.settings.schedule_lock_seconds, wait=wait
         ) as holder:
             if heard is not None and _seen_since(ctx, schedule_id, day, day + DAY, heard):
-                results.append(COVERED)
-            else:
-                results.append(_sync(ctx, Chunk(None, day, day + DAY), holder))
-            return True
+                return COVERED
+            return _sync(ctx, Chunk(None, day, day + DAY), holder)
     except ScheduleBusy:
         if wait > 0:
             raise
-        return False
+        return None
 
 
 def _seen_since(
