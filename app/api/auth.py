@@ -470,9 +470,15 @@ async def require_metrics(
     if settings.metrics_public:
         return None
     principal = await authenticate(request)
-    if not principal.scopes & {settings.metrics_scope, settings.admin_scope}:
+    if not is_operator(principal, settings):
         raise forbidden([settings.metrics_scope])
     return principal
+
+
+def is_operator(principal: Principal, settings: Settings) -> bool:
+    """Whether the caller may see operational detail (metrics, readiness checks): it holds
+    the metrics or the admin scope."""
+    return bool(principal.scopes & {settings.metrics_scope, settings.admin_scope})
 
 
 async def require_webhook_secret(

@@ -33,7 +33,7 @@ from app.observability.recent import Recent
 from app.observability.status import collect_sync_health
 from app.settings import Settings
 
-from .auth import API_KEY_HEADER, MetricsDep, authenticate
+from .auth import API_KEY_HEADER, MetricsDep, authenticate, is_operator
 
 __all__ = ["Check", "ReadinessCheck", "add_readiness_check", "install_health", "router"]
 
@@ -141,7 +141,7 @@ async def _may_see_details(request: Request) -> bool:
         principal = await authenticate(request)
     except HTTPException:
         return False
-    return bool(principal.scopes & {settings.admin_scope, settings.metrics_scope})
+    return is_operator(principal, settings)
 
 
 @router.get("/metrics", include_in_schema=False)
