@@ -20,7 +20,11 @@ EXIT_HELP = (
     " the EHR) is unreachable or not prepared; status commands: 1 degraded, 2 down"
 )
 
-_NO_SCHEMA = ("no such table", "does not exist", "undefinedtable")
+# A schema missing or behind: SQLite's words, PostgreSQL's SQLSTATEs (undefined table,
+# undefined column). Not "does not exist" in general: a missing database says that too,
+# and `db upgrade` cannot help with it.
+_SQLITE_NO_SCHEMA = ("no such table", "no such column")
+_PG_NO_SCHEMA = frozenset({"42P01", "42703"})
 
 
 def explain(exc: BaseException, settings: Settings) -> str | None:
@@ -29,8 +33,8 @@ def explain(exc: BaseException, settings: Settings) -> str | None:
         text = str(exc.orig if exc.orig is not None else exc).lower()
         where = make_url(settings.effective_database_url).render_as_string(hide_password=True)
         if (
-            any(marker in text for marker in _NO_SCHEMA)
-            or "undefinedtable" in type(exc.orig).__name__.lower()
+            any(marker in text for marker in _SQLITE_NO_SCHEMA)
+            or getattr(exc.orig, "sqlstate", None) in _PG_NO_SCHEMA
         ):
             return (
                 f"the cache database {where} has no schema (or an old one):"

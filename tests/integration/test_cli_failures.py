@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import free_port
+from tests.support import free_port, throwaway_postgres
 
 pytestmark = pytest.mark.integration
 
@@ -38,6 +38,26 @@ def test_a_fresh_database_says_run_db_upgrade(tmp_path, command):
     done = slotsync(tmp_path, *command)
     assert done.returncode == 3, done.stderr
     assert "slotsync db upgrade" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_a_postgres_database_without_schema_says_run_db_upgrade(tmp_path):
+    with throwaway_postgres() as url:
+        done = slotsync(tmp_path, "sync-status", SLOTSYNC_DATABASE_URL=url)
+    assert done.returncode == 3, done.stderr
+    assert "slotsync db upgrade" in done.stderr
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_a_missing_postgres_database_is_not_a_missing_schema(tmp_path):
+    """PostgreSQL says "does not exist" of a database as of a table: `db upgrade` cannot
+    create a database, so the line must not send the operator there."""
+    with throwaway_postgres() as url:
+        missing = url.rsplit("/", 1)[0] + "/slotsync_no_such_database"
+    done = slotsync(tmp_path, "sync-status", SLOTSYNC_DATABASE_URL=missing)
+    assert done.returncode == 3, done.stderr
+    assert "cannot use the cache database" in done.stderr
+    assert "db upgrade" not in done.stderr
     assert "Traceback" not in done.stderr + done.stdout
 
 
