@@ -83,6 +83,20 @@ def find(client, **params):
     return client.get("/fhir/Appointment/$find", params=params)
 
 
+def post_find(client, *parameters):
+    """POST $find over WINDOW with these further Parameters.parameter entries."""
+    window = [
+        {"name": "start", "valueDateTime": WINDOW["start"]},
+        {"name": "end", "valueDateTime": WINDOW["end"]},
+    ]
+    body = {"resourceType": "Parameters", "parameter": [*window, *parameters]}
+    return client.post("/fhir/Appointment/$find", json=body)
+
+
+_SYSTEM, _CODE = OFFICE.split("|")
+OFFICE_CODING = {"system": _SYSTEM, "code": _CODE}
+
+
 def test_office_visits_one_per_free_slot(api):
     client, slots = api
     resp = find(client, **WINDOW, **{"visit-type": OFFICE})
@@ -132,16 +146,11 @@ def test_proposals_have_urn_uuid_full_urls_stable_across_requests(api):
 def test_post_parameters_equals_get(api):
     client, _ = api
     get = find(client, **WINDOW, practitioner="Practitioner/sch-2", **{"visit-type": OFFICE})
-    body = {
-        "resourceType": "Parameters",
-        "parameter": [
-            {"name": "start", "valueDateTime": WINDOW["start"]},
-            {"name": "end", "valueDateTime": WINDOW["end"]},
-            {"name": "practitioner", "valueUri": "Practitioner/sch-2"},
-            {"name": "visit-type", "valueString": OFFICE},
-        ],
-    }
-    post = client.post("/fhir/Appointment/$find", json=body)
+    post = post_find(
+        client,
+        {"name": "practitioner", "valueUri": "Practitioner/sch-2"},
+        {"name": "visit-type", "valueString": OFFICE},
+    )
     assert post.status_code == 200
     assert get.json()["entry"] == post.json()["entry"]
     assert get.json()["total"] == 3
@@ -150,32 +159,25 @@ def test_post_parameters_equals_get(api):
 @pytest.mark.parametrize(
     ("practitioner", "visit_type"),
     [
-        ({"valueReference": {"reference": "Practitioner/sch-2"}}, {"valueCoding": "coding"}),
-        ({"valueUri": "Practitioner/sch-2"}, {"valueCodeableConcept": "concept"}),
+        ({"valueReference": {"reference": "Practitioner/sch-2"}}, {"valueCoding": OFFICE_CODING}),
+        (
+            {"valueUri": "Practitioner/sch-2"},
+            {
+                "valueCodeableConcept": {
+                    "coding": [{"system": "urn:other", "code": "x"}, OFFICE_CODING]
+                }
+            },
+        ),
     ],
     ids=["coding-and-reference", "codeable-concept"],
 )
 def test_post_takes_typed_r4_values_as_the_get_takes_tokens(api, practitioner, visit_type):
     """The IG types coded inputs as token strings; R4 clients send Codings."""
     client, _ = api
-    system, code = OFFICE.split("|")
-    coding = {"system": system, "code": code}
-    typed = {
-        "valueCoding": coding,
-        "valueCodeableConcept": {"coding": [{"system": "urn:other", "code": "x"}, coding]},
-    }
-    kind = next(iter(visit_type))
     get = find(client, **WINDOW, practitioner="Practitioner/sch-2", **{"visit-type": OFFICE})
-    body = {
-        "resourceType": "Parameters",
-        "parameter": [
-            {"name": "start", "valueDateTime": WINDOW["start"]},
-            {"name": "end", "valueDateTime": WINDOW["end"]},
-            {"name": "practitioner", **practitioner},
-            {"name": "visit-type", kind: typed[kind]},
-        ],
-    }
-    post = client.post("/fhir/Appointment/$find", json=body)
+    post = post_find(
+        client, {"name": "practitioner", **practitioner}, {"name": "visit-type", **visit_type}
+    )
     assert post.status_code == 200, post.text
 
     def matches(bundle):
@@ -197,15 +199,7 @@ def test_post_takes_typed_r4_values_as_the_get_takes_tokens(api, practitioner, v
 )
 def test_malformed_typed_values_get_400(api, value):
     client, _ = api
-    body = {
-        "resourceType": "Parameters",
-        "parameter": [
-            {"name": "start", "valueDateTime": WINDOW["start"]},
-            {"name": "end", "valueDateTime": WINDOW["end"]},
-            {"name": "visit-type", **value},
-        ],
-    }
-    resp = client.post("/fhir/Appointment/$find", json=body)
+    resp = post_find(client, {"name": "visit-type", **value})
     assert resp.status_code == 400, resp.text
     assert_operation_outcome(resp.json(), code="invalid")
 

@@ -12,10 +12,11 @@ import random
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
@@ -164,21 +165,30 @@ class Plain:
         return r.json()  # type: ignore[no-any-return]
 
 
-@pytest.fixture(scope="module")
-def _plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plain]:
+P = TypeVar("P", bound=Plain)
+
+
+@contextmanager
+def running_plain(tmp: Path, *, size: int, harness: type[P], **settings: Any) -> Iterator[P]:
+    """A throwaway cache database, the plain-r4 sandbox and the API in process."""
     with (
         throwaway_postgres() as db_url,
         start_sandbox(
-            profile="plain-r4", size=4000, extra_args=("--horizon-days", str(HORIZON_DAYS))
+            profile="plain-r4", size=size, extra_args=("--horizon-days", str(HORIZON_DAYS))
         ) as sandbox,
     ):
         upgrade(db_url)
-        settings = plain_settings(db_url, sandbox, tmp_path_factory.mktemp("plain"))
-        app = create_app(settings)
+        app = create_app(plain_settings(db_url, sandbox, tmp, **settings))
         engine = make_engine(db_url)
         with TestClient(app, raise_server_exceptions=False) as api:
-            yield Plain(sandbox, api, app, engine)
+            yield harness(sandbox, api, app, engine)
         engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def _plain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Plain]:
+    with running_plain(tmp_path_factory.mktemp("plain"), size=4000, harness=Plain) as plain:
+        yield plain
 
 
 @pytest.fixture

@@ -15,21 +15,14 @@ from typing import Any
 
 import httpx
 import pytest
-from fastapi.testclient import TestClient
 
-from app.api.main import create_app
-from app.cache.db import make_engine
-from app.cache.migrate import upgrade
 from app.ehr.client import EhrClient
-from sandbox_ehr.process import start_sandbox
 from tests.integration.test_plain_r4_booking import (
-    HORIZON_DAYS,
     PAGE_SIZE,
     Plain,
     _days,
-    plain_settings,
+    running_plain,
 )
-from tests.support import throwaway_postgres
 
 pytestmark = pytest.mark.integration
 
@@ -71,27 +64,15 @@ class Embedded(Plain):
 
 @pytest.fixture(scope="module")
 def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedded]:
-    with (
-        throwaway_postgres() as db_url,
-        start_sandbox(
-            profile="plain-r4", size=3000, extra_args=("--horizon-days", str(HORIZON_DAYS))
-        ) as sandbox,
-    ):
-        upgrade(db_url)
-        engine = make_engine(db_url)
-        settings = plain_settings(
-            db_url,
-            sandbox,
-            tmp_path_factory.mktemp("fresh"),
-            poll_interval_seconds=POLL_SECONDS,
-            watchdog_seconds=1,
-        )
-        app = create_app(settings)
-        with TestClient(app, raise_server_exceptions=False) as api:
-            embedded = Embedded(sandbox, api, app, engine)
-            embedded.load()
-            yield embedded
-        engine.dispose()
+    with running_plain(
+        tmp_path_factory.mktemp("fresh"),
+        size=3000,
+        harness=Embedded,
+        poll_interval_seconds=POLL_SECONDS,
+        watchdog_seconds=1,
+    ) as embedded:
+        embedded.load()
+        yield embedded
 
 
 def _seconds_until(condition: Callable[[], bool], limit: float) -> float:
