@@ -73,6 +73,16 @@ class Settings(BaseSettings):
         le=1000,
         description="$find answers at most this many appointments when _count is not given",
     )
+    patient_cache_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=86_400,
+        description="how long $find keeps a patient-reference's birth date and gender read"
+        " from the EHR (0 = do not read: age and gender rules then skip such patients)",
+    )
+    patient_read_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=60, description="$find waits this long for the EHR's Patient"
+    )
     find_warm_up: bool = Field(
         default=True,
         description="read every cached slot, then the offers, into memory at API start-up",

@@ -84,6 +84,9 @@ def _answer(request: Request, parsed: ParsedFind, session: Any, settings: Any) -
     state.rules_store.reload_if_changed()
     now = datetime.now(UTC)
     find_request = parsed.request
+    patient = state.patients.resolve(find_request.patient)
+    if patient is not None:
+        find_request = replace(find_request, patient=patient.patient)
     capped = find_request.count is None
     if capped:  # one more than the limit tells whether the answer was cut
         find_request = replace(find_request, count=settings.find_max_results + 1)
@@ -112,6 +115,8 @@ def _answer(request: Request, parsed: ParsedFind, session: Any, settings: Any) -
                 "pass _count or narrow the window",
             )
         )
+    if patient is not None and patient.warning:
+        issues.append(outcome_issue("warning", "incomplete", patient.warning))
     issues += [
         outcome_issue("warning", "not-supported", f"parameter {name} was not used")
         for name in parsed.ignored

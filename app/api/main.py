@@ -14,6 +14,7 @@ from functools import partial
 from fastapi import FastAPI
 
 from app.booking.context import BookingContext
+from app.booking.patients import PatientLookup
 from app.cache.catalog import CatalogCache, read_catalog
 from app.cache.db import transaction
 from app.cache.slot_index import SlotIndex
@@ -137,6 +138,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             rules=current_rules,
             settings=settings,
             refresh=partial(refresh_windows, sync_context(settings)),
+        )
+        app.state.patients = PatientLookup(
+            partial(
+                app.state.booking.gateway.read_patient,
+                timeout=settings.patient_read_timeout_seconds,
+            ),
+            ttl=settings.patient_cache_seconds,
         )
         yield
         dispatch.shutdown()

@@ -147,8 +147,13 @@ class EhrGateway:
         content_type: str = FHIR_JSON,
         params: Any = None,
         repeatable: bool,
+        attempts: int | None = None,
+        timeout: float | None = None,
     ) -> EhrAnswer:
-        """One request; ``repeatable`` says whether doing it twice is harmless."""
+        """One request; ``repeatable`` says whether doing it twice is harmless;
+        ``attempts`` and ``timeout`` override the client's (a read that must be quick)."""
+        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        attempts = attempts or self.retry.attempts
         headers = {}
         if body is not None:
             content = orjson.dumps(body)
@@ -160,7 +165,7 @@ class EhrGateway:
             retry_after: float | None = None
             try:
                 response = self._http.request(
-                    method, url, content=content, params=params, headers=headers
+                    method, url, content=content, params=params, headers=headers, **extra
                 )
             except _NEVER_SENT as exc:
                 failure: EhrError = EhrNotProcessed(
@@ -194,12 +199,10 @@ class EhrGateway:
                     failure = EhrUnavailable(f"EHR answered {status}", status=status, url=url)
                 else:
                     raise self._rejection(method, url, response)
-            if attempt >= self.retry.attempts:
+            if attempt >= attempts:
                 raise failure
             delay = self.retry.delay(attempt, retry_after)
-            log.warning(
-                "ehr retry %s/%s in %.2fs: %s", attempt, self.retry.attempts, delay, failure
-            )
+            log.warning("ehr retry %s/%s in %.2fs: %s", attempt, attempts, delay, failure)
             time.sleep(delay)
 
     @staticmethod
@@ -314,6 +317,13 @@ class EhrGateway:
     def read_appointment(self, appointment_id: str) -> dict[str, Any]:
         answer = self.send("GET", f"/Appointment/{appointment_id}", repeatable=True)
         return self._resource(answer.body, "Appointment")
+
+    def read_patient(self, patient_id: str, *, timeout: float) -> dict[str, Any]:
+        """One attempt: ``$find`` waits for it, and a failure only skips eligibility."""
+        answer = self.send(
+            "GET", f"/Patient/{patient_id}", repeatable=True, attempts=1, timeout=timeout
+        )
+        return self._resource(answer.body, "Patient")
 
     def cancel_appointment(self, appointment_id: str, reason: str) -> dict[str, Any]:
         """Set an Appointment ``cancelled`` with a cancelation reason (read, then PUT:
