@@ -21,7 +21,7 @@ from app.errors import InvalidParameter
 from rules.appointment_id import ProposalPayload
 from rules.composer import compose, slot_fetch_window
 from rules.offer_memo import Basis, OfferMemo
-from rules.request import FindRequest, Notice
+from rules.request import FindRequest, Notice, Page, PageKey
 from rules.schema import RulesFile
 
 # Slots are found by start time; a slot that began this long before the span can
@@ -36,6 +36,8 @@ class FindResult:
     actors: dict[str, Actor]
     oldest_confirmation: datetime | None
     failed_schedules: list[str] = field(default_factory=list)  # searched, last sync failed
+    total: int | None = None  # paged: offers matching in all
+    next_after: PageKey | None = None  # paged: where the next page starts
 
 
 def check_visit_types(request: FindRequest, rules: RulesFile) -> None:
@@ -128,6 +130,7 @@ def find_appointments(
     now: datetime,
     sign: Callable[[ProposalPayload], str],
     memo: OfferMemo | None = None,
+    page: Page | None = None,
 ) -> FindResult:
     """Offers for ``request`` from the slot index; with ``memo``, candidate offers
     are reused across requests while the rules and the catalog stay the same
@@ -160,6 +163,7 @@ def find_appointments(
         sign,
         memo=memo,
         basis=basis,
+        page=page,
     )
     return FindResult(
         appointments=result.appointments,
@@ -167,6 +171,8 @@ def find_appointments(
         actors=catalog.actors,
         oldest_confirmation=_oldest_confirmation(result.appointments, catalog.confirmations),
         failed_schedules=[sid for sid in schedule_ids if sid in catalog.errors],
+        total=result.total,
+        next_after=result.next_after,
     )
 
 

@@ -71,7 +71,8 @@ class Settings(BaseSettings):
         default=200,
         ge=1,
         le=1000,
-        description="$find answers at most this many appointments when _count is not given",
+        description="$find's page size when _count is not given (Bundle.total counts"
+        " every match; the next link reads on)",
     )
     patient_cache_seconds: int = Field(
         default=300,

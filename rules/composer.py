@@ -41,7 +41,15 @@ from rules.assets import Accepts, AssetIndex, Qualifier, Unit, by_schedule_id, c
 from rules.eligibility import age_allows, ineligible_reason
 from rules.hours import Calendar
 from rules.offer_memo import Basis, Day, Entry, MemoState, OfferMemo
-from rules.request import ComposeResult, FindRequest, InvalidFindRequest, Notice, PatientInfo
+from rules.request import (
+    ComposeResult,
+    FindRequest,
+    InvalidFindRequest,
+    Notice,
+    Page,
+    PageKey,
+    PatientInfo,
+)
 from rules.schema import KIND_RESOURCE_TYPE, EffectiveRule, RulesFile, VisitTypeRule
 from rules.tokens import TokenSet
 
@@ -61,8 +69,12 @@ def compose(
     *,
     memo: OfferMemo | None = None,
     basis: Basis | None = None,
+    page: Page | None = None,
 ) -> ComposeResult:
     """Proposed appointments for ``request``, ordered by start, at most ``request.count``.
+
+    With ``page``, every offer is worked out (``request.count`` is not used) so that the
+    result can say how many match, and only the page's are built and signed.
 
     ``slots`` are the cached slots overlapping :func:`slot_fetch_window` (non-free
     ones are ignored), or already the free ones per schedule id, each in start
@@ -84,9 +96,23 @@ def compose(
         use = _MemoUse(state, basis, dirty, shared)
     else:
         index = AssetIndex(slots, schedules, actors)
-    chosen, notices = _choose(request, rules, index, actors, now, use)
+    if page is None:
+        chosen, notices = _choose(request, rules, index, actors, now, use)
+        builder = _Builder(request, index, sign)
+        return ComposeResult([builder.build(c) for c in chosen], notices)
+    every, notices = _choose(replace(request, count=None), rules, index, actors, now, use)
+    first = 0
+    if page.after is not None:
+        first = bisect_right(every, page.after, key=_Candidate.final_key)
+    shown = every[first : first + page.size]
+    more = first + page.size < len(every)
     builder = _Builder(request, index, sign)
-    return ComposeResult([builder.build(c) for c in chosen], notices)
+    return ComposeResult(
+        [builder.build(c) for c in shown],
+        notices,
+        total=len(every),
+        next_after=shown[-1].final_key() if more and shown else None,
+    )
 
 
 def reconstruct(
@@ -312,7 +338,7 @@ class _Candidate:
     parts: list[_Part]
     slot_ids: tuple[str, ...]  # of all parts, in that order
 
-    def final_key(self) -> tuple[object, ...]:
+    def final_key(self) -> PageKey:
         return (self.start, self.pref, self.primary.ref, self.end, self.slot_ids)
 
 

@@ -27,6 +27,22 @@ class PatientInfo:
     new_patient: bool | None = None  # True for patient-resource without a record
 
 
+# Where an offer sits in the answer's order (start, visit type preference, primary
+# asset, end, slot ids): a total order, so a page can start after any offer.
+PageKey = tuple[datetime, int, str, datetime, tuple[str, ...]]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of the whole answer: the first ``size`` offers after ``after``.
+
+    Positioned by key rather than by offset, so an offer that is taken between two
+    pages does not shift the next page over one the client has not seen."""
+
+    size: int
+    after: PageKey | None = None
+
+
 @dataclass(frozen=True, slots=True)
 class FindRequest:
     """A ``$find`` query in internal terms.
@@ -104,3 +120,5 @@ _CAUSES = {
 class ComposeResult:
     appointments: list[ProposedAppointment]
     notices: list[Notice] = field(default_factory=list)
+    total: int | None = None  # paged: how many offers match in all
+    next_after: PageKey | None = None  # paged: where the next page starts; None = last page

@@ -6,21 +6,24 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypedDict
+from urllib.parse import urlencode
 
 import orjson
 from fastapi import APIRouter, Depends, Request, params
 from fastapi.responses import Response
 
 from app.errors import CacheStale, InvalidParameter
+from app.fhir import page_cursor
 from app.fhir.appointment import to_r4, to_stu3
 from app.fhir.bundle import avail_bundle, included_actors, outcome_issue
 from app.fhir.find_params import ParsedFind, parse_find_parameters, parse_find_query
 from app.find import find_appointments
-from rules.request import summarise_notices
+from rules.request import Page, PageKey, summarise_notices
 
 from .auth import APPOINTMENT_READ, require_scopes
 from .deps import AutocommitSessionDep, SettingsDep
 from .openapi import BUNDLE_REF, fhir_content
+from .openapi_examples import FIND_EXAMPLES, request_body
 from .responses import FhirResponse
 
 router = APIRouter()
@@ -54,7 +57,17 @@ FIND_PARAMETERS = [
     ),
     _query("location-string", "part of a clinic address: city, state or zip", "Springfield"),
     _query("patient-reference", "Patient/<id>: eligibility of a known patient", "Patient/123"),
-    _query("_count", "at most this many appointments (1-1000)", "10", pattern="^[0-9]+$"),
+    _query(
+        "_count",
+        "page size, 1-1000 (default SLOTSYNC_FIND_MAX_RESULTS); Bundle.total counts all",
+        "10",
+        pattern="^[0-9]+$",
+    ),
+    _query(
+        "_cursor",
+        "where the page starts: only as found in a Bundle's next link",
+        "WyIyMDMwLTAxLTA3VDA5OjAwOjAwKzAwOjAwIiwwLCJQcmFjdGl0aW9uZXIvcHItMSJd",
+    ),
     _query(
         "_include",
         "Appointment:practitioner | Appointment:location | Appointment:actor",
@@ -87,9 +100,7 @@ def _answer(request: Request, parsed: ParsedFind, session: Any, settings: Any) -
     patient = state.patients.resolve(find_request.patient)
     if patient is not None:
         find_request = replace(find_request, patient=patient.patient)
-    capped = find_request.count is None
-    if capped:  # one more than the limit tells whether the answer was cut
-        find_request = replace(find_request, count=settings.find_max_results + 1)
+    page = Page(size=find_request.count or settings.find_max_results, after=parsed.after)
     result = find_appointments(
         session,
         find_request,
@@ -99,22 +110,13 @@ def _answer(request: Request, parsed: ParsedFind, session: Any, settings: Any) -
         now=now,
         sign=state.sign_proposal,
         memo=state.offer_memo,
+        page=page,
     )
     appointments = result.appointments
     issues = [
         outcome_issue("warning", "informational", message)
         for message in summarise_notices(result.notices)
     ]
-    if capped and len(appointments) > settings.find_max_results:
-        appointments = appointments[: settings.find_max_results]
-        issues.append(
-            outcome_issue(
-                "warning",
-                "too-costly",
-                f"only the first {settings.find_max_results} appointments are listed; "
-                "pass _count or narrow the window",
-            )
-        )
     if patient is not None and patient.warning:
         issues.append(outcome_issue("warning", "incomplete", patient.warning))
     issues += [
@@ -149,7 +151,7 @@ def _answer(request: Request, parsed: ParsedFind, session: Any, settings: Any) -
                 " retry succeeds",
             )
         )
-    if not appointments:
+    if not result.total:
         issues.append(outcome_issue("information", "not-found", "no appointments available"))
     render = to_r4 if settings.ehr_fhir_version == "r4" else to_stu3
     requested = (parsed.request.start, parsed.request.end)
@@ -161,8 +163,21 @@ def _answer(request: Request, parsed: ParsedFind, session: Any, settings: Any) -
         issues=issues,
         included=included_actors(resources, parsed.includes, result.actors),
         profile=settings.ehr_fhir_version != "r4",
+        total=result.total,
+        links=page_links(request, result.next_after),
     )
     return FhirResponse(bundle)
+
+
+def page_links(request: Request, next_after: PageKey | None) -> list[dict[str, str]]:
+    """``self``, and ``next`` while offers remain: this request's URL with the cursor of
+    the next page. A POST's links carry only its query; the Parameters are sent again."""
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k != page_cursor.NAME]
+    links = [{"relation": "self", "url": str(request.url)}]
+    if next_after is not None:
+        query = urlencode([*kept, (page_cursor.NAME, page_cursor.encode(next_after))])
+        links.append({"relation": "next", "url": str(request.url.replace(query=query))})
+    return links
 
 
 @router.get("/Appointment/$find", openapi_extra={"parameters": FIND_PARAMETERS}, **FIND_DOC)
@@ -173,7 +188,11 @@ def find_get(
     return _answer(request, parsed, session, settings)
 
 
-@router.post("/Appointment/$find", **FIND_DOC)
+@router.post(
+    "/Appointment/$find",
+    openapi_extra=request_body(FIND_EXAMPLES, "Parameters: the GET parameters, typed"),
+    **FIND_DOC,
+)
 async def find_post(
     request: Request, session: AutocommitSessionDep, settings: SettingsDep
 ) -> FhirResponse:

@@ -14,6 +14,7 @@ from . import auth, convertors  # noqa: F401 (registers the fhirid path type)
 from .body import base_url, json_body
 from .deps import BookingDep
 from .openapi import RESOURCE_REF, fhir_content
+from .openapi_examples import COVERAGE, PATIENT, resource_body
 from .responses import FhirResponse
 
 router = APIRouter()
@@ -29,7 +30,11 @@ COVERAGE_WRITE: list[Any] = [Depends(auth.require_scopes(auth.COVERAGE_WRITE))]
 
 
 @router.post(
-    "/Patient", dependencies=PATIENT_WRITE, response_class=FhirResponse, responses=CREATED_OR_FOUND
+    "/Patient",
+    dependencies=PATIENT_WRITE,
+    response_class=FhirResponse,
+    responses=CREATED_OR_FOUND,
+    openapi_extra=resource_body(PATIENT, "a US Core Patient to register or find"),
 )
 async def register_patient(request: Request, ctx: BookingDep) -> FhirResponse:
     """Register, or get back the EHR's existing record of this patient (200)."""
@@ -44,6 +49,7 @@ async def register_patient(request: Request, ctx: BookingDep) -> FhirResponse:
     dependencies=COVERAGE_WRITE,
     response_class=FhirResponse,
     responses=CREATED_OR_FOUND,
+    openapi_extra=resource_body(COVERAGE, "an Argonaut Coverage for the patient"),
 )
 async def create_coverage(request: Request, ctx: BookingDep) -> FhirResponse:
     coverage = check_coverage(ctx.flavour, await json_body(request))
@@ -57,6 +63,7 @@ async def create_coverage(request: Request, ctx: BookingDep) -> FhirResponse:
     dependencies=COVERAGE_WRITE,
     response_class=FhirResponse,
     responses=CREATED_OR_FOUND,
+    openapi_extra=resource_body(COVERAGE, "the Coverage in full (its id is the path's)"),
 )
 async def update_coverage(request: Request, coverage_id: str, ctx: BookingDep) -> FhirResponse:
     coverage = check_coverage(ctx.flavour, await json_body(request), coverage_id)

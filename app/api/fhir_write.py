@@ -26,6 +26,15 @@ from . import auth, convertors  # noqa: F401 (registers the fhirid path type)
 from .body import base_url, json_body
 from .deps import BookingDep
 from .openapi import BUNDLE_REF, RESOURCE_REF, fhir_content
+from .openapi_examples import (
+    APPOINTMENT_SEARCH_PARAMETERS,
+    BOOK_EXAMPLES,
+    BOOK_INSTANCE_EXAMPLES,
+    HOLD_EXAMPLES,
+    HOLD_INSTANCE_EXAMPLES,
+    patch_body,
+    request_body,
+)
 from .responses import FhirResponse
 
 router = APIRouter()
@@ -62,7 +71,9 @@ def _result(request: Request, ctx: BookingContext, outcome: BookingOutcome) -> F
 Operation = Callable[[BookingContext, OperationInput], BookingOutcome]
 
 
-def _add_operation(name: str, run: Operation) -> None:
+def _add_operation(
+    name: str, run: Operation, body: dict[str, Any], instance_body: dict[str, Any]
+) -> None:
     """``POST $name`` on the type and on an instance; the route names keep the operation
     ids (``hold``, ``hold_instance``) that clients and the fuzzing tests know."""
 
@@ -78,9 +89,14 @@ def _add_operation(name: str, run: Operation) -> None:
     async def on_instance(request: Request, appointment_id: str, ctx: BookingDep) -> FhirResponse:
         return await respond(request, ctx, appointment_id)
 
-    for path, endpoint, route_name in (
-        (f"/Appointment/${name}", on_type, name),
-        (f"/Appointment/{{appointment_id:fhirid}}/${name}", on_instance, f"{name}_instance"),
+    for path, endpoint, route_name, documented in (
+        (f"/Appointment/${name}", on_type, name, body),
+        (
+            f"/Appointment/{{appointment_id:fhirid}}/${name}",
+            on_instance,
+            f"{name}_instance",
+            instance_body,
+        ),
     ):
         router.add_api_route(
             path,
@@ -90,11 +106,26 @@ def _add_operation(name: str, run: Operation) -> None:
             dependencies=APPOINTMENT_WRITE,
             response_class=FhirResponse,
             responses=OPERATION_RESULT,
+            openapi_extra=documented,
         )
 
 
-_add_operation("hold", service.hold)
-_add_operation("book", service.book)
+_add_operation(
+    "hold",
+    service.hold,
+    request_body(HOLD_EXAMPLES, "Parameters: appt-id (a $find offer) or appt-resource"),
+    request_body(HOLD_INSTANCE_EXAMPLES, "Parameters (none needed: the URL names the offer)"),
+)
+_add_operation(
+    "book",
+    service.book,
+    request_body(
+        BOOK_EXAMPLES,
+        "Parameters: appt-id (a $find offer or a hold's EHR id) or appt-resource,"
+        " patient-id, comment, cancelled-appt-id",
+    ),
+    request_body(BOOK_INSTANCE_EXAMPLES, "Parameters: patient-id, comment, cancelled-appt-id"),
+)
 
 
 @router.patch(
@@ -102,6 +133,7 @@ _add_operation("book", service.book)
     dependencies=APPOINTMENT_WRITE,
     response_class=FhirResponse,
     responses=APPOINTMENT,
+    openapi_extra=patch_body(),
 )
 async def cancel(request: Request, appointment_id: str, ctx: BookingDep) -> FhirResponse:
     """Cancel an appointment or release a hold (JSON Patch or FHIRPath Patch)."""
@@ -114,6 +146,7 @@ async def cancel(request: Request, appointment_id: str, ctx: BookingDep) -> Fhir
     dependencies=APPOINTMENT_READ,
     response_class=FhirResponse,
     responses=SEARCHSET,
+    openapi_extra={"parameters": APPOINTMENT_SEARCH_PARAMETERS},
 )
 def search(request: Request, ctx: BookingDep) -> FhirResponse:
     params = parse_appointment_search(request.query_params.multi_items())

@@ -66,8 +66,13 @@ def avail_bundle(
     issues: Sequence[dict[str, Any]] = (),
     included: Iterable[Actor] = (),
     profile: bool = True,
+    total: int | None = None,
+    links: Sequence[dict[str, str]] = (),
 ) -> dict[str, Any]:
     """searchset: Appointments (match), then included actors, then one OperationOutcome.
+
+    ``total`` is how many offers match in all (default: the appointments given, an
+    answer of one page); ``links`` are ``self`` and, while more pages remain, ``next``.
 
     A proposed Appointment exists nowhere to be read back (it is computed per request and
     is no longer offered once its slots are taken), so its ``fullUrl`` is a ``urn:uuid``
@@ -106,7 +111,9 @@ def avail_bundle(
         meta["lastUpdated"] = instant(last_updated)
     if meta:
         bundle["meta"] = meta
-    bundle["total"] = len(appointments)
+    bundle["total"] = len(appointments) if total is None else total
+    if links:
+        bundle["link"] = list(links)
     bundle["entry"] = entries
     return bundle
 

@@ -13,7 +13,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from app.errors import InvalidParameter
-from rules.request import FindRequest, InvalidFindRequest, PatientInfo
+from app.fhir import page_cursor
+from rules.request import FindRequest, InvalidFindRequest, PageKey, PatientInfo
 
 MAX_WINDOW = timedelta(days=366)
 MAX_COUNT = 1000
@@ -34,8 +35,8 @@ TOKEN_PARAMS = ("specialty", "visit-type", "reason", "appt-type")
 STRING_PARAMS = ("location-string",)
 RESOURCE_PARAMS = {"patient-resource": "Patient", "coverage": "Coverage"}
 KNOWN = {
-    "start", "end", "_count", "_include", *REFERENCE_TYPES, *TOKEN_PARAMS, *STRING_PARAMS,
-    *RESOURCE_PARAMS,
+    "start", "end", "_count", page_cursor.NAME, "_include", *REFERENCE_TYPES, *TOKEN_PARAMS,
+    *STRING_PARAMS, *RESOURCE_PARAMS,
 }  # fmt: skip
 # Result-shaping parameters every FHIR server may receive; not ours to warn about.
 GENERAL = {"_format", "_pretty", "_summary", "_elements"}
@@ -49,6 +50,7 @@ class ParsedFind:
     request: FindRequest
     ignored: tuple[str, ...] = ()  # parameter names given but not acted upon
     includes: tuple[str, ...] = ()  # _include values
+    after: PageKey | None = None  # _cursor: the page starts after this offer
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -200,7 +202,13 @@ def build_find_request(
         )
     except InvalidFindRequest as exc:
         raise InvalidParameter(str(exc)) from exc
-    return ParsedFind(request=request, ignored=ignored, includes=tuple(values.get("_include", [])))
+    cursor = single(page_cursor.NAME) if values.get(page_cursor.NAME) else None
+    return ParsedFind(
+        request=request,
+        ignored=ignored,
+        includes=tuple(values.get("_include", [])),
+        after=page_cursor.decode(cursor) if cursor is not None else None,
+    )
 
 
 def parse_find_query(items: Iterable[tuple[str, str]]) -> ParsedFind:

@@ -68,9 +68,11 @@ def _scalar(parameter: Mapping[str, Any], name: str) -> str:
 
 
 def _collect(body: Mapping[str, Any], operation: str) -> dict[str, list[Any]]:
-    params = body.get("parameter")
-    if not isinstance(params, list) or not params:
-        raise InvalidParameter("Parameters.parameter is missing or empty")
+    # none at all is fine on an instance ($hold of Appointment/[id]); parse_operation
+    # says what is missing otherwise
+    params = body.get("parameter", [])
+    if not isinstance(params, list):
+        raise InvalidParameter("Parameters.parameter must be a list", expression="parameter")
     out: dict[str, list[Any]] = {}
     for n, parameter in enumerate(params):
         if not isinstance(parameter, dict) or not isinstance(parameter.get("name"), str):

@@ -95,7 +95,8 @@ def test_bad_hold_and_book_bodies_are_400_with_the_reason(stack: Stack) -> None:
             params(("appt-id", "valueUri", token), ("comment", "valueString", "")),
             "needs one non-empty value",
         ),
-        ("$hold", {"resourceType": "Parameters", "parameter": []}, "missing or empty"),
+        ("$hold", {"resourceType": "Parameters", "parameter": []}, "needs exactly one of appt-id"),
+        ("$hold", {"resourceType": "Parameters", "parameter": {}}, "must be a list"),
     ]
     for operation, body, fragment in cases:
         r = http.post(f"{stack.api}/Appointment/{operation}", json=body)
