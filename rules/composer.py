@@ -96,22 +96,13 @@ def compose(
         use = _MemoUse(state, basis, dirty, shared)
     else:
         index = AssetIndex(slots, schedules, actors)
+    builder = _Builder(request, index, sign)
     if page is None:
         chosen, notices = _choose(request, rules, index, actors, now, use)
-        builder = _Builder(request, index, sign)
         return ComposeResult([builder.build(c) for c in chosen], notices)
-    every, notices = _choose(replace(request, count=None), rules, index, actors, now, use)
-    first = 0
-    if page.after is not None:
-        first = bisect_right(every, page.after, key=_Candidate.final_key)
-    shown = every[first : first + page.size]
-    more = first + page.size < len(every)
-    builder = _Builder(request, index, sign)
+    shown, total, next_after, notices = _choose_page(request, rules, index, actors, now, use, page)
     return ComposeResult(
-        [builder.build(c) for c in shown],
-        notices,
-        total=len(every),
-        next_after=shown[-1].final_key() if more and shown else None,
+        [builder.build(c) for c in shown], notices, total=total, next_after=next_after
     )
 
 
@@ -176,6 +167,49 @@ def _choose(
         if not offered:  # a reason matters only when no variant of the visit type applies
             notices.extend(blocked)
     return _unique(sorted(chosen, key=_Candidate.final_key), request.count), notices
+
+
+def _choose_page(
+    request: FindRequest,
+    rules: RulesFile,
+    index: AssetIndex,
+    actors: Mapping[str, Actor],
+    now: datetime,
+    memo: _MemoUse | None,
+    page: Page,
+) -> tuple[list[_Candidate], int, PageKey | None, list[Notice]]:
+    """One page of every offer (``request.count`` aside): its candidates, how many offers
+    there are in all, and the key the next page starts after (None on the last page).
+
+    Every offer is selected and ordered by :meth:`_VisitTypePlan.page_key`, but only
+    the page's are built: counting the rest costs a key each. Offers with one key (two
+    variants of a visit type found the same practitioner and slot) count once."""
+    if now.tzinfo is None:
+        raise InvalidFindRequest("now must be timezone-aware")
+    request = replace(request, count=None)
+    calendar = Calendar(rules, actors)
+    notices: list[Notice] = []
+    keyed: list[tuple[PageKey, _VisitTypePlan, _Offer | _Keyed, list[_Requirement]]] = []
+    for pref, variants in enumerate(_requested_visit_types(request, rules, notices)):
+        blocked: list[Notice] = []
+        offered = False
+        for vt in variants:
+            plan = _VisitTypePlan(request, rules.effective(vt), pref, index, calendar, now, memo)
+            chosen = plan.selected(blocked)
+            if chosen is not None:
+                offered = True
+                offers, deferred = chosen
+                key = plan.page_key
+                keyed.extend((key(offer), plan, offer, deferred) for offer in offers)
+        if not offered:
+            notices.extend(blocked)
+    keyed.sort(key=itemgetter(0))
+    every = [e for n, e in enumerate(keyed) if n == 0 or e[0] != keyed[n - 1][0]]
+    first = 0 if page.after is None else bisect_right(every, page.after, key=itemgetter(0))
+    shown = every[first : first + page.size]
+    more = first + page.size < len(every)
+    candidates = [plan._candidate(offer, deferred) for _, plan, offer, deferred in shown]
+    return candidates, len(every), shown[-1][0] if more and shown else None, notices
 
 
 def _unique(candidates: list[_Candidate], count: int | None) -> list[_Candidate]:
@@ -338,7 +372,7 @@ class _Candidate:
     parts: list[_Part]
     slot_ids: tuple[str, ...]  # of all parts, in that order
 
-    def final_key(self) -> PageKey:
+    def final_key(self) -> tuple[object, ...]:
         return (self.start, self.pref, self.primary.ref, self.end, self.slot_ids)
 
 
@@ -408,6 +442,17 @@ class _VisitTypePlan:
 
     def offers(self, notices: list[Notice]) -> list[_Candidate] | None:
         """Selected offers, or None (with a notice) when the request rules them out."""
+        chosen = self.selected(notices)
+        if chosen is None:
+            return None
+        offers, deferred = chosen
+        return [self._candidate(offer, deferred) for offer in offers]
+
+    def selected(
+        self, notices: list[Notice]
+    ) -> tuple[Sequence[_Offer | _Keyed], list[_Requirement]] | None:
+        """:meth:`offers` before they are built: bare offers and the optional assets to
+        look up for those kept; None (with a notice) when the request rules them out."""
         label = self.rule.display or self.rule.name or self.rule.code
         if self.earliest > self.latest:
             notices.append(
@@ -438,7 +483,7 @@ class _VisitTypePlan:
             return None
         if self.memo is not None:
             plan = self._plan()
-            return [self._candidate(offer, plan.deferred) for offer in self._select_planned(plan)]
+            return self._select_planned(plan), plan.deferred
         required, deferred = self._requirements()
         selected: list[_Offer] | list[_Offer | _Keyed]
         streams = [self._unit_offers(unit, required) for unit in self._primary_units()]
@@ -447,7 +492,14 @@ class _VisitTypePlan:
             selected = self._take_earliest(heapq.merge(*streams))
         else:
             selected = self._select([offer for stream in streams for offer in stream])
-        return [self._candidate(offer, deferred) for offer in selected]
+        return selected, deferred
+
+    def page_key(self, offer: _Offer | _Keyed) -> PageKey:
+        """Where a bare offer sits in a paged answer: start, visit type preference,
+        practitioner (or primary asset), end and first slot. Cheap, so that every offer
+        of a window can be counted and ordered while only a page of them is built."""
+        start, unit, first = offer[0], offer[3], offer[5]
+        return (start, self.pref, unit.ref, start + self.duration, (unit.free.slots[first].id,))
 
     def _requirements(self) -> tuple[list[_Requirement], list[_Requirement]]:
         """The other assets, split into those that decide whether an offer exists (up

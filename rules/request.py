@@ -27,8 +27,8 @@ class PatientInfo:
     new_patient: bool | None = None  # True for patient-resource without a record
 
 
-# Where an offer sits in the answer's order (start, visit type preference, primary
-# asset, end, slot ids): a total order, so a page can start after any offer.
+# Where an offer sits in a paged answer (start, visit type preference, primary
+# asset, end, its first slot id): a total order, so a page can start after any offer.
 PageKey = tuple[datetime, int, str, datetime, tuple[str, ...]]
 
 
