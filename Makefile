@@ -2,48 +2,62 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-STAMP   = $(VENV)/.installed
+# Installs are exactly uv.lock's versions. uv comes from PATH, or is bootstrapped once with
+# pip into .uv/ (pinned). `uv lock` after changing dependencies in pyproject.toml.
+UV_VERSION = 0.13.8
+UV     ?= $(shell command -v uv 2>/dev/null || echo .uv/bin/uv)
+SYNC    = UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked --python $(PYTHON) --quiet
+DEV     = $(VENV)/.installed-dev
+DEMO    = $(VENV)/.installed-demo
 
 .PHONY: demo test lint format bench faults clean venv
 
-venv: $(STAMP)
+venv: $(DEV)
 
-# Re-install whenever pyproject.toml changes (creates the virtualenv on first use).
-$(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+.uv/bin/uv:
+	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target .uv uv==$(UV_VERSION)
+
+# Everything the tests, linters and benchmarks need (re-synced when the lock changes).
+$(DEV): pyproject.toml uv.lock | $(UV)
+	$(SYNC) --extra dev
+	touch $@
+
+# Just the server and the sandbox EHR: the quickest path to a first $find. --inexact
+# keeps whatever a `make test` added.
+$(DEMO): pyproject.toml uv.lock | $(UV)
+	$(SYNC) --extra sandbox --inexact
+	touch $@
 
 # `make demo EHR=plain-r4`: the same against a generic FHIR R4 server (no $prefetch, polling)
 EHR ?= sandbox
-demo: $(STAMP)
-	$(BIN)/slotsync demo --ehr-profile $(EHR)
+DEMO_ARGS ?=
+demo: $(DEMO)
+	$(BIN)/slotsync demo --ehr-profile $(EHR) $(DEMO_ARGS)
 
-test: $(STAMP)
+test: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
 
-lint: $(STAMP)
+lint: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy app rules workers
 
-format: $(STAMP)
+format: $(DEV)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(STAMP)
+bench: $(DEV)
 	$(BIN)/python -m benchmarks all --out results.json
 
 # Fault suite (about 40 minutes): private PostgreSQL/Redis, sandbox, API, 2 workers, beat.
 FAULTS_SIZE ?= 50000
 FAULTS_OUT  ?= benchmarks/results/faults-$(shell date -u +%Y-%m-%dT%H%M).json
-faults: $(STAMP)
+faults: $(DEV)
 	mkdir -p $(dir $(FAULTS_OUT))
 	$(BIN)/python -m benchmarks faults --size $(FAULTS_SIZE) --out $(FAULTS_OUT)
 	$(BIN)/python -m benchmarks faults-readme  # the README's table, from the newest two runs
 
 clean:
-	rm -rf $(VENV) .slotsync .pytest_cache .ruff_cache
+	rm -rf $(VENV) .uv .slotsync .pytest_cache .ruff_cache

@@ -23,6 +23,7 @@ BENCHMARKS = {
     "find": "benchmarks.find",
     "faults": "benchmarks.faults",
     "faults-readme": "benchmarks.faults_readme",
+    "first-find": "benchmarks.first_find",
     "all": "benchmarks.suite",
 }
 

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import orjson
+import msgspec
 import psycopg
 from celery import Celery
 
@@ -168,8 +168,8 @@ def _get_json(url: str, headers: dict[str, str] | None = None) -> tuple[int | st
     except httpx.HTTPError as exc:
         return type(exc).__name__, None
     try:
-        return response.status_code, orjson.loads(response.content)
-    except orjson.JSONDecodeError:
+        return response.status_code, msgspec.json.decode(response.content)
+    except msgspec.DecodeError:
         return response.status_code, None
 
 
@@ -336,7 +336,7 @@ def product_settings(sizing: Sizing, admin_key: str) -> dict[str, str]:
         "SLOTSYNC_ENVIRONMENT": "production",
         "SLOTSYNC_WEBHOOK_SECRET": secrets.token_urlsafe(32),
         "SLOTSYNC_PROPOSAL_SECRET": secrets.token_urlsafe(32),
-        "SLOTSYNC_API_KEYS": orjson.dumps({admin_key: ADMIN_SCOPES}).decode(),
+        "SLOTSYNC_API_KEYS": msgspec.json.encode({admin_key: ADMIN_SCOPES}).decode(),
         "SLOTSYNC_EHR_FHIR_VERSION": "stu3",
         "SLOTSYNC_HORIZON_DAYS": str(sizing.horizon_days),
         "SLOTSYNC_EHR_PAGE_SIZE": str(sizing.page_size),
@@ -599,7 +599,7 @@ def _storm(ctx: Context) -> None:
                     "planningHorizon": {"start": start, "end": end},
                 }
                 try:
-                    answer = client.post(hook, content=orjson.dumps(body), headers=headers)
+                    answer = client.post(hook, content=msgspec.json.encode(body), headers=headers)
                     code = str(answer.status_code)
                 except httpx.HTTPError as exc:
                     code = type(exc).__name__

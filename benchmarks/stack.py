@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 import httpx
-import orjson
+import msgspec
 import psycopg
 import redis
 from psycopg import sql
@@ -456,7 +456,7 @@ class Pipeline:
     def control(self, method: str, path: str, timeout: float = 60, **kw: Any) -> Any:
         response = httpx.request(method, f"{self.sandbox.control_url}{path}", timeout=timeout, **kw)
         response.raise_for_status()
-        return orjson.loads(response.content) if response.content else None
+        return msgspec.json.decode(response.content) if response.content else None
 
     def horizon(self) -> tuple[datetime, datetime]:
         start = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)

@@ -8,7 +8,7 @@ into ``application/fhir+json`` OperationOutcomes, so no client ever sees a bare
 
 from __future__ import annotations
 
-import orjson
+import msgspec
 
 FHIR_JSON = "application/fhir+json"
 
@@ -52,4 +52,4 @@ def outcome(diagnostics: str, code: str = "invalid", severity: str = "error") ->
 
 
 def outcome_bytes(diagnostics: str, code: str = "invalid", severity: str = "error") -> bytes:
-    return orjson.dumps(outcome(diagnostics, code, severity))
+    return msgspec.json.encode(outcome(diagnostics, code, severity))

@@ -3,7 +3,7 @@
 The only module that knows how STU3 (Argonaut) and R4 shapes differ for what the
 sandbox emits (Location.type cardinality, Device naming, status codes, profiles,
 terminology system URLs). Hot paths (slot pages) build small dicts that share the
-per-schedule sub-objects and leave serialisation to orjson.
+per-schedule sub-objects and leave serialisation to msgspec.
 """
 
 from __future__ import annotations

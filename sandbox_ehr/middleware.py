@@ -15,7 +15,7 @@ import socket
 import struct
 from typing import TYPE_CHECKING, Any
 
-import orjson
+import msgspec
 
 from sandbox_ehr.errors import FHIR_JSON, outcome_bytes
 
@@ -140,14 +140,14 @@ async def _capture(
 
 def _short_page(body: bytes) -> bytes:
     try:
-        page = orjson.loads(body)
-    except orjson.JSONDecodeError:
+        page = msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError):
         return body
     if isinstance(page, dict) and page.get("resourceType") == "Bundle":
         entries = page.get("entry") or []
         page["entry"] = entries[: len(entries) // 2]
         page["link"] = [link for link in page.get("link") or [] if link.get("relation") != "next"]
-    return orjson.dumps(page)
+    return msgspec.json.encode(page)
 
 
 def _abort(scope: Scope) -> None:

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
-import orjson
+import msgspec
 
 from sandbox_ehr import codes, validate
 from sandbox_ehr.errors import FHIR_JSON, bad_request, not_found, unprocessable
@@ -290,8 +290,8 @@ class Notifier:
         if sb.stu3:
             if focus is None or sub.payload == "empty":
                 return b"", None
-            return orjson.dumps(focus), FHIR_JSON
-        return orjson.dumps(self._r4_bundle(sub, note, focus)), FHIR_JSON
+            return msgspec.json.encode(focus), FHIR_JSON
+        return msgspec.json.encode(self._r4_bundle(sub, note, focus)), FHIR_JSON
 
     def status_parameters(
         self, sub: Subscription, kind: str, note: Notification | None, focus: dict[str, Any] | None

@@ -13,7 +13,7 @@ import base64
 import binascii
 from dataclasses import dataclass
 
-import orjson
+import msgspec
 
 from sandbox_ehr.errors import bad_request
 
@@ -29,7 +29,7 @@ class Cursor:
 
 
 def encode(cursor: Cursor) -> str:
-    raw = orjson.dumps(
+    raw = msgspec.json.encode(
         {"p": cursor.params, "k": cursor.after, "t": cursor.total, "c": cursor.count}
     )
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -38,7 +38,7 @@ def encode(cursor: Cursor) -> str:
 def decode(token: str) -> Cursor:
     try:
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        data = orjson.loads(raw)
+        data = msgspec.json.decode(raw)
         params = [(str(k), str(v)) for k, v in data["p"]]
         after = data["k"]
         total = data["t"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import orjson
+import msgspec
 from fastapi import Request
 from fastapi.responses import Response
 
@@ -33,8 +33,8 @@ async def json_body(request: Request) -> Any:
     if not raw.strip():
         raise bad_request("request body is empty")
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        return msgspec.json.decode(raw)
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise bad_request(f"request body is not valid JSON: {exc}") from exc
 
 
@@ -42,13 +42,13 @@ def fhir_response(
     resource: Any, status: int = 200, headers: dict[str, str] | None = None
 ) -> Response:
     return Response(
-        orjson.dumps(resource), status_code=status, media_type=FHIR_JSON, headers=headers
+        msgspec.json.encode(resource), status_code=status, media_type=FHIR_JSON, headers=headers
     )
 
 
 def json_response(body: Any, status: int = 200) -> Response:
-    """Plain JSON for the control API (orjson: truth answers can be large)."""
-    return Response(orjson.dumps(body), status_code=status, media_type="application/json")
+    """Plain JSON for the control API (msgspec: truth answers can be large)."""
+    return Response(msgspec.json.encode(body), status_code=status, media_type="application/json")
 
 
 async def sandbox_operation(request: Request) -> None:

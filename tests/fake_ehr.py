@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import httpx
-import orjson
+import msgspec
 
 from app.domain import Slot
 from tests.factories import bundle, practitioner_json, schedule_json, slot_json
@@ -94,7 +94,7 @@ class FakeEhr:
             return httpx.Response(failure.status, headers=headers)
         params = list(request.url.params.multi_items())
         if request.method == "POST" and path == "/Slot/$prefetch" and not _get(params, "page"):
-            body = orjson.loads(request.content)
+            body = msgspec.json.decode(request.content)
             for p in body["parameter"]:
                 value = next(v for k, v in p.items() if k.startswith("value"))
                 params.append((p["name"], value))
@@ -109,7 +109,7 @@ class FakeEhr:
                 return httpx.Response(404)
             response = self._schedules(params)
         elif path == "/Subscription" and request.method == "POST":
-            sub = dict(orjson.loads(request.content))
+            sub = dict(msgspec.json.decode(request.content))
             sub["id"] = f"sub-{len(self.subscriptions) + 1}"
             self.subscriptions.append(sub)
             if self.on_subscribe is not None:

@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated
 
-import orjson
+import msgspec
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
@@ -131,8 +131,8 @@ async def _resync_body(request: Request) -> ResyncBody:
     """The optional JSON body; anything but an object with the known fields is a 400."""
     raw = await request.body()
     try:
-        data = orjson.loads(raw) if raw.strip() else {}
-    except orjson.JSONDecodeError as exc:
+        data = msgspec.json.decode(raw) if raw.strip() else {}
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise InvalidParameter(f"body is not JSON: {exc}") from exc
     if not isinstance(data, dict):
         raise InvalidParameter("body must be a JSON object")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
+import msgspec
 from fastapi import Request
 
 from app.errors import InvalidParameter, UnsupportedMediaType
@@ -27,8 +27,8 @@ async def json_body(request: Request, *, types: tuple[str, ...] = JSON_TYPES) ->
     if not raw.strip():
         raise InvalidParameter("the request body is empty")
     try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        return msgspec.json.decode(raw)
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise InvalidParameter(f"the request body is not valid JSON: {exc}") from None
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, TypedDict
 from urllib.parse import urlencode
 
-import orjson
+import msgspec
 from fastapi import APIRouter, Depends, Request, params
 from fastapi.responses import Response
 
@@ -197,8 +197,8 @@ async def find_post(
     request: Request, session: AutocommitSessionDep, settings: SettingsDep
 ) -> FhirResponse:
     try:
-        body = orjson.loads(await request.body())
-    except orjson.JSONDecodeError:
+        body = msgspec.json.decode(await request.body())
+    except (msgspec.DecodeError, RecursionError):
         raise InvalidParameter("the body is not valid JSON") from None
     parsed = parse_find_parameters(body, request.query_params.multi_items())
     return _answer(request, parsed, session, settings)

@@ -13,7 +13,7 @@ import time
 from typing import Any
 from urllib.parse import parse_qsl
 
-import orjson
+import msgspec
 from fastapi import FastAPI
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -335,9 +335,9 @@ class RequestLimitsMiddleware:
         if not (kind in JSON_TYPES or kind.endswith("+json")) or not body.strip():
             return None
         try:
-            parsed = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            if "depth" in str(exc):
+            parsed = msgspec.json.decode(body)
+        except (msgspec.DecodeError, RecursionError) as exc:
+            if isinstance(exc, RecursionError):  # msgspec's limit on nesting
                 return f"request body nests deeper than {self.max_depth} levels"
             return "request body is not valid JSON"
         if json_too_deep(parsed, self.max_depth):

@@ -1,10 +1,10 @@
-"""FHIR JSON responses serialised with orjson (no per-request model validation)."""
+"""FHIR JSON responses serialised with msgspec (no per-request model validation)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import orjson
+import msgspec
 from fastapi.responses import Response
 
 from app.fhir.media import FHIR_JSON
@@ -14,19 +14,19 @@ REQUEST_ID_EXTENSION = "http://slotsync.example/fhir/StructureDefinition/request
 
 
 class JsonResponse(Response):
-    """Plain JSON (ops endpoints that answer no FHIR resource), serialised with orjson."""
+    """Plain JSON (ops endpoints that answer no FHIR resource), serialised with msgspec."""
 
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
+        return msgspec.json.encode(content)
 
 
 class FhirResponse(Response):
     media_type = FHIR_JSON
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content)
+        return msgspec.json.encode(content)
 
 
 def operation_outcome(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-import orjson
+import msgspec
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
@@ -52,9 +52,9 @@ async def subscription_notification(
     if body.strip() and content_type not in JSON_TYPES:
         raise UnsupportedMediaType(f"notifications must be FHIR JSON, not {content_type!r}")
     try:
-        decoded = orjson.loads(body) if body.strip() else None
+        decoded = msgspec.json.decode(body) if body.strip() else None
         note = parse_notification(decoded)
-    except orjson.JSONDecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise InvalidParameter(f"notification body is not JSON: {exc}") from exc
     except NotificationError as exc:
         raise InvalidParameter(str(exc)) from exc

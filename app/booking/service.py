@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
+import msgspec
 
 from app.availability import slot_ids_of, unavailable
 from app.cache import claims, holds
@@ -456,7 +456,8 @@ def _mark_slots(ctx: BookingContext, slot_ids: Sequence[str], status: str) -> li
 
 def reschedule_patch() -> CancelPatch:
     return CancelPatch(
-        orjson.dumps([{"op": "replace", "path": "/status", "value": "cancelled"}]), JSON_PATCH
+        msgspec.json.encode([{"op": "replace", "path": "/status", "value": "cancelled"}]),
+        JSON_PATCH,
     )
 
 

@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import orjson
+import msgspec
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -32,15 +32,15 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def json_text(value: Any) -> str:
-    """JSON as text, by orjson: the engines' serializer and bulk COPY's jsonb dumper."""
-    return orjson.dumps(value).decode()
+    """JSON as text, by msgspec: the engines' serializer and bulk COPY's jsonb dumper."""
+    return msgspec.json.encode(value).decode()
 
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     url = normalise_url(url)
-    # orjson both ways: the codes columns are on hot paths (slot loads, the catalog)
+    # msgspec both ways: the codes columns are on hot paths (slot loads, the catalog)
     kwargs.setdefault("json_serializer", json_text)
-    kwargs.setdefault("json_deserializer", orjson.loads)
+    kwargs.setdefault("json_deserializer", msgspec.json.decode)
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -10,6 +11,10 @@ from alembic.config import Config
 import migrations
 
 from .db import normalise_url
+
+# Alembic 1.16+ logs every built-in plugin it sets up, at INFO, on each run: noise in
+# the demo's and `db upgrade`'s output beside the migrations it runs.
+logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def alembic_config(database_url: str) -> Config:

@@ -22,7 +22,7 @@ from functools import partial
 from typing import Any, Literal
 
 import httpx
-import orjson
+import msgspec
 
 from app.domain import Schedule
 from app.fhir.fastpage import decode_bundle_page
@@ -181,11 +181,11 @@ class EhrClient:
     ) -> Any:
         """POST a FHIR JSON body. Only ``idempotent`` requests are retried after a timeout."""
         return self._request(
-            "POST", url, params=params, content=orjson.dumps(body), idempotent=idempotent
+            "POST", url, params=params, content=msgspec.json.encode(body), idempotent=idempotent
         )
 
     def put_json(self, url: str, body: Any) -> Any:
-        return self._request("PUT", url, content=orjson.dumps(body), idempotent=True)
+        return self._request("PUT", url, content=msgspec.json.encode(body), idempotent=True)
 
     def delete(self, url: str) -> Any:
         return self._request("DELETE", url, idempotent=True)
@@ -252,8 +252,8 @@ class EhrClient:
         if not response.content:
             return None
         try:
-            return orjson.loads(response.content)
-        except orjson.JSONDecodeError as exc:
+            return msgspec.json.decode(response.content)
+        except (msgspec.DecodeError, RecursionError) as exc:
             raise EhrProtocolError(
                 f"EHR sent invalid JSON ({len(response.content)} bytes)", url=str(response.url)
             ) from exc
@@ -261,8 +261,8 @@ class EhrClient:
     @staticmethod
     def _maybe_json(response: httpx.Response) -> Any:
         try:
-            return orjson.loads(response.content)
-        except orjson.JSONDecodeError:
+            return msgspec.json.decode(response.content)
+        except (msgspec.DecodeError, RecursionError):
             return None
 
     # -- reads -----------------------------------------------------------------
@@ -292,7 +292,7 @@ class EhrClient:
     ) -> Iterator[BundlePage]:
         """Pages decoded straight from bytes into slots (:mod:`app.fhir.fastpage`)."""
         seen: set[str] = set()
-        content = None if body is None else orjson.dumps(body)
+        content = None if body is None else msgspec.json.encode(body)
         page = self._negotiate(
             params,
             lambda ps: self._read_page(

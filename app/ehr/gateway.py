@@ -32,7 +32,7 @@ from functools import partial
 from typing import Any
 
 import httpx
-import orjson
+import msgspec
 
 from app.availability import ACTIVE_STATUSES
 from app.fhir.media import FHIR_JSON
@@ -156,7 +156,7 @@ class EhrGateway:
         attempts = attempts or self.retry.attempts
         headers = {}
         if body is not None:
-            content = orjson.dumps(body)
+            content = msgspec.json.encode(body)
         if content is not None:
             headers["Content-Type"] = content_type
         attempt = 0
@@ -210,8 +210,8 @@ class EhrGateway:
         if not response.content:
             return None
         try:
-            return orjson.loads(response.content)
-        except orjson.JSONDecodeError as exc:
+            return msgspec.json.decode(response.content)
+        except (msgspec.DecodeError, RecursionError) as exc:
             message = f"EHR sent invalid JSON ({len(response.content)} bytes)"
             if repeatable:
                 raise EhrProtocolError(message, url=str(response.url)) from exc
@@ -221,8 +221,8 @@ class EhrGateway:
     @staticmethod
     def _rejection(method: str, url: str, response: httpx.Response) -> EhrRejected:
         try:
-            outcome = orjson.loads(response.content) if response.content else None
-        except orjson.JSONDecodeError:
+            outcome = msgspec.json.decode(response.content) if response.content else None
+        except (msgspec.DecodeError, RecursionError):
             outcome = None
         status = response.status_code
         kind = EhrConflict if _is_conflict(status, outcome) else EhrRejected

@@ -1,7 +1,7 @@
 """Proposed appointments as FHIR Appointment JSON (STU3 Argonaut ``argo-appt``, R4).
 
 Built as plain dicts because ``$find`` answers are a hot path (fhir.resources
-validation costs ~100x ``orjson.dumps``); the tests validate every shape with
+validation costs ~100x ``msgspec.json.encode``); the tests validate every shape with
 fhir.resources STU3 and R4B models and the argo-appt required elements.
 
 ``Appointment.id`` is a short hash of the proposal token and the token itself is

@@ -16,7 +16,6 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 import msgspec
-import orjson
 
 from app.domain import Slot
 
@@ -179,7 +178,7 @@ def _decode_slot(raw: msgspec.Raw) -> Slot | None:
     slots). A Slot that does not fit the struct raises as malformed."""
     try:
         res = _slot.decode(raw)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, RecursionError):
         if _kind.decode(raw).resourceType == "Slot":
             raise
         return None
@@ -190,7 +189,7 @@ def decode_bundle_page(content: bytes) -> BundlePage:
     """A searchset page (bytes) as a :class:`BundlePage`; raises FhirParseError if unusable."""
     try:
         bundle = _bundle.decode(content)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise FhirParseError(f"not a usable Bundle: {exc}") from exc
     if bundle.resourceType != "Bundle":
         raise FhirParseError("expected a Bundle")
@@ -207,11 +206,11 @@ def decode_bundle_page(content: bytes) -> BundlePage:
                 continue
             rtype = _kind.decode(raw).resourceType
             if rtype == "Schedule":
-                page.schedules.append(parse_schedule(orjson.loads(memoryview(raw))))
+                page.schedules.append(parse_schedule(msgspec.json.decode(memoryview(raw))))
             elif rtype in ACTOR_TYPES:
-                page.actors.append(parse_actor(orjson.loads(memoryview(raw))))
+                page.actors.append(parse_actor(msgspec.json.decode(memoryview(raw))))
             elif rtype == "OperationOutcome":
-                res = orjson.loads(memoryview(raw))
+                res = msgspec.json.decode(memoryview(raw))
                 page.warnings.extend(
                     str(i.get("diagnostics") or i.get("details", {}).get("text") or i.get("code"))
                     for i in res.get("issue") or ()

@@ -12,7 +12,7 @@ import base64
 import binascii
 from datetime import datetime
 
-import orjson
+import msgspec
 
 from app.errors import InvalidParameter
 from rules.request import PageKey
@@ -23,7 +23,7 @@ MAX_LENGTH = 4096
 
 def encode(key: PageKey) -> str:
     start, pref, ref, end, slot_ids = key
-    raw = orjson.dumps([start.isoformat(), pref, ref, end.isoformat(), list(slot_ids)])
+    raw = msgspec.json.encode([start.isoformat(), pref, ref, end.isoformat(), list(slot_ids)])
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
@@ -32,7 +32,7 @@ def decode(token: str) -> PageKey:
         if len(token) > MAX_LENGTH:
             raise ValueError("too long")
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        start, pref, ref, end, slot_ids = orjson.loads(raw)
+        start, pref, ref, end, slot_ids = msgspec.json.decode(raw)
         key: PageKey = (
             _aware(start),
             pref,
@@ -44,7 +44,7 @@ def decode(token: str) -> PageKey:
             raise ValueError("wrong types")
         if not all(isinstance(s, str) for s in key[4]):
             raise ValueError("wrong slot ids")
-    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+    except (ValueError, TypeError, RecursionError, binascii.Error, msgspec.DecodeError):
         raise InvalidParameter(
             f"parameter '{NAME}' is not a cursor from a next link of this server",
             expression=NAME,

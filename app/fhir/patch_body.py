@@ -17,7 +17,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-import orjson
+import msgspec
 
 from app.errors import BusinessRuleViolation, InvalidParameter, UnsupportedMediaType
 from app.fhir.media import FHIR_JSON, JSON_PATCH, JSON_TYPES, media_type
@@ -60,14 +60,14 @@ def parse_cancel_patch(raw: bytes, content_type: str | None) -> CancelPatch:
             f"use {JSON_PATCH} (JSON Patch) or {FHIR_JSON} (FHIRPath Patch)"
         )
     try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
+        body = msgspec.json.decode(raw)
+    except (msgspec.DecodeError, RecursionError) as exc:
         raise InvalidParameter(f"PATCH body is not valid JSON: {exc}") from None
     if media == JSON_PATCH or (media == "application/json" and isinstance(body, list)):
         _check_json_patch(body)
-        return CancelPatch(orjson.dumps(body), JSON_PATCH)
+        return CancelPatch(msgspec.json.encode(body), JSON_PATCH)
     _check_fhirpath_patch(body)
-    return CancelPatch(orjson.dumps(body), FHIR_JSON)
+    return CancelPatch(msgspec.json.encode(body), FHIR_JSON)
 
 
 def _check_json_patch(ops: Any) -> None:

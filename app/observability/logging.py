@@ -17,7 +17,7 @@ from types import TracebackType
 from typing import Any
 
 from pythonjsonlogger.core import RESERVED_ATTRS
-from pythonjsonlogger.orjson import OrjsonFormatter
+from pythonjsonlogger.msgspec import MsgspecFormatter
 
 from app.settings import Settings
 
@@ -105,7 +105,7 @@ def format_exception_without_messages(exc_info: ExcInfo) -> str:
     return "\n\nwhich was raised while handling or from:\n\n".join(parts)
 
 
-class _NoMessagesJson(OrjsonFormatter):
+class _NoMessagesJson(MsgspecFormatter):
     def formatException(self, ei: Any) -> str:
         return format_exception_without_messages(ei)
 
@@ -124,7 +124,7 @@ def make_handler(
     """
     handler = logging.StreamHandler(stream or sys.stderr)
     if fmt == "json":
-        json_cls = _NoMessagesJson if redact_exceptions else OrjsonFormatter
+        json_cls = _NoMessagesJson if redact_exceptions else MsgspecFormatter
         handler.setFormatter(
             json_cls(
                 "%(levelname)s %(name)s %(message)s %(request_id)s %(process)d",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 
-import orjson
+import msgspec
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
@@ -42,7 +42,7 @@ def discover(ctx: SyncContext) -> EhrCapabilities | None:
         return known(ctx)
     with transaction(ctx.engine) as session:
         row = session.get(EhrCapabilitiesRow, base)
-        summary = orjson.dumps(found.as_json()).decode()
+        summary = msgspec.json.encode(found.as_json()).decode()
         if row is None:
             session.add(EhrCapabilitiesRow(base_url=base, fetched_at=now, summary=summary))
         else:
@@ -60,7 +60,7 @@ def known_in(engine: Engine, base_url: str) -> EhrCapabilities | None:
         row = session.get(EhrCapabilitiesRow, base_url)
         if row is None or not row.summary:
             return None
-        return EhrCapabilities.from_json(orjson.loads(row.summary))
+        return EhrCapabilities.from_json(msgspec.json.decode(row.summary))
 
 
 def current_booking_path(engine: Engine, settings: Settings) -> BookingPath:
@@ -74,7 +74,7 @@ def status_json(session: Session, base_url: str) -> dict[str, object] | None:
     row = session.get(EhrCapabilitiesRow, base_url)
     if row is None:
         return None
-    summary = orjson.loads(row.summary) if row.summary else {}
+    summary = msgspec.json.decode(row.summary) if row.summary else {}
     return {
         "fetched_at": row.fetched_at.isoformat().replace("+00:00", "Z"),
         "error": row.error,

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import orjson
+import msgspec
 import pytest
 from fastapi.testclient import TestClient
 from fhir.resources.STU3 import get_fhir_model_class
@@ -110,7 +110,9 @@ def test_examples_are_valid_fhir(document: dict[str, Any]) -> None:
 
 def _send(client: TestClient, method: str, path: str, media: str, value: Any) -> Any:
     url = path.replace("{appointment_id}", "appt-example").replace("{coverage_id}", "cov-example")
-    return client.request(method, url, content=orjson.dumps(value), headers={"content-type": media})
+    return client.request(
+        method, url, content=msgspec.json.encode(value), headers={"content-type": media}
+    )
 
 
 def test_every_example_is_answered_as_documented(

@@ -8,7 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-import orjson
+import msgspec
 import pytest
 
 from app.domain import VISIT_TYPE_SYSTEM as VISIT_TYPES
@@ -105,7 +105,7 @@ def test_use_case_3_flow_with_a_client_built_appointment(stack: Stack) -> None:
     # the STU3-era media type is FHIR JSON too (as on every route and the webhook)
     again = http.post(
         f"{stack.api}/Patient",
-        content=orjson.dumps(patient),
+        content=msgspec.json.encode(patient),
         headers={"Content-Type": "application/json+fhir"},
     )
     assert again.status_code == 200 and again.json()["id"] == patient_id, again.text

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import timedelta
 
-import orjson
+import msgspec
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
@@ -82,7 +82,9 @@ def heard(engine):
 def test_forged_calls_are_refused_without_effect(api, engine, headers):
     client, dispatcher = api
     response = client.post(
-        "/webhook/subscription", content=orjson.dumps(schedule_event()), headers={**FHIR, **headers}
+        "/webhook/subscription",
+        content=msgspec.json.encode(schedule_event()),
+        headers={**FHIR, **headers},
     )
     assert response.status_code == 401
     assert response.json()["resourceType"] == "OperationOutcome"
@@ -131,7 +133,7 @@ def backport_event(number: str) -> bytes:
         ],
     }
     entries = [{"resource": status}, {"resource": schedule_event()}]
-    return orjson.dumps({"resourceType": "Bundle", "type": "history", "entry": entries})
+    return msgspec.json.encode({"resourceType": "Bundle", "type": "history", "entry": entries})
 
 
 @pytest.mark.parametrize("number", [str(2**63), "-1", "9" * 30])
@@ -141,7 +143,7 @@ def test_event_numbers_beyond_int64_are_400_and_change_nothing(api, engine, numb
     argonaut = {"X-Notification-Type": "event-notification", "X-Event-Number": number}
     for body, headers in (
         (backport_event(number), FHIR),
-        (orjson.dumps(schedule_event()), {**FHIR, **argonaut}),
+        (msgspec.json.encode(schedule_event()), {**FHIR, **argonaut}),
     ):
         response = client.post("/webhook/subscription", content=body, headers={**AUTH, **headers})
         assert response.status_code == 400, response.text
@@ -171,7 +173,7 @@ def test_argonaut_handshake_heartbeat_and_events(api, engine):
     with Session(engine) as s:
         row = feeds.all_feeds(s)[0]
     assert (row.status, row.feed_state) == ("active", "live")
-    event = orjson.dumps(schedule_event())
+    event = msgspec.json.encode(schedule_event())
     headers = {
         **AUTH,
         **FHIR,
@@ -208,7 +210,7 @@ def test_r4_backport_event_bundle(api, engine):
         "entry": [{"resource": status}, {"resource": schedule_event(sid="sch-9")}],
     }
     response = client.post(
-        "/webhook/subscription", content=orjson.dumps(body), headers={**AUTH, **FHIR}
+        "/webhook/subscription", content=msgspec.json.encode(body), headers={**AUTH, **FHIR}
     )
     assert response.status_code == 200
     assert dispatcher.calls[0][:2] == ("refresh_actor", "Practitioner/pr-1")

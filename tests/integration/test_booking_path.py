@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import orjson
+import msgspec
 from sqlalchemy.orm import Session
 
 from app.cache.models import EhrCapabilitiesRow
@@ -21,7 +21,7 @@ def declare(engine, caps: EhrCapabilities) -> None:
             EhrCapabilitiesRow(
                 base_url=BASE,
                 fetched_at=datetime.now(UTC),
-                summary=orjson.dumps(caps.as_json()).decode(),
+                summary=msgspec.json.encode(caps.as_json()).decode(),
             )
         )
 

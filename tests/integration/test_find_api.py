@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import time
 from datetime import UTC, datetime, timedelta
 
@@ -287,7 +288,10 @@ def test_a_page_after_a_taken_offer_skips_nothing(api, engine):
     assert _ids(second) == everything[3:6]
 
 
-@pytest.mark.parametrize("cursor", ["x", "e30", "W10", "!!", "a" * 5000])
+@pytest.mark.parametrize(
+    "cursor",
+    ["x", "e30", "W10", "!!", "a" * 5000, base64.urlsafe_b64encode(b"[" * 3000).decode()],
+)
 def test_a_forged_cursor_is_400(api, cursor):
     client, _ = api
     resp = find(client, **WINDOW, _cursor=cursor)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 
 import httpx
-import orjson
+import msgspec
 
 from sandbox_ehr.process import SandboxProcess
 
@@ -118,10 +118,10 @@ def test_malformed_bodies_never_get_5xx_and_the_connection_survives(
         r = http.request(
             method,
             f"{ehr.root_url}{path}",
-            content=orjson.dumps(body),
+            content=msgspec.json.encode(body),
             headers={"Content-Type": "application/fhir+json"},
         )
-        assert r.status_code < 500 and orjson.loads(r.content) is not None, (
+        assert r.status_code < 500 and msgspec.json.decode(r.content) is not None, (
             method,
             path,
             body,

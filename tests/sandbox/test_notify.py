@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-import orjson
+import msgspec
 from fhir.resources.R4B import get_fhir_model_class as r4_model
 from fhir.resources.STU3 import get_fhir_model_class as stu3_model
 
@@ -71,7 +71,7 @@ def test_stu3_event_carries_stripped_schedule_and_listed_headers(
     )
     assert headers["authorization"] == "Bearer listed" and headers["x-tenant"] == "acme"
     assert headers["x-event-number"] == "1"
-    schedule = orjson.loads(body)
+    schedule = msgspec.json.decode(body)
     stu3_model("Schedule").model_validate(schedule)
     assert schedule["id"] == "sch-pr-3"
     assert schedule["meta"]["profile"] == [codes.SCHED_NOTIF_PROFILE]
@@ -105,7 +105,7 @@ def test_default_secret_heartbeats_and_criteria_filter(
     got = receiver.wait_for(
         lambda g: any(h.get("x-notification-type") == "event-notification" for h, _ in g)
     )
-    events = [orjson.loads(b)["id"] for h, b in receiver.of_type("event-notification")]
+    events = [msgspec.json.decode(b)["id"] for h, b in receiver.of_type("event-notification")]
     assert events == ["sch-pr-5"]
 
 
@@ -128,7 +128,7 @@ def test_r4_notification_bundles_by_payload_content(
     r4: SandboxProcess, http: httpx.Client, receiver: Receiver
 ) -> None:
     sub = _subscribe(http, r4, receiver, content="id-only")
-    handshake = orjson.loads(receiver.of_type("handshake")[0][1])
+    handshake = msgspec.json.decode(receiver.of_type("handshake")[0][1])
     r4_model("Bundle").model_validate(handshake)
     params = {p["name"]: p for p in handshake["entry"][0]["resource"]["parameter"]}
     assert handshake["type"] == "history" and params["type"]["valueCode"] == "handshake"
@@ -137,7 +137,7 @@ def test_r4_notification_bundles_by_payload_content(
     receiver.wait_for(
         lambda g: any(h.get("x-notification-type") == "event-notification" for h, _ in g)
     )
-    bundle = orjson.loads(receiver.of_type("event-notification")[0][1])
+    bundle = msgspec.json.decode(receiver.of_type("event-notification")[0][1])
     r4_model("Bundle").model_validate(bundle)
     status = {p["name"]: p for p in bundle["entry"][0]["resource"]["parameter"]}
     assert status["type"]["valueCode"] == "event-notification"
@@ -157,7 +157,7 @@ def test_r4_notification_bundles_by_payload_content(
     receiver.wait_for(
         lambda g: any(h.get("x-notification-type") == "event-notification" for h, _ in g)
     )
-    bundle = orjson.loads(receiver.of_type("event-notification")[0][1])
+    bundle = msgspec.json.decode(receiver.of_type("event-notification")[0][1])
     focus = bundle["entry"][1]["resource"]
     r4_model("Schedule").model_validate(focus)
     assert focus["actor"][0]["reference"] == "Location/room-2" and focus["planningHorizon"]["start"]
@@ -209,7 +209,7 @@ def test_hold_and_cancel_notify_with_empty_r4_payload(
         lambda g: sum(h.get("x-notification-type") == "event-notification" for h, _ in g) >= 2
     )
     for number, (headers, body) in enumerate(receiver.of_type("event-notification"), start=1):
-        bundle = orjson.loads(body)
+        bundle = msgspec.json.decode(body)
         assert len(bundle["entry"]) == 1 and headers["x-event-number"] == str(number)
         params = {p["name"]: p for p in bundle["entry"][0]["resource"]["parameter"]}
         parts = {p["name"] for p in params["notification-event"]["part"]}

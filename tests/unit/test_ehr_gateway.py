@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-import orjson
+import msgspec
 import pytest
 
 from app.ehr.client import EhrClient, RetryPolicy
@@ -54,7 +54,7 @@ def _gateway(
 
 
 def _json(status: int, body: Any, **headers: str) -> httpx.Response:
-    return httpx.Response(status, content=orjson.dumps(body), headers=headers)
+    return httpx.Response(status, content=msgspec.json.encode(body), headers=headers)
 
 
 def _bundle(*resources: dict[str, Any]) -> dict[str, Any]:
@@ -79,7 +79,7 @@ def test_a_hold_answers_the_ehrs_appointment_with_its_expiry() -> None:
     assert answer.expires is not None and answer.expires.isoformat() == "2030-01-07T14:05:00+00:00"
     [request] = seen
     assert (request.method, request.url.path) == ("POST", "/fhir/Appointment/$hold")
-    body = orjson.loads(request.content)
+    body = msgspec.json.decode(request.content)
     assert body["parameter"] == [{"name": "appt-resource", "resource": APPOINTMENT}]
 
 
@@ -87,7 +87,7 @@ def test_r4_holds_and_books_are_appointment_creates() -> None:
     gateway, seen = _gateway("r4", _json(201, HELD), _json(201, {**HELD, "status": "booked"}))
     gateway.hold(APPOINTMENT)
     gateway.book(APPOINTMENT, ["Patient/x"], "note")
-    held, booked = (orjson.loads(r.content) for r in seen)
+    held, booked = (msgspec.json.decode(r.content) for r in seen)
     assert [r.url.path for r in seen] == ["/fhir/Appointment", "/fhir/Appointment"]
     assert held["status"] == "pending" and held["participant"][0]["status"] == "tentative"
     assert booked["status"] == "booked" and booked["comment"] == "note"
@@ -103,7 +103,7 @@ def test_r4_booking_a_hold_reads_it_and_puts_it_back_booked_with_the_patient() -
         ("GET", "/fhir/Appointment/a1"),
         ("PUT", "/fhir/Appointment/a1"),
     ]
-    put = orjson.loads(seen[1].content)
+    put = msgspec.json.decode(seen[1].content)
     assert put["status"] == "booked"
     assert "Patient/x" in [p["actor"]["reference"] for p in put["participant"]]
 
@@ -278,7 +278,7 @@ def test_cancel_appointment_puts_it_cancelled_with_a_reason_once() -> None:
         "r4", _json(200, held), _json(200, held | {"status": "cancelled"}),
     )  # fmt: skip
     gateway.cancel_appointment("a1", "hold expired without a booking")
-    sent = orjson.loads(seen[1].content)
+    sent = msgspec.json.decode(seen[1].content)
     assert (seen[1].method, seen[1].url.path) == ("PUT", "/fhir/Appointment/a1")
     assert sent["status"] == "cancelled" and "meta" not in sent
     assert sent["cancelationReason"] == {"text": "hold expired without a booking"}
