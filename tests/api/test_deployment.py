@@ -64,17 +64,6 @@ def test_graceful_stop_periods(compose):
     assert drain < grace  # in-flight requests finish before the container is killed
 
 
-def test_env_example_is_accepted_in_production(monkeypatch):
-    for line in (ROOT / "deploy" / "slotsync.env.example").read_text().splitlines():
-        if line.startswith("SLOTSYNC_"):
-            name, _, value = line.partition("=")
-            monkeypatch.setenv(name, value)
-    monkeypatch.setenv("SLOTSYNC_ENVIRONMENT", "production")
-    settings = Settings()
-    assert settings.environment == "production"
-    assert any("slotsync/admin" in scopes for scopes in settings.api_keys.values())
-
-
 def test_every_setting_is_documented_in_the_readme():
     readme = (ROOT / "README.md").read_text()
     for name, field in Settings.model_fields.items():
