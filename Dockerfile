@@ -1,16 +1,28 @@
 # One image for every slotsync process (api, worker, beat, sandbox-ehr, migrate, flower).
-FROM python:3.11-slim
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1
+# The base image is pinned to an exact release; add its digest (python:...@sha256:...)
+# if your registry policy asks for digests.
+FROM python:3.11.16-slim-bookworm
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 \
+    UV_NO_CACHE=1 UV_PYTHON_DOWNLOADS=never UV_LINK_MODE=copy \
+    UV_PROJECT_ENVIRONMENT=/opt/slotsync VIRTUAL_ENV=/opt/slotsync
+ENV PATH=/opt/slotsync/bin:$PATH
+# uv installs exactly the versions in uv.lock (--frozen: the lock is used as it is, never
+# re-resolved); uv itself is pinned too.
+RUN pip install uv==0.13.9
 WORKDIR /srv/slotsync
-COPY pyproject.toml README.md ./
+# Dependencies first, in their own layer: rebuilt only when the lock changes.
+COPY pyproject.toml uv.lock ./
+RUN uv sync --frozen --no-dev --extra ops --no-install-project
+COPY README.md ./
 COPY app ./app
 COPY workers ./workers
 COPY rules ./rules
 COPY migrations ./migrations
 COPY sandbox_ehr ./sandbox_ehr
 COPY benchmarks ./benchmarks
-RUN pip install ".[ops]" \
+RUN uv sync --frozen --no-dev --extra ops --no-editable \
  && useradd --system --uid 10001 --create-home --home-dir /var/lib/slotsync slotsync
+# api, worker, beat (every process) run unprivileged; the environment is root's, read-only
 USER slotsync
 # a writable working directory: embedded cache, Celery beat's schedule file
 WORKDIR /var/lib/slotsync

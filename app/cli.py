@@ -70,13 +70,13 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     created = _prepare_metrics_dir(settings, args.workers)
     try:
-        return _run_uvicorn(args)
+        return _run_uvicorn(args, settings)
     finally:
         if created is not None:
             shutil.rmtree(created, ignore_errors=True)
 
 
-def _run_uvicorn(args: argparse.Namespace) -> int:
+def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> int:
     from app.serve import serve
 
     return serve(
@@ -90,7 +90,7 @@ def _run_uvicorn(args: argparse.Namespace) -> int:
             "access_log": False,
             "log_config": None,
             "proxy_headers": True,
-            "forwarded_allow_ips": args.forwarded_allow_ips,
+            "forwarded_allow_ips": args.forwarded_allow_ips or settings.forwarded_allow_ips,
             "timeout_graceful_shutdown": args.graceful_timeout,
         },
         args.workers,
@@ -425,8 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1)
     serve.add_argument(
         "--forwarded-allow-ips",
-        default="127.0.0.1",
-        help="proxies trusted for X-Forwarded-For/-Proto (comma list, '*' for any)",
+        default=None,
+        help="proxies trusted for X-Forwarded-For/-Proto (comma list of addresses or networks,"
+        " '*' for any); default: SLOTSYNC_FORWARDED_ALLOW_IPS (127.0.0.1)",
     )
     serve.add_argument(
         "--graceful-timeout",

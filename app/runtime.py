@@ -101,8 +101,8 @@ _local_coordinator = LocalCoordinator()
 
 def coordinator(settings: Settings | None = None) -> Coordinator:
     settings = settings or get_settings()
-    if settings.redis_url:
-        return RedisCoordinator(redis_for(settings.redis_url))
+    if settings.effective_redis_url:
+        return RedisCoordinator(redis_for(settings.effective_redis_url))
     return _local_coordinator
 
 

@@ -2,16 +2,28 @@
 
 The only place that reads the environment. Unset database/Redis URLs select the
 embedded mode (SQLite file, in-process tasks) so that ``make demo`` needs nothing.
+Secrets may also come as files (compose secrets): ``slotsync_webhook_secret`` and so
+on in ``SLOTSYNC_SECRETS_DIR`` (default ``/run/secrets``), read by pydantic-settings'
+own secrets source; an environment variable of the same name wins over the file.
 """
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SecretsSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+from sqlalchemy.engine import make_url
 
 # Development defaults: they make `make demo` work out of the box and are refused in production.
 DEV_WEBHOOK_SECRET = "dev-webhook-secret-change-me"
@@ -28,6 +40,14 @@ DEMO_SCOPES = [
     METRICS_SCOPE,
 ]
 MIN_SECRET_LENGTH = 24
+DEV_EHR_BASE_URL = "http://127.0.0.1:8100/fhir"
+# Where compose mounts secrets; read before Settings exists, so not a setting itself.
+SECRETS_DIR_VARIABLE = "SLOTSYNC_SECRETS_DIR"
+DEFAULT_SECRETS_DIR = Path("/run/secrets")
+# Fragments of the placeholders that example files and older instructions carried
+# ("change-me-to-a-long-random-password", "replace-with-a-random-secret-..."): a
+# value containing one was copied, not generated.
+PLACEHOLDER_MARKERS = ("change-me", "changeme", "replace-with", "replace-me")
 
 
 class UnsafeSettings(RuntimeError):
@@ -37,6 +57,23 @@ class UnsafeSettings(RuntimeError):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="SLOTSYNC_", env_file=None, extra="ignore")
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """pydantic-settings' order (arguments, environment, secret files), with the
+        secrets directory taken from ``SLOTSYNC_SECRETS_DIR`` and left out when absent."""
+        if isinstance(file_secret_settings, SecretsSettingsSource) and (
+            file_secret_settings.secrets_dir is not None  # Settings(_secrets_dir=...)
+        ):
+            return init_settings, env_settings, dotenv_settings, file_secret_settings
+        return init_settings, env_settings, dotenv_settings, *secret_files(settings_cls)
+
     data_dir: Path = Field(default=Path(".slotsync"), description="where the SQLite cache lives")
     database_url: str | None = Field(
         default=None, description="SQLAlchemy URL; unset = SQLite file in data_dir"
@@ -44,7 +81,17 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="Celery broker and locks; unset = embedded in-process tasks"
     )
-    ehr_base_url: str = "http://127.0.0.1:8100/fhir"
+    database_password: SecretStr | None = Field(
+        default=None,
+        description="password put into DATABASE_URL (replacing any there); a secret file in"
+        " compose, shared with PostgreSQL's POSTGRES_PASSWORD_FILE",
+    )
+    redis_password: SecretStr | None = Field(
+        default=None,
+        description="password put into REDIS_URL (replacing any there); a secret file in"
+        " compose, shared with Redis' requirepass",
+    )
+    ehr_base_url: str = DEV_EHR_BASE_URL
     ehr_fhir_version: Literal["stu3", "r4"] = "stu3"
     ehr_timeout_seconds: float = 30.0
     ehr_booking: Literal["auto", "operations", "appointment"] = Field(
@@ -61,7 +108,9 @@ class Settings(BaseSettings):
         " Slot.status; the EHR must allow Slot updates",
     )
     rules_path: Path | None = Field(
-        default=None, description="business-rules file; unset = the bundled multi-clinic example"
+        default=None,
+        description="business-rules file; unset = the bundled multi-clinic example (development"
+        " only: production refuses to start without one)",
     )
     proposal_secret: SecretStr = Field(
         default=SecretStr(DEV_PROPOSAL_SECRET),
@@ -269,6 +318,11 @@ class Settings(BaseSettings):
     public_base_url: str = Field(
         default="http://127.0.0.1:8000", description="URL the EHR and consumers reach us at"
     )
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        description="proxies whose X-Forwarded-For/-Proto `serve` believes: comma list of"
+        " addresses or networks, '*' = any (`serve --forwarded-allow-ips` overrides)",
+    )
     webhook_secret: SecretStr = Field(
         default=SecretStr(DEV_WEBHOOK_SECRET), description="shared secret of EHR notifications"
     )
@@ -341,9 +395,22 @@ class Settings(BaseSettings):
 
     @property
     def effective_database_url(self) -> str:
-        if self.database_url:
+        """The database URL with ``DATABASE_PASSWORD`` in it, or the embedded SQLite file."""
+        if not self.database_url:
+            return f"sqlite:///{(self.data_dir / 'cache.sqlite3').resolve()}"
+        password = _secret(self.database_password)
+        if not password:
             return self.database_url
-        return f"sqlite:///{(self.data_dir / 'cache.sqlite3').resolve()}"
+        url = make_url(self.database_url).set(password=password)
+        return url.render_as_string(hide_password=False)
+
+    @property
+    def effective_redis_url(self) -> str | None:
+        """The broker URL with ``REDIS_PASSWORD`` in it; None in embedded mode."""
+        if not self.redis_url:
+            return None
+        password = _secret(self.redis_password)
+        return _redis_url_with_password(self.redis_url, password) if password else self.redis_url
 
     @property
     def effective_api_docs(self) -> str:
@@ -366,29 +433,112 @@ class Settings(BaseSettings):
 
 def production_problems(settings: Settings) -> list[str]:
     """Every reason these settings are unsafe to expose; empty means fine."""
-    problems = []
-    if settings.webhook_secret.get_secret_value() == DEV_WEBHOOK_SECRET:
-        problems.append("SLOTSYNC_WEBHOOK_SECRET still has its development default")
-    elif len(settings.webhook_secret.get_secret_value()) < MIN_SECRET_LENGTH:
-        problems.append(f"SLOTSYNC_WEBHOOK_SECRET is shorter than {MIN_SECRET_LENGTH} characters")
-    if settings.proposal_secret.get_secret_value() == DEV_PROPOSAL_SECRET:
-        problems.append("SLOTSYNC_PROPOSAL_SECRET still has its development default")
-    elif len(settings.proposal_secret.get_secret_value()) < MIN_SECRET_LENGTH:
-        problems.append(f"SLOTSYNC_PROPOSAL_SECRET is shorter than {MIN_SECRET_LENGTH} characters")
+    problems = [
+        problem
+        for problem in (
+            _secret_problem(
+                "SLOTSYNC_WEBHOOK_SECRET", settings.webhook_secret, default=DEV_WEBHOOK_SECRET
+            ),
+            _secret_problem(
+                "SLOTSYNC_PROPOSAL_SECRET", settings.proposal_secret, default=DEV_PROPOSAL_SECRET
+            ),
+            _secret_problem("SLOTSYNC_JWT_SHARED_KEY", settings.jwt_shared_key, min_length=32),
+            _secret_problem("SLOTSYNC_DATABASE_PASSWORD", settings.database_password, min_length=1),
+            _secret_problem("SLOTSYNC_REDIS_PASSWORD", settings.redis_password, min_length=1),
+            _url_password_problem("SLOTSYNC_DATABASE_URL", settings.database_url),
+            _url_password_problem("SLOTSYNC_REDIS_URL", settings.redis_url),
+        )
+        if problem
+    ]
     if DEMO_API_KEY in settings.api_keys:
         problems.append("SLOTSYNC_API_KEYS still contains the demo key")
-    if any(len(k) < MIN_SECRET_LENGTH for k in settings.api_keys if k != DEMO_API_KEY):
+    keys = [k for k in settings.api_keys if k != DEMO_API_KEY]
+    if any(_is_placeholder(k) for k in keys):
+        problems.append("an API key in SLOTSYNC_API_KEYS is a placeholder, not a secret")
+    if any(len(k.strip()) < MIN_SECRET_LENGTH for k in keys):
         problems.append(f"an API key in SLOTSYNC_API_KEYS is shorter than {MIN_SECRET_LENGTH}")
     jwt_configured = bool(settings.jwt_jwks_url or settings.jwt_shared_key)
     if settings.jwt_jwks_url and settings.jwt_shared_key:
         problems.append("set only one of SLOTSYNC_JWT_JWKS_URL and SLOTSYNC_JWT_SHARED_KEY")
-    if settings.jwt_shared_key and len(settings.jwt_shared_key.get_secret_value()) < 32:
-        problems.append("SLOTSYNC_JWT_SHARED_KEY is shorter than 32 characters")
     if jwt_configured and not (settings.jwt_issuer and settings.jwt_audience):
         problems.append("JWT validation needs SLOTSYNC_JWT_ISSUER and SLOTSYNC_JWT_AUDIENCE")
     if not jwt_configured and not settings.api_keys:
         problems.append("no consumer credentials: set SLOTSYNC_JWT_JWKS_URL or SLOTSYNC_API_KEYS")
+    if "ehr_base_url" not in settings.model_fields_set:
+        problems.append(
+            "SLOTSYNC_EHR_BASE_URL is not set (its default is the development sandbox's address)"
+        )
+    elif not settings.ehr_base_url.strip():
+        problems.append("SLOTSYNC_EHR_BASE_URL is empty")
+    if settings.rules_path is None:
+        problems.append(
+            "SLOTSYNC_RULES_PATH is not set: production needs the organisation's rules file"
+            " (the bundled example rules are for the demo)"
+        )
+    elif not settings.rules_path.is_file():
+        problems.append(f"SLOTSYNC_RULES_PATH names no readable file: {settings.rules_path}")
     return problems
+
+
+def _secret(value: SecretStr | None) -> str | None:
+    return value.get_secret_value() if value is not None else None
+
+
+def _is_placeholder(value: str) -> bool:
+    lowered = value.lower()
+    return any(marker in lowered for marker in PLACEHOLDER_MARKERS)
+
+
+def _secret_problem(
+    name: str,
+    value: SecretStr | None,
+    *,
+    default: str | None = None,
+    min_length: int = MIN_SECRET_LENGTH,
+) -> str | None:
+    """Why a configured secret is unsafe (never quoting it); None when fine or unset."""
+    secret = _secret(value)
+    if secret is None:
+        return None
+    if not secret.strip():
+        return f"{name} is empty"
+    if secret == default:
+        return f"{name} still has its development default"
+    if _is_placeholder(secret):
+        return f"{name} is a placeholder, not a secret"
+    if len(secret) < min_length:
+        return f"{name} is shorter than {min_length} characters"
+    return None
+
+
+def _url_password_problem(name: str, url: str | None) -> str | None:
+    password = urlsplit(url).password if url else None
+    if password is not None and _is_placeholder(password):
+        return f"the password in {name} is a placeholder, not a secret"
+    return None
+
+
+def _redis_url_with_password(url: str, password: str) -> str:
+    parts = urlsplit(url)
+    if parts.scheme == "unix":  # no host part: redis-py reads ?password=
+        query = "&".join(q for q in (parts.query, f"password={quote(password, safe='')}") if q)
+        return urlunsplit(parts._replace(query=query))
+    userinfo, _, host = parts.netloc.rpartition("@")
+    username = userinfo.partition(":")[0]
+    return urlunsplit(parts._replace(netloc=f"{username}:{quote(password, safe='')}@{host}"))
+
+
+def secret_files(settings_cls: type[BaseSettings]) -> tuple[PydanticBaseSettingsSource, ...]:
+    """pydantic-settings' secrets source over ``SLOTSYNC_SECRETS_DIR`` (default
+    ``/run/secrets``, where compose mounts secrets), or none when that default is absent
+    (tests, the demo, hosts without secret files). A configured directory must exist."""
+    configured = os.environ.get(SECRETS_DIR_VARIABLE)
+    directory = Path(configured) if configured else DEFAULT_SECRETS_DIR
+    if not directory.is_dir():
+        if configured:
+            raise SettingsError(f"{SECRETS_DIR_VARIABLE} is not a directory: {directory}")
+        return ()
+    return (SecretsSettingsSource(settings_cls, secrets_dir=directory),)
 
 
 @lru_cache(maxsize=1)

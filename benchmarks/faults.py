@@ -337,6 +337,9 @@ def product_settings(sizing: Sizing, admin_key: str) -> dict[str, str]:
         "SLOTSYNC_WEBHOOK_SECRET": secrets.token_urlsafe(32),
         "SLOTSYNC_PROPOSAL_SECRET": secrets.token_urlsafe(32),
         "SLOTSYNC_API_KEYS": msgspec.json.encode({admin_key: ADMIN_SCOPES}).decode(),
+        # production needs a rules file: the sandbox's organisation is the bundled example's
+        # (relative to the processes' working directory, the repository root)
+        "SLOTSYNC_RULES_PATH": "rules/examples/multi-clinic.yaml",
         "SLOTSYNC_EHR_FHIR_VERSION": "stu3",
         "SLOTSYNC_HORIZON_DAYS": str(sizing.horizon_days),
         "SLOTSYNC_EHR_PAGE_SIZE": str(sizing.page_size),

@@ -54,8 +54,8 @@ def make_celery(settings: Settings) -> Celery:
             "unacked_mutex_expire": 3 * restore_interval,
         }
         app.conf.update(
-            broker_url=settings.redis_url,
-            result_backend=settings.redis_url,
+            broker_url=settings.effective_redis_url,
+            result_backend=settings.effective_redis_url,
             broker_transport_options=transport,
             result_backend_transport_options={"visibility_timeout": visibility},
             broker_connection_retry_on_startup=True,

@@ -68,7 +68,7 @@ def install_health(app: FastAPI, settings: Settings) -> None:
 
     app.state.readiness_checks = {}
     add_readiness_check(app, "database", database_check(engine))
-    add_readiness_check(app, "broker", broker_check(settings.redis_url))
+    add_readiness_check(app, "broker", broker_check(settings.effective_redis_url))
     add_readiness_check(
         app, "full_load", full_load_check(engine, settings.readiness_max_load_age_hours)
     )

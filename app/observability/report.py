@@ -142,7 +142,7 @@ def print_status(
         Verdict(name, OK if result.ok else FAIL, result.detail)
         for name, result in (
             ("database", guarded("database", database_check(lambda: engine))),
-            ("broker", guarded("broker", broker_check(settings.redis_url))),
+            ("broker", guarded("broker", broker_check(settings.effective_redis_url))),
         )
     ]
     health: SyncHealth | None = None

@@ -24,6 +24,7 @@ from app.observability import metrics
 from app.observability.logging import configure_logging, make_handler
 from app.observability.report import print_status
 from app.settings import Settings
+from tests.factories import OPEN_RULES
 from tests.support import free_port
 
 from .conftest import FIND, METRICS, READER, api_settings, build_app, now, record_full_load, seed
@@ -420,6 +421,8 @@ def test_production_settings_switch_exception_redaction_on():
         webhook_secret="w" * 32,
         proposal_secret="p" * 32,
         api_keys={"k" * 32: ["system/Appointment.read"]},
+        ehr_base_url="https://ehr.example.org/fhir",
+        rules_path=OPEN_RULES,
         log_format="json",
     )
     buffer = io.StringIO()
