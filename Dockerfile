@@ -9,10 +9,13 @@ ENV PATH=/opt/slotsync/bin:$PATH
 # uv installs exactly the versions in uv.lock (--frozen: the lock is used as it is, never
 # re-resolved); uv itself is pinned too.
 RUN pip install uv==0.13.9
+# The production image has the server's dependencies only; the demo's sandbox EHR image
+# adds its own (compose's sandbox-ehr service builds with EXTRAS="--extra ops --extra sandbox").
+ARG EXTRAS="--extra ops"
 WORKDIR /srv/slotsync
 # Dependencies first, in their own layer: rebuilt only when the lock changes.
 COPY pyproject.toml uv.lock ./
-RUN uv sync --frozen --no-dev --extra ops --no-install-project
+RUN uv sync --frozen --no-dev $EXTRAS --no-install-project
 COPY README.md ./
 COPY app ./app
 COPY workers ./workers
@@ -20,7 +23,7 @@ COPY rules ./rules
 COPY migrations ./migrations
 COPY sandbox_ehr ./sandbox_ehr
 COPY benchmarks ./benchmarks
-RUN uv sync --frozen --no-dev --extra ops --no-editable \
+RUN uv sync --frozen --no-dev $EXTRAS --no-editable \
  && useradd --system --uid 10001 --create-home --home-dir /var/lib/slotsync slotsync
 # api, worker, beat (every process) run unprivileged; the environment is root's, read-only
 USER slotsync

@@ -306,6 +306,11 @@ def test_the_sandbox_ehr_is_only_in_the_demo_profile(raw, compose):
     rest = {k: v for k, v in services.items() if k != "sandbox-ehr"}
     for name, service in rest.items():
         assert set(service.get("depends_on", {})) <= set(rest), name
+    # only the demo's image carries the sandbox's dependencies
+    assert "--extra sandbox" in services["sandbox-ehr"]["build"]["args"]["EXTRAS"]
+    assert "sandbox" not in services["api"].get("build", {}).get("args", {}).get("EXTRAS", "")
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert 'ARG EXTRAS="--extra ops"' in dockerfile
     # and the EHR is never the sandbox by default: the operator names it
     with pytest.raises(MissingVariable, match="SLOTSYNC_EHR_BASE_URL"):
         interpolate(raw, {})
