@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Sequence
+import textwrap
+from collections.abc import Mapping, Sequence
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,25 +18,54 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from rich.console import Console
 
+from app.exit_codes import (
+    DEPENDENCY_EXIT,
+    EXIT_CODES,
+    FAILED_EXIT,
+    INTERRUPTED_EXIT,
+    OK_EXIT,
+    USAGE_EXIT,
+)
 from app.settings import Settings, UnsafeSettings, get_settings
 
 if TYPE_CHECKING:
     from app.sync.runs import ResyncRequest
 
+# Messages, progress and errors; stdout carries only what a command reports (with --json:
+# one JSON document and nothing else).
 console = Console(stderr=True)
 
 
 # Exit status of `status` and `sync-status`: monitoring and cron act on it.
 HEALTH_EXIT = {"ok": 0, "degraded": 1, "down": 2}
-HEALTH_EXIT_HELP = "exit status: 0 ok, 1 degraded (serving, cache may differ from the EHR), 2 down"
+HEALTH_EXITS = {
+    OK_EXIT: "ok",
+    FAILED_EXIT: "degraded: serving, but the cache may differ from the EHR",
+    USAGE_EXIT: "down (or bad arguments or settings)",
+    DEPENDENCY_EXIT: "the cache database has no schema or cannot be reached",
+}
+
+
+def print_json(data: object) -> None:
+    """``data`` as one JSON document on stdout: no colour, no wrapping, nothing else."""
+    sys.stdout.write(json.dumps(data, indent=2, default=_json_value) + "\n")
+    sys.stdout.flush()
+
+
+def _json_value(value: object) -> str:
+    if isinstance(value, date):  # datetimes too
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     from app.cache.migrate import upgrade
 
-    upgrade(settings.effective_database_url)
+    upgrade(settings.effective_database_url)  # alembic logs each migration as it goes
     console.print("[green]database schema is up to date[/green]")
-    return 0
+    return OK_EXIT
 
 
 def _prepare_metrics_dir(settings: Settings, workers: int) -> Path | None:
@@ -67,7 +99,7 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
             "[red]--workers > 1 needs a broker: set SLOTSYNC_REDIS_URL (and a PostgreSQL"
             " SLOTSYNC_DATABASE_URL), or serve embedded mode with one worker[/red]"
         )
-        return 2
+        return USAGE_EXIT
     created = _prepare_metrics_dir(settings, args.workers)
     try:
         return _run_uvicorn(args, settings)
@@ -103,7 +135,7 @@ def _celery_main(argv: list[str], settings: Settings) -> int:
             "[red]SLOTSYNC_REDIS_URL is not set: in embedded mode tasks run inside "
             "`slotsync demo`/`serve`; a separate worker or beat needs Redis.[/red]"
         )
-        return 2
+        return USAGE_EXIT
     from workers.celery_app import celery_app
 
     celery_app.start(argv)
@@ -193,8 +225,10 @@ def _resync_request(args: argparse.Namespace) -> ResyncRequest:
 
 
 def _cmd_resync(args: argparse.Namespace, settings: Settings) -> int:
+    from dataclasses import asdict
+
     from app.fhir.parse import FhirParseError
-    from app.progress import run_with_progress, watch_run
+    from app.progress import RunTimeout, run_with_progress, watch_run
     from app.runtime import dispatcher, sync_context
     from app.sync.feed import ensure_subscription
 
@@ -202,7 +236,7 @@ def _cmd_resync(args: argparse.Namespace, settings: Settings) -> int:
         request = _resync_request(args)
     except FhirParseError as exc:
         console.print(f"[red]{exc}[/red]")
-        return 2
+        return USAGE_EXIT
     ctx = sync_context(settings)
     if args.subscribe:
         state = ensure_subscription(ctx)
@@ -214,15 +248,27 @@ def _cmd_resync(args: argparse.Namespace, settings: Settings) -> int:
             )
         else:
             console.print("[yellow]SLOTSYNC_PUBLIC_BASE_URL unset: no subscription, polling[/]")
+    token = None
     if settings.embedded or not args.enqueue:
-        result = run_with_progress(ctx, request)
-        return 0 if result.status == "ok" else 1
-    token = dispatcher(settings).resync(request)
-    console.print(f"resync queued (token {token})")
-    if args.no_wait:
-        return 0
-    result = watch_run(ctx, token, timeout=args.timeout)
-    return 0 if result.status == "ok" else 1
+        result = run_with_progress(ctx, request, quiet=args.json)
+    else:
+        token = dispatcher(settings).resync(request)
+        if not args.json:
+            console.print(f"resync queued (token {token})")
+        if args.no_wait:
+            if args.json:
+                print_json({"token": token, "status": "queued"})
+            return OK_EXIT
+        try:
+            result = watch_run(ctx, token, timeout=args.timeout, quiet=args.json)
+        except RunTimeout as exc:
+            console.print(f"[red]{exc}: it goes on; follow it with `slotsync sync-status`[/red]")
+            if args.json:
+                print_json({"token": token, "status": "timeout"})
+            return FAILED_EXIT
+    if args.json:
+        print_json({**asdict(result), **({"token": token} if token else {})})
+    return OK_EXIT if result.status == "ok" else FAILED_EXIT
 
 
 def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
@@ -232,8 +278,6 @@ def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_sync_status(args: argparse.Namespace, settings: Settings) -> int:
-    import json
-
     from rich.table import Table
     from sqlalchemy.orm import Session
 
@@ -249,12 +293,12 @@ def _cmd_sync_status(args: argparse.Namespace, settings: Settings) -> int:
             schedule_ids=args.schedule or None,
             limit=args.limit,
         )
-    out = Console()
     overall = report["overall"]
     code = HEALTH_EXIT[overall["health"]]
     if args.json:
-        out.print_json(json.dumps(report))
+        print_json(report)
         return code
+    out = Console()
     colour = {"ok": "green", "degraded": "yellow", "down": "bold red"}[overall["health"]]
     out.print(f"sync: [{colour}]{overall['health']}[/{colour}]")
     for problem in overall["problems"]:
@@ -316,6 +360,7 @@ def _print_uncovered(out: Console, uncovered: dict[str, Any]) -> None:
 def _cmd_rules_check(args: argparse.Namespace, settings: Settings) -> int:
     """Validate a rules file, then count what it would offer from the current cache and
     list the cached schedules it leaves uncovered, with the reason."""
+    from dataclasses import asdict
     from datetime import UTC, datetime, timedelta
 
     from sqlalchemy.orm import Session
@@ -329,30 +374,43 @@ def _cmd_rules_check(args: argparse.Namespace, settings: Settings) -> int:
     try:
         rules = load_rules(args.file)
     except RulesError as exc:
-        print(exc, file=sys.stderr)
-        return 1
+        if args.json:
+            print_json({"file": args.file, "valid": False, "error": str(exc)})
+        else:
+            print(exc, file=sys.stderr)
+        return FAILED_EXIT
     now = datetime.now(UTC)
     horizon = max(rules.effective(vt).max_horizon_days for vt in rules.visit_types)
-    with Session(get_engine(settings)) as session:
+    with console.status("reading the cache"), Session(get_engine(settings)) as session:
         slots = repo.free_slots(
             session, now - timedelta(hours=12), now + timedelta(days=horizon + 1)
         )
         schedules = repo.schedules_by_id(session)
         actors = repo.actors_by_ref(session)
-    print(format_report(rules, summarise(rules, slots, schedules, actors, now), source=args.file))
-    print(f"(against {len(slots)} cached free slots in {len(schedules)} schedules)")
+    summaries = summarise(rules, slots, schedules, actors, now)
     ahead = [s for s in slots if s.start >= now]
     uncovered = uncovered_schedules(rules, schedules, actors, summarise_slots(ahead), now)
+    if args.json:
+        print_json(
+            {
+                "file": args.file,
+                "valid": True,
+                "version": rules.version,
+                "organization": rules.organization.name,
+                "visit_types": [asdict(s) for s in summaries],
+                "cached": {"free_slots": len(slots), "schedules": len(schedules)},
+                "uncovered": [u.as_json() for u in uncovered],
+            },
+        )
+        return OK_EXIT
+    print(format_report(rules, summaries, source=args.file))
+    print(f"(against {len(slots)} cached free slots in {len(schedules)} schedules)")
     print()
     print(format_uncovered(uncovered, len(schedules)), end="")
-    return 0
+    return OK_EXIT
 
 
-RULES_INIT_EXIT = {"written": 0, "not-written": 1, "empty-cache": 3}
-RULES_INIT_HELP = (
-    "exit status: 0 written; 1 not written (the file exists and --force is not given);"
-    " 3 the cache holds no schedules (run `slotsync resync` first)"
-)
+RULES_INIT_EXIT = {"written": OK_EXIT, "not-written": FAILED_EXIT, "empty-cache": DEPENDENCY_EXIT}
 
 
 def _cmd_rules_init(args: argparse.Namespace, settings: Settings) -> int:
@@ -373,7 +431,7 @@ def _cmd_rules_init(args: argparse.Namespace, settings: Settings) -> int:
         return RULES_INIT_EXIT["not-written"]
     now = datetime.now(UTC)
     try:
-        with Session(get_engine(settings)) as session:
+        with console.status("reading the cache"), Session(get_engine(settings)) as session:
             schedules = repo.schedules_by_id(session)
             actors = repo.actors_by_ref(session)
             slots = repo.free_slots(session, now, now + timedelta(days=MAX_HORIZON_DAYS + 1))
@@ -400,6 +458,39 @@ def _cmd_rules_init(args: argparse.Namespace, settings: Settings) -> int:
     return RULES_INIT_EXIT["written"]
 
 
+def _cmd_config(args: argparse.Namespace, settings: Settings) -> int:
+    """Every setting in force and where it came from; secrets masked before formatting."""
+    from app.effective_config import effective_config
+
+    config = effective_config(settings)
+    if args.json:
+        print_json(config)
+        return OK_EXIT
+    print("# slotsync effective configuration (secrets masked)")
+    for source in ("environment", "default"):
+        chosen = {k: v for k, v in config["settings"].items() if v["source"] == source}
+        print(f"\n# {'set in the environment' if source == 'environment' else 'defaults'}:")
+        if not chosen:
+            print("# (none)")
+        for item in chosen.values():
+            print(f"{item['env']}={_env_text(item['value'])}")
+    print("\n# derived:")
+    for name, value in config["derived"].items():
+        print(f"# {name}: {_env_text(value)}")
+    return OK_EXIT
+
+
+def _env_text(value: object) -> str:
+    """A value as an environment variable would hold it (unset: empty)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, dict | list):
+        return json.dumps(value)
+    return str(value)
+
+
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     from app.demo import run_demo
 
@@ -412,14 +503,102 @@ def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
+COMMON_EXITS = {
+    USAGE_EXIT: "bad arguments or settings",
+    INTERRUPTED_EXIT: EXIT_CODES[INTERRUPTED_EXIT],
+}
+DEPENDENCY_HELP = (
+    "the cache database has no schema (run `slotsync db upgrade`) or cannot be reached"
+)
+WIDTH = 88
+JSON_HELP = "print one JSON document on stdout, nothing else (no colour, no progress)"
+
+
+def _epilog(
+    examples: Sequence[tuple[str, str]], exits: Mapping[int, str], other: str | None = None
+) -> str:
+    """Examples, then every exit status (bad arguments and Ctrl-C unless said otherwise),
+    and ``other`` for the statuses the command leaves to something else."""
+    width = max((len(command) for command, what in examples if what), default=0)
+    lines = ["examples:"]
+    for command, what in examples:
+        lines.append(f"  {command:<{width}}  # {what}" if what else f"  {command}")
+    lines += ["", "exit status:"]
+    merged = {str(code): text for code, text in sorted({**COMMON_EXITS, **exits}.items())}
+    for code, text in {**merged, **({"other": other} if other else {})}.items():
+        lines += textwrap.wrap(
+            text, WIDTH, initial_indent=f"  {code:<6}", subsequent_indent=" " * 8
+        )
+    return "\n".join(lines)
+
+
+def _fill(text: str) -> str:
+    return textwrap.fill(text, WIDTH)
+
+
+def _command(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    name: str,
+    *,
+    help: str,
+    examples: Sequence[tuple[str, str]],
+    exits: Mapping[int, str],
+    other: str | None = None,
+    description: str | None = None,
+    **kwargs: Any,
+) -> argparse.ArgumentParser:
+    """A subcommand whose help ends with its examples and exit statuses."""
+    return sub.add_parser(
+        name,
+        help=help,
+        description=_fill(description or help[0].upper() + help[1:] + "."),
+        epilog=_epilog(examples, exits, other),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        **kwargs,
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    from app.cli_failures import EXIT_HELP
-
-    parser = argparse.ArgumentParser(prog="slotsync", description=__doc__, epilog=EXIT_HELP)
+    parser = argparse.ArgumentParser(
+        prog="slotsync",
+        description=_fill(
+            "slotsync: one entry point for every process and ops action of the Argonaut"
+            " Scheduling server. `slotsync COMMAND --help` shows a command's options, examples"
+            " and exit statuses."
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=_epilog(
+            [
+                ("slotsync demo", "sandbox EHR, initial load and the API on :8000"),
+                ("slotsync db upgrade && slotsync resync", "prepare the cache, load it"),
+                ("slotsync serve --workers 4", "the API"),
+                ("slotsync status --json", "sync health for a script"),
+                ("slotsync config", "the settings in force, secrets masked"),
+                ("slotsync COMMAND --help", "a command's options, examples, exit status"),
+            ],
+            EXIT_CODES,
+        )
+        + "\n\n"
+        + _fill(f"--json (status, sync-status, resync, rules check, config): {JSON_HELP}."),
+    )
     parser.add_argument("--log-level", default=None, help="default: SLOTSYNC_LOG_LEVEL")
-    sub = parser.add_subparsers(dest="command", required=True)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    serve = sub.add_parser("serve", help="run the HTTP API (uvicorn)")
+    serve = _command(
+        sub,
+        "serve",
+        help="run the HTTP API (uvicorn)",
+        examples=[
+            ("slotsync serve", "on 127.0.0.1:8000"),
+            ("slotsync serve --host 0.0.0.0 --workers 4", "behind a proxy, 4 processes"),
+        ],
+        exits={
+            OK_EXIT: "stopped (SIGTERM or Ctrl-C)",
+            USAGE_EXIT: "bad arguments or settings, e.g. --workers > 1 without SLOTSYNC_REDIS_URL",
+            DEPENDENCY_EXIT: "could not start: the port is in use, or the application failed"
+            " to start",
+        },
+    )
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--workers", type=int, default=1)
@@ -437,7 +616,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(func=_cmd_serve)
 
-    worker = sub.add_parser("worker", help="run a Celery worker (needs SLOTSYNC_REDIS_URL)")
+    celery_exits = {
+        OK_EXIT: "stopped",
+        USAGE_EXIT: "bad arguments or settings, e.g. SLOTSYNC_REDIS_URL unset (embedded mode)",
+    }
+    worker = _command(
+        sub,
+        "worker",
+        help="run a Celery worker (needs SLOTSYNC_REDIS_URL)",
+        examples=[
+            ("slotsync worker", "both queues, 3 threads"),
+            ("slotsync worker --queues load --concurrency 8", "bulk loads only"),
+            ("slotsync worker -- --hostname=w1@%h", "Celery's own options after --"),
+        ],
+        exits=celery_exits,
+        other="Celery's own exit status",
+    )
     worker.add_argument("--concurrency", type=int, default=3)
     worker.add_argument("--queues", help="comma-separated: sync (refreshes), load (bulk)")
     worker.add_argument(
@@ -450,13 +644,25 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("celery_args", nargs=argparse.REMAINDER)
     worker.set_defaults(func=_cmd_worker)
 
-    beat = sub.add_parser("beat", help="run Celery beat: the daily load and periodic checks")
+    beat = _command(
+        sub,
+        "beat",
+        help="run Celery beat: the daily load and periodic checks",
+        examples=[
+            ("slotsync beat", "exactly one per deployment"),
+            ("slotsync beat --schedule-file /var/lib/slotsync/beat", "keep its state there"),
+        ],
+        exits=celery_exits,
+        other="Celery's own exit status",
+    )
     beat.add_argument(
         "--schedule-file", default="celerybeat-schedule", help="where beat keeps its state"
     )
     beat.add_argument("celery_args", nargs=argparse.REMAINDER)
     beat.set_defaults(func=_cmd_beat)
 
+    # `slotsync sandbox-ehr ...` goes to the sandbox's own parser (see main), whose help
+    # has its examples; this entry names the command in the list above
     sandbox = sub.add_parser(
         "sandbox-ehr",
         help="run the sandbox EHR (see `slotsync sandbox-ehr --help`)",
@@ -465,7 +671,23 @@ def build_parser() -> argparse.ArgumentParser:
     sandbox.add_argument("sandbox_args", nargs=argparse.REMAINDER)
     sandbox.set_defaults(func=_cmd_sandbox)
 
-    demo = sub.add_parser("demo", help="embedded demo: sandbox EHR, load, API on :8000")
+    demo = _command(
+        sub,
+        "demo",
+        help="embedded demo: sandbox EHR, load, API on :8000",
+        description="Start the sandbox EHR, migrate the SQLite cache, load it (with a progress"
+        " bar on a terminal), print curls that work and serve the API until Ctrl-C. What"
+        " `make demo` runs.",
+        examples=[
+            ("slotsync demo", "Argonaut STU3 sandbox"),
+            ("slotsync demo --ehr-profile plain-r4", "a generic FHIR R4 server instead"),
+            ("slotsync demo --port 8080 --sandbox-port 8180", "other ports"),
+        ],
+        exits={
+            OK_EXIT: "stopped (Ctrl-C or SIGTERM)",
+            DEPENDENCY_EXIT: "the cache database cannot be used, or the sandbox EHR did not answer",
+        },
+    )
     demo.add_argument("--host", default="127.0.0.1")
     demo.add_argument("--port", type=int, default=8000)
     demo.add_argument("--sandbox-port", type=int, default=8100)
@@ -479,8 +701,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=_cmd_demo)
 
-    resync = sub.add_parser(
-        "resync", help="reload from the EHR now: everything, or some schedules / an actor"
+    resync = _command(
+        sub,
+        "resync",
+        help="reload from the EHR now: everything, or some schedules / an actor",
+        description="Reload from the EHR now: everything (a full load), or some schedules, an"
+        " actor's schedules or a window. Runs here, or with --enqueue on the Celery workers;"
+        " a progress bar on a terminal, one summary line otherwise.",
+        examples=[
+            ("slotsync resync", "everything, over the horizon"),
+            ("slotsync resync --schedule sch-1 --schedule sch-2", "two schedules"),
+            ("slotsync resync --actor Practitioner/pr-1 --start 2025-03-01 --end 2025-03-08", ""),
+            ("slotsync resync --enqueue --no-wait", "queue it for the workers"),
+            ("slotsync resync --json", "the run's summary as JSON"),
+        ],
+        exits={
+            OK_EXIT: "the run finished ok (with --no-wait: it was queued)",
+            FAILED_EXIT: "the run failed (some chunks did not load: see `slotsync sync-status`),"
+            " or did not finish within --timeout",
+            USAGE_EXIT: "bad arguments (e.g. an unreadable --start) or settings",
+            DEPENDENCY_EXIT: "the EHR, Redis or the cache database cannot be used (no schema:"
+            " run `slotsync db upgrade`)",
+        },
     )
     resync.add_argument("--schedule", action="append", default=[], help="Schedule id (repeat)")
     resync.add_argument("--actor", help="all schedules of e.g. Practitioner/pr-1")
@@ -491,50 +733,144 @@ def build_parser() -> argparse.ArgumentParser:
     resync.add_argument("--enqueue", action="store_true", help="run it on the Celery workers")
     resync.add_argument("--no-wait", action="store_true", help="with --enqueue: do not watch it")
     resync.add_argument("--timeout", type=float, default=3600.0, help="seconds to watch")
+    resync.add_argument("--json", action="store_true", help=JSON_HELP)
     resync.set_defaults(func=_cmd_resync)
 
-    status = sub.add_parser(
-        "status", help="sync health at a glance; " + HEALTH_EXIT_HELP, epilog=HEALTH_EXIT_HELP
+    status = _command(
+        sub,
+        "status",
+        help="sync health at a glance (exit status 0 ok, 1 degraded, 2 down)",
+        description="Sync health at a glance: one verdict per concern (database, broker, full"
+        " load, freshness, sync work, sync errors, cache), the most lagging schedules and the"
+        " latest runs. The exit status is the verdict, for cron and monitoring.",
+        examples=[
+            ("slotsync status", ""),
+            ("slotsync status --limit 20 --lagging 10", "more runs and schedules"),
+            ("slotsync status --json | jq .health", "for a script"),
+        ],
+        exits=HEALTH_EXITS,
     )
     status.add_argument("--limit", type=int, default=10, help="recent runs to show")
     status.add_argument("--lagging", type=int, default=5, help="most lagging schedules to show")
-    status.add_argument("--json", action="store_true", help="machine-readable output")
+    status.add_argument("--json", action="store_true", help=JSON_HELP)
     status.set_defaults(func=_cmd_status)
 
-    sync_status = sub.add_parser(
+    sync_status = _command(
+        sub,
         "sync-status",
         help="the sync in detail: feed, runs with progress, per-schedule freshness",
-        epilog=HEALTH_EXIT_HELP,
+        description="The sync in detail: the EHR feed, the runs with their progress, per-schedule"
+        " freshness and the schedules no rule covers (as GET /admin/sync-status).",
+        examples=[
+            ("slotsync sync-status", ""),
+            ("slotsync sync-status --schedules", "every schedule's freshness"),
+            ("slotsync sync-status --schedule sch-1 --json", "one schedule, as JSON"),
+        ],
+        exits=HEALTH_EXITS,
     )
     sync_status.add_argument("--schedule", action="append", default=[], help="only these schedules")
     sync_status.add_argument("--schedules", action="store_true", help="list every schedule")
     sync_status.add_argument("--limit", type=int, default=1000)
-    sync_status.add_argument("--json", action="store_true", help="the report as JSON")
+    sync_status.add_argument("--json", action="store_true", help=JSON_HELP)
     sync_status.set_defaults(func=_cmd_sync_status)
 
-    rules = sub.add_parser("rules", help="business rules")
-    rules_sub = rules.add_subparsers(dest="rules_command", required=True)
-    rules_check = rules_sub.add_parser(
-        "check", help="validate a rules file and summarise what it offers from the cache"
+    rules = _command(
+        sub,
+        "rules",
+        help="business rules: write a starter file, check a file against the cache",
+        examples=[
+            ("slotsync rules init --out rules.yaml", "a starter file from the cache"),
+            ("slotsync rules check rules.yaml", "what it offers, what it leaves out"),
+        ],
+        exits={DEPENDENCY_EXIT: DEPENDENCY_HELP},
+        other="see `slotsync rules COMMAND --help`",
+    )
+    rules_sub = rules.add_subparsers(dest="rules_command", required=True, metavar="COMMAND")
+    rules_check = _command(
+        rules_sub,
+        "check",
+        help="validate a rules file and summarise what it offers from the cache",
+        description="Validate a rules file, count what each visit type offers from the cached"
+        " slots and list the cached schedules it leaves uncovered, with the reason.",
+        examples=[
+            ("slotsync rules check rules.yaml", ""),
+            ("slotsync rules check rules.yaml --json", "for CI: .valid, .uncovered"),
+        ],
+        exits={
+            OK_EXIT: "the file is valid (the report says what it offers)",
+            FAILED_EXIT: "the file is invalid or unreadable",
+            DEPENDENCY_EXIT: DEPENDENCY_HELP,
+        },
     )
     rules_check.add_argument("file")
+    rules_check.add_argument("--json", action="store_true", help=JSON_HELP)
     rules_check.set_defaults(func=_cmd_rules_check)
-    rules_init = rules_sub.add_parser(
+    rules_init = _command(
+        rules_sub,
         "init",
         help="write a starter rules file from the schedules, actors and slots in the cache",
         description="Write a starter rules file from what the EHR has, as the cache holds it"
         " after a load: a visit type per service type found, durations from the slots,"
         " opening hours that cover them, with comments saying what to adjust.",
-        epilog=RULES_INIT_HELP,
+        examples=[
+            ("slotsync rules init", "writes rules.yaml"),
+            ("slotsync rules init --out rules/clinic.yaml --force", "replace a file"),
+        ],
+        exits={
+            RULES_INIT_EXIT["written"]: "written",
+            RULES_INIT_EXIT["not-written"]: "not written (the file exists and --force is not"
+            " given)",
+            RULES_INIT_EXIT["empty-cache"]: "the cache holds no schedules (run `slotsync"
+            " resync` first)",
+        },
     )
     rules_init.add_argument("--out", default="rules.yaml", help="default: rules.yaml")
     rules_init.add_argument("--force", action="store_true", help="overwrite an existing file")
     rules_init.set_defaults(func=_cmd_rules_init)
 
-    db = sub.add_parser("db", help="database schema")
-    db_sub = db.add_subparsers(dest="db_command", required=True)
-    db_upgrade = db_sub.add_parser("upgrade", help="apply Alembic migrations")
+    db = _command(
+        sub,
+        "db",
+        help="database schema",
+        examples=[("slotsync db upgrade", "before the first start and after each upgrade")],
+        exits={DEPENDENCY_EXIT: "the database cannot be reached"},
+    )
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="COMMAND")
+    db_upgrade = _command(
+        db_sub,
+        "upgrade",
+        help="apply Alembic migrations",
+        description="Bring the cache database's schema up to date (Alembic migrations); safe"
+        " to run again.",
+        examples=[
+            ("slotsync db upgrade", ""),
+            ("SLOTSYNC_DATABASE_URL=postgresql+psycopg://... slotsync db upgrade", ""),
+        ],
+        exits={
+            OK_EXIT: "the schema is up to date",
+            DEPENDENCY_EXIT: "the database cannot be reached",
+        },
+    )
     db_upgrade.set_defaults(func=_cmd_db_upgrade)
+
+    config = _command(
+        sub,
+        "config",
+        help="the effective configuration: every setting, its source, secrets masked",
+        description="Print every setting in force (SLOTSYNC_* variables) with where it came"
+        " from (the environment or the default) and the values derived from them. Secrets,"
+        " API keys and the passwords in URLs are masked.",
+        examples=[
+            ("slotsync config", "as NAME=value lines, grouped by source"),
+            ("slotsync config --json | jq .settings.horizon_days", "for a script"),
+        ],
+        exits={
+            OK_EXIT: "printed",
+            USAGE_EXIT: "bad arguments, or a setting is invalid (named, its value never shown)",
+        },
+    )
+    config.add_argument("--json", action="store_true", help=JSON_HELP)
+    config.set_defaults(func=_cmd_config)
     return parser
 
 
@@ -550,23 +886,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = get_settings()
     except (UnsafeSettings, SettingsError) as exc:
         console.print(f"[red]{exc}[/red]", soft_wrap=True, highlight=False)
-        return 2
+        return USAGE_EXIT
     except ValidationError as exc:
         # name the variables, never echo their values (they may be secrets)
         for error in exc.errors():
             name = "SLOTSYNC_" + "_".join(str(p) for p in error["loc"]).upper()
             console.print(f"[red]{name}: {error['msg']}[/red]", soft_wrap=True, highlight=False)
-        return 2
+        return USAGE_EXIT
     from app.observability.logging import configure_logging
 
     args.log_level = (args.log_level or settings.log_level).lower()
     configure_logging(settings, level=args.log_level)
     try:
-        return int(args.func(args, settings) or 0)
+        return int(args.func(args, settings) or OK_EXIT)
     except KeyboardInterrupt:
-        return 130
+        return INTERRUPTED_EXIT
     except Exception as exc:
-        from app.cli_failures import DEPENDENCY_EXIT, explain
+        from app.cli_failures import explain
 
         line = explain(exc, settings)
         if line is None:

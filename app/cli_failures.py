@@ -1,8 +1,8 @@
 """What the CLI says, in one line and with the next step, about conditions an operator
 meets in normal life (a fresh database, a dependency down), instead of a traceback.
 
-Exit status 3 for all of them: a dependency is not there or not prepared. Anything
-else is a bug and keeps its traceback.
+Exit status 3 (``app.exit_codes.DEPENDENCY_EXIT``) for all of them: a dependency is not there or not
+prepared. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -13,12 +13,6 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from app.ehr.errors import EhrError
 from app.settings import Settings
-
-DEPENDENCY_EXIT = 3
-EXIT_HELP = (
-    "exit status: 0 done; 2 bad arguments or settings; 3 a dependency (database, Redis,"
-    " the EHR) is unreachable or not prepared; status commands: 1 degraded, 2 down"
-)
 
 # A schema missing or behind: SQLite's words, PostgreSQL's SQLSTATEs (undefined table,
 # undefined column). Not "does not exist" in general: a missing database says that too,

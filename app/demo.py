@@ -7,9 +7,11 @@ Ctrl-C, which stops the sandbox too.
 
 from __future__ import annotations
 
+import shutil
 import signal
 import sys
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 from rich.console import Console
 
@@ -29,6 +31,22 @@ def demo_api_key(settings: Settings) -> str | None:
         if scope_grants(scopes, APPOINTMENT_READ):
             return key
     return None
+
+
+def slotsync_command() -> str:
+    """How to run this installation's ``slotsync`` from here: plain when the shell finds it,
+    else by its path, e.g. ``.venv/bin/slotsync`` after ``make demo`` (which does not
+    activate the virtualenv, and another ``slotsync`` may come first on PATH)."""
+    script = Path(sys.prefix) / "bin" / "slotsync"
+    if not script.exists():
+        return "slotsync"  # not installed as a script here: the PATH's is the best guess
+    found = shutil.which("slotsync")
+    if found and Path(found).resolve() == script.resolve():
+        return "slotsync"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)
 
 
 def demo_banner(settings: Settings, *, host: str, port: int, start: date, end: date) -> str:
@@ -62,7 +80,8 @@ def demo_banner(settings: Settings, *, host: str, port: int, start: date, end: d
         f"  curl -s {header}'{find}&_count=5'\n\n"
         f"  curl -s {header}'{find}&visit-type={OFFICE_VISIT}&practitioner=Practitioner/pr-1"
         "&_count=5'\n\n"
-        f"Operations: curl -s {header}{base}/metrics · {base}/readyz · slotsync status\n\n"
+        f"Operations: curl -s {header}{base}/metrics · {base}/readyz ·"
+        f" {slotsync_command()} status\n\n"
         "Press Ctrl-C to stop (the sandbox EHR stops with it).\n"
     )
 

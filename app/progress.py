@@ -1,4 +1,9 @@
-"""Progress bars for long sync runs, in this process or watched on the workers (CLI, demo)."""
+"""Progress bars for long sync runs, in this process or watched on the workers (CLI, demo).
+
+On a terminal only: written to a file or a pipe, a run says what it did in one line at
+the end (and the logs say the rest). ``quiet`` drops that line too, for output that is
+read by a program (``--json``).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +20,11 @@ from app.sync.runs import ChunkRun, PlannedRun, ResyncRequest, RunSummary, run_i
 console = Console(stderr=True)
 
 
-def _progress() -> Progress:
+class RunTimeout(TimeoutError):
+    """A watched run did not finish in time (it goes on at the workers)."""
+
+
+def _progress(*, quiet: bool) -> Progress:
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -24,6 +33,7 @@ def _progress() -> Progress:
         TimeElapsedColumn(),
         console=console,
         transient=False,
+        disable=quiet or not console.is_terminal,
     )
 
 
@@ -36,9 +46,11 @@ def report(result: RunSummary) -> None:
     )
 
 
-def run_with_progress(ctx: SyncContext, request: ResyncRequest) -> RunSummary:
+def run_with_progress(
+    ctx: SyncContext, request: ResyncRequest, *, quiet: bool = False
+) -> RunSummary:
     """Plan and run here (embedded mode, or ``slotsync resync`` without ``--enqueue``)."""
-    with _progress() as progress:
+    with _progress(quiet=quiet) as progress:
         task = progress.add_task("planning", total=None, slots=0, failed=0)
         seen = failed = 0
 
@@ -52,14 +64,17 @@ def run_with_progress(ctx: SyncContext, request: ResyncRequest) -> RunSummary:
             progress.update(task, advance=1, slots=seen, failed=failed)
 
         result = run_in_process(ctx, request, on_planned=planned, on_chunk=advance)
-    report(result)
+    if not quiet:
+        report(result)
     return result
 
 
-def watch_run(ctx: SyncContext, token: str, *, timeout: float, interval: float = 0.5) -> RunSummary:
+def watch_run(
+    ctx: SyncContext, token: str, *, timeout: float, interval: float = 0.5, quiet: bool = False
+) -> RunSummary:
     """Follow a run the workers execute, by its planner's token, until it finishes."""
     deadline = time.monotonic() + timeout
-    with _progress() as progress:
+    with _progress(quiet=quiet) as progress:
         task = progress.add_task("waiting for a worker", total=None, slots=0, failed=0)
         while True:
             with transaction(ctx.engine) as session:
@@ -89,8 +104,9 @@ def watch_run(ctx: SyncContext, token: str, *, timeout: float, interval: float =
                 if status in ("ok", "failed"):  # not while planning
                     break
             if time.monotonic() > deadline:
-                raise TimeoutError(f"run {token} did not finish within {timeout:.0f}s")
+                raise RunTimeout(f"run {token} did not finish within {timeout:.0f}s")
             time.sleep(interval)
     result = summary(ctx, run_id)
-    report(result)
+    if not quiet:
+        report(result)
     return result

@@ -8,12 +8,27 @@ from typing import Literal
 
 from sandbox_ehr.config import PROFILES, SandboxConfig
 
+EPILOG = """\
+examples:
+  slotsync sandbox-ehr                                   # Argonaut STU3 on 127.0.0.1:8100
+  slotsync sandbox-ehr --profile plain-r4 --size 20000   # a generic R4 server, more slots
+  slotsync sandbox-ehr --seed 7 --start-date 2025-03-03  # the same data every run
+
+exit status:
+  0     stopped (Ctrl-C or SIGTERM)
+  2     bad arguments
+  3     could not start (e.g. the port is in use)
+  130   interrupted (Ctrl-C)"""
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="slotsync sandbox-ehr",
-        description="A synthetic FHIR scheduling EHR (Argonaut STU3, R4, or a generic R4 "
-        "server) for demos, tests and benchmarks. FHIR base: http://HOST:PORT/fhir; control API: http://HOST:PORT/_sandbox",
+        description="A synthetic FHIR scheduling EHR (Argonaut STU3, R4, or a generic R4\n"
+        "server) for demos, tests and benchmarks. FHIR base: http://HOST:PORT/fhir;\n"
+        "control API: http://HOST:PORT/_sandbox",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=8100)

@@ -157,7 +157,8 @@ def print_status(
     code = 2 if failing else 1 if any(v.state == WARN for v in checks) else 0
 
     if as_json:
-        out.print_json(
+        # plain text: no colour codes even on a terminal, no wrapping
+        out.print(
             json.dumps(
                 {
                     "healthy": code == 0,
@@ -173,8 +174,13 @@ def print_status(
                         for lag in worst
                     ],
                     "runs": recent,
-                }
-            )
+                },
+                indent=2,
+            ),
+            markup=False,
+            highlight=False,
+            emoji=False,
+            soft_wrap=True,
         )
         return code
 
