@@ -24,6 +24,7 @@ BENCHMARKS = {
     "faults": "benchmarks.faults",
     "faults-readme": "benchmarks.faults_readme",
     "first-find": "benchmarks.first_find",
+    "first-find-readme": "benchmarks.first_find_readme",
     "all": "benchmarks.suite",
 }
 

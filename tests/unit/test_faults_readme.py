@@ -11,3 +11,13 @@ def test_the_readme_table_is_generated_from_the_committed_fault_runs() -> None:
     shown = current_block(README.read_text())
     assert shown is not None, "README.md lost its faults:start/faults:end block"
     assert shown == block(files), "run `python -m benchmarks faults-readme`"
+
+
+def test_the_readme_states_the_newest_clean_clone_timing():
+    from benchmarks import readme_blocks
+    from benchmarks.first_find_readme import block_content, newest
+
+    path = newest()
+    assert path is not None, "a committed benchmarks/results/first-find-*.json"
+    expected = readme_blocks.wrap("first-find", block_content(path))
+    assert readme_blocks.current(README.read_text(), "first-find") == expected
