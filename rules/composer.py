@@ -150,23 +150,43 @@ def _choose(
     memo: _MemoUse | None = None,
 ) -> tuple[list[_Candidate], list[Notice]]:
     """The offers :func:`compose` returns, in order, before they are built and signed."""
+    chosen, notices = _selections(request, rules, index, actors, now, memo)
+    candidates = [
+        plan._candidate(offer, deferred) for plan, offers, deferred in chosen for offer in offers
+    ]
+    return _unique(sorted(candidates, key=_Candidate.final_key), request.count), notices
+
+
+_Selection = tuple["_VisitTypePlan", Sequence["_Offer | _Keyed"], list["_Requirement"]]
+
+
+def _selections(
+    request: FindRequest,
+    rules: RulesFile,
+    index: AssetIndex,
+    actors: Mapping[str, Actor],
+    now: datetime,
+    memo: _MemoUse | None,
+) -> tuple[list[_Selection], list[Notice]]:
+    """Each requested visit type's (and variant's) plan with its bare selected offers and
+    the optional assets to look up for those kept; notices say why a visit type gave none."""
     if now.tzinfo is None:
         raise InvalidFindRequest("now must be timezone-aware")
     calendar = Calendar(rules, actors)
     notices: list[Notice] = []
-    chosen: list[_Candidate] = []
+    chosen: list[_Selection] = []
     for pref, variants in enumerate(_requested_visit_types(request, rules, notices)):
         blocked: list[Notice] = []
         offered = False
         for vt in variants:
             plan = _VisitTypePlan(request, rules.effective(vt), pref, index, calendar, now, memo)
-            offers = plan.offers(blocked)
-            if offers is not None:
+            selected = plan.selected(blocked)
+            if selected is not None:
                 offered = True
-                chosen.extend(offers)
+                chosen.append((plan, *selected))
         if not offered:  # a reason matters only when no variant of the visit type applies
             notices.extend(blocked)
-    return _unique(sorted(chosen, key=_Candidate.final_key), request.count), notices
+    return chosen, notices
 
 
 def _choose_page(
@@ -181,30 +201,23 @@ def _choose_page(
     """One page of every offer (``request.count`` aside): its candidates, how many offers
     there are in all, and the key the next page starts after (None on the last page).
 
-    Every offer is selected and ordered by :meth:`_VisitTypePlan.page_key`, but only
-    the page's are built: counting the rest costs a key each. Offers with one key (two
-    variants of a visit type found the same practitioner and slot) count once."""
-    if now.tzinfo is None:
-        raise InvalidFindRequest("now must be timezone-aware")
-    request = replace(request, count=None)
-    calendar = Calendar(rules, actors)
-    notices: list[Notice] = []
-    keyed: list[tuple[PageKey, _VisitTypePlan, _Offer | _Keyed, list[_Requirement]]] = []
-    for pref, variants in enumerate(_requested_visit_types(request, rules, notices)):
-        blocked: list[Notice] = []
-        offered = False
-        for vt in variants:
-            plan = _VisitTypePlan(request, rules.effective(vt), pref, index, calendar, now, memo)
-            chosen = plan.selected(blocked)
-            if chosen is not None:
-                offered = True
-                offers, deferred = chosen
-                key = plan.page_key
-                keyed.extend((key(offer), plan, offer, deferred) for offer in offers)
-        if not offered:
-            notices.extend(blocked)
+    Every offer is selected and ordered by its key, but only the page's are built:
+    counting the rest costs a key each. Offers with one key (two variants of a visit
+    type found the same practitioner, schedule and start) count once."""
+    chosen, notices = _selections(replace(request, count=None), rules, index, actors, now, memo)
+    # An offer's place: start, visit type preference, primary asset, its schedule (an
+    # asset's schedule has one free slot at a time). Built from the bare offer, so that
+    # every offer of a window is counted and ordered while only a page of them is built.
+    keyed = [
+        ((offer[0], plan.pref, offer[1], offer[2]), plan, offer, deferred)
+        for plan, offers, deferred in chosen
+        for offer in offers
+    ]
     keyed.sort(key=itemgetter(0))
-    every = [e for n, e in enumerate(keyed) if n == 0 or e[0] != keyed[n - 1][0]]
+    every = keyed
+    prefs = [plan.pref for plan, _, _ in chosen]
+    if len(prefs) != len(set(prefs)):  # only variants of one visit type can coincide
+        every = [e for n, e in enumerate(keyed) if n == 0 or e[0] != keyed[n - 1][0]]
     first = 0 if page.after is None else bisect_right(every, page.after, key=itemgetter(0))
     shown = every[first : first + page.size]
     more = first + page.size < len(every)
@@ -440,19 +453,12 @@ class _VisitTypePlan:
         ]
         self.preference = self._preference()
 
-    def offers(self, notices: list[Notice]) -> list[_Candidate] | None:
-        """Selected offers, or None (with a notice) when the request rules them out."""
-        chosen = self.selected(notices)
-        if chosen is None:
-            return None
-        offers, deferred = chosen
-        return [self._candidate(offer, deferred) for offer in offers]
-
     def selected(
         self, notices: list[Notice]
     ) -> tuple[Sequence[_Offer | _Keyed], list[_Requirement]] | None:
-        """:meth:`offers` before they are built: bare offers and the optional assets to
-        look up for those kept; None (with a notice) when the request rules them out."""
+        """Selected offers, bare (built by :meth:`_candidate` only if kept), and the
+        optional assets to look up for those kept; None (with a notice) when the request
+        rules them out."""
         label = self.rule.display or self.rule.name or self.rule.code
         if self.earliest > self.latest:
             notices.append(
@@ -493,13 +499,6 @@ class _VisitTypePlan:
         else:
             selected = self._select([offer for stream in streams for offer in stream])
         return selected, deferred
-
-    def page_key(self, offer: _Offer | _Keyed) -> PageKey:
-        """Where a bare offer sits in a paged answer: start, visit type preference,
-        practitioner (or primary asset), end and first slot. Cheap, so that every offer
-        of a window can be counted and ordered while only a page of them is built."""
-        start, unit, first = offer[0], offer[3], offer[5]
-        return (start, self.pref, unit.ref, start + self.duration, (unit.free.slots[first].id,))
 
     def _requirements(self) -> tuple[list[_Requirement], list[_Requirement]]:
         """The other assets, split into those that decide whether an offer exists (up

@@ -27,9 +27,10 @@ class PatientInfo:
     new_patient: bool | None = None  # True for patient-resource without a record
 
 
-# Where an offer sits in a paged answer (start, visit type preference, primary
-# asset, end, its first slot id): a total order, so a page can start after any offer.
-PageKey = tuple[datetime, int, str, datetime, tuple[str, ...]]
+# Where an offer sits in a paged answer: its start, the visit type's preference in the
+# request, the primary asset (practitioner) and that asset's schedule. A total order (an
+# asset's schedule has one free slot at a time), so a page can start after any offer.
+PageKey = tuple[datetime, int, str, str]
 
 
 @dataclass(frozen=True, slots=True)

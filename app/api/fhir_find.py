@@ -23,21 +23,14 @@ from rules.request import Page, PageKey, summarise_notices
 from .auth import APPOINTMENT_READ, require_scopes
 from .deps import AutocommitSessionDep, SettingsDep
 from .openapi import BUNDLE_REF, fhir_content
-from .openapi_examples import FIND_EXAMPLES, request_body
+from .openapi_examples import FIND_EXAMPLES, query_parameter, request_body
 from .responses import FhirResponse
 
 router = APIRouter()
 
 
 def _query(name: str, description: str, example: str, **schema: object) -> dict[str, object]:
-    return {
-        "name": name,
-        "in": "query",
-        "required": name in ("start", "end"),
-        "description": description,
-        "example": example,
-        "schema": {"type": "string", **schema},
-    }
+    return query_parameter(name, description, example, required=name in ("start", "end"), **schema)
 
 
 VISIT_TYPE = "http://fhir.org/guides/argonaut-scheduling/CodeSystem/visit-type|office-visit"
@@ -66,7 +59,7 @@ FIND_PARAMETERS = [
     _query(
         "_cursor",
         "where the page starts: only as found in a Bundle's next link",
-        "WyIyMDMwLTAxLTA3VDA5OjAwOjAwKzAwOjAwIiwwLCJQcmFjdGl0aW9uZXIvcHItMSJd",
+        "WyIyMDMwLTAxLTA3VDA5OjAwOjAwKzAwOjAwIiwwLCJQcmFjdGl0aW9uZXIvcHItMSIsInNjaC1wci0xIl0",
     ),
     _query(
         "_include",

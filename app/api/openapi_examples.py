@@ -239,20 +239,25 @@ def patch_body() -> dict[str, Any]:
     }
 
 
-def _query(name: str, description: str, example: str, *, required: bool = False) -> dict:
+def query_parameter(
+    name: str, description: str, example: str, *, required: bool = False, **schema: object
+) -> dict[str, Any]:
+    """A documented query parameter (string-typed, as FHIR search parameters arrive)."""
     return {
         "name": name,
         "in": "query",
         "required": required,
         "description": description,
         "example": example,
-        "schema": {"type": "string"},
+        "schema": {"type": "string", **schema},
     }
 
 
 APPOINTMENT_SEARCH_PARAMETERS = [
-    _query("patient", "Patient/<id> or <id>: whose appointments", "Patient/pat-1", required=True),
-    _query("status", "booked, pending, cancelled...; comma = OR", "booked"),
-    _query("date", "ge/le/gt/lt + FHIR date; repeat for a range", "ge2030-01-01"),
-    _query("practitioner", "Practitioner/<id>", "Practitioner/pr-1"),
+    query_parameter(
+        "patient", "Patient/<id> or <id>: whose appointments", "Patient/pat-1", required=True
+    ),
+    query_parameter("status", "booked, pending, cancelled...; comma = OR", "booked"),
+    query_parameter("date", "ge/le/gt/lt + FHIR date; repeat for a range", "ge2030-01-01"),
+    query_parameter("practitioner", "Practitioner/<id>", "Practitioner/pr-1"),
 ]

@@ -22,8 +22,8 @@ MAX_LENGTH = 4096
 
 
 def encode(key: PageKey) -> str:
-    start, pref, ref, end, slot_ids = key
-    raw = msgspec.json.encode([start.isoformat(), pref, ref, end.isoformat(), list(slot_ids)])
+    start, pref, ref, schedule_id = key
+    raw = msgspec.json.encode([start.isoformat(), pref, ref, schedule_id])
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
@@ -32,18 +32,10 @@ def decode(token: str) -> PageKey:
         if len(token) > MAX_LENGTH:
             raise ValueError("too long")
         raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        start, pref, ref, end, slot_ids = msgspec.json.decode(raw)
-        key: PageKey = (
-            _aware(start),
-            pref,
-            ref,
-            _aware(end),
-            tuple(slot_ids),
-        )
-        if not isinstance(pref, int) or not isinstance(ref, str):
+        start, pref, ref, schedule_id = msgspec.json.decode(raw)
+        if not all(isinstance(v, str) for v in (ref, schedule_id)) or type(pref) is not int:
             raise ValueError("wrong types")
-        if not all(isinstance(s, str) for s in key[4]):
-            raise ValueError("wrong slot ids")
+        key: PageKey = (_aware(start), pref, ref, schedule_id)
     except (ValueError, TypeError, RecursionError, binascii.Error, msgspec.DecodeError):
         raise InvalidParameter(
             f"parameter '{NAME}' is not a cursor from a next link of this server",
