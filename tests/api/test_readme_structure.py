@@ -79,6 +79,7 @@ def test_no_section_appears_twice() -> None:
 def test_the_sections_an_operator_needs_exist() -> None:
     titles = {title.lower() for level, title, _ in _sections() if level == 2}
     for needed in (
+        "demo",
         "consumer walkthrough",
         "connecting a real ehr",
         "the rules file",
