@@ -13,7 +13,12 @@ import argparse
 import importlib
 import json
 import logging
+import os
+import platform
+import subprocess
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +45,27 @@ def _write(out: Path, results: dict[str, Any]) -> None:
     out.write_text(json.dumps(merged, indent=2) + "\n")
 
 
+def machine_facts(argv: list[str]) -> dict[str, Any]:
+    """What a figure depends on, recorded beside it: the command, the code, the machine
+    and how busy it was just before the run."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"],
+        cwd=Path(__file__).resolve().parents[1],
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    # the output file is where the result went, not how it was measured
+    words = [a for n, a in enumerate(argv) if "--out" not in (a, argv[n - 1] if n else "")]
+    return {
+        "command": " ".join(["python -m benchmarks", *words]),
+        "commit": commit or None,
+        "started_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "cores": os.cpu_count(),
+        "load_average_before": [round(x, 2) for x in os.getloadavg()],
+        "python": platform.python_version(),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     parser.add_argument("--log-level", default="WARNING")
@@ -53,7 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(message)s"
     )
-    results: dict[str, Any] = {args.name: modules[args.name].run(args)}
+    facts = machine_facts(sys.argv[1:] if argv is None else argv)
+    started = time.monotonic()
+    result = modules[args.name].run(args)
+    if isinstance(result, dict):
+        result.setdefault("meta", {**facts, "wall_seconds": round(time.monotonic() - started)})
+    results: dict[str, Any] = {args.name: result}
     print(json.dumps(results, indent=2), flush=True)
     table = getattr(modules[args.name], "table", None)
     if table is not None:
