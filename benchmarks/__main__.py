@@ -30,6 +30,7 @@ BENCHMARKS = {
     "faults-readme": "benchmarks.faults_readme",
     "first-find": "benchmarks.first_find",
     "first-find-readme": "benchmarks.first_find_readme",
+    "bench-readme": "benchmarks.bench_readme",
     "all": "benchmarks.suite",
 }
 

@@ -21,3 +21,13 @@ def test_the_readme_states_the_newest_clean_clone_timing():
     assert path is not None, "a committed benchmarks/results/first-find-*.json"
     expected = readme_blocks.wrap("first-find", block_content(path))
     assert readme_blocks.current(README.read_text(), "first-find") == expected
+
+
+def test_the_readme_performance_table_is_the_newest_bench_result():
+    from benchmarks import readme_blocks
+    from benchmarks.bench_readme import block_content, newest
+
+    path = newest()
+    assert path is not None, "a committed benchmarks/results/bench-*.json (make bench)"
+    expected = readme_blocks.wrap("bench", block_content(path))
+    assert readme_blocks.current(README.read_text(), "bench") == expected
