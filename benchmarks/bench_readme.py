@@ -12,12 +12,9 @@ from typing import Any
 from . import readme_blocks, suite
 from .readme_blocks import ROOT
 
-RESULTS = ROOT / "benchmarks" / "results"
 
-
-def newest(results: Path = RESULTS) -> Path | None:
-    files = sorted(results.glob("bench-*.json"))
-    return files[-1] if files else None
+def newest() -> Path | None:
+    return readme_blocks.newest("bench")
 
 
 def block_content(path: Path) -> str:
@@ -39,8 +36,4 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    path = newest()
-    if path is None:
-        raise SystemExit("no benchmarks/results/bench-*.json: run `make bench` first")
-    readme_blocks.write("bench", block_content(path))
-    return {"readme": "updated", "from": path.name}
+    return readme_blocks.write_newest("bench", "bench", block_content, "run `make bench` first")

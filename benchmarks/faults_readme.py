@@ -14,9 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from . import faults, readme_blocks
-from .readme_blocks import README, ROOT
+from .readme_blocks import README, RESULTS, ROOT
 
-RESULTS = ROOT / "benchmarks" / "results"
 START, END = readme_blocks.markers("faults")
 
 

@@ -12,12 +12,9 @@ from . import readme_blocks
 from .first_find import readme_line
 from .readme_blocks import ROOT
 
-RESULTS = ROOT / "benchmarks" / "results"
 
-
-def newest(results: Path = RESULTS) -> Path | None:
-    files = sorted(results.glob("first-find-*.json"))
-    return files[-1] if files else None
+def newest() -> Path | None:
+    return readme_blocks.newest("first-find")
 
 
 def block_content(path: Path) -> str:
@@ -31,8 +28,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    path = newest()
-    if path is None:
-        raise SystemExit("no benchmarks/results/first-find-*.json: run first-find with --out")
-    readme_blocks.write("first-find", block_content(path))
-    return {"readme": "updated", "from": path.name}
+    return readme_blocks.write_newest(
+        "first-find", "first-find", block_content, "run first-find with --out"
+    )

@@ -3,10 +3,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
+RESULTS = ROOT / "benchmarks" / "results"
 
 
 def markers(name: str) -> tuple[str, str]:
@@ -33,3 +36,20 @@ def write(name: str, content: str, readme: Path = README) -> None:
     if old is None:
         raise SystemExit(f"README.md has no {name}:start ... {name}:end block")
     readme.write_text(text.replace(old, wrap(name, content)))
+
+
+def newest(prefix: str, results: Path = RESULTS) -> Path | None:
+    """The newest committed ``<prefix>-*.json`` result (names sort by date)."""
+    files = sorted(results.glob(f"{prefix}-*.json"))
+    return files[-1] if files else None
+
+
+def write_newest(
+    name: str, prefix: str, render: Callable[[Path], str], hint: str
+) -> dict[str, Any]:
+    """Render block ``name`` from the newest ``<prefix>-*.json``; ``hint`` says how to make one."""
+    path = newest(prefix)
+    if path is None:
+        raise SystemExit(f"no benchmarks/results/{prefix}-*.json: {hint}")
+    write(name, render(path))
+    return {"readme": "updated", "from": path.name}
