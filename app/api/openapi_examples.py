@@ -144,12 +144,15 @@ BOOK_INSTANCE_EXAMPLES: dict[str, dict[str, Any]] = {
     },
 }
 
+_FIND_WINDOW = (
+    {"name": "start", "valueDateTime": "2030-01-07T00:00:00Z"},
+    {"name": "end", "valueDateTime": "2030-01-08T00:00:00Z"},
+)
 FIND_EXAMPLES: dict[str, dict[str, Any]] = {
     "tokens": {
         "summary": "The IG's token strings",
         "value": _parameters(
-            {"name": "start", "valueDateTime": "2030-01-07T00:00:00Z"},
-            {"name": "end", "valueDateTime": "2030-01-08T00:00:00Z"},
+            *_FIND_WINDOW,
             {
                 "name": "visit-type",
                 "valueString": "http://fhir.org/guides/argonaut-scheduling/CodeSystem/"
@@ -162,8 +165,7 @@ FIND_EXAMPLES: dict[str, dict[str, Any]] = {
     "codings": {
         "summary": "Typed R4 values: a Coding and a Reference",
         "value": _parameters(
-            {"name": "start", "valueDateTime": "2030-01-07T00:00:00Z"},
-            {"name": "end", "valueDateTime": "2030-01-08T00:00:00Z"},
+            *_FIND_WINDOW,
             {
                 "name": "visit-type",
                 "valueCoding": {
