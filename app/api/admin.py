@@ -210,6 +210,12 @@ def status(
     schedule: Annotated[list[str], Query(default_factory=list)],
     limit: Annotated[int, Query(ge=1, le=100_000)] = 1000,
 ) -> FhirResponse:
+    # FastAPI takes the last of repeated values and pydantic reads "100.0" as 100:
+    # refuse both rather than guess what the caller meant
+    given = request.query_params.getlist("limit")
+    if len(given) > 1 or not all(v.isascii() and v.isdigit() for v in given):
+        raise InvalidParameter("parameter 'limit' must be given once, as a whole number",
+                               expression="limit")  # fmt: skip
     ids = [s.removeprefix("Schedule/") for s in schedule] if schedule else None
     store = request.app.state.rules_store
     store.reload_if_changed()  # an invalid new file leaves the served rules in force

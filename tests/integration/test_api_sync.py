@@ -336,3 +336,19 @@ def test_sync_status_reports_schedules_runs_and_feed(api, engine):
     assert schedule["last_confirmed_at"] and schedule["last_error"] is None
     only = client.get("/admin/sync-status", params={"schedule": "nope"}, headers=ADMIN)
     assert only.json()["schedules"] == []
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        [("limit", "abc"), ("limit", "5")],  # repeated: FastAPI alone would take the last
+        [("limit", "100.0")],  # pydantic alone would read it as 100
+        [("limit", "0")],
+    ],
+)
+def test_sync_status_refuses_a_limit_that_is_not_one_whole_number(api, query):
+    client, _ = api
+    response = client.get("/admin/sync-status", params=query, headers=ADMIN)
+    assert response.status_code == 400, response.text
+    assert response.json()["resourceType"] == "OperationOutcome"
+    assert client.get("/admin/sync-status", params={"limit": "5"}, headers=ADMIN).status_code == 200
