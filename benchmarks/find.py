@@ -40,12 +40,12 @@ from typing import Any
 import httpx
 import psycopg
 
-from app.cache.catalog import CatalogCache
+from app.availability.catalog import CatalogCache
+from app.availability.params import parse_find_query
+from app.availability.service import MAX_SLOT_LENGTH, qualifying_service_types, relevant_schedules
 from app.cache.db import make_engine, transaction
-from app.domain import SNOMED, VISIT_TYPE_SYSTEM, Actor, Schedule, Slot
+from app.core.domain import SNOMED, VISIT_TYPE_SYSTEM, Actor, Schedule, Slot
 from app.ehr.client import EhrClient
-from app.fhir.find_params import parse_find_query
-from app.find import MAX_SLOT_LENGTH, qualifying_service_types, relevant_schedules
 from app.settings import DEMO_API_KEY, Settings
 from rules.appointment_id import encode
 from rules.composer import compose, slot_fetch_window

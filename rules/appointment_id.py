@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache, partial
 
-from app.domain import VISIT_TYPE_SYSTEM
+from app.core.domain import VISIT_TYPE_SYSTEM
 
 IDENTIFIER_SYSTEM = "urn:slotsync:proposal"
 _VERSION = 1

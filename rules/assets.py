@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from operator import attrgetter, le, lt
 
-from app.domain import Actor, Schedule, Slot
+from app.core.domain import Actor, Schedule, Slot
 from rules.tokens import TokenSet
 
 # Which actor of a schedule is the schedulable asset (the rest say where it is).

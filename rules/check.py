@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from app.domain import Actor, Schedule, Slot
+from app.core.domain import Actor, Schedule, Slot
 from rules.appointment_id import ProposalPayload
 from rules.composer import compose
 from rules.request import FindRequest

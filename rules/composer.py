@@ -35,7 +35,7 @@ from itertools import chain, groupby, pairwise
 from operator import itemgetter
 from typing import TypeVar
 
-from app.domain import Actor, Participant, ProposedAppointment, Schedule, Slot
+from app.core.domain import Actor, Participant, ProposedAppointment, Schedule, Slot
 from rules.appointment_id import ProposalPayload
 from rules.assets import Accepts, AssetIndex, Qualifier, Unit, by_schedule_id, covering_slots
 from rules.eligibility import age_allows, ineligible_reason

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
-from app.domain import Actor, Schedule, Slot, split_token
+from app.core.domain import Actor, Schedule, Slot, split_token
 from rules.assets import AssetIndex, Qualifier, Unit
 from rules.hours import Calendar
 from rules.schema import (

@@ -13,7 +13,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from app.domain import Actor
+from app.core.domain import Actor
 from rules.schema import Closure, RulesFile, WeeklyHours
 
 _DAY = 24 * 60

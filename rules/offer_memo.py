@@ -26,7 +26,7 @@ Soundness rests on :class:`Basis`, which the caller fills:
   cache. Rules, schedules and actors join the key inside :meth:`OfferMemo.state`.
 
 The request's own slots must be these lists cut to the fetch window minus
-``taken`` (what :class:`app.cache.slot_index.SlotIndex` returns).
+``taken`` (what :class:`app.availability.slot_index.SlotIndex` returns).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from datetime import date, datetime
 from operator import is_
 from typing import Any
 
-from app.domain import Actor, Schedule, Slot
+from app.core.domain import Actor, Schedule, Slot
 from rules.assets import AssetIndex, Unit
 from rules.schema import RulesFile
 

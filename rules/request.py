@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date, datetime
 
-from app.domain import ProposedAppointment
+from app.core.domain import ProposedAppointment
 
 
 class InvalidFindRequest(ValueError):

@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 
-from app.domain import Actor, Schedule, Slot, split_token
+from app.core.domain import Actor, Schedule, Slot, split_token
 from rules.assets import AssetIndex
 from rules.coverage import asset_kind
 from rules.schema import WEEKDAYS

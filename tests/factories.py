@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from app.domain import VISIT_TYPE_SYSTEM, Slot
+from app.core.domain import VISIT_TYPE_SYSTEM, Slot
 
 
 def _next_monday(days_ahead: int = 7) -> datetime:

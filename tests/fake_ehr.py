@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 import httpx
 import msgspec
 
-from app.domain import Slot
+from app.core.domain import Slot
 from tests.factories import bundle, practitioner_json, schedule_json, slot_json
 
 BASE = "http://ehr.test/fhir"

@@ -22,8 +22,8 @@ from celery.signals import (
     worker_process_init,
 )
 
-from app.observability.celery import install_celery_observability
 from app.settings import Settings, get_settings
+from workers.observability import install_celery_observability
 
 from .schedule import beat_schedule
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from starlette.concurrency import run_in_threadpool
 
-from app.errors import InvalidParameter
+from app.core.errors import InvalidParameter
 from app.fhir.parse import FhirParseError, parse_instant
 from app.sync.runs import ResyncRequest
 from app.sync.status import sync_status

@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 from fastapi import Request
 
-from app.errors import InvalidParameter, UnsupportedMediaType
+from app.core.errors import InvalidParameter, UnsupportedMediaType
 from app.fhir.media import JSON_TYPES
 from app.fhir.media import media_type as _media_type
 

@@ -24,7 +24,7 @@ def get_session(request: Request) -> Iterator[Session]:
 def get_autocommit_session(request: Request) -> Iterator[Session]:
     """For ``$find``: each statement stands alone, so no BEGIN and ROLLBACK round trips
     around the one query a request usually makes (its reads are ordered to be
-    consistent without a shared snapshot; see :mod:`app.cache.slot_index`)."""
+    consistent without a shared snapshot; see :mod:`app.availability.slot_index`)."""
     # same pool; autocommit is a client-side switch on both drivers (no round trip),
     # set on the connection: an engine with the option costs more to derive than
     # the whole query takes

@@ -17,8 +17,8 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
+from app.core.errors import SlotsyncError
 from app.ehr.errors import EhrConflict, EhrError, EhrRejected, EhrTimeout
-from app.errors import SlotsyncError
 
 from .outages import install_outage_handlers
 from .responses import REQUEST_ID_HEADER, FhirResponse, operation_outcome, outcome_response

@@ -12,12 +12,12 @@ import msgspec
 from fastapi import APIRouter, Depends, Request, params
 from fastapi.responses import Response
 
-from app.errors import CacheStale, InvalidParameter
-from app.fhir import page_cursor
+from app.availability import page_cursor
+from app.availability.params import ParsedFind, parse_find_parameters, parse_find_query
+from app.availability.service import find_appointments
+from app.core.errors import CacheStale, InvalidParameter
 from app.fhir.appointment import to_r4, to_stu3
 from app.fhir.bundle import avail_bundle, included_actors, outcome_issue
-from app.fhir.find_params import ParsedFind, parse_find_parameters, parse_find_query
-from app.find import find_appointments
 from rules.request import Page, PageKey, summarise_notices
 
 from .auth import APPOINTMENT_READ, require_scopes
@@ -34,7 +34,7 @@ def _query(name: str, description: str, example: str, **schema: object) -> dict[
 
 
 VISIT_TYPE = "http://fhir.org/guides/argonaut-scheduling/CodeSystem/visit-type|office-visit"
-# Documented for integrators (and fuzzed by the test suite); parsed by app.fhir.find_params.
+# Documented for integrators (and fuzzed by the test suite); parsed by app.availability.params.
 FIND_PARAMETERS = [
     _query("start", "FHIR date or dateTime with offset: the earliest start", "2030-01-07"),
     _query("end", "FHIR date or dateTime with offset: after start", "2030-01-08T00:00:00Z"),

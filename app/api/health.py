@@ -20,6 +20,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from app.cache.sync_health import collect_sync_health
 from app.observability.checks import (
     Check,
     ReadinessCheck,
@@ -30,7 +31,6 @@ from app.observability.checks import (
 )
 from app.observability.metrics import SyncHealthCollector, render
 from app.observability.recent import Recent
-from app.observability.status import collect_sync_health
 from app.settings import Settings
 
 from .auth import API_KEY_HEADER, MetricsDep, authenticate, is_operator

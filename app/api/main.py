@@ -13,13 +13,13 @@ from functools import partial
 
 from fastapi import FastAPI
 
+from app.availability.catalog import CatalogCache, read_catalog
+from app.availability.service import MAX_SLOT_LENGTH, warm_offers
+from app.availability.slot_index import SlotIndex
 from app.booking.context import BookingContext
 from app.booking.patients import PatientLookup
-from app.cache.catalog import CatalogCache, read_catalog
 from app.cache.db import transaction
-from app.cache.slot_index import SlotIndex
 from app.ehr.gateway import EhrGateway
-from app.find import MAX_SLOT_LENGTH, warm_offers
 from app.observability.logging import configure_logging
 from app.observability.recent import Recent
 from app.runtime import coordinator, dispatcher, ehr_client, get_engine, sync_context

@@ -19,7 +19,7 @@ import msgspec
 from fastapi import APIRouter, Request
 from starlette.concurrency import run_in_threadpool
 
-from app.errors import InvalidParameter, UnsupportedMediaType
+from app.core.errors import InvalidParameter, UnsupportedMediaType
 from app.fhir.media import JSON_TYPES, media_type
 from app.fhir.notification import KINDS, NotificationError, event_number, parse_notification
 from app.sync.inbox import accept_notification

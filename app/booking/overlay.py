@@ -18,8 +18,8 @@ from typing import Any
 from app.cache import claims
 from app.cache import repository as repo
 from app.cache.db import transaction
-from app.domain import Slot
-from app.errors import Conflict
+from app.core.domain import Slot
+from app.core.errors import Conflict
 from app.fhir.parse import FhirParseError, parse_instant
 
 from .context import BookingContext

@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any
 
+from app.core.errors import InvalidParameter
 from app.ehr.errors import EhrError, EhrRejected
-from app.errors import InvalidParameter
 from rules.request import PatientInfo
 
 GONE = (404, 410)

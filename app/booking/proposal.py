@@ -23,14 +23,14 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from app.availability.service import MAX_SLOT_LENGTH
 from app.cache import claims
 from app.cache import repository as repo
-from app.domain import Actor, ProposedAppointment, Schedule, Slot
-from app.errors import BusinessRuleViolation, Conflict, InvalidParameter
+from app.core.domain import Actor, ProposedAppointment, Schedule, Slot
+from app.core.errors import BusinessRuleViolation, Conflict, InvalidParameter
 from app.fhir.appointment import to_r4, to_stu3
 from app.fhir.operation_params import OperationInput, strip_reference
 from app.fhir.parse import FhirParseError, codeable_tokens, parse_instant
-from app.find import MAX_SLOT_LENGTH
 from rules.appointment_id import IDENTIFIER_SYSTEM, InvalidAppointmentId, ProposalPayload, decode
 from rules.composer import compose, reconstruct, slot_fetch_window
 from rules.request import FindRequest, InvalidFindRequest, PatientInfo

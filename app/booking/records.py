@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.core.errors import EhrBadAnswer, EhrNoAnswer, SlotsyncError
 from app.ehr.errors import EhrOutcomeUnknown, EhrTimeout
-from app.errors import EhrBadAnswer, EhrNoAnswer, SlotsyncError
 
 from .context import BookingContext
 

@@ -16,10 +16,11 @@ from typing import Any
 
 import msgspec
 
-from app.availability import slot_ids_of, unavailable
 from app.cache import claims, holds
 from app.cache import repository as repo
 from app.cache.db import transaction
+from app.core.errors import Conflict, EhrBadAnswer, EhrNoAnswer, InvalidParameter, SlotsyncError
+from app.core.occupancy import slot_ids_of, unavailable
 from app.ehr.errors import (
     EhrConflict,
     EhrError,
@@ -28,7 +29,6 @@ from app.ehr.errors import (
     EhrTimeout,
 )
 from app.ehr.gateway import AppointmentAnswer, EhrGateway, outcome_issues
-from app.errors import Conflict, EhrBadAnswer, EhrNoAnswer, InvalidParameter, SlotsyncError
 from app.fhir.operation_params import OperationInput
 from app.fhir.patch_body import JSON_PATCH, CancelPatch
 

@@ -21,7 +21,7 @@ from sqlalchemy import and_, bindparam, delete, exists, insert, select, text, up
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from app.domain import Slot
+from app.core.domain import Slot
 
 from .models import SlotClaimRow, SlotRow
 

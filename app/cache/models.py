@@ -83,7 +83,7 @@ class ScheduleRow(Base):
     last_confirmed_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_error: Mapped[str | None] = mapped_column(Text)
     # Bumped in the transaction that changes any of this schedule's slots, so that an
-    # API process holding them in memory (app.cache.slot_index) knows to re-read them.
+    # API process holding them in memory (app.availability.slot_index) knows to re-read them.
     slots_version: Mapped[int] = mapped_column(
         BigInteger, nullable=False, default=0, server_default="0"
     )

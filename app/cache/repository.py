@@ -19,7 +19,7 @@ from sqlalchemy import Row, Text, case, cast, delete, func, insert, or_, select,
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from app.domain import Actor, Schedule, Slot
+from app.core.domain import Actor, Schedule, Slot
 
 from . import claims
 from .db import json_text
@@ -710,7 +710,7 @@ def free_slots_by_schedule(
 
 
 # Columns, not ORM entities: every API process reads all schedules and actors every
-# few seconds (app.cache.catalog), and entities cost several times more to load.
+# few seconds (app.availability.catalog), and entities cost several times more to load.
 _SCHEDULE_COLUMNS = (
     ScheduleRow.id,
     ScheduleRow.actor_refs,

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
-from app.domain import Slot
+from app.core.domain import Slot
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from typing import Any, Literal
 import httpx
 import msgspec
 
-from app.domain import Schedule
+from app.core.domain import Schedule
 from app.fhir.fastpage import decode_bundle_page
 from app.fhir.media import FHIR_JSON
 from app.fhir.parse import BundlePage, FhirParseError, next_link

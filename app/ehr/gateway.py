@@ -34,7 +34,7 @@ from typing import Any
 import httpx
 import msgspec
 
-from app.availability import ACTIVE_STATUSES
+from app.core.occupancy import ACTIVE_STATUSES
 from app.fhir.media import FHIR_JSON
 from app.fhir.parse import next_link
 

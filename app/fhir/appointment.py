@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
-from app.domain import Actor, ProposedAppointment, split_token
+from app.core.domain import Actor, ProposedAppointment, split_token
 from rules.appointment_id import IDENTIFIER_SYSTEM, fhir_id
 
 ARGO_APPT_PROFILE = "http://fhir.org/guides/argonaut-scheduling/StructureDefinition/argo-appt"

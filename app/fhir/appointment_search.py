@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable
 from datetime import datetime
 
-from app.errors import InvalidParameter
+from app.core.errors import InvalidParameter
 
 from .operation_params import fhir_id
 

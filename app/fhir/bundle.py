@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from app.domain import Actor, split_token
+from app.core.domain import Actor, split_token
 from app.fhir.appointment import instant
 
 AVAIL_BUNDLE = "http://fhir.org/guides/argonaut-scheduling/StructureDefinition/avail-bundle"

@@ -17,7 +17,7 @@ from functools import lru_cache
 
 import msgspec
 
-from app.domain import Slot
+from app.core.domain import Slot
 
 from .parse import (
     ACTOR_TYPES,

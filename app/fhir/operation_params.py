@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from app.errors import InvalidParameter
+from app.core.errors import InvalidParameter
 
 from .validate import check_resource, require_elements
 

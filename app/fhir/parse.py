@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from app.domain import Actor, Schedule, Slot, token
+from app.core.domain import Actor, Schedule, Slot, token
 
 TIMEZONE_EXTENSIONS = (
     "http://hl7.org/fhir/StructureDefinition/timezone",

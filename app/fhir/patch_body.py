@@ -19,7 +19,7 @@ from typing import Any
 
 import msgspec
 
-from app.errors import BusinessRuleViolation, InvalidParameter, UnsupportedMediaType
+from app.core.errors import BusinessRuleViolation, InvalidParameter, UnsupportedMediaType
 from app.fhir.media import FHIR_JSON, JSON_PATCH, JSON_TYPES, media_type
 
 CANCELLED = "cancelled"

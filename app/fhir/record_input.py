@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.errors import InvalidParameter
+from app.core.errors import InvalidParameter
 
 from .validate import check_resource, require_elements
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from app.errors import InvalidParameter
+from app.core.errors import InvalidParameter
 
 _MAX_PROBLEMS = 5
 

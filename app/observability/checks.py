@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-from .status import last_complete_load
+from app.cache.sync_health import last_complete_load
 
 log = logging.getLogger(__name__)
 

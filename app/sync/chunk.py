@@ -24,12 +24,12 @@ from typing import Any, TypeVar
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from app.availability import ACTIVE_STATUSES, mark_taken, taken_slot_ids
 from app.cache import claims
 from app.cache import repository as repo
 from app.cache.db import transaction
 from app.cache.snapshot import SnapshotPlan, plan_snapshot
-from app.domain import Actor, Schedule, Slot
+from app.core.domain import Actor, Schedule, Slot
+from app.core.occupancy import ACTIVE_STATUSES, mark_taken, taken_slot_ids
 from app.ehr.client import EhrClient
 from app.ehr.errors import EhrProtocolError, EhrRejected
 from app.ehr.flavour import reads_appointments

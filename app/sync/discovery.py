@@ -12,7 +12,7 @@ import logging
 
 from app.cache import repository as repo
 from app.cache.db import transaction
-from app.domain import Actor
+from app.core.domain import Actor
 from app.ehr.errors import EhrRejected
 from app.fhir.parse import FhirParseError, parse_actor, parse_bundle_page
 

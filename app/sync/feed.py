@@ -23,12 +23,12 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.availability import slot_ids_of
 from app.cache import claims, feeds
 from app.cache import repository as repo
 from app.cache import runs as runs_repo
 from app.cache.db import transaction
-from app.domain import Slot
+from app.core.domain import Slot
+from app.core.occupancy import slot_ids_of
 from app.ehr.client import fhir_datetime
 from app.ehr.errors import EhrError, EhrRejected
 from app.ehr.flavour import reads_appointments

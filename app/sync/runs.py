@@ -38,7 +38,7 @@ from app.cache import repository as repo
 from app.cache import runs as runs_repo
 from app.cache.db import transaction
 from app.cache.runs import ChunkOutcome, ChunkSpec
-from app.domain import Schedule
+from app.core.domain import Schedule
 from app.ehr.client import PROVIDER_TYPES, can_filter_to
 from app.settings import Settings
 

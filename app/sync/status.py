@@ -16,7 +16,7 @@ from app.cache import feeds
 from app.cache import repository as repo
 from app.cache import runs as runs_repo
 from app.cache.models import SubscriptionRow, SyncRunRow
-from app.observability.status import collect_sync_health
+from app.cache.sync_health import collect_sync_health
 from app.settings import Settings
 from rules.coverage import summarise_slots, uncovered_schedules
 from rules.loader import RulesError, load_rules

@@ -19,7 +19,7 @@ from app.cache import runs
 from app.cache.db import transaction
 from app.cache.migrate import upgrade
 from app.cache.snapshot import SnapshotPlan
-from app.domain import Actor, Schedule
+from app.core.domain import Actor, Schedule
 from app.runtime import engine_for
 from app.settings import Settings
 from tests.factories import OPEN_RULES, T0_DAY, T0_NEXT_DAY, slot

@@ -10,9 +10,9 @@ import pytest
 from celery import Celery
 from prometheus_client import REGISTRY
 
-from app.observability.celery import install_celery_observability
 from app.observability.logging import configure_logging
 from app.settings import Settings
+from workers.observability import install_celery_observability
 
 
 def count(name: str, **labels: str) -> float:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from app.cli import build_parser, main
-from app.exit_codes import EXIT_CODES
+from app.cli.exit_codes import EXIT_CODES
+from app.cli.main import build_parser, main
 from app.runtime import engine_for
 from app.settings import Settings, get_settings
 from tests.support import free_port

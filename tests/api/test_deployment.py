@@ -25,7 +25,7 @@ import pytest
 import yaml
 from sqlalchemy.engine import make_url
 
-from app import cli
+from app.cli import main as cli
 from app.settings import Settings, get_settings
 from tests.factories import OPEN_RULES
 
@@ -247,7 +247,7 @@ def test_the_api_trusts_forwarded_headers_only_from_configured_proxies(raw, comp
 @pytest.fixture
 def uvicorn_config(monkeypatch) -> dict[str, Any]:
     """What ``slotsync serve`` hands to uvicorn (caught instead of serving)."""
-    import app.serve
+    import app.cli.serve
 
     caught: dict[str, Any] = {}
 
@@ -255,7 +255,7 @@ def uvicorn_config(monkeypatch) -> dict[str, Any]:
         caught.update(config)
         return 0
 
-    monkeypatch.setattr(app.serve, "serve", serve)
+    monkeypatch.setattr(app.cli.serve, "serve", serve)
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     get_settings.cache_clear()
     yield caught

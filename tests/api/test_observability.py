@@ -20,9 +20,9 @@ from sqlalchemy import update
 from app.api.health import Check, add_readiness_check
 from app.cache.db import transaction
 from app.cache.models import ScheduleRow
+from app.cli.status_report import print_status
 from app.observability import metrics
 from app.observability.logging import configure_logging, make_handler
-from app.observability.report import print_status
 from app.settings import Settings
 from tests.factories import OPEN_RULES
 from tests.support import free_port

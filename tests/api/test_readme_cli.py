@@ -6,8 +6,8 @@ import argparse
 from collections.abc import Iterator
 from pathlib import Path
 
-from app.cli import build_parser
-from app.exit_codes import EXIT_CODES
+from app.cli.exit_codes import EXIT_CODES
+from app.cli.main import build_parser
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,9 +12,9 @@ from fastapi.testclient import TestClient
 from pydantic_settings import SettingsError
 from sqlalchemy.engine import make_url
 
-from app import cli
 from app import settings as settings_module
-from app.demo import demo_banner
+from app.cli import main as cli
+from app.cli.demo import demo_banner
 from app.settings import (
     DEMO_API_KEY,
     DEV_PROPOSAL_SECRET,

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 import rules
 from app.cache import claims
 from app.cache.db import make_engine
-from app.domain import VISIT_TYPE_SYSTEM
+from app.core.domain import VISIT_TYPE_SYSTEM
 from app.ehr.client import EhrClient
 from app.settings import DEMO_API_KEY, DEMO_SCOPES
 from app.sync.load import load_window
@@ -73,7 +73,16 @@ class ApiProcess:
 def start_api(env: dict[str, str]) -> ApiProcess:
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "app.cli", "--log-level", "WARNING", "serve", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "--log-level",
+            "WARNING",
+            "serve",
+            "--port",
+            str(port),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -11,7 +11,7 @@ import httpx
 import msgspec
 import pytest
 
-from app.domain import VISIT_TYPE_SYSTEM as VISIT_TYPES
+from app.core.domain import VISIT_TYPE_SYSTEM as VISIT_TYPES
 
 from .support import (
     DERMATOLOGY,

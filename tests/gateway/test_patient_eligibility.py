@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta
 
-from app.domain import VISIT_TYPE_SYSTEM
+from app.core.domain import VISIT_TYPE_SYSTEM
 
 from .support import Stack, assert_outcome, bookable_day, http
 

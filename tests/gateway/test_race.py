@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.domain import VISIT_TYPE_SYSTEM
+from app.core.domain import VISIT_TYPE_SYSTEM
 
 from .support import (
     AUTH,

@@ -8,10 +8,10 @@ from datetime import timedelta
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from app.availability.catalog import CatalogCache
 from app.cache import repository as repo
-from app.cache.catalog import CatalogCache
 from app.cache.db import transaction
-from app.domain import Actor, Schedule
+from app.core.domain import Actor, Schedule
 from tests.factories import T0
 
 NOW = T0 - timedelta(days=1)

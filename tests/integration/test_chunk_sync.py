@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from app.cache import repository as repo
 from app.cache.snapshot import SnapshotPlan
-from app.domain import Schedule, Slot
+from app.core.domain import Schedule, Slot
 from app.ehr.client import fhir_datetime
 from app.ehr.errors import EhrUnavailable
 from app.sync.chunk import Chunk, IncompleteAnswer, sync_chunk

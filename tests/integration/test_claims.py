@@ -15,7 +15,7 @@ from app.cache import claims
 from app.cache import repository as repo
 from app.cache.db import make_engine, transaction
 from app.cache.snapshot import plan_snapshot
-from app.domain import Schedule
+from app.core.domain import Schedule
 from tests.factories import T0, slot
 
 NOW = T0 - timedelta(days=1)

@@ -11,7 +11,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from app.api.main import create_app
-from app.domain import VISIT_TYPE_SYSTEM, Slot
+from app.core.domain import VISIT_TYPE_SYSTEM, Slot
 from app.settings import DEMO_API_KEY, Settings
 from app.sync.load import load_window
 from tests.fhir_checks import assert_avail_bundle, assert_operation_outcome

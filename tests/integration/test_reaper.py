@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.cache import repository as repo
 from app.cache import runs as runs_repo
-from app.observability.status import collect_sync_health
+from app.cache.sync_health import collect_sync_health
 from app.sync import follow_up
 from app.sync.reaper import reap, send_chunks
 from app.sync.runs import (

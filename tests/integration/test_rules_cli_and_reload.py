@@ -11,7 +11,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from app.api.main import create_app
-from app.cli import main
+from app.cli.main import main
 from app.settings import DEMO_API_KEY, Settings, get_settings
 from app.sync.load import load_window
 from tests.integration.test_find_api import BASE, OFFICE, RULES, WINDOW, slot

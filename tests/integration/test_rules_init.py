@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 from app.api.main import create_app
 from app.cache import repository as repo
 from app.cache.db import make_engine
-from app.cli import build_parser, main
-from app.domain import Slot
+from app.cli.main import build_parser, main
+from app.core.domain import Slot
 from app.settings import DEMO_API_KEY, Settings, get_settings
 from rules.composer import compose
 from rules.loader import load_rules

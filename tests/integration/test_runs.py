@@ -8,7 +8,7 @@ from sqlalchemy.orm import Session
 
 from app.cache import repository as repo
 from app.cache import runs as runs_repo
-from app.domain import Schedule
+from app.core.domain import Schedule
 from app.sync.runs import (
     ResyncRequest,
     execute_chunk,

@@ -158,7 +158,16 @@ def test_embedded_mode_refuses_several_workers(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SLOTSYNC_")}
     env.update({"SLOTSYNC_DATA_DIR": str(tmp_path), "PYTHONPATH": str(Path.cwd())})
     done = subprocess.run(
-        [sys.executable, "-m", "app.cli", "serve", "--port", str(free_port()), "--workers", "2"],
+        [
+            sys.executable,
+            "-m",
+            "app.cli",
+            "serve",
+            "--port",
+            str(free_port()),
+            "--workers",
+            "2",
+        ],
         env=env,
         capture_output=True,
         text=True,

@@ -13,12 +13,12 @@ from datetime import timedelta
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from app.availability.slot_index import SlotIndex
 from app.cache import claims
 from app.cache import repository as repo
 from app.cache.db import transaction
-from app.cache.slot_index import SlotIndex
 from app.cache.snapshot import plan_snapshot
-from app.domain import Schedule, Slot
+from app.core.domain import Schedule, Slot
 from tests.factories import T0, slot
 
 NOW = T0 - timedelta(days=1)

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from app.domain import VISIT_TYPE_SYSTEM, Actor, Schedule, Slot
+from app.core.domain import VISIT_TYPE_SYSTEM, Actor, Schedule, Slot
 from rules.appointment_id import encode
 from rules.composer import compose
 from rules.request import ComposeResult, FindRequest, PatientInfo

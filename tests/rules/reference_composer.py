@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from app.domain import Actor, Participant, ProposedAppointment, Schedule, Slot
+from app.core.domain import Actor, Participant, ProposedAppointment, Schedule, Slot
 from rules.appointment_id import ProposalPayload
 from rules.eligibility import age_allows, ineligible_reason
 from rules.request import ComposeResult, FindRequest, InvalidFindRequest, Notice, PatientInfo

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.domain import Participant
+from app.core.domain import Participant
 from rules.appointment_id import decode
 from rules.composer import compose, covering_slots, reconstruct, slot_fetch_window
 from rules.request import FindRequest, InvalidFindRequest, PatientInfo

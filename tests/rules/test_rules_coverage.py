@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from app.domain import Actor, Schedule
+from app.core.domain import Actor, Schedule
 from rules.coverage import (
     Uncovered,
     asset_kind,

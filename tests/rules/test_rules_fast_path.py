@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from app.domain import Actor, Schedule, Slot
+from app.core.domain import Actor, Schedule, Slot
 from rules.appointment_id import decode
 from rules.composer import compose, reconstruct
 from rules.loader import load_rules

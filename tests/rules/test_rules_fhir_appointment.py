@@ -11,7 +11,7 @@ import pytest
 from fhir.resources.R4B.appointment import Appointment as R4Appointment
 from fhir.resources.STU3.appointment import Appointment as STU3Appointment
 
-from app.domain import Participant, ProposedAppointment
+from app.core.domain import Participant, ProposedAppointment
 from app.fhir.appointment import (
     ARGO_APPT_PROFILE,
     DISPLAYS,
@@ -80,7 +80,7 @@ PERIOD = (datetime(2026, 3, 9, tzinfo=UTC), datetime(2026, 3, 12, tzinfo=UTC))
 
 
 def test_stu3_rendering_is_argo_appt() -> None:
-    from app.domain import Actor
+    from app.core.domain import Actor
 
     actors = {"Location/clinic-1": Actor("Location/clinic-1", display="Napa Office")}
     resource = to_stu3(proposed(), PERIOD, actors)

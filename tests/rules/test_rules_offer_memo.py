@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.domain import Actor, Schedule, Slot
+from app.core.domain import Actor, Schedule, Slot
 from rules.assets import disjoint
 from rules.composer import compose, slot_fetch_window
 from rules.loader import load_rules

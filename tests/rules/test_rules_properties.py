@@ -15,7 +15,7 @@ from zoneinfo import ZoneInfo
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.domain import Actor, ProposedAppointment, Schedule, Slot
+from app.core.domain import Actor, ProposedAppointment, Schedule, Slot
 from rules.appointment_id import decode
 from rules.composer import compose
 from rules.request import FindRequest

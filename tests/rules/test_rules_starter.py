@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from app.domain import Schedule
+from app.core.domain import Schedule
 from rules.coverage import summarise_slots, uncovered_schedules
 from rules.loader import parse_rules
 from rules.schema import RulesFile

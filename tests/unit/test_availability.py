@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.availability import (
+from app.core.occupancy import (
     ACTIVE_STATUSES,
     mark_taken,
     slot_ids_of,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app import demo
+from app.cli import demo
 from app.settings import Settings
 
 

@@ -9,7 +9,13 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SERVER_MODULES = ("app.api.main", "app.cli", "workers.tasks", "app.sync.load", "rules.composer")
+SERVER_MODULES = (
+    "app.api.main",
+    "app.cli.main",
+    "workers.tasks",
+    "app.sync.load",
+    "rules.composer",
+)
 
 
 def test_server_processes_import_nothing_from_the_extras() -> None:

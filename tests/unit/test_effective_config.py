@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from pydantic import SecretStr
 
-from app.effective_config import MASK, effective_config, is_secret, mask_url
+from app.cli.effective_config import MASK, effective_config, is_secret, mask_url
 from app.settings import Settings
 
 

@@ -2,8 +2,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app.errors import InvalidParameter
-from app.fhir.find_params import parse_find_query
+from app.availability.params import parse_find_query
+from app.core.errors import InvalidParameter
 
 
 def parse(**params):

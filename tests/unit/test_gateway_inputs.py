@@ -7,7 +7,7 @@ import re
 import msgspec
 import pytest
 
-from app.errors import BusinessRuleViolation, InvalidParameter, UnsupportedMediaType
+from app.core.errors import BusinessRuleViolation, InvalidParameter, UnsupportedMediaType
 from app.fhir.appointment_search import parse_appointment_search
 from app.fhir.media import JSON_PATCH
 from app.fhir.operation_params import parse_operation

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 
-from app import progress
+from app.cli import progress
 from app.sync.runs import RunSummary
 
 RESULT = RunSummary(run_id=7, status="ok", chunks=3, failed=0, seen=42, upserted=40, deleted=1)

@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 from rich.console import Console
 
-from app.exit_codes import (
+from app.cli.exit_codes import (
     DEPENDENCY_EXIT,
     EXIT_CODES,
     FAILED_EXIT,
@@ -109,7 +109,7 @@ def _cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> int:
-    from app.serve import serve
+    from app.cli.serve import serve
 
     return serve(
         {
@@ -227,8 +227,8 @@ def _resync_request(args: argparse.Namespace) -> ResyncRequest:
 def _cmd_resync(args: argparse.Namespace, settings: Settings) -> int:
     from dataclasses import asdict
 
+    from app.cli.progress import RunTimeout, run_with_progress, watch_run
     from app.fhir.parse import FhirParseError
-    from app.progress import RunTimeout, run_with_progress, watch_run
     from app.runtime import dispatcher, sync_context
     from app.sync.feed import ensure_subscription
 
@@ -272,7 +272,7 @@ def _cmd_resync(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    from app.observability.report import print_status
+    from app.cli.status_report import print_status
 
     return print_status(settings, runs=args.limit, lagging=args.lagging, as_json=args.json)
 
@@ -460,7 +460,7 @@ def _cmd_rules_init(args: argparse.Namespace, settings: Settings) -> int:
 
 def _cmd_config(args: argparse.Namespace, settings: Settings) -> int:
     """Every setting in force and where it came from; secrets masked before formatting."""
-    from app.effective_config import effective_config
+    from app.cli.effective_config import effective_config
 
     config = effective_config(settings)
     if args.json:
@@ -492,7 +492,7 @@ def _env_text(value: object) -> str:
 
 
 def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
-    from app.demo import run_demo
+    from app.cli.demo import run_demo
 
     return run_demo(
         settings,
@@ -902,14 +902,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return INTERRUPTED_EXIT
     except Exception as exc:
-        from app.cli_failures import explain
+        from app.cli.failures import explain
 
         line = explain(exc, settings)
         if line is None:
             raise  # a bug: keep its traceback
         console.print(f"[red]{line}[/red]", soft_wrap=True, highlight=False)
         return DEPENDENCY_EXIT
-
-
-if __name__ == "__main__":
-    sys.exit(main())

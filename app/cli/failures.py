@@ -1,8 +1,8 @@
 """What the CLI says, in one line and with the next step, about conditions an operator
 meets in normal life (a fresh database, a dependency down), instead of a traceback.
 
-Exit status 3 (``app.exit_codes.DEPENDENCY_EXIT``) for all of them: a dependency is not there or not
-prepared. Anything else is a bug and keeps its traceback.
+Exit status 3 (``app.cli.exit_codes.DEPENDENCY_EXIT``) for all of them: a dependency is
+not there or not prepared. Anything else is a bug and keeps its traceback.
 """
 
 from __future__ import annotations

@@ -18,10 +18,9 @@ from rich.table import Table
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from app.cache.sync_health import SyncHealth, collect_sync_health
+from app.observability.checks import broker_check, database_check, full_load_age_check, guarded
 from app.settings import Settings
-
-from .checks import broker_check, database_check, full_load_age_check, guarded
-from .status import SyncHealth, collect_sync_health
 
 OK, WARN, FAIL = "OK", "WARN", "FAIL"
 _STYLE = {OK: "green", WARN: "yellow", FAIL: "bold red"}

@@ -14,10 +14,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from app.cache.catalog import Catalog
-from app.cache.slot_index import SlotIndex
-from app.domain import Actor, ProposedAppointment, Schedule, Slot
-from app.errors import InvalidParameter
+from app.availability.catalog import Catalog
+from app.availability.slot_index import SlotIndex
+from app.core.domain import Actor, ProposedAppointment, Schedule, Slot
+from app.core.errors import InvalidParameter
 from rules.appointment_id import ProposalPayload
 from rules.composer import compose, slot_fetch_window
 from rules.offer_memo import Basis, OfferMemo

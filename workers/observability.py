@@ -16,11 +16,10 @@ from typing import Any
 
 from celery import Celery, signals
 
+from app.observability.context import bind_request_id, reset_request_id
+from app.observability.logging import configure_logging
+from app.observability.metrics import serve_metrics, task_outcome
 from app.settings import Settings
-
-from .context import bind_request_id, reset_request_id
-from .logging import configure_logging
-from .metrics import serve_metrics, task_outcome
 
 _STARTED = "_slotsync_started"
 _TOKEN = "_slotsync_token"

@@ -96,7 +96,7 @@ def run_demo(
 
     from app.api.main import create_app
     from app.cache.migrate import upgrade
-    from app.progress import run_with_progress
+    from app.cli.progress import run_with_progress
     from app.runtime import sync_context
     from app.sync.runs import ResyncRequest
     from sandbox_ehr.process import start_sandbox

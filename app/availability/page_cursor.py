@@ -14,7 +14,7 @@ from datetime import datetime
 
 import msgspec
 
-from app.errors import InvalidParameter
+from app.core.errors import InvalidParameter
 from rules.request import PageKey
 
 NAME = "_cursor"

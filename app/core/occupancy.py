@@ -12,7 +12,7 @@ import dataclasses
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
 
-from app.domain import Slot
+from app.core.domain import Slot
 
 # Appointment.status values that keep a slot from being offered (FHIR R4 and STU3).
 ACTIVE_STATUSES = ("proposed", "pending", "booked", "arrived", "checked-in", "waitlist")

@@ -3,7 +3,7 @@
 They are few (thousands at most) and change only when a sync writes, so reading
 them once per ``ttl`` seconds instead of once per request keeps $find cheap. A
 stale read is harmless: composition only uses them to label and group slots,
-the slots themselves are always current (:mod:`app.cache.slot_index`), and a
+the slots themselves are always current (:mod:`app.availability.slot_index`), and a
 confirmation time read up to ``ttl`` ago only makes ``meta.lastUpdated`` older
 than it could be, never newer.
 """
@@ -19,9 +19,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.domain import Actor, Schedule
-
-from . import repository as repo
+from app.cache import repository as repo
+from app.core.domain import Actor, Schedule
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,10 +30,9 @@ from itertools import pairwise
 
 from sqlalchemy.orm import Session
 
-from app.domain import Slot
-
-from . import claims
-from . import repository as repo
+from app.cache import claims
+from app.cache import repository as repo
+from app.core.domain import Slot
 
 WARM_BATCH = 50  # schedules read per query while warming up
 

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from app.errors import InvalidParameter
-from app.fhir import page_cursor
+from app.availability import page_cursor
+from app.core.errors import InvalidParameter
 from rules.request import FindRequest, InvalidFindRequest, PageKey, PatientInfo
 
 MAX_WINDOW = timedelta(days=366)
