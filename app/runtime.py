@@ -14,12 +14,14 @@ from pathlib import Path
 
 import httpx
 import redis
+from celery import Celery
 from sqlalchemy import Engine
 
 from app.cache.db import make_engine
 from app.ehr.auth import BearerAuth, SmartBackendAuth
 from app.ehr.client import EhrClient, RetryPolicy
 from app.settings import Settings, get_settings
+from app.sync.broker import BrokerDispatcher, producer
 from app.sync.context import SyncContext
 from app.sync.coordination import Coordinator, LocalCoordinator, RedisCoordinator
 from app.sync.dispatch import Dispatcher
@@ -92,6 +94,12 @@ def shared_ehr_client(settings: Settings | None = None) -> EhrClient:
 
 
 @lru_cache(maxsize=4)
+def broker_producer(url: str) -> Celery:
+    """One sending connection pool per process and broker."""
+    return producer(url)
+
+
+@lru_cache(maxsize=4)
 def redis_for(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, socket_timeout=10, health_check_interval=30)
 
@@ -134,9 +142,7 @@ def dispatcher(settings: Settings | None = None, *, periodic: bool = False) -> D
         if periodic:
             local.start_periodic()
         return local
-    from workers.dispatch import CeleryDispatcher
-
-    return CeleryDispatcher()
+    return BrokerDispatcher(broker_producer(settings.effective_redis_url))
 
 
 def reset_after_fork() -> None:
@@ -145,3 +151,4 @@ def reset_after_fork() -> None:
         engine.dispose(close=False)
     _clients.clear()
     redis_for.cache_clear()
+    broker_producer.cache_clear()

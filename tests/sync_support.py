@@ -15,7 +15,7 @@ from app.ehr.client import EhrClient, RetryPolicy
 from app.settings import Settings
 from app.sync.context import SyncContext
 from app.sync.coordination import Coordinator, LocalCoordinator
-from app.sync.runs import ResyncRequest
+from app.sync.messages import ResyncRequest
 from tests.factories import T0
 from tests.fake_ehr import BASE, FakeEhr
 

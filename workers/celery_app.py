@@ -23,12 +23,10 @@ from celery.signals import (
 )
 
 from app.settings import Settings, get_settings
+from app.sync.messages import LOAD_QUEUE, SYNC_CHUNK, SYNC_QUEUE
 from workers.observability import install_celery_observability
 
 from .schedule import beat_schedule
-
-SYNC_QUEUE = "sync"
-LOAD_QUEUE = "load"
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -67,7 +65,7 @@ def make_celery(settings: Settings) -> Celery:
         task_time_limit=settings.task_time_limit_seconds,
         task_soft_time_limit=max(5, settings.task_time_limit_seconds - 30),
         task_default_queue=SYNC_QUEUE,
-        task_routes={"slotsync.sync_chunk": {"queue": LOAD_QUEUE}},
+        task_routes={SYNC_CHUNK: {"queue": LOAD_QUEUE}},
         task_ignore_result=True,  # outcomes live in the database (sync_runs, schedules)
         task_serializer="json",
         result_serializer="json",

@@ -21,13 +21,14 @@ from celery.exceptions import MaxRetriesExceededError
 
 from app.runtime import sync_context
 from app.settings import get_settings
-from app.sync import capabilities, feed, follow_up, periodic, reaper, refresh
+from app.sync import capabilities, feed, follow_up, messages, periodic, reaper, refresh
+from app.sync.broker import BrokerDispatcher
+from app.sync.messages import ResyncRequest, request_from_json
 from app.sync.retry import Backoff, describe_error, is_transient
-from app.sync.runs import ResyncRequest, execute_chunk, plan_run, planning_failed
+from app.sync.runs import execute_chunk, plan_run, planning_failed
 from app.sync.windows import horizon
 
 from .celery_app import celery_app
-from .dispatch import CeleryDispatcher, request_from_json
 
 log = logging.getLogger(__name__)
 
@@ -58,13 +59,13 @@ def _plan_and_send(task: Task, request: ResyncRequest) -> dict[str, Any]:
     token = task.request.id
     try:
         planned = plan_run(ctx, request, token=token)
-        reaper.send_chunks(ctx, CeleryDispatcher(), planned.run_id, planned.seqs)
+        reaper.send_chunks(ctx, BrokerDispatcher(celery_app), planned.run_id, planned.seqs)
     except Exception as exc:
         _retry_or_raise(task, exc, lambda error: planning_failed(ctx, token, error))
     return {"run_id": planned.run_id, "chunks": len(planned.seqs)}
 
 
-@celery_app.task(name="slotsync.initial_load", bind=True)
+@celery_app.task(name=messages.INITIAL_LOAD, bind=True)
 def initial_load_task(self: Task, horizon_days: int | None = None) -> dict[str, Any]:
     """Plan the full load (schedule discovery, chunks) and fan the chunks out."""
     settings = get_settings()
@@ -72,7 +73,7 @@ def initial_load_task(self: Task, horizon_days: int | None = None) -> dict[str, 
     return _plan_and_send(self, ResyncRequest(kind="initial-load", start=start, end=end))
 
 
-@celery_app.task(name="slotsync.reconcile", bind=True)
+@celery_app.task(name=messages.RECONCILE, bind=True)
 def reconcile_task(self: Task) -> dict[str, Any]:
     """The near days re-read whole (deletions no change feed reports)."""
     settings = get_settings()
@@ -81,12 +82,12 @@ def reconcile_task(self: Task) -> dict[str, Any]:
     return _plan_and_send(self, ResyncRequest(kind="reconcile", start=start, end=end))
 
 
-@celery_app.task(name="slotsync.resync", bind=True)
+@celery_app.task(name=messages.RESYNC, bind=True)
 def resync_task(self: Task, request: dict[str, Any]) -> dict[str, Any]:
     return _plan_and_send(self, request_from_json(request))
 
 
-@celery_app.task(name="slotsync.sync_chunk", bind=True)
+@celery_app.task(name=messages.SYNC_CHUNK, bind=True)
 def sync_chunk_task(self: Task, run_id: int, seq: int) -> dict[str, Any]:
     """One attempt at one (schedules, window) chunk of a run; a no-op if it is done."""
     try:
@@ -103,7 +104,7 @@ def sync_chunk_task(self: Task, run_id: int, seq: int) -> dict[str, Any]:
     return {"status": outcome.status, "run_finished": outcome.run_finished}
 
 
-@celery_app.task(name="slotsync.refresh", bind=True)
+@celery_app.task(name=messages.REFRESH, bind=True)
 def refresh_task(self: Task, schedule_id: str, start: str, end: str) -> dict[str, Any]:
     """Re-read one schedule's window because the EHR notified a change."""
     ctx = sync_context()
@@ -124,7 +125,7 @@ def refresh_task(self: Task, schedule_id: str, start: str, end: str) -> dict[str
     }
 
 
-@celery_app.task(name="slotsync.refresh_actor", bind=True)
+@celery_app.task(name=messages.REFRESH_ACTOR, bind=True)
 def refresh_actor_task(self: Task, actor_ref: str, start: str, end: str) -> dict[str, Any]:
     try:
         results = refresh.refresh_actor(
@@ -135,27 +136,27 @@ def refresh_actor_task(self: Task, actor_ref: str, start: str, end: str) -> dict
     return {"schedules": len(results)}
 
 
-@celery_app.task(name="slotsync.poll", bind=True)
+@celery_app.task(name=messages.POLL, bind=True)
 def poll_task(self: Task, reason: str = "") -> dict[str, Any]:
     """EHR trouble is recorded on the feed by the poll itself; our own (database, Redis)
     is retried."""
     try:
-        result = feed.poll(sync_context(), CeleryDispatcher())
+        result = feed.poll(sync_context(), BrokerDispatcher(celery_app))
     except Exception as exc:
         _retry_or_raise(self, exc)
     return {"mode": result.mode, "changed": result.changed_slots, "error": result.error}
 
 
-@celery_app.task(name="slotsync.watchdog", bind=True)
+@celery_app.task(name=messages.WATCHDOG, bind=True)
 def watchdog_task(self: Task) -> dict[str, Any]:
     try:
-        report = feed.watchdog(sync_context(), CeleryDispatcher())
+        report = feed.watchdog(sync_context(), BrokerDispatcher(celery_app))
     except Exception as exc:
         _retry_or_raise(self, exc)
     return {"live": report.live, "went_stale": report.went_stale, "polled": report.polled}
 
 
-@celery_app.task(name="slotsync.subscribe", bind=True)
+@celery_app.task(name=messages.SUBSCRIBE, bind=True)
 def subscribe_task(self: Task) -> dict[str, Any]:
     try:
         state = feed.ensure_subscription(sync_context())
@@ -164,7 +165,7 @@ def subscribe_task(self: Task) -> dict[str, Any]:
     return {"ehr_id": state.ehr_id, "status": state.status, "error": state.error}
 
 
-@celery_app.task(name="slotsync.capabilities", bind=True)
+@celery_app.task(name=messages.CAPABILITIES, bind=True)
 def capabilities_task(self: Task) -> dict[str, Any]:
     try:
         found = capabilities.discover(sync_context())
@@ -173,10 +174,10 @@ def capabilities_task(self: Task) -> dict[str, Any]:
     return {"known": found is not None}
 
 
-@celery_app.task(name="slotsync.reaper", bind=True)
+@celery_app.task(name=messages.REAPER, bind=True)
 def reaper_task(self: Task) -> dict[str, Any]:
     try:
-        report = reaper.reap(sync_context(), CeleryDispatcher())
+        report = reaper.reap(sync_context(), BrokerDispatcher(celery_app))
     except Exception as exc:
         _retry_or_raise(self, exc)
     return {
@@ -187,7 +188,7 @@ def reaper_task(self: Task) -> dict[str, Any]:
     }
 
 
-@celery_app.task(name="slotsync.expire_holds", bind=True)
+@celery_app.task(name=messages.EXPIRE_HOLDS, bind=True)
 def expire_holds_task(self: Task) -> dict[str, Any]:
     """Cancel at the EHR the holds that lapsed unbooked (EHRs without ``$hold``)."""
     try:

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.core.errors import InvalidParameter
 from app.fhir.parse import FhirParseError, parse_instant
-from app.sync.runs import ResyncRequest
+from app.sync.messages import ResyncRequest
 from app.sync.status import sync_status
 from app.sync.windows import align, horizon, utcnow
 

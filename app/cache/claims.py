@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from app.core.domain import Slot
 
 from .models import SlotClaimRow, SlotRow
+from .slot_rows import SLOT_COLUMNS, slot_from_row
 
 PENDING = "pending"
 HELD = "held"
@@ -331,7 +332,5 @@ def purge_expired(session: Session, now: datetime) -> int:
 
 def slots_by_id(session: Session, slot_ids: Collection[str]) -> dict[str, Slot]:
     """Cached slots by id whatever their status or claims (to explain why one is not free)."""
-    from .repository import SLOT_COLUMNS, slot_from_row
-
     stmt = select(*SLOT_COLUMNS).where(SlotRow.id.in_(list(slot_ids)))
     return {row[0]: slot_from_row(row) for row in session.execute(stmt)}

@@ -31,7 +31,7 @@ from .models import (
     SlotRow,
     SyncMarkRow,
 )
-from .runs import finish_run, recent_runs, start_run  # noqa: F401 (their callers predate runs.py)
+from .slot_rows import SLOT_COLUMNS, slot_from_row
 from .snapshot import SnapshotPlan
 
 BATCH = 2000
@@ -168,55 +168,6 @@ def slot_row(slot: Slot, confirmed_at: datetime) -> dict[str, Any]:
         "ehr_last_updated": slot.last_updated,
         "last_confirmed_at": confirmed_at,
     }
-
-
-SLOT_COLUMNS = (
-    SlotRow.id,
-    SlotRow.schedule_id,
-    SlotRow.start,
-    SlotRow.end,
-    SlotRow.status,
-    SlotRow.service_types,
-    SlotRow.specialties,
-    SlotRow.appointment_types,
-    SlotRow.overbooked,
-    SlotRow.comment,
-    SlotRow.version_id,
-    SlotRow.ehr_last_updated,
-)
-# The row ``select(*SLOT_COLUMNS)`` yields, column by column (SQLAlchemy types rows
-# per selected column, so a bare ``Row[Any]`` would mean a one-column row).
-SlotRecord = Row[
-    str,
-    str,
-    datetime,
-    datetime,
-    str,
-    list[str],
-    list[str],
-    list[str],
-    bool,
-    str | None,
-    str | None,
-    datetime | None,
-]
-
-
-def slot_from_row(row: SlotRecord) -> Slot:
-    return Slot(
-        id=row[0],
-        schedule_id=row[1],
-        start=row[2],
-        end=row[3],
-        status=row[4],
-        service_types=tuple(row[5] or ()),
-        specialties=tuple(row[6] or ()),
-        appointment_types=tuple(row[7] or ()),
-        overbooked=bool(row[8]),
-        comment=row[9],
-        version_id=row[10],
-        last_updated=row[11],
-    )
 
 
 def schedule_from_row(row: ScheduleRow | ScheduleRecord) -> Schedule:

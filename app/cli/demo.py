@@ -98,7 +98,7 @@ def run_demo(
     from app.cache.migrate import upgrade
     from app.cli.progress import run_with_progress
     from app.runtime import sync_context
-    from app.sync.runs import ResyncRequest
+    from app.sync.messages import ResyncRequest
     from sandbox_ehr.process import start_sandbox
 
     reach = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host

@@ -29,7 +29,7 @@ from app.cli.exit_codes import (
 from app.settings import Settings, UnsafeSettings, get_settings
 
 if TYPE_CHECKING:
-    from app.sync.runs import ResyncRequest
+    from app.sync.messages import ResyncRequest
 
 # Messages, progress and errors; stdout carries only what a command reports (with --json:
 # one JSON document and nothing else).
@@ -129,6 +129,9 @@ def _run_uvicorn(args: argparse.Namespace, settings: Settings) -> int:
     )
 
 
+WORKERS_APP = "workers.celery_app:celery_app"
+
+
 def _celery_main(argv: list[str], settings: Settings) -> int:
     if settings.embedded:
         console.print(
@@ -136,9 +139,11 @@ def _celery_main(argv: list[str], settings: Settings) -> int:
             "`slotsync demo`/`serve`; a separate worker or beat needs Redis.[/red]"
         )
         return USAGE_EXIT
-    from workers.celery_app import celery_app
+    # Celery's own command line, given the workers' app by name (as `celery -A` is):
+    # the CLI starts the workers without importing their code.
+    from celery.bin.celery import celery as celery_command
 
-    celery_app.start(argv)
+    celery_command.main(args=["-A", WORKERS_APP, *argv], standalone_mode=False)
     return 0
 
 
@@ -206,7 +211,7 @@ def _cmd_sandbox(args: argparse.Namespace, settings: Settings) -> int:
 
 def _resync_request(args: argparse.Namespace) -> ResyncRequest:
     from app.fhir.parse import parse_instant
-    from app.sync.runs import ResyncRequest
+    from app.sync.messages import ResyncRequest
     from app.sync.windows import horizon, utcnow
 
     start = parse_instant(args.start, "--start") if args.start else None

@@ -15,7 +15,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from app.cache import runs as runs_repo
 from app.cache.db import transaction
 from app.sync.context import SyncContext
-from app.sync.runs import ChunkRun, PlannedRun, ResyncRequest, RunSummary, run_in_process, summary
+from app.sync.messages import ResyncRequest
+from app.sync.runs import ChunkRun, PlannedRun, RunSummary, run_in_process, summary
 
 console = Console(stderr=True)
 

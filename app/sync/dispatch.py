@@ -1,7 +1,7 @@
 """How services hand work to the workers, without knowing Celery.
 
 The webhook, the watchdog and the planners enqueue through a :class:`Dispatcher`:
-``workers.dispatch.CeleryDispatcher`` in production, and
+:class:`app.sync.broker.BrokerDispatcher` in production, and
 :class:`app.sync.local.LocalDispatcher` (a small thread pool) in embedded mode.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
-from .runs import ResyncRequest
+from .messages import ResyncRequest
 
 
 class Dispatcher(Protocol):

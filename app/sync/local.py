@@ -22,9 +22,10 @@ from typing import Any
 
 from . import feed, follow_up, refresh
 from .context import SyncContext
+from .messages import ResyncRequest
 from .periodic import PeriodicJob, periodic_jobs
 from .retry import Backoff, describe_error, is_transient
-from .runs import ResyncRequest, execute_chunks, plan_run, planning_failed
+from .runs import execute_chunks, plan_run, planning_failed
 
 log = logging.getLogger(__name__)
 

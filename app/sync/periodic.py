@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from app.settings import Settings
 
+from . import messages
 from .context import SyncContext
 from .dispatch import Dispatcher
 
@@ -58,7 +59,7 @@ def _capabilities(ctx: SyncContext, dispatcher: Dispatcher) -> object:
 def _reconcile(ctx: SyncContext, dispatcher: Dispatcher) -> object:
     from datetime import timedelta
 
-    from .runs import ResyncRequest
+    from .messages import ResyncRequest
 
     start, _ = ctx.horizon()
     end = start + timedelta(days=ctx.settings.reconcile_days)
@@ -66,7 +67,7 @@ def _reconcile(ctx: SyncContext, dispatcher: Dispatcher) -> object:
 
 
 def _daily_load(ctx: SyncContext, dispatcher: Dispatcher) -> object:
-    from .runs import ResyncRequest
+    from .messages import ResyncRequest
 
     return dispatcher.resync(ResyncRequest(kind="initial-load"))
 
@@ -94,7 +95,7 @@ def periodic_jobs(settings: Settings) -> list[PeriodicJob]:
     jobs = [
         PeriodicJob(
             "daily-initial-load",
-            "slotsync.initial_load",
+            messages.INITIAL_LOAD,
             None,
             (hour, minute),
             _daily_load,
@@ -102,7 +103,7 @@ def periodic_jobs(settings: Settings) -> list[PeriodicJob]:
         ),
         PeriodicJob(
             "read-capabilities",
-            "slotsync.capabilities",
+            messages.CAPABILITIES,
             CAPABILITIES_SECONDS,
             None,
             _capabilities,
@@ -110,7 +111,7 @@ def periodic_jobs(settings: Settings) -> list[PeriodicJob]:
         ),
         PeriodicJob(
             "renew-subscription",
-            "slotsync.subscribe",
+            messages.SUBSCRIBE,
             settings.subscription_renew_seconds,
             None,
             _subscribe,
@@ -120,7 +121,7 @@ def periodic_jobs(settings: Settings) -> list[PeriodicJob]:
         ),
         PeriodicJob(
             "feed-watchdog",
-            "slotsync.watchdog",
+            messages.WATCHDOG,
             settings.watchdog_seconds,
             None,
             _watchdog,
@@ -129,7 +130,7 @@ def periodic_jobs(settings: Settings) -> list[PeriodicJob]:
         ),
         PeriodicJob(
             "near-reconcile",
-            "slotsync.reconcile",
+            messages.RECONCILE,
             settings.reconcile_seconds,
             None,
             _reconcile,
@@ -139,7 +140,7 @@ def periodic_jobs(settings: Settings) -> list[PeriodicJob]:
         ),
         PeriodicJob(
             "sync-reaper",
-            "slotsync.reaper",
+            messages.REAPER,
             settings.reaper_seconds,
             None,
             _reap,
@@ -150,7 +151,7 @@ def periodic_jobs(settings: Settings) -> list[PeriodicJob]:
     jobs.append(
         PeriodicJob(
             "expire-holds",
-            "slotsync.expire_holds",
+            messages.EXPIRE_HOLDS,
             settings.hold_expiry_seconds,
             None,
             _expire_holds,

@@ -47,32 +47,11 @@ from .chunk import Chunk, ChunkResult, sync_chunk
 from .context import SyncContext
 from .coordination import lock_names
 from .discovery import DiscoveryUnsupported, discover_schedules
+from .messages import ResyncRequest
 from .retry import Backoff, describe_error, is_transient
 from .windows import align, split
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class ResyncRequest:
-    """What to reload: everything, some schedules, or one actor's schedules; a window."""
-
-    kind: str = "resync"  # initial-load | resync
-    schedule_ids: tuple[str, ...] | None = None
-    actor: str | None = None
-    start: datetime | None = None
-    end: datetime | None = None
-
-    @property
-    def everything(self) -> bool:
-        return self.schedule_ids is None and self.actor is None
-
-    def scope(self, chunking: str) -> str:
-        if self.actor:
-            return f"actor:{self.actor}"
-        if self.schedule_ids is not None:
-            return ",".join(self.schedule_ids)[:1000]
-        return "*" if chunking == "schedule" else "*:window"
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,8 @@ from app.api.main import create_app
 from app.cache import feeds
 from app.settings import Settings
 from app.sync.coordination import LocalCoordinator
-from app.sync.runs import ResyncRequest, run_in_process
+from app.sync.messages import ResyncRequest
+from app.sync.runs import run_in_process
 from app.sync.windows import day_start, utcnow
 from tests.factories import slot
 from tests.fake_ehr import FakeEhr

@@ -14,8 +14,9 @@ from app.fhir.notification import Notification, Target
 from app.sync import feed
 from app.sync.chunk import Chunk, sync_chunk
 from app.sync.inbox import accept_notification
+from app.sync.messages import ResyncRequest
 from app.sync.refresh import pending_key, refresh_schedule, refresh_windows, request_refresh
-from app.sync.runs import ResyncRequest, run_in_process
+from app.sync.runs import run_in_process
 from tests.factories import slot
 from tests.fake_ehr import FakeEhr
 from tests.sync_support import DAY0, Clock, RecordingDispatcher, cached, context

@@ -16,7 +16,7 @@ from app.ehr.client import EhrClient, RetryPolicy
 from app.sync.context import SyncContext
 from app.sync.coordination import LocalCoordinator
 from app.sync.local import LocalDispatcher
-from app.sync.runs import ResyncRequest
+from app.sync.messages import ResyncRequest
 from tests.api.conftest import EVERYTHING, api_settings, build_app
 from tests.fake_ehr import BASE
 from tests.support import free_port

@@ -20,7 +20,8 @@ from app.ehr.client import EhrClient, RetryPolicy
 from app.sync import capabilities, feed, refresh
 from app.sync.context import SyncContext
 from app.sync.coordination import LocalCoordinator
-from app.sync.runs import ResyncRequest, run_in_process
+from app.sync.messages import ResyncRequest
+from app.sync.runs import run_in_process
 from sandbox_ehr.process import start_sandbox
 from tests.sync_support import RecordingDispatcher, settings
 
