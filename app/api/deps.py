@@ -6,9 +6,9 @@ from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.orm import Session
 
 from app.booking.context import BookingContext
+from app.cache.db import Session, read_session
 from app.settings import Settings
 
 
@@ -17,7 +17,7 @@ def get_app_settings(request: Request) -> Settings:
 
 
 def get_session(request: Request) -> Iterator[Session]:
-    with Session(request.app.state.engine, expire_on_commit=False) as session:
+    with read_session(request.app.state.engine) as session:
         yield session
 
 
@@ -25,11 +25,7 @@ def get_autocommit_session(request: Request) -> Iterator[Session]:
     """For ``$find``: each statement stands alone, so no BEGIN and ROLLBACK round trips
     around the one query a request usually makes (its reads are ordered to be
     consistent without a shared snapshot; see :mod:`app.availability.slot_index`)."""
-    # same pool; autocommit is a client-side switch on both drivers (no round trip),
-    # set on the connection: an engine with the option costs more to derive than
-    # the whole query takes
-    with Session(request.app.state.engine, expire_on_commit=False) as session:
-        session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+    with read_session(request.app.state.engine, autocommit=True) as session:
         yield session
 
 

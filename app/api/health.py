@@ -16,10 +16,9 @@ from typing import Any
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel
-from sqlalchemy import Engine
-from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from app.cache.db import Engine, read_session
 from app.cache.sync_health import collect_sync_health
 from app.observability.checks import (
     Check,
@@ -74,11 +73,11 @@ def install_health(app: FastAPI, settings: Settings) -> None:
     )
 
     def load_health() -> Any:
-        with Session(app.state.engine) as session:
+        with read_session(app.state.engine) as session:
             return collect_sync_health(session, stall_seconds=settings.run_stall_seconds)
 
     def sync_check() -> Check:
-        with Session(app.state.engine) as session:
+        with read_session(app.state.engine) as session:
             health = collect_sync_health(
                 session, count_slots=False, stall_seconds=settings.run_stall_seconds
             )

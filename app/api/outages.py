@@ -17,8 +17,9 @@ import logging
 
 import kombu.exceptions
 import redis.exceptions
-import sqlalchemy.exc
 from fastapi import FastAPI, Request
+
+from app.cache.db import DATABASE_OUTAGES
 
 from .responses import FhirResponse, outcome_response
 
@@ -28,9 +29,7 @@ RETRY_AFTER_SECONDS = 5
 
 # exception type -> the service the caller is told is unavailable
 OUTAGES: dict[type[Exception], str] = {
-    # refused, restarting, connection lost; also lock and statement timeouts
-    sqlalchemy.exc.OperationalError: "the cache database",
-    sqlalchemy.exc.TimeoutError: "the cache database",  # no pooled connection came free
+    **dict.fromkeys(DATABASE_OUTAGES, "the cache database"),
     redis.exceptions.ConnectionError: "the coordination service (Redis)",
     redis.exceptions.TimeoutError: "the coordination service (Redis)",
     kombu.exceptions.OperationalError: "the task queue (broker)",

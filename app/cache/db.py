@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import sqlalchemy.exc
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
@@ -57,6 +58,27 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def read_session(engine: Engine, *, autocommit: bool = False) -> Iterator[Session]:
+    """A session for reads. With ``autocommit`` each statement stands alone: no BEGIN
+    and ROLLBACK round trips around the one query a ``$find`` usually makes."""
+    with Session(engine, expire_on_commit=False) as session:
+        if autocommit:
+            # same pool; autocommit is a client-side switch on both drivers (no round
+            # trip), set on the connection: an engine with the option costs more to
+            # derive than the whole query takes
+            session.connection(execution_options={"isolation_level": "AUTOCOMMIT"})
+        yield session
+
+
+# The database is unavailable (refused, restarting, connection lost, lock or statement
+# timeouts), or no pooled connection came free: callers answer 503, not 500.
+DATABASE_OUTAGES: tuple[type[Exception], ...] = (
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.TimeoutError,
+)
 
 
 @contextmanager
