@@ -1,4 +1,6 @@
-"""Composition root: builds engine, EHR client, Redis, coordinator and dispatcher from settings.
+"""Composition root: builds engine, EHR client, Redis, coordinator, dispatcher and the
+API's services from settings. The API, the workers and the CLI ask it; they build
+nothing themselves.
 
 Shared things (engines, the pooled EHR client, Redis) are created lazily and cached
 per process; after a fork (Celery prefork children) :func:`reset_after_fork` drops
@@ -8,8 +10,8 @@ what must not be shared. A dispatcher is made per owner, who shuts it down.
 from __future__ import annotations
 
 import threading
-from dataclasses import replace
-from functools import lru_cache
+from dataclasses import dataclass, replace
+from functools import lru_cache, partial
 from pathlib import Path
 
 import httpx
@@ -17,14 +19,29 @@ import redis
 from celery import Celery
 from sqlalchemy import Engine
 
+from app.availability.catalog import CatalogCache
+from app.availability.finder import Finder
+from app.availability.patients import PatientLookup
+from app.availability.service import MAX_SLOT_LENGTH
+from app.availability.slot_index import SlotIndex
+from app.booking.context import BookingContext
 from app.cache.db import make_engine
+from app.core.recent import Recent
 from app.ehr.auth import BearerAuth, SmartBackendAuth
 from app.ehr.client import EhrClient, RetryPolicy
+from app.ehr.gateway import EhrGateway
+from app.fhir.versions import FhirVersion
 from app.settings import Settings, get_settings
 from app.sync.broker import BrokerDispatcher, producer
+from app.sync.capabilities import current_booking_path
 from app.sync.context import SyncContext
 from app.sync.coordination import Coordinator, LocalCoordinator, RedisCoordinator
 from app.sync.dispatch import Dispatcher
+from app.sync.refresh import refresh_windows
+from rules.appointment_id import signer
+from rules.loader import RulesStore
+from rules.offer_memo import OfferMemo
+from rules.schema import RulesFile
 
 _engines: dict[str, Engine] = {}
 
@@ -143,6 +160,73 @@ def dispatcher(settings: Settings | None = None, *, periodic: bool = False) -> D
             local.start_periodic()
         return local
     return BrokerDispatcher(broker_producer(settings.effective_redis_url))
+
+
+@dataclass
+class ApiServices:
+    """What one API process serves with: ``app.state`` holds exactly these."""
+
+    settings: Settings
+    engine: Engine
+    fhir_version: FhirVersion
+    rules_store: RulesStore
+    finder: Finder
+    booking: BookingContext
+    coordinator: Coordinator
+    dispatcher: Dispatcher
+    ehr_client: EhrClient
+
+    def close(self) -> None:
+        self.dispatcher.shutdown()
+        self.ehr_client.close()
+
+
+def api_services(settings: Settings) -> ApiServices:
+    """Everything the API needs, built once per process (its lifespan calls this). The
+    dispatcher also runs embedded mode's periodic sync work (beat's, with a broker)."""
+    engine = get_engine(settings)
+    rules_store = RulesStore(settings.effective_rules_path)
+    client = ehr_client(settings)
+
+    def current_rules() -> RulesFile:
+        rules_store.reload_if_changed()
+        return rules_store.current
+
+    gateway = EhrGateway(
+        client,
+        # the EHR's capabilities are (re)read by the sync: follow them as they come
+        booking=Recent(partial(current_booking_path, engine, settings), ttl=30.0),
+    )
+    finder = Finder(
+        settings=settings,
+        rules_store=rules_store,
+        catalog=CatalogCache(),
+        slot_index=SlotIndex(lookback=MAX_SLOT_LENGTH),
+        offer_memo=OfferMemo(),
+        sign=signer(settings.proposal_secret.get_secret_value().encode()),
+        patients=PatientLookup(
+            partial(gateway.read_patient, timeout=settings.patient_read_timeout_seconds),
+            ttl=settings.patient_cache_seconds,
+        ),
+    )
+    booking = BookingContext(
+        engine=engine,
+        gateway=gateway,
+        rules=current_rules,
+        settings=settings,
+        refresh=partial(refresh_windows, sync_context(settings)),
+    )
+    return ApiServices(
+        settings=settings,
+        engine=engine,
+        fhir_version=client.version,
+        rules_store=rules_store,
+        finder=finder,
+        booking=booking,
+        coordinator=coordinator(settings),
+        dispatcher=dispatcher(settings, periodic=True),
+        ehr_client=client,
+    )
 
 
 def reset_after_fork() -> None:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, TypedDict
 from urllib.parse import urlencode
 
@@ -14,14 +13,13 @@ from fastapi.responses import Response
 
 from app.availability import page_cursor
 from app.availability.params import ParsedFind, parse_find_parameters, parse_find_query
-from app.availability.service import find_appointments
-from app.core.errors import CacheStale, InvalidParameter
-from app.fhir.appointment import to_r4, to_stu3
+from app.cache.db import Session
+from app.core.errors import InvalidParameter
 from app.fhir.bundle import avail_bundle, included_actors, outcome_issue
-from rules.request import Page, PageKey, summarise_notices
+from rules.request import PageKey
 
 from .auth import APPOINTMENT_READ, require_scopes
-from .deps import AutocommitSessionDep, SettingsDep
+from .deps import AutocommitSessionDep
 from .openapi import BUNDLE_REF, fhir_content
 from .openapi_examples import FIND_EXAMPLES, query_parameter, request_body
 from .responses import FhirResponse
@@ -85,77 +83,22 @@ FIND_DOC: _RouteDoc = {
 }
 
 
-def _answer(request: Request, parsed: ParsedFind, session: Any, settings: Any) -> FhirResponse:
+def _answer(request: Request, parsed: ParsedFind, session: Session) -> FhirResponse:
     state = request.app.state
-    state.rules_store.reload_if_changed()
-    now = datetime.now(UTC)
-    find_request = parsed.request
-    patient = state.patients.resolve(find_request.patient)
-    if patient is not None:
-        find_request = replace(find_request, patient=patient.patient)
-    page = Page(size=find_request.count or settings.find_max_results, after=parsed.after)
-    result = find_appointments(
-        session,
-        find_request,
-        rules=state.rules_store.current,
-        catalog=state.catalog.get(session),
-        slot_index=state.slot_index,
-        now=now,
-        sign=state.sign_proposal,
-        memo=state.offer_memo,
-        page=page,
-    )
-    appointments = result.appointments
-    issues = [
-        outcome_issue("warning", "informational", message)
-        for message in summarise_notices(result.notices)
-    ]
-    if patient is not None and patient.warning:
-        issues.append(outcome_issue("warning", "incomplete", patient.warning))
-    issues += [
-        outcome_issue("warning", "not-supported", f"parameter {name} was not used")
-        for name in parsed.ignored
-    ]
-    if result.oldest_confirmation is not None:
-        age = now - result.oldest_confirmation
-        if settings.stale_refuse_seconds and age > timedelta(seconds=settings.stale_refuse_seconds):
-            raise CacheStale(
-                f"availability data is {int(age.total_seconds())} s old, beyond the limit; "
-                "retry after the next sync"
-            )
-        if age > timedelta(seconds=settings.stale_warning_seconds):
-            issues.append(
-                outcome_issue(
-                    "warning",
-                    "informational",
-                    f"availability was last confirmed {int(age.total_seconds())} s ago",
-                )
-            )
-    if result.failed_schedules:
-        failed = result.failed_schedules
-        listed = ", ".join(f"Schedule/{sid}" for sid in failed[:10])
-        more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
-        issues.append(
-            outcome_issue(
-                "warning",
-                "transient",
-                f"the last sync with the EHR failed for {len(failed)} schedules searched"
-                f" ({listed}{more}); their availability may differ from the EHR until a"
-                " retry succeeds",
-            )
-        )
-    if not result.total:
-        issues.append(outcome_issue("information", "not-found", "no appointments available"))
-    render = to_r4 if settings.ehr_fhir_version == "r4" else to_stu3
+    answer = state.finder.answer(session, parsed, datetime.now(UTC))
+    result = answer.result
+    version = state.fhir_version
     requested = (parsed.request.start, parsed.request.end)
-    resources = [render(a, requested, result.actors) for a in appointments]
+    resources = [
+        version.render_appointment(a, requested, result.actors) for a in result.appointments
+    ]
     bundle = avail_bundle(
         resources,
         base_url=str(request.base_url).rstrip("/") + "/fhir",
         last_updated=result.oldest_confirmation,
-        issues=issues,
+        issues=[outcome_issue(i.severity, i.code, i.text) for i in answer.issues],
         included=included_actors(resources, parsed.includes, result.actors),
-        profile=settings.ehr_fhir_version != "r4",
+        profile=version.profiles_bundles,
         total=result.total,
         links=page_links(request, result.next_after),
     )
@@ -174,11 +117,9 @@ def page_links(request: Request, next_after: PageKey | None) -> list[dict[str, s
 
 
 @router.get("/Appointment/$find", openapi_extra={"parameters": FIND_PARAMETERS}, **FIND_DOC)
-def find_get(
-    request: Request, session: AutocommitSessionDep, settings: SettingsDep
-) -> FhirResponse:
+def find_get(request: Request, session: AutocommitSessionDep) -> FhirResponse:
     parsed = parse_find_query(request.query_params.multi_items())
-    return _answer(request, parsed, session, settings)
+    return _answer(request, parsed, session)
 
 
 @router.post(
@@ -186,12 +127,10 @@ def find_get(
     openapi_extra=request_body(FIND_EXAMPLES, "Parameters: the GET parameters, typed"),
     **FIND_DOC,
 )
-async def find_post(
-    request: Request, session: AutocommitSessionDep, settings: SettingsDep
-) -> FhirResponse:
+async def find_post(request: Request, session: AutocommitSessionDep) -> FhirResponse:
     try:
         body = msgspec.json.decode(await request.body())
     except (msgspec.DecodeError, RecursionError):
         raise InvalidParameter("the body is not valid JSON") from None
     parsed = parse_find_parameters(body, request.query_params.multi_items())
-    return _answer(request, parsed, session, settings)
+    return _answer(request, parsed, session)

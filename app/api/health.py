@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.cache.db import Engine, read_session
 from app.cache.sync_health import collect_sync_health
+from app.core.recent import Recent
 from app.observability.checks import (
     Check,
     ReadinessCheck,
@@ -29,7 +30,6 @@ from app.observability.checks import (
     guarded,
 )
 from app.observability.metrics import SyncHealthCollector, render
-from app.observability.recent import Recent
 from app.settings import Settings
 
 from .auth import API_KEY_HEADER, MetricsDep, authenticate, is_operator

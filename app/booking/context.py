@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Engine
 
 from app.ehr.gateway import EhrGateway
+from app.fhir.versions import FhirVersion
 from app.settings import Settings
 from rules.appointment_id import ProposalPayload, encode
 from rules.schema import RulesFile
@@ -32,6 +33,10 @@ class BookingContext:
     @property
     def flavour(self) -> str:
         return self.gateway.flavour
+
+    @property
+    def version(self) -> FhirVersion:
+        return self.gateway.client.version
 
     @property
     def secret(self) -> bytes:

@@ -28,7 +28,6 @@ from app.cache import claims
 from app.cache import repository as repo
 from app.core.domain import Actor, ProposedAppointment, Schedule, Slot
 from app.core.errors import BusinessRuleViolation, Conflict, InvalidParameter
-from app.fhir.appointment import to_r4, to_stu3
 from app.fhir.operation_params import OperationInput, strip_reference
 from app.fhir.parse import FhirParseError, codeable_tokens, parse_instant
 from rules.appointment_id import IDENTIFIER_SYSTEM, InvalidAppointmentId, ProposalPayload, decode
@@ -292,8 +291,7 @@ def _new(
 ) -> NewAppointment:
     by_id = {s.id: s for s in slots}
     requested = _requested_period(resource) or (proposal.start, proposal.end)
-    render = to_r4 if ctx.flavour == "r4" else to_stu3
-    body = render(proposal, requested, actors)
+    body = ctx.version.render_appointment(proposal, requested, actors)
     body.pop("id", None)  # the EHR assigns the id; the token stays in identifier
     if patient and patient not in {p.ref for p in proposal.participants}:
         body["participant"].append(

@@ -28,6 +28,8 @@ from app.core.domain import Schedule
 from app.fhir.fastpage import decode_bundle_page
 from app.fhir.media import FHIR_JSON
 from app.fhir.parse import BundlePage, FhirParseError, next_link
+from app.fhir.versions import FhirVersion
+from app.fhir.versions import fhir_version as fhir_version_of
 
 from .errors import EhrProtocolError, EhrRejected, EhrTimeout, EhrUnavailable
 
@@ -81,14 +83,14 @@ PROVIDER_TYPES = ("Practitioner", "PractitionerRole")
 MIN_PAGE_SIZE = 10
 
 
-def can_filter_to(schedule: Schedule, fhir_version: str) -> bool:
+def can_filter_to(schedule: Schedule, version: FhirVersion) -> bool:
     """Whether a slot search can ask for this schedule's slots alone.
 
     R4 names schedules. STU3 ``$prefetch`` filters by practitioner and location
     only, so a device's or a service's schedule can only be read in an unfiltered
     answer holding every schedule of the window.
     """
-    if fhir_version != "stu3":
+    if version.names_schedules:
         return True
     kinds = {ref.split("/", 1)[0] for ref in schedule.actor_refs}
     return bool(kinds & {*PROVIDER_TYPES, "Location"})
@@ -138,6 +140,7 @@ class EhrClient:
         self.base_url = base_url.rstrip("/")
         self._stop = stop
         self.fhir_version = fhir_version
+        self.version = fhir_version_of(fhir_version)
         self.retry = retry or RetryPolicy()
         self.page_size = page_size
         self.prefetch_method = prefetch_method
@@ -368,7 +371,7 @@ class EhrClient:
         for actor kinds); callers keep only the schedules they asked for.
         """
         page_size = self.page_size
-        if self.fhir_version == "r4":
+        if not self.version.has_prefetch:
             params: list[tuple[str, str]] = [
                 ("start", f"ge{fhir_datetime(start)}"),
                 ("start", f"lt{fhir_datetime(end)}"),
@@ -386,7 +389,7 @@ class EhrClient:
         for schedule in schedules or ():
             providers = [r for r in schedule.actor_refs if r.split("/")[0] in PROVIDER_TYPES]
             places = [r for r in schedule.actor_refs if r.startswith("Location/")]
-            if not can_filter_to(schedule, self.fhir_version):
+            if not can_filter_to(schedule, self.version):
                 # a device or service schedule: $prefetch cannot name it, ask for everything
                 practitioners, locations = [], []
                 break

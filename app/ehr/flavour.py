@@ -9,10 +9,9 @@ have the operations, plain R4 servers do not).
   and marks the slots itself); ``appointment`` = a plain server where a hold is a
   ``pending`` and a booking a ``booked`` ``POST Appointment``, which slotsync has to
   re-check before writing and whose lapsed holds slotsync has to cancel.
-* :func:`reads_appointments`: whether a Slot's status alone can be trusted. Where
-  the EHR has no ``$prefetch`` bookkeeping (plain R4 Slot search), a slot is taken
-  as soon as an active Appointment references it, whatever the Slot says, so the
-  sync reads the window's Appointments beside its Slots.
+
+Whether a Slot's status alone can be trusted is
+:attr:`app.fhir.versions.FhirVersion.slots_need_appointments`.
 """
 
 from __future__ import annotations
@@ -20,12 +19,13 @@ from __future__ import annotations
 from typing import Literal
 
 from app.fhir.ehr_capabilities import EhrCapabilities
+from app.fhir.versions import FhirVersion
 
 BookingPath = Literal["operations", "appointment"]
 
 
 def booking_path(
-    fhir_version: str, setting: str = "auto", capabilities: EhrCapabilities | None = None
+    version: FhirVersion, setting: str = "auto", capabilities: EhrCapabilities | None = None
 ) -> BookingPath:
     """``$hold``/``$book`` or plain Appointment writes: the setting if it names one, else
     what the EHR declares, else (nothing read yet) operations for STU3 only."""
@@ -35,9 +35,4 @@ def booking_path(
         return "appointment"
     if capabilities is not None:
         return "operations" if capabilities.hold_and_book else "appointment"
-    return "operations" if fhir_version == "stu3" else "appointment"
-
-
-def reads_appointments(fhir_version: str) -> bool:
-    """True where availability must be read from Appointments too (no ``$prefetch``)."""
-    return fhir_version != "stu3"
+    return "operations" if version.has_hold_and_book else "appointment"

@@ -126,7 +126,7 @@ class EhrGateway:
         default: :func:`app.ehr.flavour.booking_path` of the client's FHIR version."""
         self.client = client
         self.flavour = client.fhir_version
-        chosen = booking or booking_path(client.fhir_version)
+        chosen = booking or booking_path(client.version)
         self._booking = chosen if callable(chosen) else partial(_fixed, chosen)
         self.retry = retry or client.retry
         self._http = client.http

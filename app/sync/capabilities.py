@@ -16,6 +16,7 @@ from app.cache.models import EhrCapabilitiesRow
 from app.ehr.errors import EhrError
 from app.ehr.flavour import BookingPath, booking_path
 from app.fhir.ehr_capabilities import EhrCapabilities, parse_capability_statement
+from app.fhir.versions import fhir_version
 from app.settings import Settings
 
 from .context import SyncContext
@@ -67,7 +68,7 @@ def current_booking_path(engine: Engine, settings: Settings) -> BookingPath:
     """The booking path the EHR's last read CapabilityStatement calls for (or the
     setting that forces one); see :func:`app.ehr.flavour.booking_path`."""
     caps = None if settings.ehr_booking != "auto" else known_in(engine, settings.ehr_base_url)
-    return booking_path(settings.ehr_fhir_version, settings.ehr_booking, caps)
+    return booking_path(fhir_version(settings.ehr_fhir_version), settings.ehr_booking, caps)
 
 
 def status_json(session: Session, base_url: str) -> dict[str, object] | None:

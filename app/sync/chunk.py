@@ -32,7 +32,6 @@ from app.core.domain import Actor, Schedule, Slot
 from app.core.occupancy import ACTIVE_STATUSES, mark_taken, taken_slot_ids
 from app.ehr.client import EhrClient
 from app.ehr.errors import EhrProtocolError, EhrRejected
-from app.ehr.flavour import reads_appointments
 from app.fhir.parse import parse_schedule
 
 from .windows import DAY, day_start, days_in, is_midnight, utcnow
@@ -157,7 +156,7 @@ def _fetch_once(
     received = matched + len(answer.rejected)
     if total is not None and received < total:
         raise IncompleteAnswer(f"EHR announced {total} slots but sent {received}")
-    if reads_appointments(client.fhir_version):
+    if client.version.slots_need_appointments:
         _leave_out_taken(client, chunk, answer, on_page)
     return answer
 

@@ -31,9 +31,7 @@ from app.core.domain import Slot
 from app.core.occupancy import slot_ids_of
 from app.ehr.client import fhir_datetime
 from app.ehr.errors import EhrError, EhrRejected
-from app.ehr.flavour import reads_appointments
 from app.fhir.parse import FhirParseError, parse_bundle_page, parse_slot
-from app.fhir.subscription import subscription_r4, subscription_stu3
 
 from . import capabilities
 from .chunk import APPOINTMENT_LOOKBACK, Chunk, sync_chunk
@@ -100,25 +98,12 @@ def _remote_subscription(ctx: SyncContext, ehr_id: str) -> dict[str, Any] | None
 
 def subscription_body(ctx: SyncContext, endpoint: str) -> dict[str, Any]:
     settings = ctx.settings
-    secret = settings.webhook_secret.get_secret_value()
-    if settings.ehr_fhir_version == "r4":
-        return subscription_r4(
-            endpoint=endpoint,
-            secret=secret,
-            topic=settings.subscription_topic,
-            heartbeat_seconds=settings.heartbeat_seconds,
-        )
-    body = subscription_stu3(endpoint=endpoint, secret=secret)
-    # The Argonaut profile has no heartbeat element; the backport extension is understood
-    # by servers that send heartbeats at all, and ignored by the others.
-    body["channel"]["extension"].append(
-        {
-            "url": "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition/"
-            "backport-heartbeat-period",
-            "valueUnsignedInt": settings.heartbeat_seconds,
-        }
+    return ctx.client.version.subscription(
+        endpoint=endpoint,
+        secret=settings.webhook_secret.get_secret_value(),
+        topic=settings.subscription_topic,
+        heartbeat_seconds=settings.heartbeat_seconds,
     )
-    return body
 
 
 def ensure_subscription(ctx: SyncContext) -> SubscriptionState:
@@ -269,7 +254,7 @@ def _poll(ctx: SyncContext, dispatcher: Dispatcher) -> PollResult:
         with transaction(ctx.engine) as session:
             start = runs_repo.changes_floor(session)
     incremental = start is not None and (
-        ctx.settings.ehr_fhir_version == "r4" or (caps is not None and caps.slot_changes_since)
+        ctx.client.version.changes_since or (caps is not None and caps.slot_changes_since)
     )
     cursor: datetime | None = None
     try:
@@ -282,7 +267,7 @@ def _poll(ctx: SyncContext, dispatcher: Dispatcher) -> PollResult:
                 result = replace(result, deleted_slots=deleted)
                 cursor = _later(cursor, newest)
             if (
-                reads_appointments(ctx.client.fhir_version)
+                ctx.client.version.slots_need_appointments
                 and caps is not None
                 and caps.searches("Appointment", "_lastUpdated")
             ):

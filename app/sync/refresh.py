@@ -146,11 +146,11 @@ def _sync(ctx: SyncContext, chunk: Chunk, holder: Holder) -> ChunkResult:
 
 def _unnamed(ctx: SyncContext, schedule_id: str) -> bool:
     """Whether the EHR can only answer this schedule's slots together with all others'."""
-    if ctx.client.fhir_version != "stu3":
+    if ctx.client.version.names_schedules:
         return False
     with transaction(ctx.engine) as session:
         schedule = repo.schedules_by_id(session, [schedule_id]).get(schedule_id)
-    return schedule is None or not can_filter_to(schedule, ctx.client.fhir_version)
+    return schedule is None or not can_filter_to(schedule, ctx.client.version)
 
 
 def _refresh_whole_days(

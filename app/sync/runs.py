@@ -40,6 +40,7 @@ from app.cache.db import transaction
 from app.cache.runs import ChunkOutcome, ChunkSpec
 from app.core.domain import Schedule
 from app.ehr.client import PROVIDER_TYPES, can_filter_to
+from app.fhir.versions import FhirVersion, fhir_version
 from app.settings import Settings
 
 from . import capabilities
@@ -70,7 +71,7 @@ class ChunkRun:
 
 
 def group_schedules(
-    schedules: Sequence[Schedule], per_chunk: int, fhir_version: str
+    schedules: Sequence[Schedule], per_chunk: int, version: FhirVersion
 ) -> list[tuple[str, ...]]:
     """Schedules fetched together, at most ``per_chunk`` a fetch.
 
@@ -84,10 +85,10 @@ def group_schedules(
     for schedule in sorted(schedules, key=lambda s: s.id):
         kinds = {ref.split("/", 1)[0] for ref in schedule.actor_refs}
         key = (bool(kinds & set(PROVIDER_TYPES)), "Location" in kinds)
-        if not can_filter_to(schedule, fhir_version):
+        if not can_filter_to(schedule, version):
             unnamed.append(schedule.id)
         else:
-            by_kind.setdefault(key if fhir_version == "stu3" else (True, True), []).append(
+            by_kind.setdefault((True, True) if version.names_schedules else key, []).append(
                 schedule.id
             )
     groups = [
@@ -102,7 +103,7 @@ def group_schedules(
 
 def _unnamed(schedules: Sequence[Schedule], settings: Settings) -> bool:
     """Whether some schedule has neither practitioner nor location (STU3 cannot filter it)."""
-    return not all(can_filter_to(s, settings.ehr_fhir_version) for s in schedules)
+    return not all(can_filter_to(s, fhir_version(settings.ehr_fhir_version)) for s in schedules)
 
 
 def build_chunks(
@@ -162,7 +163,9 @@ def plan_run(ctx: SyncContext, request: ResyncRequest, *, token: str | None = No
             ids = None
         else:
             groups = group_schedules(
-                schedules, settings.load_schedules_per_chunk, settings.ehr_fhir_version
+                schedules,
+                settings.load_schedules_per_chunk,
+                fhir_version(settings.ehr_fhir_version),
             )
     chunking = "window" if groups is None else "schedule"
     days = settings.load_bulk_window_days if groups is None else settings.load_window_days

@@ -80,7 +80,8 @@ def test_access_log_is_json_with_request_id_and_no_query_values(client, log_buff
 def test_unmatched_routes_are_logged_by_a_constant(client, log_buffer):
     client.get(f"/fhir/Patient/{PHI}")
     assert PHI not in log_buffer.getvalue()
-    assert json_logs(log_buffer)[-1]["route"] == "unmatched"
+    access = [line for line in json_logs(log_buffer) if line["logger"] == "slotsync.access"]
+    assert access[-1]["route"] == "unmatched"
 
 
 def test_unhandled_error_logged_with_the_callers_request_id(app, settings):

@@ -417,7 +417,7 @@ def test_start_up_works_out_the_offers_before_the_first_request(api):
 
 
 def _plans(state) -> list:
-    memo_state = state.offer_memo._state
+    memo_state = state.finder.offer_memo._state
     return [] if memo_state is None else list(memo_state.plans.values())
 
 

@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from app.cache import repository as repo
 from app.cache import runs as runs_repo
 from app.core.domain import Schedule
+from app.fhir.versions import R4, STU3
 from app.sync.runs import (
     ResyncRequest,
     execute_chunk,
@@ -158,17 +159,17 @@ def test_stu3_groups_unnamed_schedules_into_one_fetch():
         Schedule(id="sch-dev-2", actor_refs=("Device/dev-2",)),
         Schedule(id="sch-room-1", actor_refs=("Location/room-1",)),
     ]
-    assert group_schedules(schedules, 1, "stu3") == [
+    assert group_schedules(schedules, 1, STU3) == [
         ("sch-pr-1",),
         ("sch-room-1",),
         ("sch-dev-1", "sch-dev-2"),
     ]
     # a practitioner's and a room's schedule cannot share a practitioner AND location query
     schedules.append(Schedule(id="sch-pr-2", actor_refs=("Practitioner/pr-2", "Location/c-2")))
-    assert group_schedules(schedules, 3, "stu3") == [
+    assert group_schedules(schedules, 3, STU3) == [
         ("sch-pr-1", "sch-pr-2"),
         ("sch-room-1",),
         ("sch-dev-1", "sch-dev-2"),
     ]
-    assert len(group_schedules(schedules, 1, "r4")) == 5
-    assert group_schedules(schedules, 3, "r4")[0] == ("sch-dev-1", "sch-dev-2", "sch-pr-1")
+    assert len(group_schedules(schedules, 1, R4)) == 5
+    assert group_schedules(schedules, 3, R4)[0] == ("sch-dev-1", "sch-dev-2", "sch-pr-1")

@@ -11,7 +11,8 @@ from app.core.occupancy import (
     taken_slot_ids,
     unavailable,
 )
-from app.ehr.flavour import booking_path, reads_appointments
+from app.ehr.flavour import booking_path
+from app.fhir.versions import R4, STU3
 from tests.factories import slot
 
 
@@ -63,7 +64,7 @@ def test_why_a_slot_cannot_be_booked() -> None:
 
 
 def test_booking_path_follows_the_setting_then_the_fhir_version() -> None:
-    assert booking_path("stu3") == "operations" and booking_path("r4") == "appointment"
-    assert booking_path("r4", "operations") == "operations"
-    assert booking_path("stu3", "appointment") == "appointment"
-    assert reads_appointments("r4") and not reads_appointments("stu3")
+    assert booking_path(STU3) == "operations" and booking_path(R4) == "appointment"
+    assert booking_path(R4, "operations") == "operations"
+    assert booking_path(STU3, "appointment") == "appointment"
+    assert R4.slots_need_appointments and not STU3.slots_need_appointments

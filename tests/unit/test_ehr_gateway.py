@@ -20,6 +20,7 @@ from app.ehr.errors import (
 from app.ehr.flavour import booking_path
 from app.ehr.gateway import EhrGateway
 from app.fhir.ehr_capabilities import EhrCapabilities
+from app.fhir.versions import R4
 
 APPOINTMENT = {
     "resourceType": "Appointment",
@@ -235,7 +236,7 @@ def test_the_booking_path_follows_the_capabilities_as_they_are_read() -> None:
         "r4",
         _json(201, pending),
         _json(200, _bundle(APPOINTMENT | {"status": "pending"})),
-        booking=lambda: booking_path("r4", "auto", declared[0]),
+        booking=lambda: booking_path(R4, "auto", declared[0]),
     )
     gateway.hold(APPOINTMENT)
     assert seen[-1].url.path == "/fhir/Appointment"

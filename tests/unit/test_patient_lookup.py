@@ -6,7 +6,7 @@ from datetime import date
 
 import pytest
 
-from app.booking.patients import PatientLookup, UnknownPatient
+from app.availability.patients import PatientLookup, UnknownPatient
 from app.ehr.errors import EhrRejected, EhrUnavailable
 from rules.request import PatientInfo
 

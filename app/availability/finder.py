@@ -1,0 +1,173 @@
+"""``$find`` as one service: the request's patient, the offers, and what the answer
+must say about them (staleness, failed schedules, notices), as plain data.
+
+The router only parses and renders; the policy of what to warn about and when to
+refuse (a cache older than ``SLOTSYNC_STALE_REFUSE_SECONDS``) lives here.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from app.availability.catalog import CatalogCache, read_catalog
+from app.availability.params import ParsedFind
+from app.availability.patients import PatientLookup
+from app.availability.service import FindResult, find_appointments, warm_offers
+from app.availability.slot_index import SlotIndex
+from app.core.errors import CacheStale
+from app.settings import Settings
+from rules.composer import Signer
+from rules.loader import RulesStore
+from rules.offer_memo import OfferMemo
+from rules.request import Page, summarise_notices
+
+log = logging.getLogger(__name__)
+
+# How many failed schedules a warning names before it says "and N more".
+FAILED_NAMED = 10
+
+
+@dataclass(frozen=True, slots=True)
+class Issue:
+    """An OperationOutcome issue to be: severity, FHIR issue code, text."""
+
+    severity: str
+    code: str
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class FindAnswer:
+    result: FindResult
+    issues: list[Issue]
+
+
+@dataclass
+class Finder:
+    """What every ``$find`` needs, built once per API process (:mod:`app.runtime`)."""
+
+    settings: Settings
+    rules_store: RulesStore
+    catalog: CatalogCache
+    slot_index: SlotIndex
+    offer_memo: OfferMemo
+    sign: Signer
+    patients: PatientLookup
+
+    def answer(self, session: Session, parsed: ParsedFind, now: datetime) -> FindAnswer:
+        settings = self.settings
+        self.rules_store.reload_if_changed()
+        find_request = parsed.request
+        patient = self.patients.resolve(find_request.patient)
+        if patient is not None:
+            find_request = replace(find_request, patient=patient.patient)
+        page = Page(size=find_request.count or settings.find_max_results, after=parsed.after)
+        result = find_appointments(
+            session,
+            find_request,
+            rules=self.rules_store.current,
+            catalog=self.catalog.get(session),
+            slot_index=self.slot_index,
+            now=now,
+            sign=self.sign,
+            memo=self.offer_memo,
+            page=page,
+        )
+        notices = summarise_notices(result.notices)
+        issues = [Issue("warning", "informational", text) for text in notices]
+        if patient is not None and patient.warning:
+            issues.append(Issue("warning", "incomplete", patient.warning))
+        issues += [
+            Issue("warning", "not-supported", f"parameter {name} was not used")
+            for name in parsed.ignored
+        ]
+        issues += self._freshness(result, now)
+        if not result.total:
+            issues.append(Issue("information", "not-found", "no appointments available"))
+        return FindAnswer(result, issues)
+
+    def _freshness(self, result: FindResult, now: datetime) -> list[Issue]:
+        """Refuse a cache older than the limit; warn of an old one, and of schedules
+        whose last sync failed (their availability may differ from the EHR's)."""
+        issues = []
+        settings = self.settings
+        if result.oldest_confirmation is not None:
+            age = now - result.oldest_confirmation
+            seconds = int(age.total_seconds())
+            if settings.stale_refuse_seconds and age > timedelta(
+                seconds=settings.stale_refuse_seconds
+            ):
+                raise CacheStale(
+                    f"availability data is {seconds} s old, beyond the limit; "
+                    "retry after the next sync"
+                )
+            if age > timedelta(seconds=settings.stale_warning_seconds):
+                text = f"availability was last confirmed {seconds} s ago"
+                issues.append(Issue("warning", "informational", text))
+        if result.failed_schedules:
+            failed = result.failed_schedules
+            listed = ", ".join(f"Schedule/{sid}" for sid in failed[:FAILED_NAMED])
+            more = f" and {len(failed) - FAILED_NAMED} more" if len(failed) > FAILED_NAMED else ""
+            issues.append(
+                Issue(
+                    "warning",
+                    "transient",
+                    f"the last sync with the EHR failed for {len(failed)} schedules searched"
+                    f" ({listed}{more}); their availability may differ from the EHR until a"
+                    " retry succeeds",
+                )
+            )
+        return issues
+
+    def start_warm_up(
+        self, transaction: Callable[[], AbstractContextManager[Session]]
+    ) -> threading.Thread:
+        """Fill the slot index off the request path, then the offer memo from it, then
+        freeze what they hold out of the garbage collector's sight: a million long-lived
+        slot objects would otherwise be walked by every full collection, which showed as
+        $find latency spikes."""
+        index = self.slot_index
+
+        def run() -> None:
+            started = time.perf_counter()
+            try:
+                held = index.warm(transaction)
+            except Exception:  # the index fills on demand instead; the API serves regardless
+                log.warning("slot index warm-up failed; slots load on first use", exc_info=True)
+                return
+            log.info(
+                "slot index warm: %d free slots in %.1f s", held, time.perf_counter() - started
+            )
+            started = time.perf_counter()
+            try:
+                with transaction() as session:
+                    warm_offers(
+                        session,
+                        rules=self.rules_store.current,
+                        # read for itself: the shared cache is left to the first request
+                        # (at start-up the cache may be filling; an empty catalog held
+                        # for its TTL would hide what a load adds meanwhile)
+                        catalog=read_catalog(session),
+                        slot_index=index,
+                        memo=self.offer_memo,
+                        now=datetime.now(UTC),
+                    )
+            except Exception:  # offers are then worked out by the first requests
+                log.warning("offer memo warm-up failed", exc_info=True)
+            else:
+                log.info("offer memo warm in %.1f s", time.perf_counter() - started)
+            gc.collect()
+            gc.freeze()
+
+        thread = threading.Thread(target=run, name="find-warm-up", daemon=True)
+        thread.start()
+        return thread
