@@ -1,0 +1,66 @@
+"""The shapes a candidate offer takes while the composer works: the vocabulary its
+stages share.
+
+Separate from the stages because every one of them passes these values on: asset
+matching finds :data:`Found`, the scan yields :data:`Offer`, the memo keeps
+:data:`Keyed`, the ordering picks among both, and the builder turns a
+:class:`Candidate` into a proposed appointment. Plain tuples and one small
+dataclass, no logic beyond :func:`keyed`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from app.core.domain import Slot
+from rules.assets import Unit
+from rules.schema import VisitTypeRule
+
+# (requirement index, unit, first, stop) of one other asset: unit.free.slots[first:stop]
+Found = tuple[int, Unit, int, int]
+
+# A candidate offer while a visit type is being composed:
+#   (start, ref, schedule_id, unit, day, first, stop, others)
+# ``ref`` and ``schedule_id`` are the primary asset's and ``unit`` the primary unit;
+# ``day`` is the local date at its site (for the per-day cap); its slots are
+# ``unit.free.slots[first:stop]``; ``others`` are the other assets that
+# decide whether the offer exists (or None). Most candidates are dropped by the
+# ordering, the cap or ``_count``, so this is a bare tuple (a class costs several
+# times more to build). The first three fields are unique within one visit type
+# and give the start order, so offers sort and merge as tuples without ever
+# comparing the fields after them.
+Offer = tuple[datetime, str, str, Unit, date, int, int, list[Found] | None]
+# An offer remembered by the memo, with its start in microseconds appended: sorting
+# thousands of offers by an int is several times cheaper than by their tuples.
+Keyed = tuple[datetime, str, str, Unit, date, int, int, list[Found] | None, int]
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+def keyed(offer: Offer) -> Keyed:
+    return (*offer, (offer[0] - _EPOCH) // _MICROSECOND)
+
+
+# (requirement index, unit, slots) of one asset of a chosen offer
+Part = tuple[int, Unit, list[Slot]]
+
+
+@dataclass(slots=True)
+class Candidate:
+    """An offer that survived its visit type's selection, with every part resolved."""
+
+    start: datetime
+    end: datetime
+    pref: int  # visit type's position in the request
+    rule: VisitTypeRule
+    primary: Unit
+    site: str | None
+    # (requirement index, unit, slots) for the primary, then every chosen other asset
+    # in requirement order
+    parts: list[Part]
+    slot_ids: tuple[str, ...]  # of all parts, in that order
+
+    def final_key(self) -> tuple[object, ...]:
+        return (self.start, self.pref, self.primary.ref, self.end, self.slot_ids)

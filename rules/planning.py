@@ -1,0 +1,351 @@
+"""Candidates from the offer memo: a visit type's plan for a request's filters and
+the remembered days of its primary units, merged, capped and cut to the window.
+
+Separate from :mod:`rules.candidates` because it is a second way to the same
+answer: with an offer memo (:mod:`rules.offer_memo`) the candidates of each whole
+local day are scanned once and kept, and a request only takes, cuts and caps days.
+:class:`MemoisedPlan` is the :class:`~rules.candidates.VisitTypePlan` used then;
+the oracle tests hold both to one reference.
+"""
+
+from __future__ import annotations
+
+import heapq
+from bisect import bisect_left, bisect_right
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from datetime import UTC, date, datetime, timedelta, tzinfo
+from datetime import time as wall_time
+from itertools import chain, groupby, pairwise
+from operator import itemgetter
+
+from rules.assets import AssetIndex, Unit
+from rules.candidates import VisitTypePlan
+from rules.eligibility import age_allows
+from rules.hours import Calendar
+from rules.matching import Requirement
+from rules.offer_memo import Basis, Day, Entry, MemoState
+from rules.offers import Keyed, keyed
+from rules.request import FindRequest
+from rules.schema import EffectiveRule
+
+_day = itemgetter(4)
+_start_key = itemgetter(8)
+_ONE_DAY = timedelta(days=1)
+# Wider than any UTC offset change around a local midnight: a day's offers are
+# searched this far beyond it, then kept by their local date.
+_DAY_MARGIN = timedelta(hours=6)
+
+
+@dataclass(frozen=True, slots=True)
+class MemoUse:
+    """The memo state of one composition, its basis, the schedules that have
+    slots taken in this request (their offers are composed as without a memo), and
+    whether the request's index is the memo's shared one (then plans made against
+    it are kept for the next requests)."""
+
+    state: MemoState
+    basis: Basis
+    dirty: frozenset[str]
+    shared: bool
+
+
+@dataclass(slots=True)
+class MergedDay:
+    """What the per-day cap keeps of every primary unit of a plan on one local day,
+    merged in start order (then primary asset and schedule), with the first and
+    last start of all their offers: a request whose window holds both takes the
+    day whole."""
+
+    offers: list[Keyed]
+    first: datetime | None
+    last: datetime | None
+    # (earliest, latest) -> the day cut by a window from earliest to latest: windows
+    # recur (this week, from tomorrow...), and a cut goes through every unit
+    cuts: dict[tuple[datetime, datetime], list[Keyed]] = field(default_factory=dict)
+
+    def inside(self, earliest: datetime, latest: datetime) -> bool:
+        """Whether every offer of the day starts from ``earliest`` to ``latest``."""
+        if self.first is None or self.last is None:
+            return True
+        return earliest <= self.first and self.last <= latest
+
+
+@dataclass(slots=True)
+class Plan:
+    """One visit type's primary units (in unit order), other assets and memo entries
+    for one set of request filters, made against one index, with the days merged so
+    far. While the index is the same shared object, every request with the same
+    filters reuses it: the per-request work is then the days of its window, not
+    the units."""
+
+    index: AssetIndex
+    units: list[Unit]
+    required: list[Requirement]
+    deferred: list[Requirement]
+    entries: list[Entry | None]  # per unit; None: composed from the request's slots
+    zones: list[tzinfo]  # per unit, of its site
+    shared: set[str]  # practitioners with several schedules among the units
+    days: dict[date, MergedDay]  # by local date (each unit's own zone)
+
+
+# Offers of one primary unit on one local day, in start order: (ref, day, offers,
+# the memo's whole day when the offers are all of it, else None).
+Run = tuple[str, date, list[Keyed], Day | None]
+
+
+class MemoisedPlan(VisitTypePlan):
+    """A visit type composed for one request from the memo's days where it can."""
+
+    def __init__(
+        self,
+        request: FindRequest,
+        eff: EffectiveRule,
+        pref: int,
+        index: AssetIndex,
+        calendar: Calendar,
+        now: datetime,
+        memo: MemoUse,
+    ):
+        super().__init__(request, eff, pref, index, calendar, now)
+        self.memo = memo
+
+    def offers(self) -> tuple[list[Keyed], list[Requirement]]:
+        """The selection from the plan's days, and the optional assets to look up."""
+        plan = self._plan()
+        return self._select_planned(plan), plan.deferred
+
+    def _plan(self) -> Plan:
+        """The plan of this visit type for the request's filters: the memo's when it
+        was made against this very index, else made now (and kept when the index is
+        shared)."""
+        use = self.memo
+        request = self.request
+        key = (
+            id(self.rule),
+            request.practitioners,
+            request.specialties,
+            request.locations,
+            request.location_strings,
+        )
+        plan: Plan | None = use.state.plan(key, self.index)
+        if plan is not None:
+            return plan
+        units = sorted(self.matcher.primary_units(), key=_unit_order)
+        required, deferred = self.matcher.requirements()
+        refs = [unit.ref for unit in units]
+        plan = Plan(
+            index=self.index,
+            units=units,
+            required=required,
+            deferred=deferred,
+            entries=[self._memo_entry(unit, required) for unit in units],
+            zones=[self.calendar.zone(unit.site) for unit in units],
+            shared={ref for ref, next_ref in pairwise(refs) if ref == next_ref},
+            days={},
+        )
+        if use.shared:
+            use.state.keep_plan(key, plan)
+        return plan
+
+    def _select_planned(self, plan: Plan) -> list[Keyed]:
+        """:meth:`offers`' selection from the plan's merged days.
+
+        A unit's offers on a local day D between the window's first and last local
+        dates are those starting in ``[earliest, latest]``, and its offers on other
+        days all start outside it; so whatever the units' zones, the request takes
+        each merged day whole when all of the day's offers start inside, and cuts
+        it unit by unit from the memo's days otherwise. Merged days follow one
+        another in time unless sites in different zones keep hours that overlap
+        across local midnight; then the offers are sorted once more."""
+        if None in plan.entries:
+            return self._select_memoised(plan)
+        earliest, latest = self.earliest, self.latest
+        zones = set(plan.zones)
+        first = min((earliest.astimezone(zone).date() for zone in zones), default=None)
+        last = max((latest.astimezone(zone).date() for zone in zones), default=None)
+        age_rule, patient = self.rule.eligibility, self.request.patient
+        offers: list[Keyed] = []
+        in_order = True
+        day = first
+        while day is not None and last is not None and day <= last:
+            if patient is None or age_allows(age_rule, patient, day):
+                merged = plan.days.get(day) or self._merge_day(plan, day)
+                part: list[Keyed] | None  # a list again once the cut is looked up or made
+                if merged.inside(earliest, latest):
+                    part = merged.offers
+                else:
+                    part = merged.cuts.get((earliest, latest))
+                    if part is None:
+                        part = self._cut_day(plan, day)
+                        if len(merged.cuts) >= 8:
+                            merged.cuts.clear()
+                        merged.cuts[earliest, latest] = part
+                if part:
+                    if offers and _order(part[0]) < _order(offers[-1]):
+                        in_order = False
+                    offers += part
+            day += _ONE_DAY
+        if not in_order:
+            offers.sort()  # by start, primary asset, schedule (unique in a visit type)
+        if self.eff.ordering == "earliest":
+            count = self.request.count
+            return offers if count is None else offers[:count]
+        return self.ordering.rank_and_count(offers)  # type: ignore[arg-type,return-value]
+
+    def _merge_day(self, plan: Plan, day: date) -> MergedDay:
+        """Merge (and remember) the capped whole-day offers of every unit of ``plan``."""
+        runs: list[Run] = []
+        first = last = None
+        for unit, entry, zone in zip(plan.units, plan.entries, plan.zones, strict=True):
+            assert entry is not None
+            memo_day = entry.days.get(day) or self._memo_day(entry, plan.required, day, zone)
+            if memo_day.offers:
+                runs.append((unit.ref, day, memo_day.offers, memo_day))
+                starts = memo_day.starts
+                first = starts[0] if first is None or starts[0] < first else first
+                last = starts[-1] if last is None or starts[-1] > last else last
+        merged = plan.days[day] = MergedDay(self._capped(runs, plan.shared), first, last)
+        return merged
+
+    def _cut_day(self, plan: Plan, day: date) -> list[Keyed]:
+        """The capped offers of every unit of ``plan`` on ``day`` that start in the
+        bookable window, in order."""
+        runs = []
+        for unit, entry, zone in zip(plan.units, plan.entries, plan.zones, strict=True):
+            assert entry is not None
+            run = self._day_run(unit, entry, plan.required, day, day, day, zone)
+            if run is not None:
+                runs.append(run)
+        return self._capped(runs, plan.shared)
+
+    def _select_memoised(self, plan: Plan) -> list[Keyed]:
+        """:meth:`offers`' selection unit by unit from the memo's days (what
+        :meth:`Ordering.select` and :meth:`Ordering.take_earliest` would select from
+        :meth:`unit_offers`), for plans whose days cannot be merged."""
+        per_unit = [
+            self._runs(unit, entry, plan.required)
+            for unit, entry in zip(plan.units, plan.entries, strict=True)
+        ]
+        if self.eff.ordering == "earliest":
+            streams = [chain.from_iterable(run[2] for run in runs) for runs in per_unit]
+            return self.ordering.take_earliest(heapq.merge(*streams))  # type: ignore[return-value]
+        runs = [run for unit_runs in per_unit for run in unit_runs]
+        return self.ordering.rank_and_count(self._capped(runs, plan.shared))  # type: ignore[arg-type,return-value]
+
+    def _runs(self, unit: Unit, entry: Entry | None, required: list[Requirement]) -> list[Run]:
+        """The offers of ``unit`` in the request, per local day: the memo's days cut to
+        the bookable window, less the days the patient's age rules out; composed
+        from the request's slots when the memo cannot serve the unit (no entry)."""
+        if entry is None:
+            offers = [keyed(offer) for offer in self.unit_offers(unit, required)]
+            return [(unit.ref, day, list(run), None) for day, run in groupby(offers, _day)]
+        zone = self.calendar.zone(unit.site)
+        first, last = self.earliest.astimezone(zone).date(), self.latest.astimezone(zone).date()
+        age_rule, patient = self.rule.eligibility, self.request.patient
+        runs: list[Run] = []
+        day = first
+        while day <= last:
+            if patient is None or age_allows(age_rule, patient, day):
+                run = self._day_run(unit, entry, required, day, first, last, zone)
+                if run is not None:
+                    runs.append(run)
+            day += _ONE_DAY
+        return runs
+
+    def _day_run(
+        self,
+        unit: Unit,
+        entry: Entry,
+        required: list[Requirement],
+        day: date,
+        first: date,
+        last: date,
+        zone: tzinfo,
+    ) -> Run | None:
+        """The memo's offers of ``unit`` on ``day`` cut to the bookable window (which
+        spans local days ``first`` to ``last``); None when there are none."""
+        memo_day = entry.days.get(day) or self._memo_day(entry, required, day, zone)
+        offers = memo_day.offers
+        a, b = 0, len(offers)
+        if day == first:
+            a = bisect_left(memo_day.starts, self.earliest)
+        if day == last:
+            b = bisect_right(memo_day.starts, self.latest)
+        if a == 0 and b == len(offers):
+            return (unit.ref, day, offers, memo_day) if offers else None
+        return (unit.ref, day, offers[a:b], None) if a < b else None
+
+    def _memo_entry(self, unit: Unit, required: list[Requirement]) -> Entry | None:
+        """The memo entry of primary ``unit`` with the other assets this request could
+        pair it with; None when slots of any of them are taken in this request, or
+        the memo cannot hold them."""
+        use = self.memo
+        dirty = use.dirty
+        if unit.schedule.id in dirty:
+            return None
+        pools = tuple(tuple(u.schedule.id for u in r.pool(unit.site)) for r in required)
+        if dirty and any(sid in dirty for pool in pools for sid in pool):
+            return None
+        return use.state.entry(id(self.rule), unit.schedule.id, pools, use.basis)
+
+    def _memo_day(self, entry: Entry, required: list[Requirement], day: date, zone: tzinfo) -> Day:
+        """Compute and remember every candidate of ``entry`` on local date ``day``,
+        for any window and patient: the full slot lists, no age check."""
+        use = self.memo
+        unit = entry.primary
+        others = [
+            replace(r, by_site={unit.site: pool}, everywhere=pool)
+            for r, pool in zip(required, entry.others, strict=True)
+        ]
+        midnight = datetime.combine(day, wall_time(0), zone)
+        lo = (midnight - _DAY_MARGIN).astimezone(UTC)
+        hi = (midnight + _ONE_DAY + _DAY_MARGIN).astimezone(UTC)
+        starts = unit.free.starts
+        scan = self.scan(unit, others, bisect_left(starts, lo), bisect_left(starts, hi), None)
+        offers = [keyed(offer) for offer in scan if offer[4] == day]
+        computed = Day(offers, [offer[0] for offer in offers])
+        use.state.hold(entry, day, computed)
+        return computed
+
+    def _capped(self, runs: list[Run], shared: set[str]) -> list[Keyed]:
+        """What the per-day cap keeps of runs of offers (each unit's in start order,
+        units in order of primary asset and schedule), in start order. The cap of a
+        whole memo day is remembered; a practitioner on several schedules has its
+        days merged first."""
+        cap = self.eff.max_offers_per_day_per_practitioner
+        offers: list[Keyed] = []
+        if cap is None:
+            for run in runs:
+                offers += run[2]
+        else:
+            cap_day = self.ordering.cap
+            groups: dict[tuple[str, date], list[Keyed]] = defaultdict(list)
+            for ref, day, part, memo_day in runs:
+                if ref in shared:
+                    groups[ref, day] += part
+                elif memo_day is None:
+                    offers += cap_day(part, cap)
+                else:
+                    if memo_day.capped is None:
+                        memo_day.capped = cap_day(part, cap)
+                    offers += memo_day.capped
+            for group in groups.values():
+                group.sort()
+                offers += cap_day(group, cap)
+        if shared:
+            offers.sort()
+        else:
+            # Runs come by primary asset and schedule, each in start order: a stable
+            # sort by start alone gives the order of start, asset, schedule.
+            offers.sort(key=_start_key)
+        return offers
+
+
+def _order(offer: Keyed) -> tuple[int, str, str]:
+    """An offer's place among its visit type's: start, primary asset, schedule."""
+    return (offer[8], offer[1], offer[2])
+
+
+def _unit_order(unit: Unit) -> tuple[str, str]:
+    return (unit.ref, unit.schedule.id)
