@@ -28,8 +28,9 @@ from app.booking.context import BookingContext
 from app.cache.db import make_engine
 from app.core.recent import Recent
 from app.ehr.auth import BearerAuth, SmartBackendAuth
-from app.ehr.client import EhrClient, RetryPolicy
+from app.ehr.client import EhrClient
 from app.ehr.gateway import EhrGateway
+from app.ehr.transport import RetryPolicy
 from app.fhir.versions import FhirVersion
 from app.settings import Settings, get_settings
 from app.sync.broker import BrokerDispatcher, producer

@@ -11,7 +11,8 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from app.cache import repository as repo
-from app.ehr.client import EhrClient, RetryPolicy
+from app.ehr.client import EhrClient
+from app.ehr.transport import RetryPolicy
 from app.settings import Settings
 from app.sync.context import SyncContext
 from app.sync.coordination import Coordinator, LocalCoordinator

@@ -11,13 +11,9 @@ memory. Authentication is an ``httpx.Auth`` (:mod:`app.ehr.auth`).
 from __future__ import annotations
 
 import logging
-import random
 import threading
-import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
 from functools import partial
 from typing import Any, Literal
 
@@ -25,59 +21,18 @@ import httpx
 import msgspec
 
 from app.core.domain import Schedule
+from app.core.times import fhir_instant
 from app.fhir.fastpage import decode_bundle_page
 from app.fhir.media import FHIR_JSON
 from app.fhir.parse import BundlePage, FhirParseError, next_link
 from app.fhir.versions import FhirVersion
 from app.fhir.versions import fhir_version as fhir_version_of
 
-from .errors import EhrProtocolError, EhrRejected, EhrTimeout, EhrUnavailable
+from . import transport
+from .errors import EhrError, EhrProtocolError, EhrRejected, EhrTimeout, EhrUnavailable
+from .transport import RETRYABLE_STATUS, Retry, RetryPolicy, retry_after_header
 
 log = logging.getLogger(__name__)
-
-RETRYABLE_STATUS = frozenset({429, 500, 502, 503, 504})
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    attempts: int = 5
-    base_delay: float = 0.2
-    max_delay: float = 10.0
-
-    def delay(self, attempt: int, retry_after: float | None = None) -> float:
-        if retry_after is not None:
-            return min(retry_after, self.max_delay)
-        backoff = min(self.max_delay, self.base_delay * (2 ** (attempt - 1)))
-        return backoff * (0.5 + random.random() / 2)  # "equal jitter"
-
-
-def fhir_datetime(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
-
-
-def http_date(value: str | None) -> datetime | None:
-    """An HTTP-date header value (``Expires``, ``Retry-After``) in UTC; None if absent or bad."""
-    if not value:
-        return None
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
-
-
-def retry_after_header(headers: Mapping[str, str]) -> float | None:
-    """``Retry-After`` in seconds, given as delta-seconds or as an HTTP date."""
-    value = headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    when = http_date(value)
-    return None if when is None else max(0.0, (when - datetime.now(UTC)).total_seconds())
-
 
 PROVIDER_TYPES = ("Practitioner", "PractitionerRole")
 MIN_PAGE_SIZE = 10
@@ -113,8 +68,8 @@ def prefetch_parameters(
 ) -> list[dict[str, str]]:
     """The ``Parameters`` of a ``POST Slot/$prefetch``."""
     return [
-        {"name": "start", "valueDateTime": fhir_datetime(start)},
-        {"name": "end", "valueDateTime": fhir_datetime(end)},
+        {"name": "start", "valueDateTime": fhir_instant(start)},
+        {"name": "end", "valueDateTime": fhir_instant(end)},
         *({"name": "practitioner", "valueUri": p} for p in practitioners),
         *({"name": "location-reference", "valueUri": loc} for loc in locations),
     ]
@@ -157,6 +112,11 @@ class EhrClient:
 
     def close(self) -> None:
         self._http.close()
+
+    @property
+    def stop(self) -> threading.Event | None:
+        """Once set, retries end at once (shared with the write gateway)."""
+        return self._stop
 
     @property
     def http(self) -> httpx.Client:
@@ -202,53 +162,46 @@ class EhrClient:
         """One request with the retry policy; a 2xx/3xx response or a typed error."""
         if "content" in kwargs:
             kwargs["headers"] = {"Content-Type": FHIR_JSON}
-        attempt = 0
-        while True:
-            attempt += 1
-            retry_after: float | None = None
-            try:
-                response = self._http.request(method, url, **kwargs)
-            except httpx.TimeoutException as exc:
-                failure: Exception = EhrTimeout(f"EHR timed out: {method} {url}", url=url)
-                failure.__cause__ = exc
-                if not idempotent and not isinstance(exc, httpx.ConnectTimeout):
-                    raise failure from exc  # it may have been done: do not do it twice
-            except httpx.TransportError as exc:
-                failure = EhrUnavailable(f"EHR unreachable: {exc.__class__.__name__}", url=url)
-                failure.__cause__ = exc
-                if not idempotent and not isinstance(exc, httpx.ConnectError):
-                    raise failure from exc
-            else:
-                if response.status_code < 400:
-                    return response
-                if response.status_code not in RETRYABLE_STATUS:
-                    raise EhrRejected(
-                        f"EHR answered {response.status_code} to {method} {url}",
-                        status=response.status_code,
-                        url=str(response.url),
-                        outcome=self._maybe_json(response),
-                    )
-                retry_after = retry_after_header(response.headers)
-                failure = EhrUnavailable(
-                    f"EHR answered {response.status_code}",
-                    status=response.status_code,
-                    url=str(response.url),
-                )
-            if attempt >= self.retry.attempts:
-                raise failure
-            delay = self.retry.delay(attempt, retry_after)
-            log.warning(
-                "ehr retry %s/%s in %.2fs: %s", attempt, self.retry.attempts, delay, failure
-            )
-            if not self._pause(delay):
-                raise failure
+        judge = partial(self._judge, method, url, idempotent)
+        return transport.send(
+            self._http, method, url, judge=judge, policy=self.retry, stop=self._stop, **kwargs
+        )
 
-    def _pause(self, delay: float) -> bool:
-        """Back off before the next attempt; False when told to stop meanwhile."""
-        if self._stop is None:
-            time.sleep(delay)
-            return True
-        return not self._stop.wait(delay)
+    def _judge(
+        self, method: str, url: str, idempotent: bool, answer: httpx.Response | Exception
+    ) -> httpx.Response | Retry:
+        """A read's failures are all worth repeating, except a refusal; a POST that may
+        have arrived is not repeated after a timeout or a lost connection."""
+        if isinstance(answer, httpx.TimeoutException):
+            failure: EhrError = EhrTimeout(f"EHR timed out: {method} {url}", url=url)
+            failure.__cause__ = answer
+            if not idempotent and not isinstance(answer, httpx.ConnectTimeout):
+                raise failure from answer  # it may have been done: do not do it twice
+            return Retry(failure)
+        if isinstance(answer, Exception):
+            failure = EhrUnavailable(f"EHR unreachable: {answer.__class__.__name__}", url=url)
+            failure.__cause__ = answer
+            if not idempotent and not isinstance(answer, httpx.ConnectError):
+                raise failure from answer
+            return Retry(failure)
+        if answer.status_code < 400:
+            return answer
+        if answer.status_code not in RETRYABLE_STATUS:
+            raise EhrRejected(
+                f"EHR answered {answer.status_code} to {method} {url}",
+                status=answer.status_code,
+                url=str(answer.url),
+                outcome=self._maybe_json(answer),
+            )
+        failure = EhrUnavailable(
+            f"EHR answered {answer.status_code}", status=answer.status_code, url=str(answer.url)
+        )
+        return Retry(failure, retry_after_header(answer.headers))
+
+    def _pause(self, attempt: int) -> bool:
+        """Before reading a damaged page again (the transport's own loop has retried
+        the request already): False when told to stop meanwhile."""
+        return transport.pause(self.retry.delay(attempt), self._stop)
 
     @staticmethod
     def _decode(response: httpx.Response) -> Any:
@@ -328,7 +281,7 @@ class EhrClient:
                 log.warning(
                     "bad page %s/%s, reading it again: %s", attempt, self.retry.attempts, exc
                 )
-                if not self._pause(self.retry.delay(attempt)):
+                if not self._pause(attempt):
                     raise failure from exc
 
     def _follow(self, page: Any, url: str) -> Iterator[Any]:
@@ -353,12 +306,16 @@ class EhrClient:
             try:
                 page = self.get_json(url, params)
             except EhrProtocolError:
-                if attempt >= self.retry.attempts or not self._pause(self.retry.delay(attempt)):
+                if attempt >= self.retry.attempts or not transport.pause(
+                    self.retry.delay(attempt), self._stop
+                ):
                     raise
                 continue
             if isinstance(page, dict) and page.get("resourceType") == "Bundle":
                 return page
-            if attempt >= self.retry.attempts or not self._pause(self.retry.delay(attempt)):
+            if attempt >= self.retry.attempts or not transport.pause(
+                self.retry.delay(attempt), self._stop
+            ):
                 return page  # _follow names the problem
 
     def window_pages(
@@ -373,8 +330,8 @@ class EhrClient:
         page_size = self.page_size
         if not self.version.has_prefetch:
             params: list[tuple[str, str]] = [
-                ("start", f"ge{fhir_datetime(start)}"),
-                ("start", f"lt{fhir_datetime(end)}"),
+                ("start", f"ge{fhir_instant(start)}"),
+                ("start", f"lt{fhir_instant(end)}"),
                 ("status", "free"),
                 ("_include", "Slot:schedule"),
             ]
@@ -408,7 +365,7 @@ class EhrClient:
                 "parameter": prefetch_parameters(start, end, practitioners, locations),
             }
             return self._parsed_pages("POST", "/Slot/$prefetch", control, body)
-        params = [("start", fhir_datetime(start)), ("end", fhir_datetime(end)), *control]
+        params = [("start", fhir_instant(start)), ("end", fhir_instant(end)), *control]
         params += [("practitioner", p) for p in practitioners]
         params += [("location-reference", loc) for loc in locations]
         return self._parsed_pages("GET", "/Slot/$prefetch", params)
@@ -427,15 +384,15 @@ class EhrClient:
         """R4 ``GET Slot?schedule=&start=ge&start=lt&_lastUpdated=gt`` with paging."""
         params: list[tuple[str, str]] = []
         if start is not None:
-            params.append(("start", f"ge{fhir_datetime(start)}"))
+            params.append(("start", f"ge{fhir_instant(start)}"))
         if end is not None:
-            params.append(("start", f"lt{fhir_datetime(end)}"))
+            params.append(("start", f"lt{fhir_instant(end)}"))
         if schedule_ids:
             params.append(("schedule", ",".join(f"Schedule/{sid}" for sid in schedule_ids)))
         if statuses:
             params.append(("status", ",".join(statuses)))
         if updated_after is not None:
-            params.append(("_lastUpdated", f"gt{fhir_datetime(updated_after)}"))
+            params.append(("_lastUpdated", f"gt{fhir_instant(updated_after)}"))
         if include_schedule:
             params.append(("_include", "Slot:schedule"))
         page_size = page_size or self.page_size
@@ -469,11 +426,11 @@ class EhrClient:
         (JSON pages)."""
         params: list[tuple[str, str]] = []
         if updated_after is not None:
-            params.append(("_lastUpdated", f"gt{fhir_datetime(updated_after)}"))
+            params.append(("_lastUpdated", f"gt{fhir_instant(updated_after)}"))
         if start is not None:
-            params.append(("date", f"ge{fhir_datetime(start)}"))
+            params.append(("date", f"ge{fhir_instant(start)}"))
         if end is not None:
-            params.append(("date", f"lt{fhir_datetime(end)}"))
+            params.append(("date", f"lt{fhir_instant(end)}"))
         if slot_ids:
             params.append(("slot", ",".join(f"Slot/{sid}" for sid in slot_ids)))
         if statuses:

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -38,7 +37,8 @@ from app.core.occupancy import ACTIVE_STATUSES
 from app.fhir.media import FHIR_JSON
 from app.fhir.parse import next_link
 
-from .client import EhrClient, RetryPolicy, http_date, retry_after_header
+from . import transport
+from .client import EhrClient
 from .errors import (
     EhrConflict,
     EhrError,
@@ -51,6 +51,7 @@ from .errors import (
     EhrWriteTimeout,
 )
 from .flavour import BookingPath, booking_path
+from .transport import Retry, RetryPolicy, http_date, retry_after_header
 
 log = logging.getLogger(__name__)
 
@@ -159,51 +160,60 @@ class EhrGateway:
             content = msgspec.json.encode(body)
         if content is not None:
             headers["Content-Type"] = content_type
-        attempt = 0
-        while True:
-            attempt += 1
-            retry_after: float | None = None
-            try:
-                response = self._http.request(
-                    method, url, content=content, params=params, headers=headers, **extra
+        response = transport.send(
+            self._http,
+            method,
+            url,
+            judge=partial(self._judge, method, url, repeatable),
+            policy=self.retry,
+            attempts=attempts,
+            stop=self.client.stop,
+            content=content,
+            params=params,
+            headers=headers,
+            **extra,
+        )
+        return EhrAnswer(response.status_code, self._decode(response, repeatable), response.headers)
+
+    def _judge(
+        self, method: str, url: str, repeatable: bool, answer: httpx.Response | Exception
+    ) -> httpx.Response | Retry:
+        """Repeat only what cannot be done twice: anything never sent (refused, 429),
+        and a repeatable request after a timeout, a lost connection or a 5xx. A write
+        that may have arrived raises at once: its outcome is unknown, not failed."""
+        if isinstance(answer, _NEVER_SENT):
+            failure: EhrError = EhrNotProcessed(
+                f"EHR unreachable: {answer.__class__.__name__}", url=url
+            )
+            failure.__cause__ = answer
+            return Retry(failure)
+        if isinstance(answer, httpx.TimeoutException):
+            if not repeatable:
+                raise EhrWriteTimeout(f"EHR timed out: {method} {url}", url=url) from answer
+            failure = EhrTimeout(f"EHR timed out: {method} {url}", url=url)
+            failure.__cause__ = answer
+            return Retry(failure)
+        if isinstance(answer, Exception):
+            if not repeatable:
+                raise EhrOutcomeUnknown(
+                    f"EHR connection lost: {answer.__class__.__name__}", url=url
+                ) from answer
+            failure = EhrUnavailable(f"EHR unreachable: {answer.__class__.__name__}", url=url)
+            failure.__cause__ = answer
+            return Retry(failure)
+        status = answer.status_code
+        if status < 300:
+            return answer
+        if status == 429:
+            failure = EhrNotProcessed("EHR throttled the request", status=429, url=url)
+            return Retry(failure, retry_after_header(answer.headers))
+        if status in _SERVER_ERRORS:
+            if not repeatable:
+                raise EhrOutcomeUnknown(
+                    f"EHR answered {status} to {method} {url}", status=status, url=url
                 )
-            except _NEVER_SENT as exc:
-                failure: EhrError = EhrNotProcessed(
-                    f"EHR unreachable: {exc.__class__.__name__}", url=url
-                )
-                failure.__cause__ = exc
-            except httpx.TimeoutException as exc:
-                if not repeatable:
-                    raise EhrWriteTimeout(f"EHR timed out: {method} {url}", url=url) from exc
-                failure = EhrTimeout(f"EHR timed out: {method} {url}", url=url)
-                failure.__cause__ = exc
-            except httpx.TransportError as exc:
-                if not repeatable:
-                    raise EhrOutcomeUnknown(
-                        f"EHR connection lost: {exc.__class__.__name__}", url=url
-                    ) from exc
-                failure = EhrUnavailable(f"EHR unreachable: {exc.__class__.__name__}", url=url)
-                failure.__cause__ = exc
-            else:
-                status = response.status_code
-                if status < 300:
-                    return EhrAnswer(status, self._decode(response, repeatable), response.headers)
-                if status == 429:
-                    retry_after = retry_after_header(response.headers)
-                    failure = EhrNotProcessed("EHR throttled the request", status=429, url=url)
-                elif status in _SERVER_ERRORS:
-                    if not repeatable:
-                        raise EhrOutcomeUnknown(
-                            f"EHR answered {status} to {method} {url}", status=status, url=url
-                        )
-                    failure = EhrUnavailable(f"EHR answered {status}", status=status, url=url)
-                else:
-                    raise self._rejection(method, url, response)
-            if attempt >= attempts:
-                raise failure
-            delay = self.retry.delay(attempt, retry_after)
-            log.warning("ehr retry %s/%s in %.2fs: %s", attempt, attempts, delay, failure)
-            time.sleep(delay)
+            return Retry(EhrUnavailable(f"EHR answered {status}", status=status, url=url))
+        raise self._rejection(method, url, answer)
 
     @staticmethod
     def _decode(response: httpx.Response, repeatable: bool) -> Any:

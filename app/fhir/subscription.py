@@ -10,13 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from app.core.times import fhir_instant
+
 ARGO = "http://fhir.org/guides/argonaut-scheduling/StructureDefinition"
 BACKPORT = "http://hl7.org/fhir/uv/subscriptions-backport/StructureDefinition"
 REASON = "Notify subscriber of schedule changes to trigger the subscriber prefetch updated slots"
-
-
-def _instant(value: datetime) -> str:
-    return value.isoformat().replace("+00:00", "Z")
 
 
 def subscription_stu3(
@@ -51,7 +49,7 @@ def subscription_stu3(
     if secret:
         body["channel"]["header"] = [f"Authorization: Bearer {secret}"]
     if end is not None:
-        body["end"] = _instant(end)
+        body["end"] = fhir_instant(end)
     return body
 
 
@@ -90,5 +88,5 @@ def subscription_r4(
     if secret:
         body["channel"]["header"] = [f"Authorization: Bearer {secret}"]
     if end is not None:
-        body["end"] = _instant(end)
+        body["end"] = fhir_instant(end)
     return body

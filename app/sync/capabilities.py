@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from app.cache.db import transaction
 from app.cache.models import EhrCapabilitiesRow
+from app.core.times import fhir_instant
 from app.ehr.errors import EhrError
 from app.ehr.flavour import BookingPath, booking_path
 from app.fhir.ehr_capabilities import EhrCapabilities, parse_capability_statement
@@ -77,7 +78,7 @@ def status_json(session: Session, base_url: str) -> dict[str, object] | None:
         return None
     summary = msgspec.json.decode(row.summary) if row.summary else {}
     return {
-        "fetched_at": row.fetched_at.isoformat().replace("+00:00", "Z"),
+        "fetched_at": fhir_instant(row.fetched_at),
         "error": row.error,
         "fhir_version": summary.get("fhir_version"),
         "software": summary.get("software"),

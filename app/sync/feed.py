@@ -29,7 +29,7 @@ from app.cache import runs as runs_repo
 from app.cache.db import transaction
 from app.core.domain import Slot
 from app.core.occupancy import slot_ids_of
-from app.ehr.client import fhir_datetime
+from app.core.times import fhir_instant
 from app.ehr.errors import EhrError, EhrRejected
 from app.fhir.parse import FhirParseError, parse_bundle_page, parse_slot
 
@@ -337,7 +337,7 @@ def _poll_deletions(
 ) -> tuple[int, datetime | None]:
     """Slots the EHR deleted since ``since`` (``Slot/_history``): their schedules' days are
     refreshed, which removes them. Returns (deletions seen, newest change time)."""
-    params = [("_since", fhir_datetime(since))]
+    params = [("_since", fhir_instant(since))]
     gone: list[str] = []
     newest: datetime | None = None
     for bundle in ctx.client.iter_pages("/Slot/_history", params):

@@ -17,6 +17,7 @@ from app.cache import repository as repo
 from app.cache import runs as runs_repo
 from app.cache.models import SubscriptionRow, SyncRunRow
 from app.cache.sync_health import collect_sync_health
+from app.core.times import optional_instant
 from app.settings import Settings
 from rules.coverage import summarise_slots, uncovered_schedules
 from rules.loader import RulesError, load_rules
@@ -28,20 +29,16 @@ from . import capabilities
 UNCOVERED_LISTED = 50
 
 
-def _iso(value: datetime | None) -> str | None:
-    return value.isoformat().replace("+00:00", "Z") if value else None
-
-
 def run_json(run: SyncRunRow) -> dict[str, Any]:
     return {
         "id": run.id,
         "kind": run.kind,
         "scope": run.scope,
         "status": run.status,
-        "window_start": _iso(run.window_start),
-        "window_end": _iso(run.window_end),
-        "started_at": _iso(run.started_at),
-        "finished_at": _iso(run.finished_at),
+        "window_start": optional_instant(run.window_start),
+        "window_end": optional_instant(run.window_end),
+        "started_at": optional_instant(run.started_at),
+        "finished_at": optional_instant(run.finished_at),
         "chunks_total": run.chunks_total,
         "chunks_done": run.chunks_done,
         "chunks_failed": run.chunks_failed,
@@ -50,11 +47,11 @@ def run_json(run: SyncRunRow) -> dict[str, Any]:
         "slots_deleted": run.slots_deleted,
         "error": run.error,
         "token": run.token,
-        "progress_at": _iso(run.progress_at),
+        "progress_at": optional_instant(run.progress_at),
         "generation": run.generation,
         "parent_run_id": run.parent_run_id,
-        "due_at": _iso(run.due_at),
-        "recovered_at": _iso(run.recovered_at),
+        "due_at": optional_instant(run.due_at),
+        "recovered_at": optional_instant(run.recovered_at),
     }
 
 
@@ -85,11 +82,11 @@ def feed_json(
         "status": row.status,
         "feed_state": row.feed_state,
         "heartbeat_seconds": row.heartbeat_seconds,
-        "last_heard_at": _iso(row.last_heard_at),
+        "last_heard_at": optional_instant(row.last_heard_at),
         "last_event_number": row.last_event_number,
-        "last_polled_at": _iso(row.last_polled_at),
-        "poll_cursor": _iso(row.poll_cursor),
-        "next_poll_at": _iso(upcoming),
+        "last_polled_at": optional_instant(row.last_polled_at),
+        "poll_cursor": optional_instant(row.poll_cursor),
+        "next_poll_at": optional_instant(upcoming),
         "last_error": row.last_error,
     }
 
@@ -164,7 +161,7 @@ def sync_status(
     full_ok = runs_repo.last_run(session, "initial-load", "ok")
     running = runs_repo.running_runs(session)
     return {
-        "generated_at": _iso(now),
+        "generated_at": optional_instant(now),
         "overall": {
             "health": state,
             "problems": problems,
@@ -174,10 +171,10 @@ def sync_status(
             "errored_schedules": health.errored_schedules,
             "stale_schedules": len(health.stale(settings.ops_stale_after_minutes * 60)),
             "follow_ups": [
-                {"run_id": run_id, "due_at": _iso(due)}
+                {"run_id": run_id, "due_at": optional_instant(due)}
                 for run_id, due in health.follow_ups_scheduled
             ],
-            "last_complete_load_at": _iso(health.last_full_load_at),
+            "last_complete_load_at": optional_instant(health.last_full_load_at),
             "last_complete_load_age_seconds": round(age, 1) if age is not None else None,
             "ehr": capabilities.status_json(session, settings.ehr_base_url),
             "slots_cached": sum(counts.values()),
@@ -195,13 +192,13 @@ def sync_status(
         "schedules": [
             {
                 "id": row.id,
-                "last_confirmed_at": _iso(
+                "last_confirmed_at": optional_instant(
                     row.last_confirmed_at if row.last_confirmed_at > repo.NEVER else None
                 ),
                 "last_error": row.last_error,
                 "slots_cached": counts.get(row.id, 0),
-                "covered_start": _iso(row.covered_start),
-                "covered_end": _iso(row.covered_end),
+                "covered_start": optional_instant(row.covered_start),
+                "covered_end": optional_instant(row.covered_end),
                 "feed_state": feed_state,
             }
             for row in schedules

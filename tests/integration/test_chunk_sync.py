@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from app.cache import repository as repo
 from app.cache.snapshot import SnapshotPlan
 from app.core.domain import Schedule, Slot
-from app.ehr.client import fhir_datetime
+from app.core.times import fhir_instant
 from app.ehr.errors import EhrUnavailable
 from app.sync.chunk import Chunk, IncompleteAnswer, sync_chunk
 from tests.factories import slot
@@ -96,8 +96,8 @@ def test_r4_chunk_uses_schedule_search(engine):
     appointments = ehr.requests[-1]
     assert appointments.url.path == "/fhir/Appointment"
     assert appointments.url.params.get_list("date") == [
-        f"ge{fhir_datetime(DAY0 - timedelta(hours=12))}",
-        f"lt{fhir_datetime(DAY0 + timedelta(days=7))}",
+        f"ge{fhir_instant(DAY0 - timedelta(hours=12))}",
+        f"lt{fhir_instant(DAY0 + timedelta(days=7))}",
     ]
     assert appointments.url.params["status"] == (
         "proposed,pending,booked,arrived,checked-in,waitlist"

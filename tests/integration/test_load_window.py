@@ -10,8 +10,9 @@ import pytest
 from sqlalchemy.orm import Session
 
 from app.cache import repository as repo
-from app.ehr.client import EhrClient, RetryPolicy
+from app.ehr.client import EhrClient
 from app.ehr.errors import EhrUnavailable
+from app.ehr.transport import RetryPolicy
 from app.sync.load import load_window
 from tests.factories import T0, bundle, practitioner_json, schedule_json, slot, slot_json
 

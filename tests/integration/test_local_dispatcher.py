@@ -12,7 +12,8 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
-from app.ehr.client import EhrClient, RetryPolicy
+from app.ehr.client import EhrClient
+from app.ehr.transport import RetryPolicy
 from app.sync.context import SyncContext
 from app.sync.coordination import LocalCoordinator
 from app.sync.local import LocalDispatcher

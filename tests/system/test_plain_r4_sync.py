@@ -16,7 +16,8 @@ import pytest
 from sqlalchemy.orm import Session
 
 from app.cache.models import SlotRow
-from app.ehr.client import EhrClient, RetryPolicy
+from app.ehr.client import EhrClient
+from app.ehr.transport import RetryPolicy
 from app.sync import capabilities, feed, refresh
 from app.sync.context import SyncContext
 from app.sync.coordination import LocalCoordinator

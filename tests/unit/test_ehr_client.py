@@ -12,10 +12,11 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from app.ehr import client as client_module
+from app.ehr import transport
 from app.ehr.auth import BearerAuth, SmartBackendAuth
-from app.ehr.client import EhrClient, RetryPolicy
+from app.ehr.client import EhrClient
 from app.ehr.errors import EhrAuthError, EhrProtocolError, EhrRejected, EhrTimeout, EhrUnavailable
+from app.ehr.transport import RetryPolicy
 
 BUNDLE = {"resourceType": "Bundle", "type": "searchset", "entry": []}
 
@@ -23,7 +24,7 @@ BUNDLE = {"resourceType": "Bundle", "type": "searchset", "entry": []}
 @pytest.fixture
 def sleeps(monkeypatch):
     delays: list[float] = []
-    monkeypatch.setattr(client_module.time, "sleep", delays.append)
+    monkeypatch.setattr(transport.time, "sleep", delays.append)
     return delays
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -9,16 +11,18 @@ import httpx
 import msgspec
 import pytest
 
-from app.ehr.client import EhrClient, RetryPolicy
+from app.ehr.client import EhrClient
 from app.ehr.errors import (
     EhrConflict,
     EhrNotProcessed,
     EhrOutcomeUnknown,
     EhrRejected,
+    EhrUnavailable,
     EhrWriteTimeout,
 )
 from app.ehr.flavour import booking_path
 from app.ehr.gateway import EhrGateway
+from app.ehr.transport import RetryPolicy
 from app.fhir.ehr_capabilities import EhrCapabilities
 from app.fhir.versions import R4
 
@@ -33,7 +37,7 @@ Answer = httpx.Response | Exception
 
 
 def _gateway(
-    flavour: str, *answers: Answer, booking: Any = None
+    flavour: str, *answers: Answer, booking: Any = None, stop: threading.Event | None = None
 ) -> tuple[EhrGateway, list[httpx.Request]]:
     seen: list[httpx.Request] = []
     queue = list(answers)
@@ -50,6 +54,7 @@ def _gateway(
         fhir_version=flavour,
         retry=RetryPolicy(attempts=3, base_delay=0.0, max_delay=0.0),
         transport=httpx.MockTransport(handle),
+        stop=stop,
     )
     return EhrGateway(client, booking=booking), seen
 
@@ -293,3 +298,17 @@ def test_booking_a_cancelled_hold_by_put_is_refused_not_revived() -> None:
     with pytest.raises(EhrConflict):
         gateway.book_existing("a1", ["Patient/p1"], None)
     assert [r.method for r in seen] == ["GET"]
+
+
+def test_writes_stop_retrying_when_their_owner_shuts_down() -> None:
+    """The gateway retries in the client's one loop, so a shutdown (the stop signal)
+    ends a long backoff at once instead of sleeping it out."""
+    stop = threading.Event()
+    gateway, seen = _gateway("r4", *[_json(503, {}, **{"Retry-After": "30"})] * 3, stop=stop)
+    gateway.retry = RetryPolicy(attempts=3, base_delay=30.0, max_delay=30.0)
+    threading.Timer(0.2, stop.set).start()
+    started = time.monotonic()
+    with pytest.raises(EhrUnavailable):
+        gateway.read_appointment("a1")
+    assert time.monotonic() - started < 5
+    assert len(seen) == 1
