@@ -25,6 +25,8 @@ from pydantic_settings import (
 )
 from sqlalchemy.engine import make_url
 
+from app.core.errors import SlotsyncError
+
 # Development defaults: they make `make demo` work out of the box and are refused in production.
 DEV_WEBHOOK_SECRET = "dev-webhook-secret-change-me"
 DEV_PROPOSAL_SECRET = "development-proposal-secret-change-me"
@@ -50,7 +52,7 @@ DEFAULT_SECRETS_DIR = Path("/run/secrets")
 PLACEHOLDER_MARKERS = ("change-me", "changeme", "replace-with", "replace-me")
 
 
-class UnsafeSettings(RuntimeError):
+class UnsafeSettings(SlotsyncError, RuntimeError):
     """Production settings that must not be served (raised as is, never echoing secrets)."""
 
 

@@ -34,6 +34,7 @@ from datetime import UTC, datetime
 from functools import lru_cache, partial
 
 from app.core.domain import VISIT_TYPE_SYSTEM
+from app.core.errors import SlotsyncError
 
 IDENTIFIER_SYSTEM = "urn:slotsync:proposal"
 _VERSION = 1
@@ -47,7 +48,7 @@ _MAX_BODY_BYTES = 16384
 _BODY_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
-class InvalidAppointmentId(ValueError):
+class InvalidAppointmentId(SlotsyncError, ValueError):
     """The token was not issued by us with this secret, or is malformed."""
 
 

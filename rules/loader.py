@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from app.core.errors import SlotsyncError
 from rules.schema import RuleProblems, RulesFile
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 Loc = tuple[str | int, ...]
 
 
-class RulesError(Exception):
+class RulesError(SlotsyncError):
     """The rules file cannot be used; ``problems`` lists ``(path, line, message)``."""
 
     def __init__(self, source: str, problems: list[tuple[str, int | None, str]]):

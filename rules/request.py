@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 
 from app.core.domain import ProposedAppointment
+from app.core.errors import SlotsyncError
 
 
-class InvalidFindRequest(ValueError):
+class InvalidFindRequest(SlotsyncError, ValueError):
     """The request itself is unusable (naive times, empty window...): a 400, not a 500."""
 
 

@@ -24,6 +24,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from app.core.errors import SlotsyncError
+from app.core.ids import FHIR_ID_PATTERN
+
 SCHEMA_PATH = Path(__file__).with_name("rules.schema.json")
 SCHEMA_ID = "https://slotsync.example/schemas/rules.schema.json"
 
@@ -61,7 +64,7 @@ Token = Annotated[
 Reference = Annotated[
     str,
     Field(
-        pattern=r"^[A-Z][A-Za-z]+/[A-Za-z0-9\-\.]{1,64}$",
+        pattern=rf"^[A-Z][A-Za-z]+/{FHIR_ID_PATTERN}$",
         description='A relative FHIR reference "Type/id"',
         examples=["Practitioner/pr-1", "Location/clinic-1"],
     ),
@@ -100,7 +103,7 @@ def _minutes(hhmm: str) -> int:
     return int(hours) * 60 + int(minutes)
 
 
-class RuleProblems(ValueError):
+class RuleProblems(SlotsyncError, ValueError):
     """Cross-field problems, each with the field path (as a pydantic loc) it concerns."""
 
     def __init__(self, problems: list[tuple[tuple[str | int, ...], str]]):

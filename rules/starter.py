@@ -24,6 +24,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import yaml
 
 from app.core.domain import Actor, Schedule, Slot, split_token
+from app.core.errors import SlotsyncError
 from rules.assets import AssetIndex
 from rules.coverage import asset_kind
 from rules.schema import WEEKDAYS
@@ -36,7 +37,7 @@ LISTED = 8  # schedules named per visit type before "and N more"
 _DAY = 24 * 60
 
 
-class EmptyCache(Exception):
+class EmptyCache(SlotsyncError):
     """The cache holds no schedules: there is nothing to start the rules from."""
 
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 
 from app.cache.db import make_engine
 from app.cache.migrate import upgrade
@@ -31,12 +33,7 @@ def engine(
     else:
         url = request.getfixturevalue("pg_url")
         eng = make_engine(url)
-        with eng.begin() as conn:
-            conn.exec_driver_sql(
-                "TRUNCATE slot_claims, slots, schedule_actors, schedules, actors, sync_runs,"
-                " sync_chunks, sync_marks, subscriptions, appointment_holds"
-                " RESTART IDENTITY CASCADE"
-            )
+        _empty(eng)
     yield eng
     eng.dispose()
 
@@ -46,3 +43,21 @@ def redis_url() -> Iterator[str]:
     """A real Redis database of this test's own (flushed afterwards)."""
     with throwaway_redis_db() as url:
         yield url
+
+
+def _empty(engine: Engine, attempts: int = 5) -> None:
+    """Empty every table. The previous test's API may still be finishing a background
+    transaction (its warm-up or periodic work): a deadlock with it is retried."""
+    for attempt in range(attempts):
+        try:
+            with engine.begin() as conn:
+                conn.exec_driver_sql(
+                    "TRUNCATE slot_claims, slots, schedule_actors, schedules, actors, sync_runs,"
+                    " sync_chunks, sync_marks, subscriptions, appointment_holds"
+                    " RESTART IDENTITY CASCADE"
+                )
+            return
+        except OperationalError as exc:
+            if "deadlock" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.2)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Annotated
@@ -13,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from starlette.concurrency import run_in_threadpool
 
 from app.core.errors import InvalidParameter
+from app.core.ids import FHIR_ID_PATTERN, is_fhir_id
+from app.fhir.media import PLAIN_JSON
 from app.fhir.parse import FhirParseError, parse_instant
 from app.sync.messages import ResyncRequest
 from app.sync.status import sync_status
@@ -26,7 +27,6 @@ router = APIRouter()
 
 # Schedule ids per resync call: the run locks each one and records them all in its scope.
 MAX_RESYNC_SCHEDULES = 1000
-_FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 _PROBLEMS_SHOWN = 5
 
 
@@ -62,7 +62,7 @@ class ResyncBody(BaseModel):
         for n, sid in enumerate(ids):
             if not sid.strip():
                 raise ValueError(f"schedule id {n} is empty")
-            if not _FHIR_ID.fullmatch(sid):
+            if not is_fhir_id(sid):
                 shown = sid if len(sid) <= 70 else sid[:67] + "..."
                 raise ValueError(
                     f"schedule id {n} ({shown!r}) is not a FHIR id (1 to 64 of A-Z a-z 0-9 - .)"
@@ -89,7 +89,7 @@ def _instant(value: str | None, name: str) -> datetime | None:
 def _resync_body_schema() -> dict[str, object]:
     """The body's JSON schema, saying (as the validator does) that one id may be a string."""
     schema = ResyncBody.model_json_schema()
-    schedule_id = {"type": "string", "pattern": f"^(Schedule/)?{_FHIR_ID.pattern}$"}
+    schedule_id = {"type": "string", "pattern": f"^(Schedule/)?{FHIR_ID_PATTERN}$"}
     schema["properties"]["schedule"] = {
         "anyOf": [
             schedule_id,
@@ -124,7 +124,7 @@ SYNC_STATUS = {
 
 def _json_schema(schema: Mapping[str, object], description: str) -> dict[str, object]:
     media = {"schema": schema}
-    return {"description": description, "content": {FHIR_JSON: media, "application/json": media}}
+    return {"description": description, "content": {FHIR_JSON: media, PLAIN_JSON: media}}
 
 
 async def _resync_body(request: Request) -> ResyncBody:
@@ -157,7 +157,7 @@ async def _resync_body(request: Request) -> ResyncBody:
     openapi_extra={
         "requestBody": {
             "required": False,
-            "content": {"application/json": {"schema": _resync_body_schema()}},
+            "content": {PLAIN_JSON: {"schema": _resync_body_schema()}},
         }
     },
 )

@@ -38,6 +38,8 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.security import APIKeyHeader, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
+from app.core.errors import SlotsyncError
+from app.fhir.media import PLAIN_JSON
 from app.settings import Settings
 
 from .auth_throttle import FailedAuthThrottle
@@ -123,7 +125,7 @@ def _keys_unavailable() -> HTTPException:
     return HTTPException(503, "token signing keys are unavailable; retry later")
 
 
-class KeysUnavailable(Exception):
+class KeysUnavailable(SlotsyncError):
     """The JWKS could not be fetched and no earlier copy is at hand."""
 
 
@@ -180,7 +182,7 @@ class JwksKeys:
         with self._lock:
             self._attempted_at = self._clock()
             try:
-                response = self._http.get(self.url, headers={"Accept": "application/json"})
+                response = self._http.get(self.url, headers={"Accept": PLAIN_JSON})
                 response.raise_for_status()
                 keyset = jwt.PyJWKSet.from_dict(response.json())
             except (httpx.HTTPError, ValueError, jwt.PyJWKSetError) as exc:

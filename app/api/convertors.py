@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from starlette.convertors import Convertor, register_url_convertor
 
+from app.core.ids import FHIR_ID_PATTERN
+
 
 class FhirIdConvertor(Convertor[str]):
-    regex = r"[A-Za-z0-9\-\.]{1,64}"
+    regex = FHIR_ID_PATTERN
 
     def convert(self, value: str) -> str:
         return value

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
 from app.core.errors import SlotsyncError
-from app.ehr.errors import EhrConflict, EhrError, EhrRejected, EhrTimeout
+from app.ehr.errors import EhrConflict, EhrError, EhrRejected, EhrTimeout, ehr_issues
 
 from .outages import install_outage_handlers
 from .responses import REQUEST_ID_HEADER, FhirResponse, operation_outcome, outcome_response
@@ -63,22 +63,6 @@ def ehr_error_status(exc: EhrError) -> tuple[int, str, str]:
     return 502, "transient", "the EHR is unavailable or answered something unusable"
 
 
-_ISSUE_FIELDS = ("severity", "code", "details", "diagnostics", "expression", "location")
-
-
-def ehr_issues(exc: EhrError) -> list[dict[str, object]] | None:
-    """The issues of the EHR's OperationOutcome for a refusal, trimmed to the standard fields."""
-    outcome = getattr(exc, "outcome", None)
-    if not isinstance(outcome, dict) or outcome.get("resourceType") != "OperationOutcome":
-        return None
-    issues = [
-        {k: issue[k] for k in _ISSUE_FIELDS if k in issue}
-        for issue in outcome.get("issue") or ()
-        if isinstance(issue, dict) and issue.get("severity") and issue.get("code")
-    ]
-    return issues or None
-
-
 HTTP_METHODS = {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}
 
 
@@ -118,6 +102,8 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(SlotsyncError)
     async def _domain(request: Request, exc: SlotsyncError) -> FhirResponse:
+        if exc.http_status >= 500 and type(exc).http_status == SlotsyncError.http_status:
+            return await _unexpected(request, exc)  # a fault of ours: no details out
         request_id = _request_id(request)
         if exc.issues:  # e.g. the EHR's own reason, or what a reschedule already did
             body = operation_outcome(
@@ -128,9 +114,9 @@ def install_error_handlers(app: FastAPI) -> None:
                 request_id=request_id,
             )
             body["issue"].extend(exc.issues)
-            return _outcome_with(body, exc.status, request_id)
+            return _outcome_with(body, exc.http_status, request_id)
         return outcome_response(
-            exc.status,
+            exc.http_status,
             exc.code,
             exc.diagnostics,
             severity=exc.severity,
@@ -148,7 +134,7 @@ def install_error_handlers(app: FastAPI) -> None:
             exc.status,
         )
         request_id = _request_id(request)
-        issues = ehr_issues(exc) if status < 500 else None
+        issues = ehr_issues(exc) if status < 500 else []
         if not issues and not exc.issues:
             return outcome_response(status, code, diagnostics, request_id=request_id)
         # the EHR's own explanation of a refusal is the most useful answer

@@ -16,6 +16,8 @@ from fastapi import Depends, FastAPI
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 
+from app.fhir.media import PLAIN_JSON
+
 from .responses import FHIR_JSON
 
 OUTCOME_REF = {"$ref": "#/components/schemas/OperationOutcome"}
@@ -88,7 +90,7 @@ def fhir_content(schema_ref: dict[str, Any], description: str) -> dict[str, Any]
     """A ``responses=`` entry for a route answering a FHIR resource."""
     return {
         "description": description,
-        "content": {FHIR_JSON: {"schema": schema_ref}, "application/json": {"schema": schema_ref}},
+        "content": {FHIR_JSON: {"schema": schema_ref}, PLAIN_JSON: {"schema": schema_ref}},
     }
 
 
@@ -104,7 +106,7 @@ def _outcome_response(description: str) -> dict[str, Any]:
         "description": f"OperationOutcome: {description}",
         "content": {
             FHIR_JSON: {"schema": OUTCOME_REF},
-            "application/json": {"schema": OUTCOME_REF},
+            PLAIN_JSON: {"schema": OUTCOME_REF},
         },
     }
 
@@ -139,7 +141,7 @@ def refine(schema: dict[str, Any]) -> dict[str, Any]:
                 content = response.get("content", {})
                 if FHIR_JSON in content:
                     content[FHIR_JSON] = {"schema": _resource_schema(content[FHIR_JSON])}
-                    content.setdefault("application/json", content[FHIR_JSON])
+                    content.setdefault(PLAIN_JSON, content[FHIR_JSON])
     for unused in ("HTTPValidationError", "ValidationError"):
         components.pop(unused, None)
     return schema

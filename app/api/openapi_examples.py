@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from app.fhir.media import LEGACY_FHIR_JSON, PLAIN_JSON
+
 from .responses import FHIR_JSON
 
 JSON_PATCH = "application/json-patch+json"
@@ -216,8 +218,8 @@ def request_body(
             "description": description,
             "content": {
                 FHIR_JSON: media,
-                "application/json": media,
-                "application/json+fhir": media,
+                PLAIN_JSON: media,
+                LEGACY_FHIR_JSON: media,
             },
         }
     }

@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 from fastapi.responses import Response
 
-from app.fhir.media import FHIR_JSON
+from app.fhir.media import FHIR_JSON, PLAIN_JSON
 
 REQUEST_ID_HEADER = "X-Request-ID"
 REQUEST_ID_EXTENSION = "http://slotsync.example/fhir/StructureDefinition/request-id"
@@ -16,7 +16,7 @@ REQUEST_ID_EXTENSION = "http://slotsync.example/fhir/StructureDefinition/request
 class JsonResponse(Response):
     """Plain JSON (ops endpoints that answer no FHIR resource), serialised with msgspec."""
 
-    media_type = "application/json"
+    media_type = PLAIN_JSON
 
     def render(self, content: Any) -> bytes:
         return msgspec.json.encode(content)

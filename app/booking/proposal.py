@@ -28,6 +28,7 @@ from app.cache import claims
 from app.cache import repository as repo
 from app.core.domain import Actor, ProposedAppointment, Schedule, Slot
 from app.core.errors import BusinessRuleViolation, Conflict, InvalidParameter
+from app.core.ids import is_fhir_id
 from app.fhir.operation_params import OperationInput, strip_reference
 from app.fhir.parse import FhirParseError, codeable_tokens, parse_instant
 from rules.appointment_id import IDENTIFIER_SYSTEM, InvalidAppointmentId, ProposalPayload, decode
@@ -37,7 +38,6 @@ from rules.request import FindRequest, InvalidFindRequest, PatientInfo
 from .context import BookingContext
 
 _PROPOSAL_FHIR_ID = re.compile(r"^p[0-9a-f]{32}$")
-_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +102,7 @@ def _from_id(
                 "as appt-id, or the whole Appointment as appt-resource",
                 expression="appt-id",
             )
-        if not _FHIR_ID.match(value):
+        if not is_fhir_id(value):
             raise InvalidParameter(f"appt-id {value!r} is not an id", expression="appt-id")
         return ExistingAppointment(value)
     try:

@@ -27,8 +27,9 @@ from app.ehr.errors import (
     EhrNotProcessed,
     EhrRejected,
     EhrTimeout,
+    ehr_issues,
 )
-from app.ehr.gateway import AppointmentAnswer, EhrGateway, outcome_issues
+from app.ehr.gateway import AppointmentAnswer, EhrGateway
 from app.fhir.operation_params import OperationInput
 from app.fhir.patch_body import JSON_PATCH, CancelPatch
 
@@ -39,8 +40,6 @@ from .proposal import ExistingAppointment, NewAppointment, resolve
 from .refresh import refresh_quietly
 
 log = logging.getLogger(__name__)
-
-_ISSUE_FIELDS = ("severity", "code", "details", "diagnostics", "expression", "location")
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +52,7 @@ class BookingOutcome:
     issues: list[dict[str, Any]] = field(default_factory=list)
 
 
-class _NotDone(Exception):
+class _NotDone(SlotsyncError):
     """Reading back proved that the write did not happen."""
 
     def __init__(self, cause: EhrError):
@@ -61,21 +60,12 @@ class _NotDone(Exception):
         self.cause = cause
 
 
-class _Unknown(Exception):
+class _Unknown(SlotsyncError):
     """Whether the write happened could not be learnt."""
 
     def __init__(self, cause: EhrError):
         super().__init__(str(cause))
         self.cause = cause
-
-
-def ehr_issues(exc: EhrError) -> list[dict[str, Any]]:
-    """The issues of the EHR's OperationOutcome, trimmed to the standard fields."""
-    return [
-        {k: issue[k] for k in _ISSUE_FIELDS if k in issue}
-        for issue in outcome_issues(getattr(exc, "outcome", None))
-        if issue.get("severity") and issue.get("code")
-    ]
 
 
 def _reason(exc: EhrError) -> str:

@@ -22,6 +22,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from app.core.domain import Slot
+from app.core.errors import SlotsyncError
 
 from .models import SlotClaimRow, SlotRow
 from .slot_rows import SLOT_COLUMNS, slot_from_row
@@ -31,7 +32,7 @@ HELD = "held"
 BOOKED = "booked"
 
 
-class SlotsTaken(Exception):
+class SlotsTaken(SlotsyncError):
     """Another live claim owns at least one of the slots (nothing was written)."""
 
 

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from app.cache import runs as runs_repo
 from app.cache.db import transaction
+from app.core.errors import SlotsyncError
 from app.sync.context import SyncContext
 from app.sync.messages import ResyncRequest
 from app.sync.runs import ChunkRun, PlannedRun, RunSummary, run_in_process, summary
@@ -21,7 +22,7 @@ from app.sync.runs import ChunkRun, PlannedRun, RunSummary, run_in_process, summ
 console = Console(stderr=True)
 
 
-class RunTimeout(TimeoutError):
+class RunTimeout(SlotsyncError, TimeoutError):
     """A watched run did not finish in time (it goes on at the workers)."""
 
 

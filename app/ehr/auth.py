@@ -18,6 +18,8 @@ from dataclasses import dataclass
 import httpx
 import jwt
 
+from app.fhir.media import PLAIN_JSON
+
 from .errors import EhrAuthError
 
 CLIENT_ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
@@ -112,7 +114,7 @@ class SmartBackendAuth(httpx.Auth):
                     "client_assertion_type": CLIENT_ASSERTION_TYPE,
                     "client_assertion": self.assertion(),
                 },
-                headers={"Accept": "application/json"},
+                headers={"Accept": PLAIN_JSON},
             )
         except httpx.HTTPError as exc:
             raise EhrAuthError(f"token endpoint unreachable: {exc}", url=self.token_url) from exc

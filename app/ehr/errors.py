@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
 
-class EhrError(Exception):
+from app.core.errors import SlotsyncError
+
+
+class EhrError(SlotsyncError):
     """Base of EHR failures; ``status`` is the EHR's HTTP status when there was one."""
 
     def __init__(self, message: str, *, status: int | None = None, url: str | None = None):
@@ -58,3 +62,23 @@ class EhrOutcomeUnknown(EhrUnavailable):
 
 class EhrWriteTimeout(EhrOutcomeUnknown, EhrTimeout):
     """A non-repeatable write timed out after it was sent."""
+
+
+_ISSUE_FIELDS = ("severity", "code", "details", "diagnostics", "expression", "location")
+
+
+def outcome_issues(body: Any) -> list[dict[str, Any]]:
+    """The issues of an OperationOutcome body (none for anything else)."""
+    if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
+        return [i for i in body.get("issue") or () if isinstance(i, dict)]
+    return []
+
+
+def ehr_issues(exc: EhrError) -> list[dict[str, Any]]:
+    """The issues of the EHR's OperationOutcome for a refusal, trimmed to the standard
+    fields: what we pass on to the consumer of the EHR's own reasons."""
+    return [
+        {k: issue[k] for k in _ISSUE_FIELDS if k in issue}
+        for issue in outcome_issues(getattr(exc, "outcome", None))
+        if issue.get("severity") and issue.get("code")
+    ]

@@ -49,6 +49,7 @@ from .errors import (
     EhrTimeout,
     EhrUnavailable,
     EhrWriteTimeout,
+    outcome_issues,
 )
 from .flavour import BookingPath, booking_path
 from .transport import Retry, RetryPolicy, http_date, retry_after_header
@@ -76,12 +77,6 @@ class AppointmentAnswer:
     created: bool  # the EHR made a new Appointment (201) rather than changing one
     expires: datetime | None = None  # end of a hold, from the ``Expires`` header
     issues: list[dict[str, Any]] = field(default_factory=list)  # the EHR's warnings
-
-
-def outcome_issues(body: Any) -> list[dict[str, Any]]:
-    if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
-        return [i for i in body.get("issue") or () if isinstance(i, dict)]
-    return []
 
 
 def _is_conflict(status: int, body: Any) -> bool:

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from app.core.errors import SlotsyncError
+
 from .parse import FhirParseError, parse_instant, relative_reference
 
 Kind = Literal["handshake", "heartbeat", "event"]
@@ -39,7 +41,7 @@ EVENT_NUMBER_MAX = 2**63 - 1  # what a 64-bit signed column holds, on SQLite and
 _INTEGER = re.compile(r"[+-]?[0-9]+")
 
 
-class NotificationError(ValueError):
+class NotificationError(SlotsyncError, ValueError):
     """The body is not a notification we understand; says what is wrong."""
 
 

@@ -10,17 +10,16 @@ a 400 that names the parameter.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from app.core.errors import InvalidParameter
+from app.core.ids import is_fhir_id
 
 from .validate import check_resource, require_elements
 
 _VALUE_KEYS = ("valueUri", "valueUrl", "valueString", "valueId", "valueCanonical", "valueCode")
-_FHIR_ID = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 _ALLOWED = {
     "hold": {"appt-id", "appt-resource"},
     "book": {"appt-id", "appt-resource", "patient-id", "comment", "cancelled-appt-id"},
@@ -50,7 +49,7 @@ def strip_reference(value: str, resource_type: str) -> str:
 def fhir_id(value: str, resource_type: str, name: str) -> str:
     """A bare, valid FHIR id from a reference-ish string; InvalidParameter otherwise."""
     rid = strip_reference(value.strip(), resource_type)
-    if not _FHIR_ID.match(rid):
+    if not is_fhir_id(rid):
         raise InvalidParameter(
             f"{name}: {value!r} is not a {resource_type} reference or id", expression=name
         )

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.core.domain import Actor, Schedule, Slot, token
+from app.core.errors import SlotsyncError
 
 TIMEZONE_EXTENSIONS = (
     "http://hl7.org/fhir/StructureDefinition/timezone",
@@ -21,7 +22,7 @@ TIMEZONE_EXTENSIONS = (
 )
 
 
-class FhirParseError(ValueError):
+class FhirParseError(SlotsyncError, ValueError):
     """The EHR sent a resource we cannot use; names the resource and field."""
 
 

@@ -32,10 +32,12 @@ from typing import Protocol
 import redis
 from redis.exceptions import LockError, LockNotOwnedError
 
+from app.core.errors import SlotsyncError
+
 log = logging.getLogger(__name__)
 
 
-class ScheduleBusy(Exception):
+class ScheduleBusy(SlotsyncError):
     """Another worker holds a schedule lock for longer than we were willing to wait."""
 
 

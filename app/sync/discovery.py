@@ -13,6 +13,7 @@ import logging
 from app.cache import repository as repo
 from app.cache.db import transaction
 from app.core.domain import Actor
+from app.core.errors import SlotsyncError
 from app.ehr.errors import EhrRejected
 from app.fhir.parse import FhirParseError, parse_actor, parse_bundle_page
 
@@ -24,7 +25,7 @@ log = logging.getLogger(__name__)
 UNSUPPORTED_STATUS = frozenset({400, 403, 404, 405, 501})
 
 
-class DiscoveryUnsupported(Exception):
+class DiscoveryUnsupported(SlotsyncError):
     """The EHR offers no Schedule search; loads fall back to whole-window chunks."""
 
 

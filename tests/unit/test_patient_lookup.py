@@ -73,7 +73,7 @@ def test_unknown_patient_raises_a_not_found_parameter_error(ehr: Ehr) -> None:
     lookup = PatientLookup(ehr.read, ttl=60)
     with pytest.raises(UnknownPatient) as caught:
         lookup.resolve(PatientInfo(ref="Patient/zz"))
-    assert caught.value.status == 400 and caught.value.code == "not-found"
+    assert caught.value.http_status == 400 and caught.value.code == "not-found"
     assert caught.value.expression == "patient-reference"
     with pytest.raises(UnknownPatient):
         lookup.resolve(PatientInfo(ref="Patient/zz"))
