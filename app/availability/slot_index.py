@@ -30,7 +30,7 @@ from itertools import pairwise
 
 from sqlalchemy.orm import Session
 
-from app.cache import claims
+from app.cache import claims, slot_reads
 from app.cache import repository as repo
 from app.core.domain import Slot
 
@@ -187,7 +187,7 @@ class SlotIndex:
             return
         with self._lock:  # one reader per process reads; the others wait for it
             if generation != self._generation:
-                versions = repo.slot_versions(session)
+                versions = slot_reads.slot_versions(session)
                 entries = self._entries
                 for gone in entries.keys() - versions.keys():
                     del entries[gone]
@@ -200,7 +200,7 @@ class SlotIndex:
                 self._generation = generation
             missing = self._missing(wanted)
             if missing:
-                loaded = repo.free_slots_by_schedule(session, missing)
+                loaded = slot_reads.free_slots_by_schedule(session, missing)
                 for schedule_id in missing:
                     slots = loaded[schedule_id]
                     self._entries[schedule_id] = _Entry(

@@ -24,7 +24,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from app.availability.service import MAX_SLOT_LENGTH
-from app.cache import claims
+from app.cache import claims, slot_reads
 from app.cache import repository as repo
 from app.core.domain import Actor, ProposedAppointment, Schedule, Slot
 from app.core.errors import BusinessRuleViolation, Conflict, InvalidParameter
@@ -266,7 +266,7 @@ def _cache_view(
     """The free, unclaimed slots of these schedules around the request, with their context."""
     start, end = slot_fetch_window(request, rules, now)
     slots = (
-        repo.free_slots_overlapping(
+        slot_reads.free_slots_overlapping(
             session, start, end, schedule_ids, lookback=MAX_SLOT_LENGTH, now=now
         )
         if schedule_ids and start < end

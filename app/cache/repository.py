@@ -6,23 +6,25 @@ executemany (SQLAlchemy's insertmanyvalues), never row-by-row ORM flushes.
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from datetime import UTC, datetime
 from typing import Any
 
-import psycopg
-from psycopg.types.json import Jsonb, set_json_dumps
-from sqlalchemy import Row, Text, case, cast, delete, func, insert, or_, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Row, case, delete, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from app.core.domain import Actor, Schedule, Slot
 
-from . import claims
-from .db import json_text
+from .bulk import (
+    ALL_SCHEDULES_LOCK,
+    BATCH,
+    COPY_THRESHOLD,
+    batched,
+    copy_insert_slots,
+    copy_upsert_slots,
+    insert_statement,
+    upsert,
+)
 from .models import (
     ActorRow,
     CacheGenerationRow,
@@ -34,119 +36,26 @@ from .models import (
 from .slot_rows import SLOT_COLUMNS, slot_from_row
 from .snapshot import SnapshotPlan
 
-BATCH = 2000
-
-
-def _insert(session: Session, table: Any) -> Any:
-    dialect = session.get_bind().dialect.name
-    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-
-
-def _upsert(session: Session, table: Any, rows: list[dict[str, Any]], key: Sequence[str]) -> None:
-    """``INSERT ... VALUES (...), (...) ... ON CONFLICT DO UPDATE`` in batches on the Core
-    connection: one statement per batch (row-per-statement executemany and the ORM bulk
-    path both cost more than the database does). Rows must be unique on ``key``."""
-    if not rows:
-        return
-    per_statement = max(1, MAX_PARAMETERS // len(rows[0]))
-    # every batch size compiles to a different statement: caching them would hoard memory
-    connection = session.connection().execution_options(compiled_cache=None)
-    for i in range(0, len(rows), per_statement):
-        stmt = _insert(session, table.__table__).values(rows[i : i + per_statement])
-        updates = {c: stmt.excluded[c] for c in rows[0] if c not in key}
-        connection.execute(stmt.on_conflict_do_update(index_elements=list(key), set_=updates))
-
-
-MAX_PARAMETERS = 30_000  # below both SQLite's (32,766) and PostgreSQL's (65,535) limits
-ALL_SCHEDULES_LOCK = 0x510750  # advisory lock key of whole-window writes
-COPY_THRESHOLD = 64  # below this many rows the staging round trips cost more than they save
-# The slot columns bulk writes fill, with their PostgreSQL types (for binary COPY:
-# half the cost of the text format, which spells out every timestamp).
-SLOT_COPY_COLUMNS = {
-    "id": "text",
-    "schedule_id": "text",
-    "start": "timestamptz",
-    "end": "timestamptz",
-    "status": "text",
-    "service_types": "jsonb",
-    "specialties": "jsonb",
-    "appointment_types": "jsonb",
-    "overbooked": "bool",
-    "comment": "text",
-    "version_id": "text",
-    "ehr_last_updated": "timestamptz",
-    "last_confirmed_at": "timestamptz",
-}
-SLOT_FIELDS = tuple(SLOT_COPY_COLUMNS)
-
-
-def _copy_rows(cur: Any, table: str, slots: Sequence[Slot], confirmed_at: datetime) -> None:
-    columns = ", ".join(f'"{c}"' for c in SLOT_FIELDS)
-    set_json_dumps(json_text, cur)  # this cursor only
-    with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
-        copy.set_types(list(SLOT_COPY_COLUMNS.values()))
-        for s in slots:
-            copy.write_row(
-                (
-                    s.id,
-                    s.schedule_id,
-                    s.start,
-                    s.end,
-                    s.status,
-                    Jsonb(s.service_types),
-                    Jsonb(s.specialties),
-                    Jsonb(s.appointment_types),
-                    s.overbooked,
-                    s.comment,
-                    s.version_id,
-                    s.last_updated,
-                    confirmed_at,
-                )
-            )
-
-
-def _driver_connection(session: Session) -> Any:
-    """The psycopg connection under the session's transaction (for ``COPY``)."""
-    raw = session.connection().connection.driver_connection
-    assert raw is not None, "the session's connection is closed"
-    return raw
-
-
-def _copy_upsert_slots(session: Session, slots: Sequence[Slot], confirmed_at: datetime) -> None:
-    """PostgreSQL: ``COPY`` into a per-connection temporary table, then one
-    ``INSERT ... SELECT ... ON CONFLICT DO UPDATE``: the fast path for big upserts."""
-    raw = _driver_connection(session)
-    columns = ", ".join(f'"{c}"' for c in SLOT_FIELDS)
-    updates = ", ".join(f'"{c}" = excluded."{c}"' for c in SLOT_FIELDS if c != "id")
-    with raw.cursor() as cur:
-        cur.execute("CREATE TEMP TABLE IF NOT EXISTS slot_stage (LIKE slots) ON COMMIT DELETE ROWS")
-        _copy_rows(cur, "slot_stage", slots, confirmed_at)
-        cur.execute(
-            f"INSERT INTO slots ({columns}) SELECT {columns} FROM slot_stage"
-            f" ON CONFLICT (id) DO UPDATE SET {updates}"
-        )
-        cur.execute("DELETE FROM slot_stage")
-
-
-def _copy_insert_slots(session: Session, slots: Sequence[Slot], confirmed_at: datetime) -> bool:
-    """PostgreSQL, slots new to the cache (an initial load): ``COPY`` straight into
-    ``slots``. Should one exist after all (moved in from another window or schedule),
-    the savepoint undoes the copy and the answer is False: upsert them instead."""
-    raw = _driver_connection(session)
-    with raw.cursor() as cur:
-        cur.execute("SAVEPOINT slot_copy")
-        try:
-            _copy_rows(cur, "slots", slots, confirmed_at)
-        except psycopg.errors.UniqueViolation:
-            cur.execute("ROLLBACK TO SAVEPOINT slot_copy")
-            return False
-        cur.execute("RELEASE SAVEPOINT slot_copy")
-        return True
-
-
-def _batched(items: Sequence[str]) -> Iterable[Sequence[str]]:
-    for i in range(0, len(items), BATCH):
-        yield items[i : i + BATCH]
+_SCHEDULE_COLUMNS = (
+    ScheduleRow.id,
+    ScheduleRow.actor_refs,
+    ScheduleRow.service_types,
+    ScheduleRow.specialties,
+    ScheduleRow.horizon_start,
+    ScheduleRow.horizon_end,
+)
+_ACTOR_COLUMNS = (
+    ActorRow.ref,
+    ActorRow.display,
+    ActorRow.codes,
+    ActorRow.address,
+    ActorRow.part_of,
+    ActorRow.timezone,
+)
+# rows of the two column tuples above (schedule_from_row and actor_from_row read them
+# by name, like the ORM entities they stand in for)
+ScheduleRecord = Row[str, list[str], list[str], list[str], datetime | None, datetime | None]
+ActorRecord = Row[str, str | None, list[str], str | None, str | None, str | None]
 
 
 # -- conversions --------------------------------------------------------------
@@ -210,7 +119,7 @@ def upsert_actors(session: Session, actors: Iterable[Actor], confirmed_at: datet
         }
         for a in actors
     }
-    _upsert(session, ActorRow, list(rows.values()), ["ref"])
+    upsert(session, ActorRow, list(rows.values()), ["ref"])
 
 
 NEVER = datetime(1970, 1, 1, tzinfo=UTC)  # "slots not confirmed yet" of a new schedule
@@ -240,7 +149,7 @@ def upsert_schedules(
         for s in unique.values()
     ]
     if confirmed_at is None:
-        stmt = _insert(session, ScheduleRow)
+        stmt = insert_statement(session, ScheduleRow)
         keep = {"id", "last_confirmed_at"}
         stmt = stmt.on_conflict_do_update(
             index_elements=["id"], set_={c: stmt.excluded[c] for c in rows[0] if c not in keep}
@@ -248,15 +157,15 @@ def upsert_schedules(
         for i in range(0, len(rows), BATCH):
             session.execute(stmt, rows[i : i + BATCH])
     else:
-        _upsert(session, ScheduleRow, rows, ["id"])
+        upsert(session, ScheduleRow, rows, ["id"])
     ids = list(unique)
-    for chunk in _batched(ids):
+    for chunk in batched(ids):
         session.execute(delete(ScheduleActorRow).where(ScheduleActorRow.schedule_id.in_(chunk)))
     links = [
         {"schedule_id": s.id, "actor_ref": ref} for s in unique.values() for ref in s.actor_refs
     ]
     for i in range(0, len(links), BATCH):
-        session.execute(_insert(session, ScheduleActorRow), links[i : i + BATCH])
+        session.execute(insert_statement(session, ScheduleActorRow), links[i : i + BATCH])
 
 
 def cached_slots(
@@ -288,15 +197,15 @@ def apply_snapshot(
     if len(plan.upserts) < COPY_THRESHOLD or session.get_bind().dialect.name != "postgresql":
         # a slot new to the scope may still be cached under another schedule (moved)
         touched.update(_schedules_holding(session, [s.id for s in new]))
-        _upsert(session, SlotRow, [slot_row(s, confirmed_at) for s in plan.upserts], ["id"])
+        upsert(session, SlotRow, [slot_row(s, confirmed_at) for s in plan.upserts], ["id"])
     else:
         changed = [s for s in plan.upserts if s.id in cached]
-        if new and not _copy_insert_slots(session, new, confirmed_at):
+        if new and not copy_insert_slots(session, new, confirmed_at):
             touched.update(_schedules_holding(session, [s.id for s in new]))
-            _copy_upsert_slots(session, new, confirmed_at)
+            copy_upsert_slots(session, new, confirmed_at)
         if changed:
-            _copy_upsert_slots(session, changed, confirmed_at)
-    for chunk in _batched(list(plan.deletes)):
+            copy_upsert_slots(session, changed, confirmed_at)
+    for chunk in batched(list(plan.deletes)):
         deleted = session.execute(
             delete(SlotRow).where(SlotRow.id.in_(chunk)).returning(SlotRow.schedule_id)
         )
@@ -307,7 +216,7 @@ def apply_snapshot(
 def _schedules_holding(session: Session, slot_ids: Sequence[str]) -> set[str]:
     """Schedules that currently hold any of these slots."""
     found: set[str] = set()
-    for chunk in _batched(list(slot_ids)):
+    for chunk in batched(list(slot_ids)):
         stmt = select(SlotRow.schedule_id).where(SlotRow.id.in_(chunk)).distinct()
         found.update(session.execute(stmt).scalars())
     return found
@@ -320,7 +229,7 @@ def bump_slots_version(session: Session, schedule_ids: Collection[str]) -> None:
     if not schedule_ids:
         return
     generation = next_generation(session)
-    for chunk in _batched(sorted(schedule_ids)):
+    for chunk in batched(sorted(schedule_ids)):
         session.execute(
             update(ScheduleRow).where(ScheduleRow.id.in_(chunk)).values(slots_version=generation)
         )
@@ -366,7 +275,7 @@ def lock_schedules(session: Session, schedule_ids: Collection[str] | None) -> No
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ALL_SCHEDULES_LOCK})
         session.execute(stmt)
         return
-    for chunk in _batched(sorted(schedule_ids)):
+    for chunk in batched(sorted(schedule_ids)):
         session.execute(stmt.where(ScheduleRow.id.in_(chunk)))
 
 
@@ -384,7 +293,7 @@ def fresher_days(
     if schedule_ids is None:
         return {(r[0], r[1]) for r in session.execute(stmt)}
     found: set[tuple[str, datetime]] = set()
-    for chunk in _batched(sorted(schedule_ids)):
+    for chunk in batched(sorted(schedule_ids)):
         rows = session.execute(stmt.where(SyncMarkRow.schedule_id.in_(chunk)))
         found.update((r[0], r[1]) for r in rows)
     return found
@@ -393,7 +302,7 @@ def fresher_days(
 def slot_positions(session: Session, slot_ids: Collection[str]) -> dict[str, tuple[str, datetime]]:
     """``slot id -> (schedule id, start)`` of the cached slots among ``slot_ids``."""
     out: dict[str, tuple[str, datetime]] = {}
-    for chunk in _batched(sorted(slot_ids)):
+    for chunk in batched(sorted(slot_ids)):
         rows = session.execute(
             select(SlotRow.id, SlotRow.schedule_id, SlotRow.start).where(SlotRow.id.in_(chunk))
         )
@@ -429,7 +338,7 @@ def mark_days(
         )
         return
     rows = [{"schedule_id": sid, "day": day, "confirmed_at": confirmed_at} for sid, day in pairs]
-    _upsert(session, SyncMarkRow, rows, ["schedule_id", "day"])
+    upsert(session, SyncMarkRow, rows, ["schedule_id", "day"])
 
 
 _MARK_DAYS_PG = text(
@@ -473,7 +382,7 @@ def confirm_schedules(
     if schedule_ids is None:
         session.execute(stmt)
         return
-    for chunk in _batched(sorted(schedule_ids)):
+    for chunk in batched(sorted(schedule_ids)):
         session.execute(stmt.where(ScheduleRow.id.in_(chunk)))
 
 
@@ -485,7 +394,7 @@ def record_schedule_error(
     if schedule_ids is None:
         session.execute(update(ScheduleRow).values(last_error=error[:2000]))
         return
-    for chunk in _batched(sorted(schedule_ids)):
+    for chunk in batched(sorted(schedule_ids)):
         session.execute(
             update(ScheduleRow).where(ScheduleRow.id.in_(chunk)).values(last_error=error[:2000])
         )
@@ -499,7 +408,7 @@ def delete_schedules_not_in(session: Session, keep: Collection[str], older_than:
         for sid, confirmed in session.execute(select(ScheduleRow.id, ScheduleRow.last_confirmed_at))
         if sid not in keep_set and confirmed < older_than
     ]
-    for chunk in _batched(stale):
+    for chunk in batched(stale):
         session.execute(delete(SlotRow).where(SlotRow.schedule_id.in_(chunk)))
         session.execute(delete(ScheduleRow).where(ScheduleRow.id.in_(chunk)))
     if stale:
@@ -527,161 +436,6 @@ def schedule_ids_for_actors(
         ids = {r[0] for r in rows}
         result = ids if result is None else result & ids
     return result
-
-
-def free_slots(
-    session: Session,
-    start: datetime,
-    end: datetime,
-    schedule_ids: Collection[str] | None = None,
-    *,
-    now: datetime | None = None,
-) -> list[Slot]:
-    """Free cached slots starting in [start, end), ordered by start (the $find read).
-
-    Slots with a live claim (held or booked through slotsync, or being so right
-    now; see :mod:`app.cache.claims`) are left out: they are not free any more even
-    if the EHR's notification has not arrived yet.
-    """
-    stmt = (
-        select(*SLOT_COLUMNS)
-        .where(
-            SlotRow.start >= start,
-            SlotRow.start < end,
-            SlotRow.status == "free",
-            claims.unclaimed(now or datetime.now(UTC)),
-        )
-        .order_by(SlotRow.start, SlotRow.id)
-    )
-    if schedule_ids is not None:
-        stmt = stmt.where(SlotRow.schedule_id.in_(list(schedule_ids)))
-    return [slot_from_row(row) for row in session.execute(stmt)]
-
-
-@lru_cache(maxsize=50_000)
-def _codes(text: str | None) -> tuple[str, ...]:
-    """JSON code lists repeat endlessly across slots: parse each distinct one once."""
-    return tuple(json.loads(text)) if text else ()
-
-
-@lru_cache(maxsize=500_000)
-def _instant(value: datetime) -> datetime:
-    """One shared object per distinct instant (the first one seen): slots sit on a few
-    thousand grid times, so an index holding a million of them keeps ~100 bytes less
-    per slot."""
-    return value
-
-
-# What composition reads of a slot; code lists as JSON text, parsed once per value.
-_LEAN_COLUMNS = (
-    SlotRow.id,
-    SlotRow.schedule_id,
-    SlotRow.start,
-    SlotRow.end,
-    cast(SlotRow.service_types, Text),
-    cast(SlotRow.specialties, Text),
-    cast(SlotRow.appointment_types, Text),
-)
-_LeanRecord = Row[str, str, datetime, datetime, str, str, str]  # a row of _LEAN_COLUMNS
-
-
-def _lean_slot(row: _LeanRecord) -> Slot:
-    return Slot(
-        id=row[0],
-        # one string per schedule, not one per slot: ~60 bytes less for each slot an
-        # API process keeps in memory (48 MB at 800k)
-        schedule_id=sys.intern(row[1]),
-        start=_instant(row[2]),
-        end=_instant(row[3]),
-        service_types=_codes(row[4]),
-        specialties=_codes(row[5]),
-        appointment_types=_codes(row[6]),
-    )
-
-
-def free_slots_overlapping(
-    session: Session,
-    start: datetime,
-    end: datetime,
-    schedule_ids: Collection[str],
-    *,
-    lookback: timedelta,
-    now: datetime | None = None,
-) -> list[Slot]:
-    """Free cached slots of these schedules overlapping [start, end), ordered by start.
-
-    The $find read: the (schedule_id, start) index bounds the scan (a slot overlapping
-    the span started at most ``lookback`` before it), only the columns composition
-    uses are read, and code lists come back as JSON text parsed once per distinct value.
-    Slots with a live claim (held or booked through slotsync) are left out, as in
-    :func:`free_slots`.
-    """
-    stmt = (
-        select(*_LEAN_COLUMNS)
-        .where(
-            SlotRow.schedule_id.in_(list(schedule_ids)),
-            SlotRow.start >= start - lookback,
-            SlotRow.start < end,
-            SlotRow.end > start,
-            SlotRow.status == "free",
-            claims.unclaimed(now or datetime.now(UTC)),
-        )
-        .order_by(SlotRow.start, SlotRow.id)
-    )
-    return [_lean_slot(row) for row in session.execute(stmt)]
-
-
-def slot_versions(session: Session) -> dict[str, int]:
-    """``schedule id -> slots_version`` of every cached schedule."""
-    return {
-        sid: version
-        for sid, version in session.execute(select(ScheduleRow.id, ScheduleRow.slots_version))
-    }
-
-
-def free_slots_by_schedule(
-    session: Session, schedule_ids: Collection[str]
-) -> dict[str, list[Slot]]:
-    """Every free cached slot of these schedules, per schedule, ordered by start.
-
-    The read behind the in-memory slot index: only the columns composition uses,
-    code lists parsed once per distinct value. Claims are not applied here (they
-    change per booking, not per sync) but per request.
-    """
-    out: dict[str, list[Slot]] = {sid: [] for sid in schedule_ids}
-    for chunk in _batched(list(schedule_ids)):
-        stmt = (
-            select(*_LEAN_COLUMNS)
-            .where(SlotRow.schedule_id.in_(chunk), SlotRow.status == "free")
-            .order_by(SlotRow.schedule_id, SlotRow.start, SlotRow.id)
-        )
-        for row in session.execute(stmt):
-            out[row[1]].append(_lean_slot(row))
-    return out
-
-
-# Columns, not ORM entities: every API process reads all schedules and actors every
-# few seconds (app.availability.catalog), and entities cost several times more to load.
-_SCHEDULE_COLUMNS = (
-    ScheduleRow.id,
-    ScheduleRow.actor_refs,
-    ScheduleRow.service_types,
-    ScheduleRow.specialties,
-    ScheduleRow.horizon_start,
-    ScheduleRow.horizon_end,
-)
-_ACTOR_COLUMNS = (
-    ActorRow.ref,
-    ActorRow.display,
-    ActorRow.codes,
-    ActorRow.address,
-    ActorRow.part_of,
-    ActorRow.timezone,
-)
-# rows of the two column tuples above (schedule_from_row and actor_from_row read them
-# by name, like the ORM entities they stand in for)
-ScheduleRecord = Row[str, list[str], list[str], list[str], datetime | None, datetime | None]
-ActorRecord = Row[str, str | None, list[str], str | None, str | None, str | None]
 
 
 def schedules_by_id(session: Session, ids: Collection[str] | None = None) -> dict[str, Schedule]:

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from app.cache import runs as runs_repo
+from app.cache import recovery
 from app.cache.models import ScheduleRow, SlotRow, SyncRunRow
 
 FULL_LOAD_KIND = "initial-load"
@@ -165,17 +165,17 @@ def collect_sync_health(
         }
     unresolved = [
         run
-        for run in runs_repo.unresolved_failures(session)
+        for run in recovery.unresolved_failures(session)
         # a complete full load since replaced whatever an older run failed to sync
         if last_full is None or run.started_at >= last_full
     ]
     errored = sum(1 for lag in lags if lag.last_error)
     return SyncHealth(
         now=now,
-        stuck_runs=[r.id for r in runs_repo.stuck_runs(session, now, stall_seconds)],
+        stuck_runs=[r.id for r in recovery.stuck_runs(session, now, stall_seconds)],
         unresolved_runs=[r.id for r in unresolved],
-        failed_chunks=runs_repo.failed_chunk_count(session, [r.id for r in unresolved]),
-        follow_ups_scheduled=[(r.id, r.due_at) for r in runs_repo.scheduled_runs(session)],
+        failed_chunks=recovery.failed_chunk_count(session, [r.id for r in unresolved]),
+        follow_ups_scheduled=[(r.id, r.due_at) for r in recovery.scheduled_runs(session)],
         errored_schedules=errored,
         schedule_lags=lags,
         last_full_load_at=last_full,

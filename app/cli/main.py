@@ -371,6 +371,7 @@ def _cmd_rules_check(args: argparse.Namespace, settings: Settings) -> int:
     from sqlalchemy.orm import Session
 
     from app.cache import repository as repo
+    from app.cache import slot_reads
     from app.runtime import get_engine
     from rules.check import format_report, summarise
     from rules.coverage import format_uncovered, summarise_slots, uncovered_schedules
@@ -387,7 +388,7 @@ def _cmd_rules_check(args: argparse.Namespace, settings: Settings) -> int:
     now = datetime.now(UTC)
     horizon = max(rules.effective(vt).max_horizon_days for vt in rules.visit_types)
     with console.status("reading the cache"), Session(get_engine(settings)) as session:
-        slots = repo.free_slots(
+        slots = slot_reads.free_slots(
             session, now - timedelta(hours=12), now + timedelta(days=horizon + 1)
         )
         schedules = repo.schedules_by_id(session)
@@ -426,6 +427,7 @@ def _cmd_rules_init(args: argparse.Namespace, settings: Settings) -> int:
     from sqlalchemy.orm import Session
 
     from app.cache import repository as repo
+    from app.cache import slot_reads
     from app.runtime import get_engine
     from rules.loader import RulesError, parse_rules
     from rules.starter import MAX_HORIZON_DAYS, EmptyCache, starter_rules
@@ -439,7 +441,7 @@ def _cmd_rules_init(args: argparse.Namespace, settings: Settings) -> int:
         with console.status("reading the cache"), Session(get_engine(settings)) as session:
             schedules = repo.schedules_by_id(session)
             actors = repo.actors_by_ref(session)
-            slots = repo.free_slots(session, now, now + timedelta(days=MAX_HORIZON_DAYS + 1))
+            slots = slot_reads.free_slots(session, now, now + timedelta(days=MAX_HORIZON_DAYS + 1))
         text = starter_rules(schedules, actors, slots, now)
     except (EmptyCache, SQLAlchemyError):
         console.print(

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.cache import claims, feeds
+from app.cache import claims, feeds, recovery
 from app.cache import repository as repo
 from app.cache import runs as runs_repo
 from app.cache.db import transaction
@@ -252,7 +252,7 @@ def _poll(ctx: SyncContext, dispatcher: Dispatcher) -> PollResult:
     start = row.poll_cursor
     if start is None:  # no poll succeeded yet: what a full load may have missed
         with transaction(ctx.engine) as session:
-            start = runs_repo.changes_floor(session)
+            start = recovery.changes_floor(session)
     incremental = start is not None and (
         ctx.client.version.changes_since or (caps is not None and caps.slot_changes_since)
     )

@@ -18,6 +18,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from app.cache import recovery
 from app.cache import repository as repo
 from app.cache import runs as runs_repo
 from app.cache.db import transaction
@@ -53,7 +54,7 @@ def run_ended(ctx: SyncContext, run_id: int, status: str) -> int | None:
             return None
         if status == "ok":
             if run.root_run_id is not None:
-                runs_repo.mark_recovered(session, run.root_run_id, now)
+                recovery.mark_recovered(session, run.root_run_id, now)
             return None
         if run.generation >= ctx.settings.follow_up_max:
             log.error(
@@ -62,9 +63,9 @@ def run_ended(ctx: SyncContext, run_id: int, status: str) -> int | None:
                 run.generation,
             )
             return None
-        if runs_repo.child_of(session, run_id) is not None:
+        if recovery.child_of(session, run_id) is not None:
             return None
-        specs = runs_repo.failed_chunk_specs(session, run_id)
+        specs = recovery.failed_chunk_specs(session, run_id)
         if not specs and run.window_start is not None and run.window_end is not None:
             # it never got planned: every schedule, whole windows (no discovery needed)
             windows = split(run.window_start, run.window_end, ctx.settings.load_bulk_window_days)
@@ -112,6 +113,6 @@ def _schedule(
         due_at=due,
     )
     if parent is None:
-        runs_repo.set_generation(session, run_id, generation)
+        recovery.set_generation(session, run_id, generation)
     runs_repo.add_chunks(session, run_id, renumbered)
     return run_id

@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
+from app.cache import recovery
 from app.cache import runs as runs_repo
 from app.cache.db import transaction
 
@@ -61,10 +62,10 @@ def reap(ctx: SyncContext, dispatcher: Dispatcher) -> ReapReport:
     quiet = timedelta(seconds=settings.run_quiet_seconds)
     started = 0
     with transaction(ctx.engine) as session:
-        due = runs_repo.due_follow_ups(session, now)
+        due = recovery.due_follow_ups(session, now)
     for run_id in due:
         with transaction(ctx.engine) as session:
-            if not runs_repo.start_scheduled(session, run_id, now):
+            if not recovery.start_scheduled(session, run_id, now):
                 continue
             seqs = runs_repo.pending_chunks(session, run_id)
         log.info("follow-up run %s is due: %s chunks", run_id, len(seqs))
@@ -72,9 +73,9 @@ def reap(ctx: SyncContext, dispatcher: Dispatcher) -> ReapReport:
         started += 1
 
     with transaction(ctx.engine) as session:
-        stuck = {r.id for r in runs_repo.stuck_runs(session, now, settings.run_stall_seconds)}
+        stuck = {r.id for r in recovery.stuck_runs(session, now, settings.run_stall_seconds)}
         active = [(r.id, r.status, r.progress_at or r.started_at, r.started_at)
-                  for r in runs_repo.active_runs(session)]  # fmt: skip
+                  for r in recovery.active_runs(session)]  # fmt: skip
     lost = resent = stalled = 0
     for run_id, status, progress_at, started_at in active:
         if run_id in stuck:
@@ -83,7 +84,7 @@ def reap(ctx: SyncContext, dispatcher: Dispatcher) -> ReapReport:
         if status != "running":
             continue  # being planned: its planner task retries, the stall rule is its net
         with transaction(ctx.engine) as session:
-            chunks = runs_repo.pending_chunk_states(session, run_id)
+            chunks = recovery.pending_chunk_states(session, run_id)
         dead = [c.seq for c in chunks if c.claimed and (c.heartbeat_at or now) < now - lease]
         idle: list[int] = []
         if now - progress_at >= quiet:

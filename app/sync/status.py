@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from app.cache import feeds
+from app.cache import feeds, slot_reads
 from app.cache import repository as repo
 from app.cache import runs as runs_repo
 from app.cache.models import SubscriptionRow, SyncRunRow
@@ -116,7 +116,7 @@ def uncovered_json(
         except RulesError as exc:
             return {"count": None, "schedules": [], "rules": source, "error": str(exc)}
     horizon = max(rules.effective(vt).max_horizon_days for vt in rules.visit_types)
-    slots = repo.free_slots(session, now, now + timedelta(days=horizon + 1), now=now)
+    slots = slot_reads.free_slots(session, now, now + timedelta(days=horizon + 1), now=now)
     found = uncovered_schedules(
         rules,
         repo.schedules_by_id(session),

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
-from app.cache import claims
+from app.cache import claims, slot_reads
 from app.cache import repository as repo
 from app.cache.db import make_engine, transaction
 from app.cache.snapshot import plan_snapshot
@@ -57,7 +57,7 @@ def _claim(engine: Engine, slots, claim_id: str, *, kind: str = "pending", ttl: 
 
 def _free_ids(engine: Engine, now=NOW) -> list[str]:
     with Session(engine) as session:
-        return [s.id for s in repo.free_slots(session, T0, T0 + timedelta(days=1), now=now)]
+        return [s.id for s in slot_reads.free_slots(session, T0, T0 + timedelta(days=1), now=now)]
 
 
 def test_a_claimed_slot_leaves_find_until_its_claim_expires(cache: Engine) -> None:

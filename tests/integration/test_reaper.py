@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from sqlalchemy.orm import Session
 
+from app.cache import recovery
 from app.cache import repository as repo
 from app.cache import runs as runs_repo
 from app.cache.sync_health import collect_sync_health
@@ -150,7 +151,7 @@ def test_a_stalled_run_is_failed_and_its_rest_replanned_by_a_follow_up(engine):
     assert run.status == "failed" and "no progress" in run.error
     assert run.chunks_failed == len(planned.seqs) - 1
     with Session(engine) as s:
-        follow = runs_repo.child_of(s, planned.run_id)
+        follow = recovery.child_of(s, planned.run_id)
         assert follow.status == "scheduled" and follow.kind == "follow-up"
         wait = follow.due_at - run.finished_at  # the first follow-up's delay
         assert timedelta(seconds=15) <= wait < timedelta(seconds=16)
@@ -192,7 +193,7 @@ def test_follow_ups_are_bounded_and_the_failure_stays_visible(engine):
     result = run_in_process(ctx, ResyncRequest(kind="initial-load"))
     assert result.status == "failed"
     with Session(engine) as s:
-        first = runs_repo.child_of(s, result.run_id)
+        first = recovery.child_of(s, result.run_id)
         assert first is not None and first.generation == 1
         assert "503" in repo.schedule_rows(s, ["sch-0"])[0].last_error
     clock.now += timedelta(hours=1)
@@ -202,7 +203,7 @@ def test_follow_ups_are_bounded_and_the_failure_stays_visible(engine):
     execute_chunks(ctx, run_id, seqs)
     assert run_row(engine, first.id).status == "failed"
     with Session(engine) as s:
-        assert runs_repo.child_of(s, first.id) is None  # the bound: no second follow-up
+        assert recovery.child_of(s, first.id) is None  # the bound: no second follow-up
         report = sync_status(s, now=clock(), settings=ctx.settings)
     overall = report["overall"]
     assert overall["health"] == "degraded" and overall["follow_ups"] == []
@@ -228,7 +229,7 @@ def test_a_planner_that_cannot_reach_the_ehr_leaves_a_failed_run_and_a_follow_up
     run = run_row(engine, run.id)
     assert run.status == "failed" and run.finished_at is not None
     with Session(engine) as s:
-        follow = runs_repo.child_of(s, run.id)
+        follow = recovery.child_of(s, run.id)
         assert follow.status == "scheduled" and follow.chunks_total > 0
     # the EHR is back: the follow-up loads every window without needing discovery
     ehr.failures.clear()

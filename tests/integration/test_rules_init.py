@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from app.api.main import create_app
 from app.cache import repository as repo
+from app.cache import slot_reads
 from app.cache.db import make_engine
 from app.cli.main import build_parser, main
 from app.core.domain import Slot
@@ -86,7 +87,7 @@ def cache(db_url: str) -> tuple[dict, dict, list[Slot]]:
             return (
                 repo.schedules_by_id(session),
                 repo.actors_by_ref(session),
-                repo.free_slots(session, now, now + timedelta(days=HORIZON_DAYS + 2)),
+                slot_reads.free_slots(session, now, now + timedelta(days=HORIZON_DAYS + 2)),
             )
     finally:
         engine.dispose()

@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from app.availability.slot_index import SlotIndex
-from app.cache import claims
+from app.cache import claims, slot_reads
 from app.cache import repository as repo
 from app.cache.db import transaction
 from app.cache.snapshot import plan_snapshot
@@ -72,12 +72,12 @@ def test_a_sync_write_shows_at_the_next_read(engine: Engine) -> None:
 def test_only_changed_schedules_get_a_new_version(engine: Engine) -> None:
     _fill(engine)
     with Session(engine) as session:
-        before = repo.slot_versions(session)
+        before = slot_reads.slot_versions(session)
         generation = repo.cache_generation(session)
     _write(engine, "sch-2", [slot(i, schedule="sch-2") for i in range(3)])
     _write(engine, "sch-2", [slot(i, schedule="sch-2") for i in range(3)])  # no change
     with Session(engine) as session:
-        after = repo.slot_versions(session)
+        after = slot_reads.slot_versions(session)
         assert repo.cache_generation(session) == generation + 1
     assert after["sch-1"] == before["sch-1"]
     assert after["sch-2"] == generation + 1

@@ -1,0 +1,133 @@
+"""Bulk writes of the slot cache: the dialect's ``INSERT ... ON CONFLICT`` executed as
+batched executemany (SQLAlchemy's insertmanyvalues), and PostgreSQL COPY for slots;
+never row-by-row ORM flushes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb, set_json_dumps
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from app.core.domain import Slot
+
+from .db import json_text
+
+BATCH = 2000
+
+
+def insert_statement(session: Session, table: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+
+
+def upsert(session: Session, table: Any, rows: list[dict[str, Any]], key: Sequence[str]) -> None:
+    """``INSERT ... VALUES (...), (...) ... ON CONFLICT DO UPDATE`` in batches on the Core
+    connection: one statement per batch (row-per-statement executemany and the ORM bulk
+    path both cost more than the database does). Rows must be unique on ``key``."""
+    if not rows:
+        return
+    per_statement = max(1, MAX_PARAMETERS // len(rows[0]))
+    # every batch size compiles to a different statement: caching them would hoard memory
+    connection = session.connection().execution_options(compiled_cache=None)
+    for i in range(0, len(rows), per_statement):
+        stmt = insert_statement(session, table.__table__).values(rows[i : i + per_statement])
+        updates = {c: stmt.excluded[c] for c in rows[0] if c not in key}
+        connection.execute(stmt.on_conflict_do_update(index_elements=list(key), set_=updates))
+
+
+MAX_PARAMETERS = 30_000  # below both SQLite's (32,766) and PostgreSQL's (65,535) limits
+ALL_SCHEDULES_LOCK = 0x510750  # advisory lock key of whole-window writes
+COPY_THRESHOLD = 64  # below this many rows the staging round trips cost more than they save
+# The slot columns bulk writes fill, with their PostgreSQL types (for binary COPY:
+# half the cost of the text format, which spells out every timestamp).
+SLOT_COPY_COLUMNS = {
+    "id": "text",
+    "schedule_id": "text",
+    "start": "timestamptz",
+    "end": "timestamptz",
+    "status": "text",
+    "service_types": "jsonb",
+    "specialties": "jsonb",
+    "appointment_types": "jsonb",
+    "overbooked": "bool",
+    "comment": "text",
+    "version_id": "text",
+    "ehr_last_updated": "timestamptz",
+    "last_confirmed_at": "timestamptz",
+}
+SLOT_FIELDS = tuple(SLOT_COPY_COLUMNS)
+
+
+def _copy_rows(cur: Any, table: str, slots: Sequence[Slot], confirmed_at: datetime) -> None:
+    columns = ", ".join(f'"{c}"' for c in SLOT_FIELDS)
+    set_json_dumps(json_text, cur)  # this cursor only
+    with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.set_types(list(SLOT_COPY_COLUMNS.values()))
+        for s in slots:
+            copy.write_row(
+                (
+                    s.id,
+                    s.schedule_id,
+                    s.start,
+                    s.end,
+                    s.status,
+                    Jsonb(s.service_types),
+                    Jsonb(s.specialties),
+                    Jsonb(s.appointment_types),
+                    s.overbooked,
+                    s.comment,
+                    s.version_id,
+                    s.last_updated,
+                    confirmed_at,
+                )
+            )
+
+
+def _driver_connection(session: Session) -> Any:
+    """The psycopg connection under the session's transaction (for ``COPY``)."""
+    raw = session.connection().connection.driver_connection
+    assert raw is not None, "the session's connection is closed"
+    return raw
+
+
+def copy_upsert_slots(session: Session, slots: Sequence[Slot], confirmed_at: datetime) -> None:
+    """PostgreSQL: ``COPY`` into a per-connection temporary table, then one
+    ``INSERT ... SELECT ... ON CONFLICT DO UPDATE``: the fast path for big upserts."""
+    raw = _driver_connection(session)
+    columns = ", ".join(f'"{c}"' for c in SLOT_FIELDS)
+    updates = ", ".join(f'"{c}" = excluded."{c}"' for c in SLOT_FIELDS if c != "id")
+    with raw.cursor() as cur:
+        cur.execute("CREATE TEMP TABLE IF NOT EXISTS slot_stage (LIKE slots) ON COMMIT DELETE ROWS")
+        _copy_rows(cur, "slot_stage", slots, confirmed_at)
+        cur.execute(
+            f"INSERT INTO slots ({columns}) SELECT {columns} FROM slot_stage"
+            f" ON CONFLICT (id) DO UPDATE SET {updates}"
+        )
+        cur.execute("DELETE FROM slot_stage")
+
+
+def copy_insert_slots(session: Session, slots: Sequence[Slot], confirmed_at: datetime) -> bool:
+    """PostgreSQL, slots new to the cache (an initial load): ``COPY`` straight into
+    ``slots``. Should one exist after all (moved in from another window or schedule),
+    the savepoint undoes the copy and the answer is False: upsert them instead."""
+    raw = _driver_connection(session)
+    with raw.cursor() as cur:
+        cur.execute("SAVEPOINT slot_copy")
+        try:
+            _copy_rows(cur, "slots", slots, confirmed_at)
+        except psycopg.errors.UniqueViolation:
+            cur.execute("ROLLBACK TO SAVEPOINT slot_copy")
+            return False
+        cur.execute("RELEASE SAVEPOINT slot_copy")
+        return True
+
+
+def batched(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    for i in range(0, len(items), BATCH):
+        yield items[i : i + BATCH]

@@ -1,0 +1,162 @@
+"""The free-slot reads behind ``$find`` and the in-process slot index: the cache's hot
+read path, kept lean (shared strings and instants, code lists parsed once per value).
+
+Slots with a live claim (held or booked through slotsync; :mod:`app.cache.claims`)
+are never free, even before the EHR's notification arrives.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Collection
+from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+
+from sqlalchemy import Row, Text, cast, select
+from sqlalchemy.orm import Session
+
+from app.core.domain import Slot
+
+from . import claims
+from .bulk import batched
+from .models import (
+    ScheduleRow,
+    SlotRow,
+)
+from .slot_rows import SLOT_COLUMNS, slot_from_row
+
+
+def free_slots(
+    session: Session,
+    start: datetime,
+    end: datetime,
+    schedule_ids: Collection[str] | None = None,
+    *,
+    now: datetime | None = None,
+) -> list[Slot]:
+    """Free cached slots starting in [start, end), ordered by start (the $find read).
+
+    Slots with a live claim (held or booked through slotsync, or being so right
+    now; see :mod:`app.cache.claims`) are left out: they are not free any more even
+    if the EHR's notification has not arrived yet.
+    """
+    stmt = (
+        select(*SLOT_COLUMNS)
+        .where(
+            SlotRow.start >= start,
+            SlotRow.start < end,
+            SlotRow.status == "free",
+            claims.unclaimed(now or datetime.now(UTC)),
+        )
+        .order_by(SlotRow.start, SlotRow.id)
+    )
+    if schedule_ids is not None:
+        stmt = stmt.where(SlotRow.schedule_id.in_(list(schedule_ids)))
+    return [slot_from_row(row) for row in session.execute(stmt)]
+
+
+@lru_cache(maxsize=50_000)
+def _codes(text: str | None) -> tuple[str, ...]:
+    """JSON code lists repeat endlessly across slots: parse each distinct one once."""
+    return tuple(json.loads(text)) if text else ()
+
+
+@lru_cache(maxsize=500_000)
+def _instant(value: datetime) -> datetime:
+    """One shared object per distinct instant (the first one seen): slots sit on a few
+    thousand grid times, so an index holding a million of them keeps ~100 bytes less
+    per slot."""
+    return value
+
+
+# What composition reads of a slot; code lists as JSON text, parsed once per value.
+_LEAN_COLUMNS = (
+    SlotRow.id,
+    SlotRow.schedule_id,
+    SlotRow.start,
+    SlotRow.end,
+    cast(SlotRow.service_types, Text),
+    cast(SlotRow.specialties, Text),
+    cast(SlotRow.appointment_types, Text),
+)
+_LeanRecord = Row[str, str, datetime, datetime, str, str, str]  # a row of _LEAN_COLUMNS
+
+
+def _lean_slot(row: _LeanRecord) -> Slot:
+    return Slot(
+        id=row[0],
+        # one string per schedule, not one per slot: ~60 bytes less for each slot an
+        # API process keeps in memory (48 MB at 800k)
+        schedule_id=sys.intern(row[1]),
+        start=_instant(row[2]),
+        end=_instant(row[3]),
+        service_types=_codes(row[4]),
+        specialties=_codes(row[5]),
+        appointment_types=_codes(row[6]),
+    )
+
+
+def free_slots_overlapping(
+    session: Session,
+    start: datetime,
+    end: datetime,
+    schedule_ids: Collection[str],
+    *,
+    lookback: timedelta,
+    now: datetime | None = None,
+) -> list[Slot]:
+    """Free cached slots of these schedules overlapping [start, end), ordered by start.
+
+    The $find read: the (schedule_id, start) index bounds the scan (a slot overlapping
+    the span started at most ``lookback`` before it), only the columns composition
+    uses are read, and code lists come back as JSON text parsed once per distinct value.
+    Slots with a live claim (held or booked through slotsync) are left out, as in
+    :func:`free_slots`.
+    """
+    stmt = (
+        select(*_LEAN_COLUMNS)
+        .where(
+            SlotRow.schedule_id.in_(list(schedule_ids)),
+            SlotRow.start >= start - lookback,
+            SlotRow.start < end,
+            SlotRow.end > start,
+            SlotRow.status == "free",
+            claims.unclaimed(now or datetime.now(UTC)),
+        )
+        .order_by(SlotRow.start, SlotRow.id)
+    )
+    return [_lean_slot(row) for row in session.execute(stmt)]
+
+
+def slot_versions(session: Session) -> dict[str, int]:
+    """``schedule id -> slots_version`` of every cached schedule."""
+    return {
+        sid: version
+        for sid, version in session.execute(select(ScheduleRow.id, ScheduleRow.slots_version))
+    }
+
+
+def free_slots_by_schedule(
+    session: Session, schedule_ids: Collection[str]
+) -> dict[str, list[Slot]]:
+    """Every free cached slot of these schedules, per schedule, ordered by start.
+
+    The read behind the in-memory slot index: only the columns composition uses,
+    code lists parsed once per distinct value. Claims are not applied here (they
+    change per booking, not per sync) but per request.
+    """
+    out: dict[str, list[Slot]] = {sid: [] for sid in schedule_ids}
+    for chunk in batched(list(schedule_ids)):
+        stmt = (
+            select(*_LEAN_COLUMNS)
+            .where(SlotRow.schedule_id.in_(chunk), SlotRow.status == "free")
+            .order_by(SlotRow.schedule_id, SlotRow.start, SlotRow.id)
+        )
+        for row in session.execute(stmt):
+            out[row[1]].append(_lean_slot(row))
+    return out
+
+
+# Columns, not ORM entities: every API process reads all schedules and actors every
+# few seconds (app.availability.catalog), and entities cost several times more to load.
