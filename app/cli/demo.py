@@ -7,6 +7,7 @@ Ctrl-C, which stops the sandbox too.
 
 from __future__ import annotations
 
+import argparse
 import shutil
 import signal
 import sys
@@ -15,6 +16,8 @@ from pathlib import Path
 
 from rich.console import Console
 
+from app.cli.exit_codes import DEPENDENCY_EXIT, OK_EXIT
+from app.cli.help_text import Subcommands, add_command
 from app.settings import DEMO_API_KEY, DEV_WEBHOOK_SECRET, Settings
 
 console = Console(stderr=True)
@@ -136,3 +139,46 @@ def run_demo(
             create_app(settings), host=host, port=port, log_level="warning", access_log=False
         )
     return 0
+
+
+def _cmd_demo(args: argparse.Namespace, settings: Settings) -> int:
+    return run_demo(
+        settings,
+        host=args.host,
+        port=args.port,
+        sandbox_port=args.sandbox_port,
+        ehr_profile=args.ehr_profile,
+    )
+
+
+def register(sub: Subcommands) -> None:
+    """Add ``demo`` to ``sub``."""
+    demo = add_command(
+        sub,
+        "demo",
+        help="embedded demo: sandbox EHR, load, API on :8000",
+        description="Start the sandbox EHR, migrate the SQLite cache, load it (with a progress"
+        " bar on a terminal), print curls that work and serve the API until Ctrl-C. What"
+        " `make demo` runs.",
+        examples=[
+            ("slotsync demo", "Argonaut STU3 sandbox"),
+            ("slotsync demo --ehr-profile plain-r4", "a generic FHIR R4 server instead"),
+            ("slotsync demo --port 8080 --sandbox-port 8180", "other ports"),
+        ],
+        exits={
+            OK_EXIT: "stopped (Ctrl-C or SIGTERM)",
+            DEPENDENCY_EXIT: "the cache database cannot be used, or the sandbox EHR did not answer",
+        },
+    )
+    demo.add_argument("--host", default="127.0.0.1")
+    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--sandbox-port", type=int, default=8100)
+    demo.add_argument(
+        "--ehr-profile",
+        choices=("sandbox", "plain-r4"),
+        default="sandbox",
+        help="sandbox: an Argonaut STU3 EHR ($prefetch, $hold/$book, notifications);"
+        " plain-r4: a generic FHIR R4 server (Slot search with _count capped at 100, booking"
+        " by POST Appointment, no notifications: slotsync polls)",
+    )
+    demo.set_defaults(func=_cmd_demo)
