@@ -51,9 +51,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from sandbox_ehr import codes, search
+from sandbox_ehr.appointments import ACTIVE
 from sandbox_ehr.errors import bad_request, not_found
-from sandbox_ehr.org import BUSY, FREE, HELD, TENTATIVE, UNAVAILABLE, slot_id, slot_index
-from sandbox_ehr.records import ACTIVE
+from sandbox_ehr.model import BUSY, FREE, HELD, TENTATIVE, UNAVAILABLE, slot_id, slot_index
 from sandbox_ehr.store import Change
 from sandbox_ehr.timefmt import ceil_minute, utc_iso
 from sandbox_ehr.web import json_body, json_response, query_pairs, sandbox
@@ -92,7 +92,7 @@ async def truth(request: Request) -> Response:
     if available == "true":
         claimed = {
             slot_index(sid)
-            for sid, appts in sb.records.slot_appointments().items()
+            for sid, appts in sb.appointments.slot_appointments().items()
             if any(a.resource.get("status") in ACTIVE for a in appts)
         }
         idx = [i for i in idx if i not in claimed]
@@ -118,7 +118,7 @@ async def truth(request: Request) -> Response:
 @router.get("/slot-appointments")
 async def slot_appointments(request: Request) -> Response:
     sb = sandbox(request)
-    by_slot = sb.records.slot_appointments()
+    by_slot = sb.appointments.slot_appointments()
     asked = [v.removeprefix("Slot/") for v in search.split_values(query_pairs(request), "slot")]
     slots = []
     double = []
@@ -163,7 +163,7 @@ def _apply(sb: Any, op: dict[str, Any]) -> list[Change]:
                 )
         slots = _slots(op, store)
         for i in slots:  # the EHR's own staff override whatever an appointment held
-            sb.records.slot_owner.pop(i, None)
+            sb.appointments.slot_owner.pop(i, None)
         return store.set_status(slots, status)
     if kind == "move":
         try:
@@ -199,7 +199,7 @@ def _apply(sb: Any, op: dict[str, Any]) -> list[Change]:
             raise bad_request("move_fraction must be within 0..1")
         moves = [i for i in picks if rng.random() < move_fraction]
         moved = set(moves)
-        rest = [i for i in picks if i not in moved and i not in sb.records.slot_owner]
+        rest = [i for i in picks if i not in moved and i not in sb.appointments.slot_owner]
         to_busy = [i for i in rest if int(store.status[i]) == FREE]
         to_free = [i for i in rest if int(store.status[i]) != FREE]
         changes = store.set_status(to_busy, BUSY) + store.set_status(to_free, FREE)

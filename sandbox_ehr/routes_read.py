@@ -24,7 +24,7 @@ from sandbox_ehr import codes, paging, search
 from sandbox_ehr.errors import FhirError, not_found
 from sandbox_ehr.fhir_render import bundle, entry
 from sandbox_ehr.listing import offset_bundle, page_params
-from sandbox_ehr.org import slot_index
+from sandbox_ehr.model import slot_index
 from sandbox_ehr.store import Page
 from sandbox_ehr.web import (
     fhir_base,
@@ -208,4 +208,4 @@ def _lookup(request: Request, rtype: str, rid: str) -> dict[str, Any]:
         if res is None:
             raise not_found(f"{rtype}/{rid}")
         return res
-    return sb.records.read(rtype, rid)
+    return sb.read(rtype, rid)

@@ -27,13 +27,8 @@ from datetime import date, timedelta
 
 import numpy as np
 
-from sandbox_ehr.org import (
-    FREE,
-    Organisation,
-    SlotArrays,
-    generate,
-    generate_day,
-)
+from sandbox_ehr.model import FREE, Organisation, SlotArrays
+from sandbox_ehr.org import generate, generate_day
 
 KEY_SHIFT = 32
 INDEX_MASK = (1 << KEY_SHIFT) - 1
