@@ -33,6 +33,8 @@ Mutations (``POST /_sandbox/mutate``, one op or ``{"ops": [...]}``)::
     {"op": "free", "slot": "sl-00000012"}       # -> free
     {"op": "set-status", "slot": ..., "status": "busy-unavailable"}
     {"op": "move", "slot": ..., "minutes": 15}  # shift start and end
+    {"op": "delete", "slot": ...}               # gone from searches, reads and truth
+    {"op": "remove-schedule", "schedule": "sch-pr-2"}  # gone, and its slots deleted
     {"op": "add-day", "date": "YYYY-MM-DD", "schedules": [...]}  # date default: next new day
     {"op": "random", "count": 500, "seed": 1, "move_fraction": 0.0}
 
@@ -171,6 +173,16 @@ def _apply(sb: Any, op: dict[str, Any]) -> list[Change]:
         except (KeyError, TypeError, ValueError) as exc:
             raise bad_request("move needs integer minutes") from exc
         return store.move([(i, minutes) for i in _slots(op, store)])
+    if kind == "delete":
+        slots = _slots(op, store)
+        for i in slots:
+            sb.appointments.slot_owner.pop(i, None)
+        return store.delete(slots)
+    if kind == "remove-schedule":
+        index = store.org.schedule_index.get(str(op.get("schedule")))
+        if index is None or index in store.removed:
+            raise not_found(f"Schedule/{op.get('schedule')}")
+        return store.remove_schedule(index)
     if kind == "add-day":
         if op.get("date"):
             try:
@@ -206,7 +218,10 @@ def _apply(sb: Any, op: dict[str, Any]) -> list[Change]:
         if moves:
             changes += store.move([(i, rng.choice((-15, 15, 30))) for i in moves])
         return changes
-    raise bad_request(f"unknown op {kind!r}; one of book, free, set-status, move, add-day, random")
+    raise bad_request(
+        f"unknown op {kind!r}; one of book, free, set-status, move, delete, remove-schedule, "
+        "add-day, random"
+    )
 
 
 @router.post("/mutate")

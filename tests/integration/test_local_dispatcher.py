@@ -18,9 +18,8 @@ from app.sync.coordination import LocalCoordinator
 from app.sync.local import LocalDispatcher
 from app.sync.runs import ResyncRequest
 from tests.api.conftest import EVERYTHING, api_settings, build_app
-from tests.fake_ehr import BASE
 from tests.support import free_port
-from tests.sync_support import DAY0, settings
+from tests.sync_support import BASE, DAY0, settings
 
 POOL_THREADS = "slotsync-sync"
 
