@@ -11,7 +11,9 @@ combines with other rules), ``error`` (OperationOutcome with ``status``, default
 retry_after`` seconds), ``timeout`` (hangs ``hang_seconds``, then drops the
 connection), ``reset`` (TCP reset, no response), ``truncate`` (the real body cut in
 half: invalid JSON), ``invalid-json`` (a 200 whose body is not JSON),
-``short-page`` (a valid Bundle with half its entries and no ``next`` link).
+``short-page`` (a valid Bundle with half its entries and no ``next`` link),
+``no-includes`` (a Bundle without its ``include`` entries, as from a server that
+ignores ``_include``).
 Kinds (notification side): ``notify-duplicate`` (sent twice), ``notify-out-of-order``
 (sent after the following event), ``notify-drop`` (never sent: the event number
 has a gap).
@@ -35,6 +37,7 @@ REQUEST_KINDS = {
     "truncate",
     "invalid-json",
     "short-page",
+    "no-includes",
 }
 NOTIFY_KINDS = {"notify-duplicate", "notify-out-of-order", "notify-drop"}
 ALIASES = {"500": ("error", 500), "503": ("error", 503)}

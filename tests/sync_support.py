@@ -122,9 +122,13 @@ class SandboxEhr:
         """Schedule id -> actor references, in the sandbox's order."""
         return {s.id: s.actor_refs for s in self.app.state.sandbox.store.org.schedules}
 
-    def truth(self, *schedule_ids: str) -> dict[str, SlotView]:
-        """The EHR's free slots (of the given schedules, else all), as the cache must hold them."""
+    def truth(
+        self, *schedule_ids: str, start: datetime | None = None, end: datetime | None = None
+    ) -> dict[str, SlotView]:
+        """The EHR's free slots (of the given schedules, else all; starting in [start, end)
+        when given), as the cache must hold them."""
         params = {"schedule": ",".join(schedule_ids)} if schedule_ids else {}
+        params |= {k: v.isoformat() for k, v in (("start", start), ("end", end)) if v}
         answer = self.http.get("/_sandbox/truth", params=params)
         assert answer.status_code == 200, answer.text
         return {

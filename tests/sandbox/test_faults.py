@@ -66,6 +66,13 @@ def test_broken_pages(ehr: SandboxProcess, http: httpx.Client) -> None:
     assert len(short["entry"]) == 5 and short["total"] > 10
     assert not [link for link in short["link"] if link["relation"] == "next"]
     assert len(http.get(url, params=params).json()["entry"]) == 10
+    include = {**params, "_include": "Slot:schedule"}
+    modes = {e["search"]["mode"] for e in http.get(url, params=include).json()["entry"]}
+    assert modes == {"match", "include"}
+    _fault(http, ehr, kind="no-includes", path="/fhir/Slot", times=1)
+    bare = http.get(url, params=include).json()  # as from a server that ignores _include
+    assert {e["search"]["mode"] for e in bare["entry"]} == {"match"} and len(bare["entry"]) == 10
+    assert [link for link in bare["link"] if link["relation"] == "next"]
 
 
 def test_probability_is_seeded_and_control_api_is_never_faulted(
