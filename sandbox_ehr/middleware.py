@@ -94,6 +94,8 @@ class FaultMiddleware:
                 body = _edit_bundle(body, _short_page)
             elif kind == "no-includes":
                 body = _edit_bundle(body, _without_includes)
+            elif kind == "slow-answer":
+                await asyncio.sleep(int(rule.latency_ms) / 1000)
             headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
             await _send_whole(send, status, headers, body)
 

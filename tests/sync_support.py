@@ -81,6 +81,7 @@ class SandboxEhr:
         seed: int = 3,
         page_size: int = 25,
         start: date | None = None,
+        **config: Any,
     ) -> None:
         self.config = SandboxConfig(
             fhir_version=fhir_version,
@@ -90,6 +91,7 @@ class SandboxEhr:
             start_date=start or DAY0.date(),
             horizon_days=7,
             page_size=page_size,
+            **config,
         )
         self.app = create_app(self.config)
         self.http = TestClient(self.app, base_url=ROOT)
@@ -141,6 +143,34 @@ class SandboxEhr:
             for s in answer.json()["slots"]
         }
 
+    def slots(self, schedule: str, *, status: str = "free") -> list[dict[str, Any]]:
+        """The schedule's Slot resources of that status (a FHIR Slot search)."""
+        answer = self.http.get(
+            "/fhir/Slot", params={"schedule": f"Schedule/{schedule}", "status": status}
+        )
+        assert answer.status_code == 200, answer.text
+        bundle = answer.json()
+        assert not [link for link in bundle.get("link", []) if link["relation"] == "next"]
+        return [e["resource"] for e in bundle.get("entry", []) if e["search"]["mode"] == "match"]
+
+    def busiest(
+        self, prefix: str = "sch-pr-", *, before: datetime | None = None, skip: int = 0
+    ) -> str:
+        """The schedule (whose id starts with ``prefix``) with the most free slots (starting
+        before ``before``, when given); ``skip`` takes the next ones."""
+        counts: dict[str, int] = {}
+        for schedule, start, _, _ in self.truth().values():
+            if schedule.startswith(prefix) and (before is None or start < before):
+                counts[schedule] = counts.get(schedule, 0) + 1
+        return sorted(counts, key=lambda s: (-counts[s], s))[skip]
+
+    @property
+    def subscriptions(self) -> list[dict[str, Any]]:
+        """The Subscriptions the EHR holds."""
+        answer = self.http.get("/fhir/Subscription")
+        assert answer.status_code == 200, answer.text
+        return [e["resource"] for e in answer.json().get("entry", [])]
+
     # -- scripting -------------------------------------------------------------------------
 
     def mutate(self, *ops: dict[str, Any]) -> dict[str, Any]:
@@ -169,6 +199,11 @@ class SandboxEhr:
         assert answer.status_code in (200, 201), answer.text
         rule_id: str = answer.json()["rules"][0]["id"]
         return rule_id
+
+    def forget_subscriptions(self) -> None:
+        """The EHR loses its Subscriptions (as in a restart without persistence)."""
+        for sub in self.subscriptions:
+            assert self.http.delete(f"/fhir/Subscription/{sub['id']}").status_code in (200, 204)
 
     def fired(self, rule_id: str) -> int:
         """How often the fault rule fired."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session
@@ -21,25 +20,6 @@ from tests.sync_support import DAY0, Clock, SandboxEhr, cached, client_for, view
 
 WEEK = Chunk(None, DAY0, DAY0 + timedelta(days=7))
 DAY = timedelta(days=1)
-
-
-def slots_of(ehr: SandboxEhr, schedule: str, *, status: str = "free") -> list[dict[str, Any]]:
-    """The schedule's slots of that status, in start order (a FHIR Slot search)."""
-    answer = ehr.http.get(
-        "/fhir/Slot",
-        params={"schedule": f"Schedule/{schedule}", "status": status, "_count": 1000},
-    )
-    assert answer.status_code == 200, answer.text
-    return [e["resource"] for e in answer.json().get("entry", []) if e["search"]["mode"] == "match"]
-
-
-def busiest(ehr: SandboxEhr, prefix: str = "sch-pr-", skip: int = 0) -> str:
-    """The schedule (of the kind) with the most free slots this week."""
-    counts: dict[str, int] = {}
-    for schedule, *_ in ehr.truth().values():
-        counts[schedule] = counts.get(schedule, 0) + 1
-    ranked = sorted((s for s in counts if s.startswith(prefix)), key=lambda s: (-counts[s], s))
-    return ranked[skip]
 
 
 def on_first_day(ehr: SandboxEhr, schedule: str) -> str:
@@ -74,7 +54,7 @@ def test_window_replace_removes_updates_and_adds(engine, sandbox):
     truth = week_truth(ehr)
     assert (first.upserted, first.deleted) == (len(truth), 0)
     assert view(cached(engine)) == truth
-    schedule = busiest(ehr)
+    schedule = ehr.busiest()
     practitioner = next(a for a in ehr.schedules[schedule] if a.startswith("Practitioner/"))
     name = ehr.http.get(f"/fhir/{practitioner}").json()["name"][0]["text"]
     with Session(engine) as s:
@@ -82,7 +62,7 @@ def test_window_replace_removes_updates_and_adds(engine, sandbox):
         assert set(repo.schedules_by_id(s)) == {v[0] for v in truth.values()}
 
     booked, gone, moved = list(week_truth(ehr, schedule))[:3]
-    added = next(s["id"] for s in slots_of(ehr, schedule, status="busy"))
+    added = next(s["id"] for s in ehr.slots(schedule, status="busy"))
     ehr.mutate(
         {"op": "book", "slot": booked},  # busy: leaves the cache
         {"op": "delete", "slot": gone},  # gone
@@ -122,7 +102,7 @@ def test_short_page_is_detected_and_changes_nothing(engine, sandbox):
 def test_schedule_chunk_touches_only_its_schedule(engine, sandbox):
     ehr = sandbox()
     sync_chunk(engine, client_for(ehr), WEEK)
-    mine, other = busiest(ehr), busiest(ehr, skip=1)
+    mine, other = ehr.busiest(), ehr.busiest(skip=1)
     mine_booked, other_booked = next(iter(ehr.truth(mine))), next(iter(ehr.truth(other)))
     ehr.book(mine_booked, other_booked)
     result = sync_chunk(engine, client_for(ehr), Chunk((mine,), WEEK.start, WEEK.end))
@@ -138,7 +118,7 @@ def test_schedule_chunk_touches_only_its_schedule(engine, sandbox):
 
 def test_r4_chunk_uses_schedule_search(engine, sandbox):
     ehr = sandbox("r4", profile="plain-r4")
-    schedule = busiest(ehr, skip=1)
+    schedule = ehr.busiest(skip=1)
     sync_chunk(engine, client_for(ehr, "r4"), Chunk((schedule,), WEEK.start, WEEK.end))
     assert set(cached(engine)) == set(week_truth(ehr, schedule))
     request = next(r for r in ehr.requests if r.url.path == "/fhir/Slot")
@@ -160,7 +140,7 @@ def test_r4_slot_of_an_active_appointment_is_taken_whatever_the_slot_says(engine
     """A generic R4 server leaves a booked Slot free; the Appointment is what counts."""
     ehr = sandbox("r4", profile="plain-r4")
     client = client_for(ehr, "r4")
-    schedule = busiest(ehr)
+    schedule = ehr.busiest()
     chunk = Chunk((schedule,), WEEK.start, WEEK.end)
     sync_chunk(engine, client, chunk)
     free = set(week_truth(ehr, schedule))
@@ -194,7 +174,7 @@ def test_older_fetch_never_overwrites_newer(engine, sandbox):
     clock = Clock(DAY0)
     sync_chunk(engine, client_for(ehr), WEEK, clock=clock)
     slow_started = clock()  # the slow load chunk asked the EHR now ...
-    schedule = busiest(ehr)
+    schedule = ehr.busiest()
     booked = on_first_day(ehr, schedule)
     ehr.book(booked)
     sync_chunk(engine, client_for(ehr), Chunk((schedule,), DAY0, DAY0 + DAY), clock=clock)
@@ -289,7 +269,7 @@ def test_an_older_fetch_never_moves_back_a_slot_a_newer_fetch_moved_to_another_d
     sync_chunk(engine, client_for(ehr), WEEK, clock=clock)
     day = Chunk(None, DAY0, DAY0 + DAY)
     slow_started = clock()  # the slow load chunk of day 0 asked the EHR now ...
-    schedule = busiest(ehr)
+    schedule = ehr.busiest()
     moved = on_first_day(ehr, schedule)
     was = ehr.truth()[moved][1]
     ehr.mutate({"op": "move", "slot": moved, "minutes": 24 * 60})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import msgspec
@@ -94,3 +95,27 @@ def test_bad_fault_rules_are_rejected(stu3: SandboxProcess, http: httpx.Client) 
         {"kind": "503", "probability": 2},
     ):
         assert http.post(f"{stu3.control_url}/faults", json=rule).status_code == 400, rule
+
+
+def test_a_slow_answer_is_served_at_once_and_answered_late(
+    stu3: SandboxProcess, http: httpx.Client
+) -> None:
+    rule = {"kind": "slow-answer", "path": "/fhir/Patient", "method": "POST", "latency_ms": 800}
+    _fault(http, stu3, times=1, **rule)
+    body = {
+        "resourceType": "Patient",
+        "name": [{"family": "Slowe", "given": ["Ann"]}],
+        "birthDate": "1990-01-01",
+        "gender": "female",
+    }
+    with ThreadPoolExecutor(1) as pool:
+        started = time.perf_counter()
+        pending = pool.submit(httpx.post, f"{stu3.base_url}/Patient", json=body, timeout=10)
+        found: list = []
+        while not found and time.perf_counter() - started < 0.7:
+            search = http.get(f"{stu3.base_url}/Patient", params={"family": "Slowe"})
+            found = search.json().get("entry", [])
+        answer = pending.result()
+    assert found, "the patient was registered before the answer left"
+    assert answer.status_code == 201 and time.perf_counter() - started >= 0.8
+    assert found[0]["resource"]["id"] == answer.json()["id"]
