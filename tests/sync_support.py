@@ -3,7 +3,8 @@ a recording dispatcher."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -39,6 +40,13 @@ class Clock:
     def __call__(self) -> datetime:
         self.now += timedelta(milliseconds=1)
         return self.now
+
+
+def wait_until(condition: Callable[[], object], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
 
 
 def settings(**overrides: Any) -> Settings:
@@ -184,10 +192,11 @@ class SandboxEhr:
         self.mutate({"op": "book", "slots": list(slot_ids)})
 
     def fail(self, path: str, *, status: int = 503, times: int | None = None, **rule: Any) -> str:
-        """Requests to ``/fhir<path>`` answer ``status`` (``times`` times; else always).
+        """A fault rule on ``/fhir<path>`` (``times`` times; else always); its id.
 
-        ``kind="short-page"`` instead cuts a valid page to half its entries, without next.
-        A 503 carries ``Retry-After: 0``: the retry comes at once, as from the fake it replaced.
+        By default requests answer ``status``; a 503 carries ``Retry-After: 0``, so the
+        client's retry comes at once. Any other kind of :mod:`sandbox_ehr.faults` goes
+        in ``rule`` (``kind="short-page"``, ``kind="slow-answer", latency_ms=...``).
         """
         spec = {"kind": "error", "status": status, "path": f"/fhir{path}", "retry_after": 0}
         if times is not None:

@@ -5,14 +5,10 @@ Against the sandbox EHR in-process: its organisation, its Subscriptions, its cha
 
 from __future__ import annotations
 
-import contextlib
 import json
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import kombu.exceptions
 import pytest
@@ -25,8 +21,18 @@ from app.sync.chunk import Chunk, sync_chunk
 from app.sync.inbox import accept_notification
 from app.sync.refresh import pending_key, refresh_schedule, refresh_windows, request_refresh
 from app.sync.runs import ResyncRequest, run_in_process
+from tests.receiver import receiving
 from tests.support import free_port
-from tests.sync_support import DAY0, Clock, RecordingDispatcher, SandboxEhr, cached, context, view
+from tests.sync_support import (
+    DAY0,
+    Clock,
+    RecordingDispatcher,
+    SandboxEhr,
+    cached,
+    context,
+    view,
+    wait_until,
+)
 
 HOOK = "https://slotsync.example/webhook/subscription"
 
@@ -66,40 +72,6 @@ def first_day(ehr: SandboxEhr, skip: int = 0) -> tuple[str, str, list[str]]:
     schedule = ehr.busiest(before=DAY0 + DAY, skip=skip)
     slots = list(ehr.truth(schedule, start=DAY0, end=DAY0 + DAY))
     return schedule, practitioner(ehr, schedule), slots
-
-
-def wait_until(condition, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-
-
-@contextlib.contextmanager
-def webhook(on_handshake) -> Iterator[str]:
-    """A local HTTP receiver of the EHR's notifications (its base URL): handshakes go to
-    ``on_handshake(subscription id)``, everything is answered 200."""
-
-    class Hook(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            if self.headers.get("X-Notification-Type") == "handshake":
-                on_handshake(self.headers["X-Subscription-Id"])
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def event(sid, actor, start=None, end=None, **kw):
@@ -465,13 +437,16 @@ def test_a_handshake_before_the_ehrs_answer_to_our_subscription_counts(engine, s
     dispatcher = RecordingDispatcher()
     handshakes: list[str] = []
 
-    def on_handshake(subscription_id: str) -> None:  # our webhook, in short
-        handshakes.append(subscription_id)
-        note = Notification(kind="handshake", subscription_id=subscription_id, events_since_start=0)
-        accept(ctx, dispatcher, note)
+    def webhook(headers: dict[str, str], _: bytes) -> None:  # our webhook, in short
+        if headers.get("x-notification-type") == "handshake":
+            handshakes.append(headers["x-subscription-id"])
+            note = Notification(
+                kind="handshake", subscription_id=handshakes[-1], events_since_start=0
+            )
+            accept(ctx, dispatcher, note)
 
-    with webhook(on_handshake) as base_url:
-        ehr, ctx, _ = loaded(engine, sandbox, public_base_url=base_url)
+    with receiving(on_post=webhook) as hook:
+        ehr, ctx, _ = loaded(engine, sandbox, public_base_url=hook.url.removesuffix("/hook"))
         # the EHR sends the handshake at once, but its answer takes a while to reach us
         ehr.fail("/Subscription", kind="slow-answer", method="POST", latency_ms=500)
         state = feed.ensure_subscription(ctx)
