@@ -87,7 +87,7 @@ class SandboxEhr:
         profile: Profile = "sandbox",
         size: int = 600,
         seed: int = 3,
-        page_size: int = 25,
+        page_size: int = 100,
         start: date | None = None,
         **config: Any,
     ) -> None:
