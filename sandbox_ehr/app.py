@@ -40,7 +40,7 @@ class SandboxApp(FastAPI):
 async def _sweep_holds(sb: Sandbox) -> None:
     while True:
         await asyncio.sleep(HOLD_SWEEP_SECONDS)
-        sb.records.expire_holds()
+        sb.appointments.expire_holds()
 
 
 def create_app(config: SandboxConfig) -> FastAPI:

@@ -6,12 +6,17 @@ kinds, notifications (optionally of one subscription). It fires ``times`` times
 (unlimited when absent), each time with ``probability`` (seeded, so runs repeat).
 
 Kinds (request side): ``latency`` (adds ``latency_ms``, the request then proceeds;
-combines with other rules), ``error`` (OperationOutcome with ``status``, default
-503; ``500``/``503`` are accepted as kind aliases), ``429`` (``Retry-After:
+combines with other rules), ``slow-answer`` (the request is served at once, its
+answer held back ``latency_ms``: what the server did, e.g. a notification it
+sent, may reach others before the client hears the answer), ``error``
+(OperationOutcome with ``status``, default 503; ``500``/``503`` are accepted as
+kind aliases), ``429`` (``Retry-After:
 retry_after`` seconds), ``timeout`` (hangs ``hang_seconds``, then drops the
 connection), ``reset`` (TCP reset, no response), ``truncate`` (the real body cut in
 half: invalid JSON), ``invalid-json`` (a 200 whose body is not JSON),
-``short-page`` (a valid Bundle with half its entries and no ``next`` link).
+``short-page`` (a valid Bundle with half its entries and no ``next`` link),
+``no-includes`` (a Bundle without its ``include`` entries, as from a server that
+ignores ``_include``).
 Kinds (notification side): ``notify-duplicate`` (sent twice), ``notify-out-of-order``
 (sent after the following event), ``notify-drop`` (never sent: the event number
 has a gap).
@@ -28,6 +33,7 @@ from sandbox_ehr.errors import bad_request
 
 REQUEST_KINDS = {
     "latency",
+    "slow-answer",
     "error",
     "429",
     "timeout",
@@ -35,6 +41,7 @@ REQUEST_KINDS = {
     "truncate",
     "invalid-json",
     "short-page",
+    "no-includes",
 }
 NOTIFY_KINDS = {"notify-duplicate", "notify-out-of-order", "notify-drop"}
 ALIASES = {"500": ("error", 500), "503": ("error", 503)}

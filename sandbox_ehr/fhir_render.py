@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from sandbox_ehr import codes
-from sandbox_ehr.org import (
+from sandbox_ehr.model import (
     BUSY,
     FREE,
     HELD,

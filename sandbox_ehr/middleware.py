@@ -13,6 +13,7 @@ import contextlib
 import logging
 import socket
 import struct
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -90,7 +91,11 @@ class FaultMiddleware:
             elif kind == "invalid-json":
                 body = INVALID_JSON
             elif kind == "short-page":
-                body = _short_page(body)
+                body = _edit_bundle(body, _short_page)
+            elif kind == "no-includes":
+                body = _edit_bundle(body, _without_includes)
+            elif kind == "slow-answer":
+                await asyncio.sleep(int(rule.latency_ms) / 1000)
             headers = [(k, v) for k, v in headers if k.lower() != b"content-length"]
             await _send_whole(send, status, headers, body)
 
@@ -138,16 +143,27 @@ async def _capture(
     return start.get("status", 500), list(start.get("headers", [])), b"".join(chunks)
 
 
-def _short_page(body: bytes) -> bytes:
+def _edit_bundle(body: bytes, edit: Callable[[dict[str, Any]], None]) -> bytes:
+    """The body with ``edit`` applied when it is a Bundle; anything else as it was."""
     try:
         page = msgspec.json.decode(body)
     except (msgspec.DecodeError, RecursionError):
         return body
-    if isinstance(page, dict) and page.get("resourceType") == "Bundle":
-        entries = page.get("entry") or []
-        page["entry"] = entries[: len(entries) // 2]
-        page["link"] = [link for link in page.get("link") or [] if link.get("relation") != "next"]
+    if not (isinstance(page, dict) and page.get("resourceType") == "Bundle"):
+        return body
+    edit(page)
     return msgspec.json.encode(page)
+
+
+def _short_page(page: dict[str, Any]) -> None:
+    entries = page.get("entry") or []
+    page["entry"] = entries[: len(entries) // 2]
+    page["link"] = [link for link in page.get("link") or [] if link.get("relation") != "next"]
+
+
+def _without_includes(page: dict[str, Any]) -> None:
+    entries = page.get("entry") or []
+    page["entry"] = [e for e in entries if (e.get("search") or {}).get("mode") != "include"]
 
 
 def _abort(scope: Scope) -> None:

@@ -37,21 +37,22 @@ import contextlib
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import httpx
 import msgspec
 
 from sandbox_ehr import codes, validate
+from sandbox_ehr.config import SandboxConfig
 from sandbox_ehr.errors import FHIR_JSON, bad_request, not_found, unprocessable
+from sandbox_ehr.faults import Faults
 from sandbox_ehr.search import schedules_matching
-from sandbox_ehr.store import Change
+from sandbox_ehr.stats import Stats
+from sandbox_ehr.store import Change, SlotStore
 from sandbox_ehr.timefmt import now_instant
-
-if TYPE_CHECKING:
-    from sandbox_ehr.state import Sandbox
 
 log = logging.getLogger("sandbox_ehr.notify")
 OUT_OF_ORDER_FLUSH_SECONDS = 2.0
@@ -100,17 +101,36 @@ def _extension(element: dict[str, Any] | None, url: str) -> Any:
 
 
 class Notifier:
-    """Owns subscriptions and their sender tasks; listens to slot changes in the store."""
+    """Owns subscriptions and their sender tasks; listens to slot changes in the store.
 
-    def __init__(self, sandbox: Sandbox) -> None:
-        self.sandbox = sandbox
+    Collaborators: the config (changed in place by the control API), the store it
+    listens to, the fault rules and counters of notifications, ``stripped_schedule``
+    (a change -> the argo-sched-notif Schedule of its period) and the FHIR base URL
+    written into R4 notification bundles.
+    """
+
+    def __init__(
+        self,
+        config: SandboxConfig,
+        store: SlotStore,
+        faults: Faults,
+        stats: Stats,
+        stripped_schedule: Callable[[Change], dict[str, Any]],
+        base_url: str,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.faults = faults
+        self.stats = stats
+        self.stripped_schedule = stripped_schedule
+        self.base_url = base_url
         self.subscriptions: dict[str, Subscription] = {}
         self.client: httpx.AsyncClient | None = None
         self._n = 0
-        sandbox.store.listeners.append(self.on_changes)
+        store.listeners.append(self.on_changes)
 
     async def start(self) -> None:
-        self.client = httpx.AsyncClient(timeout=self.sandbox.config.notify_timeout_seconds)
+        self.client = httpx.AsyncClient(timeout=self.config.notify_timeout_seconds)
 
     async def stop(self) -> None:
         for sub in list(self.subscriptions.values()):
@@ -120,7 +140,7 @@ class Notifier:
 
     # ----- subscription lifecycle ------------------------------------------------------------
     def create(self, body: Any) -> Subscription:
-        cfg = self.sandbox.config
+        cfg = self.config
         if not isinstance(body, dict):
             raise bad_request("body must be a Subscription")
         body = dict(body)
@@ -154,7 +174,7 @@ class Notifier:
         schedules = None
         if "?" in criteria:
             pairs = parse_qsl(criteria.split("?", 1)[1])
-            schedules = schedules_matching(self.sandbox.store.org, pairs)
+            schedules = schedules_matching(self.store.org, pairs)
         self._n += 1
         sub = Subscription(
             id=f"sub-{self._n}",
@@ -200,12 +220,12 @@ class Notifier:
                 self._enqueue(sub, Notification("event-notification", sub.events, change))
 
     def _enqueue(self, sub: Subscription, note: Notification) -> None:
-        rule = self.sandbox.faults.for_notification(sub.id)
+        rule = self.faults.for_notification(sub.id)
         if rule is not None:
-            self.sandbox.stats.faults[rule.id] += 1
+            self.stats.faults[rule.id] += 1
         kind = rule.kind if rule is not None else None
         if kind == "notify-drop":
-            self.sandbox.stats.notifications[f"{sub.id} dropped"] += 1
+            self.stats.notifications[f"{sub.id} dropped"] += 1
             return
         if kind == "notify-out-of-order" and sub.held is None:
             sub.held = note
@@ -234,7 +254,7 @@ class Notifier:
             await asyncio.sleep(max(0.05, due - time.monotonic()))
 
     async def _sender(self, sub: Subscription) -> None:
-        cfg = self.sandbox.config
+        cfg = self.config
         while True:
             note = await sub.queue.get()
             body, content_type = self._body(sub, note)
@@ -255,10 +275,10 @@ class Notifier:
                     sub.last_sent = time.monotonic()
                     sub.status = "active"
                     sub.error = None
-                    self.sandbox.stats.notifications[f"{sub.id} {note.kind}"] += 1
-                    self.sandbox.stats.notifications["total"] += 1
+                    self.stats.notifications[f"{sub.id} {note.kind}"] += 1
+                    self.stats.notifications["total"] += 1
                     break
-                self.sandbox.stats.notification_failures[sub.id] += 1
+                self.stats.notification_failures[sub.id] += 1
                 sub.error = error
                 if attempt == cfg.notify_max_attempts:
                     sub.status = "error"
@@ -282,12 +302,8 @@ class Notifier:
         return None
 
     def _body(self, sub: Subscription, note: Notification) -> tuple[bytes, str | None]:
-        sb = self.sandbox
-        focus = None
-        if note.change is not None:
-            sched = sb.store.org.schedules[note.change.schedule]
-            focus = sb.renderer.stripped_schedule(sched, note.change.start, note.change.end)
-        if sb.stu3:
+        focus = None if note.change is None else self.stripped_schedule(note.change)
+        if self.config.fhir_version == "stu3":
             if focus is None or sub.payload == "empty":
                 return b"", None
             return msgspec.json.encode(focus), FHIR_JSON
@@ -336,7 +352,7 @@ class Notifier:
             }
         ]
         if focus is not None and sub.payload != "empty":
-            e: dict[str, Any] = {"fullUrl": f"{self.sandbox.base_url}/Schedule/{focus['id']}"}
+            e: dict[str, Any] = {"fullUrl": f"{self.base_url}/Schedule/{focus['id']}"}
             if sub.payload == "full-resource":
                 e["resource"] = focus
             e["request"] = {"method": "PUT", "url": f"Schedule/{focus['id']}"}

@@ -1,4 +1,8 @@
-"""Deterministic synthetic organisation and its slots, generated from a seed.
+"""The generator: a deterministic synthetic organisation and its slots, from a seed.
+
+Only :mod:`sandbox_ehr.store` calls it; the types it builds (entities, schedules,
+slot columns, status codes, slot ids) live in :mod:`sandbox_ehr.model`, its
+vocabulary (cities, streets, names) in :mod:`sandbox_ehr.names`.
 
 The organisation follows the shared contract (see ``codes``): organisations own
 clinics (``Location/clinic-<n>``) in four US time zones; each clinic has
@@ -22,20 +26,31 @@ slots (given the same numpy version).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from sandbox_ehr import codes
+from sandbox_ehr.model import (
+    ASSET_LENGTHS,
+    BUSY,
+    FREE,
+    PRACTITIONER_LENGTHS,
+    TENTATIVE,
+    UNAVAILABLE,
+    Clinic,
+    Device,
+    Organisation,
+    Organization,
+    Practitioner,
+    Room,
+    ScheduleDef,
+    SlotArrays,
+    epoch_minutes,
+)
+from sandbox_ehr.names import CITIES, FAMILY, GIVEN_F, GIVEN_M, STREETS
 
-# Internal slot status codes (rendered per FHIR version by ``fhir_render``).
-FREE, BUSY, TENTATIVE, UNAVAILABLE, HELD = 0, 1, 2, 3, 4
-STATUS_NAMES = ("free", "busy", "busy-tentative", "busy-unavailable", "held")
-
-PRACTITIONER_LENGTHS = (15, 20, 30)
-ASSET_LENGTHS = (10, 15, 30)
 # (local start minute, length) of the daily sessions.
 WEEKDAY_SESSIONS = ((8 * 60, 240), (13 * 60, 240))
 SATURDAY_SESSIONS = ((9 * 60, 180),)
@@ -43,92 +58,6 @@ LAYOUTS_PER_KIND = 16
 MAX_WORK_PROBABILITY = 0.92
 PRACTITIONERS_PER_CLINIC = 8
 
-_CITIES: dict[str, tuple[tuple[str, str, str], ...]] = {
-    "America/New_York": (
-        ("New York", "NY", "100"),
-        ("Boston", "MA", "021"),
-        ("Philadelphia", "PA", "191"),
-        ("Baltimore", "MD", "212"),
-        ("Atlanta", "GA", "303"),
-    ),
-    "America/Los_Angeles": (
-        ("Los Angeles", "CA", "900"),
-        ("San Diego", "CA", "921"),
-        ("Seattle", "WA", "981"),
-        ("Portland", "OR", "972"),
-        ("Sacramento", "CA", "958"),
-    ),
-    "America/Chicago": (
-        ("Chicago", "IL", "606"),
-        ("Houston", "TX", "770"),
-        ("Dallas", "TX", "752"),
-        ("Minneapolis", "MN", "554"),
-        ("St. Louis", "MO", "631"),
-    ),
-    "America/Denver": (
-        ("Denver", "CO", "802"),
-        ("Salt Lake City", "UT", "841"),
-        ("Albuquerque", "NM", "871"),
-        ("Boise", "ID", "837"),
-        ("Colorado Springs", "CO", "809"),
-    ),
-}
-_STREETS = (
-    "Main St",
-    "Oak Ave",
-    "Maple Dr",
-    "Cedar Ln",
-    "Elm St",
-    "Park Blvd",
-    "Lake Rd",
-    "Hill St",
-)
-_GIVEN_F = (
-    "Anna",
-    "Maria",
-    "Grace",
-    "Sofia",
-    "Emily",
-    "Olivia",
-    "Priya",
-    "Chen",
-    "Fatima",
-    "Laura",
-)
-_GIVEN_M = (
-    "James",
-    "David",
-    "Michael",
-    "Omar",
-    "Daniel",
-    "Lucas",
-    "Ravi",
-    "Wei",
-    "Samuel",
-    "Peter",
-)
-_FAMILY = (
-    "Smith",
-    "Johnson",
-    "Garcia",
-    "Nguyen",
-    "Patel",
-    "Kim",
-    "Brown",
-    "Miller",
-    "Davis",
-    "Lopez",
-    "Wilson",
-    "Anderson",
-    "Thomas",
-    "Moore",
-    "Martin",
-    "Lee",
-    "Clark",
-    "Lewis",
-    "Walker",
-    "Young",
-)
 # Specialty mix of practitioners beyond the first five of a clinic.
 _SPECIALTY_WEIGHTS = (
     (codes.FAMILY_PRACTICE, 0.40),
@@ -137,149 +66,6 @@ _SPECIALTY_WEIGHTS = (
     (codes.CARDIOLOGY, 0.15),
     (codes.RADIOLOGY, 0.15),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Organization:
-    id: str
-    name: str
-
-
-@dataclass(frozen=True, slots=True)
-class Clinic:
-    id: str
-    name: str
-    line: str
-    city: str
-    state: str
-    postal_code: str
-    tz: str
-    organization_id: str
-    saturday: bool
-
-    @property
-    def address_terms(self) -> tuple[str, ...]:
-        return (self.line, self.city, self.state, self.postal_code)
-
-
-@dataclass(frozen=True, slots=True)
-class Practitioner:
-    id: str
-    given: str
-    family: str
-    gender: str
-    specialty: str
-    clinic_id: str
-    npi: str
-
-
-@dataclass(frozen=True, slots=True)
-class Room:
-    id: str
-    name: str
-    kind: str
-    clinic_id: str
-
-
-@dataclass(frozen=True, slots=True)
-class Device:
-    id: str
-    name: str
-    kind: str
-    clinic_id: str
-    serial: str
-
-
-@dataclass(frozen=True, slots=True)
-class ScheduleDef:
-    """One Schedule: the lowest schedulable entity plus what its slots offer."""
-
-    index: int
-    id: str
-    kind: str  # "pr" | "room" | "dev"
-    entity_ref: str  # the lowest schedulable entity, e.g. "Practitioner/pr-3"
-    actor_refs: tuple[str, ...]
-    clinic_index: int
-    service_types: tuple[str, ...]  # visit-type codes
-    specialty: str | None  # SNOMED code
-    organization_ref: str
-    address_terms: tuple[str, ...]  # lower-cased address parts for location-string
-
-    @property
-    def lengths(self) -> tuple[int, ...]:
-        return PRACTITIONER_LENGTHS if self.kind == "pr" else ASSET_LENGTHS
-
-
-@dataclass(slots=True)
-class SlotArrays:
-    """Flat per-slot columns; slot ``i`` has id ``slot_id(i)``."""
-
-    start: np.ndarray  # int64 minutes since 1970-01-01T00:00Z
-    dur: np.ndarray  # int16 minutes
-    sched: np.ndarray  # int32 schedule index
-    status: np.ndarray  # int8 status code
-
-    def __len__(self) -> int:
-        return len(self.start)
-
-
-@dataclass(slots=True)
-class Organisation:
-    seed: int
-    start_date: date
-    horizon_days: int
-    work_probability: float
-    organizations: list[Organization]
-    clinics: list[Clinic]
-    practitioners: list[Practitioner]
-    rooms: list[Room]
-    devices: list[Device]
-    schedules: list[ScheduleDef]
-    layouts: dict[tuple[str, int], list[tuple[tuple[int, int], ...]]]
-    resources: dict[str, object] = field(default_factory=dict)  # "Type/id" -> entity
-    schedule_index: dict[str, int] = field(default_factory=dict)  # schedule id -> index
-    schedules_by_actor: dict[str, list[int]] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        for o in self.organizations:
-            self.resources[f"Organization/{o.id}"] = o
-        for c in self.clinics:
-            self.resources[f"Location/{c.id}"] = c
-        for p in self.practitioners:
-            self.resources[f"Practitioner/{p.id}"] = p
-        for r in self.rooms:
-            self.resources[f"Location/{r.id}"] = r
-        for d in self.devices:
-            self.resources[f"Device/{d.id}"] = d
-        for s in self.schedules:
-            self.schedule_index[s.id] = s.index
-            for ref in s.actor_refs:
-                self.schedules_by_actor.setdefault(ref, []).append(s.index)
-
-    def clinic_of(self, clinic_id: str) -> Clinic:
-        entity = self.resources[f"Location/{clinic_id}"]
-        assert isinstance(entity, Clinic)
-        return entity
-
-    @property
-    def horizon_end(self) -> date:
-        return self.start_date + timedelta(days=self.horizon_days)
-
-
-def slot_id(index: int) -> str:
-    """Zero-padded so that string order equals index order (paging sorts by (start, id))."""
-    return f"sl-{index:08d}"
-
-
-def slot_index(slot_id_: str) -> int | None:
-    """Inverse of :func:`slot_id`; None for anything that is not a sandbox slot id."""
-    if not slot_id_.startswith("sl-") or not slot_id_[3:].isdigit():
-        return None
-    return int(slot_id_[3:])
-
-
-def epoch_minutes(moment: datetime) -> int:
-    return int(moment.timestamp() // 60)
 
 
 def _layouts(rng: np.random.Generator) -> dict[tuple[str, int], list[tuple[tuple[int, int], ...]]]:
@@ -332,12 +118,12 @@ def _build_entities(
     specialties = list(codes.SPECIALTIES)
     for k in range(n_clinics):
         tz = codes.TIME_ZONES[k % len(codes.TIME_ZONES)]
-        city, state, zip_prefix = _CITIES[tz][(k // len(codes.TIME_ZONES)) % len(_CITIES[tz])]
+        city, state, zip_prefix = CITIES[tz][(k // len(codes.TIME_ZONES)) % len(CITIES[tz])]
         east = tz in ("America/New_York", "America/Chicago")
         clinic = Clinic(
             id=f"clinic-{k + 1}",
             name=f"{city} {'Family Health Center' if k % 2 == 0 else 'Medical Clinic'} {k + 1}",
-            line=f"{int(rng.integers(100, 9999))} {_STREETS[int(rng.integers(len(_STREETS)))]}",
+            line=f"{int(rng.integers(100, 9999))} {STREETS[int(rng.integers(len(STREETS)))]}",
             city=city,
             state=state,
             postal_code=f"{zip_prefix}{int(rng.integers(0, 100)):02d}",
@@ -361,8 +147,8 @@ def _build_entities(
             practitioners.append(
                 Practitioner(
                     id=f"pr-{n}",
-                    given=(_GIVEN_F if female else _GIVEN_M)[int(rng.integers(10))],
-                    family=_FAMILY[int(rng.integers(len(_FAMILY)))],
+                    given=(GIVEN_F if female else GIVEN_M)[int(rng.integers(10))],
+                    family=FAMILY[int(rng.integers(len(FAMILY)))],
                     gender="female" if female else "male",
                     specialty=specialty,
                     clinic_id=clinic.id,

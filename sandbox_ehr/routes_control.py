@@ -33,6 +33,8 @@ Mutations (``POST /_sandbox/mutate``, one op or ``{"ops": [...]}``)::
     {"op": "free", "slot": "sl-00000012"}       # -> free
     {"op": "set-status", "slot": ..., "status": "busy-unavailable"}
     {"op": "move", "slot": ..., "minutes": 15}  # shift start and end
+    {"op": "delete", "slot": ...}               # gone from searches, reads and truth
+    {"op": "remove-schedule", "schedule": "sch-pr-2"}  # gone, and its slots deleted
     {"op": "add-day", "date": "YYYY-MM-DD", "schedules": [...]}  # date default: next new day
     {"op": "random", "count": 500, "seed": 1, "move_fraction": 0.0}
 
@@ -51,9 +53,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from sandbox_ehr import codes, search
+from sandbox_ehr.appointments import ACTIVE
 from sandbox_ehr.errors import bad_request, not_found
-from sandbox_ehr.org import BUSY, FREE, HELD, TENTATIVE, UNAVAILABLE, slot_id, slot_index
-from sandbox_ehr.records import ACTIVE
+from sandbox_ehr.model import BUSY, FREE, HELD, TENTATIVE, UNAVAILABLE, slot_id, slot_index
 from sandbox_ehr.store import Change
 from sandbox_ehr.timefmt import ceil_minute, utc_iso
 from sandbox_ehr.web import json_body, json_response, query_pairs, sandbox
@@ -92,7 +94,7 @@ async def truth(request: Request) -> Response:
     if available == "true":
         claimed = {
             slot_index(sid)
-            for sid, appts in sb.records.slot_appointments().items()
+            for sid, appts in sb.appointments.slot_appointments().items()
             if any(a.resource.get("status") in ACTIVE for a in appts)
         }
         idx = [i for i in idx if i not in claimed]
@@ -118,7 +120,7 @@ async def truth(request: Request) -> Response:
 @router.get("/slot-appointments")
 async def slot_appointments(request: Request) -> Response:
     sb = sandbox(request)
-    by_slot = sb.records.slot_appointments()
+    by_slot = sb.appointments.slot_appointments()
     asked = [v.removeprefix("Slot/") for v in search.split_values(query_pairs(request), "slot")]
     slots = []
     double = []
@@ -163,7 +165,7 @@ def _apply(sb: Any, op: dict[str, Any]) -> list[Change]:
                 )
         slots = _slots(op, store)
         for i in slots:  # the EHR's own staff override whatever an appointment held
-            sb.records.slot_owner.pop(i, None)
+            sb.appointments.slot_owner.pop(i, None)
         return store.set_status(slots, status)
     if kind == "move":
         try:
@@ -171,6 +173,16 @@ def _apply(sb: Any, op: dict[str, Any]) -> list[Change]:
         except (KeyError, TypeError, ValueError) as exc:
             raise bad_request("move needs integer minutes") from exc
         return store.move([(i, minutes) for i in _slots(op, store)])
+    if kind == "delete":
+        slots = _slots(op, store)
+        for i in slots:
+            sb.appointments.slot_owner.pop(i, None)
+        return store.delete(slots)
+    if kind == "remove-schedule":
+        index = store.org.schedule_index.get(str(op.get("schedule")))
+        if index is None or index in store.removed:
+            raise not_found(f"Schedule/{op.get('schedule')}")
+        return store.remove_schedule(index)
     if kind == "add-day":
         if op.get("date"):
             try:
@@ -199,14 +211,17 @@ def _apply(sb: Any, op: dict[str, Any]) -> list[Change]:
             raise bad_request("move_fraction must be within 0..1")
         moves = [i for i in picks if rng.random() < move_fraction]
         moved = set(moves)
-        rest = [i for i in picks if i not in moved and i not in sb.records.slot_owner]
+        rest = [i for i in picks if i not in moved and i not in sb.appointments.slot_owner]
         to_busy = [i for i in rest if int(store.status[i]) == FREE]
         to_free = [i for i in rest if int(store.status[i]) != FREE]
         changes = store.set_status(to_busy, BUSY) + store.set_status(to_free, FREE)
         if moves:
             changes += store.move([(i, rng.choice((-15, 15, 30))) for i in moves])
         return changes
-    raise bad_request(f"unknown op {kind!r}; one of book, free, set-status, move, add-day, random")
+    raise bad_request(
+        f"unknown op {kind!r}; one of book, free, set-status, move, delete, remove-schedule, "
+        "add-day, random"
+    )
 
 
 @router.post("/mutate")

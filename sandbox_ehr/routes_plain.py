@@ -27,7 +27,7 @@ from sandbox_ehr import paging, search
 from sandbox_ehr.errors import FhirError, bad_request, not_found
 from sandbox_ehr.fhir_render import bundle
 from sandbox_ehr.listing import page_params
-from sandbox_ehr.org import STATUS_NAMES, slot_id, slot_index
+from sandbox_ehr.model import STATUS_NAMES, slot_id, slot_index
 from sandbox_ehr.timefmt import instant_ms, to_ms
 from sandbox_ehr.web import fhir_base, fhir_response, json_body, query_pairs, sandbox
 

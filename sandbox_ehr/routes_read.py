@@ -24,7 +24,7 @@ from sandbox_ehr import codes, paging, search
 from sandbox_ehr.errors import FhirError, not_found
 from sandbox_ehr.fhir_render import bundle, entry
 from sandbox_ehr.listing import offset_bundle, page_params
-from sandbox_ehr.org import slot_index
+from sandbox_ehr.model import slot_index
 from sandbox_ehr.store import Page
 from sandbox_ehr.web import (
     fhir_base,
@@ -130,7 +130,9 @@ async def schedule_search(request: Request) -> Response:
     allowed = search.schedules_matching(org, params)
     indices = sorted(allowed) if allowed is not None else range(len(org.schedules))
     matches = [
-        sb.renderer.schedule(org.schedules[s], int(sb.store.horizon_end[s])) for s in indices
+        sb.renderer.schedule(org.schedules[s], int(sb.store.horizon_end[s]))
+        for s in indices
+        if s not in sb.store.removed
     ]
 
     def actors(chosen: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -200,7 +202,7 @@ def _lookup(request: Request, rtype: str, rid: str) -> dict[str, Any]:
         return sb.renderer.slot_resources(sb.store, [i])[0]
     if rtype == "Schedule":
         s = sb.store.org.schedule_index.get(rid)
-        if s is None:
+        if s is None or s in sb.store.removed:
             raise not_found(f"Schedule/{rid}")
         return sb.renderer.schedule(sb.store.org.schedules[s], int(sb.store.horizon_end[s]))
     if rtype in ENTITY_TYPES:
@@ -208,4 +210,4 @@ def _lookup(request: Request, rtype: str, rid: str) -> dict[str, Any]:
         if res is None:
             raise not_found(f"{rtype}/{rid}")
         return res
-    return sb.records.read(rtype, rid)
+    return sb.read(rtype, rid)

@@ -2,7 +2,7 @@
 search, Patient registration and search, Coverage create/update.
 
 HTTP parsing only; the state machine (or, in the plain-r4 profile, plain storage)
-lives in :mod:`sandbox_ehr.records`.
+lives in :mod:`sandbox_ehr.appointments` and :mod:`sandbox_ehr.patients`.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from sandbox_ehr import codes, search
+from sandbox_ehr.appointments import Appt, appointment_start
 from sandbox_ehr.errors import FhirError, bad_request, not_found
 from sandbox_ehr.fhir_render import bundle, entry
 from sandbox_ehr.listing import offset_bundle, page_params
 from sandbox_ehr.patch import apply_fhirpath_patch, apply_json_patch
-from sandbox_ehr.records import Appt, appointment_start
 from sandbox_ehr.timefmt import ceil_minute, http_date, to_ms
 from sandbox_ehr.web import (
     fhir_base,
@@ -82,12 +82,12 @@ async def _operation(request: Request, rid: str | None, hold: bool) -> Response:
     appt_id = str(appt_ids[0]) if appt_ids else None
     resource = resources[0] if resources else None
     if hold:
-        appt, created = sb.records.hold(appt_id, resource)
+        appt, created = sb.appointments.hold(appt_id, resource)
     else:
         patients = [str(p) for p in inputs.get("patient-id") or []]
         comment = (inputs.get("comment") or [None])[0]
         cancelled = (inputs.get("cancelled-appt-id") or [None])[0]
-        appt, created = sb.records.book(
+        appt, created = sb.appointments.book(
             appt_id, resource, patients, comment, str(cancelled) if cancelled else None
         )
     return _appointment_response(request, appt, created, hold)
@@ -114,7 +114,7 @@ async def book_instance(request: Request, rid: str) -> Response:
 
 
 def _appointment(request: Request, rid: str) -> Appt:
-    appt = sandbox(request).records.appointments.get(rid)
+    appt = sandbox(request).appointments.by_id.get(rid)
     if appt is None:
         raise not_found(f"Appointment/{rid}")
     return appt
@@ -132,7 +132,7 @@ async def patch_appointment(request: Request, rid: str) -> Response:
         new = apply_fhirpath_patch(appt.resource, body)
     else:
         raise FhirError(415, f"unsupported PATCH content type {ctype!r}", "not-supported")
-    sb.records.update(appt, new)
+    sb.appointments.update(appt, new)
     return fhir_response(appt.resource)
 
 
@@ -148,7 +148,7 @@ def _r4_only(request: Request, what: str) -> None:
 @router.post("/fhir/Appointment")
 async def create_appointment(request: Request) -> Response:
     _r4_only(request, "Appointment create")
-    appt = sandbox(request).records.create(await json_body(request))
+    appt = sandbox(request).appointments.create(await json_body(request))
     headers = {"Location": f"{fhir_base(request)}/Appointment/{appt.id}/_history/{appt.version}"}
     if appt.hold_expires is not None:
         headers["Expires"] = http_date(datetime.fromtimestamp(appt.hold_expires, UTC))
@@ -162,13 +162,13 @@ async def put_appointment(request: Request, rid: str) -> Response:
     body = await json_body(request)
     if isinstance(body, dict) and body.get("id") not in (None, rid):
         raise bad_request("Appointment.id does not match the URL")
-    existing = sb.records.appointments.get(rid)
+    existing = sb.appointments.by_id.get(rid)
     if existing is None:
-        appt = sb.records.create(body, rid)
+        appt = sb.appointments.create(body, rid)
         return fhir_response(
             appt.resource, 201, {"Location": f"{fhir_base(request)}/Appointment/{rid}"}
         )
-    sb.records.update(existing, body)
+    sb.appointments.update(existing, body)
     return fhir_response(existing.resource)
 
 
@@ -183,7 +183,7 @@ def updated_ms(resource: dict[str, Any]) -> int:
 @router.get("/fhir/Appointment")
 async def search_appointments(request: Request) -> Response:
     sb = sandbox(request)
-    sb.records.expire_holds()
+    sb.appointments.expire_holds()
     params, count, after, _ = page_params(request, query_pairs(request))
     ids = set(search.split_values(params, "_id"))
     statuses = set(search.split_values(params, "status"))
@@ -201,7 +201,7 @@ async def search_appointments(request: Request) -> Response:
     lo, hi = search.date_window(dates, "date") if dates else (None, None)
     updated_after = search.updated_after_ms(params)
     out = []
-    for appt in sb.records.appointments.values():
+    for appt in sb.appointments.by_id.values():
         res = appt.resource
         if updated_after is not None and updated_ms(res) <= updated_after:
             continue
@@ -231,7 +231,7 @@ async def search_appointments(request: Request) -> Response:
 
 @router.post("/fhir/Patient")
 async def register_patient(request: Request) -> Response:
-    patient, created = sandbox(request).records.register_patient(await json_body(request))
+    patient, created = sandbox(request).patient_records.register_patient(await json_body(request))
     location = f"{fhir_base(request)}/Patient/{patient['id']}"
     return fhir_response(patient, 201 if created else 200, {"Location": location})
 
@@ -241,7 +241,7 @@ async def search_patients(request: Request) -> Response:
     sb = sandbox(request)
     params, count, after, _ = page_params(request, query_pairs(request))
     out = []
-    for p in sb.records.patients.values():
+    for p in sb.patient_records.patients.values():
         names = p.get("name") or [{}]
         family = (names[0].get("family") or "").lower()
         given = [g.lower() for g in names[0].get("given") or []]
@@ -272,7 +272,7 @@ async def search_patients(request: Request) -> Response:
 @router.post("/fhir/Coverage")
 async def create_coverage(request: Request) -> Response:
     body = await json_body(request)
-    coverage, _ = sandbox(request).records.put_coverage(None, body)
+    coverage, _ = sandbox(request).patient_records.put_coverage(None, body)
     return fhir_response(
         coverage, 201, {"Location": f"{fhir_base(request)}/Coverage/{coverage['id']}"}
     )
@@ -283,5 +283,5 @@ async def put_coverage(request: Request, rid: str) -> Response:
     body = await json_body(request)
     if isinstance(body, dict) and body.get("id") not in (None, rid):
         raise bad_request("Coverage.id does not match the URL")
-    coverage, created = sandbox(request).records.put_coverage(rid, body)
+    coverage, created = sandbox(request).patient_records.put_coverage(rid, body)
     return fhir_response(coverage, 201 if created else 200)

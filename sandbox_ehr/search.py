@@ -18,7 +18,7 @@ from typing import Any
 from sandbox_ehr import codes
 from sandbox_ehr.errors import bad_request
 from sandbox_ehr.fhir_render import statuses_for
-from sandbox_ehr.org import FREE, Organisation, slot_index
+from sandbox_ehr.model import FREE, Organisation, slot_index
 from sandbox_ehr.store import SlotQuery
 from sandbox_ehr.timefmt import BadDateTime, ceil_minute, parse_datetime, to_ms
 

@@ -27,13 +27,8 @@ from datetime import date, timedelta
 
 import numpy as np
 
-from sandbox_ehr.org import (
-    FREE,
-    Organisation,
-    SlotArrays,
-    generate,
-    generate_day,
-)
+from sandbox_ehr.model import FREE, Organisation, SlotArrays
+from sandbox_ehr.org import generate, generate_day
 
 KEY_SHIFT = 32
 INDEX_MASK = (1 << KEY_SHIFT) - 1
@@ -97,6 +92,7 @@ class SlotStore:
         self.version = np.ones(self.n, dtype=np.int32)
         self.updated = np.full(self.n, self._tick(), dtype=np.int64)
         self.deleted = np.zeros(self.n, dtype=bool)
+        self.removed: set[int] = set()  # schedules the EHR dropped
         self.seq = np.arange(self.n, dtype=np.int64)
         self._next_seq = self.n
         self.horizon_end = np.full(len(org.schedules), _epoch_minute_of(org.horizon_end), np.int64)
@@ -292,6 +288,11 @@ class SlotStore:
             self.sched_keys[s] = ks[~np.isin(ks, gone)]
         return self._emit(self._changes(arr, self.start[arr], self.start[arr] + self.dur[arr]))
 
+    def remove_schedule(self, schedule: int) -> list[Change]:
+        """The EHR drops a schedule: it leaves searches and reads, and its slots are deleted."""
+        self.removed.add(schedule)
+        return self.delete(np.flatnonzero(self.sched[: self.n] == schedule).tolist())
+
     def move(self, moves: Iterable[tuple[int, int]]) -> list[Change]:
         """Shift slots by (index, minutes); the notification period covers old and new times."""
         moves = [(i, m) for i, m in moves if m]
@@ -321,6 +322,7 @@ class SlotStore:
         day_lo = _epoch_minute_of(day) - 14 * 60
         day_hi = day_lo + 24 * 60 + 28 * 60
         candidates = set(range(len(self.org.schedules))) if schedules is None else set(schedules)
+        candidates -= self.removed
         empty = set()
         for s in candidates:
             zone_day = [

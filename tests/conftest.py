@@ -33,7 +33,16 @@ def engine(
     else:
         url = request.getfixturevalue("pg_url")
         eng = make_engine(url)
+<<<<<<< HEAD
         _empty(eng)
+=======
+        with eng.begin() as conn:
+            conn.exec_driver_sql(
+                "TRUNCATE slot_claims, slots, schedule_actors, schedules, actors, sync_runs,"
+                " sync_chunks, sync_marks, subscriptions, appointment_holds, ehr_capabilities"
+                " RESTART IDENTITY CASCADE"
+            )
+>>>>>>> sandbox-split
     yield eng
     eng.dispose()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 
 import msgspec
@@ -18,8 +17,6 @@ from app.sync.coordination import LocalCoordinator
 from app.sync.messages import ResyncRequest
 from app.sync.runs import run_in_process
 from app.sync.windows import day_start, utcnow
-from tests.factories import slot
-from tests.fake_ehr import FakeEhr
 from tests.sync_support import RecordingDispatcher, context
 
 SECRET = "correct horse battery staple"
@@ -309,31 +306,23 @@ def test_admin_resync_refuses_what_is_not_a_schedule_id(api, schedule, message):
     assert dispatcher.calls == []
 
 
-def test_sync_status_reports_schedules_runs_and_feed(api, engine):
+def test_sync_status_reports_schedules_runs_and_feed(api, engine, sandbox):
     client, _ = api
-    ehr = FakeEhr()
-    ehr.add_schedule("sch-1", "Practitioner/pr-1")
-    today = day_start(utcnow())
-    tomorrow = today + timedelta(days=1, hours=14)
-    for i in range(3):
-        s = slot(i, schedule="sch-1")
-        ehr.put(
-            replace(
-                s,
-                start=tomorrow + timedelta(minutes=15 * i),
-                end=tomorrow + timedelta(minutes=15 * i + 15),
-            )
-        )
+    ehr = sandbox(start=day_start(utcnow()).date() + timedelta(days=1))  # from tomorrow on
+    truth = ehr.truth()
     ctx = context(engine, ehr, clock=utcnow, horizon_days=30)
     run_in_process(ctx, ResyncRequest(kind="initial-load"))
     assert client.get("/admin/sync-status").status_code == 401
     report = client.get("/admin/sync-status", headers=ADMIN).json()
     overall = report["overall"]
-    assert overall["slots_cached"] == 3 and overall["schedules"] == 1
+    assert overall["slots_cached"] == len(truth) and overall["schedules"] == len(ehr.schedules)
     assert overall["last_full_load"]["status"] == "ok" and overall["running"] == []
     assert overall["feed_state"] == "stale"  # subscribed, never heard from
-    (schedule,) = report["schedules"]
-    assert schedule["id"] == "sch-1" and schedule["slots_cached"] == 3
+    busiest = max(ehr.schedules, key=lambda sid: sum(v[0] == sid for v in truth.values()))
+    one = client.get("/admin/sync-status", params={"schedule": busiest}, headers=ADMIN).json()
+    (schedule,) = one["schedules"]
+    assert schedule["id"] == busiest
+    assert schedule["slots_cached"] == sum(v[0] == busiest for v in truth.values()) > 0
     assert schedule["last_confirmed_at"] and schedule["last_error"] is None
     only = client.get("/admin/sync-status", params={"schedule": "nope"}, headers=ADMIN)
     assert only.json()["schedules"] == []

@@ -1,4 +1,5 @@
-"""Snapshot replace of (schedules x window) chunks against a scripted EHR (SQLite, PostgreSQL)."""
+"""Snapshot replace of (schedules x window) chunks against the sandbox EHR in-process
+(SQLite, PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -15,82 +16,113 @@ from app.core.times import fhir_instant
 from app.ehr.errors import EhrUnavailable
 from app.sync.chunk import Chunk, IncompleteAnswer, sync_chunk
 from tests.factories import slot
-from tests.fake_ehr import FakeEhr
-from tests.sync_support import DAY0, Clock, cached, client_for
+from tests.sync_support import DAY0, Clock, SandboxEhr, cached, client_for, view
 
 WEEK = Chunk(None, DAY0, DAY0 + timedelta(days=7))
+DAY = timedelta(days=1)
 
 
-def ehr_with(*schedules: str, per_schedule: int = 4) -> FakeEhr:
-    ehr = FakeEhr()
-    for sid in schedules:
-        ehr.add_schedule(sid, f"Practitioner/{sid}", "Location/clinic-1")
-        ehr.put(*(slot(i, schedule=sid) for i in range(per_schedule)))
-    return ehr
+def on_first_day(ehr: SandboxEhr, schedule: str) -> str:
+    """A free slot of the schedule on the first day of the week."""
+    return next(k for k, v in ehr.truth(schedule).items() if v[1] < DAY0 + DAY)
 
 
-def test_window_replace_removes_updates_and_adds(engine):
-    ehr = ehr_with("sch-1", "sch-2")
+def appoint(ehr: SandboxEhr, slot_id: str, status: str) -> str:
+    """An Appointment on the slot, stored as sent (a generic R4 server keeps the slot free)."""
+    _, start, end, _ = ehr.truth()[slot_id]
+    body = {
+        "resourceType": "Appointment",
+        "status": status,
+        "start": start.isoformat(),
+        "end": end.isoformat(),
+        "slot": [{"reference": f"Slot/{slot_id}"}],
+        "participant": [{"actor": {"reference": "Patient/pat-1"}, "status": "accepted"}],
+    }
+    answer = ehr.http.post("/fhir/Appointment", json=body)
+    assert answer.status_code == 201, answer.text
+    appointment_id: str = answer.json()["id"]
+    return appointment_id
+
+
+def week_truth(ehr: SandboxEhr, *schedule_ids: str) -> dict:
+    return ehr.truth(*schedule_ids, start=WEEK.start, end=WEEK.end)
+
+
+def test_window_replace_removes_updates_and_adds(engine, sandbox):
+    ehr = sandbox()
     first = sync_chunk(engine, client_for(ehr), WEEK)
-    assert (first.upserted, first.deleted) == (8, 0)
-    assert cached(engine) == ehr.slots
+    truth = week_truth(ehr)
+    assert (first.upserted, first.deleted) == (len(truth), 0)
+    assert view(cached(engine)) == truth
+    schedule = ehr.busiest()
+    practitioner = next(a for a in ehr.schedules[schedule] if a.startswith("Practitioner/"))
+    name = ehr.http.get(f"/fhir/{practitioner}").json()["name"][0]["text"]
     with Session(engine) as s:
-        assert repo.actors_by_ref(s)["Practitioner/sch-1"].display == "Dr Practitioner/sch-1"
-        assert set(repo.schedules_by_id(s)) == {"sch-1", "sch-2"}
+        assert repo.actors_by_ref(s)[practitioner].display == name
+        assert set(repo.schedules_by_id(s)) == {v[0] for v in truth.values()}
 
-    ehr.book("sch-1-s0")  # busy: leaves the cache
-    del ehr.slots["sch-2-s3"]  # gone
-    moved = ehr.slots["sch-1-s1"]
-    ehr.put(replace(moved, start=moved.start + timedelta(minutes=5)), slot(9, schedule="sch-2"))
+    booked, gone, moved = list(week_truth(ehr, schedule))[:3]
+    added = next(s["id"] for s in ehr.slots(schedule, status="busy"))
+    ehr.mutate(
+        {"op": "book", "slot": booked},  # busy: leaves the cache
+        {"op": "delete", "slot": gone},  # gone
+        {"op": "move", "slot": moved, "minutes": 5},
+        {"op": "free", "slot": added},
+    )
     second = sync_chunk(engine, client_for(ehr), WEEK)
-    assert cached(engine) == {k: v for k, v in ehr.slots.items() if v.status == "free"}
-    assert (second.upserted, second.deleted, second.unchanged) == (2, 2, 5)
+    assert view(cached(engine)) == week_truth(ehr)
+    assert added in cached(engine) and cached(engine)[moved].start == truth[moved][1] + timedelta(
+        minutes=5
+    )
+    assert (second.upserted, second.deleted, second.unchanged) == (2, 2, len(truth) - 3)
 
 
-def test_failed_page_leaves_cache_untouched(engine):
-    ehr = ehr_with("sch-1", per_schedule=6)
+def test_failed_page_leaves_cache_untouched(engine, sandbox):
+    ehr = sandbox()
     sync_chunk(engine, client_for(ehr), WEEK)
     before = cached(engine)
-    ehr.book("sch-1-s0")
+    ehr.book(next(iter(before)))
     ehr.fail("/Slot/$prefetch", status=503, times=10)
     with pytest.raises(EhrUnavailable):
         sync_chunk(engine, client_for(ehr), WEEK)
     assert cached(engine) == before
 
 
-def test_short_page_is_detected_and_changes_nothing(engine):
-    ehr = ehr_with("sch-1", per_schedule=6)
+def test_short_page_is_detected_and_changes_nothing(engine, sandbox):
+    ehr = sandbox()
     sync_chunk(engine, client_for(ehr), WEEK)
     before = cached(engine)
-    del ehr.slots["sch-1-s5"]
-    ehr.fail("/Slot/$prefetch", short=True)
+    ehr.mutate({"op": "delete", "slot": next(iter(before))})
+    ehr.fail("/Slot/$prefetch", kind="short-page")
     with pytest.raises(IncompleteAnswer):
         sync_chunk(engine, client_for(ehr), WEEK)
     assert cached(engine) == before
 
 
-def test_schedule_chunk_touches_only_its_schedule(engine):
-    ehr = ehr_with("sch-1", "sch-2")
+def test_schedule_chunk_touches_only_its_schedule(engine, sandbox):
+    ehr = sandbox()
     sync_chunk(engine, client_for(ehr), WEEK)
-    for sid in ("sch-1-s0", "sch-2-s0"):
-        ehr.book(sid)
-    result = sync_chunk(engine, client_for(ehr), Chunk(("sch-1",), DAY0, DAY0 + timedelta(days=7)))
+    mine, other = ehr.busiest(), ehr.busiest(skip=1)
+    mine_booked, other_booked = next(iter(ehr.truth(mine))), next(iter(ehr.truth(other)))
+    ehr.book(mine_booked, other_booked)
+    result = sync_chunk(engine, client_for(ehr), Chunk((mine,), WEEK.start, WEEK.end))
     assert result.deleted == 1
-    assert "sch-1-s0" not in cached(engine)
-    assert "sch-2-s0" in cached(engine)  # another schedule's change waits for its own refresh
+    assert mine_booked not in cached(engine)
+    assert other_booked in cached(engine)  # another schedule's change waits for its own refresh
     # STU3 cannot name a schedule: it asked by the schedule's actors
+    practitioner, location = ehr.schedules[mine]
     prefetch = [r for r in ehr.requests if r.url.path.endswith("$prefetch")][-1]
-    assert prefetch.url.params.get_list("practitioner") == ["Practitioner/sch-1"]
-    assert prefetch.url.params.get_list("location-reference") == ["Location/clinic-1"]
+    assert prefetch.url.params.get_list("practitioner") == [practitioner]
+    assert prefetch.url.params.get_list("location-reference") == [location]
 
 
-def test_r4_chunk_uses_schedule_search(engine):
-    ehr = ehr_with("sch-1", "sch-2")
-    sync_chunk(engine, client_for(ehr, "r4"), Chunk(("sch-2",), DAY0, DAY0 + timedelta(days=7)))
-    assert set(cached(engine)) == {f"sch-2-s{i}" for i in range(4)}
-    request = ehr.requests[-2]
-    assert request.url.path == "/fhir/Slot"
-    assert request.url.params["schedule"] == "Schedule/sch-2"
+def test_r4_chunk_uses_schedule_search(engine, sandbox):
+    ehr = sandbox("r4", profile="plain-r4")
+    schedule = ehr.busiest(skip=1)
+    sync_chunk(engine, client_for(ehr, "r4"), Chunk((schedule,), WEEK.start, WEEK.end))
+    assert set(cached(engine)) == set(week_truth(ehr, schedule))
+    request = next(r for r in ehr.requests if r.url.path == "/fhir/Slot")
+    assert request.url.params["schedule"] == f"Schedule/{schedule}"
     assert request.url.params["status"] == "free"
     # plain R4 keeps no slot bookkeeping: the window's active Appointments are read beside
     appointments = ehr.requests[-1]
@@ -104,96 +136,95 @@ def test_r4_chunk_uses_schedule_search(engine):
     )
 
 
-def test_r4_slot_of_an_active_appointment_is_taken_whatever_the_slot_says(engine):
+def test_r4_slot_of_an_active_appointment_is_taken_whatever_the_slot_says(engine, sandbox):
     """A generic R4 server leaves a booked Slot free; the Appointment is what counts."""
-    ehr = ehr_with("sch-1")
+    ehr = sandbox("r4", profile="plain-r4")
     client = client_for(ehr, "r4")
-    sync_chunk(engine, client, WEEK)
-    assert set(cached(engine)) == {f"sch-1-s{i}" for i in range(4)}
-    ehr.appoint("sch-1-s0", "booked")
-    ehr.appoint("sch-1-s1", "pending")
-    ehr.appoint("sch-1-s2", "cancelled")
-    result = sync_chunk(engine, client, WEEK)
-    assert ehr.slots["sch-1-s0"].status == "free"
-    assert set(cached(engine)) == {"sch-1-s2", "sch-1-s3"}
+    schedule = ehr.busiest()
+    chunk = Chunk((schedule,), WEEK.start, WEEK.end)
+    sync_chunk(engine, client, chunk)
+    free = set(week_truth(ehr, schedule))
+    assert set(cached(engine)) == free
+    s0, s1, s2 = sorted(free)[:3]
+    booking = appoint(ehr, s0, "booked")
+    appoint(ehr, s1, "pending")
+    appoint(ehr, s2, "cancelled")
+    result = sync_chunk(engine, client, chunk)
+    assert s0 in ehr.truth(schedule)  # the EHR still says free
+    assert set(cached(engine)) == free - {s0, s1}
     assert result.deleted == 2
-    ehr.appointments[0]["status"] = "cancelled"  # the booking ends: the slot comes back
-    sync_chunk(engine, client, WEEK)
-    assert set(cached(engine)) == {"sch-1-s0", "sch-1-s2", "sch-1-s3"}
+    resource = ehr.http.get(f"/fhir/Appointment/{booking}").json()
+    resource["status"] = "cancelled"  # the booking ends: the slot comes back
+    assert ehr.http.put(f"/fhir/Appointment/{booking}", json=resource).status_code == 200
+    sync_chunk(engine, client, chunk)
+    assert set(cached(engine)) == free - {s1}
 
 
-def test_post_prefetch(engine):
-    ehr = ehr_with("sch-1")
+def test_post_prefetch(engine, sandbox):
+    ehr = sandbox()
     sync_chunk(engine, client_for(ehr, prefetch_method="POST"), WEEK)
-    assert cached(engine) == ehr.slots
+    assert view(cached(engine)) == week_truth(ehr)
     assert ehr.requests[0].method == "POST"
 
 
-def test_older_fetch_never_overwrites_newer(engine):
+def test_older_fetch_never_overwrites_newer(engine, sandbox):
     """A slow chunk that started before a refresh must not undo the refresh."""
-    ehr = ehr_with("sch-1")
+    ehr = sandbox()
+    old = sandbox()  # the same organisation: it keeps the stale answer
     clock = Clock(DAY0)
     sync_chunk(engine, client_for(ehr), WEEK, clock=clock)
     slow_started = clock()  # the slow load chunk asked the EHR now ...
-    stale_answer = dict(ehr.slots)
-    ehr.book("sch-1-s0")
-    sync_chunk(
-        engine, client_for(ehr), Chunk(("sch-1",), DAY0, DAY0 + timedelta(days=1)), clock=clock
-    )
-    assert "sch-1-s0" not in cached(engine)
+    schedule = ehr.busiest()
+    booked = on_first_day(ehr, schedule)
+    ehr.book(booked)
+    sync_chunk(engine, client_for(ehr), Chunk((schedule,), DAY0, DAY0 + DAY), clock=clock)
+    assert booked not in cached(engine)
 
     # ... and writes the old answer only now
-    old = FakeEhr(schedules=dict(ehr.schedules), slots=stale_answer)
+    assert booked in old.truth()
     result = sync_chunk(engine, client_for(old), WEEK, clock=lambda: slow_started)
     assert result.skipped_days == 1
-    assert "sch-1-s0" not in cached(engine)
+    assert booked not in cached(engine)
 
 
-def test_unknown_schedule_is_read_when_not_included(engine):
-    ehr = ehr_with("sch-1")
-    slots_only = FakeEhr(schedules=dict(ehr.schedules), slots=dict(ehr.slots))
-    original = slots_only._page  # an EHR that ignores _include
-
-    def without_includes(path, params, items, include):
-        return original(path, params, items, include=False)
-
-    slots_only._page = without_includes
-    sync_chunk(engine, client_for(slots_only), WEEK)
-    assert cached(engine) == ehr.slots
-    assert "/fhir/Schedule/sch-1" in slots_only.paths()
+def test_unknown_schedule_is_read_when_not_included(engine, sandbox):
+    ehr = sandbox()
+    ignores = ehr.fail("/Slot/$prefetch", kind="no-includes")  # an EHR that ignores _include
+    sync_chunk(engine, client_for(ehr), WEEK)
+    truth = week_truth(ehr)
+    assert view(cached(engine)) == truth
+    assert ehr.fired(ignores) >= 1
+    assert {f"/fhir/Schedule/{v[0]}" for v in truth.values()} <= set(ehr.paths())
 
 
-def test_big_chunks_take_the_bulk_path_and_update_in_place(engine):
+def test_big_chunks_take_the_bulk_path_and_update_in_place(engine, sandbox):
     """Enough rows for PostgreSQL's COPY-staged upsert: inserts, then updates of the same ids."""
-    ehr = FakeEhr(page_size=400)
-    ehr.add_schedule("sch-1", "Practitioner/sch-1")
-    ehr.put(*(slot(i, minutes=5) for i in range(700)))
-    assert sync_chunk(engine, client_for(ehr), WEEK).upserted == 700
-    assert cached(engine) == ehr.slots
-    for i in range(0, 700, 2):
-        s = ehr.slots[f"sch-1-s{i}"]
-        ehr.put(
-            replace(s, end=s.end + timedelta(minutes=1), service_types=(*s.service_types, "x|y"))
-        )
+    ehr = sandbox(page_size=100)
+    truth = week_truth(ehr)
+    assert len(truth) > 2 * repo.COPY_THRESHOLD
+    assert sync_chunk(engine, client_for(ehr), WEEK).upserted == len(truth)
+    assert view(cached(engine)) == truth
+    later = [k for k, v in sorted(truth.items()) if v[1] < WEEK.end - DAY][::2]
+    ehr.mutate({"op": "move", "slots": later, "minutes": 1})
     result = sync_chunk(engine, client_for(ehr), WEEK)
-    assert (result.upserted, result.unchanged) == (350, 350)
-    assert cached(engine) == ehr.slots
+    assert (result.upserted, result.unchanged) == (len(later), len(truth) - len(later))
+    assert view(cached(engine)) == week_truth(ehr)
 
 
-def test_bulk_insert_of_a_slot_cached_elsewhere_falls_back_to_upsert(engine):
+def test_bulk_insert_of_a_slot_cached_elsewhere_falls_back_to_upsert(engine, sandbox):
     """A slot new to this window but cached in another (it moved) must not break the copy."""
-    ehr = FakeEhr(page_size=400)
-    ehr.add_schedule("sch-1", "Practitioner/sch-1")
-    ehr.put(*(slot(i, minutes=5) for i in range(100)))
+    ehr = sandbox(page_size=100)
+    truth = week_truth(ehr)
+    assert len(truth) > repo.COPY_THRESHOLD
     far = Chunk(None, DAY0 + timedelta(days=7), DAY0 + timedelta(days=8))
-    moved = replace(ehr.slots["sch-1-s0"], start=DAY0 + timedelta(days=7, hours=9))
-    moved = replace(moved, end=moved.start + timedelta(minutes=5))
-    sync_chunk(
-        engine, client_for(FakeEhr(schedules=dict(ehr.schedules), slots={moved.id: moved})), far
-    )
-    assert cached(engine)[moved.id].start == moved.start
-    assert sync_chunk(engine, client_for(ehr), WEEK).upserted == 100
-    assert cached(engine) == ehr.slots  # s0 moved back into this week, updated in place
+    moved = next(k for k, v in truth.items() if v[1] < DAY0 + DAY)
+    ehr.mutate({"op": "move", "slot": moved, "minutes": 7 * 24 * 60})
+    sync_chunk(engine, client_for(ehr), far)
+    assert cached(engine)[moved].start == truth[moved][1] + timedelta(days=7)
+    ehr.mutate({"op": "move", "slot": moved, "minutes": -7 * 24 * 60})
+    assert sync_chunk(engine, client_for(ehr), WEEK).upserted == len(truth)
+    assert cached(engine)[moved].start == truth[moved][1]  # moved back, updated in place
+    assert view(cached(engine)) == ehr.truth(start=WEEK.start, end=far.end)
 
 
 def _rich(n: int) -> Slot:
@@ -228,38 +259,28 @@ def test_bulk_writes_keep_every_field_exactly(engine):
     assert cached(engine) == {x.id: x for x in changed}
 
 
-def test_an_older_fetch_never_moves_back_a_slot_a_newer_fetch_moved_to_another_day(engine):
+def test_an_older_fetch_never_moves_back_a_slot_a_newer_fetch_moved_to_another_day(engine, sandbox):
     """A slot moved to the next day while a whole-day chunk paged: the refresh of its
     new day wrote it there and marked that day only; the slow chunk's older copy (on the
     old day) must not move it back, where later refreshes of the new day never see it."""
-    ehr = ehr_with("sch-1")
+    ehr = sandbox()
+    old = sandbox()  # the same organisation: it keeps the stale answer
     clock = Clock(DAY0)
     sync_chunk(engine, client_for(ehr), WEEK, clock=clock)
-    day = Chunk(None, DAY0, DAY0 + timedelta(days=1))
+    day = Chunk(None, DAY0, DAY0 + DAY)
     slow_started = clock()  # the slow load chunk of day 0 asked the EHR now ...
-    stale_answer = dict(ehr.slots)
-    moved = replace(
-        ehr.slots["sch-1-s0"],
-        start=ehr.slots["sch-1-s0"].start + timedelta(days=1),
-        end=ehr.slots["sch-1-s0"].end + timedelta(days=1),
-    )
-    ehr.put(moved)  # ... the EHR moves a slot to day 1 and notifies: day 1 is refreshed
-    sync_chunk(
-        engine,
-        client_for(ehr),
-        Chunk(("sch-1",), DAY0 + timedelta(days=1), DAY0 + timedelta(days=2)),
-        clock=clock,
-    )
-    assert cached(engine)["sch-1-s0"].start == moved.start
-    old = FakeEhr(schedules=dict(ehr.schedules), slots=stale_answer)
+    schedule = ehr.busiest()
+    moved = on_first_day(ehr, schedule)
+    was = ehr.truth()[moved][1]
+    ehr.mutate({"op": "move", "slot": moved, "minutes": 24 * 60})
+    # ... the EHR moves a slot to day 1 and notifies: day 1 is refreshed
+    next_day = Chunk((schedule,), DAY0 + DAY, DAY0 + 2 * DAY)
+    sync_chunk(engine, client_for(ehr), next_day, clock=clock)
+    assert cached(engine)[moved].start == was + DAY
+    assert old.truth()[moved][1] == was
     sync_chunk(engine, client_for(old), day, clock=lambda: slow_started)
-    assert cached(engine)["sch-1-s0"].start == moved.start  # still where the EHR has it
+    assert cached(engine)[moved].start == was + DAY  # still where the EHR has it
     # and a later refresh of day 1 keeps it right
-    ehr.book("sch-1-s0")
-    sync_chunk(
-        engine,
-        client_for(ehr),
-        Chunk(("sch-1",), DAY0 + timedelta(days=1), DAY0 + timedelta(days=2)),
-        clock=clock,
-    )
-    assert "sch-1-s0" not in cached(engine)
+    ehr.book(moved)
+    sync_chunk(engine, client_for(ehr), next_day, clock=clock)
+    assert moved not in cached(engine)

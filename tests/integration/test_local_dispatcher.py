@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -19,22 +18,14 @@ from app.sync.coordination import LocalCoordinator
 from app.sync.local import LocalDispatcher
 from app.sync.messages import ResyncRequest
 from tests.api.conftest import EVERYTHING, api_settings, build_app
-from tests.fake_ehr import BASE
 from tests.support import free_port
-from tests.sync_support import DAY0, settings
+from tests.sync_support import BASE, DAY0, settings, wait_until
 
 POOL_THREADS = "slotsync-sync"
 
 
 def pool_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name.startswith(POOL_THREADS)]
-
-
-def wait_until(condition: Callable[[], object], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,7 @@
 
 Each test plays the fault by hand (a worker that died after claiming, messages that
 never arrived, an EHR that cannot be reached) and then checks what the run tables,
-the status report and the cache say against the EHR's data.
+the status report and the cache say against the EHR's data (the sandbox EHR, in-process).
 """
 
 from __future__ import annotations
@@ -26,18 +26,7 @@ from app.sync.runs import (
     run_in_process,
 )
 from app.sync.status import sync_status
-from tests.factories import slot
-from tests.fake_ehr import FakeEhr
-from tests.sync_support import DAY0, Clock, RecordingDispatcher, cached, context
-
-
-def org(n: int = 2, per_schedule: int = 4) -> FakeEhr:
-    ehr = FakeEhr(page_size=4)
-    for i in range(n):
-        sid = f"sch-{i}"
-        ehr.add_schedule(sid, f"Practitioner/pr-{i}", "Location/clinic-1")
-        ehr.put(*(slot(j * 100, schedule=sid) for j in range(per_schedule)))
-    return ehr
+from tests.sync_support import DAY0, Clock, RecordingDispatcher, cached, context, view
 
 
 def run_row(engine, run_id):
@@ -50,8 +39,8 @@ def health(ctx):
         return collect_sync_health(s, now=ctx.clock(), stall_seconds=ctx.settings.run_stall_seconds)
 
 
-def test_a_chunk_whose_worker_died_is_sent_again_and_completes(engine):
-    ehr = org()
+def test_a_chunk_whose_worker_died_is_sent_again_and_completes(engine, sandbox):
+    ehr = sandbox()
     clock = Clock(DAY0 + timedelta(hours=1))
     ctx = context(engine, ehr, clock=clock, chunk_lease_seconds=45)
     planned = plan_run(ctx, ResyncRequest(kind="initial-load"))
@@ -75,13 +64,13 @@ def test_a_chunk_whose_worker_died_is_sent_again_and_completes(engine):
     assert dispatcher.of("run_chunks")[-1] == ("run_chunks", planned.run_id, (dead,))
     outcome = execute_chunk(ctx, planned.run_id, dead)
     assert outcome.status == "ok" and outcome.run_finished == "ok"
-    assert cached(engine) == ehr.slots
+    assert view(cached(engine)) == ehr.truth()
     with Session(engine) as s:
         assert runs_repo.get_chunk(s, planned.run_id, dead).attempts == 2
 
 
-def test_lost_messages_of_a_quiet_run_are_sent_again(engine):
-    ehr = org()
+def test_lost_messages_of_a_quiet_run_are_sent_again(engine, sandbox):
+    ehr = sandbox()
     clock = Clock(DAY0 + timedelta(hours=1))
     ctx = context(engine, ehr, clock=clock, run_quiet_seconds=30, run_stall_seconds=600)
     planned = plan_run(ctx, ResyncRequest(kind="initial-load"))
@@ -100,11 +89,11 @@ def test_lost_messages_of_a_quiet_run_are_sent_again(engine):
     for seq in planned.seqs[1:]:
         execute_chunk(ctx, planned.run_id, seq)
     assert run_row(engine, planned.run_id).status == "ok"
-    assert cached(engine) == ehr.slots
+    assert view(cached(engine)) == ehr.truth()
 
 
-def test_a_chunk_waiting_for_its_retry_is_not_sent_early(engine):
-    ehr = org(n=1)
+def test_a_chunk_waiting_for_its_retry_is_not_sent_early(engine, sandbox):
+    ehr = sandbox()
     clock = Clock(DAY0 + timedelta(hours=1))
     ctx = context(
         engine,
@@ -130,8 +119,8 @@ def test_a_chunk_waiting_for_its_retry_is_not_sent_early(engine):
     assert dispatcher.of("run_chunks")[-1] == ("run_chunks", planned.run_id, (planned.seqs[0],))
 
 
-def test_a_stalled_run_is_failed_and_its_rest_replanned_by_a_follow_up(engine):
-    ehr = org()
+def test_a_stalled_run_is_failed_and_its_rest_replanned_by_a_follow_up(engine, sandbox):
+    ehr = sandbox()
     clock = Clock(DAY0 + timedelta(hours=1))
     ctx = context(
         engine,
@@ -176,7 +165,7 @@ def test_a_stalled_run_is_failed_and_its_rest_replanned_by_a_follow_up(engine):
     execute_chunks(ctx, run_id, seqs)
     assert run_row(engine, follow.id).status == "ok"
     assert run_row(engine, planned.run_id).recovered_at is not None
-    assert cached(engine) == ehr.slots
+    assert view(cached(engine)) == ehr.truth()
     state = health(ctx)
     assert not state.unresolved_runs and not state.stuck_runs
     assert state.last_full_load_at is not None  # the load counts as complete once recovered
@@ -185,8 +174,8 @@ def test_a_stalled_run_is_failed_and_its_rest_replanned_by_a_follow_up(engine):
     assert report["overall"]["health"] == "ok", report["overall"]["problems"]
 
 
-def test_follow_ups_are_bounded_and_the_failure_stays_visible(engine):
-    ehr = org(n=1)
+def test_follow_ups_are_bounded_and_the_failure_stays_visible(engine, sandbox):
+    ehr = sandbox()
     clock = Clock(DAY0 + timedelta(hours=1))
     ctx = context(engine, ehr, clock=clock, follow_up_max=1, task_max_retries=0)
     ehr.fail("/Slot/$prefetch", status=503, times=10_000)
@@ -195,7 +184,8 @@ def test_follow_ups_are_bounded_and_the_failure_stays_visible(engine):
     with Session(engine) as s:
         first = recovery.child_of(s, result.run_id)
         assert first is not None and first.generation == 1
-        assert "503" in repo.schedule_rows(s, ["sch-0"])[0].last_error
+        rows = repo.schedule_rows(s)
+        assert len(rows) == len(ehr.schedules) and all("503" in r.last_error for r in rows)
     clock.now += timedelta(hours=1)
     dispatcher = RecordingDispatcher()
     reap(ctx, dispatcher)
@@ -208,11 +198,11 @@ def test_follow_ups_are_bounded_and_the_failure_stays_visible(engine):
     overall = report["overall"]
     assert overall["health"] == "degraded" and overall["follow_ups"] == []
     assert any("no follow-up left" in p for p in overall["problems"])
-    assert overall["failed_chunks"] >= 1 and overall["errored_schedules"] == 1
+    assert overall["failed_chunks"] >= 1 and overall["errored_schedules"] == len(ehr.schedules)
 
 
-def test_a_planner_that_cannot_reach_the_ehr_leaves_a_failed_run_and_a_follow_up(engine):
-    ehr = org()
+def test_a_planner_that_cannot_reach_the_ehr_leaves_a_failed_run_and_a_follow_up(engine, sandbox):
+    ehr = sandbox()
     clock = Clock(DAY0 + timedelta(hours=1))
     ctx = context(engine, ehr, clock=clock)
     ehr.fail("/Schedule", status=503, times=10_000)
@@ -232,27 +222,28 @@ def test_a_planner_that_cannot_reach_the_ehr_leaves_a_failed_run_and_a_follow_up
         follow = recovery.child_of(s, run.id)
         assert follow.status == "scheduled" and follow.chunks_total > 0
     # the EHR is back: the follow-up loads every window without needing discovery
-    ehr.failures.clear()
+    ehr.clear_faults()
     clock.now += timedelta(minutes=5)
     dispatcher = RecordingDispatcher()
     reap(ctx, dispatcher)
     _, run_id, seqs = dispatcher.of("run_chunks")[-1]
     execute_chunks(ctx, run_id, seqs)
     assert run_row(engine, run_id).status == "ok"
-    assert cached(engine) == ehr.slots
+    assert view(cached(engine)) == ehr.truth()
 
 
-def test_a_refresh_out_of_retries_marks_its_schedule_and_is_followed_up(engine):
-    ehr = org(n=1)
+def test_a_refresh_out_of_retries_marks_its_schedule_and_is_followed_up(engine, sandbox):
+    ehr = sandbox()
     clock = Clock(DAY0 + timedelta(hours=1))
     ctx = context(engine, ehr, clock=clock)
     run_in_process(ctx, ResyncRequest(kind="initial-load"))
-    ehr.book(next(iter(ehr.slots)))
+    booked, (schedule, *_) = next(iter(ehr.truth().items()))
+    ehr.book(booked)
     run_id = follow_up.refresh_failed(
-        ctx, "sch-0", DAY0, DAY0 + timedelta(days=7), "EhrUnavailable: EHR answered 503"
+        ctx, schedule, DAY0, DAY0 + timedelta(days=7), "EhrUnavailable: EHR answered 503"
     )
     with Session(engine) as s:
-        assert "503" in repo.schedule_rows(s, ["sch-0"])[0].last_error
+        assert "503" in repo.schedule_rows(s, [schedule])[0].last_error
         report = sync_status(s, now=clock(), settings=ctx.settings)
     assert report["overall"]["health"] == "degraded"
     assert report["overall"]["follow_ups"][0]["run_id"] == run_id
@@ -261,24 +252,27 @@ def test_a_refresh_out_of_retries_marks_its_schedule_and_is_followed_up(engine):
     reap(ctx, dispatcher)
     execute_chunks(ctx, run_id, dispatcher.of("run_chunks")[-1][2])
     with Session(engine) as s:
-        assert repo.schedule_rows(s, ["sch-0"])[0].last_error is None  # a success clears it
-    assert cached(engine) == {k: v for k, v in ehr.slots.items() if v.status == "free"}
+        assert repo.schedule_rows(s, [schedule])[0].last_error is None  # a success clears it
+    assert booked not in cached(engine)
+    assert view(cached(engine)) == ehr.truth()
 
 
-def test_in_process_chunks_ride_out_an_outage_within_the_budget(engine):
-    ehr = org()
+def test_in_process_chunks_ride_out_an_outage_within_the_budget(engine, sandbox):
+    ehr = sandbox()
     ctx = context(engine, ehr, task_max_retries=5)
     # three attempts' worth of failures (two HTTP tries each), then the EHR is back
-    ehr.fail("/Slot/$prefetch", status=503, times=6)
+    outage = ehr.fail("/Slot/$prefetch", status=503, times=6)
     result = run_in_process(ctx, ResyncRequest(kind="initial-load"))
     assert result.status == "ok" and result.failed == 0
-    assert cached(engine) == ehr.slots
+    assert ehr.fired(outage) == 6
+    assert view(cached(engine)) == ehr.truth()
 
 
-def test_a_short_page_is_read_again_from_the_first_page(engine):
-    ehr = org(n=1, per_schedule=6)  # within the 7-day horizon, more than one page
+def test_a_short_page_is_read_again_from_the_first_page(engine, sandbox):
+    ehr = sandbox()
+    assert len(ehr.truth()) > ehr.config.page_size  # more than one page
     ctx = context(engine, ehr, ehr_refetch_attempts=2, task_max_retries=0)
-    ehr.fail("/Slot/$prefetch", short=True, times=1)  # half a page, no next link
+    short = ehr.fail("/Slot/$prefetch", kind="short-page", times=1)  # half, no next link
     result = run_in_process(ctx, ResyncRequest(kind="initial-load"))
-    assert result.status == "ok"
-    assert cached(engine) == ehr.slots
+    assert result.status == "ok" and ehr.fired(short) == 1
+    assert view(cached(engine)) == ehr.truth()

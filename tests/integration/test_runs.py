@@ -1,7 +1,12 @@
-"""Runs: discovery, chunk planning, exactly-once counting, failures and pruning."""
+"""Runs: discovery, chunk planning, exactly-once counting, failures and pruning.
+
+Against the sandbox EHR in-process (its organisation: practitioners, rooms and devices
+of two clinics over the seven-day horizon, loaded in four two-day windows).
+"""
 
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
 from sqlalchemy.orm import Session
@@ -17,58 +22,59 @@ from app.sync.runs import (
     plan_run,
     run_in_process,
 )
-from tests.factories import slot
-from tests.fake_ehr import FakeEhr
-from tests.sync_support import DAY0, cached, context
+from tests.sync_support import DAY0, cached, context, view
+
+WINDOWS = 4  # ceil(7 days / 2)
+PER_CHUNK = 10  # schedules a chunk (R4 names them: one Slot search each)
 
 
-def org(n: int = 3, per_schedule: int = 5) -> FakeEhr:
-    ehr = FakeEhr(page_size=4)
-    for i in range(n):
-        sid = f"sch-{i}"
-        ehr.add_schedule(sid, f"Practitioner/pr-{i}", "Location/clinic-1")
-        # spread over the week so that several windows hold slots
-        ehr.put(*(slot(j * 100, schedule=sid) for j in range(per_schedule)))
-    return ehr
-
-
-def test_full_load_by_schedule_chunks(engine):
-    ehr = org()
-    ctx = context(engine, ehr)
+def test_full_load_by_schedule_chunks(engine, sandbox):
+    ehr = sandbox("r4")
+    ctx = context(engine, ehr, ehr_fhir_version="r4", load_schedules_per_chunk=PER_CHUNK)
     result = run_in_process(ctx, ResyncRequest(kind="initial-load"))
     assert result.status == "ok"
-    assert result.chunks == 3 * 4  # 3 schedules x ceil(7 days / 2)
-    assert cached(engine) == ehr.slots
-    assert result.seen == len(ehr.slots)
+    assert result.chunks == math.ceil(len(ehr.schedules) / PER_CHUNK) * WINDOWS
+    truth = ehr.truth()
+    assert truth and view(cached(engine)) == truth
+    assert result.seen == len(truth)
     with Session(engine) as s:
-        assert all(sch.last_error is None for sch in repo.schedule_rows(s))
+        rows = repo.schedule_rows(s)
+        assert len(rows) == len(ehr.schedules)
+        assert all(sch.last_error is None for sch in rows)
     discovery = [r for r in ehr.requests if r.url.path == "/fhir/Schedule"]
     assert discovery and discovery[0].url.params["_include"] == "Schedule:actor"
 
 
-def test_window_chunking_when_the_ehr_has_no_schedule_search(engine):
-    ehr = org()
-    ehr.schedule_search = False
-    result = run_in_process(context(engine, ehr), ResyncRequest(kind="initial-load"))
-    assert result.status == "ok" and result.chunks == 4
-    assert cached(engine) == ehr.slots
+def test_window_chunking_when_the_ehr_has_no_schedule_search(engine, sandbox):
+    ehr = sandbox("r4")
+    ehr.fail("/Schedule", status=404)  # this EHR offers no Schedule search
+    ctx = context(engine, ehr, ehr_fhir_version="r4", load_schedules_per_chunk=PER_CHUNK)
+    result = run_in_process(ctx, ResyncRequest(kind="initial-load"))
+    assert result.status == "ok" and result.chunks == WINDOWS
+    assert view(cached(engine)) == ehr.truth()
 
 
-def test_auto_chunking_loads_whole_windows_when_stu3_cannot_name_a_schedule(engine):
-    ehr = org(n=2)
-    ehr.add_schedule("sch-dev-1", "Device/dev-1")
-    ehr.put(*(slot(j * 100, schedule="sch-dev-1") for j in range(5)))
-    result = run_in_process(context(engine, ehr), ResyncRequest(kind="initial-load"))
-    assert result.status == "ok" and result.chunks == 4  # windows, not schedules x windows
-    assert cached(engine) == ehr.slots
-    r4 = run_in_process(
-        context(engine, ehr, ehr_fhir_version="r4"), ResyncRequest(kind="initial-load")
+def test_auto_chunking_loads_whole_windows_when_stu3_cannot_name_a_schedule(engine, sandbox):
+    ehr = sandbox("stu3")
+    assert any(
+        actors == (f"Device/{sid.split('-', 1)[1]}",) for sid, actors in ehr.schedules.items()
     )
-    assert r4.chunks == 3 * 4  # R4 names schedules: chunks by schedule
+    ctx = context(engine, ehr, load_schedules_per_chunk=PER_CHUNK)
+    result = run_in_process(ctx, ResyncRequest(kind="initial-load"))
+    assert result.status == "ok" and result.chunks == WINDOWS  # windows, not schedules x windows
+    assert view(cached(engine)) == ehr.truth()
+    same = sandbox("r4")  # the same organisation (same seed), served as R4
+    assert same.truth() == ehr.truth()
+    r4 = run_in_process(
+        context(engine, same, ehr_fhir_version="r4", load_schedules_per_chunk=PER_CHUNK),
+        ResyncRequest(kind="initial-load"),
+    )
+    # R4 names schedules: chunks by schedule
+    assert r4.chunks == math.ceil(len(same.schedules) / PER_CHUNK) * WINDOWS
 
 
-def test_chunks_count_once_and_close_the_run_once(engine):
-    ehr = org(n=2)
+def test_chunks_count_once_and_close_the_run_once(engine, sandbox):
+    ehr = sandbox()
     ctx = context(engine, ehr)
     planned = plan_run(ctx, ResyncRequest(kind="initial-load"), token="task-1")
     assert plan_run(ctx, ResyncRequest(kind="initial-load"), token="task-1") == planned
@@ -79,20 +85,22 @@ def test_chunks_count_once_and_close_the_run_once(engine):
     with Session(engine) as s:
         run = runs_repo.get_run(s, planned.run_id)
         assert (run.status, run.chunks_done, run.chunks_failed) == ("ok", len(planned.seqs), 0)
-        assert run.slots_seen == len(ehr.slots)
+        assert run.slots_seen == len(ehr.truth())
 
 
-def test_a_failing_chunk_keeps_old_data_and_fails_the_run(engine):
-    ehr = org(n=2)
-    ctx = context(engine, ehr)
+def test_a_failing_chunk_keeps_old_data_and_fails_the_run(engine, sandbox):
+    ehr = sandbox("r4")
+    ctx = context(engine, ehr, ehr_fhir_version="r4", load_schedules_per_chunk=PER_CHUNK)
     run_in_process(ctx, ResyncRequest(kind="initial-load"))
     before = cached(engine)
-    for sid in list(ehr.slots):
-        ehr.book(sid)
+    ehr.book(*ehr.truth())
     planned = plan_run(ctx, ResyncRequest(kind="initial-load"))
+    with Session(engine) as s:
+        first = runs_repo.get_chunk(s, planned.run_id, planned.seqs[0])
+    one_of_its_schedules = [first.schedule_ids[0]]
     budget = ctx.settings.task_max_retries + 1  # attempts, each of two HTTP tries
     for attempt in range(1, budget):
-        ehr.fail("/Slot/$prefetch", status=500, times=2)
+        ehr.fail("/Slot", status=500, times=2)
         retry = execute_chunk(ctx, planned.run_id, planned.seqs[0])
         assert retry.status == "retry" and "500" in retry.error and retry.delay > 0
         with Session(engine) as s:
@@ -100,56 +108,63 @@ def test_a_failing_chunk_keeps_old_data_and_fails_the_run(engine):
             assert (row.status, row.attempts, row.claim_token) == ("pending", attempt, None)
             assert row.next_attempt_at is not None and "500" in row.error
             # a transient failure is not yet the schedule's error
-            assert repo.schedule_rows(s, ["sch-0"])[0].last_error is None
-    ehr.fail("/Slot/$prefetch", status=500, times=2)
+            assert repo.schedule_rows(s, one_of_its_schedules)[0].last_error is None
+    ehr.fail("/Slot", status=500, times=2)
     failed = execute_chunk(ctx, planned.run_id, planned.seqs[0])
     assert failed.status == "failed" and "500" in failed.error
     with Session(engine) as s:
-        assert "500" in repo.schedule_rows(s, ["sch-0"])[0].last_error
+        assert "500" in repo.schedule_rows(s, one_of_its_schedules)[0].last_error
     for seq in planned.seqs[1:]:
         assert execute_chunk(ctx, planned.run_id, seq).status == "ok"
     with Session(engine) as s:
         run = runs_repo.get_run(s, planned.run_id)
         assert (run.status, run.chunks_failed) == ("failed", 1)
-        first = runs_repo.get_chunk(s, planned.run_id, planned.seqs[0])
         assert [c.seq for c in runs_repo.failed_chunks(s, planned.run_id)] == [first.seq]
         assert "500" in run.error
-    # the failed chunk's schedule and window still hold the previous data
+    # the failed chunk's schedules and window still hold the previous data, the rest is gone
     kept = {
         k: v
         for k, v in before.items()
         if v.schedule_id in first.schedule_ids and first.window_start <= v.start < first.window_end
     }
-    assert kept and kept.items() <= cached(engine).items()
+    assert kept and cached(engine) == kept
 
 
-def test_full_load_forgets_schedules_the_ehr_dropped(engine):
-    ehr = org(n=3)
-    ctx = context(engine, ehr)
+def test_full_load_forgets_schedules_the_ehr_dropped(engine, sandbox):
+    ehr = sandbox("r4")
+    ctx = context(engine, ehr, ehr_fhir_version="r4", load_schedules_per_chunk=PER_CHUNK)
     run_in_process(ctx, ResyncRequest(kind="initial-load"))
-    del ehr.schedules["sch-2"]
-    for sid in [k for k, v in ehr.slots.items() if v.schedule_id == "sch-2"]:
-        del ehr.slots[sid]
+    dropped = next(sid for sid in ehr.schedules if sid.startswith("sch-pr-"))
+    assert any(v.schedule_id == dropped for v in cached(engine).values())
+    ehr.mutate({"op": "remove-schedule", "schedule": dropped})
     run_in_process(ctx, ResyncRequest(kind="initial-load"))
     with Session(engine) as s:
-        assert set(repo.schedules_by_id(s)) == {"sch-0", "sch-1"}
-    assert cached(engine) == ehr.slots
+        assert set(repo.schedules_by_id(s)) == set(ehr.schedules) - {dropped}
+    assert view(cached(engine)) == ehr.truth()
+    assert not any(v.schedule_id == dropped for v in cached(engine).values())
 
 
-def test_resync_of_one_actor_in_a_window(engine):
-    ehr = org(n=2)
+def test_resync_of_one_actor_in_a_window(engine, sandbox):
+    ehr = sandbox()
     ctx = context(engine, ehr)
     run_in_process(ctx, ResyncRequest(kind="initial-load"))
-    for sid in list(ehr.slots):
-        ehr.book(sid)
-    request = ResyncRequest(actor="Practitioner/pr-1", start=DAY0, end=DAY0 + timedelta(days=1))
-    result = run_in_process(ctx, request)
+    day = DAY0 + timedelta(days=1)
+    loaded = cached(engine).values()
+    schedule = next(  # a practitioner's with slots on the first day and later
+        sid
+        for sid in sorted({v.schedule_id for v in loaded if v.start < day})
+        if sid.startswith("sch-pr-")
+        and any(v.schedule_id == sid and v.start >= day for v in loaded)
+    )
+    (actor,) = [a for a in ehr.schedules[schedule] if a.startswith("Practitioner/")]
+    ehr.book(*ehr.truth())
+    result = run_in_process(ctx, ResyncRequest(actor=actor, start=DAY0, end=day))
     assert result.status == "ok" and result.chunks == 1
     left = cached(engine)
-    assert not any(
-        s.schedule_id == "sch-1" and s.start < DAY0 + timedelta(days=1) for s in left.values()
-    )
-    assert any(s.schedule_id == "sch-0" for s in left.values())
+    assert not any(s.schedule_id == schedule and s.start < day for s in left.values())
+    # other schedules, and this one's later days, wait for their own refresh
+    assert any(s.schedule_id != schedule and s.start < day for s in left.values())
+    assert any(s.schedule_id == schedule and s.start >= day for s in left.values())
 
 
 def test_stu3_groups_unnamed_schedules_into_one_fetch():

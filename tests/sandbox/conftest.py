@@ -3,16 +3,14 @@ each test) and a real local HTTP receiver for notifications."""
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import httpx
 import pytest
 
 from sandbox_ehr.process import SandboxProcess, start_sandbox
+from tests.receiver import Receiver, receiving
 
 START_DATE = "2026-11-26"  # a Thursday; the 30-day horizon crosses no DST change
 SECRET = "s3cret"
@@ -91,53 +89,7 @@ def flavour_of(sp: SandboxProcess) -> str:
     return httpx.get(f"{sp.control_url}/config").json()["fhirVersion"]
 
 
-@dataclass
-class Receiver:
-    """A real HTTP server recording POSTs; answers ``fail_next`` requests with 503 first."""
-
-    url: str
-    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    fail_next: int = 0
-    event: threading.Condition = field(default_factory=threading.Condition)
-
-    def wait_for(self, predicate: Any, timeout: float = 10.0) -> list[tuple[dict[str, str], bytes]]:
-        with self.event:
-            assert self.event.wait_for(lambda: predicate(self.received), timeout), self.received
-            return list(self.received)
-
-    def of_type(self, kind: str) -> list[tuple[dict[str, str], bytes]]:
-        return [(h, b) for h, b in self.received if h.get("x-notification-type") == kind]
-
-
 @pytest.fixture
 def receiver() -> Iterator[Receiver]:
-    box: list[Receiver] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            rec = box[0]
-            body = self.rfile.read(int(self.headers.get("content-length") or 0))
-            with rec.event:
-                if rec.fail_next > 0:
-                    rec.fail_next -= 1
-                    self.send_response(503)
-                    self.send_header("content-length", "0")
-                    self.end_headers()
-                    return
-                rec.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-                rec.event.notify_all()
-            self.send_response(200)
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    box.append(Receiver(url=f"http://127.0.0.1:{server.server_address[1]}/hook"))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield box[0]
-    server.shutdown()
-    server.server_close()
-    thread.join(5)
+    with receiving() as rec:
+        yield rec

@@ -66,6 +66,38 @@ def test_mutations_show_in_truth_and_reads_and_reset_restores(
         assert http.post(f"{stu3.control_url}/mutate", json=bad).status_code in (400, 404), bad
 
 
+def test_deleted_slots_and_removed_schedules_leave_searches_reads_and_truth(
+    ehr: SandboxProcess, http: httpx.Client
+) -> None:
+    truth = http.get(f"{ehr.control_url}/truth", params={"schedule": "sch-pr-1"}).json()["slots"]
+    gone = truth[0]["id"]
+    out = http.post(f"{ehr.control_url}/mutate", json={"op": "delete", "slot": gone}).json()
+    assert out["slots"] == [gone] and out["schedules"] == ["sch-pr-1"]
+    assert http.get(f"{ehr.base_url}/Slot/{gone}").status_code == 410
+    after = http.get(f"{ehr.control_url}/truth", params={"schedule": "sch-pr-1"}).json()
+    assert [s["id"] for s in after["slots"]] == [s["id"] for s in truth[1:]]
+    assert (
+        http.post(f"{ehr.control_url}/mutate", json={"op": "delete", "slot": gone}).status_code
+        == 404
+    )
+
+    removed = {"op": "remove-schedule", "schedule": "sch-pr-2"}
+    out = http.post(f"{ehr.control_url}/mutate", json=removed).json()
+    assert out["schedules"] == ["sch-pr-2"] and out["slots"]
+    assert http.get(f"{ehr.base_url}/Schedule/sch-pr-2").status_code == 404
+    listed = http.get(f"{ehr.base_url}/Schedule", params={"_count": 500}).json()
+    ids = {
+        e["resource"]["id"] for e in listed["entry"] if e["resource"]["resourceType"] == "Schedule"
+    }
+    assert "sch-pr-2" not in ids and "sch-pr-1" in ids
+    left = http.get(f"{ehr.control_url}/truth", params={"schedule": "sch-pr-2"}).json()
+    assert left["count"] == 0
+    assert http.get(f"{ehr.base_url}/Slot/{out['slots'][0]}").status_code == 410
+    assert http.post(f"{ehr.control_url}/mutate", json=removed).status_code == 404
+    http.post(f"{ehr.control_url}/reset")
+    assert http.get(f"{ehr.base_url}/Schedule/sch-pr-2").status_code == 200
+
+
 def test_add_day_extends_the_horizon_day_by_day(ehr: SandboxProcess, http: httpx.Client) -> None:
     config = http.get(f"{ehr.control_url}/config").json()
     days = []

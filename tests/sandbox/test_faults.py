@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import msgspec
@@ -66,6 +67,13 @@ def test_broken_pages(ehr: SandboxProcess, http: httpx.Client) -> None:
     assert len(short["entry"]) == 5 and short["total"] > 10
     assert not [link for link in short["link"] if link["relation"] == "next"]
     assert len(http.get(url, params=params).json()["entry"]) == 10
+    include = {**params, "_include": "Slot:schedule"}
+    modes = {e["search"]["mode"] for e in http.get(url, params=include).json()["entry"]}
+    assert modes == {"match", "include"}
+    _fault(http, ehr, kind="no-includes", path="/fhir/Slot", times=1)
+    bare = http.get(url, params=include).json()  # as from a server that ignores _include
+    assert {e["search"]["mode"] for e in bare["entry"]} == {"match"} and len(bare["entry"]) == 10
+    assert [link for link in bare["link"] if link["relation"] == "next"]
 
 
 def test_probability_is_seeded_and_control_api_is_never_faulted(
@@ -87,3 +95,27 @@ def test_bad_fault_rules_are_rejected(stu3: SandboxProcess, http: httpx.Client) 
         {"kind": "503", "probability": 2},
     ):
         assert http.post(f"{stu3.control_url}/faults", json=rule).status_code == 400, rule
+
+
+def test_a_slow_answer_is_served_at_once_and_answered_late(
+    stu3: SandboxProcess, http: httpx.Client
+) -> None:
+    rule = {"kind": "slow-answer", "path": "/fhir/Patient", "method": "POST", "latency_ms": 800}
+    _fault(http, stu3, times=1, **rule)
+    body = {
+        "resourceType": "Patient",
+        "name": [{"family": "Slowe", "given": ["Ann"]}],
+        "birthDate": "1990-01-01",
+        "gender": "female",
+    }
+    with ThreadPoolExecutor(1) as pool:
+        started = time.perf_counter()
+        pending = pool.submit(httpx.post, f"{stu3.base_url}/Patient", json=body, timeout=10)
+        found: list = []
+        while not found and time.perf_counter() - started < 0.7:
+            search = http.get(f"{stu3.base_url}/Patient", params={"family": "Slowe"})
+            found = search.json().get("entry", [])
+        answer = pending.result()
+    assert found, "the patient was registered before the answer left"
+    assert answer.status_code == 201 and time.perf_counter() - started >= 0.8
+    assert found[0]["resource"]["id"] == answer.json()["id"]

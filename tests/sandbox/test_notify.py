@@ -12,7 +12,8 @@ from fhir.resources.STU3 import get_fhir_model_class as stu3_model
 
 from sandbox_ehr import codes
 from sandbox_ehr.process import SandboxProcess
-from tests.sandbox.conftest import SECRET, Receiver
+from tests.receiver import Receiver
+from tests.sandbox.conftest import SECRET
 
 
 def _subscribe(

@@ -10,7 +10,8 @@ import numpy as np
 
 from sandbox_ehr import codes
 from sandbox_ehr.fhir_render import Renderer
-from sandbox_ehr.org import BUSY, FREE, TENTATIVE, generate, generate_day
+from sandbox_ehr.model import BUSY, FREE, TENTATIVE
+from sandbox_ehr.org import generate, generate_day
 from sandbox_ehr.store import SlotQuery, SlotStore
 
 START = date(2026, 11, 26)

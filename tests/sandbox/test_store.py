@@ -7,7 +7,7 @@ from datetime import date
 import numpy as np
 import pytest
 
-from sandbox_ehr.org import BUSY, FREE
+from sandbox_ehr.model import BUSY, FREE
 from sandbox_ehr.store import KEY_SHIFT, Change, SlotQuery, SlotStore
 
 
