@@ -33,16 +33,7 @@ def engine(
     else:
         url = request.getfixturevalue("pg_url")
         eng = make_engine(url)
-<<<<<<< HEAD
         _empty(eng)
-=======
-        with eng.begin() as conn:
-            conn.exec_driver_sql(
-                "TRUNCATE slot_claims, slots, schedule_actors, schedules, actors, sync_runs,"
-                " sync_chunks, sync_marks, subscriptions, appointment_holds, ehr_capabilities"
-                " RESTART IDENTITY CASCADE"
-            )
->>>>>>> sandbox-split
     yield eng
     eng.dispose()
 
@@ -62,7 +53,7 @@ def _empty(engine: Engine, attempts: int = 5) -> None:
             with engine.begin() as conn:
                 conn.exec_driver_sql(
                     "TRUNCATE slot_claims, slots, schedule_actors, schedules, actors, sync_runs,"
-                    " sync_chunks, sync_marks, subscriptions, appointment_holds"
+                    " sync_chunks, sync_marks, subscriptions, appointment_holds, ehr_capabilities"
                     " RESTART IDENTITY CASCADE"
                 )
             return

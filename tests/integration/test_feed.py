@@ -21,13 +21,6 @@ from app.sync.chunk import Chunk, sync_chunk
 from app.sync.inbox import accept_notification
 from app.sync.messages import ResyncRequest
 from app.sync.refresh import pending_key, refresh_schedule, refresh_windows, request_refresh
-<<<<<<< HEAD
-from app.sync.runs import run_in_process
-from tests.factories import slot
-from tests.fake_ehr import FakeEhr
-from tests.sync_support import DAY0, Clock, RecordingDispatcher, cached, context
-=======
-from app.sync.messages import ResyncRequest
 from app.sync.runs import run_in_process
 from tests.receiver import receiving
 from tests.support import free_port
@@ -41,7 +34,6 @@ from tests.sync_support import (
     view,
     wait_until,
 )
->>>>>>> sandbox-split
 
 HOOK = "https://slotsync.example/webhook/subscription"
 
