@@ -25,7 +25,7 @@ from app.core.domain import Slot
 from app.core.errors import SlotsyncError
 
 from .models import SlotClaimRow, SlotRow
-from .slot_rows import SLOT_COLUMNS, slot_from_row
+from .rows import SLOT_COLUMNS, slot_from_row
 
 PENDING = "pending"
 HELD = "held"

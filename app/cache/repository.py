@@ -10,7 +10,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Row, case, delete, func, insert, or_, select, text, update
+from sqlalchemy import case, delete, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 
 from app.core.domain import Actor, Schedule, Slot
@@ -33,30 +33,15 @@ from .models import (
     SlotRow,
     SyncMarkRow,
 )
-from .slot_rows import SLOT_COLUMNS, slot_from_row
+from .rows import (
+    ACTOR_COLUMNS,
+    SCHEDULE_COLUMNS,
+    SLOT_COLUMNS,
+    actor_from_row,
+    schedule_from_row,
+    slot_from_row,
+)
 from .snapshot import SnapshotPlan
-
-_SCHEDULE_COLUMNS = (
-    ScheduleRow.id,
-    ScheduleRow.actor_refs,
-    ScheduleRow.service_types,
-    ScheduleRow.specialties,
-    ScheduleRow.horizon_start,
-    ScheduleRow.horizon_end,
-)
-_ACTOR_COLUMNS = (
-    ActorRow.ref,
-    ActorRow.display,
-    ActorRow.codes,
-    ActorRow.address,
-    ActorRow.part_of,
-    ActorRow.timezone,
-)
-# rows of the two column tuples above (schedule_from_row and actor_from_row read them
-# by name, like the ORM entities they stand in for)
-ScheduleRecord = Row[str, list[str], list[str], list[str], datetime | None, datetime | None]
-ActorRecord = Row[str, str | None, list[str], str | None, str | None, str | None]
-
 
 # -- conversions --------------------------------------------------------------
 
@@ -77,28 +62,6 @@ def slot_row(slot: Slot, confirmed_at: datetime) -> dict[str, Any]:
         "ehr_last_updated": slot.last_updated,
         "last_confirmed_at": confirmed_at,
     }
-
-
-def schedule_from_row(row: ScheduleRow | ScheduleRecord) -> Schedule:
-    return Schedule(
-        id=row.id,
-        actor_refs=tuple(row.actor_refs or ()),
-        service_types=tuple(row.service_types or ()),
-        specialties=tuple(row.specialties or ()),
-        horizon_start=row.horizon_start,
-        horizon_end=row.horizon_end,
-    )
-
-
-def actor_from_row(row: ActorRow | ActorRecord) -> Actor:
-    return Actor(
-        ref=row.ref,
-        display=row.display,
-        codes=tuple(row.codes or ()),
-        address=row.address,
-        part_of=row.part_of,
-        timezone=row.timezone,
-    )
 
 
 # -- writes -------------------------------------------------------------------
@@ -439,7 +402,7 @@ def schedule_ids_for_actors(
 
 
 def schedules_by_id(session: Session, ids: Collection[str] | None = None) -> dict[str, Schedule]:
-    stmt = select(*_SCHEDULE_COLUMNS)
+    stmt = select(*SCHEDULE_COLUMNS)
     if ids is not None:
         stmt = stmt.where(ScheduleRow.id.in_(list(ids)))
     return {row.id: schedule_from_row(row) for row in session.execute(stmt)}
@@ -458,7 +421,7 @@ def schedule_errors(session: Session) -> dict[str, str]:
 
 
 def actors_by_ref(session: Session, refs: Collection[str] | None = None) -> dict[str, Actor]:
-    stmt = select(*_ACTOR_COLUMNS)
+    stmt = select(*ACTOR_COLUMNS)
     if refs is not None:
         stmt = stmt.where(ActorRow.ref.in_(list(refs)))
     return {row.ref: actor_from_row(row) for row in session.execute(stmt)}

@@ -24,7 +24,7 @@ from .models import (
     ScheduleRow,
     SlotRow,
 )
-from .slot_rows import SLOT_COLUMNS, slot_from_row
+from .rows import SLOT_COLUMNS, slot_from_row
 
 
 def free_slots(
