@@ -27,8 +27,8 @@ from app.cache.db import make_engine
 from sandbox_ehr.process import start_sandbox
 
 from .find import HEADERS
-from .harness import free_port, stack
-from .load import _wait_for_worker
+from .processes import free_port
+from .stacks import stack
 
 TARGET_P99_SECONDS = 1.0
 
@@ -128,12 +128,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "SLOTSYNC_WATCHDOG_SECONDS": "1",
         }
         with stack(
-            ehr_base_url=sandbox.base_url, fhir_version=args.fhir_version, extra=extra
+            ehr_base_url=sandbox.base_url,
+            fhir_version=args.fhir_version,
+            extra=extra,
+            api_port=port,
         ) as running:
             engine = make_engine(running.settings.effective_database_url)
-            running.start_api(port)
+            running.start_api()
             running.start_worker(concurrency=args.concurrency, pool=args.pool)
-            _wait_for_worker(running.celery)
+            running.wait_workers(timeout=60)
             token = running.celery.send_task("slotsync.initial_load").id
             deadline = time.monotonic() + 600
             while time.monotonic() < deadline:

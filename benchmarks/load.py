@@ -22,7 +22,8 @@ from app.cache.db import make_engine
 from app.sync.windows import horizon, utcnow
 from sandbox_ehr.process import start_sandbox
 
-from .harness import MemorySampler, stack
+from .processes import MemorySampler
+from .stacks import stack
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +67,6 @@ def _ehr_free_total(base_url: str, fhir_version: str, start: str, end: str) -> i
     return int(httpx.get(url, params=params, timeout=120).json()["total"])
 
 
-def _wait_for_worker(celery: Any, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if celery.control.inspect(timeout=1.0).ping():
-            return
-    raise TimeoutError("the Celery worker did not come up")
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     if args.profile == "plain-r4":
@@ -105,7 +98,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ) as running:
             engine = make_engine(running.settings.effective_database_url)
             worker = running.start_worker(concurrency=args.concurrency, pool=args.pool)
-            _wait_for_worker(running.celery)
+            running.wait_workers(timeout=60)
             with MemorySampler(worker.pid) as memory:
                 t0 = time.perf_counter()
                 token = running.celery.send_task("slotsync.initial_load").id

@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 
 from app.cache.db import make_engine
 from app.cache.migrate import upgrade
-from tests.support import throwaway_postgres, throwaway_redis_db
+from benchmarks.databases import throwaway_postgres, throwaway_redis_db
 
 
 @pytest.fixture(scope="session")

@@ -31,19 +31,18 @@ from app.settings import Settings
 from app.sync.chunk import Chunk, sync_chunk
 from app.sync.load import load_window
 from app.sync.windows import day_start
+from benchmarks.databases import throwaway_postgres
 from sandbox_ehr.process import SandboxProcess, start_sandbox
-from tests.gateway.support import (
+from tests.booking_support import (
     OFFICE_VISIT,
     RULES_PATH,
-    assert_outcome,
-    assert_valid,
     bookable_day,
     load_test_rules,
     params,
     slot_ids,
     token_of,
 )
-from tests.support import throwaway_postgres
+from tests.fhir_checks import assert_outcome, assert_valid
 
 pytestmark = pytest.mark.integration
 
