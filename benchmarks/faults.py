@@ -280,8 +280,10 @@ class System:
         self.p.start_worker(name, concurrency=s.worker_concurrency, pool=s.worker_pool)
 
     def wait_workers(self, names: list[str], timeout: float = 90) -> None:
-        context = lambda: "\n".join(self.p.log(n) for n in names)  # noqa: E731
-        stacks.wait_for_workers(self.broker, names, timeout, context)
+        def logs() -> str:
+            return "\n".join(self.p.log(n) for n in names)
+
+        stacks.wait_for_workers(self.broker, names, timeout, logs)
 
     def fresh(self, redis_persistence: str) -> None:
         """Empty cache, empty Redis (in the scenario's persistence mode), no EHR fault and no

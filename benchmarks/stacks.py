@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -31,7 +31,12 @@ import httpx
 import msgspec
 import psycopg
 from celery import Celery
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
+from app.cache import runs as runs_repo
+from app.cache.db import make_engine
+from app.cache.models import SyncRunRow
 from app.settings import Settings
 from sandbox_ehr.process import SandboxProcess, start_sandbox
 from workers.celery_app import make_celery
@@ -132,6 +137,29 @@ class Stack:
         """A Celery client on the stack's broker (to send tasks, to ping workers)."""
         return make_celery(self.settings)
 
+    @cached_property
+    def engine(self) -> Engine:
+        """An engine on the stack's cache database."""
+        return make_engine(self.settings.effective_database_url)
+
+    def wait_run(self, token: str, timeout: float, interval: float = 0.2) -> SyncRunRow:
+        """The sync run of ``token`` once it has finished (``ok`` or ``failed``)."""
+
+        def finished() -> SyncRunRow | None:
+            with Session(self.engine) as s:
+                run = runs_repo.run_by_token(s, token)
+                return run if run is not None and run.status in ("ok", "failed") else None
+
+        context = partial(self.log, "worker")
+        return wait_until(
+            finished, timeout, f"run {token} finished", interval=interval, context=context
+        )
+
+    def load(self, timeout: float = 90) -> SyncRunRow:
+        """A full load by the workers, once it has finished."""
+        token = self.celery.send_task("slotsync.initial_load").id
+        return self.wait_run(token, timeout)
+
     # -- processes ---------------------------------------------------------------
 
     def start(self, name: str, *args: str, env: dict[str, str] | None = None) -> Child:
@@ -175,8 +203,10 @@ class Stack:
         return self.start("beat", "beat", "--schedule-file", str(schedule))
 
     def wait_workers(self, names: Sequence[str] = ("worker",), timeout: float = 90) -> None:
-        context = lambda: "\n".join(self.log(n) for n in names)  # noqa: E731
-        wait_for_workers(self.celery, names, timeout, context)
+        def logs() -> str:
+            return "\n".join(self.log(n) for n in names)
+
+        wait_for_workers(self.celery, names, timeout, logs)
 
     def alive(self, name: str) -> bool:
         child = self.children.get(name)
@@ -202,7 +232,9 @@ class Stack:
         return path.read_text(errors="replace")[-chars:] if path.exists() else ""
 
     def close(self) -> None:
-        """Every process stopped, the Celery client closed."""
+        """Every process stopped, the Celery client and the engine closed."""
+        if "engine" in self.__dict__:
+            self.engine.dispose()
         self.stop_all()
         if "celery" in self.__dict__:
             self.celery.close()

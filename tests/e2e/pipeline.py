@@ -13,15 +13,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from app.cache import feeds
-from app.cache import runs as runs_repo
-from app.cache.db import make_engine
 from app.cache.migrate import upgrade
 from app.settings import DEMO_API_KEY
 from benchmarks import stacks
@@ -33,27 +29,11 @@ ADMIN = {"X-API-Key": DEMO_API_KEY}  # development credentials hold every scope
 
 
 class Pipeline(stacks.Pipeline):
-    """The stack's pipeline plus an engine of the tests' own."""
-
-    @cached_property
-    def engine(self) -> Engine:
-        return make_engine(self.db_url)
+    """The stack's pipeline plus what the end-to-end tests look at."""
 
     def free_slot_ids(self, schedule: str, n: int) -> list[str]:
         ids = [sid for sid, slot in sorted(self.truth().items()) if slot.schedule == schedule]
         return ids[-n:]  # far from "now": certainly inside every window
-
-    def load(self, timeout: float = 90) -> Any:
-        token = self.celery.send_task("slotsync.initial_load").id
-        return self.wait_run(token, timeout)
-
-    def wait_run(self, token: str, timeout: float) -> Any:
-        def finished() -> Any:
-            with Session(self.engine) as s:
-                run = runs_repo.run_by_token(s, token)
-                return run if run is not None and run.status in ("ok", "failed") else None
-
-        return wait_until(finished, timeout, f"run {token} finished", context=self.worker_log)
 
     def worker_log(self) -> str:
         return self.log("worker")
@@ -62,11 +42,6 @@ class Pipeline(stacks.Pipeline):
         with Session(self.engine) as s:
             rows = [r for r in feeds.all_feeds(s) if r.endpoint]
             return rows[0] if rows else None
-
-    def close(self) -> None:
-        if "engine" in self.__dict__:
-            self.engine.dispose()
-        super().close()
 
 
 def converged(p: Pipeline, timeout: float = 30) -> None:

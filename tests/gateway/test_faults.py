@@ -3,12 +3,12 @@ and an overlay that is never left wrong."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
 import pytest
 
+from benchmarks.processes import wait_until
 from tests.booking_support import DERMATOLOGY, bookable_day, params, slot_ids, token_of
 from tests.fhir_checks import assert_outcome
 from tests.gateway.support import Gateway, http
@@ -113,10 +113,9 @@ def test_ehr_conflict_is_409_with_its_reason_and_the_schedule_is_reread(stu3: Ga
     assert slot in body["issue"][0]["diagnostics"], "the EHR's reason is passed on"
     assert stu3.claims() == []
     # the refresh is queued on the sync pipeline at once and lands within moments
-    deadline = time.monotonic() + 15
-    while slot in stu3.find_slot_ids(day) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert slot not in stu3.find_slot_ids(day), "the schedule was refreshed"
+    wait_until(
+        lambda: slot not in stu3.find_slot_ids(day), 15, "the schedule refreshed", interval=0.2
+    )
 
 
 def test_ehr_conflict_in_r4_is_409_and_leaves_no_claim(r4: Gateway) -> None:
