@@ -1,6 +1,6 @@
 """Fault suite: faults during a full load, then how long until the cache equals the EHR.
 
-Real processes (:mod:`benchmarks.stack`): a PostgreSQL cluster and a redis-server of
+Real processes (:mod:`benchmarks.stacks`): a PostgreSQL cluster and a redis-server of
 the suite's own on spare ports (never the machine's shared ones), the sandbox EHR,
 the API, two or more Celery worker processes and beat, in production mode. Each
 scenario starts from an empty cache and an empty Redis, and triggers a full load as
@@ -45,8 +45,10 @@ import msgspec
 import psycopg
 from celery import Celery
 
-from . import stack
-from .stack import Pipeline, PostgresCluster, RedisServer
+from . import databases, stacks
+from .databases import PostgresCluster, RedisServer
+from .processes import ROOT
+from .stacks import Pipeline
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +130,7 @@ class HarnessError(RuntimeError):
 
 
 def _query(db_url: str, query: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    with psycopg.connect(stack.plain_dsn(db_url), connect_timeout=5, autocommit=True) as conn:
+    with psycopg.connect(databases.plain_dsn(db_url), connect_timeout=5, autocommit=True) as conn:
         return list(conn.execute(query, params).fetchall())  # type: ignore[arg-type]
 
 
@@ -278,18 +280,10 @@ class System:
         self.p.start_worker(name, concurrency=s.worker_concurrency, pool=s.worker_pool)
 
     def wait_workers(self, names: list[str], timeout: float = 90) -> None:
-        def all_answer() -> bool:
-            replies = self.broker.control.ping(timeout=1.0) or []
-            heard = {host.split("@", 1)[0] for reply in replies for host in reply}
-            return set(names) <= heard
+        def logs() -> str:
+            return "\n".join(self.p.log(n) for n in names)
 
-        stack.wait_until(
-            all_answer,
-            timeout,
-            f"workers {names} answering",
-            interval=0.5,
-            context=lambda: "\n".join(self.p.log(n) for n in names),
-        )
+        stacks.wait_for_workers(self.broker, names, timeout, logs)
 
     def fresh(self, redis_persistence: str) -> None:
         """Empty cache, empty Redis (in the scenario's persistence mode), no EHR fault and no
@@ -304,7 +298,7 @@ class System:
         if self.postgres.data.exists() and not (self.postgres.data / "postmaster.pid").exists():
             self.postgres.start()  # a scenario that failed half-way left it stopped
         self.redis.fresh(redis_persistence)
-        stack.empty_cache(self.p.db_url)
+        databases.empty_cache(self.p.db_url)
         self.add_rule(
             {"kind": "latency", "latency_ms": self.sizing.ehr_latency_ms, "path": "/fhir/*"}
         )
@@ -313,7 +307,7 @@ class System:
         for name in self.worker_names:
             self.start_worker(name)
         self.p.start_beat()
-        stack.wait_for_http(f"{self.p.api_url}/healthz", timeout=120)
+        self.p.children["api"].wait_for_http(f"{self.p.api_url}/healthz", timeout=120)
         self.wait_workers(self.worker_names)
 
     def add_rule(self, rule: dict[str, Any]) -> str:
@@ -356,14 +350,14 @@ def running_system(sizing: Sizing, keep_logs: Path | None = None) -> Iterator[Sy
     settings = product_settings(sizing, admin_key)
     workers = [f"worker-{i}" for i in range(1, sizing.workers + 1)]
     with (
-        stack.private_postgres() as postgres,
-        stack.private_redis("none") as redis_server,
-        stack.sandbox_ehr(
+        databases.private_postgres() as postgres,
+        databases.private_redis("none") as redis_server,
+        stacks.sandbox_ehr(
             size=sizing.size, page_size=sizing.page_size, horizon_days=sizing.horizon_days
         ) as sandbox,
     ):
         db_url = postgres.create_database(DATABASE)
-        with stack.running_pipeline(
+        with stacks.running_pipeline(
             db_url=db_url,
             redis_url=redis_server.url,
             settings=settings,
@@ -741,7 +735,7 @@ def _wait_mid_load(ctx: Context, truth_count: int) -> dict[str, Any]:
     }
 
 
-def _diff_json(difference: stack.SlotDiff) -> dict[str, Any]:
+def _diff_json(difference: stacks.SlotDiff) -> dict[str, Any]:
     return {
         "missing": len(difference.missing),
         "extra": len(difference.extra),
@@ -763,7 +757,7 @@ def _converge(system: System, fault_end: float) -> dict[str, Any]:
     converged_after: float | None = None
     polls = 0
     errors: Counter[str] = Counter()
-    last: stack.SlotDiff | None = None
+    last: stacks.SlotDiff | None = None
     while True:
         tick = time.monotonic()
         polls += 1
@@ -999,7 +993,7 @@ def sizing_from(args: argparse.Namespace) -> Sizing:
 def _git_commit() -> str | None:
     with contextlib.suppress(OSError, subprocess.SubprocessError):
         out = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=stack.ROOT, capture_output=True, text=True, timeout=10
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, timeout=10
         )
         return out.stdout.strip() or None
     return None

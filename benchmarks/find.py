@@ -52,7 +52,8 @@ from rules.composer import compose, slot_fetch_window
 from rules.loader import RulesStore
 from sandbox_ehr.process import start_sandbox
 
-from .harness import MemorySampler, free_port, slotsync, stack
+from .processes import MemorySampler, free_port, run_slotsync
+from .stacks import stack
 
 TARGET_P99_MS = 50.0
 TARGET_RPS = 300.0
@@ -350,16 +351,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ready_timeout=600.0,
     ) as sandbox:
         extra = {"SLOTSYNC_HORIZON_DAYS": str(args.horizon_days), "SLOTSYNC_LOG_LEVEL": "WARNING"}
-        with stack(ehr_base_url=sandbox.base_url, fhir_version="stu3", extra=extra) as running:
+        with stack(
+            ehr_base_url=sandbox.base_url, fhir_version="stu3", extra=extra, api_port=port
+        ) as running:
             db_url = running.settings.effective_database_url
             t0 = time.perf_counter()
-            subprocess.run(
-                slotsync("resync"), env=running.env, check=True, capture_output=True, timeout=1800
-            )
+            run_slotsync("resync", env=running.env, timeout=1800, check=True, log_level="WARNING")
             load_seconds = time.perf_counter() - t0
             with psycopg.connect(db_url.replace("+psycopg", "")) as conn:
                 cached = conn.execute("SELECT count(*) FROM slots").fetchone()
-            api = running.start_api(port, workers=args.workers)
+            api = running.start_api(workers=args.workers)
             t0 = time.perf_counter()
             _wait_warm(base, args.workers)
             warm_seconds = time.perf_counter() - t0

@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import tempfile
@@ -25,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from sandbox_ehr.process import free_port
+from .processes import Child, free_port, spawn, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = {"X-API-Key": "slotsync-demo-key"}
@@ -37,21 +36,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--warm-cache", action="store_true", help="share one uv cache across runs")
 
 
-def _first_offers(port: int, proc: subprocess.Popen[bytes], started: float) -> float:
+def _first_offers(port: int, demo: Child, started: float) -> float:
     day = datetime.now(UTC).date() + timedelta(days=1)
     url = f"http://127.0.0.1:{port}/fhir/Appointment/$find"
     query = {"start": str(day), "end": str(day + timedelta(days=7)), "_count": "5"}
-    while time.monotonic() - started < TIMEOUT_SECONDS:
-        if proc.poll() is not None:
-            raise RuntimeError(f"make demo exited with {proc.returncode}")
-        try:
-            answer = httpx.get(url, params=query, headers=KEY, timeout=5)
-            if answer.status_code == 200 and answer.json().get("total", 0) > 0:
-                return time.monotonic()
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise TimeoutError(f"no $find answer within {TIMEOUT_SECONDS} s")
+
+    def offers() -> bool:
+        if not demo.alive():
+            raise RuntimeError(f"make demo exited with {demo.proc.returncode}")
+        answer = httpx.get(url, params=query, headers=KEY, timeout=5)
+        return answer.status_code == 200 and answer.json().get("total", 0) > 0
+
+    left = TIMEOUT_SECONDS - (time.monotonic() - started)
+    wait_until(offers, left, "a $find answer with offers", interval=0.1, retry_on=httpx.HTTPError)
+    return time.monotonic()
 
 
 def _one_run(work: Path, cache: Path) -> dict[str, float]:
@@ -61,14 +59,12 @@ def _one_run(work: Path, cache: Path) -> dict[str, float]:
     env["UV_CACHE_DIR"] = str(cache)
     started = time.monotonic()
     subprocess.run(["git", "clone", "--quiet", str(ROOT), str(clone)], check=True)
-    log = (work / "demo.log").open("wb")
-    proc = subprocess.Popen(
+    demo = spawn(
+        "demo",
         ["make", "demo", f"DEMO_ARGS=--port {port} --sandbox-port {sandbox_port}"],
-        cwd=clone,
         env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
+        log=work / "demo.log",
+        cwd=clone,
     )
     installed = None
     try:
@@ -76,18 +72,12 @@ def _one_run(work: Path, cache: Path) -> dict[str, float]:
         while installed is None and time.monotonic() - started < TIMEOUT_SECONDS:
             if stamp.exists():
                 installed = time.monotonic()
-            elif proc.poll() is not None:
-                raise RuntimeError(f"make demo exited with {proc.returncode}")
+            elif not demo.alive():
+                raise RuntimeError(f"make demo exited with {demo.proc.returncode}")
             time.sleep(0.05)
-        answered = _first_offers(port, proc, started)
+        answered = _first_offers(port, demo, started)
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
+        demo.stop(timeout=30, group=True)  # make does not pass a signal on
     assert installed is not None
     return {
         "seconds_to_first_find": round(answered - started, 1),

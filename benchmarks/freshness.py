@@ -22,13 +22,11 @@ import httpx
 from sqlalchemy.orm import Session
 
 from app.cache import feeds
-from app.cache import runs as runs_repo
-from app.cache.db import make_engine
 from sandbox_ehr.process import start_sandbox
 
 from .find import HEADERS
-from .harness import free_port, stack
-from .load import _wait_for_worker
+from .processes import free_port, wait_until
+from .stacks import stack
 
 TARGET_P99_SECONDS = 1.0
 
@@ -128,33 +126,26 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "SLOTSYNC_WATCHDOG_SECONDS": "1",
         }
         with stack(
-            ehr_base_url=sandbox.base_url, fhir_version=args.fhir_version, extra=extra
+            ehr_base_url=sandbox.base_url,
+            fhir_version=args.fhir_version,
+            extra=extra,
+            api_port=port,
         ) as running:
-            engine = make_engine(running.settings.effective_database_url)
-            running.start_api(port)
+            running.start_api()
             running.start_worker(concurrency=args.concurrency, pool=args.pool)
-            _wait_for_worker(running.celery)
-            token = running.celery.send_task("slotsync.initial_load").id
-            deadline = time.monotonic() + 600
-            while time.monotonic() < deadline:
-                with Session(engine) as session:
-                    load = runs_repo.run_by_token(session, token)
-                    if load is not None and load.status in ("ok", "failed"):
-                        break
-                time.sleep(0.5)
+            running.wait_workers(timeout=60)
+            running.load(timeout=600)
             if polling:
                 running.start_beat()
             else:
                 running.celery.send_task("slotsync.subscribe")
-                while time.monotonic() < deadline:
-                    with Session(engine) as session:
-                        if any(
-                            f.feed_state == "live" and f.endpoint for f in feeds.all_feeds(session)
-                        ):
-                            break
-                    time.sleep(0.2)
-                else:
-                    raise TimeoutError("the subscription never became live")
+
+                def live() -> bool:
+                    with Session(running.engine) as session:
+                        feeds_ = feeds.all_feeds(session)
+                        return any(f.feed_state == "live" and f.endpoint for f in feeds_)
+
+                wait_until(live, 600, "a live subscription", interval=0.2)
             # polling re-reads the next poll_near_days days (STU3): mutate inside them
             last_day = (
                 min(args.horizon_days - 2, running.settings.poll_near_days - 1)
@@ -196,7 +187,6 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             )
                         )
             control.close()
-            engine.dispose()
     every = samples["book"] + samples["free"]
 
     def summary(values: list[float]) -> dict[str, float]:

@@ -17,12 +17,11 @@ import httpx
 from sqlalchemy.orm import Session
 
 from app.cache import repository as repo
-from app.cache import runs as runs_repo
-from app.cache.db import make_engine
 from app.sync.windows import horizon, utcnow
 from sandbox_ehr.process import start_sandbox
 
-from .harness import MemorySampler, stack
+from .processes import MemorySampler
+from .stacks import stack
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +65,6 @@ def _ehr_free_total(base_url: str, fhir_version: str, start: str, end: str) -> i
     return int(httpx.get(url, params=params, timeout=120).json()["total"])
 
 
-def _wait_for_worker(celery: Any, timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if celery.control.inspect(timeout=1.0).ping():
-            return
-    raise TimeoutError("the Celery worker did not come up")
-
-
 def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     if args.profile == "plain-r4":
@@ -103,29 +94,18 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with stack(
             ehr_base_url=sandbox.base_url, fhir_version=args.fhir_version, extra=extra
         ) as running:
-            engine = make_engine(running.settings.effective_database_url)
             worker = running.start_worker(concurrency=args.concurrency, pool=args.pool)
-            _wait_for_worker(running.celery)
+            running.wait_workers(timeout=60)
             with MemorySampler(worker.pid) as memory:
                 t0 = time.perf_counter()
-                token = running.celery.send_task("slotsync.initial_load").id
-                run_row = None
-                while time.perf_counter() - t0 < args.timeout:
-                    with Session(engine) as session:
-                        run_row = runs_repo.run_by_token(session, token)
-                        if run_row is not None and run_row.status in ("ok", "failed"):
-                            break
-                    time.sleep(0.25)
+                run_row = running.load(timeout=args.timeout)
                 wall = time.perf_counter() - t0
-            if run_row is None or run_row.status not in ("ok", "failed"):
-                raise TimeoutError(f"load did not finish in {args.timeout}s:\n{worker.tail()}")
             lo, hi = horizon(utcnow(), args.horizon_days)
-            with Session(engine) as session:
+            with Session(running.engine) as session:
                 cached = repo.count_slots(session)
             expected = _ehr_free_total(
                 sandbox.base_url, args.fhir_version, lo.date().isoformat(), hi.date().isoformat()
             )
-            engine.dispose()
             running_settings = running.settings.model_dump()
     mem = memory.as_json()
     rate = run_row.slots_seen / wall if wall else 0.0

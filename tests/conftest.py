@@ -11,7 +11,7 @@ from sqlalchemy.exc import OperationalError
 
 from app.cache.db import make_engine
 from app.cache.migrate import upgrade
-from tests.support import throwaway_postgres, throwaway_redis_db
+from benchmarks.databases import throwaway_postgres, throwaway_redis_db
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 from fhir.resources.STU3.appointment import Appointment as Stu3Appointment
 from fhir.resources.STU3.bundle import Bundle as Stu3Bundle
 from fhir.resources.STU3.operationoutcome import OperationOutcome as Stu3OperationOutcome
@@ -51,3 +52,27 @@ def assert_operation_outcome(body: dict[str, Any], *, code: str | None = None) -
     assert body["issue"], "an OperationOutcome needs at least one issue"
     if code is not None:
         assert body["issue"][0]["code"] == code
+
+
+def fhir_model(flavour: str, resource_type: str) -> Any:
+    """The fhir.resources model of a resource type in one FHIR version."""
+    if flavour == "stu3":
+        from fhir.resources.STU3 import get_fhir_model_class
+    else:
+        from fhir.resources.R4B import get_fhir_model_class
+    return get_fhir_model_class(resource_type)
+
+
+def assert_valid(flavour: str, resource: dict[str, Any]) -> None:
+    fhir_model(flavour, resource["resourceType"]).model_validate(resource)
+
+
+def assert_outcome(response: httpx.Response, status: int, code: str | None = None) -> dict:
+    """``response`` is an OperationOutcome with this HTTP status (and first issue code)."""
+    assert response.status_code == status, response.text
+    body = response.json()
+    assert body["resourceType"] == "OperationOutcome", body
+    fhir_model("stu3", "OperationOutcome").model_validate(body)
+    if code is not None:
+        assert body["issue"][0]["code"] == code, body
+    return body  # type: ignore[no-any-return]

@@ -16,7 +16,7 @@ from app.cli.exit_codes import EXIT_CODES
 from app.cli.main import build_parser, main
 from app.runtime import engine_for
 from app.settings import Settings, get_settings
-from tests.support import free_port
+from benchmarks.processes import free_port
 
 from .conftest import now, record_full_load, seed
 from .test_readme_cli import commands

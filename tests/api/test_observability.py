@@ -24,8 +24,8 @@ from app.cli.status_report import print_status
 from app.observability import metrics
 from app.observability.logging import configure_logging, make_handler
 from app.settings import Settings
+from benchmarks.processes import free_port
 from tests.factories import OPEN_RULES
-from tests.support import free_port
 
 from .conftest import FIND, METRICS, READER, api_settings, build_app, now, record_full_load, seed
 

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from app.cache.db import make_engine
 from app.runtime import redis_for
 from app.sync.coordination import RedisCoordinator
-from tests.support import free_port
+from benchmarks.processes import free_port
 
 from .conftest import ADMIN, FIND, READER, WEBHOOK_SECRET
 

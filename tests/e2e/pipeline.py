@@ -2,7 +2,7 @@
 a Celery worker and beat, and the API receiving the sandbox's notifications, all on a
 PostgreSQL cache and a Redis the caller provides.
 
-The processes themselves are :mod:`benchmarks.stack`'s (shared with the fault suite);
+The processes themselves are :mod:`benchmarks.stacks`'s (shared with the fault suite);
 this module adds the end-to-end tests' shrunk timings and helpers.
 :func:`running_pipeline` starts it; :class:`Pipeline` drives it (processes, the EHR's
 control API, the cache) and :func:`converged` requires the cache to equal the sandbox's
@@ -11,82 +11,37 @@ ground truth of free slots.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from functools import cached_property
 from typing import Any
 
-from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from app.cache import feeds
-from app.cache import runs as runs_repo
-from app.cache.db import make_engine
 from app.cache.migrate import upgrade
-from app.settings import DEMO_API_KEY, Settings
-from benchmarks import stack
-from benchmarks.stack import free_port
-from workers.celery_app import make_celery
+from app.settings import DEMO_API_KEY
+from benchmarks import stacks
+from benchmarks.processes import free_port, wait_until
 
 HORIZON_DAYS = 14
 SECRET = "e2e-webhook-secret"
 ADMIN = {"X-API-Key": DEMO_API_KEY}  # development credentials hold every scope
 
 
-class Pipeline(stack.Pipeline):
-    """The stack's pipeline plus an engine and a Celery client of the tests' own."""
-
-    @cached_property
-    def engine(self) -> Engine:
-        return make_engine(self.db_url)
-
-    @cached_property
-    def celery(self) -> Any:
-        values = {k: v for k, v in self.env.items() if k.startswith("SLOTSYNC_")}
-        settings = Settings(**{k.removeprefix("SLOTSYNC_").lower(): v for k, v in values.items()})
-        return make_celery(settings)
+class Pipeline(stacks.Pipeline):
+    """The stack's pipeline plus what the end-to-end tests look at."""
 
     def free_slot_ids(self, schedule: str, n: int) -> list[str]:
         ids = [sid for sid, slot in sorted(self.truth().items()) if slot.schedule == schedule]
         return ids[-n:]  # far from "now": certainly inside every window
 
-    def load(self, timeout: float = 90) -> Any:
-        token = self.celery.send_task("slotsync.initial_load").id
-        return self.wait_run(token, timeout)
-
-    def wait_run(self, token: str, timeout: float) -> Any:
-        def finished() -> Any:
-            with Session(self.engine) as s:
-                run = runs_repo.run_by_token(s, token)
-                return run if run is not None and run.status in ("ok", "failed") else None
-
-        return eventually(finished, timeout, lambda: self.log("worker"))
+    def worker_log(self) -> str:
+        return self.log("worker")
 
     def feed(self) -> Any:
         with Session(self.engine) as s:
             rows = [r for r in feeds.all_feeds(s) if r.endpoint]
             return rows[0] if rows else None
-
-    def close(self) -> None:
-        if "engine" in self.__dict__:
-            self.engine.dispose()
-        if "celery" in self.__dict__:
-            self.celery.close()
-
-
-def eventually(
-    check: Callable[[], Any], timeout: float, context: Callable[[], str] = lambda: ""
-) -> Any:
-    """``check()``'s first truthy result, polled until ``timeout`` seconds have passed."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s\n{context()}")
-        time.sleep(0.2)
 
 
 def converged(p: Pipeline, timeout: float = 30) -> None:
@@ -99,7 +54,7 @@ def converged(p: Pipeline, timeout: float = 30) -> None:
         difference, truth, cache = p.diff()
         return f"{difference.describe(truth, cache)}\n{p.log('worker')}"
 
-    eventually(same, timeout, diff)
+    wait_until(same, timeout, "the cache equal to the EHR", interval=0.2, context=diff)
 
 
 E2E_SETTINGS = {
@@ -143,14 +98,14 @@ def running_pipeline(
         **(extra_env or {}),
     }
     with (
-        stack.sandbox_ehr(
+        stacks.sandbox_ehr(
             size=4000,
             page_size=100,
             horizon_days=HORIZON_DAYS,
             heartbeat_seconds=5,
             profile=profile,
         ) as sandbox,
-        stack.running_pipeline(
+        stacks.running_pipeline(
             db_url=db_url,
             redis_url=redis_url,
             settings=settings,
@@ -161,7 +116,4 @@ def running_pipeline(
         ) as p,
     ):
         assert isinstance(p, Pipeline)
-        try:
-            yield p
-        finally:
-            p.close()
+        yield p

@@ -14,18 +14,17 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from tests.e2e.pipeline import ADMIN, HORIZON_DAYS, Pipeline, running_pipeline
-from tests.gateway.support import (
+from benchmarks.databases import throwaway_postgres, throwaway_redis_db
+from tests.booking_support import (
     OFFICE_VISIT,
-    assert_outcome,
-    assert_valid,
     bookable_day,
     load_test_rules,
     params,
     slot_ids,
     token_of,
 )
-from tests.support import throwaway_postgres, throwaway_redis_db
+from tests.e2e.pipeline import ADMIN, HORIZON_DAYS, Pipeline, running_pipeline
+from tests.fhir_checks import assert_outcome, assert_valid
 
 pytestmark = pytest.mark.integration
 

@@ -23,13 +23,13 @@ import httpx
 import pytest
 import redis
 
-from benchmarks.stack import PostgresCluster, RedisServer, private_postgres, private_redis
+from benchmarks.databases import PostgresCluster, RedisServer, private_postgres, private_redis
+from benchmarks.processes import wait_until
 from tests.e2e.pipeline import (
     ADMIN,
     SECRET,
     Pipeline,
     converged,
-    eventually,
     running_pipeline,
 )
 
@@ -58,10 +58,11 @@ def system() -> Iterator[System]:
     ):
         run = p.load()
         assert run.status == "ok", p.log("worker")
-        eventually(
+        wait_until(
             lambda: (f := p.feed()) and f.feed_state == "live",
             30,
-            lambda: p.log("beat") + p.log("api"),
+            "a live feed",
+            context=lambda: p.log("beat") + p.log("api"),
         )
         yield System(p, redis_server, cluster)
 
@@ -134,7 +135,7 @@ def assert_booked_at_ehr(p: Pipeline, appointment_ids: list[str]) -> None:
 
 def feed_live_again(p: Pipeline) -> None:
     """Heartbeats are heard again and any lost notification was made up for by a poll."""
-    eventually(lambda: p.feed().feed_state == "live", 30, lambda: p.log("worker"))
+    wait_until(lambda: p.feed().feed_state == "live", 30, "a live feed", context=p.worker_log)
 
 
 def _refused_notifications(p: Pipeline) -> int:
@@ -163,7 +164,12 @@ def test_a_redis_restart_loses_no_booking_and_the_cache_converges(system: System
         # the EHR changes meanwhile; the webhook refuses its notifications (nothing can
         # be queued) and the EHR delivers them again later
         p.control("POST", "/mutate", json={"op": "random", "count": 15, "seed": 21})
-        eventually(lambda: _refused_notifications(p) > refused_before, 15, lambda: p.log("api"))
+        wait_until(
+            lambda: _refused_notifications(p) > refused_before,
+            15,
+            "a refused notification",
+            context=lambda: p.log("api"),
+        )
         # ops can tell that the broker is away
         resync = httpx.post(f"{p.api_url}/admin/resync", json={}, headers=ADMIN, timeout=30)
         assert_clean_failure(resync)
@@ -199,13 +205,13 @@ def test_a_postgres_restart_answers_503_then_recovers_without_restarts(system: S
     free = p.truth()
     assert all(sid in free for sid in set(slot_ids(offer)) - set(mutated["slots"]))
     # the same API and worker processes serve again
-    eventually(lambda: find(p).status_code == 200, 30, lambda: p.log("api"))
+    wait_until(lambda: find(p).status_code == 200, 30, "$find", context=lambda: p.log("api"))
     response = book(p, offers(p)[0])
     assert response.status_code == 201, response.text
     assert_booked_at_ehr(p, [booked_id(response)])
     converged(p, timeout=45)
     feed_live_again(p)
-    assert all(proc.poll() is None for proc in p.processes.values())
+    assert all(child.alive() for child in p.children.values())
 
 
 def _notification(schedule: str, actor: str, start: datetime, days: int) -> dict[str, Any]:

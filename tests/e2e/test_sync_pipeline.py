@@ -20,8 +20,9 @@ from sqlalchemy.orm import Session
 
 from app.cache import runs as runs_repo
 from app.cache.models import SyncChunkRow
-from tests.e2e.pipeline import ADMIN, SECRET, Pipeline, converged, eventually, running_pipeline
-from tests.support import throwaway_postgres, throwaway_redis_db
+from benchmarks.databases import throwaway_postgres, throwaway_redis_db
+from benchmarks.processes import wait_until
+from tests.e2e.pipeline import ADMIN, SECRET, Pipeline, converged, running_pipeline
 
 pytestmark = pytest.mark.integration
 
@@ -58,15 +59,16 @@ def test_the_worker_serves_its_task_metrics(pipeline):
         key = ("slotsync_task_outcomes_total", (("outcome", "ok"), ("task", "sync_chunk")))
         return samples.get(key, 0.0)
 
-    assert eventually(ok_chunks, 20, lambda: pipeline.log("worker")) > 0
+    assert wait_until(ok_chunks, 20, "a chunk done", context=pipeline.worker_log) > 0
 
 
 def test_notifications_bring_every_change(pipeline):
     # beat subscribed on start; the sandbox's handshake makes the feed live
-    eventually(
+    wait_until(
         lambda: (f := pipeline.feed()) and f.feed_state == "live" and f.ehr_id,
         30,
-        lambda: pipeline.log("beat") + pipeline.log("api"),
+        "a live feed",
+        context=lambda: pipeline.log("beat") + pipeline.log("api"),
     )
     booked = pipeline.free_slot_ids("sch-pr-1", 3)
     moved = pipeline.free_slot_ids("sch-room-1", 1)
@@ -112,14 +114,19 @@ def test_forged_and_malformed_webhook_calls_change_nothing(pipeline):
 
 
 def test_lost_heartbeats_fall_back_to_polling_and_the_subscription_repairs_itself(pipeline):
-    eventually(lambda: (f := pipeline.feed()) and f.feed_state == "live" and f.ehr_id, 30)
+    wait_until(lambda: (f := pipeline.feed()) and f.feed_state == "live" and f.ehr_id, 30)
     lost = pipeline.feed().ehr_id
     # The EHR forgets our Subscription and, for now, refuses to create one.
     refuse = {"kind": "503", "method": "POST", "path": "/fhir/Subscription"}
     pipeline.control("POST", "/faults", json=refuse)
     httpx.delete(f"{pipeline.sandbox.base_url}/Subscription/{lost}", timeout=10)
     try:
-        eventually(lambda: pipeline.feed().feed_state == "stale", 30, lambda: pipeline.log("beat"))
+        wait_until(
+            lambda: pipeline.feed().feed_state == "stale",
+            30,
+            "a stale feed",
+            context=lambda: pipeline.log("beat"),
+        )
         # changes the EHR no longer notifies arrive by polling
         pipeline.control("POST", "/mutate", json={"op": "random", "count": 10, "seed": 9})
         converged(pipeline, timeout=30)
@@ -129,10 +136,11 @@ def test_lost_heartbeats_fall_back_to_polling_and_the_subscription_repairs_itsel
         pipeline.control("DELETE", "/faults")
     # No one asks for a new subscription: the watchdog's recheck of the silent feed
     # creates one, and its handshake makes the feed live again.
-    eventually(
+    wait_until(
         lambda: pipeline.feed().feed_state == "live" and pipeline.feed().ehr_id != lost,
         30,
-        lambda: pipeline.log("worker"),
+        "a new live feed",
+        context=pipeline.worker_log,
     )
     pipeline.control("POST", "/mutate", json={"op": "random", "count": 10, "seed": 10})
     converged(pipeline, timeout=30)
@@ -185,9 +193,9 @@ def test_a_resync_against_a_failing_ehr_changes_nothing(pipeline):
         pipeline.control("DELETE", "/faults")
     # the lost notifications showed as a gap in the numbering: polling catches up (the
     # feed may already be live again: the failing run's retries take a while)
-    eventually(lambda: pipeline.feed().last_polled_at != polled_before, 20)
+    wait_until(lambda: pipeline.feed().last_polled_at != polled_before, 20, "a poll")
     converged(pipeline, timeout=40)
-    eventually(lambda: pipeline.feed().feed_state == "live", 20)
+    wait_until(lambda: pipeline.feed().feed_state == "live", 20, "a live feed")
 
 
 def test_a_worker_killed_mid_load_is_redelivered_and_ends_consistent(pipeline):
@@ -212,7 +220,7 @@ def test_a_worker_killed_mid_load_is_redelivered_and_ends_consistent(pipeline):
             )
             return bool(started)
 
-    eventually(a_chunk_in_progress, 60, lambda: pipeline.log("worker"))
+    wait_until(a_chunk_in_progress, 60, "a chunk in progress", context=pipeline.worker_log)
     pipeline.stop("worker", signal.SIGKILL)  # the whole worker, mid-task, no goodbye
     pipeline.control("DELETE", "/faults")
     pipeline.start_worker()

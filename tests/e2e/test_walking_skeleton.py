@@ -6,9 +6,6 @@ with exactly their times, and every free slot of the window must be offered.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
@@ -17,9 +14,11 @@ import httpx
 import pytest
 
 from app.settings import DEMO_API_KEY
+from benchmarks.databases import throwaway_postgres
+from benchmarks.processes import process_env, run_slotsync
+from benchmarks.stacks import start_api
 from sandbox_ehr.process import start_sandbox
 from tests.fhir_checks import assert_avail_bundle
-from tests.support import free_port, throwaway_postgres, wait_for_http
 
 pytestmark = pytest.mark.integration
 
@@ -27,46 +26,27 @@ HORIZON_DAYS = 7
 AUTH = {"X-API-Key": DEMO_API_KEY}
 
 
-def slotsync(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-
-
 @pytest.fixture(scope="module")
-def stack() -> Iterator[tuple[str, str]]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     with (
         throwaway_postgres() as db_url,
         start_sandbox(size=3000, extra_args=("--horizon-days", str(HORIZON_DAYS))) as sandbox,
     ):
-        env = {
-            **os.environ,
-            "SLOTSYNC_DATABASE_URL": db_url,
-            "SLOTSYNC_EHR_BASE_URL": sandbox.base_url,
-            "SLOTSYNC_HORIZON_DAYS": str(HORIZON_DAYS),
-            "SLOTSYNC_LOAD_WINDOW_DAYS": "2",
-        }
-        env.pop("SLOTSYNC_REDIS_URL", None)
-        slotsync("db", "upgrade", env=env)
-        slotsync("resync", env=env)
-        port = free_port()
-        api = subprocess.Popen(
-            [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+        env = process_env(
+            {
+                "SLOTSYNC_DATABASE_URL": db_url,
+                "SLOTSYNC_EHR_BASE_URL": sandbox.base_url,
+                "SLOTSYNC_HORIZON_DAYS": str(HORIZON_DAYS),
+                "SLOTSYNC_LOAD_WINDOW_DAYS": "2",
+            }
         )
+        run_slotsync("db", "upgrade", env=env, check=True)
+        run_slotsync("resync", env=env, check=True)
+        api = start_api(env, log=tmp_path_factory.mktemp("api") / "api.log")
         try:
-            wait_for_http(f"http://127.0.0.1:{port}/healthz")
-            yield f"http://127.0.0.1:{port}/fhir", sandbox.control_url
+            yield f"{api.url}/fhir", sandbox.control_url
         finally:
-            api.terminate()
-            api.wait(timeout=20)
+            api.stop(timeout=20)
 
 
 def appointments(bundle):

@@ -4,57 +4,57 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from app.cache.migrate import upgrade
+from benchmarks.databases import throwaway_postgres
+from benchmarks.stacks import start_api
 from sandbox_ehr.process import start_sandbox
-from tests.support import throwaway_postgres
 
-from .support import HORIZON_DAYS, Stack, api_env, start_api
+from .support import HORIZON_DAYS, Gateway, api_env
 
 
-def _stack(flavour: str) -> Iterator[Stack]:
+def _gateway(flavour: str, logs: Path) -> Iterator[Gateway]:
     with (
-        throwaway_postgres() as db_url,
+        throwaway_postgres(migrated=True) as db_url,
         start_sandbox(
             fhir_version=flavour, size=1500, extra_args=("--horizon-days", str(HORIZON_DAYS))
         ) as sandbox,
     ):
-        upgrade(db_url)
-        stack = Stack(flavour, sandbox, db_url, api_env(db_url, sandbox, flavour))
-        stack.apis.append(start_api(stack.env))
+        gateway = Gateway(flavour, sandbox, db_url, api_env(db_url, sandbox, flavour))
         try:
-            yield stack
+            gateway.apis.append(start_api(gateway.env, log=logs / "api.log", log_level="WARNING"))
+            yield gateway
         finally:
-            for api in stack.apis:
-                api.stop()
-            stack.engine.dispose()
+            for api in gateway.apis:
+                api.stop(timeout=20)
+            gateway.engine.dispose()
 
 
 @pytest.fixture(scope="session")
-def _stu3_stack() -> Iterator[Stack]:
-    yield from _stack("stu3")
+def _stu3_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    yield from _gateway("stu3", tmp_path_factory.mktemp("stu3"))
 
 
 @pytest.fixture(scope="session")
-def _r4_stack() -> Iterator[Stack]:
-    yield from _stack("r4")
+def _r4_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    yield from _gateway("r4", tmp_path_factory.mktemp("r4"))
 
 
 @pytest.fixture
-def stu3(_stu3_stack: Stack) -> Stack:
-    _stu3_stack.reset()
-    return _stu3_stack
+def stu3(_stu3_gateway: Gateway) -> Gateway:
+    _stu3_gateway.reset()
+    return _stu3_gateway
 
 
 @pytest.fixture
-def r4(_r4_stack: Stack) -> Stack:
-    _r4_stack.reset()
-    return _r4_stack
+def r4(_r4_gateway: Gateway) -> Gateway:
+    _r4_gateway.reset()
+    return _r4_gateway
 
 
 @pytest.fixture(params=["stu3", "r4"])
-def stack(request: pytest.FixtureRequest) -> Stack:
+def stack(request: pytest.FixtureRequest) -> Gateway:
     """Tests using this run against both EHR flavours."""
     return request.getfixturevalue(request.param)  # type: ignore[no-any-return]

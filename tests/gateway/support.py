@@ -1,41 +1,30 @@
-"""Helpers for the gateway tests: the stack (sandbox EHR, PostgreSQL cache, API processes),
-loading the cache, offers as ``$find`` makes them, and FHIR shape checks per flavour."""
+"""The gateway tests' system: per EHR flavour, the sandbox EHR, a PostgreSQL cache and
+``slotsync serve`` processes (started by :mod:`benchmarks.stacks`); loading the cache,
+the EHR's state and the offers ``$find`` makes."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import httpx
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
-import rules
 from app.cache import claims
 from app.cache.db import make_engine
-from app.core.domain import VISIT_TYPE_SYSTEM
 from app.ehr.client import EhrClient
 from app.settings import DEMO_API_KEY, DEMO_SCOPES
 from app.sync.load import load_window
 from app.sync.windows import day_start
-from rules.loader import load_rules
-from rules.schema import RulesFile
+from benchmarks.processes import Child, process_env
 from sandbox_ehr.process import SandboxProcess
-from tests.support import free_port, wait_for_http
+from tests.booking_support import DERMATOLOGY, OFFICE_VISIT, RULES_PATH, load_test_rules
 
 HORIZON_DAYS = 10
 SECRET = "gateway-test-secret"
-RULES_PATH = Path(rules.__file__).parent / "examples" / "multi-clinic.yaml"
-SNOMED = "http://snomed.info/sct"
-DERMATOLOGY = f"{SNOMED}|394582007"
-FAMILY_PRACTICE = f"{SNOMED}|419772000"
-OFFICE_VISIT = f"{VISIT_TYPE_SYSTEM}|office-visit"
 WRITE_TIMEOUT = 2.0
 AUTH = {"X-API-Key": DEMO_API_KEY}
 READ_ONLY_KEY = "gateway-tests-read-only-key"
@@ -43,68 +32,15 @@ READ_ONLY_KEY = "gateway-tests-read-only-key"
 http = httpx.Client(headers=AUTH, timeout=60)
 
 
-def load_test_rules() -> RulesFile:
-    return load_rules(RULES_PATH)
-
-
-def bookable_day(rules_file: RulesFile) -> date:
-    """The first weekday at least two days ahead that the rules do not close."""
-    day = datetime.now(UTC).date() + timedelta(days=2)
-    while day.weekday() >= 5 or any(c.covers(day, None) for c in rules_file.organization.closures):
-        day += timedelta(days=1)
-    return day
-
-
 @dataclass
-class ApiProcess:
-    proc: subprocess.Popen[bytes]
-    url: str  # FHIR base
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=5)
-
-
-def start_api(env: dict[str, str]) -> ApiProcess:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "--log-level",
-            "WARNING",
-            "serve",
-            "--port",
-            str(port),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    api = ApiProcess(proc, f"http://127.0.0.1:{port}/fhir")
-    try:
-        wait_for_http(f"http://127.0.0.1:{port}/healthz")
-    except Exception:
-        api.stop()
-        raise
-    return api
-
-
-@dataclass
-class Stack:
+class Gateway:
     """One EHR flavour end to end: sandbox, cache database, API process(es)."""
 
     flavour: str
     sandbox: SandboxProcess
     db_url: str
     env: dict[str, str]
-    apis: list[ApiProcess] = field(default_factory=list)
+    apis: list[Child] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.engine: Engine = make_engine(self.db_url)
@@ -112,7 +48,8 @@ class Stack:
 
     @property
     def api(self) -> str:
-        return self.apis[0].url
+        """The first API's FHIR base."""
+        return f"{self.apis[0].url}/fhir"
 
     @property
     def ehr(self) -> str:
@@ -211,25 +148,9 @@ class Stack:
         ]
 
 
-def slot_ids(appointment: dict[str, Any]) -> list[str]:
-    return [s["reference"].split("/", 1)[1] for s in appointment.get("slot", [])]
-
-
-def token_of(appointment: dict[str, Any]) -> str:
-    return str(appointment["identifier"][0]["value"])
-
-
-def params(*items: tuple[str, str, Any]) -> dict[str, Any]:
-    """``Parameters`` from (name, value[x] key, value) triples; key "resource" for resources."""
-    return {
-        "resourceType": "Parameters",
-        "parameter": [{"name": name, key: value} for name, key, value in items],
-    }
-
-
 def api_env(db_url: str, sandbox: SandboxProcess, flavour: str) -> dict[str, str]:
-    env = {
-        **os.environ,
+    """The API's environment: no broker (the API runs its tasks in process)."""
+    values = {
         "SLOTSYNC_DATABASE_URL": db_url,
         "SLOTSYNC_EHR_BASE_URL": sandbox.base_url,
         "SLOTSYNC_EHR_FHIR_VERSION": flavour,
@@ -245,27 +166,4 @@ def api_env(db_url: str, sandbox: SandboxProcess, flavour: str) -> dict[str, str
             {DEMO_API_KEY: DEMO_SCOPES, READ_ONLY_KEY: ["system/Appointment.read"]}
         ),
     }
-    env.pop("SLOTSYNC_REDIS_URL", None)
-    return env
-
-
-def fhir_model(flavour: str, resource_type: str) -> Any:
-    if flavour == "stu3":
-        from fhir.resources.STU3 import get_fhir_model_class
-    else:
-        from fhir.resources.R4B import get_fhir_model_class
-    return get_fhir_model_class(resource_type)
-
-
-def assert_valid(flavour: str, resource: dict[str, Any]) -> None:
-    fhir_model(flavour, resource["resourceType"]).model_validate(resource)
-
-
-def assert_outcome(response: httpx.Response, status: int, code: str | None = None) -> dict:
-    assert response.status_code == status, response.text
-    body = response.json()
-    assert body["resourceType"] == "OperationOutcome", body
-    fhir_model("stu3", "OperationOutcome").model_validate(body)
-    if code is not None:
-        assert body["issue"][0]["code"] == code, body
-    return body  # type: ignore[no-any-return]
+    return process_env(values)

@@ -10,18 +10,9 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from .support import (
-    AUTH,
-    DERMATOLOGY,
-    READ_ONLY_KEY,
-    Stack,
-    assert_outcome,
-    bookable_day,
-    http,
-    params,
-    slot_ids,
-    token_of,
-)
+from tests.booking_support import DERMATOLOGY, bookable_day, params, slot_ids, token_of
+from tests.fhir_checks import assert_outcome
+from tests.gateway.support import AUTH, READ_ONLY_KEY, Gateway, http
 
 pytestmark = pytest.mark.integration
 
@@ -35,7 +26,7 @@ def _without(resource: dict[str, Any], key: str) -> dict[str, Any]:
     return {k: v for k, v in resource.items() if k != key}
 
 
-def _ehr_writes(stack: Stack) -> int:
+def _ehr_writes(stack: Gateway) -> int:
     return sum(
         n
         for key, n in stack.stats()["requests"].items()
@@ -43,7 +34,7 @@ def _ehr_writes(stack: Stack) -> int:
     )
 
 
-def test_bad_hold_and_book_bodies_are_400_with_the_reason(stack: Stack) -> None:
+def test_bad_hold_and_book_bodies_are_400_with_the_reason(stack: Gateway) -> None:
     day = bookable_day(stack.rules)
     offer = stack.offers(day, specialty=DERMATOLOGY)[0]
     token = token_of(offer)
@@ -113,7 +104,7 @@ def test_bad_hold_and_book_bodies_are_400_with_the_reason(stack: Stack) -> None:
     assert stack.find_slot_ids(day) == before
 
 
-def test_unknown_ids_and_refused_business_rules_change_nothing(stack: Stack) -> None:
+def test_unknown_ids_and_refused_business_rules_change_nothing(stack: Gateway) -> None:
     day = bookable_day(stack.rules)
     offer = stack.offers(day, specialty=DERMATOLOGY)[0]
     before = stack.find_slot_ids(day)
@@ -158,7 +149,7 @@ def _plus_minutes(instant: str, minutes: int) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def test_holding_a_held_offer_again_is_409_without_asking_the_ehr(stu3: Stack) -> None:
+def test_holding_a_held_offer_again_is_409_without_asking_the_ehr(stu3: Gateway) -> None:
     day = bookable_day(stu3.rules)
     offer = stu3.offers(day, specialty=DERMATOLOGY)[0]
     body = params(("appt-id", "valueUri", token_of(offer)))
@@ -175,7 +166,7 @@ def test_holding_a_held_offer_again_is_409_without_asking_the_ehr(stu3: Stack) -
     assert stu3.requests("POST", "/fhir/Appointment/$hold") == 1
 
 
-def test_booking_an_expired_hold_is_409_and_changes_nothing(stack: Stack) -> None:
+def test_booking_an_expired_hold_is_409_and_changes_nothing(stack: Gateway) -> None:
     http.post(f"{stack.control}/config", json={"hold_seconds": 1}).raise_for_status()
     day = bookable_day(stack.rules)
     offer = stack.offers(day, specialty=DERMATOLOGY)[0]
@@ -198,12 +189,12 @@ def test_booking_an_expired_hold_is_409_and_changes_nothing(stack: Stack) -> Non
     assert [c.kind for c in stack.claims()] == ["held"] * len(slot_ids(offer))
 
 
-def _expire_claims(stack: Stack) -> None:
+def _expire_claims(stack: Gateway) -> None:
     with stack.engine.begin() as conn:
         conn.execute(text("UPDATE slot_claims SET expires_at = now() - interval '1 second'"))
 
 
-def test_bad_patches_searches_and_registrations_are_4xx(stack: Stack) -> None:
+def test_bad_patches_searches_and_registrations_are_4xx(stack: Gateway) -> None:
     day = bookable_day(stack.rules)
     offer = stack.offers(day, specialty=DERMATOLOGY)[0]
     book = params(
@@ -257,7 +248,7 @@ def _local_port(response: httpx.Response) -> int:
     return response.extensions["network_stream"].get_extra_info("client_addr")[1]  # type: ignore[no-any-return]
 
 
-def test_wrongly_typed_patches_are_400_and_the_connection_stays_open(stu3: Stack) -> None:
+def test_wrongly_typed_patches_are_400_and_the_connection_stays_open(stu3: Gateway) -> None:
     """Refused while parsing, not a 500 (after which the server drops the connection)."""
     url = f"{stu3.api}/Appointment/appt-1"
     json_patch = {"Content-Type": "application/json-patch+json"}
@@ -295,7 +286,7 @@ def test_wrongly_typed_patches_are_400_and_the_connection_stays_open(stu3: Stack
     assert _ehr_writes(stu3) == writes
 
 
-def test_writes_need_the_write_scope(stu3: Stack) -> None:
+def test_writes_need_the_write_scope(stu3: Gateway) -> None:
     day = bookable_day(stu3.rules)
     offer = stu3.offers(day, specialty=DERMATOLOGY)[0]
     book = params(("appt-id", "valueUri", token_of(offer)))

@@ -3,51 +3,44 @@ and an overlay that is never left wrong."""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import httpx
 import pytest
 
-from .support import (
-    DERMATOLOGY,
-    Stack,
-    assert_outcome,
-    bookable_day,
-    http,
-    params,
-    slot_ids,
-    token_of,
-)
+from benchmarks.processes import wait_until
+from tests.booking_support import DERMATOLOGY, bookable_day, params, slot_ids, token_of
+from tests.fhir_checks import assert_outcome
+from tests.gateway.support import Gateway, http
 
 pytestmark = pytest.mark.integration
 
 
-def _write_path(stack: Stack, operation: str) -> dict[str, str]:
+def _write_path(stack: Gateway, operation: str) -> dict[str, str]:
     """Fault-rule matcher for a new hold/book in this flavour."""
     if stack.flavour == "r4":
         return {"method": "POST", "path": "/fhir/Appointment"}
     return {"method": "POST", "path": f"/fhir/Appointment/${operation}"}
 
 
-def _offer(stack: Stack, n: int = 0) -> tuple[Any, dict[str, Any]]:
+def _offer(stack: Gateway, n: int = 0) -> tuple[Any, dict[str, Any]]:
     day = bookable_day(stack.rules)
     return day, stack.offers(day, specialty=DERMATOLOGY)[n]
 
 
-def _booked_at_ehr(stack: Stack) -> list[dict[str, Any]]:
+def _booked_at_ehr(stack: Gateway) -> list[dict[str, Any]]:
     bundle = http.get(f"{stack.ehr}/Appointment", params={"status": "booked"}).json()
     return [e["resource"] for e in bundle.get("entry", [])]
 
 
-def _book(stack: Stack, offer: dict[str, Any], **headers: str) -> httpx.Response:
+def _book(stack: Gateway, offer: dict[str, Any], **headers: str) -> httpx.Response:
     body = params(
         ("appt-id", "valueUri", token_of(offer)), ("patient-id", "valueUri", "Patient/pat-1")
     )
     return http.post(f"{stack.api}/Appointment/$book", json=body, headers=headers, timeout=60)
 
 
-def test_book_that_timed_out_before_the_ehr_acted_is_read_back_then_retried(stack: Stack) -> None:
+def test_book_that_timed_out_before_the_ehr_acted_is_read_back_then_retried(stack: Gateway) -> None:
     day, offer = _offer(stack)
     stack.fault(kind="timeout", hang_seconds=3, times=1, **_write_path(stack, "book"))
     r = _book(stack, offer)
@@ -58,7 +51,7 @@ def test_book_that_timed_out_before_the_ehr_acted_is_read_back_then_retried(stac
     assert not set(slot_ids(offer)) & stack.find_slot_ids(day)
 
 
-def test_book_whose_answer_was_lost_is_found_by_reading_back(stack: Stack) -> None:
+def test_book_whose_answer_was_lost_is_found_by_reading_back(stack: Gateway) -> None:
     _, offer = _offer(stack)
     stack.fault(kind="truncate", times=1, **_write_path(stack, "book"))
     r = _book(stack, offer)
@@ -74,7 +67,7 @@ def test_book_whose_answer_was_lost_is_found_by_reading_back(stack: Stack) -> No
     assert stack.requests(write["method"], write["path"]) == 1, "never sent twice"
 
 
-def test_hold_the_ehr_keeps_failing_is_a_verified_502_and_changes_nothing(stack: Stack) -> None:
+def test_hold_the_ehr_keeps_failing_is_a_verified_502_and_changes_nothing(stack: Gateway) -> None:
     day, offer = _offer(stack)
     stack.fault(kind="error", status=500, **_write_path(stack, "hold"))
     r = http.post(
@@ -92,7 +85,7 @@ def test_hold_the_ehr_keeps_failing_is_a_verified_502_and_changes_nothing(stack:
     assert all(stack.ehr_slot_status(s) == "free" for s in slot_ids(offer))
 
 
-def test_unknown_outcome_keeps_the_slots_reserved_and_says_so(stu3: Stack) -> None:
+def test_unknown_outcome_keeps_the_slots_reserved_and_says_so(stu3: Gateway) -> None:
     day, offer = _offer(stu3)
     stu3.fault(kind="error", status=503, path="/fhir/Appointment*")
     r = http.post(
@@ -107,7 +100,7 @@ def test_unknown_outcome_keeps_the_slots_reserved_and_says_so(stu3: Stack) -> No
     assert not set(slot_ids(offer)) & stu3.find_slot_ids(day), "maybe held: keep it hidden"
 
 
-def test_ehr_conflict_is_409_with_its_reason_and_the_schedule_is_reread(stu3: Stack) -> None:
+def test_ehr_conflict_is_409_with_its_reason_and_the_schedule_is_reread(stu3: Gateway) -> None:
     day, offer = _offer(stu3)
     [slot] = slot_ids(offer)
     taken = http.post(f"{stu3.control}/mutate", json={"op": "book", "slot": slot})
@@ -120,13 +113,12 @@ def test_ehr_conflict_is_409_with_its_reason_and_the_schedule_is_reread(stu3: St
     assert slot in body["issue"][0]["diagnostics"], "the EHR's reason is passed on"
     assert stu3.claims() == []
     # the refresh is queued on the sync pipeline at once and lands within moments
-    deadline = time.monotonic() + 15
-    while slot in stu3.find_slot_ids(day) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    assert slot not in stu3.find_slot_ids(day), "the schedule was refreshed"
+    wait_until(
+        lambda: slot not in stu3.find_slot_ids(day), 15, "the schedule refreshed", interval=0.2
+    )
 
 
-def test_ehr_conflict_in_r4_is_409_and_leaves_no_claim(r4: Stack) -> None:
+def test_ehr_conflict_in_r4_is_409_and_leaves_no_claim(r4: Gateway) -> None:
     _, offer = _offer(r4)
     [slot] = slot_ids(offer)
     http.post(f"{r4.control}/mutate", json={"op": "book", "slot": slot}).raise_for_status()
@@ -136,7 +128,7 @@ def test_ehr_conflict_in_r4_is_409_and_leaves_no_claim(r4: Stack) -> None:
     assert r4.claims() == []
 
 
-def test_cancel_is_retried_through_transient_errors(stack: Stack) -> None:
+def test_cancel_is_retried_through_transient_errors(stack: Gateway) -> None:
     day, offer = _offer(stack)
     booked = _book(stack, offer).json()["entry"][0]["resource"]
     stack.fault(kind="error", status=503, times=2, method="PATCH", path="/fhir/Appointment/*")
@@ -153,7 +145,7 @@ def test_cancel_is_retried_through_transient_errors(stack: Stack) -> None:
     assert set(slot_ids(offer)) <= stack.find_slot_ids(day)
 
 
-def test_search_failing_at_the_ehr_is_502_with_a_correlation_id(stack: Stack) -> None:
+def test_search_failing_at_the_ehr_is_502_with_a_correlation_id(stack: Gateway) -> None:
     stack.fault(kind="error", status=500, method="GET", path="/fhir/Appointment")
     r = http.get(f"{stack.api}/Appointment", params={"patient": "pat-1"}, timeout=60)
     body = assert_outcome(r, 502)
@@ -162,7 +154,7 @@ def test_search_failing_at_the_ehr_is_502_with_a_correlation_id(stack: Stack) ->
 
 
 def test_patient_registration_whose_answer_was_lost_returns_the_registered_patient(
-    stack: Stack,
+    stack: Gateway,
 ) -> None:
     stack.fault(kind="truncate", times=1, method="POST", path="/fhir/Patient")
     patient = {"resourceType": "Patient", "name": [{"family": "Lost", "given": ["Answer"]}],
@@ -175,7 +167,7 @@ def test_patient_registration_whose_answer_was_lost_returns_the_registered_patie
     assert again.status_code == 200 and again.json()["id"] == registered["id"]
 
 
-def test_coverage_refused_by_the_ehr_comes_back_with_its_reason(stack: Stack) -> None:
+def test_coverage_refused_by_the_ehr_comes_back_with_its_reason(stack: Gateway) -> None:
     coverage = {
         "resourceType": "Coverage",
         "status": "active",
@@ -202,7 +194,7 @@ def _coverage() -> dict[str, Any]:
     }
 
 
-def test_coverage_writes_through_ehr_failures(stack: Stack) -> None:
+def test_coverage_writes_through_ehr_failures(stack: Gateway) -> None:
     stack.fault(kind="error", status=503, times=2, method="PUT", path="/fhir/Coverage/*")
     r = http.put(f"{stack.api}/Coverage/cov-retry", json=_coverage())
     assert r.status_code == 201, r.text
@@ -217,7 +209,7 @@ def test_coverage_writes_through_ehr_failures(stack: Stack) -> None:
     assert sum(posts) == 1, "a create is never repeated blindly"
 
 
-def test_booking_a_hold_whose_answer_was_lost_is_read_back(stack: Stack) -> None:
+def test_booking_a_hold_whose_answer_was_lost_is_read_back(stack: Gateway) -> None:
     day, offer = _offer(stack)
     held = http.post(
         f"{stack.api}/Appointment/$hold", json=params(("appt-id", "valueUri", token_of(offer)))

@@ -12,17 +12,9 @@ import msgspec
 import pytest
 
 from app.core.domain import VISIT_TYPE_SYSTEM as VISIT_TYPES
-
-from .support import (
-    DERMATOLOGY,
-    Stack,
-    assert_valid,
-    bookable_day,
-    http,
-    params,
-    slot_ids,
-    token_of,
-)
+from tests.booking_support import DERMATOLOGY, bookable_day, params, slot_ids, token_of
+from tests.fhir_checks import assert_valid
+from tests.gateway.support import Gateway, http
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +52,7 @@ def _coverage(flavour: str, patient: str) -> dict[str, Any]:
     return coverage
 
 
-def _bundle_appointment(stack: Stack, response: httpx.Response, status: str) -> dict[str, Any]:
+def _bundle_appointment(stack: Gateway, response: httpx.Response, status: str) -> dict[str, Any]:
     bundle = response.json()
     assert_valid(stack.flavour, bundle)
     assert bundle["type"] == "searchset" and bundle["total"] == 1
@@ -70,7 +62,7 @@ def _bundle_appointment(stack: Stack, response: httpx.Response, status: str) -> 
     return appointment  # type: ignore[no-any-return]
 
 
-def test_use_case_3_flow_with_a_client_built_appointment(stack: Stack) -> None:
+def test_use_case_3_flow_with_a_client_built_appointment(stack: Gateway) -> None:
     day = bookable_day(stack.rules)
     offer = stack.offers(day, specialty=DERMATOLOGY)[0]
     practitioner = offer["participant"][0]["actor"]["reference"]
@@ -157,7 +149,7 @@ def test_use_case_3_flow_with_a_client_built_appointment(stack: Stack) -> None:
 
 
 def test_offer_id_from_find_is_booked_directly_and_released_by_fhirpath_patch(
-    stack: Stack,
+    stack: Gateway,
 ) -> None:
     day = bookable_day(stack.rules)
     offer = stack.offers(day, specialty=DERMATOLOGY)[1]
@@ -194,7 +186,7 @@ def test_offer_id_from_find_is_booked_directly_and_released_by_fhirpath_patch(
     assert stack.claims() == []
 
 
-def test_book_with_an_appointment_resource_keeps_its_patient(stack: Stack) -> None:
+def test_book_with_an_appointment_resource_keeps_its_patient(stack: Gateway) -> None:
     """A client that books by sending back the offer from $find (its identifier is the
     proposal) names the Patient among its participants, not in patient-id."""
     day = bookable_day(stack.rules)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from .support import Stack, fhir_model, http
+from tests.fhir_checks import fhir_model
+from tests.gateway.support import Gateway, http
 
 pytestmark = pytest.mark.integration
 
 
-def test_capability_statement_is_truthful(stack: Stack) -> None:
+def test_capability_statement_is_truthful(stack: Gateway) -> None:
     r = http.get(f"{stack.api}/metadata")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("application/fhir+json")

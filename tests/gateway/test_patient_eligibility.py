@@ -7,15 +7,16 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 from app.core.domain import VISIT_TYPE_SYSTEM
-
-from .support import Stack, assert_outcome, bookable_day, http
+from tests.booking_support import bookable_day
+from tests.fhir_checks import assert_outcome
+from tests.gateway.support import Gateway, http
 
 OFFICE = f"{VISIT_TYPE_SYSTEM}|office-visit"
 PAEDIATRICS = "http://snomed.info/sct|394537008"  # its office visits: max_age_years 17
 ADULT, CHILD = "Patient/pat-1", "Patient/pat-5"  # sandbox patients born 1964 and 2018
 
 
-def _find(stack: Stack, day: date, patient: str | None) -> dict:
+def _find(stack: Gateway, day: date, patient: str | None) -> dict:
     """Paediatric office visits on ``day``, for ``patient`` if given."""
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     query = {
@@ -50,7 +51,7 @@ def _warnings(bundle: dict) -> list[str]:
     ]
 
 
-def test_age_rules_apply_to_a_referenced_patient(stack: Stack) -> None:
+def test_age_rules_apply_to_a_referenced_patient(stack: Gateway) -> None:
     day = bookable_day(stack.rules)
     anyone = _appointments(_find(stack, day, None))
     assert anyone, "offers exist when the patient is not known"
@@ -58,7 +59,7 @@ def test_age_rules_apply_to_a_referenced_patient(stack: Stack) -> None:
     assert _appointments(_find(stack, day, ADULT)) == []
 
 
-def test_the_patient_is_read_once_and_kept(stack: Stack) -> None:
+def test_the_patient_is_read_once_and_kept(stack: Gateway) -> None:
     day = bookable_day(stack.rules)
     before = stack.requests("GET", "/fhir/{rtype}/{rid}")
     for _ in range(3):
@@ -67,7 +68,7 @@ def test_the_patient_is_read_once_and_kept(stack: Stack) -> None:
     assert read == 1, f"{read} reads of one patient (used by no other test) in the cache time"
 
 
-def test_an_unknown_patient_is_a_clear_4xx(stack: Stack) -> None:
+def test_an_unknown_patient_is_a_clear_4xx(stack: Gateway) -> None:
     day = bookable_day(stack.rules)
     start = datetime(day.year, day.month, day.day, tzinfo=UTC)
     response = http.get(
@@ -83,7 +84,7 @@ def test_an_unknown_patient_is_a_clear_4xx(stack: Stack) -> None:
     assert "Patient/no-such-patient" in outcome["issue"][0]["diagnostics"]
 
 
-def test_an_unreadable_patient_skips_eligibility_with_a_warning(stack: Stack) -> None:
+def test_an_unreadable_patient_skips_eligibility_with_a_warning(stack: Gateway) -> None:
     day = bookable_day(stack.rules)
     stack.fault(kind="error", status=503, method="GET", path="/fhir/Patient/pat-3")
     bundle = _find(stack, day, "Patient/pat-3")

@@ -4,26 +4,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
 from app.core.domain import VISIT_TYPE_SYSTEM
-
-from .support import (
-    AUTH,
-    DERMATOLOGY,
-    ApiProcess,
-    Stack,
-    assert_outcome,
-    bookable_day,
-    http,
-    params,
-    slot_ids,
-    start_api,
-    token_of,
-)
+from benchmarks.stacks import start_api
+from tests.booking_support import DERMATOLOGY, bookable_day, params, slot_ids, token_of
+from tests.fhir_checks import assert_outcome
+from tests.gateway.support import AUTH, Gateway, http
 
 CLIENTS = 20
 
@@ -31,12 +22,12 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def two_apis(stu3: Stack) -> Iterator[list[str]]:
-    second: ApiProcess = start_api(stu3.env)
+def two_apis(stu3: Gateway, tmp_path: Path) -> Iterator[list[str]]:
+    second = start_api(stu3.env, log=tmp_path / "api-2.log")
     try:
-        yield [stu3.api, second.url]
+        yield [stu3.api, f"{second.url}/fhir"]
     finally:
-        second.stop()
+        second.stop(timeout=20)
 
 
 def _race(bodies: list[tuple[str, dict[str, Any]]]) -> list[httpx.Response]:
@@ -70,7 +61,7 @@ def _client_built(offer: dict[str, Any]) -> dict[str, Any]:
 
 
 def test_parallel_bookings_of_one_offer_through_two_processes_book_it_once(
-    stu3: Stack, two_apis: list[str]
+    stu3: Gateway, two_apis: list[str]
 ) -> None:
     day = bookable_day(stu3.rules)
     offer = stu3.offers(day, specialty=DERMATOLOGY)[0]
@@ -100,7 +91,7 @@ def test_parallel_bookings_of_one_offer_through_two_processes_book_it_once(
     assert not set(slot_ids(offer)) & stu3.find_slot_ids(day)
 
 
-def _overlapping_offers(stack: Stack) -> tuple[dict[str, Any], dict[str, Any]]:
+def _overlapping_offers(stack: Gateway) -> tuple[dict[str, Any], dict[str, Any]]:
     """Two different offers that share a slot (joined slots of one practitioner)."""
     day = bookable_day(stack.rules)
     for code in ("consult", "office-visit", "physical", "follow-up"):
@@ -113,7 +104,7 @@ def _overlapping_offers(stack: Stack) -> tuple[dict[str, Any], dict[str, Any]]:
     raise AssertionError("the sandbox organisation should offer overlapping joined appointments")
 
 
-def test_offers_sharing_a_slot_cannot_both_be_booked(stu3: Stack, two_apis: list[str]) -> None:
+def test_offers_sharing_a_slot_cannot_both_be_booked(stu3: Gateway, two_apis: list[str]) -> None:
     first, second = _overlapping_offers(stu3)
     bodies = [
         (

@@ -7,21 +7,14 @@ from typing import Any
 import httpx
 import pytest
 
-from .support import (
-    DERMATOLOGY,
-    Stack,
-    assert_outcome,
-    bookable_day,
-    http,
-    params,
-    slot_ids,
-    token_of,
-)
+from tests.booking_support import DERMATOLOGY, bookable_day, params, slot_ids, token_of
+from tests.fhir_checks import assert_outcome
+from tests.gateway.support import Gateway, http
 
 pytestmark = pytest.mark.integration
 
 
-def _book(stack: Stack, offer: dict[str, Any], *extra: tuple[str, str, Any]) -> httpx.Response:
+def _book(stack: Gateway, offer: dict[str, Any], *extra: tuple[str, str, Any]) -> httpx.Response:
     body = params(
         ("appt-id", "valueUri", token_of(offer)),
         ("patient-id", "valueUri", "Patient/pat-3"),
@@ -30,11 +23,11 @@ def _book(stack: Stack, offer: dict[str, Any], *extra: tuple[str, str, Any]) -> 
     return http.post(f"{stack.api}/Appointment/$book", json=body)
 
 
-def _status(stack: Stack, appointment_id: str) -> str:
+def _status(stack: Gateway, appointment_id: str) -> str:
     return str(http.get(f"{stack.api}/Appointment/{appointment_id}").json()["status"])
 
 
-def test_reschedule_cancels_the_old_appointment_and_books_the_new(stack: Stack) -> None:
+def test_reschedule_cancels_the_old_appointment_and_books_the_new(stack: Gateway) -> None:
     day = bookable_day(stack.rules)
     first, second = stack.offers(day, specialty=DERMATOLOGY)[:2]
     old = _book(stack, first).json()["entry"][0]["resource"]
@@ -50,7 +43,7 @@ def test_reschedule_cancels_the_old_appointment_and_books_the_new(stack: Stack) 
     assert set(slot_ids(first)) <= offered and not set(slot_ids(second)) & offered
 
 
-def test_reschedule_whose_booking_fails_after_the_cancel_says_so(stack: Stack) -> None:
+def test_reschedule_whose_booking_fails_after_the_cancel_says_so(stack: Gateway) -> None:
     day = bookable_day(stack.rules)
     first, second = stack.offers(day, specialty=DERMATOLOGY)[:2]
     old = _book(stack, first).json()["entry"][0]["resource"]
@@ -71,7 +64,7 @@ def test_reschedule_whose_booking_fails_after_the_cancel_says_so(stack: Stack) -
     assert stack.claims() == []
 
 
-def test_reschedule_whose_cancel_fails_books_nothing(stack: Stack) -> None:
+def test_reschedule_whose_cancel_fails_books_nothing(stack: Gateway) -> None:
     day = bookable_day(stack.rules)
     offer = stack.offers(day, specialty=DERMATOLOGY)[0]
     r = _book(stack, offer, ("cancelled-appt-id", "valueUri", "Appointment/appt-404"))

@@ -6,7 +6,7 @@ import pytest
 from kombu.transport.redis import Mutex
 
 from app.settings import Settings
-from tests.support import throwaway_redis_db
+from benchmarks.databases import throwaway_redis_db
 from workers.celery_app import make_celery
 
 pytestmark = pytest.mark.integration

@@ -3,34 +3,26 @@ exit status 3, never a traceback (the real command, in a subprocess)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support import free_port, throwaway_postgres
+from benchmarks.databases import throwaway_postgres
+from benchmarks.processes import free_port, process_env, run_slotsync
 
 pytestmark = pytest.mark.integration
 
 
 def slotsync(tmp: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     values = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("SLOTSYNC_")},
         "SLOTSYNC_DATA_DIR": str(tmp),
         "SLOTSYNC_DATABASE_URL": f"sqlite:///{tmp / 'cache.db'}",
         "SLOTSYNC_EHR_TIMEOUT_SECONDS": "1",
         "SLOTSYNC_TASK_MAX_RETRIES": "0",
         **env,
     }
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        env=values,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_slotsync(*args, env=process_env(values), timeout=120)
 
 
 @pytest.mark.parametrize("command", [["status"], ["sync-status"], ["rules", "init"]])

@@ -4,17 +4,16 @@ else (no progress bar, no colour, no log line), written to a pipe as a script re
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from benchmarks.databases import throwaway_redis_db
+from benchmarks.processes import process_env, run_slotsync
 from sandbox_ehr.process import start_sandbox
-from tests.support import throwaway_redis_db
 
 pytestmark = pytest.mark.integration
 
@@ -25,24 +24,19 @@ HORIZON_DAYS = 5
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     tmp = tmp_path_factory.mktemp("cli-json")
     with start_sandbox(size=300, extra_args=("--horizon-days", str(HORIZON_DAYS))) as sandbox:
-        values = {
-            **{k: v for k, v in os.environ.items() if not k.startswith("SLOTSYNC_")},
-            "SLOTSYNC_DATA_DIR": str(tmp),
-            "SLOTSYNC_EHR_BASE_URL": sandbox.base_url,
-            "SLOTSYNC_HORIZON_DAYS": str(HORIZON_DAYS),
-        }
+        values = process_env(
+            {
+                "SLOTSYNC_DATA_DIR": str(tmp),
+                "SLOTSYNC_EHR_BASE_URL": sandbox.base_url,
+                "SLOTSYNC_HORIZON_DAYS": str(HORIZON_DAYS),
+            }
+        )
         assert slotsync(values, "db", "upgrade").returncode == 0
         yield values
 
 
 def slotsync(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "app.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
+    return run_slotsync(*args, env=env)
 
 
 def as_json(done: subprocess.CompletedProcess[str]) -> Any:

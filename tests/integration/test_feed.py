@@ -22,8 +22,8 @@ from app.sync.inbox import accept_notification
 from app.sync.messages import ResyncRequest
 from app.sync.refresh import pending_key, refresh_schedule, refresh_windows, request_refresh
 from app.sync.runs import run_in_process
+from benchmarks.processes import free_port, wait_until
 from tests.receiver import receiving
-from tests.support import free_port
 from tests.sync_support import (
     DAY0,
     Clock,
@@ -32,7 +32,6 @@ from tests.sync_support import (
     cached,
     context,
     view,
-    wait_until,
 )
 
 HOOK = "https://slotsync.example/webhook/subscription"
@@ -419,7 +418,9 @@ def test_a_feed_whose_handshake_failed_is_replaced_when_it_goes_silent(engine, s
         ehr_config={"notify_max_attempts": 1},
     )
     first = feed.ensure_subscription(ctx)
-    wait_until(lambda: [s["status"] for s in ehr.subscriptions] == ["error"])
+    wait_until(
+        lambda: [s["status"] for s in ehr.subscriptions] == ["error"], 10, "the failed handshake"
+    )
     dispatcher = RecordingDispatcher()
     assert not feed.watchdog(ctx, dispatcher).resubscribed  # not silent for long yet
     clock.now += timedelta(seconds=26)  # never heard from at all

@@ -17,9 +17,9 @@ from app.sync.context import SyncContext
 from app.sync.coordination import LocalCoordinator
 from app.sync.local import LocalDispatcher
 from app.sync.messages import ResyncRequest
+from benchmarks.processes import free_port, wait_until
 from tests.api.conftest import EVERYTHING, api_settings, build_app
-from tests.support import free_port
-from tests.sync_support import BASE, DAY0, settings, wait_until
+from tests.sync_support import BASE, DAY0, settings
 
 POOL_THREADS = "slotsync-sync"
 
@@ -52,7 +52,7 @@ def test_shutdown_returns_promptly_and_nothing_runs_after(engine, retry, request
     dispatcher = LocalDispatcher(ctx, stop=stop, workers=1)
     for _ in range(3):  # one runs (and retries), two wait in the queue
         dispatcher.resync(request_)
-    wait_until(lambda: attempts)
+    wait_until(lambda: attempts, 10, "a first attempt", interval=0.01)
     time.sleep(0.1)  # now in its backoff
 
     started = time.monotonic()
@@ -74,7 +74,7 @@ def test_the_api_lifespan_shuts_its_dispatcher_down(tmp_path: Path):
         for _ in range(5):
             answer = client.post("/admin/resync", headers={"X-API-Key": EVERYTHING})
             assert answer.status_code == 202
-        wait_until(pool_threads)
+        wait_until(pool_threads, 10, "the pool's threads", interval=0.01)
         started = time.monotonic()
     assert time.monotonic() - started < 2.0
     assert not pool_threads()

@@ -31,19 +31,19 @@ from app.settings import Settings
 from app.sync.chunk import Chunk, sync_chunk
 from app.sync.load import load_window
 from app.sync.windows import day_start
+from benchmarks.databases import throwaway_postgres
+from benchmarks.processes import wait_until
 from sandbox_ehr.process import SandboxProcess, start_sandbox
-from tests.gateway.support import (
+from tests.booking_support import (
     OFFICE_VISIT,
     RULES_PATH,
-    assert_outcome,
-    assert_valid,
     bookable_day,
     load_test_rules,
     params,
     slot_ids,
     token_of,
 )
-from tests.support import throwaway_postgres
+from tests.fhir_checks import assert_outcome, assert_valid
 
 pytestmark = pytest.mark.integration
 
@@ -341,10 +341,8 @@ def test_a_hold_says_when_it_expires_and_an_expired_hold_is_cancelled_at_the_ehr
         found = plain.ehr_appointment(held["id"])
         return found if found["status"] == "cancelled" else None
 
-    deadline = time.monotonic() + 15
-    while (found := cancelled()) is None:  # the in-process periodic job, every second
-        assert time.monotonic() < deadline, "the expired hold was not cancelled at the EHR"
-        time.sleep(0.2)
+    # the in-process periodic job, every second
+    found = wait_until(cancelled, 15, "the expired hold cancelled at the EHR", interval=0.2)
     assert_valid("r4", found)
     assert found["cancelationReason"]["text"] == "hold expired without a booking"
     assert plain.slot_appointments()["slots"][0]["active"] == 0

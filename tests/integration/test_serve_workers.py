@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,14 +16,15 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from app.cache.migrate import upgrade
 from app.settings import DEMO_API_KEY
+from benchmarks.processes import Child, free_port, process_env, slotsync
+from benchmarks.stacks import start_api
 from tests.factories import T0_DAY, T0_NEXT_DAY
-from tests.support import free_port, wait_for_http
 
 pytestmark = pytest.mark.integration
 
 
 def test_two_workers_share_metrics_and_stop_cleanly(tmp_path: Path, redis_url: str):
-    proc, base, log_path = _serve(tmp_path, redis_url)
+    api, base, log_path = _serve(tmp_path, redis_url)
     try:
         headers = {"X-API-Key": DEMO_API_KEY}
         find = f"{base}/fhir/Appointment/$find?start={T0_DAY}&end={T0_NEXT_DAY}"
@@ -49,8 +49,7 @@ def test_two_workers_share_metrics_and_stop_cleanly(tmp_path: Path, redis_url: s
                 time.sleep(0.1)
         assert total == 8
     finally:
-        proc.terminate()
-        code = proc.wait(timeout=30)
+        code = api.stop()
     assert code == 0
     lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.startswith("{")]
     access = [line for line in lines if line["logger"] == "slotsync.access"]
@@ -60,42 +59,21 @@ def test_two_workers_share_metrics_and_stop_cleanly(tmp_path: Path, redis_url: s
     assert not any("color_message" in line for line in lines)
 
 
-def _serve(
-    tmp_path: Path, redis_url: str, workers: int = 2
-) -> tuple[subprocess.Popen[bytes], str, Path]:
+def _serve(tmp_path: Path, redis_url: str, workers: int = 2) -> tuple[Child, str, Path]:
     """``slotsync serve`` on a fresh SQLite cache, JSON logs to a file, once it answers.
 
     With a broker: several API processes never run tasks or periodic jobs themselves."""
     upgrade(f"sqlite:///{tmp_path / 'cache.sqlite3'}")
-    port = free_port()
-    env = {
-        **os.environ,
-        "SLOTSYNC_DATA_DIR": str(tmp_path),
-        "SLOTSYNC_LOG_FORMAT": "json",
-        "SLOTSYNC_REDIS_URL": redis_url,
-        "PYTHONPATH": str(Path.cwd()),
-    }
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
+    env = process_env(
+        {
+            "SLOTSYNC_DATA_DIR": str(tmp_path),
+            "SLOTSYNC_LOG_FORMAT": "json",
+            "SLOTSYNC_REDIS_URL": redis_url,
+        }
+    )
     log_path = tmp_path / "server.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "app.cli",
-                "serve",
-                "--port",
-                str(port),
-                "--workers",
-                str(workers),
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    wait_for_http(f"{base}/healthz", timeout=60)
-    return proc, base, log_path
+    api = start_api(env, workers=workers, log=log_path, timeout=60)
+    return api, api.url, log_path
 
 
 def _pids_answering(base: str, log_path: Path, tag: str, connections: int) -> set[int]:
@@ -137,7 +115,7 @@ def test_connections_opened_together_are_spread_over_the_workers(
 ) -> None:
     """Each worker accepts on its own socket, and bursts of new connections reach
     every worker (the kernel spreads them). A worker that dies is replaced."""
-    proc, base, log_path = _serve(tmp_path, redis_url)
+    api, base, log_path = _serve(tmp_path, redis_url)
     try:
         workers = _started_pids(log_path, 2)
         assert len(workers) == 2
@@ -149,25 +127,14 @@ def test_connections_opened_together_are_spread_over_the_workers(
         assert len(replaced) == 2  # the survivor and a new worker
         assert _pids_answering(base, log_path, "after", 16) == replaced
     finally:
-        proc.terminate()
-        assert proc.wait(timeout=30) == 0
+        assert api.stop() == 0
 
 
 def test_embedded_mode_refuses_several_workers(tmp_path: Path) -> None:
     """Without a broker each API process would run its own tasks and periodic jobs."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLOTSYNC_")}
-    env.update({"SLOTSYNC_DATA_DIR": str(tmp_path), "PYTHONPATH": str(Path.cwd())})
+    env = process_env({"SLOTSYNC_DATA_DIR": str(tmp_path)})
     done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "app.cli",
-            "serve",
-            "--port",
-            str(free_port()),
-            "--workers",
-            "2",
-        ],
+        slotsync("serve", "--port", str(free_port()), "--workers", "2"),
         env=env,
         capture_output=True,
         text=True,

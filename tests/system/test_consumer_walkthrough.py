@@ -11,20 +11,16 @@ deployment are named here, so that a new example is either run or knowingly not.
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 from fhir.resources.STU3 import get_fhir_model_class
 
-from tests.support import free_port
+from benchmarks.processes import free_port, process_env, slotsync, spawn
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -41,47 +37,14 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``slotsync demo`` on spare ports; yields its host:port once ``$find`` answers."""
     directory = tmp_path_factory.mktemp("demo")
     port, sandbox_port = free_port(), free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SLOTSYNC_")}
-    env["SLOTSYNC_DATA_DIR"] = str(directory / "data")
-    log = directory / "demo.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "app.cli",
-                "demo",
-                "--port",
-                str(port),
-                "--sandbox-port",
-                str(sandbox_port),
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    env = process_env({"SLOTSYNC_DATA_DIR": str(directory / "data")})
+    command = slotsync("demo", "--port", str(port), "--sandbox-port", str(sandbox_port))
+    demo = spawn("demo", command, env=env, log=directory / "demo.log")
     try:
-        url = f"http://127.0.0.1:{port}/fhir/metadata"
-        for _ in range(1200):
-            if proc.poll() is not None:
-                raise AssertionError(f"demo exited {proc.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(url, headers=KEY, timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        else:
-            raise AssertionError(f"demo not up in 120 s:\n{log.read_text()}")
+        demo.wait_for_http(f"http://127.0.0.1:{port}/fhir/metadata", timeout=120, headers=KEY)
         yield f"127.0.0.1:{port}"
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        demo.stop(timeout=20)
 
 
 def test_the_walkthrough_runs_and_every_answer_is_valid_fhir(demo: str, tmp_path: Path) -> None:

@@ -7,10 +7,6 @@ interval + 1 s with subscriptions off; the status report names the feed's real s
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,12 +18,12 @@ import httpx
 import pytest
 
 from app.cache.migrate import upgrade
+from benchmarks.processes import Child, free_port, process_env, wait_until
+from benchmarks.stacks import start_api
 from sandbox_ehr.process import start_sandbox
-from tests.support import free_port, wait_for_http
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
 
-ROOT = Path(__file__).resolve().parents[2]
 ADMIN = {"X-API-Key": "slotsync-demo-key"}
 HORIZON_DAYS = 10
 POLL_SECONDS = 5
@@ -35,9 +31,15 @@ POLL_SECONDS = 5
 
 @dataclass
 class Embedded:
-    url: str
+    api: Child
     control_url: str
-    log: Path
+
+    @property
+    def url(self) -> str:
+        return self.api.url
+
+    def log(self) -> str:
+        return self.api.tail(3000)
 
     def get(self, path: str, **params: str) -> httpx.Response:
         return httpx.get(f"{self.url}{path}", params=params, headers=ADMIN, timeout=10)
@@ -64,17 +66,6 @@ class Embedded:
         return offered
 
 
-def eventually(check, timeout: float, what: str, context=lambda: ""):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not within {timeout}s\n{context()}")
-        time.sleep(0.05)
-
-
 @contextmanager
 def embedded(tmp_path: Path, **extra: str) -> Iterator[Embedded]:
     port = free_port()
@@ -83,10 +74,8 @@ def embedded(tmp_path: Path, **extra: str) -> Iterator[Embedded]:
     ) as sandbox:
         data = tmp_path / "data"
         data.mkdir()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SLOTSYNC_")}
-        env.update(
+        env = process_env(
             {
-                "PYTHONPATH": str(ROOT),
                 "SLOTSYNC_DATA_DIR": str(data),
                 "SLOTSYNC_EHR_BASE_URL": sandbox.base_url,
                 "SLOTSYNC_PUBLIC_BASE_URL": f"http://127.0.0.1:{port}",
@@ -100,34 +89,20 @@ def embedded(tmp_path: Path, **extra: str) -> Iterator[Embedded]:
             }
         )
         upgrade(f"sqlite:///{(data / 'cache.sqlite3').resolve()}")
-        log = tmp_path / "api.log"
-        with log.open("wb") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
-                env=env,
-                cwd=ROOT,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        app = Embedded(f"http://127.0.0.1:{port}", sandbox.control_url, log)
+        api = start_api(env, port=port, log=tmp_path / "api.log", timeout=60)
+        app = Embedded(api, sandbox.control_url)
         try:
-            wait_for_http(f"{app.url}/healthz")
             resync = httpx.post(f"{app.url}/admin/resync", headers=ADMIN, json={}, timeout=10)
             assert resync.status_code == 202
-            eventually(
+            wait_until(
                 lambda: app.status()["last_complete_load_at"],
                 90,
                 "the initial load",
-                lambda: log.read_text()[-3000:],
+                context=app.log,
             )
             yield app
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
+            api.stop(timeout=20, group=True)
 
 
 def book_at_the_ehr(app: Embedded, slot_id: str) -> None:
@@ -139,11 +114,11 @@ def book_at_the_ehr(app: Embedded, slot_id: str) -> None:
 
 def test_embedded_mode_sees_an_ehr_booking_by_notification_within_a_second(tmp_path):
     with embedded(tmp_path) as app:
-        feed = eventually(
+        feed = wait_until(
             lambda: next((f for f in app.status()["feeds"] if f["status"] == "active"), None),
             30,
             "an active Subscription",
-            lambda: app.log.read_text()[-3000:],
+            context=app.log,
         )
         assert feed["endpoint"].endswith("/webhook/subscription")
         offered = app.offered_slots()
@@ -151,7 +126,7 @@ def test_embedded_mode_sees_an_ehr_booking_by_notification_within_a_second(tmp_p
         slot_id = sorted(offered)[len(offered) // 2]
         booked_at = time.monotonic()
         book_at_the_ehr(app, slot_id)
-        eventually(lambda: slot_id not in app.offered_slots(), 1.0, "the booking in $find")
+        wait_until(lambda: slot_id not in app.offered_slots(), 1.0, "the booking in $find")
         assert time.monotonic() - booked_at <= 1.0
 
 
@@ -159,17 +134,17 @@ def test_embedded_mode_without_notifications_polls_within_the_interval(tmp_path)
     with embedded(tmp_path, SLOTSYNC_EHR_SUBSCRIPTIONS="false") as app:
         overall = app.status()
         assert overall["feed_state"] == "polling"
-        feeds = eventually(lambda: app.status()["feeds"], 10, "the feed in status")
+        feeds = wait_until(lambda: app.status()["feeds"], 10, "the feed in status")
         assert feeds[0]["next_poll_at"] is not None  # the poll that is really coming
         offered = app.offered_slots()
         slot_id = sorted(offered)[len(offered) // 3]
         booked_at = time.monotonic()
         book_at_the_ehr(app, slot_id)
-        eventually(
+        wait_until(
             lambda: slot_id not in app.offered_slots(),
             POLL_SECONDS + 1.0,
             "the booking in $find",
-            lambda: app.log.read_text()[-3000:],
+            context=app.log,
         )
         assert time.monotonic() - booked_at <= POLL_SECONDS + 1.0
         polled = app.status()["feeds"][0]
