@@ -1,9 +1,16 @@
-"""Fixtures shared by the whole suite: real PostgreSQL and SQLite caches."""
+"""Fixtures shared by the whole suite: real PostgreSQL and SQLite caches.
+
+The folders are the test axes, and each test gets its folder's marker: ``unit`` (pure
+code, no services), ``integration`` (real PostgreSQL, Redis or HTTP in this process)
+and ``system`` (whole processes: API, workers, sandbox, CLI). ``pytest -m unit`` runs
+the fast ones.
+"""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine
@@ -61,3 +68,18 @@ def _empty(engine: Engine, attempts: int = 5) -> None:
             if "deadlock" not in str(exc) or attempt == attempts - 1:
                 raise
             time.sleep(0.2)
+
+
+AXES = ("unit", "integration", "system")
+TESTS = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its axis, and refuse a test file outside the three folders."""
+    for item in items:
+        axis = item.path.relative_to(TESTS).parts[0]
+        if axis not in AXES:
+            raise pytest.UsageError(
+                f"{item.path}: tests live under tests/{{unit,integration,system}}/"
+            )
+        item.add_marker(axis)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from app.core.domain import VISIT_TYPE_SYSTEM, Slot
+from tests.paths import FIXTURES
 
 
 def _next_monday(days_ahead: int = 7) -> datetime:
@@ -20,7 +20,7 @@ def _next_monday(days_ahead: int = 7) -> datetime:
 T0 = _next_monday()
 T0_DAY = T0.date().isoformat()
 T0_NEXT_DAY = (T0.date() + timedelta(days=1)).isoformat()
-OPEN_RULES = Path(__file__).parent / "data" / "open-rules.yaml"
+OPEN_RULES = FIXTURES / "open-rules.yaml"
 
 
 def slot(

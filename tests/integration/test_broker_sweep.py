@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
 from kombu.transport.redis import Mutex
 
 from app.settings import Settings
 from benchmarks.databases import throwaway_redis_db
 from workers.celery_app import make_celery
-
-pytestmark = pytest.mark.integration
 
 
 def test_the_sweep_mutex_of_a_worker_killed_mid_sweep_expires_within_seconds():

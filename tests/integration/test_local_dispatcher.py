@@ -18,7 +18,7 @@ from app.sync.coordination import LocalCoordinator
 from app.sync.local import LocalDispatcher
 from app.sync.messages import ResyncRequest
 from benchmarks.processes import free_port, wait_until
-from tests.api.conftest import EVERYTHING, api_settings, build_app
+from tests.integration.api.conftest import EVERYTHING, api_settings, build_app
 from tests.sync_support import BASE, DAY0, settings
 
 POOL_THREADS = "slotsync-sync"

@@ -45,8 +45,6 @@ from tests.booking_support import (
 )
 from tests.fhir_checks import assert_outcome, assert_valid
 
-pytestmark = pytest.mark.integration
-
 HORIZON_DAYS = 10
 PAGE_SIZE = 100  # the plain profile refuses _count above 100
 KEY = "plain-r4-test-key-0123456789"

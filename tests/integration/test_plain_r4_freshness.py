@@ -24,8 +24,6 @@ from tests.integration.test_plain_r4_booking import (
     running_plain,
 )
 
-pytestmark = pytest.mark.integration
-
 POLL_SECONDS = 5  # the setting's floor
 BOUND = POLL_SECONDS + 1.0
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import time
 from datetime import timedelta
-from pathlib import Path
 
 import yaml
 from fastapi.testclient import TestClient
@@ -16,8 +15,9 @@ from app.settings import DEMO_API_KEY, Settings, get_settings
 from app.sync.load import load_window
 from tests.integration.test_find_api import BASE, OFFICE, RULES, WINDOW, slot
 from tests.integration.test_load_window import ScriptedEhr, client_for
+from tests.paths import EXAMPLE_RULES
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "rules" / "examples" / "multi-clinic.yaml"
+EXAMPLE = EXAMPLE_RULES
 
 AUTH = {"X-API-Key": DEMO_API_KEY}
 

@@ -25,8 +25,6 @@ from rules.request import FindRequest
 from rules.schema import RulesFile
 from sandbox_ehr.process import SandboxProcess, start_sandbox
 
-pytestmark = pytest.mark.integration
-
 HORIZON_DAYS = 14
 ADMIN = {"X-API-Key": DEMO_API_KEY}
 

@@ -21,10 +21,10 @@ import pytest
 from fhir.resources.STU3 import get_fhir_model_class
 
 from benchmarks.processes import free_port, process_env, slotsync, spawn
+from tests.paths import REPO
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+pytestmark = pytest.mark.timeout(240)
 
-ROOT = Path(__file__).resolve().parents[2]
 DEMO = "127.0.0.1:8000"
 KEY = {"X-API-Key": "slotsync-demo-key"}
 # README shell blocks that cannot run here (Docker, production settings, make itself),
@@ -58,7 +58,7 @@ def test_the_walkthrough_runs_and_every_answer_is_valid_fhir(demo: str, tmp_path
             "--record",
             str(record),
         ],
-        cwd=ROOT,
+        cwd=REPO,
         capture_output=True,
         text=True,
         timeout=120,
@@ -92,7 +92,7 @@ def test_the_walkthrough_runs_and_every_answer_is_valid_fhir(demo: str, tmp_path
 
 
 def _readme_shell_blocks() -> list[str]:
-    readme = (ROOT / "README.md").read_text()
+    readme = (REPO / "README.md").read_text()
     return re.findall(r"```sh\n(.*?)```", readme, re.S)
 
 
@@ -112,7 +112,7 @@ def test_readme_example_answers(demo: str, block: str) -> None:
     script = "set -euo pipefail\n" + block.replace(DEMO, demo)
     script = script.replace(".venv/bin/python", sys.executable)
     done = subprocess.run(
-        ["bash", "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120
+        ["bash", "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stdout + done.stderr
     if "curl" in block:  # a FHIR answer with offers, not an error or an empty page

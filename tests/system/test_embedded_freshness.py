@@ -22,7 +22,7 @@ from benchmarks.processes import Child, free_port, process_env, wait_until
 from benchmarks.stacks import start_api
 from sandbox_ehr.process import start_sandbox
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+pytestmark = pytest.mark.timeout(180)
 
 ADMIN = {"X-API-Key": "slotsync-demo-key"}
 HORIZON_DAYS = 10

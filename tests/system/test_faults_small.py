@@ -20,8 +20,6 @@ import pytest
 
 from benchmarks import faults
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture(scope="module")
 def system() -> Iterator[faults.System]:

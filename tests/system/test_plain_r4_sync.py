@@ -26,8 +26,6 @@ from app.sync.runs import run_in_process
 from sandbox_ehr.process import start_sandbox
 from tests.sync_support import RecordingDispatcher, settings
 
-pytestmark = pytest.mark.integration
-
 HORIZON_DAYS = 7
 CAP = 100
 

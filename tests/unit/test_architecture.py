@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.paths import REPO
+
 PACKAGES = ("app", "rules", "workers", "sandbox_ehr", "benchmarks")
 
 
@@ -26,7 +27,7 @@ def lint_imports(root: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_tree_keeps_every_contract() -> None:
-    done = lint_imports(ROOT)
+    done = lint_imports(REPO)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "BROKEN" not in done.stdout
 
@@ -34,9 +35,9 @@ def test_the_tree_keeps_every_contract() -> None:
 @pytest.fixture(scope="module")
 def tree_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("tree")
-    shutil.copy(ROOT / "pyproject.toml", root)
+    shutil.copy(REPO / "pyproject.toml", root)
     for package in PACKAGES:
-        shutil.copytree(ROOT / package, root / package, ignore=shutil.ignore_patterns("*.pyc"))
+        shutil.copytree(REPO / package, root / package, ignore=shutil.ignore_patterns("*.pyc"))
     return root
 
 
