@@ -34,7 +34,8 @@ def engine(
         with eng.begin() as conn:
             conn.exec_driver_sql(
                 "TRUNCATE slot_claims, slots, schedule_actors, schedules, actors, sync_runs,"
-                " sync_chunks, sync_marks, subscriptions, appointment_holds"
+                " sync_chunks, sync_marks, subscriptions, appointment_holds, published_slots,"
+                " publish_state"
                 " RESTART IDENTITY CASCADE"
             )
     yield eng

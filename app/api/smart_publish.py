@@ -1,0 +1,160 @@
+"""``GET /smart/$bulk-publish`` and its NDJSON files: the SMART Scheduling Links feed.
+
+Thin: parameters, ``Accept``, caching headers and auth here; what is published and
+how lives in :mod:`app.publish`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from email.utils import format_datetime
+from typing import Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response, StreamingResponse
+from sqlalchemy.orm import Session
+
+from app.errors import SlotsyncError
+from app.publish import feed
+from app.publish.feed import Sources
+from app.publish.resources import Contact
+from app.publish.service import Options, Publisher
+from app.settings import Settings
+
+from .auth import require_scopes
+from .deps import AutocommitSessionDep
+
+SLOT_READ = "system/Slot.read"
+NDJSON = "application/fhir+ndjson"
+MANIFEST_TYPES = ("application/json", "application/fhir+json")
+FILE_TYPES = (NDJSON, "application/ndjson", "application/x-ndjson")
+
+
+class NotAcceptable(SlotsyncError):
+    status = 406
+    code = "not-supported"
+
+
+def _check_accept(request: Request, offered: tuple[str, ...]) -> None:
+    """No Accept, ``*/*``, or any of ``offered`` (parameters and q-values aside)."""
+    header = request.headers.get("accept")
+    if not header or not header.strip():
+        return
+    kinds = {part.split(";", 1)[0].strip().lower() for part in header.split(",")}
+    wildcards = {"*/*", "application/*"}
+    if kinds & (set(offered) | wildcards):
+        return
+    raise NotAcceptable(f"Accept {header!r} cannot be served: this answers {', '.join(offered)}")
+
+
+def _publisher(request: Request) -> Publisher:
+    state = request.app.state
+    publisher: Publisher | None = getattr(state, "smart_publisher", None)
+    if publisher is None:
+        settings: Settings = state.settings
+
+        def sources(session: Session) -> Sources:
+            state.rules_store.reload_if_changed()
+            return Sources(
+                rules=state.rules_store.current,
+                catalog=state.catalog.get(session),
+                slot_index=state.slot_index,
+                memo=state.offer_memo,
+                sign=state.sign_proposal,
+            )
+
+        publisher = state.smart_publisher = Publisher(state.engine, sources, options(settings))
+    return publisher
+
+
+def options(settings: Settings) -> Options:
+    base = settings.public_base_url.rstrip("/")
+    return Options(
+        per_file=settings.smart_slots_per_file,
+        max_age=timedelta(seconds=settings.smart_max_age_seconds),
+        busy_retention=timedelta(hours=settings.smart_busy_retention_hours),
+        contact=Contact(
+            identifier_system=f"{settings.ehr_base_url.rstrip('/')}/Location",
+            phone=settings.smart_booking_phone,
+            location_url=settings.smart_location_url or base,
+            booking_link=settings.smart_booking_link,
+        ),
+    )
+
+
+def _matches(if_none_match: str | None, etag: str) -> bool:
+    if not if_none_match:
+        return False
+    tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
+    return "*" in tags or etag in tags
+
+
+def router(settings: Settings) -> APIRouter:
+    """The feed's routes at ``SLOTSYNC_SMART_PATH``, public or behind system/Slot.read."""
+    manifest_path = settings.smart_path
+    files_path = manifest_path.removesuffix("$bulk-publish") + "files"
+    dependencies = [] if settings.smart_public else [Depends(require_scopes(SLOT_READ))]
+    routes = APIRouter(dependencies=dependencies, tags=["smart"])
+    max_age = settings.smart_max_age_seconds
+
+    def headers(etag: str, publisher_state: Any) -> dict[str, str]:
+        return {
+            "Cache-Control": f"max-age={max_age}",
+            "ETag": etag,
+            "Last-Modified": format_datetime(publisher_state.refreshed_at, usegmt=True),
+        }
+
+    def base(request: Request) -> str:
+        return settings.public_base_url.rstrip("/")
+
+    @routes.get(manifest_path, summary="SMART Scheduling Links manifest")
+    def bulk_publish(request: Request, session: AutocommitSessionDep) -> Response:
+        _check_accept(request, MANIFEST_TYPES)
+        since = feed.parse_since(request.query_params.getlist("_since"))
+        publisher = _publisher(request)
+        state = publisher.current(session)
+        query = f"?{request.url.query}" if request.url.query else ""
+        found = publisher.manifest(
+            session,
+            state,
+            request_url=f"{base(request)}{manifest_path}{query}",
+            files_url=f"{base(request)}{files_path}",
+            since=since,
+        )
+        sent = headers(found.etag, state)
+        if _matches(request.headers.get("if-none-match"), found.etag):
+            return Response(status_code=304, headers=sent)
+        return Response(found.body, media_type="application/json", headers=sent)
+
+    @routes.get(files_path + "/{name}", summary="SMART Scheduling Links NDJSON file")
+    def bulk_file(request: Request, name: str, session: AutocommitSessionDep) -> Response:
+        _check_accept(request, FILE_TYPES)
+        since = feed.parse_since(request.query_params.getlist("_since"))
+        wanted = feed.parse_file_name(name)
+        publisher = _publisher(request)
+        state = publisher.current(session)
+        etag = f'"{state.generation}-{int(state.refreshed_at.timestamp() * 1000)}-{name}'
+        etag += f'-{since.timestamp()}"' if since is not None else '"'
+        sent = headers(etag, state)
+        if _matches(request.headers.get("if-none-match"), etag):
+            return Response(status_code=304, headers=sent)
+        if isinstance(wanted, str):
+            body = feed.small_file(publisher.directory(session, state), wanted)
+            return Response(body, media_type=NDJSON, headers=sent)
+        engine = request.app.state.engine
+
+        def stream() -> Iterator[bytes]:
+            # its own session: the request's closes before the body is sent
+            with Session(engine) as own:
+                yield from feed.slot_lines(
+                    own,
+                    wanted,
+                    per_file=publisher.options.per_file,
+                    since=since,
+                    lines=publisher.lines,
+                )
+
+        return StreamingResponse(stream(), media_type=NDJSON, headers=sent)
+
+    return routes
