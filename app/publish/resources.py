@@ -200,6 +200,8 @@ class SlotLines:
 
     def __init__(self, contact: Contact):
         self._link = contact.booking_link
+        # a file runs in start order: thousands of slots share a start, most an updated_at
+        self._stamps: dict[datetime, str] = {}
         self._phone_ext = (
             msgspec.json.encode({"url": BOOKING_PHONE, "valueString": contact.phone}).decode()
             if contact.phone
@@ -229,7 +231,16 @@ class SlotLines:
         extension = f',"extension":[{",".join(extensions)}]' if extensions else ""
         return (
             f'{{"resourceType":"Slot","id":"{feed_id}",'
-            f'"meta":{{"lastUpdated":"{instant(updated_at)}"}},'
+            f'"meta":{{"lastUpdated":"{self._instant(updated_at)}"}},'
             f'"schedule":{{"reference":"Schedule/{schedule}"}},"status":"{status}",'
-            f'"start":"{instant(start)}","end":"{instant(end)}"{extension}}}\n'
+            f'"start":"{self._instant(start)}","end":"{self._instant(end)}"{extension}}}\n'
         )
+
+    def _instant(self, value: datetime) -> str:
+        stamps = self._stamps
+        found = stamps.get(value)
+        if found is None:
+            if len(stamps) >= 4096:
+                stamps.clear()
+            found = stamps[value] = instant(value)
+        return found
