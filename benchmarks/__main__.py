@@ -1,4 +1,4 @@
-"""``python -m benchmarks {load,find,freshness,faults,smart-feed,all} [--out FILE]``: run, print and save.
+"""``python -m benchmarks {load,find,freshness,faults,smart-feed,all}``: run, print, save.
 
 To add a benchmark: a module with ``add_arguments(parser)`` and ``run(args) -> dict``,
 listed in :data:`BENCHMARKS` (and in :mod:`benchmarks.suite` if ``all`` should run

@@ -21,16 +21,27 @@ from .models import PublishedSlotRow, PublishStateRow
 MAX_PARAMETERS = 30_000  # below both SQLite's (32,766) and PostgreSQL's (65,535) limits
 STREAM_BATCH = 2_000  # rows fetched per round trip while a file streams
 
-# The columns a Slot line is built from, in this order.
-SLOT_LINE_COLUMNS = (
-    PublishedSlotRow.id,
-    PublishedSlotRow.schedule,
-    PublishedSlotRow.start,
-    PublishedSlotRow.end,
-    PublishedSlotRow.status,
-    PublishedSlotRow.proposal_id,
-    PublishedSlotRow.updated_at,
-)
+# Slot lines take their times as FHIR instants (``2026-12-07T14:00:00.000Z``) spelled
+# by the database: formatting a million timestamps was half the cost of streaming
+# in the API process, and the database does it on the other core.
+_INSTANT = {
+    "postgresql": lambda c: func.to_char(func.timezone("UTC", c), 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+    "sqlite": lambda c: func.strftime("%Y-%m-%dT%H:%M:%fZ", c),
+}
+
+
+def _line_columns(dialect: str) -> tuple[Any, ...]:
+    """id, schedule, start, end, status, proposal_id, updated_at (times as instants)."""
+    instant = _INSTANT[dialect]
+    return (
+        PublishedSlotRow.id,
+        PublishedSlotRow.schedule,
+        instant(PublishedSlotRow.start),
+        instant(PublishedSlotRow.end),
+        PublishedSlotRow.status,
+        PublishedSlotRow.proposal_id,
+        instant(PublishedSlotRow.updated_at),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,9 +156,10 @@ def stream_file(
     limit: int,
     since: datetime | None,
 ) -> Iterator[Sequence[Any]]:
-    """The rows of one Slot file in (start, id) order, :data:`SLOT_LINE_COLUMNS` each,
+    """The rows of one Slot file in (start, id) order, as :func:`_line_columns`,
     fetched :data:`STREAM_BATCH` at a time."""
-    stmt = select(*SLOT_LINE_COLUMNS).where(
+    dialect = session.get_bind().dialect.name
+    stmt = select(*_line_columns(dialect)).where(
         PublishedSlotRow.state == state, PublishedSlotRow.week == week
     )
     if since is not None:

@@ -27,10 +27,13 @@ SERVICE_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/service-type"
 _ID = re.compile(r"[A-Za-z0-9.\-]{1,64}")
 _STATE = re.compile(r"[A-Z]{2}")
 _POSTAL = re.compile(r"\d{5}(-\d{4})?")
+_URL_SAFE = re.compile(r"[A-Za-z0-9_.~-]*")  # base64url tokens need no quoting
 
 
 def instant(value: datetime) -> str:
-    """A FHIR instant in UTC with milliseconds and a ``Z`` offset."""
+    """A FHIR instant in UTC with milliseconds and a ``Z`` offset (a naive time is UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
     return value.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
@@ -200,8 +203,6 @@ class SlotLines:
 
     def __init__(self, contact: Contact):
         self._link = contact.booking_link
-        # a file runs in start order: thousands of slots share a start, most an updated_at
-        self._stamps: dict[datetime, str] = {}
         self._phone_ext = (
             msgspec.json.encode({"url": BOOKING_PHONE, "valueString": contact.phone}).decode()
             if contact.phone
@@ -212,18 +213,21 @@ class SlotLines:
         self,
         feed_id: str,
         schedule: str,
-        start: datetime,
-        end: datetime,
+        start: str,
+        end: str,
         status: str,
         proposal_id: str,
-        updated_at: datetime,
+        updated_at: str,
     ) -> str:
+        """One line; times are instants already (:func:`instant`, or the database's
+        spelling of it)."""
         extensions = []
         if status == "free":
             if self._link:
-                url = self._link.replace("{slot_id}", feed_id).replace(
-                    "{proposal_id}", quote(proposal_id, safe="")
+                token = (
+                    proposal_id if _URL_SAFE.fullmatch(proposal_id) else quote(proposal_id, safe="")
                 )
+                url = self._link.replace("{slot_id}", feed_id).replace("{proposal_id}", token)
                 link = msgspec.json.encode(url).decode()
                 extensions.append(f'{{"url":"{BOOKING_DEEP_LINK}","valueUrl":{link}}}')
             if self._phone_ext:
@@ -231,16 +235,7 @@ class SlotLines:
         extension = f',"extension":[{",".join(extensions)}]' if extensions else ""
         return (
             f'{{"resourceType":"Slot","id":"{feed_id}",'
-            f'"meta":{{"lastUpdated":"{self._instant(updated_at)}"}},'
+            f'"meta":{{"lastUpdated":"{updated_at}"}},'
             f'"schedule":{{"reference":"Schedule/{schedule}"}},"status":"{status}",'
-            f'"start":"{self._instant(start)}","end":"{self._instant(end)}"{extension}}}\n'
+            f'"start":"{start}","end":"{end}"{extension}}}\n'
         )
-
-    def _instant(self, value: datetime) -> str:
-        stamps = self._stamps
-        found = stamps.get(value)
-        if found is None:
-            if len(stamps) >= 4096:
-                stamps.clear()
-            found = stamps[value] = instant(value)
-        return found

@@ -129,12 +129,10 @@ def test_schedule_and_practitioner_role_are_r4_with_the_example_shape():
 
 def test_slot_lines_are_r4_json_with_the_example_extensions():
     lines = resources.SlotLines(CONTACT)
-    start = datetime(2026, 12, 7, 14, tzinfo=UTC)
-    free = json.loads(
-        lines.line(
-            "o1", "sch-1.office-visit", start, start + timedelta(minutes=15), "free", "AQ+/=", NOW
-        )
-    )
+    start = resources.instant(datetime(2026, 12, 7, 14, tzinfo=UTC))
+    end = resources.instant(datetime(2026, 12, 7, 14, 15, tzinfo=UTC))
+    now = resources.instant(NOW)
+    free = json.loads(lines.line("o1", "sch-1.office-visit", start, end, "free", "AQ+/=", now))
     r4_model("Slot").model_validate(free)
     example = example_lines("slots-2021-W09.ndjson")[0]
     assert set(example) <= set(free)
@@ -147,15 +145,15 @@ def test_slot_lines_are_r4_json_with_the_example_extensions():
     )
     for stamp in (free["start"], free["end"], free["meta"]["lastUpdated"]):
         assert TIMESTAMP.fullmatch(stamp)
-    busy = json.loads(lines.line("o1", "s", start, start + timedelta(minutes=15), "busy", "x", NOW))
+    busy = json.loads(lines.line("o1", "s", start, end, "busy", "x", now))
     r4_model("Slot").model_validate(busy)
     assert "extension" not in busy and busy["status"] == "busy"
 
 
 def test_without_link_or_phone_a_slot_has_no_extension():
     lines = resources.SlotLines(resources.Contact(identifier_system="urn:x"))
-    start = datetime(2026, 12, 7, 14, tzinfo=UTC)
-    assert "extension" not in json.loads(lines.line("o1", "s", start, start, "free", "x", NOW))
+    start = resources.instant(datetime(2026, 12, 7, 14, tzinfo=UTC))
+    assert "extension" not in json.loads(lines.line("o1", "s", start, start, "free", "x", start))
 
 
 def test_file_names_round_trip_and_files_are_split_by_size():
