@@ -136,6 +136,11 @@ def purge_busy(session: Session, before: datetime) -> int:
     return int(result.rowcount or 0)  # type: ignore[attr-defined]
 
 
+def published_schedules(session: Session) -> set[str]:
+    """The feed Schedule ids the published slots name."""
+    return set(session.execute(select(PublishedSlotRow.schedule).distinct()).scalars())
+
+
 def file_counts(session: Session, since: datetime | None) -> list[FileCount]:
     """Rows per (state, week), those changed after ``since`` when given, in order."""
     stmt = select(PublishedSlotRow.state, PublishedSlotRow.week, func.count()).group_by(

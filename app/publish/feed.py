@@ -253,14 +253,20 @@ class Directory:
 
 
 def directory(
-    rules: RulesFile, catalog: Catalog, contact: resources.Contact, last_updated: datetime
+    rules: RulesFile,
+    catalog: Catalog,
+    contact: resources.Contact,
+    last_updated: datetime,
+    published: set[str],
 ) -> Directory:
-    """Locations, Schedules and PractitionerRoles for every schedule and visit type a
-    Slot can name (so every reference of the feed resolves within it)."""
+    """The Schedules the ``published`` slots name, and the Locations and
+    PractitionerRoles those name (so every reference of the feed resolves within it)."""
     out = Directory()
     sites: dict[str, Actor] = {}
     roles: dict[str, tuple[Actor, str | None]] = {}
     for fs in offers.feed_schedules(rules, catalog).values():
+        if fs.id not in published:
+            continue
         out.schedules.append(
             resources.schedule(
                 fs.id,

@@ -136,7 +136,11 @@ class Publisher:
             return held[1]
         sources = self._sources(session)
         built = feed.directory(
-            sources.rules, sources.catalog, self.options.contact, state.refreshed_at
+            sources.rules,
+            sources.catalog,
+            self.options.contact,
+            state.refreshed_at,
+            q.published_schedules(session),
         )
         self._directory = (state, built)
         return built

@@ -261,8 +261,9 @@ def test_aggregator_rebuilds_exactly_the_find_offers(api):
     for schedule in feed["Schedule"]:
         for actor in schedule["actor"]:
             assert tuple(actor["reference"].split("/")) in ids
+    named = {slot["schedule"]["reference"].split("/")[1] for slot in feed["Slot"]}
+    assert named == {schedule["id"] for schedule in feed["Schedule"]}, "none missing, none idle"
     for slot in feed["Slot"]:
-        assert ("Schedule", slot["schedule"]["reference"].split("/")[1]) in ids
         assert slot["status"] == "free"
         assert slot["start"].endswith("Z") and slot["end"].endswith("Z")
 
