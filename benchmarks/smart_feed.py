@@ -7,10 +7,11 @@ Then:
 
 - first refresh: the first manifest request works out every offer and writes the
   published rows (timed; it happens once per cache change, off later requests);
-- full download: the manifest, then every file it lists, one after the other, as an
-  aggregator reads them, counting Slot lines; the rate is Slot lines per second of
-  the whole download, and the API's RSS is sampled throughout (growth = peak during
-  the download less the RSS just before it);
+- full download, twice (the first right after the refresh): the manifest, then every
+  file it lists, one after the other, as an aggregator reads them, counting Slot
+  lines; the rate is Slot lines per second of the whole download, and the API's RSS
+  is sampled throughout (growth = peak during the download less the RSS just before
+  it); the targets are judged on the worse of the two;
 - manifest: ``--requests`` sequential requests, p50/p95/p99.
 
 Targets (issue #22): RSS growth <= 50 MB and >= 100k slots/s for the full download
@@ -124,35 +125,40 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 t0 = time.perf_counter()
                 client.get(MANIFEST).raise_for_status()
                 refresh_seconds = time.perf_counter() - t0
-                _download(client)  # once, so that both runs read warm pages
-                memory = _RssPeak(api.pid)
-                before = memory.now()
-                with memory:
-                    t0 = time.perf_counter()
-                    download = _download(client)
-                    seconds = time.perf_counter() - t0
+                downloads = []
+                for _ in ("first", "repeat"):  # the first right after the refresh
+                    memory = _RssPeak(api.pid)
+                    before = memory.now()
+                    with memory:
+                        t0 = time.perf_counter()
+                        download = _download(client)
+                        seconds = time.perf_counter() - t0
+                    slots = download["lines"].get("Slot", 0)
+                    downloads.append(
+                        {
+                            **download,
+                            "seconds": round(seconds, 2),
+                            "slots_per_second": round(slots / seconds) if seconds else 0,
+                            "api_rss_before_mb": round(before / 1024 / 1024, 1),
+                            "api_rss_peak_mb": round(memory.peak / 1024 / 1024, 1),
+                            "api_rss_growth_mb": round((memory.peak - before) / 1024 / 1024, 1),
+                        }
+                    )
                 timings = []
                 for _ in range(args.requests):
                     t0 = time.perf_counter()
                     client.get(MANIFEST).raise_for_status()
                     timings.append((time.perf_counter() - t0) * 1000)
-    slots = download["lines"].get("Slot", 0)
-    growth_mb = round((memory.peak - before) / 1024 / 1024, 1)
-    rate = round(slots / seconds) if seconds else 0
+    # targets are judged on the worse of the two downloads
+    growth_mb = max(d["api_rss_growth_mb"] for d in downloads)
+    rate = min(d["slots_per_second"] for d in downloads)
     manifest = percentiles(timings)
     return {
         "sandbox_size": args.size,
         "slots_cached": cached,
         "load_seconds": round(load_seconds, 1),
         "first_refresh_seconds": round(refresh_seconds, 1),
-        "download": {
-            **download,
-            "seconds": round(seconds, 2),
-            "slots_per_second": rate,
-            "api_rss_before_mb": round(before / 1024 / 1024, 1),
-            "api_rss_peak_mb": round(memory.peak / 1024 / 1024, 1),
-            "api_rss_growth_mb": growth_mb,
-        },
+        "download": {"first": downloads[0], "repeat": downloads[1]},
         "manifest": manifest,
         "targets": {
             "rss_growth_mb": TARGET_RSS_GROWTH_MB,

@@ -21,6 +21,7 @@ from app.publish.feed import Sources
 from app.publish.resources import Contact
 from app.publish.service import Options, Publisher
 from app.settings import Settings
+from rules.schema import RulesFile
 
 from .auth import require_scopes
 from .deps import AutocommitSessionDep
@@ -64,7 +65,13 @@ def _publisher(request: Request) -> Publisher:
                 sign=state.sign_proposal,
             )
 
-        publisher = state.smart_publisher = Publisher(state.engine, sources, options(settings))
+        def rules() -> RulesFile:
+            state.rules_store.reload_if_changed()
+            return state.rules_store.current  # type: ignore[no-any-return]
+
+        publisher = state.smart_publisher = Publisher(
+            state.engine, sources, rules, options(settings)
+        )
     return publisher
 
 
@@ -81,6 +88,36 @@ def options(settings: Settings) -> Options:
             booking_link=settings.smart_booking_link,
         ),
     )
+
+
+SINCE = {
+    "name": "_since",
+    "in": "query",
+    "required": False,
+    "description": "FHIR instant with offset: only what changed after it (a manifest's"
+    " transactionTime)",
+    "schema": {"type": "string", "example": "2026-12-04T18:00:00.000Z"},
+}
+MANIFEST_DOC: dict[str, Any] = {
+    "responses": {
+        200: {
+            "description": "the $bulk-publish manifest",
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        },
+        304: {"description": "not modified (If-None-Match)"},
+    },
+    "openapi_extra": {"parameters": [SINCE]},
+}
+FILE_DOC: dict[str, Any] = {
+    "responses": {
+        200: {
+            "description": "NDJSON, one FHIR R4 resource a line",
+            "content": {NDJSON: {"schema": {"type": "string"}}},
+        },
+        304: {"description": "not modified (If-None-Match)"},
+    },
+    "openapi_extra": {"parameters": [SINCE]},
+}
 
 
 def _matches(if_none_match: str | None, etag: str) -> bool:
@@ -108,7 +145,7 @@ def router(settings: Settings) -> APIRouter:
     def base(request: Request) -> str:
         return settings.public_base_url.rstrip("/")
 
-    @routes.get(manifest_path, summary="SMART Scheduling Links manifest")
+    @routes.get(manifest_path, summary="SMART Scheduling Links manifest", **MANIFEST_DOC)
     def bulk_publish(request: Request, session: AutocommitSessionDep) -> Response:
         _check_accept(request, MANIFEST_TYPES)
         since = feed.parse_since(request.query_params.getlist("_since"))
@@ -127,7 +164,7 @@ def router(settings: Settings) -> APIRouter:
             return Response(status_code=304, headers=sent)
         return Response(found.body, media_type="application/json", headers=sent)
 
-    @routes.get(files_path + "/{name}", summary="SMART Scheduling Links NDJSON file")
+    @routes.get(files_path + "/{name}", summary="SMART Scheduling Links NDJSON file", **FILE_DOC)
     def bulk_file(request: Request, name: str, session: AutocommitSessionDep) -> Response:
         _check_accept(request, FILE_TYPES)
         since = feed.parse_since(request.query_params.getlist("_since"))

@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session
 from app.cache import publish_queries as q
 from app.cache import repository as repo
 from app.cache.db import transaction
+from rules.schema import RulesFile
 
 from . import feed, resources
 
@@ -41,11 +42,14 @@ class Publisher:
         self,
         engine: Engine,
         sources: Callable[[Session], feed.Sources],
+        rules: Callable[[], RulesFile],
         options: Options,
         clock: Callable[[], datetime] | None = None,
     ):
         self._engine = engine
         self._sources = sources
+        self._rules = rules
+        self._rules_digest: tuple[RulesFile, str] | None = None
         self.options = options
         self._clock = clock or partial(datetime.now, UTC)
         self._lock = threading.Lock()
@@ -67,21 +71,28 @@ class Publisher:
             )
 
     def current(self, session: Session) -> q.PublishState:
-        """The published state to answer from; starts a refresh when one is due."""
+        """The published state to answer from; starts a refresh when one is due. Cheap
+        (two one-row reads): every manifest and file request asks."""
         state = q.read_state(session)
         if state is None:
             return self.refresh_now()
-        sources = self._sources(session)
         due = feed.is_due(
             state,
             repo.cache_generation(session),
-            feed.rules_digest(sources.rules),
+            self._digest(self._rules()),
             self._clock(),
             self.options.max_age,
         )
         if due:
             self._start_background()
         return state
+
+    def _digest(self, rules: RulesFile) -> str:
+        """The rules' digest, worked out once per rules object (every file request asks)."""
+        held = self._rules_digest
+        if held is None or held[0] is not rules:
+            held = self._rules_digest = (rules, feed.rules_digest(rules))
+        return held[1]
 
     def _start_background(self) -> None:
         with self._lock:
