@@ -344,7 +344,7 @@ class PublishedSlotRow(Base):
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
 
     __table_args__ = (
-        Index("ix_published_slots_file", "state", "week", "start", "id"),
+        Index("ix_published_slots_file", "week", "start", "id"),
         Index("ix_published_slots_start", "start"),
         Index("ix_published_slots_updated", "updated_at"),
     )

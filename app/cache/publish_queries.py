@@ -155,7 +155,6 @@ def file_counts(session: Session, since: datetime | None) -> list[FileCount]:
 def stream_file(
     session: Session,
     *,
-    state: str,
     week: str,
     offset: int,
     limit: int,
@@ -164,9 +163,7 @@ def stream_file(
     """The rows of one Slot file in (start, id) order, as :func:`_line_columns`,
     fetched :data:`STREAM_BATCH` at a time."""
     dialect = session.get_bind().dialect.name
-    stmt = select(*_line_columns(dialect)).where(
-        PublishedSlotRow.state == state, PublishedSlotRow.week == week
-    )
+    stmt = select(*_line_columns(dialect)).where(PublishedSlotRow.week == week)
     if since is not None:
         stmt = stmt.where(PublishedSlotRow.updated_at > since)
     stmt = stmt.order_by(PublishedSlotRow.start, PublishedSlotRow.id).offset(offset).limit(limit)

@@ -40,7 +40,7 @@ from . import offers, resources
 LOCATIONS = "locations.ndjson"
 SCHEDULES = "schedules.ndjson"
 PRACTITIONER_ROLES = "practitionerroles.ndjson"
-_SLOT_FILE = re.compile(r"slots-(\d{4}-W\d{2})(?:-([A-Z]{2}))?-([1-9]\d{0,5})\.ndjson")
+_SLOT_FILE = re.compile(r"slots-(\d{4}-W\d{2})-([1-9]\d{0,5})\.ndjson")
 
 
 def rules_digest(rules: RulesFile) -> str:
@@ -142,14 +142,18 @@ def _row(slot: offers.FeedSlot, digest: str, at: datetime) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class SlotFile:
+    """One Slot file: a week's slots in start order, part by part of ``per_file``.
+
+    One file per week rather than per week and state: an organisation in many
+    states would otherwise serve many small files, and a request costs more than
+    thousands of lines; ``extension.state`` still names the states a file holds."""
+
     week: str
-    state: str
     part: int  # from 1
 
     @property
     def name(self) -> str:
-        state = f"-{self.state}" if self.state else ""
-        return f"slots-{self.week}{state}-{self.part}.ndjson"
+        return f"slots-{self.week}-{self.part}.ndjson"
 
 
 def parse_file_name(name: str) -> str | SlotFile:
@@ -159,8 +163,8 @@ def parse_file_name(name: str) -> str | SlotFile:
     match = _SLOT_FILE.fullmatch(name)
     if match is None:
         raise NotFound(f"{name!r} is not a file of this feed; the manifest lists them")
-    week, state, part = match.groups()
-    return SlotFile(week, state or "", int(part))
+    week, part = match.groups()
+    return SlotFile(week, int(part))
 
 
 def parse_since(values: list[str]) -> datetime | None:
@@ -190,14 +194,17 @@ class Manifest:
     etag: str
 
 
-def slot_files(counts: list[q.FileCount], per_file: int) -> list[tuple[SlotFile, int]]:
-    """Each (week, state) split into files of at most ``per_file`` rows, with their size."""
-    out = []
+def slot_files(counts: list[q.FileCount], per_file: int) -> list[tuple[SlotFile, list[str]]]:
+    """Each week split into files of at most ``per_file`` rows, with the states of the
+    week (each part may hold fewer: a hint, never a promise)."""
+    weeks: dict[str, tuple[int, set[str]]] = {}
     for count in counts:
-        parts = max(1, -(-count.rows // per_file))
-        for part in range(1, parts + 1):
-            size = min(per_file, count.rows - (part - 1) * per_file)
-            out.append((SlotFile(count.week, count.state, part), size))
+        rows, states = weeks.get(count.week, (0, set()))
+        weeks[count.week] = (rows + count.rows, states | ({count.state} - {""}))
+    out = []
+    for week, (rows, states) in sorted(weeks.items()):
+        for part in range(1, max(1, -(-rows // per_file)) + 1):
+            out.append((SlotFile(week, part), sorted(states)))
     return out
 
 
@@ -222,10 +229,10 @@ def manifest(
         ("PractitionerRole", PRACTITIONER_ROLES),
     ):
         output.append({"type": kind, "url": f"{files_url}/{name}{query}", **hint})
-    for slot_file, _ in slot_files(q.file_counts(session, since), per_file):
+    for slot_file, states_in in slot_files(q.file_counts(session, since), per_file):
         item: dict[str, Any] = {"type": "Slot", "url": f"{files_url}/{slot_file.name}{query}"}
-        if slot_file.state:
-            item["extension"] = {"state": [slot_file.state]}
+        if states_in:
+            item["extension"] = {"state": states_in}
         output.append(item)
     body = msgspec.json.encode(
         {
@@ -313,7 +320,6 @@ def slot_lines(
     row batch from the cache (never the whole file at once)."""
     rows = q.stream_file(
         session,
-        state=slot_file.state,
         week=slot_file.week,
         offset=(slot_file.part - 1) * per_file,
         limit=per_file,

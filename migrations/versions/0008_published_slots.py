@@ -32,7 +32,7 @@ def upgrade() -> None:
         sa.Column("digest", sa.String(32), nullable=False),
         sa.Column("updated_at", UTCDateTime(), nullable=False),
     )
-    op.create_index("ix_published_slots_file", "published_slots", ["state", "week", "start", "id"])
+    op.create_index("ix_published_slots_file", "published_slots", ["week", "start", "id"])
     op.create_index("ix_published_slots_start", "published_slots", ["start"])
     op.create_index("ix_published_slots_updated", "published_slots", ["updated_at"])
     op.create_table(

@@ -185,9 +185,6 @@ def download(client: TestClient, since: str | None = None) -> tuple[dict, dict[s
         assert answer.headers["content-type"].startswith("application/fhir+ndjson")
         lines = ndjson(answer.text)
         assert all(r["resourceType"] == item["type"] for r in lines)
-        if item["type"] == "Slot" and "extension" in item:
-            states = item["extension"]["state"]
-            assert len(states) == 1  # slot files are per state
         by_type.setdefault(item["type"], []).extend(lines)
     return body, by_type
 
@@ -288,19 +285,23 @@ def test_aggregator_rebuilds_exactly_the_find_offers(api):
     )
 
 
-def test_manifest_splits_slot_files_per_week_state_and_size(engine, tmp_path):
+def test_manifest_splits_slot_files_per_week_and_size_with_state_hints(engine, tmp_path):
     load(engine, FIRST)
     with make_client(engine, tmp_path, smart_slots_per_file=5) as client:
         manifest, feed = download(client)
-        slot_urls = [o["url"] for o in manifest["output"] if o["type"] == "Slot"]
-        names = [urlsplit(u).path.rsplit("/", 1)[1] for u in slot_urls]
-        assert any(n.endswith("-MA-2.ndjson") for n in names)
-        assert {o["extension"]["state"][0] for o in manifest["output"] if o["type"] == "Slot"} == {
-            "MA",
-            "NY",
-        }
-        for url in slot_urls:
-            assert len(ndjson(client.get(local(url)).text)) <= 5
+        schedules = {s["id"]: s for s in feed["Schedule"]}
+        state_of = {loc["id"]: loc["address"]["state"] for loc in feed["Location"]}
+        slot_files = [o for o in manifest["output"] if o["type"] == "Slot"]
+        names = [urlsplit(o["url"]).path.rsplit("/", 1)[1] for o in slot_files]
+        assert any(n.endswith("-2.ndjson") for n in names), names
+        for item in slot_files:
+            lines = ndjson(client.get(local(item["url"])).text)
+            assert 0 < len(lines) <= 5
+            for slot in lines:
+                schedule = schedules[slot["schedule"]["reference"].split("/")[1]]
+                location = schedule["actor"][0]["reference"].split("/")[1]
+                assert state_of[location] in item["extension"]["state"]
+        assert {s for o in slot_files for s in o["extension"]["state"]} == {"MA", "NY"}
         assert {proposal_of(s) for s in feed["Slot"]} == find_offers(client)
 
 
@@ -335,7 +336,8 @@ def test_accept_headers_caching_and_304(api):
         (MANIFEST, {"Accept": "text/html"}, 406),
         ("/smart/files/locations.ndjson", {"Accept": "application/json"}, 406),
         ("/smart/files/slots.ndjson", {}, 404),
-        ("/smart/files/slots-2026-W99-MA-0.ndjson", {}, 404),
+        ("/smart/files/slots-2026-W50-0.ndjson", {}, 404),
+        ("/smart/files/slots-2026-W50-MA-1.ndjson", {}, 404),
         ("/smart/files/..%2F..%2Fetc%2Fpasswd", {}, 404),
         ("/smart/files/locations.ndjson?_since=nope", {}, 400),
     ],

@@ -162,13 +162,18 @@ def test_file_names_round_trip_and_files_are_split_by_size():
         "2027-W01",
         datetime(2027, 1, 4, tzinfo=UTC),
     )
-    split = slot_files([FileCount("MA", "2026-W50", 12), FileCount("", "2026-W50", 3)], 5)
-    assert [(f.name, n) for f, n in split] == [
-        ("slots-2026-W50-MA-1.ndjson", 5),
-        ("slots-2026-W50-MA-2.ndjson", 5),
-        ("slots-2026-W50-MA-3.ndjson", 2),
-        ("slots-2026-W50-1.ndjson", 3),
+    counts = [
+        FileCount("MA", "2026-W50", 9),
+        FileCount("NY", "2026-W50", 3),
+        FileCount("", "2026-W51", 3),
+    ]
+    split = slot_files(counts, 5)
+    assert [(f.name, states) for f, states in split] == [
+        ("slots-2026-W50-1.ndjson", ["MA", "NY"]),
+        ("slots-2026-W50-2.ndjson", ["MA", "NY"]),
+        ("slots-2026-W50-3.ndjson", ["MA", "NY"]),
+        ("slots-2026-W51-1.ndjson", []),
     ]
     for slot_file, _ in split:
         assert parse_file_name(slot_file.name) == slot_file
-    assert parse_file_name("slots-2026-W50-1.ndjson") == SlotFile("2026-W50", "", 1)
+    assert parse_file_name("slots-2026-W50-1.ndjson") == SlotFile("2026-W50", 1)
