@@ -7,8 +7,8 @@ how lives in :mod:`app.publish`.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
-from email.utils import format_datetime
+from datetime import datetime, timedelta
+from email.utils import format_datetime, parsedate_to_datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
@@ -120,11 +120,23 @@ FILE_DOC: dict[str, Any] = {
 }
 
 
-def _matches(if_none_match: str | None, etag: str) -> bool:
-    if not if_none_match:
+def _not_modified(request: Request, etag: str, last_modified: datetime) -> bool:
+    """``If-None-Match`` names the ETag, or (without it) ``If-Modified-Since`` is not
+    before the last refresh (RFC 9110: the ETag wins when both are sent)."""
+    if_none_match = request.headers.get("if-none-match")
+    if if_none_match:
+        tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
+        return "*" in tags or etag in tags
+    if_modified_since = request.headers.get("if-modified-since")
+    if not if_modified_since:
         return False
-    tags = {t.strip().removeprefix("W/") for t in if_none_match.split(",")}
-    return "*" in tags or etag in tags
+    try:
+        since = parsedate_to_datetime(if_modified_since)
+    except (TypeError, ValueError):
+        return False  # an unreadable date is ignored, as HTTP says
+    if since.tzinfo is None:
+        return False
+    return last_modified.replace(microsecond=0) <= since
 
 
 def router(settings: Settings) -> APIRouter:
@@ -160,7 +172,7 @@ def router(settings: Settings) -> APIRouter:
             since=since,
         )
         sent = headers(found.etag, state)
-        if _matches(request.headers.get("if-none-match"), found.etag):
+        if _not_modified(request, found.etag, state.refreshed_at):
             return Response(status_code=304, headers=sent)
         return Response(found.body, media_type="application/json", headers=sent)
 
@@ -174,7 +186,7 @@ def router(settings: Settings) -> APIRouter:
         etag = f'"{state.generation}-{int(state.refreshed_at.timestamp() * 1000)}-{name}'
         etag += f'-{since.timestamp()}"' if since is not None else '"'
         sent = headers(etag, state)
-        if _matches(request.headers.get("if-none-match"), etag):
+        if _not_modified(request, etag, state.refreshed_at):
             return Response(status_code=304, headers=sent)
         if isinstance(wanted, str):
             body = feed.small_file(publisher.directory(session, state), wanted)

@@ -324,6 +324,15 @@ def test_accept_headers_caching_and_304(api):
         assert api.get(file_url, headers={"Accept": accept}).content == bare.content
     cached = api.get(file_url, headers={"If-None-Match": bare.headers["etag"]})
     assert cached.status_code == 304
+    since = {"If-Modified-Since": plain.headers["last-modified"]}
+    assert api.get(MANIFEST, headers=since).status_code == 304
+    assert api.get(file_url, headers=since).status_code == 304
+    earlier = {"If-Modified-Since": "Mon, 01 Jan 2024 00:00:00 GMT"}
+    assert api.get(MANIFEST, headers=earlier).status_code == 200
+    assert api.get(MANIFEST, headers={"If-Modified-Since": "garbage"}).status_code == 200
+    # the ETag wins over the date
+    both = {**since, "If-None-Match": '"other"'}
+    assert api.get(MANIFEST, headers=both).status_code == 200
 
 
 @pytest.mark.parametrize(
