@@ -318,18 +318,18 @@ def slot_lines(
 ) -> Iterator[bytes]:
     """One Slot file's NDJSON, in chunks of about ``batch_bytes``, read row batch by
     row batch from the cache (never the whole file at once)."""
-    rows = q.stream_file(
+    rows = q.stream_lines(
         session,
         week=slot_file.week,
         offset=(slot_file.part - 1) * per_file,
         limit=per_file,
         since=since,
+        free=lines.free,
+        busy=lines.busy,
     )
     buffer: list[str] = []
     size = 0
-    line = lines.line
-    for row in rows:
-        text = line(*row)
+    for text in rows:
         buffer.append(text)
         size += len(text)
         if size >= batch_bytes:

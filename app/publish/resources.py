@@ -27,7 +27,7 @@ SERVICE_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/service-type"
 _ID = re.compile(r"[A-Za-z0-9.\-]{1,64}")
 _STATE = re.compile(r"[A-Z]{2}")
 _POSTAL = re.compile(r"\d{5}(-\d{4})?")
-_URL_SAFE = re.compile(r"[A-Za-z0-9_.~-]*")  # base64url tokens need no quoting
+_URL_SAFE = re.compile(r"[A-Za-z0-9_-]*")  # base64url: safe in a URL and in JSON
 
 
 def instant(value: datetime) -> str:
@@ -197,17 +197,61 @@ def _concept(code: str, display: str | None = None) -> dict[str, Any]:
     return {"coding": [coding]}
 
 
+# A Slot line as text pieces and the fields of its feed row between them: a 1-tuple
+# names a ``published_slots`` column (times spelled as instants). The database builds
+# the lines from them when a file streams (:func:`app.cache.publish_queries.
+# stream_lines`); :meth:`SlotLines.line` renders the same pieces in Python.
+Segment = str | tuple[str]
+ROW_FIELDS = ("id", "schedule", "start", "end", "status", "proposal_id", "updated_at")
+
+
 class SlotLines:
-    """Slot NDJSON lines from feed rows, as fast as a million lines a download needs:
-    everything but the row's values is encoded once."""
+    """The text of Slot NDJSON lines for one configuration (booking link and phone):
+    everything but the row's values is encoded once.
+
+    Feed ids are ``[A-Za-z0-9.-]`` and proposal ids base64url, so both go into the
+    JSON and the link as they are."""
 
     def __init__(self, contact: Contact):
-        self._link = contact.booking_link
-        self._phone_ext = (
-            msgspec.json.encode({"url": BOOKING_PHONE, "valueString": contact.phone}).decode()
-            if contact.phone
-            else None
-        )
+        extensions: list[list[Segment]] = []
+        if contact.booking_link:
+            link = msgspec.json.encode(contact.booking_link).decode()
+            pieces: list[Segment] = [f'{{"url":"{BOOKING_DEEP_LINK}","valueUrl":']
+            for part in re.split(r"(\{slot_id\}|\{proposal_id\})", link):
+                if part == "{slot_id}":
+                    pieces.append(("id",))
+                elif part == "{proposal_id}":
+                    pieces.append(("proposal_id",))
+                elif part:
+                    pieces.append(part)
+            pieces.append("}")
+            extensions.append(pieces)
+        if contact.phone:
+            phone = {"url": BOOKING_PHONE, "valueString": contact.phone}
+            extensions.append([msgspec.json.encode(phone).decode()])
+        free_extension: list[Segment] = []
+        if extensions:
+            free_extension.append(',"extension":[')
+            for n, pieces in enumerate(extensions):
+                free_extension += ([","] if n else []) + pieces
+            free_extension.append("]")
+        head: list[Segment] = [
+            '{"resourceType":"Slot","id":"',
+            ("id",),
+            '","meta":{"lastUpdated":"',
+            ("updated_at",),
+            '"},"schedule":{"reference":"Schedule/',
+            ("schedule",),
+            '"},"status":"',
+            ("status",),
+            '","start":"',
+            ("start",),
+            '","end":"',
+            ("end",),
+            '"',
+        ]
+        self.free: tuple[Segment, ...] = tuple(_merged([*head, *free_extension, "}\n"]))
+        self.busy: tuple[Segment, ...] = tuple(_merged([*head, "}\n"]))
 
     def line(
         self,
@@ -219,23 +263,21 @@ class SlotLines:
         proposal_id: str,
         updated_at: str,
     ) -> str:
-        """One line; times are instants already (:func:`instant`, or the database's
-        spelling of it)."""
-        extensions = []
-        if status == "free":
-            if self._link:
-                token = (
-                    proposal_id if _URL_SAFE.fullmatch(proposal_id) else quote(proposal_id, safe="")
-                )
-                url = self._link.replace("{slot_id}", feed_id).replace("{proposal_id}", token)
-                link = msgspec.json.encode(url).decode()
-                extensions.append(f'{{"url":"{BOOKING_DEEP_LINK}","valueUrl":{link}}}')
-            if self._phone_ext:
-                extensions.append(self._phone_ext)
-        extension = f',"extension":[{",".join(extensions)}]' if extensions else ""
-        return (
-            f'{{"resourceType":"Slot","id":"{feed_id}",'
-            f'"meta":{{"lastUpdated":"{updated_at}"}},'
-            f'"schedule":{{"reference":"Schedule/{schedule}"}},"status":"{status}",'
-            f'"start":"{start}","end":"{end}"{extension}}}\n'
-        )
+        """One line; times are instants already (:func:`instant`)."""
+        row = (feed_id, schedule, start, end, status, proposal_id, updated_at)
+        values = dict(zip(ROW_FIELDS, row, strict=True))
+        if not _URL_SAFE.fullmatch(proposal_id) or not _ID.fullmatch(feed_id):
+            raise ValueError("feed ids and proposal ids go into lines unescaped")
+        segments = self.free if status == "free" else self.busy
+        return "".join(s if isinstance(s, str) else values[s[0]] for s in segments)
+
+
+def _merged(segments: list[Segment]) -> list[Segment]:
+    """Adjacent text pieces joined (fewer concatenations for the database)."""
+    out: list[Segment] = []
+    for segment in segments:
+        if isinstance(segment, str) and out and isinstance(out[-1], str):
+            out[-1] += segment
+        else:
+            out.append(segment)
+    return out

@@ -132,7 +132,7 @@ def test_slot_lines_are_r4_json_with_the_example_extensions():
     start = resources.instant(datetime(2026, 12, 7, 14, tzinfo=UTC))
     end = resources.instant(datetime(2026, 12, 7, 14, 15, tzinfo=UTC))
     now = resources.instant(NOW)
-    free = json.loads(lines.line("o1", "sch-1.office-visit", start, end, "free", "AQ+/=", now))
+    free = json.loads(lines.line("o1", "sch-1.office-visit", start, end, "free", "AQ-_9z", now))
     r4_model("Slot").model_validate(free)
     example = example_lines("slots-2021-W09.ndjson")[0]
     assert set(example) <= set(free)
@@ -141,13 +141,20 @@ def test_slot_lines_are_r4_json_with_the_example_extensions():
         resources.BOOKING_PHONE,
     ]
     assert free["extension"][0]["valueUrl"] == (
-        "https://app.example.org/book?slot=o1&appointment=AQ%2B%2F%3D"
+        "https://app.example.org/book?slot=o1&appointment=AQ-_9z"
     )
     for stamp in (free["start"], free["end"], free["meta"]["lastUpdated"]):
         assert TIMESTAMP.fullmatch(stamp)
     busy = json.loads(lines.line("o1", "s", start, end, "busy", "x", now))
     r4_model("Slot").model_validate(busy)
     assert "extension" not in busy and busy["status"] == "busy"
+
+
+def test_ids_that_would_need_escaping_are_refused():
+    lines = resources.SlotLines(CONTACT)
+    stamp = resources.instant(NOW)
+    with pytest.raises(ValueError):
+        lines.line("o1", "s", stamp, stamp, "free", 'a"b', stamp)
 
 
 def test_without_link_or_phone_a_slot_has_no_extension():
