@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session
 
+from app.cache.publish_queries import PublishState
 from app.errors import SlotsyncError
 from app.publish import feed
 from app.publish.feed import Sources
@@ -104,7 +105,7 @@ MANIFEST_DOC: dict[str, Any] = {
             "description": "the $bulk-publish manifest",
             "content": {"application/json": {"schema": {"type": "object"}}},
         },
-        304: {"description": "not modified (If-None-Match)"},
+        304: {"description": "not modified (If-None-Match or If-Modified-Since)"},
     },
     "openapi_extra": {"parameters": [SINCE]},
 }
@@ -114,7 +115,7 @@ FILE_DOC: dict[str, Any] = {
             "description": "NDJSON, one FHIR R4 resource a line",
             "content": {NDJSON: {"schema": {"type": "string"}}},
         },
-        304: {"description": "not modified (If-None-Match)"},
+        304: {"description": "not modified (If-None-Match or If-Modified-Since)"},
     },
     "openapi_extra": {"parameters": [SINCE]},
 }
@@ -147,15 +148,14 @@ def router(settings: Settings) -> APIRouter:
     routes = APIRouter(dependencies=dependencies, tags=["smart"])
     max_age = settings.smart_max_age_seconds
 
-    def headers(etag: str, publisher_state: Any) -> dict[str, str]:
+    base_url = settings.public_base_url.rstrip("/")
+
+    def headers(etag: str, state: PublishState) -> dict[str, str]:
         return {
             "Cache-Control": f"max-age={max_age}",
             "ETag": etag,
-            "Last-Modified": format_datetime(publisher_state.refreshed_at, usegmt=True),
+            "Last-Modified": format_datetime(state.refreshed_at, usegmt=True),
         }
-
-    def base(request: Request) -> str:
-        return settings.public_base_url.rstrip("/")
 
     @routes.get(manifest_path, summary="SMART Scheduling Links manifest", **MANIFEST_DOC)
     def bulk_publish(request: Request, session: AutocommitSessionDep) -> Response:
@@ -167,8 +167,8 @@ def router(settings: Settings) -> APIRouter:
         found = publisher.manifest(
             session,
             state,
-            request_url=f"{base(request)}{manifest_path}{query}",
-            files_url=f"{base(request)}{files_path}",
+            request_url=f"{base_url}{manifest_path}{query}",
+            files_url=f"{base_url}{files_path}",
             since=since,
         )
         sent = headers(found.etag, state)
