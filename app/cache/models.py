@@ -358,4 +358,7 @@ class PublishStateRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     generation: Mapped[int] = mapped_column(BigInteger, nullable=False)  # cache generation
     rules: Mapped[str] = mapped_column(String(64), nullable=False)  # digest of the rules
+    # claims (holds, bookings through slotsync) as last seen: they change $find's offers
+    # without moving the cache generation
+    claims: Mapped[str] = mapped_column(String(64), nullable=False, default="")
     refreshed_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)

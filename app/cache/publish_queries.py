@@ -17,7 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from .models import PublishedSlotRow, PublishStateRow
+from .models import PublishedSlotRow, PublishStateRow, SlotClaimRow
 
 MAX_PARAMETERS = 30_000  # below both SQLite's (32,766) and PostgreSQL's (65,535) limits
 STREAM_BATCH = 5_000  # lines fetched per round trip while a file streams (~3 MB)
@@ -55,6 +55,7 @@ class PublishState:
     generation: int
     rules: str
     refreshed_at: datetime
+    claims: str = ""  # :func:`claims_version` as of the refresh
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,12 +71,15 @@ def read_state(session: Session, *, lock: bool = False) -> PublishState | None:
     """The feed's state; ``lock``: row-locked until the transaction ends (PostgreSQL),
     so that two API processes never refresh the feed at once."""
     stmt = select(
-        PublishStateRow.generation, PublishStateRow.rules, PublishStateRow.refreshed_at
+        PublishStateRow.generation,
+        PublishStateRow.rules,
+        PublishStateRow.refreshed_at,
+        PublishStateRow.claims,
     ).where(PublishStateRow.id == 1)
     if lock:
         stmt = stmt.with_for_update()
     row = session.execute(stmt).first()
-    return None if row is None else PublishState(int(row[0]), row[1], row[2])
+    return None if row is None else PublishState(int(row[0]), row[1], row[2], row[3])
 
 
 def save_state(session: Session, state: PublishState) -> None:
@@ -83,9 +87,16 @@ def save_state(session: Session, state: PublishState) -> None:
         "generation": state.generation,
         "rules": state.rules,
         "refreshed_at": state.refreshed_at,
+        "claims": state.claims,
     }
     stmt = _insert(session, PublishStateRow.__table__).values(id=1, **values)
     session.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=values))
+
+
+def claims_version(session: Session) -> str:
+    """Changes whenever a slot is claimed or a claim is released (count and newest)."""
+    count, newest = session.execute(select(func.count(), func.max(SlotClaimRow.created_at))).one()
+    return f"{count}|{newest.isoformat() if newest else ''}"
 
 
 def digests_between(session: Session, start: datetime, end: datetime) -> dict[str, tuple[str, str]]:

@@ -5,8 +5,9 @@ publish_queries`): a refresh works out every offer (:mod:`app.publish.offers`),
 writes the rows whose offer is new or changed, and turns busy the rows of offers
 no longer made. Files then stream from those rows; ``_since`` selects the rows a
 refresh changed after that time (busy ones included, so an incremental reader
-learns what went). A refresh is due when the cache generation or the rules moved,
-or ``max_age`` passed (offers also age out: lead time, horizon).
+learns what went). A refresh is due when the cache generation, the claims (holds
+and bookings through slotsync) or the rules moved, or ``max_age`` passed (offers
+also age out: lead time, horizon, expired holds).
 
 Location, Schedule and PractitionerRole files are small (one line per site,
 schedule and visit type, practitioner) and are always served whole, also with
@@ -59,12 +60,18 @@ class Sources:
 
 
 def is_due(
-    state: q.PublishState | None, generation: int, rules: str, now: datetime, max_age: timedelta
+    state: q.PublishState | None,
+    generation: int,
+    rules: str,
+    claims: str,
+    now: datetime,
+    max_age: timedelta,
 ) -> bool:
     return (
         state is None
         or state.generation != generation
         or state.rules != rules
+        or state.claims != claims
         or now - state.refreshed_at >= max_age
     )
 
@@ -81,9 +88,11 @@ def refresh(
     """Bring the published slots up to the cache and rules as of ``now`` (one
     transaction, the state row locked: concurrent refreshers wait, then find it done)."""
     state = q.read_state(session, lock=True)
+    # read before the offers, like the slot index reads the generation before the slots
     generation = repo.cache_generation(session)
+    claims = q.claims_version(session)
     digest = rules_digest(sources.rules)
-    if not force and not is_due(state, generation, digest, now, max_age):
+    if not force and not is_due(state, generation, digest, claims, now, max_age):
         assert state is not None
         return state
     # whole milliseconds, as transactionTime shows it: a client's _since is then exact;
@@ -112,7 +121,7 @@ def refresh(
         q.mark_busy(session, [sid for sid, (_, status) in held.items() if status == "free"], at)
     q.mark_busy_outside(session, first, last, at)
     q.purge_busy(session, at - busy_retention)
-    new_state = q.PublishState(generation, digest, at)
+    new_state = q.PublishState(generation, digest, at, claims)
     q.save_state(session, new_state)
     return new_state
 

@@ -72,7 +72,7 @@ class Publisher:
 
     def current(self, session: Session) -> q.PublishState:
         """The published state to answer from; starts a refresh when one is due. Cheap
-        (two one-row reads): every manifest and file request asks."""
+        (three one-row reads): every manifest and file request asks."""
         state = q.read_state(session)
         if state is None:
             return self.refresh_now()
@@ -80,6 +80,7 @@ class Publisher:
             state,
             repo.cache_generation(session),
             self._digest(self._rules()),
+            q.claims_version(session),
             self._clock(),
             self.options.max_age,
         )

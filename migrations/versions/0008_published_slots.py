@@ -40,6 +40,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), primary_key=True),
         sa.Column("generation", sa.BigInteger(), nullable=False),
         sa.Column("rules", sa.String(64), nullable=False),
+        sa.Column("claims", sa.String(64), nullable=False, server_default=""),
         sa.Column("refreshed_at", UTCDateTime(), nullable=False),
     )
 

@@ -16,6 +16,8 @@ from fastapi.testclient import TestClient
 from fhir.resources.R4B import get_fhir_model_class as r4_model
 
 from app.api.main import create_app
+from app.cache import claims
+from app.cache.db import transaction
 from app.domain import VISIT_TYPE_SYSTEM, Slot
 from app.ehr.client import EhrClient, RetryPolicy
 from app.settings import DEMO_API_KEY, Settings
@@ -436,3 +438,34 @@ def test_configured_path(engine, tmp_path):
         urls = [o["url"] for o in answer.json()["output"]]
         assert all(u.startswith(f"{BASE_URL}/pub/vaccines/files/") for u in urls)
         assert client.get(MANIFEST).status_code == 404
+
+
+def test_a_slot_claimed_through_slotsync_leaves_the_feed_at_the_next_request(engine, tmp_path):
+    load(engine, FIRST)
+    with make_client(engine, tmp_path) as client:
+        settle(client)
+        first, before = download(client)
+        held = next(s for s in FIRST if s.id == "sch-1-d8-2")
+        now = datetime.now(UTC)
+        with transaction(engine) as session:
+            claims.insert_claims(
+                session,
+                [held],
+                claim_id="c1",
+                kind="held",
+                expires_at=now + timedelta(hours=1),
+                now=now,
+            )
+        client.get(MANIFEST)  # sees the claim: refreshes in the background
+        publisher(client).wait()
+        _, changed = download(client, since=first["transactionTime"])
+        gone = {s["id"] for s in changed["Slot"] if s["status"] == "busy"}
+        assert gone, "the offers on the held slot turned busy"
+        for slot in before["Slot"]:
+            start = datetime.fromisoformat(slot["start"])
+            end = datetime.fromisoformat(slot["end"])
+            overlaps = start < held.end and held.start < end
+            assert (slot["id"] in gone) == overlaps, slot
+        _, full = download(client)
+        free = {proposal_of(s) for s in full["Slot"] if s["status"] == "free"}
+        assert free == find_offers(client)
