@@ -26,6 +26,7 @@ from rules.schema import RulesFile
 
 from .auth import require_scopes
 from .deps import AutocommitSessionDep
+from .responses import outcome_response
 
 SLOT_READ = "system/Slot.read"
 NDJSON = "application/fhir+ndjson"
@@ -140,6 +141,18 @@ def _not_modified(request: Request, etag: str, last_modified: datetime) -> bool:
     return last_modified.replace(microsecond=0) <= since
 
 
+def _not_ready(request: Request) -> Response:
+    """503 with Retry-After while a deployment's first refresh is still working."""
+    return outcome_response(
+        503,
+        "transient",
+        "the feed is being worked out for the first time; retry shortly",
+        request_id=getattr(request.state, "request_id", None),
+        severity="error",
+        headers={"Retry-After": "30"},
+    )
+
+
 def router(settings: Settings) -> APIRouter:
     """The feed's routes at ``SLOTSYNC_SMART_PATH``, public or behind system/Slot.read."""
     manifest_path = settings.smart_path
@@ -163,6 +176,8 @@ def router(settings: Settings) -> APIRouter:
         since = feed.parse_since(request.query_params.getlist("_since"))
         publisher = _publisher(request)
         state = publisher.current(session)
+        if state is None:
+            return _not_ready(request)
         query = f"?{request.url.query}" if request.url.query else ""
         found = publisher.manifest(
             session,
@@ -183,6 +198,8 @@ def router(settings: Settings) -> APIRouter:
         wanted = feed.parse_file_name(name)
         publisher = _publisher(request)
         state = publisher.current(session)
+        if state is None:
+            return _not_ready(request)
         etag = f'"{state.generation}-{int(state.refreshed_at.timestamp() * 1000)}-{name}'
         etag += f'-{since.timestamp()}"' if since is not None else '"'
         sent = headers(etag, state)

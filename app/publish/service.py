@@ -70,12 +70,16 @@ class Publisher:
                 force=force,
             )
 
-    def current(self, session: Session) -> q.PublishState:
+    def current(self, session: Session, *, first_wait: float = 10.0) -> q.PublishState | None:
         """The published state to answer from; starts a refresh when one is due. Cheap
-        (three one-row reads): every manifest and file request asks."""
+        (three one-row reads): every manifest and file request asks. Before the first
+        refresh ever, waits up to ``first_wait`` seconds for it (a million slots take
+        about a minute); None when it is not done by then."""
         state = q.read_state(session)
         if state is None:
-            return self.refresh_now()
+            self._start_background()
+            self.wait(first_wait)
+            return q.read_state(session)
         due = feed.is_due(
             state,
             repo.cache_generation(session),
@@ -109,11 +113,11 @@ class Publisher:
             self._thread = threading.Thread(target=run, name="smart-feed-refresh", daemon=True)
             self._thread.start()
 
-    def wait(self) -> None:
-        """Wait for a background refresh (tests, benchmarks)."""
+    def wait(self, timeout: float | None = None) -> None:
+        """Wait for a background refresh (at most ``timeout`` seconds)."""
         thread = self._thread
         if thread is not None:
-            thread.join()
+            thread.join(timeout)
 
     def manifest(
         self,

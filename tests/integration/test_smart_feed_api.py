@@ -4,6 +4,7 @@ over a cache loaded from a scripted EHR, on both backends."""
 from __future__ import annotations
 
 import json
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -20,6 +21,7 @@ from app.cache import claims
 from app.cache.db import transaction
 from app.domain import VISIT_TYPE_SYSTEM, Slot
 from app.ehr.client import EhrClient, RetryPolicy
+from app.publish import service
 from app.settings import DEMO_API_KEY, Settings
 from app.sync.load import load_window
 from tests.factories import T0, bundle, practitioner_json, schedule_json, slot_json
@@ -469,3 +471,25 @@ def test_a_slot_claimed_through_slotsync_leaves_the_feed_at_the_next_request(eng
         _, full = download(client)
         free = {proposal_of(s) for s in full["Slot"] if s["status"] == "free"}
         assert free == find_offers(client)
+
+
+def test_before_the_first_refresh_is_done_the_feed_asks_to_retry(engine, tmp_path, monkeypatch):
+    load(engine, FIRST)
+    release = threading.Event()
+    real_refresh = service.feed.refresh
+
+    def slow_refresh(*args, **kwargs):
+        release.wait(10)
+        return real_refresh(*args, **kwargs)
+
+    monkeypatch.setattr(service.feed, "refresh", slow_refresh)
+    monkeypatch.setattr(service.Publisher.current, "__kwdefaults__", {"first_wait": 0.2})
+    with make_client(engine, tmp_path) as client:
+        for path in (MANIFEST, "/smart/files/locations.ndjson"):
+            early = client.get(path)
+            assert early.status_code == 503
+            assert early.headers["retry-after"] == "30"
+            assert_operation_outcome(early.json())
+        release.set()
+        publisher(client).wait()
+        assert client.get(MANIFEST).status_code == 200
