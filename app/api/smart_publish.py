@@ -178,6 +178,9 @@ def router(settings: Settings) -> APIRouter:
         state = publisher.current(session)
         if state is None:
             return _not_ready(request)
+        if since is not None and since < state.refreshed_at - publisher.options.busy_retention:
+            # busy rows older than that are forgotten: only a full download is right
+            since = None
         query = f"?{request.url.query}" if request.url.query else ""
         found = publisher.manifest(
             session,

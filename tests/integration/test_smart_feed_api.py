@@ -412,9 +412,18 @@ def test_incremental_files_bring_a_copy_to_the_full_download(engine, tmp_path):
         free = {proposal_of(s) for s in full["Slot"] if s["status"] == "free"}
         assert free == find_offers(client)
 
+        # a _since older than the busy slots are kept for gets the full feed
+        stale, _ = download(client, since="2020-01-01T00:00:00Z")
+        assert not any("_since" in o["url"] for o in stale["output"])
+        assert stale["output"] == manifest_full(client)["output"]
+
         # nothing changed since the last manifest: no Slot files
         quiet, _ = download(client, since=manifest["transactionTime"])
         assert [o for o in quiet["output"] if o["type"] == "Slot"] == []
+
+
+def manifest_full(client: TestClient) -> dict:
+    return client.get(MANIFEST).json()
 
 
 def test_token_protected_feed(engine, tmp_path):
