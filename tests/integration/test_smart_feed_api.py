@@ -226,6 +226,28 @@ def example_keys(name: str) -> set[str]:
     return set().union(*(json.loads(line).keys() for line in lines))
 
 
+def assert_shape(example: object, ours: object, where: str = "") -> None:
+    """``ours`` has the JSON shape of the spec's ``example`` wherever both have a field:
+    the same kinds of values (object, array, string, number), recursively; arrays of
+    objects by the fields their items share (extensions by their ``url``)."""
+    kinds = {dict: "object", list: "array", str: "string", int: "number", float: "number"}
+    assert kinds[type(ours)] == kinds[type(example)], f"{where}: {ours!r} vs {example!r}"
+    if isinstance(example, dict):
+        assert isinstance(ours, dict)
+        for key in example.keys() & ours.keys():
+            assert_shape(example[key], ours[key], f"{where}.{key}")
+    elif isinstance(example, list) and example and ours:
+        assert isinstance(ours, list)
+        if all(isinstance(e, dict) and "url" in e for e in example):
+            theirs = {e["url"]: e for e in example}
+            for item in ours:
+                if item["url"] in theirs:
+                    assert_shape(theirs[item["url"]], item, f"{where}[{item['url']}]")
+        else:
+            for item in ours:
+                assert_shape(example[0], item, f"{where}[]")
+
+
 def proposal_of(slot: dict) -> str:
     links = [e["valueUrl"] for e in slot.get("extension", ()) if e["url"].endswith("deep-link")]
     assert len(links) == 1
@@ -236,6 +258,7 @@ def test_aggregator_rebuilds_exactly_the_find_offers(api):
     manifest, feed = download(api)
     spec_manifest = json.loads((EXAMPLES / "bulk-publish.json").read_text())
     assert set(manifest) == set(spec_manifest)
+    assert_shape(spec_manifest, manifest, "manifest")
     assert manifest["request"] == f"{BASE_URL}{MANIFEST}"
     assert manifest["transactionTime"].endswith("Z")
 
@@ -249,6 +272,14 @@ def test_aggregator_rebuilds_exactly_the_find_offers(api):
     assert example_keys("locations.ndjson") - set(feed["Location"][0]) <= set()
     assert example_keys("schedules.ndjson") - set(feed["Schedule"][0]) <= {"extension"}
     assert example_keys("slots-2021-W09.ndjson") <= set(feed["Slot"][0])
+    for name, kind in (
+        ("locations.ndjson", "Location"),
+        ("schedules.ndjson", "Schedule"),
+        ("slots-2021-W09.ndjson", "Slot"),
+    ):
+        example = json.loads((EXAMPLES / name).read_text().splitlines()[0])
+        for resource in feed[kind]:
+            assert_shape(example, resource, kind)
     ma = next(loc for loc in feed["Location"] if loc["id"] == "clinic-ma")
     assert ma["address"] == {
         "line": ["1 Main St"],
