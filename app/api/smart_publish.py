@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 from sqlalchemy.orm import Session
 
+from app.cache.catalog import read_catalog
 from app.cache.publish_queries import PublishState
 from app.errors import SlotsyncError
 from app.publish import feed
@@ -61,7 +62,7 @@ def _publisher(request: Request) -> Publisher:
             state.rules_store.reload_if_changed()
             return Sources(
                 rules=state.rules_store.current,
-                catalog=state.catalog.get(session),
+                catalog=read_catalog(session),
                 slot_index=state.slot_index,
                 memo=state.offer_memo,
                 sign=state.sign_proposal,

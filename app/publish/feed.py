@@ -50,7 +50,9 @@ def rules_digest(rules: RulesFile) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Sources:
-    """What a refresh reads offers from (the API's shared in-process caches)."""
+    """What a refresh reads offers from: the rules, the catalog as the database has it
+    (not a cached one: a refresh files what it read under the generation), and the
+    API's slot index, offer memo and signer."""
 
     rules: RulesFile
     catalog: Catalog
@@ -78,7 +80,7 @@ def is_due(
 
 def refresh(
     session: Session,
-    sources: Sources,
+    sources: Callable[[Session], Sources],
     *,
     now: datetime,
     max_age: timedelta,
@@ -91,7 +93,8 @@ def refresh(
     # read before the offers, like the slot index reads the generation before the slots
     generation = repo.cache_generation(session)
     claims = q.claims_version(session)
-    digest = rules_digest(sources.rules)
+    read = sources(session)  # after the generation: never older than what it is filed under
+    digest = rules_digest(read.rules)
     if not force and not is_due(state, generation, digest, claims, now, max_age):
         assert state is not None
         return state
@@ -100,14 +103,14 @@ def refresh(
     at = now.replace(microsecond=now.microsecond // 1000 * 1000)
     if state is not None and at <= state.refreshed_at:
         at = state.refreshed_at + timedelta(milliseconds=1)
-    first, last = offers.horizon(sources.rules, now)
+    first, last = offers.horizon(read.rules, now)
     weeks = offers.weekly_offers(
         session,
-        rules=sources.rules,
-        catalog=sources.catalog,
-        slot_index=sources.slot_index,
-        memo=sources.memo,
-        sign=sources.sign,
+        rules=read.rules,
+        catalog=read.catalog,
+        slot_index=read.slot_index,
+        memo=read.memo,
+        sign=read.sign,
         now=now,
     )
     for start, end, found in weeks:

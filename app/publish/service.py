@@ -63,7 +63,7 @@ class Publisher:
         with transaction(self._engine) as session:
             return feed.refresh(
                 session,
-                self._sources(session),
+                self._sources,
                 now=self._clock(),
                 max_age=self.options.max_age,
                 busy_retention=self.options.busy_retention,
