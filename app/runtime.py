@@ -19,19 +19,21 @@ import redis
 from celery import Celery
 from sqlalchemy import Engine
 
-from app.availability.catalog import CatalogCache
+from app.availability.catalog import CatalogCache, read_catalog
 from app.availability.finder import Finder
 from app.availability.patients import PatientLookup
 from app.availability.service import MAX_SLOT_LENGTH
 from app.availability.slot_index import SlotIndex
 from app.booking.context import BookingContext
-from app.cache.db import make_engine
+from app.cache.db import Session, make_engine
 from app.core.recent import Recent
 from app.ehr.auth import BearerAuth, SmartBackendAuth
 from app.ehr.client import EhrClient
 from app.ehr.gateway import EhrGateway
 from app.ehr.transport import RetryPolicy
 from app.fhir.versions import FhirVersion
+from app.publish.feed import Sources as FeedSources
+from app.publish.service import Publisher, options_from
 from app.settings import Settings, get_settings
 from app.sync.broker import BrokerDispatcher, producer
 from app.sync.capabilities import current_booking_path
@@ -176,6 +178,7 @@ class ApiServices:
     coordinator: Coordinator
     dispatcher: Dispatcher
     ehr_client: EhrClient
+    publisher: Publisher
 
     def close(self) -> None:
         self.dispatcher.shutdown()
@@ -217,6 +220,18 @@ def api_services(settings: Settings) -> ApiServices:
         settings=settings,
         refresh=partial(refresh_windows, sync_context(settings)),
     )
+
+    def feed_sources(session: Session) -> FeedSources:
+        # the catalog as the database has it: a refresh files what it read under the
+        # generation it read
+        return FeedSources(
+            rules=current_rules(),
+            catalog=read_catalog(session),
+            slot_index=finder.slot_index,
+            memo=finder.offer_memo,
+            sign=finder.sign,
+        )
+
     return ApiServices(
         settings=settings,
         engine=engine,
@@ -227,6 +242,7 @@ def api_services(settings: Settings) -> ApiServices:
         coordinator=coordinator(settings),
         dispatcher=dispatcher(settings, periodic=True),
         ehr_client=client,
+        publisher=Publisher(engine, feed_sources, current_rules, options_from(settings)),
     )
 
 

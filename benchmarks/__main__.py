@@ -1,4 +1,4 @@
-"""``python -m benchmarks {load,find,freshness,faults,all} [--out FILE]``: run, print and save.
+"""``python -m benchmarks {load,find,freshness,faults,smart-feed,all}``: run, print, save.
 
 To add a benchmark: a module with ``add_arguments(parser)`` and ``run(args) -> dict``,
 listed in :data:`BENCHMARKS` (and in :mod:`benchmarks.suite` if ``all`` should run
@@ -31,6 +31,7 @@ BENCHMARKS = {
     "first-find": "benchmarks.first_find",
     "first-find-readme": "benchmarks.first_find_readme",
     "bench-readme": "benchmarks.bench_readme",
+    "smart-feed": "benchmarks.smart_feed",
     "all": "benchmarks.suite",
 }
 

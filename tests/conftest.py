@@ -60,7 +60,8 @@ def _empty(engine: Engine, attempts: int = 5) -> None:
             with engine.begin() as conn:
                 conn.exec_driver_sql(
                     "TRUNCATE slot_claims, slots, schedule_actors, schedules, actors, sync_runs,"
-                    " sync_chunks, sync_marks, subscriptions, appointment_holds, ehr_capabilities"
+                    " sync_chunks, sync_marks, subscriptions, appointment_holds, ehr_capabilities,"
+                    " published_slots, publish_state"
                     " RESTART IDENTITY CASCADE"
                 )
             return

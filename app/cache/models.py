@@ -319,3 +319,46 @@ class AppointmentHoldRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
 
     __table_args__ = (Index("ix_appointment_holds_expires", "expires_at"),)
+
+
+class PublishedSlotRow(Base):
+    """One Slot of the SMART Scheduling Links feed (app.publish): an offer the rules
+    make, kept so that the feed streams from rows and ``_since`` can say what changed.
+
+    ``status`` turns ``busy`` when the offer is no longer made (booked, closed, rules
+    changed); such rows stay for a retention period so that incremental readers learn
+    of it. ``updated_at`` is the feed refresh that last changed the row.
+    """
+
+    __tablename__ = "published_slots"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # feed Slot id
+    schedule: Mapped[str] = mapped_column(String(64), nullable=False)  # feed Schedule id
+    state: Mapped[str] = mapped_column(String(16), nullable=False)  # "MA", "" when unknown
+    week: Mapped[str] = mapped_column(String(8), nullable=False)  # ISO week of start, "2026-W49"
+    start: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    end: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+    status: Mapped[str] = mapped_column(String(8), nullable=False)  # free | busy
+    proposal_id: Mapped[str] = mapped_column(Text, nullable=False)  # the $find appointment id
+    digest: Mapped[str] = mapped_column(String(32), nullable=False)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+    __table_args__ = (
+        Index("ix_published_slots_file", "week", "start", "id"),
+        Index("ix_published_slots_start", "start"),
+        Index("ix_published_slots_updated", "updated_at"),
+    )
+
+
+class PublishStateRow(Base):
+    """One row: what the published feed was last worked out from, and when."""
+
+    __tablename__ = "publish_state"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation: Mapped[int] = mapped_column(BigInteger, nullable=False)  # cache generation
+    rules: Mapped[str] = mapped_column(String(64), nullable=False)  # digest of the rules
+    # claims (holds, bookings through slotsync) as last seen: they change $find's offers
+    # without moving the cache generation
+    claims: Mapped[str] = mapped_column(String(64), nullable=False, default="")
+    refreshed_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)

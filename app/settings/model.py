@@ -25,6 +25,7 @@ from app.settings.defaults import (
 )
 from app.settings.ehr import EhrAccessSettings, EhrConnectionSettings
 from app.settings.observability import ObservabilitySettings
+from app.settings.publishing import PublishingSettings
 from app.settings.security import SecuritySettings
 from app.settings.sources import secret_files
 from app.settings.storage import StorageSettings, secret_text
@@ -40,6 +41,7 @@ class UnsafeSettings(SlotsyncError, RuntimeError):
 class Settings(
     ObservabilitySettings,
     SecuritySettings,
+    PublishingSettings,
     BookingSettings,
     SyncSettings,
     EhrAccessSettings,

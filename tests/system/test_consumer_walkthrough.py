@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from fhir.resources.R4B import get_fhir_model_class as get_r4_model_class
 from fhir.resources.STU3 import get_fhir_model_class
 
 from benchmarks.processes import free_port, process_env, slotsync, spawn
@@ -115,7 +116,16 @@ def test_readme_example_answers(demo: str, block: str) -> None:
         ["bash", "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    if "curl" in block:  # a FHIR answer with offers, not an error or an empty page
+    if "/smart/" in block:  # the SMART Scheduling Links feed: a manifest and NDJSON lines
+        lines = [json.loads(line) for line in done.stdout.splitlines()]
+        assert lines, "the feed answered nothing"
+        for body in lines:
+            if "transactionTime" in body:
+                assert body["output"] and body["error"] == [], done.stdout[:500]
+            else:
+                get_r4_model_class(body["resourceType"]).model_validate(body)
+                assert body["resourceType"] != "OperationOutcome", done.stdout[:500]
+    elif "curl" in block:  # a FHIR answer with offers, not an error or an empty page
         body = json.loads(done.stdout)
         get_fhir_model_class(body["resourceType"]).model_validate(body)
         assert body["resourceType"] == "Bundle" and body["total"] > 0, done.stdout[:500]
