@@ -38,7 +38,7 @@ COVERAGE_WRITE: list[Any] = [Depends(auth.require_scopes(auth.COVERAGE_WRITE))]
 )
 async def register_patient(request: Request, ctx: BookingDep) -> FhirResponse:
     """Register, or get back the EHR's existing record of this patient (200)."""
-    patient = check_patient(ctx.flavour, await json_body(request))
+    patient = check_patient(ctx.version, await json_body(request))
     result, created = await run_in_threadpool(records.register_patient, ctx, patient)
     headers = {"Location": f"{base_url(request)}/Patient/{result.get('id')}"}
     return FhirResponse(result, status_code=201 if created else 200, headers=headers)
@@ -52,7 +52,7 @@ async def register_patient(request: Request, ctx: BookingDep) -> FhirResponse:
     openapi_extra=resource_body(COVERAGE, "an Argonaut Coverage for the patient"),
 )
 async def create_coverage(request: Request, ctx: BookingDep) -> FhirResponse:
-    coverage = check_coverage(ctx.flavour, await json_body(request))
+    coverage = check_coverage(ctx.version, await json_body(request))
     result = await run_in_threadpool(records.create_coverage, ctx, coverage)
     headers = {"Location": f"{base_url(request)}/Coverage/{result.get('id')}"}
     return FhirResponse(result, status_code=201, headers=headers)
@@ -66,6 +66,6 @@ async def create_coverage(request: Request, ctx: BookingDep) -> FhirResponse:
     openapi_extra=resource_body(COVERAGE, "the Coverage in full (its id is the path's)"),
 )
 async def update_coverage(request: Request, coverage_id: str, ctx: BookingDep) -> FhirResponse:
-    coverage = check_coverage(ctx.flavour, await json_body(request), coverage_id)
+    coverage = check_coverage(ctx.version, await json_body(request), coverage_id)
     result, created = await run_in_threadpool(records.update_coverage, ctx, coverage_id, coverage)
     return FhirResponse(result, status_code=201 if created else 200)

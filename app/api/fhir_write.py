@@ -58,7 +58,7 @@ APPOINTMENT_READ: list[Any] = [Depends(auth.require_scopes(auth.APPOINTMENT_READ
 
 def _result(request: Request, ctx: BookingContext, outcome: BookingOutcome) -> FhirResponse:
     base = base_url(request)
-    body = operation_result(outcome.appointment, outcome.issues, flavour=ctx.flavour, base_url=base)
+    body = operation_result(outcome.appointment, outcome.issues, version=ctx.version, base_url=base)
     headers = {}
     rid = outcome.appointment.get("id")
     if outcome.created and rid:
@@ -79,7 +79,7 @@ def _add_operation(
 
     async def respond(request: Request, ctx: BookingContext, instance: str | None) -> FhirResponse:
         inputs = parse_operation(
-            await json_body(request), operation=name, instance_id=instance, flavour=ctx.flavour
+            await json_body(request), operation=name, instance_id=instance, version=ctx.version
         )
         return _result(request, ctx, await run_in_threadpool(run, ctx, inputs))
 

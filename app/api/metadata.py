@@ -43,7 +43,7 @@ def security(settings: Settings) -> Security:
 def metadata(request: Request, settings: SettingsDep) -> FhirResponse:
     return FhirResponse(
         capability_statement(
-            flavour=settings.ehr_fhir_version,
+            fhir=request.app.state.fhir_version,
             base_url=base_url(request),
             version=request.app.version,
             date=_STARTED,

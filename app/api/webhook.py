@@ -5,7 +5,7 @@ first (:data:`app.api.auth.WebhookDep`, constant-time; anything else is 401 and 
 no effect), then the payload is parsed (400 if malformed, nothing recorded), and
 only then is the feed recorded alive and coalesced refreshes enqueued
 (:func:`app.sync.inbox.accept_notification`).
-The Argonaut flavour sends handshakes and heartbeats as empty bodies; the
+Argonaut (STU3) EHRs send handshakes and heartbeats as empty bodies; the
 ``X-Notification-Type``/``X-Subscription-Id``/``X-Event-Number`` headers, when
 present, tell them apart and number them.
 """

@@ -31,10 +31,6 @@ class BookingContext:
     clock: Callable[[], datetime] = field(default=utcnow)
 
     @property
-    def flavour(self) -> str:
-        return self.gateway.flavour
-
-    @property
     def version(self) -> FhirVersion:
         return self.gateway.client.version
 

@@ -1,11 +1,11 @@
 """Writes to the EHR (hold, book, cancel, Patient, Coverage) and the reads that go with them.
 
-The only module that knows how each EHR flavour spells a write:
+The only module that knows how each kind of EHR spells a write:
 
 * ``stu3`` (Argonaut Scheduling): ``POST Appointment/$hold`` and ``$book`` with a
   ``Parameters`` body, answered by an avail-bundle (an ``Appointment`` answered
   ``cancelled`` is a refusal);
-* plain FHIR REST (``r4`` by default, see :mod:`app.ehr.flavour`): a hold is
+* plain FHIR REST (``r4`` by default, see :mod:`app.ehr.booking_path`): a hold is
   ``POST Appointment`` with status ``pending``, a booking ``POST Appointment`` with
   status ``booked``, booking a held appointment ``PUT Appointment/{id}`` with status
   ``booked``; the service re-checks the slots first (:meth:`slot_states`,
@@ -38,6 +38,7 @@ from app.fhir.media import FHIR_JSON
 from app.fhir.parse import next_link
 
 from . import transport
+from .booking_path import BookingPath, booking_path
 from .client import EhrClient
 from .errors import (
     EhrConflict,
@@ -51,7 +52,6 @@ from .errors import (
     EhrWriteTimeout,
     outcome_issues,
 )
-from .flavour import BookingPath, booking_path
 from .transport import Retry, RetryPolicy, http_date, retry_after_header
 
 log = logging.getLogger(__name__)
@@ -119,9 +119,8 @@ class EhrGateway:
     ) -> None:
         """``booking``: ``$hold``/``$book`` operations or plain Appointment writes, or
         a function that says which as of now (the EHR's capabilities, as last read);
-        default: :func:`app.ehr.flavour.booking_path` of the client's FHIR version."""
+        default: :func:`app.ehr.booking_path.booking_path` of the client's FHIR version."""
         self.client = client
-        self.flavour = client.fhir_version
         chosen = booking or booking_path(client.version)
         self._booking = chosen if callable(chosen) else partial(_fixed, chosen)
         self.retry = retry or client.retry

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.fhir.media import FHIR_JSON, JSON_PATCH
+from app.fhir.versions import STU3, FhirVersion
 
 IG = "http://fhir.org/guides/argonaut-scheduling"
 PATCH_FORMATS = (JSON_PATCH, FHIR_JSON)
@@ -32,9 +33,9 @@ def _param(name: str, kind: str, doc: str) -> dict[str, str]:
 
 
 def capability_statement(
-    *, flavour: str, base_url: str, version: str, date: str, security: Security
+    *, fhir: FhirVersion, base_url: str, version: str, date: str, security: Security
 ) -> dict[str, Any]:
-    stu3 = flavour == "stu3"
+    stu3 = fhir is STU3  # STU3 spells definitions and profiles as References
 
     def definition(url: str) -> Any:
         return {"reference": url} if stu3 else url
@@ -108,7 +109,7 @@ def capability_statement(
         "kind": "instance",
         "software": {"name": "slotsync", "version": version},
         "implementation": {"description": "slotsync application server", "url": base_url},
-        "fhirVersion": "3.0.1" if stu3 else "4.0.1",
+        "fhirVersion": fhir.release,
     }
     if stu3:
         statement["acceptUnknown"] = "no"

@@ -18,6 +18,7 @@ from app.core.errors import InvalidParameter
 from app.core.ids import is_fhir_id
 
 from .validate import check_resource, require_elements
+from .versions import FhirVersion
 
 _VALUE_KEYS = ("valueUri", "valueUrl", "valueString", "valueId", "valueCanonical", "valueCode")
 _ALLOWED = {
@@ -98,9 +99,11 @@ def _collect(body: Mapping[str, Any], operation: str) -> dict[str, list[Any]]:
     return out
 
 
-def check_appointment(flavour: str, resource: Any, label: str = "appt-resource") -> dict[str, Any]:
+def check_appointment(
+    version: FhirVersion, resource: Any, label: str = "appt-resource"
+) -> dict[str, Any]:
     """A client Appointment: valid FHIR, and the argo-appt elements we need to book it."""
-    check_resource(flavour, resource, "Appointment", where=label)
+    check_resource(version, resource, "Appointment", where=label)
     require_elements(resource, label, "start", "end", "participant", "participant.actor")
     return resource
 
@@ -118,7 +121,7 @@ def _participating_patients(resource: dict[str, Any] | None) -> tuple[str, ...]:
 
 
 def parse_operation(
-    body: Any, *, operation: str, instance_id: str | None, flavour: str
+    body: Any, *, operation: str, instance_id: str | None, version: FhirVersion
 ) -> OperationInput:
     """Validate and normalise the inputs of ``$hold`` (operation ``hold``) or ``$book``."""
     if not isinstance(body, dict):
@@ -147,7 +150,7 @@ def parse_operation(
             f"${operation} needs exactly one of appt-id (or Appointment/[id]/${operation}) "
             "and appt-resource"
         )
-    resource = check_appointment(flavour, resources[0]) if resources else None
+    resource = check_appointment(version, resources[0]) if resources else None
     patients = tuple(
         f"Patient/{fhir_id(v, 'Patient', 'patient-id')}" for v in inputs.get("patient-id", ())
     ) + _participating_patients(resource)

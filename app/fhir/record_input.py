@@ -7,13 +7,14 @@ from typing import Any
 from app.core.errors import InvalidParameter
 
 from .validate import check_resource, require_elements
+from .versions import FhirVersion
 
 GENDERS = frozenset({"male", "female", "other", "unknown"})
 
 
-def check_patient(flavour: str, body: Any) -> dict[str, Any]:
+def check_patient(version: FhirVersion, body: Any) -> dict[str, Any]:
     """A valid Patient with what US Core requires and enough to find an existing record."""
-    patient = check_resource(flavour, body, "Patient")
+    patient = check_resource(version, body, "Patient")
     require_elements(patient, "Patient", "name", "gender")
     if patient["gender"] not in GENDERS:
         raise InvalidParameter(
@@ -29,9 +30,11 @@ def check_patient(flavour: str, body: Any) -> dict[str, Any]:
     return patient
 
 
-def check_coverage(flavour: str, body: Any, coverage_id: str | None = None) -> dict[str, Any]:
+def check_coverage(
+    version: FhirVersion, body: Any, coverage_id: str | None = None
+) -> dict[str, Any]:
     """A valid Coverage with argo-coverage's ``status`` and ``payor``; ids must agree on PUT."""
-    coverage = check_resource(flavour, body, "Coverage")
+    coverage = check_resource(version, body, "Coverage")
     require_elements(coverage, "Coverage", "status", "payor")
     if coverage_id is not None and coverage.get("id") not in (None, coverage_id):
         raise InvalidParameter(

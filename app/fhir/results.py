@@ -1,7 +1,7 @@
 """Bundles the write side answers with: the ``$hold``/``$book`` result and searchsets.
 
 ``$hold`` and ``$book`` return their ``return`` output parameter, a Bundle
-(avail-bundle in the Argonaut flavour) holding the EHR's Appointment, plus an
+(avail-bundle where the FHIR version profiles Bundles) holding the EHR's Appointment, plus an
 OperationOutcome entry when there is something to say (the EHR's warnings, a
 read-back after a lost answer, a reschedule's cancelled appointment).
 """
@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+from .versions import FhirVersion
 
 AVAIL_BUNDLE = "http://fhir.org/guides/argonaut-scheduling/StructureDefinition/avail-bundle"
 
@@ -31,14 +33,14 @@ def operation_result(
     appointment: dict[str, Any],
     issues: Sequence[dict[str, Any]],
     *,
-    flavour: str,
+    version: FhirVersion,
     base_url: str,
 ) -> dict[str, Any]:
     entries = [_entry(base_url, appointment, "match")]
     if issues:
         entries.append(_entry(base_url, _outcome(issues), "outcome"))
     bundle: dict[str, Any] = {"resourceType": "Bundle"}
-    if flavour == "stu3":
+    if version.profiles_bundles:
         bundle["meta"] = {"profile": [AVAIL_BUNDLE]}
     bundle.update({"type": "searchset", "total": 1, "entry": entries})
     return bundle

@@ -3,11 +3,12 @@
 Writes are low-volume, so full model validation is affordable here: it turns a
 bad body into a precise 400 OperationOutcome (which element, what is wrong)
 instead of an EHR rejection we would have to translate, or a half-made booking.
-STU3 models for the Argonaut flavour, R4B (wire-compatible with R4) for ``r4``.
+The models are the FHIR version's (:attr:`app.fhir.versions.FhirVersion.models`).
 """
 
 from __future__ import annotations
 
+import importlib
 from functools import cache
 from typing import Any
 
@@ -15,16 +16,14 @@ from pydantic import ValidationError
 
 from app.core.errors import InvalidParameter
 
+from .versions import FhirVersion
+
 _MAX_PROBLEMS = 5
 
 
 @cache
-def _model(flavour: str, resource_type: str) -> Any:
-    if flavour == "stu3":
-        from fhir.resources.STU3 import get_fhir_model_class
-    else:
-        from fhir.resources.R4B import get_fhir_model_class
-    return get_fhir_model_class(resource_type)
+def _model(models: str, resource_type: str) -> Any:
+    return importlib.import_module(models).get_fhir_model_class(resource_type)
 
 
 def _location(loc: tuple[Any, ...], resource_type: str) -> str:
@@ -36,7 +35,7 @@ def _location(loc: tuple[Any, ...], resource_type: str) -> str:
 
 
 def check_resource(
-    flavour: str, resource: Any, resource_type: str, *, where: str | None = None
+    version: FhirVersion, resource: Any, resource_type: str, *, where: str | None = None
 ) -> dict[str, Any]:
     """``resource`` unchanged when it is a valid ``resource_type``; else InvalidParameter."""
     label = where or resource_type
@@ -49,7 +48,7 @@ def check_resource(
             expression=label,
         )
     try:
-        _model(flavour, resource_type).model_validate(resource)
+        _model(version.models, resource_type).model_validate(resource)
     except ValidationError as exc:
         errors = exc.errors(include_url=False)
         problems = "; ".join(
@@ -58,7 +57,7 @@ def check_resource(
         )
         more = f" (and {len(errors) - _MAX_PROBLEMS} more)" if len(errors) > _MAX_PROBLEMS else ""
         raise InvalidParameter(
-            f"{label} is not a valid FHIR {flavour.upper()} {resource_type}: {problems}{more}",
+            f"{label} is not a valid FHIR {version.name.upper()} {resource_type}: {problems}{more}",
             expression=label,
         ) from None
     return resource

@@ -39,6 +39,9 @@ class FhirVersion:
     has_prefetch: bool
     # Until the CapabilityStatement is read: does the EHR have $hold/$book?
     has_hold_and_book: bool
+    # The fhir.resources models that validate what consumers send (R4B is wire-compatible
+    # with R4).
+    models: str
     # Where the EHR keeps no $prefetch bookkeeping, a slot is taken as soon as an active
     # Appointment references it, whatever the Slot says: the sync reads Appointments too.
     slots_need_appointments: bool
@@ -76,6 +79,7 @@ STU3 = FhirVersion(
     render_appointment=to_stu3,
     profiles_bundles=True,
     has_prefetch=True,
+    models="fhir.resources.STU3",
     has_hold_and_book=True,
     slots_need_appointments=False,
 )
@@ -85,6 +89,7 @@ R4 = FhirVersion(
     render_appointment=to_r4,
     profiles_bundles=False,
     has_prefetch=False,
+    models="fhir.resources.R4B",
     has_hold_and_book=False,
     slots_need_appointments=True,
 )

@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 from app.cache.db import transaction
 from app.cache.models import EhrCapabilitiesRow
 from app.core.times import fhir_instant
+from app.ehr.booking_path import BookingPath, booking_path
 from app.ehr.errors import EhrError
-from app.ehr.flavour import BookingPath, booking_path
 from app.fhir.ehr_capabilities import EhrCapabilities, parse_capability_statement
 from app.fhir.versions import fhir_version
 from app.settings import Settings
@@ -67,7 +67,7 @@ def known_in(engine: Engine, base_url: str) -> EhrCapabilities | None:
 
 def current_booking_path(engine: Engine, settings: Settings) -> BookingPath:
     """The booking path the EHR's last read CapabilityStatement calls for (or the
-    setting that forces one); see :func:`app.ehr.flavour.booking_path`."""
+    setting that forces one); see :func:`app.ehr.booking_path.booking_path`."""
     caps = None if settings.ehr_booking != "auto" else known_in(engine, settings.ehr_base_url)
     return booking_path(fhir_version(settings.ehr_fhir_version), settings.ehr_booking, caps)
 

@@ -11,7 +11,7 @@ from app.core.occupancy import (
     taken_slot_ids,
     unavailable,
 )
-from app.ehr.flavour import booking_path
+from app.ehr.booking_path import booking_path
 from app.fhir.versions import R4, STU3
 from tests.factories import slot
 

@@ -11,6 +11,7 @@ import httpx
 import msgspec
 import pytest
 
+from app.ehr.booking_path import booking_path
 from app.ehr.client import EhrClient
 from app.ehr.errors import (
     EhrConflict,
@@ -20,7 +21,6 @@ from app.ehr.errors import (
     EhrUnavailable,
     EhrWriteTimeout,
 )
-from app.ehr.flavour import booking_path
 from app.ehr.gateway import EhrGateway
 from app.ehr.transport import RetryPolicy
 from app.fhir.ehr_capabilities import EhrCapabilities

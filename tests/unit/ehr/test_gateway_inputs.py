@@ -12,6 +12,7 @@ from app.fhir.appointment_search import parse_appointment_search
 from app.fhir.media import JSON_PATCH
 from app.fhir.operation_params import parse_operation
 from app.fhir.patch_body import parse_cancel_patch
+from app.fhir.versions import R4, STU3
 
 APPOINTMENT = {
     "resourceType": "Appointment",
@@ -41,7 +42,7 @@ def _params(*parameters: dict) -> dict:
 )
 def test_appt_id_in_any_of_its_spellings(value: dict) -> None:
     inputs = parse_operation(
-        _params({"name": "appt-id", **value}), operation="hold", instance_id=None, flavour="stu3"
+        _params({"name": "appt-id", **value}), operation="hold", instance_id=None, version=STU3
     )
     assert inputs.appt_id == "appt-1" and inputs.appt_resource is None
 
@@ -58,7 +59,7 @@ def test_book_inputs_are_normalised() -> None:
         ),
         operation="book",
         instance_id=None,
-        flavour="r4",
+        version=R4,
     )
     assert inputs.appt_resource == APPOINTMENT
     assert inputs.patient_ids == ("Patient/pat-1", "Patient/pat-2")
@@ -66,13 +67,13 @@ def test_book_inputs_are_normalised() -> None:
 
 
 def test_a_bare_appointment_is_the_appt_resource_and_the_url_id_the_appt_id() -> None:
-    bare = parse_operation(APPOINTMENT, operation="book", instance_id=None, flavour="stu3")
+    bare = parse_operation(APPOINTMENT, operation="book", instance_id=None, version=STU3)
     assert bare.appt_resource == APPOINTMENT
     instance = parse_operation(
         _params({"name": "patient-id", "valueUri": "Patient/p"}),
         operation="book",
         instance_id="appt-9",
-        flavour="stu3",
+        version=STU3,
     )
     assert instance.appt_id == "appt-9"
 
@@ -104,7 +105,7 @@ def test_a_bare_appointment_is_the_appt_resource_and_the_url_id_the_appt_id() ->
 )
 def test_bad_hold_inputs_name_the_problem(body: dict, instance: str | None, message: str) -> None:
     with pytest.raises(InvalidParameter, match=message.replace("(", r"\(").replace(")", r"\)")):
-        parse_operation(body, operation="hold", instance_id=instance, flavour="stu3")
+        parse_operation(body, operation="hold", instance_id=instance, version=STU3)
 
 
 def test_cancel_patches_in_both_formats_are_forwarded_unchanged() -> None:
