@@ -60,6 +60,12 @@ def session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+def ping(engine: Engine) -> None:
+    """A round trip to the database (raises if it is not reachable)."""
+    with engine.connect() as conn:
+        conn.exec_driver_sql("SELECT 1")
+
+
 @contextmanager
 def read_session(engine: Engine, *, autocommit: bool = False) -> Iterator[Session]:
     """A session for reads. With ``autocommit`` each statement stands alone: no BEGIN

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, text
-from sqlalchemy.orm import Session
+from sqlalchemy import Engine
 
+from app.cache.db import ping, read_session
 from app.cache.sync_health import last_complete_load
 
 log = logging.getLogger(__name__)
@@ -40,8 +40,7 @@ def guarded(name: str, check: ReadinessCheck) -> Check:
 
 def database_check(engine: Callable[[], Engine]) -> ReadinessCheck:
     def check() -> Check:
-        with engine().connect() as conn:
-            conn.execute(text("SELECT 1"))
+        ping(engine())
         return Check(True, "reachable")
 
     return check
@@ -78,7 +77,7 @@ def full_load_age_check(
 
 def full_load_check(engine: Callable[[], Engine], limit_hours: float) -> ReadinessCheck:
     def check() -> Check:
-        with Session(engine()) as session:
+        with read_session(engine()) as session:
             last = last_complete_load(session)
         return full_load_age_check(last, limit_hours)
 
