@@ -22,7 +22,6 @@ at 1M cached slots; manifest p99 <= 50 ms.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import threading
 import time
 from typing import Any
@@ -34,7 +33,8 @@ import psycopg
 from sandbox_ehr.process import start_sandbox
 
 from .find import _wait_warm, percentiles
-from .harness import free_port, slotsync, stack
+from .processes import free_port, run_slotsync
+from .stacks import stack
 
 TARGET_RSS_GROWTH_MB = 50.0
 TARGET_SLOTS_PER_SECOND = 100_000.0
@@ -110,17 +110,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             # the run must not refresh again in the middle of the download
             "SLOTSYNC_SMART_MAX_AGE_SECONDS": "86400",
         }
-        with stack(ehr_base_url=sandbox.base_url, fhir_version="stu3", extra=extra) as running:
+        with stack(
+            ehr_base_url=sandbox.base_url, fhir_version="stu3", extra=extra, api_port=port
+        ) as running:
             db_url = running.settings.effective_database_url
             t0 = time.perf_counter()
-            subprocess.run(
-                slotsync("resync"), env=running.env, check=True, capture_output=True, timeout=3600
-            )
+            run_slotsync("resync", env=running.env, timeout=3600, check=True, log_level="WARNING")
             load_seconds = time.perf_counter() - t0
             with psycopg.connect(db_url.replace("+psycopg", "")) as conn:
                 row = conn.execute("SELECT count(*) FROM slots").fetchone()
                 cached = row[0] if row else 0
-            api = running.start_api(port, workers=1)
+            api = running.start_api(workers=1)
             _wait_warm(base, 1)
             with httpx.Client(base_url=base, timeout=3600) as client:
                 t0 = time.perf_counter()
