@@ -235,6 +235,7 @@ class Renderer:
             "use": "work",
             "line": [c.line],
             "city": c.city,
+            "district": c.county,
             "state": c.state,
             "postalCode": c.postal_code,
             "country": "US",
@@ -258,9 +259,12 @@ class Renderer:
             "name": c.name,
             "mode": "instance",
             "telecom": [
-                {"system": "phone", "value": f"555-{c.postal_code[-3:]}-0100", "use": "work"}
+                {"system": "phone", "value": c.phone, "use": "work"},
+                {"system": "url", "value": c.website, "use": "work"},
+                {"system": "email", "value": c.email, "use": "work"},
             ],
             "address": self._address(c),
+            "position": {"latitude": c.latitude, "longitude": c.longitude},
             "physicalType": self._physical("bu", "Building"),
             "managingOrganization": {"reference": f"Organization/{c.organization_id}"},
         }

@@ -37,6 +37,13 @@ class Clinic:
     tz: str
     organization_id: str
     saturday: bool
+    # what a directory shows of the clinic (Location.telecom, address.district, position)
+    phone: str
+    website: str
+    email: str
+    county: str
+    latitude: float
+    longitude: float
 
     @property
     def address_terms(self) -> tuple[str, ...]:

@@ -49,7 +49,7 @@ from sandbox_ehr.model import (
     SlotArrays,
     epoch_minutes,
 )
-from sandbox_ehr.names import CITIES, FAMILY, GIVEN_F, GIVEN_M, STREETS
+from sandbox_ehr.names import CITIES, FAMILY, GIVEN_F, GIVEN_M, PLACES, STREETS
 
 # (local start minute, length) of the daily sessions.
 WEEKDAY_SESSIONS = ((8 * 60, 240), (13 * 60, 240))
@@ -57,6 +57,11 @@ SATURDAY_SESSIONS = ((9 * 60, 180),)
 LAYOUTS_PER_KIND = 16
 MAX_WORK_PROBABILITY = 0.92
 PRACTITIONERS_PER_CLINIC = 8
+# Clinic contact details and map positions come from their own seeded stream, so that
+# adding them left every other seeded draw (names, sessions, slots) as it was.
+CONTACT_STREAM = 1
+# how far (degrees) a clinic lies from its city's centre, at most
+SPREAD_DEGREES = 0.05
 
 # Specialty mix of practitioners beyond the first five of a clinic.
 _SPECIALTY_WEIGHTS = (
@@ -98,7 +103,7 @@ def _layout_kind(kind: str) -> str:
 
 
 def _build_entities(
-    rng: np.random.Generator, n_clinics: int
+    rng: np.random.Generator, contact_rng: np.random.Generator, n_clinics: int
 ) -> tuple[
     list[Organization],
     list[Clinic],
@@ -120,6 +125,8 @@ def _build_entities(
         tz = codes.TIME_ZONES[k % len(codes.TIME_ZONES)]
         city, state, zip_prefix = CITIES[tz][(k // len(codes.TIME_ZONES)) % len(CITIES[tz])]
         east = tz in ("America/New_York", "America/Chicago")
+        area_code, county, latitude, longitude = PLACES[city]
+        north, east_offset = contact_rng.uniform(-SPREAD_DEGREES, SPREAD_DEGREES, 2)
         clinic = Clinic(
             id=f"clinic-{k + 1}",
             name=f"{city} {'Family Health Center' if k % 2 == 0 else 'Medical Clinic'} {k + 1}",
@@ -130,6 +137,13 @@ def _build_entities(
             tz=tz,
             organization_id="org-1" if east else "org-2",
             saturday=k == 0 or bool(rng.random() < 0.4),
+            # 555-0100..555-0199: the numbers kept for fiction
+            phone=f"{area_code}-555-{int(contact_rng.integers(100, 200)):04d}",
+            website=f"https://www.acme-health.example/clinics/clinic-{k + 1}",
+            email=f"frontdesk.clinic-{k + 1}@acme-health.example",
+            county=county,
+            latitude=round(latitude + float(north), 6),
+            longitude=round(longitude + float(east_offset), 6),
         )
         clinics.append(clinic)
         n_pr = PRACTITIONERS_PER_CLINIC + int(rng.integers(-2, 3))
@@ -338,7 +352,7 @@ def generate(
     per_clinic = weekdays * (PRACTITIONERS_PER_CLINIC * per_weekday_pr + 6.5 * per_weekday_asset)
     n_clinics = max(2, math.ceil(size / (MAX_WORK_PROBABILITY * max(per_clinic, 1.0))))
     organizations, clinics, practitioners, rooms, devices, schedules = _build_entities(
-        rng, n_clinics
+        rng, np.random.default_rng([seed, CONTACT_STREAM]), n_clinics
     )
 
     full = 0.0

@@ -26,6 +26,8 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
 Codes = JSON().with_variant(JSONB(), "postgresql")
+# a JSON value that may be absent: None is SQL NULL, not the JSON ``null``
+OptionalJSON = JSON(none_as_null=True).with_variant(JSONB(none_as_null=True), "postgresql")
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -66,6 +68,13 @@ class ActorRow(Base):
     address: Mapped[str | None] = mapped_column(Text)
     part_of: Mapped[str | None] = mapped_column(String(200))
     timezone: Mapped[str | None] = mapped_column(String(64))
+    # a location's FHIR Address (line, city, district, state, postalCode, country), its
+    # ContactPoints (system, value, use) and Location.position (latitude, longitude)
+    postal_address: Mapped[dict[str, Any] | None] = mapped_column(OptionalJSON)
+    telecom: Mapped[list[dict[str, str]]] = mapped_column(
+        Codes, nullable=False, default=list, server_default="[]"
+    )
+    position: Mapped[dict[str, float] | None] = mapped_column(OptionalJSON)
     last_confirmed_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 

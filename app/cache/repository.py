@@ -38,6 +38,7 @@ from .rows import (
     SCHEDULE_COLUMNS,
     SLOT_COLUMNS,
     actor_from_row,
+    contact_json,
     schedule_from_row,
     slot_from_row,
 )
@@ -78,6 +79,7 @@ def upsert_actors(session: Session, actors: Iterable[Actor], confirmed_at: datet
             "address": a.address,
             "part_of": a.part_of,
             "timezone": a.timezone,
+            **contact_json(a),
             "last_confirmed_at": confirmed_at,
         }
         for a in actors

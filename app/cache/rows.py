@@ -1,15 +1,18 @@
 """Reading rows: the columns queries select and the domain objects they make.
 
-Shared by the repository, the free-slot reads and the claims overlay.
+Shared by the repository, the free-slot reads and the claims overlay. A location's
+address parts, telecom and position are JSON columns in FHIR's own field names, so
+the two directions live here side by side.
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Row
 
-from app.core.domain import Actor, Schedule, Slot
+from app.core.domain import Actor, ContactPoint, Position, PostalAddress, Schedule, Slot
 
 from .models import ActorRow, ScheduleRow, SlotRow
 
@@ -77,11 +80,24 @@ ACTOR_COLUMNS = (
     ActorRow.address,
     ActorRow.part_of,
     ActorRow.timezone,
+    ActorRow.postal_address,
+    ActorRow.telecom,
+    ActorRow.position,
 )
 # rows of the two column tuples above (schedule_from_row and actor_from_row read them
 # by name, like the ORM entities they stand in for)
 ScheduleRecord = Row[str, list[str], list[str], list[str], datetime | None, datetime | None]
-ActorRecord = Row[str, str | None, list[str], str | None, str | None, str | None]
+ActorRecord = Row[
+    str,
+    str | None,
+    list[str],
+    str | None,
+    str | None,
+    str | None,
+    dict[str, Any] | None,
+    list[dict[str, str]],
+    dict[str, float] | None,
+]
 
 
 def schedule_from_row(row: ScheduleRow | ScheduleRecord) -> Schedule:
@@ -103,4 +119,51 @@ def actor_from_row(row: ActorRow | ActorRecord) -> Actor:
         address=row.address,
         part_of=row.part_of,
         timezone=row.timezone,
+        postal_address=address_from_json(row.postal_address),
+        telecom=tuple(
+            ContactPoint(p["system"], p["value"], p.get("use")) for p in row.telecom or ()
+        ),
+        position=Position(row.position["latitude"], row.position["longitude"])
+        if row.position
+        else None,
+    )
+
+
+_ADDRESS_FIELDS = (
+    ("city", "city"),
+    ("district", "district"),
+    ("state", "state"),
+    ("postal_code", "postalCode"),
+    ("country", "country"),
+)
+
+
+def contact_json(actor: Actor) -> dict[str, Any]:
+    """The JSON columns of an actor's address parts, telecom and position."""
+    address: dict[str, Any] | None = None
+    if actor.postal_address is not None:
+        a = actor.postal_address
+        address = {"line": list(a.line)} if a.line else {}
+        address |= {key: getattr(a, name) for name, key in _ADDRESS_FIELDS if getattr(a, name)}
+    return {
+        "postal_address": address,
+        "telecom": [
+            {"system": p.system, "value": p.value} | ({"use": p.use} if p.use else {})
+            for p in actor.telecom
+        ],
+        "position": {
+            "latitude": actor.position.latitude,
+            "longitude": actor.position.longitude,
+        }
+        if actor.position
+        else None,
+    }
+
+
+def address_from_json(value: dict[str, Any] | None) -> PostalAddress | None:
+    if value is None:
+        return None
+    return PostalAddress(
+        line=tuple(value.get("line") or ()),
+        **{name: value.get(key) for name, key in _ADDRESS_FIELDS},
     )

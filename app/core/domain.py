@@ -29,6 +29,35 @@ def split_token(value: str) -> tuple[str | None, str]:
 
 
 @dataclass(frozen=True, slots=True)
+class PostalAddress:
+    """A postal address in parts, as the EHR states it (FHIR ``Address``)."""
+
+    line: tuple[str, ...] = ()
+    city: str | None = None
+    district: str | None = None  # the county
+    state: str | None = None
+    postal_code: str | None = None
+    country: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ContactPoint:
+    """One way to reach a location (FHIR ``ContactPoint``): phone, url, email, fax..."""
+
+    system: str
+    value: str
+    use: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    """Where a location is on the map (WGS84 degrees)."""
+
+    latitude: float
+    longitude: float
+
+
+@dataclass(frozen=True, slots=True)
 class Actor:
     """A schedulable or referenced resource: practitioner, location, room, device, service."""
 
@@ -38,6 +67,10 @@ class Actor:
     address: str | None = None  # free text (line, city, state, zip) for location-string search
     part_of: str | None = None  # "Location/clinic-1" for a room inside a clinic
     timezone: str | None = None  # IANA zone where the EHR states one
+    # what the EHR says of a location, for directories (the SMART Scheduling Links feed)
+    postal_address: PostalAddress | None = None
+    telecom: tuple[ContactPoint, ...] = ()
+    position: Position | None = None
 
     @property
     def resource_type(self) -> str:

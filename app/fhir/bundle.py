@@ -21,7 +21,8 @@ def outcome_issue(severity: str, code: str, diagnostics: str) -> dict[str, Any]:
 
 
 def actor_resource(actor: Actor) -> dict[str, Any]:
-    """A minimal resource for an ``_include``d participant: id, name, codes, address."""
+    """A minimal resource for an ``_include``d participant: id, name, codes, and a
+    Location's address, telecom and position."""
     rtype, rid = actor.ref.split("/", 1)
     res: dict[str, Any] = {"resourceType": rtype, "id": rid}
     codings = []
@@ -36,8 +37,19 @@ def actor_resource(actor: Actor) -> dict[str, Any]:
             res["name"] = actor.display
         if codings:
             res["type"] = {"coding": codings}
-        if actor.address:
-            res["address"] = {"text": actor.address}
+        address = _address(actor)
+        if address:
+            res["address"] = address
+        if actor.telecom:
+            res["telecom"] = [
+                {"system": p.system, "value": p.value} | ({"use": p.use} if p.use else {})
+                for p in actor.telecom
+            ]
+        if actor.position is not None:
+            res["position"] = {
+                "latitude": actor.position.latitude,
+                "longitude": actor.position.longitude,
+            }
         if actor.part_of:
             res["partOf"] = {"reference": actor.part_of}
     elif rtype == "Device":
@@ -48,6 +60,25 @@ def actor_resource(actor: Actor) -> dict[str, Any]:
     elif rtype == "HealthcareService" and actor.display:
         res["name"] = actor.display
     return res
+
+
+def _address(actor: Actor) -> dict[str, Any]:
+    """A Location's address: its text, and its parts where the EHR stated them."""
+    out: dict[str, Any] = {"text": actor.address} if actor.address else {}
+    parts = actor.postal_address
+    if parts is not None:
+        if parts.line:
+            out["line"] = list(parts.line)
+        for key, value in (
+            ("city", parts.city),
+            ("district", parts.district),
+            ("state", parts.state),
+            ("postalCode", parts.postal_code),
+            ("country", parts.country),
+        ):
+            if value:
+                out[key] = value
+    return out
 
 
 # uuid5 namespace of slotsync's proposal ids (a fixed, random UUID)

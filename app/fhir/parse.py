@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from app.core.domain import Actor, Schedule, Slot, token
+from app.core.domain import Actor, ContactPoint, Position, PostalAddress, Schedule, Slot, token
 from app.core.errors import SlotsyncError
 
 TIMEZONE_EXTENSIONS = (
@@ -139,14 +139,69 @@ def _human_name(names: Any) -> str | None:
     return None
 
 
+# A Location's address, telecom and position are for directories, not for booking: a
+# part the EHR states in an unusable form is left out rather than losing the Location.
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _postal_address(address: Any) -> PostalAddress | None:
+    """The parts of a Location's address; None when it states none (absent or text only)."""
+    if not isinstance(address, dict):
+        return None
+    lines = address.get("line")
+    parts = PostalAddress(
+        line=tuple(x for x in lines if _text(x)) if isinstance(lines, list) else (),
+        city=_text(address.get("city")),
+        district=_text(address.get("district")),
+        state=_text(address.get("state")),
+        postal_code=_text(address.get("postalCode")),
+        country=_text(address.get("country")),
+    )
+    return None if parts == PostalAddress() else parts
+
+
+def _telecom(points: Any) -> tuple[ContactPoint, ...]:
+    """The contact points in use (``use: old`` is one the EHR says no longer works)."""
+    if not isinstance(points, list):
+        return ()
+    return tuple(
+        ContactPoint(p["system"], p["value"], _text(p.get("use")))
+        for p in points
+        if isinstance(p, dict)
+        and _text(p.get("system"))
+        and _text(p.get("value"))
+        and p.get("use") != "old"
+    )
+
+
+def _degrees(value: Any, limit: float) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if -limit <= value <= limit else None
+
+
+def _position(position: Any) -> Position | None:
+    if not isinstance(position, dict):
+        return None
+    latitude = _degrees(position.get("latitude"), 90)
+    longitude = _degrees(position.get("longitude"), 180)
+    if latitude is None or longitude is None:
+        return None
+    return Position(latitude, longitude)
+
+
 def _address_text(address: Any) -> str | None:
+    """One line: ``line, city, district, state, postalCode``, or the address's text."""
     if isinstance(address, list):
         address = address[0] if address else None
-    if not address:
+    if not isinstance(address, dict):
         return None
-    parts = [*(address.get("line") or ())]
-    parts += [address[k] for k in ("city", "district", "state", "postalCode") if address.get(k)]
-    return ", ".join(parts) or address.get("text")
+    parts = _postal_address(address) or PostalAddress()
+    words = [*parts.line, parts.city, parts.district, parts.state, parts.postal_code]
+    return ", ".join(w for w in words if w) or _text(address.get("text"))
 
 
 def _timezone(res: dict[str, Any]) -> str | None:
@@ -168,6 +223,9 @@ def parse_actor(res: dict[str, Any]) -> Actor:
     display: str | None = None
     part_of: str | None = None
     address: str | None = None
+    postal_address: PostalAddress | None = None
+    telecom: tuple[ContactPoint, ...] = ()
+    position: Position | None = None
     if rtype == "Practitioner":
         display = _human_name(res.get("name"))
         codes = codeable_tokens([q.get("code") for q in res.get("qualification") or ()])
@@ -176,6 +234,9 @@ def parse_actor(res: dict[str, Any]) -> Actor:
         display = res.get("name")
         codes = codeable_tokens(res.get("type")) + codeable_tokens(res.get("physicalType"))
         address = _address_text(res.get("address"))
+        postal_address = _postal_address(res.get("address"))
+        telecom = _telecom(res.get("telecom"))
+        position = _position(res.get("position"))
         if res.get("partOf"):
             part_of = reference_of(res["partOf"], f"Location/{rid}.partOf")
     elif rtype == "Device":
@@ -196,6 +257,9 @@ def parse_actor(res: dict[str, Any]) -> Actor:
         address=address,
         part_of=part_of,
         timezone=_timezone(res),
+        postal_address=postal_address,
+        telecom=telecom,
+        position=position,
     )
 
 

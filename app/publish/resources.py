@@ -60,25 +60,31 @@ def slot_id(visit_type: str, ehr_schedule_id: str, start: datetime, end: datetim
 
 @dataclass(frozen=True, slots=True)
 class Address:
-    """A US postal address as the feed needs it, or just the text when it cannot be read."""
+    """A postal address as the feed needs it, or just the text when it cannot be read."""
 
     line: tuple[str, ...] = ()
     city: str | None = None
     state: str | None = None
     postal_code: str | None = None
     text: str | None = None
+    district: str | None = None
+    country: str | None = None
 
     def as_fhir(self) -> dict[str, Any]:
-        if self.state is None:
+        if not (self.line or self.city or self.state or self.postal_code):
             return {"text": self.text} if self.text else {}
         out: dict[str, Any] = {}
         if self.line:
             out["line"] = list(self.line)
-        if self.city:
-            out["city"] = self.city
-        out["state"] = self.state
-        if self.postal_code:
-            out["postalCode"] = self.postal_code
+        for key, value in (
+            ("city", self.city),
+            ("district", self.district),
+            ("state", self.state),
+            ("postalCode", self.postal_code),
+            ("country", self.country),
+        ):
+            if value:
+                out[key] = value
         return out
 
 
@@ -95,9 +101,25 @@ def parse_address(text: str | None) -> Address:
     return Address(text=text)
 
 
+def address_of(actor: Actor) -> Address:
+    """A location's address: the parts the EHR states, else read back from its one line."""
+    parts = actor.postal_address
+    if parts is not None and (parts.line or parts.city or parts.state or parts.postal_code):
+        return Address(
+            line=parts.line,
+            city=parts.city,
+            state=parts.state,
+            postal_code=parts.postal_code,
+            text=actor.address,
+            district=parts.district,
+            country=parts.country,
+        )
+    return parse_address(actor.address)
+
+
 def state_of(actor: Actor | None) -> str:
     """The US state of a location actor's address, "" when unknown."""
-    return (parse_address(actor.address).state or "") if actor is not None else ""
+    return (address_of(actor).state or "") if actor is not None else ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,17 +127,30 @@ class Contact:
     """How the feed's resources point people at the organisation."""
 
     identifier_system: str  # system of Location.identifier (the EHR's Location ids)
-    phone: str | None = None  # Location.telecom phone and Slot booking-phone
-    location_url: str | None = None  # Location.telecom url; ``{location_id}`` is filled in
+    # Slot booking-phone, and Location.telecom phone where the EHR states none
+    phone: str | None = None
+    # Location.telecom url where the EHR states none; ``{location_id}`` is filled in
+    location_url: str | None = None
     booking_link: str | None = None  # booking-deep-link; ``{slot_id}``, ``{proposal_id}``
 
 
+# the contact point systems specification.md's Location telecom names
+LOCATION_TELECOM = ("phone", "url")
+
+
 def location(actor: Actor, contact: Contact, last_updated: datetime) -> dict[str, Any]:
+    """The EHR's name, address, telecom and position of a location; the configured phone
+    and url stand in for a system (phone, url) the EHR gives no contact point of."""
     lid = plain_id(actor.ref)
-    telecom = []
-    if contact.phone:
+    telecom = [
+        {"system": p.system, "value": p.value}
+        for p in actor.telecom
+        if p.system in LOCATION_TELECOM
+    ]
+    stated = {p["system"] for p in telecom}
+    if contact.phone and "phone" not in stated:
         telecom.append({"system": "phone", "value": contact.phone})
-    if contact.location_url:
+    if contact.location_url and "url" not in stated:
         url = contact.location_url.replace("{location_id}", quote(lid, safe=""))
         telecom.append({"system": "url", "value": url})
     out: dict[str, Any] = {
@@ -127,9 +162,14 @@ def location(actor: Actor, contact: Contact, last_updated: datetime) -> dict[str
     }
     if telecom:
         out["telecom"] = telecom
-    address = parse_address(actor.address).as_fhir()
+    address = address_of(actor).as_fhir()
     if address:
         out["address"] = address
+    if actor.position is not None:
+        out["position"] = {
+            "latitude": actor.position.latitude,
+            "longitude": actor.position.longitude,
+        }
     return out
 
 

@@ -27,11 +27,13 @@ class PublishingSettings(BaseSettings):
         " $hold/$book) filled in; unset = no link",
     )
     smart_booking_phone: str | None = Field(
-        default=None, description="booking-phone of each free Slot and Location phone"
+        default=None,
+        description="booking-phone of each free Slot, and Location phone where the EHR states none",
     )
     smart_location_url: str | None = Field(
         default=None,
-        description="Location.telecom url, {location_id} filled in; unset = public_base_url",
+        description="Location.telecom url where the EHR states none, {location_id} filled"
+        " in; unset = public_base_url",
     )
     smart_slots_per_file: int = Field(
         default=50_000, ge=1, le=1_000_000, description="Slot files hold at most this many"

@@ -11,12 +11,13 @@ from sqlalchemy.orm import Session
 
 from app.cache import repository as repo
 from app.cache.snapshot import SnapshotPlan
-from app.core.domain import Schedule, Slot
+from app.core.domain import Actor, ContactPoint, Position, PostalAddress, Schedule, Slot
 from app.core.times import fhir_instant
 from app.ehr.errors import EhrUnavailable
 from app.sync.chunk import Chunk, IncompleteAnswer, sync_chunk
+from app.sync.discovery import discover_schedules
 from tests.factories import slot
-from tests.sync_support import DAY0, Clock, SandboxEhr, cached, client_for, view
+from tests.sync_support import DAY0, Clock, SandboxEhr, cached, client_for, context, view
 
 WEEK = Chunk(None, DAY0, DAY0 + timedelta(days=7))
 DAY = timedelta(days=1)
@@ -284,3 +285,96 @@ def test_an_older_fetch_never_moves_back_a_slot_a_newer_fetch_moved_to_another_d
     ehr.book(moved)
     sync_chunk(engine, client_for(ehr), next_day, clock=clock)
     assert moved not in cached(engine)
+
+
+def test_actors_keep_every_field_exactly(engine):
+    """A location's address parts, telecom and position read back as written, and an
+    update replaces them (down to none), on both backends."""
+    full = Actor(
+        ref="Location/clinic-1",
+        display="Springfield Clinic",
+        codes=("http://terminology.hl7.org/CodeSystem/location-physical-type|bu",),
+        address="1 Main St, Suite 2, Springfield, Hampden County, MA, 01101",
+        timezone="America/New_York",
+        postal_address=PostalAddress(
+            line=("1 Main St", "Suite 2"),
+            city="Springfield",
+            district="Hampden County",
+            state="MA",
+            postal_code="01101",
+            country="US",
+        ),
+        telecom=(
+            ContactPoint("phone", "413-555-0101", "work"),
+            ContactPoint("url", "https://clinic.example/springfield"),
+        ),
+        position=Position(42.101483, -72.589811),
+    )
+    partial = Actor(
+        ref="Location/clinic-2",
+        display="Albany Clinic",
+        postal_address=PostalAddress(city="Albany"),
+        position=Position(0.0, -180.0),
+    )
+    bare = Actor(ref="Location/room-1", display="Exam 1", part_of="Location/clinic-1")
+    doctor = Actor(ref="Practitioner/pr-1", display="Dr One")
+    written = [full, partial, bare, doctor]
+    with Session(engine) as s, s.begin():
+        repo.upsert_actors(s, written, DAY0)
+    with Session(engine) as s:
+        assert repo.actors_by_ref(s) == {a.ref: a for a in written}
+    moved = replace(
+        full,
+        telecom=(ContactPoint("phone", "413-555-0199"),),
+        position=None,
+        postal_address=replace(full.postal_address, line=("9 Elm St",)),
+    )
+    emptied = replace(partial, postal_address=None, position=None)
+    with Session(engine) as s, s.begin():
+        repo.upsert_actors(s, [moved, emptied], DAY0 + DAY)
+    with Session(engine) as s:
+        assert repo.actors_by_ref(s) == {a.ref: a for a in (moved, emptied, bare, doctor)}
+
+
+@pytest.mark.parametrize("fhir_version", ["stu3", "r4"])
+def test_locations_are_cached_as_the_ehr_states_them_and_kept_up_to_date(
+    engine, sandbox, fhir_version
+):
+    """Every clinic the schedules name: address parts, telecom and position equal the
+    sandbox's own; a cached actor that differs from the EHR is rewritten by the next sync.
+    STU3 reads them in $prefetch's includes, R4 when it discovers the schedules."""
+    ehr = sandbox(fhir_version, profile="sandbox" if fhir_version == "stu3" else "plain-r4")
+    schedules = sorted(ehr.schedules)[:12]
+    chunk = Chunk(tuple(schedules), WEEK.start, WEEK.end)
+
+    def sync() -> None:
+        if fhir_version == "stu3":
+            sync_chunk(engine, client_for(ehr), chunk)
+        else:
+            discover_schedules(context(engine, ehr, ehr_fhir_version="r4"))
+
+    sync()
+    clinics = {f"Location/{c.id}": c for c in ehr.app.state.sandbox.store.org.clinics}
+    with Session(engine) as s:
+        actors = repo.actors_by_ref(s)
+    named = {r for sid in schedules for r in ehr.schedules[sid] if r in clinics}
+    assert named and named <= set(actors)
+    for ref in named:
+        clinic, actor = clinics[ref], actors[ref]
+        assert actor.postal_address == PostalAddress(
+            (clinic.line,), clinic.city, clinic.county, clinic.state, clinic.postal_code, "US"
+        )
+        assert [(p.system, p.value) for p in actor.telecom] == [
+            ("phone", clinic.phone),
+            ("url", clinic.website),
+            ("email", clinic.email),
+        ]
+        assert actor.position == Position(clinic.latitude, clinic.longitude)
+
+    ref = sorted(named)[0]
+    stale = replace(actors[ref], telecom=(ContactPoint("phone", "000-555-0100"),), position=None)
+    with Session(engine) as s, s.begin():
+        repo.upsert_actors(s, [stale], DAY0)
+    sync()
+    with Session(engine) as s:
+        assert repo.actors_by_ref(s, [ref])[ref] == actors[ref]

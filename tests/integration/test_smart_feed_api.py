@@ -66,16 +66,25 @@ CLINICS = {
     "clinic-ny": ("Albany Clinic", "2 State St", "Albany", "NY", "12207"),
 }
 SCHEDULES = {"sch-1": ("pr-1", "clinic-ma"), "sch-2": ("pr-2", "clinic-ny")}
+# what the EHR says of clinic-ma beyond its name and address (clinic-ny: nothing)
+MA_DETAILS = {
+    "telecom": [
+        {"system": "phone", "value": "413-555-0101", "use": "work"},
+        {"system": "email", "value": "desk@springfield.example", "use": "work"},
+        {"system": "url", "value": "https://springfield.example/clinic"},
+    ],
+    "position": {"latitude": 42.101483, "longitude": -72.589811},
+}
 
 
 def location_json(lid: str) -> dict:
     name, line, city, state, postal = CLINICS[lid]
-    return {
-        "resourceType": "Location",
-        "id": lid,
-        "name": name,
-        "address": {"line": [line], "city": city, "state": state, "postalCode": postal},
-    }
+    address = {"line": [line], "city": city, "state": state, "postalCode": postal}
+    location = {"resourceType": "Location", "id": lid, "name": name, "address": address}
+    if lid == "clinic-ma":
+        address |= {"district": "Hampden County", "country": "US"}
+        location |= MA_DETAILS
+    return location
 
 
 class ClinicEhr:
@@ -281,14 +290,33 @@ def test_aggregator_rebuilds_exactly_the_find_offers(api):
         example = json.loads((EXAMPLES / name).read_text().splitlines()[0])
         for resource in feed[kind]:
             assert_shape(example, resource, kind)
+    # what the EHR says of a clinic, the settings where it says nothing
     ma = next(loc for loc in feed["Location"] if loc["id"] == "clinic-ma")
     assert ma["address"] == {
         "line": ["1 Main St"],
         "city": "Springfield",
+        "district": "Hampden County",
         "state": "MA",
         "postalCode": "01101",
+        "country": "US",
     }
-    assert {"system": "phone", "value": "555-000-0100"} in ma["telecom"]
+    assert ma["telecom"] == [
+        {"system": "phone", "value": "413-555-0101"},
+        {"system": "url", "value": "https://springfield.example/clinic"},
+    ]
+    assert ma["position"] == MA_DETAILS["position"]
+    ny = next(loc for loc in feed["Location"] if loc["id"] == "clinic-ny")
+    assert ny["address"] == {
+        "line": ["2 State St"],
+        "city": "Albany",
+        "state": "NY",
+        "postalCode": "12207",
+    }
+    assert ny["telecom"] == [
+        {"system": "phone", "value": "555-000-0100"},
+        {"system": "url", "value": BASE_URL},
+    ]
+    assert "position" not in ny
 
     # references resolve within the feed
     for schedule in feed["Schedule"]:

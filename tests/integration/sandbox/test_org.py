@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -11,7 +12,8 @@ import numpy as np
 from sandbox_ehr import codes
 from sandbox_ehr.fhir_render import Renderer
 from sandbox_ehr.model import BUSY, FREE, TENTATIVE
-from sandbox_ehr.org import generate, generate_day
+from sandbox_ehr.names import PLACES
+from sandbox_ehr.org import SPREAD_DEGREES, generate, generate_day
 from sandbox_ehr.store import SlotQuery, SlotStore
 
 START = date(2026, 11, 26)
@@ -111,3 +113,26 @@ def test_rendered_times_follow_daylight_saving_changes() -> None:
         min(s["start"][11:16] for s in after) >= "08:00"
         and max(s["end"][11:16] for s in after) <= "17:00"
     )
+
+
+def test_clinics_have_a_seeded_phone_url_email_county_and_position() -> None:
+    org, _ = generate(42, 20_000, START, 30)
+    other, _ = generate(43, 20_000, START, 30)
+    for clinic in org.clinics:
+        area_code, county, latitude, longitude = PLACES[clinic.city]
+        assert re.fullmatch(rf"{area_code}-555-01\d\d", clinic.phone)
+        assert clinic.website.startswith("https://") and clinic.id in clinic.website
+        assert clinic.email.endswith(".example") and clinic.county == county
+        assert abs(clinic.latitude - latitude) <= SPREAD_DEGREES
+        assert abs(clinic.longitude - longitude) <= SPREAD_DEGREES
+    assert len({(c.latitude, c.longitude) for c in org.clinics}) == len(org.clinics)
+    assert [c.latitude for c in org.clinics] != [c.latitude for c in other.clinics]
+    # rendered as the clinic's Location in both versions
+    for flavour in ("stu3", "r4"):
+        location = Renderer(org, flavour, 0).clinic(org.clinics[0])
+        assert location["position"] == {
+            "latitude": org.clinics[0].latitude,
+            "longitude": org.clinics[0].longitude,
+        }
+        assert [p["system"] for p in location["telecom"]] == ["phone", "url", "email"]
+        assert location["address"]["district"] == org.clinics[0].county

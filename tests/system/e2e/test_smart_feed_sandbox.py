@@ -15,6 +15,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
@@ -43,8 +44,13 @@ def slotsync(*args: str, env: dict[str, str]) -> None:
     )
 
 
+class Stack(NamedTuple):
+    api: str  # slotsync's base URL
+    ehr: str  # the sandbox's FHIR base URL
+
+
 @pytest.fixture(scope="module")
-def api() -> Iterator[str]:
+def stack() -> Iterator[Stack]:
     with (
         throwaway_postgres() as db_url,
         start_sandbox(size=3000, extra_args=("--horizon-days", str(HORIZON_DAYS))) as sandbox,
@@ -71,7 +77,7 @@ def api() -> Iterator[str]:
         try:
             base = f"http://127.0.0.1:{port}"
             wait_for_http(f"{base}/healthz", timeout=60)
-            yield base
+            yield Stack(base, sandbox.base_url)
         finally:
             server.terminate()
             server.wait(timeout=20)
@@ -101,7 +107,8 @@ def find_offers(base: str, start: datetime, end: datetime) -> dict[str, datetime
     return offers
 
 
-def test_an_aggregator_reads_what_find_offers(api: str) -> None:
+def test_an_aggregator_reads_what_find_offers(stack: Stack) -> None:
+    api = stack.api
     with httpx.Client(timeout=120) as client:
         manifest = client.get(f"{api}/smart/$bulk-publish")
         for _ in range(60):  # the first refresh may still be working
@@ -145,3 +152,20 @@ def test_an_aggregator_reads_what_find_offers(api: str) -> None:
     inside = lambda offers: {t for t, start in offers.items() if first <= start < last}  # noqa: E731
     assert len(inside(offered)) > 100, "the sandbox gives many offers"
     assert inside(published) == inside(offered)
+
+    # every Location states the EHR's own address, phone, url and position
+    assert feed["Location"]
+    with httpx.Client(timeout=60) as client:
+        for location in feed["Location"]:
+            ehr_id = location["identifier"][0]["value"]
+            truth = client.get(f"{stack.ehr}/Location/{ehr_id}").json()
+            address = {k: v for k, v in truth["address"].items() if k != "use"}
+            assert location["address"] == address
+            assert location["telecom"] == [
+                {"system": p["system"], "value": p["value"]}
+                for p in truth["telecom"]
+                if p["system"] in ("phone", "url")
+            ]
+            assert {p["system"] for p in location["telecom"]} == {"phone", "url"}
+            assert location["position"] == truth["position"]
+            assert location["name"] == truth["name"]

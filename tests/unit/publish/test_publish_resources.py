@@ -5,13 +5,21 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 from fhir.resources.R4B import get_fhir_model_class as r4_model
 
 from app.cache.publish_queries import FileCount
-from app.core.domain import VISIT_TYPE_SYSTEM, Actor, Schedule
+from app.core.domain import (
+    VISIT_TYPE_SYSTEM,
+    Actor,
+    ContactPoint,
+    Position,
+    PostalAddress,
+    Schedule,
+)
 from app.publish import resources
 from app.publish.feed import SlotFile, parse_file_name, slot_files
 from app.publish.offers import week_of
@@ -97,6 +105,69 @@ def test_location_is_r4_and_has_the_example_shape():
         {"system": "url", "value": "https://clinics.example.org/clinic-1"},
     ]
     assert location["meta"]["lastUpdated"] == "2026-12-04T18:00:00.123Z"
+
+
+def test_location_states_what_the_ehr_says_of_it():
+    """The EHR's address parts, phone and url, and position; the configured phone and
+    url stand in only for a system the EHR gives none of; other systems stay out."""
+    clinic = replace(
+        CLINIC,
+        address="1 Main St, Suite 2, Springfield, Hampden County, MA, 01101",
+        postal_address=PostalAddress(
+            line=("1 Main St", "Suite 2"),
+            city="Springfield",
+            district="Hampden County",
+            state="MA",
+            postal_code="01101",
+            country="US",
+        ),
+        telecom=(
+            ContactPoint("email", "desk@clinic.example", "work"),
+            ContactPoint("phone", "413-555-0101", "work"),
+            ContactPoint("url", "https://clinic.example/springfield"),
+            ContactPoint("phone", "413-555-0102", "mobile"),
+        ),
+        position=Position(42.101483, -72.589811),
+    )
+    location = resources.location(clinic, CONTACT, NOW)
+    r4_model("Location").model_validate(location)
+    assert location["address"] == {
+        "line": ["1 Main St", "Suite 2"],
+        "city": "Springfield",
+        "district": "Hampden County",
+        "state": "MA",
+        "postalCode": "01101",
+        "country": "US",
+    }
+    assert location["telecom"] == [
+        {"system": "phone", "value": "413-555-0101"},
+        {"system": "url", "value": "https://clinic.example/springfield"},
+        {"system": "phone", "value": "413-555-0102"},
+    ]
+    assert location["position"] == {"latitude": 42.101483, "longitude": -72.589811}
+    assert resources.state_of(clinic) == "MA"
+
+    phone_only = replace(clinic, telecom=(ContactPoint("phone", "413-555-0101"),))
+    assert resources.location(phone_only, CONTACT, NOW)["telecom"] == [
+        {"system": "phone", "value": "413-555-0101"},
+        {"system": "url", "value": "https://clinics.example.org/clinic-1"},
+    ]
+    url_only = replace(clinic, telecom=(ContactPoint("url", "https://clinic.example"),))
+    assert resources.location(url_only, CONTACT, NOW)["telecom"] == [
+        {"system": "url", "value": "https://clinic.example"},
+        {"system": "phone", "value": "555-000-0100"},
+    ]
+    # parts in the EHR's own words win over reading the one line back
+    elsewhere = replace(clinic, postal_address=PostalAddress(city="Albany", state="NY"))
+    assert resources.location(elsewhere, CONTACT, NOW)["address"] == {
+        "city": "Albany",
+        "state": "NY",
+    }
+    assert resources.state_of(elsewhere) == "NY"
+    # no position, no parts: as before, from the one line, and no position at all
+    plain = resources.location(CLINIC, CONTACT, NOW)
+    assert "position" not in plain
+    assert plain["address"]["postalCode"] == "01101"
 
 
 def test_schedule_and_practitioner_role_are_r4_with_the_example_shape():
