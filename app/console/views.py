@@ -22,16 +22,18 @@ from starlette.concurrency import run_in_threadpool
 from app.cache import claims as claims_repo
 from app.cache import repository as repo
 from app.cache import runs as runs_repo
+from app.cache import samples as samples_repo
 from app.cache import slot_reads
 from app.cache.db import Session, read_session
 from app.settings import Settings
 from app.sync.messages import ResyncRequest
-from app.sync.status import sync_status
+from app.sync.status import feed_json, sync_verdict
 from app.sync.windows import utcnow
 from rules.check import format_report, summarise
 from rules.loader import RulesError, parse_rules
 
 from . import session as console_session
+from .charts import line_chart
 from .session import ConsoleSession
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
@@ -39,6 +41,7 @@ PAGE_SIZE = 50
 RUNS_SHOWN = 50
 CLAIMS_SHOWN = 50
 MAX_RULES_UPLOAD = 512 * 1024
+CHART_SPAN = timedelta(hours=24)
 
 router = APIRouter(prefix="/console", include_in_schema=False)
 
@@ -167,14 +170,49 @@ def logout(request: Request, csrf: Annotated[str, Form()] = "") -> Response:
 
 @router.get("", response_class=HTMLResponse)
 def overview(request: Request) -> Response:
+    """Healthy, degraded or down, and why; from indexed reads and the recorded samples,
+    never a scan of the slots (see :mod:`app.sync.samples`)."""
     user = _user(request)
     settings = _settings(request)
-    store = request.app.state.rules_store
-    store.reload_if_changed()
     now = utcnow()
+    day_ago = now - CHART_SPAN
     with _reading(request) as session:
-        report = sync_status(session, now=now, settings=settings, limit=1, rules=store.current)
-    return _page(request, "overview.html", user, overall=report["overall"], now=now)
+        verdict = sync_verdict(session, now=now, settings=settings)
+        running = runs_repo.running_runs(session)
+        history = samples_repo.since(session, day_ago)
+        latest = samples_repo.latest(session)
+    health = verdict.health
+    charts = [
+        line_chart(
+            "Freshness lag (most lagging schedule)",
+            [(s.sampled_at, s.max_lag_seconds) for s in history],
+            start=day_ago, end=now, unit="s",
+        ),
+        line_chart(
+            "Slots cached",
+            [(s.sampled_at, float(s.slots_cached)) for s in history],
+            start=day_ago, end=now,
+        ),
+    ]  # fmt: skip
+    return _page(
+        request,
+        "overview.html",
+        user,
+        state=verdict.state,
+        problems=verdict.problems,
+        health=health,
+        load_age=health.full_load_age_seconds,
+        stale=len(health.stale(settings.ops_stale_after_minutes * 60)),
+        feed_state=verdict.feed_state,
+        feeds=[
+            feed_json(row, poll_interval_seconds=settings.poll_interval_seconds, now=now)
+            for row in verdict.feeds
+        ],
+        running=[_progress(r) for r in running],
+        latest=latest,
+        charts=charts,
+        now=now,
+    )
 
 
 # -- schedules -----------------------------------------------------------------

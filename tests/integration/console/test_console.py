@@ -16,10 +16,14 @@ from sqlalchemy import Engine
 from app.api.main import create_app
 from app.cache import claims as claims_repo
 from app.cache import runs as runs_repo
+from app.cache import samples as samples_repo
 from app.cache.db import transaction
 from app.console.session import SESSION_COOKIE
 from app.settings import Settings
+from app.sync.context import SyncContext
+from app.sync.coordination import LocalCoordinator
 from app.sync.messages import ResyncRequest
+from app.sync.samples import record_sample
 from app.sync.windows import utcnow
 from tests.factories import OPEN_RULES, slot
 from tests.integration.api.conftest import record_full_load, seed
@@ -187,13 +191,62 @@ def test_the_overview_shows_state_load_age_and_problems(client: TestClient, engi
     empty = client.get("/console").text
     assert 'id="health">down<' in empty
     assert "nothing cached yet" in empty
+    assert "not sampled yet" in empty
     now = utcnow()
     seed(engine, confirmed_at=now)
     record_full_load(engine, finished_at=now - timedelta(hours=2))
     page = client.get("/console").text
     assert 'id="health">ok<' in page
     assert re.search(r'id="load-age">2 h ago<', page)
-    assert ">6<" in page  # slots cached
+    with transaction(engine) as session:
+        running = runs_repo.start_run(
+            session, kind="resync", scope="sch-1", window=None, started_at=now
+        )
+    assert f"run {running}</a> (resync, sch-1)" in client.get("/console").text
+
+
+def test_the_overview_charts_the_recorded_samples(client: TestClient, engine: Engine) -> None:
+    log_in(client)
+    now = utcnow()
+    with transaction(engine) as session:
+        for n in range(6):
+            samples_repo.record(
+                session,
+                samples_repo.Sample(
+                    sampled_at=now - timedelta(minutes=5 * (6 - n)),
+                    slots_cached=1000 + n,
+                    schedules=2,
+                    max_lag_seconds=30.0 * n,
+                    stale_schedules=0,
+                ),
+            )
+        samples_repo.record(  # older than the chart's 24 h: left out
+            session,
+            samples_repo.Sample(now - timedelta(hours=30), 5, 1, 1.0, 0),
+        )
+    page = client.get("/console").text
+    assert re.search(r'id="slots-cached">1005<', page)  # the latest sample
+    assert page.count('<polyline class="series"') == 2
+    assert "Slots cached: <strong>1005</strong>" in page
+    assert "(6 samples)" in page
+
+
+def test_a_sample_records_the_cache_size_and_lag(engine: Engine, tmp_path: Path) -> None:
+    now = utcnow()
+    seed(engine, confirmed_at=now - timedelta(minutes=10))
+    settings = console_settings(engine, tmp_path)
+    ctx = SyncContext(
+        engine=engine, client=None, coord=LocalCoordinator(), settings=settings,  # type: ignore[arg-type]
+        clock=lambda: now,
+    )  # fmt: skip
+    with transaction(engine) as session:
+        samples_repo.record(session, samples_repo.Sample(now - timedelta(hours=49), 1, 1, 1.0, 0))
+    sample = record_sample(ctx)
+    assert (sample.slots_cached, sample.schedules) == (6, 2)
+    assert sample.max_lag_seconds == pytest.approx(600, abs=1)
+    with transaction(engine) as session:
+        kept = samples_repo.since(session, now - timedelta(days=7))
+    assert kept == [sample]  # the 49 h old one is pruned
 
 
 def test_schedules_are_searchable_and_paged(client: TestClient, engine: Engine) -> None:

@@ -1,0 +1,33 @@
+"""Sync samples: the cache's size and freshness every few minutes (the ops console's charts).
+
+Revision ID: 0009
+Revises: 0008
+Create Date: 2026-12-04
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from app.cache.models import UTCDateTime
+
+revision = "0009"
+down_revision = "0008"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "sync_samples",
+        sa.Column("sampled_at", UTCDateTime(), primary_key=True),
+        sa.Column("slots_cached", sa.BigInteger(), nullable=False),
+        sa.Column("schedules", sa.Integer(), nullable=False),
+        sa.Column("max_lag_seconds", sa.Float(), nullable=True),
+        sa.Column("stale_schedules", sa.Integer(), nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("sync_samples")
