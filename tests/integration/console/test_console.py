@@ -354,3 +354,24 @@ def test_bookings_show_live_claims_by_kind(client: TestClient, engine: Engine) -
     assert re.search(r'id="claims-held">1<', page)
     assert re.search(r'id="claims-booked">0<', page)
     assert "sch-0-s0" in page
+
+
+def test_the_overview_reads_no_slots(client: TestClient, engine: Engine) -> None:
+    """Its cost does not grow with the cache: the slot count comes from the samples."""
+    from sqlalchemy import event
+
+    log_in(client)
+    seed(engine, confirmed_at=utcnow())
+    statements: list[str] = []
+    app_engine = client.app.state.engine  # type: ignore[attr-defined]
+
+    def record(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        statements.append(" ".join(statement.split()).lower())
+
+    event.listen(app_engine, "before_cursor_execute", record)
+    try:
+        assert client.get("/console").status_code == 200
+    finally:
+        event.remove(app_engine, "before_cursor_execute", record)
+    assert statements
+    assert not [s for s in statements if re.search(r"\b(from|join) slots\b", s)], statements
