@@ -88,8 +88,11 @@ def _settings(request: Request) -> Settings:
 
 
 def _user(request: Request) -> ConsoleSession:
-    found = console_session.current(request, _settings(request))
-    if found is None:
+    """The logged-in operator, whose API key still holds the admin scope."""
+    settings = _settings(request)
+    found = console_session.current(request, settings)
+    admins = request.app.state.authenticator.api_key_subjects(settings.admin_scope)
+    if found is None or found.subject not in admins:
         raise LoginRequired
     return found
 

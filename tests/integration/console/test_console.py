@@ -136,6 +136,24 @@ def test_the_login_form_needs_its_csrf_token(client: TestClient) -> None:
     assert client.get("/console", follow_redirects=False).status_code == 303
 
 
+def test_a_session_ends_when_its_key_no_longer_holds_the_admin_scope(
+    engine: Engine, tmp_path: Path
+) -> None:
+    first = create_app(console_settings(engine, tmp_path))
+    with TestClient(first) as client:
+        log_in(client)
+        cookie = client.cookies.get(SESSION_COOKIE)
+    # the same secrets, the key now without the admin scope (a restart with new settings)
+    demoted = create_app(console_settings(engine, tmp_path, api_keys={ADMIN_KEY: ["x/y"]}))
+    with TestClient(demoted) as client:
+        client.cookies.set(SESSION_COOKIE, cookie or "", path="/console")
+        assert client.get("/console", follow_redirects=False).status_code == 303
+    again = create_app(console_settings(engine, tmp_path))
+    with TestClient(again) as client:  # the cookie itself was good
+        client.cookies.set(SESSION_COOKIE, cookie or "", path="/console")
+        assert client.get("/console", follow_redirects=False).status_code == 200
+
+
 def test_a_forged_session_cookie_is_anonymous(client: TestClient) -> None:
     client.cookies.set(SESSION_COOKIE, "eyJzdWIiOiJtZSJ9.forged.sig", path="/console")
     assert client.get("/console", follow_redirects=False).status_code == 303
