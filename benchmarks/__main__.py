@@ -32,6 +32,7 @@ BENCHMARKS = {
     "first-find-readme": "benchmarks.first_find_readme",
     "bench-readme": "benchmarks.bench_readme",
     "smart-feed": "benchmarks.smart_feed",
+    "console": "benchmarks.console",
     "all": "benchmarks.suite",
 }
 
