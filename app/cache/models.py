@@ -376,3 +376,6 @@ class SyncSampleRow(Base):
     schedules: Mapped[int] = mapped_column(Integer, nullable=False)
     max_lag_seconds: Mapped[float | None] = mapped_column(Float)  # most lagging schedule
     stale_schedules: Mapped[int] = mapped_column(Integer, nullable=False)
+    # the overlay's live claims at that moment (holds and bookings through slotsync)
+    claims_held: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    claims_booked: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

@@ -22,6 +22,8 @@ class Sample:
     schedules: int
     max_lag_seconds: float | None
     stale_schedules: int
+    claims_held: int = 0
+    claims_booked: int = 0
 
 
 def _sample(row: SyncSampleRow) -> Sample:
@@ -31,6 +33,8 @@ def _sample(row: SyncSampleRow) -> Sample:
         schedules=row.schedules,
         max_lag_seconds=row.max_lag_seconds,
         stale_schedules=row.stale_schedules,
+        claims_held=row.claims_held,
+        claims_booked=row.claims_booked,
     )
 
 
@@ -43,6 +47,8 @@ def record(session: Session, sample: Sample) -> None:
             schedules=sample.schedules,
             max_lag_seconds=sample.max_lag_seconds,
             stale_schedules=sample.stale_schedules,
+            claims_held=sample.claims_held,
+            claims_booked=sample.claims_booked,
         )
     )
 

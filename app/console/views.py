@@ -395,7 +395,22 @@ def _check_rules(request: Request, raw: bytes, name: str) -> dict[str, Any]:
 def bookings(request: Request) -> Response:
     user = _user(request)
     now = utcnow()
+    day_ago = now - CHART_SPAN
     with _reading(request) as session:
         by_kind = claims_repo.live_claims_by_kind(session, now)
         recent = claims_repo.recent_live_claims(session, now, CLAIMS_SHOWN)
-    return _page(request, "bookings.html", user, by_kind=by_kind, claims=recent, now=now)
+        history = samples_repo.since(session, day_ago)
+    charts = [
+        line_chart(
+            "Holds (pending or held)",
+            [(s.sampled_at, float(s.claims_held)) for s in history],
+            start=day_ago, end=now,
+        ),
+        line_chart(
+            "Bookings", [(s.sampled_at, float(s.claims_booked)) for s in history],
+            start=day_ago, end=now,
+        ),
+    ]  # fmt: skip
+    return _page(
+        request, "bookings.html", user, by_kind=by_kind, claims=recent, charts=charts, now=now
+    )

@@ -26,6 +26,8 @@ def upgrade() -> None:
         sa.Column("schedules", sa.Integer(), nullable=False),
         sa.Column("max_lag_seconds", sa.Float(), nullable=True),
         sa.Column("stale_schedules", sa.Integer(), nullable=False),
+        sa.Column("claims_held", sa.Integer(), nullable=False, server_default="0"),
+        sa.Column("claims_booked", sa.Integer(), nullable=False, server_default="0"),
     )
 
 

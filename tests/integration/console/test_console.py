@@ -372,6 +372,17 @@ def test_bookings_show_live_claims_by_kind(client: TestClient, engine: Engine) -
     assert re.search(r'id="claims-held">1<', page)
     assert re.search(r'id="claims-booked">0<', page)
     assert "sch-0-s0" in page
+    assert "Holds (pending or held): <strong>no data</strong>" in page
+    settings = console_settings(engine, Path("."))
+    ctx = SyncContext(
+        engine=engine, client=None, coord=LocalCoordinator(), settings=settings,  # type: ignore[arg-type]
+        clock=lambda: now,
+    )  # fmt: skip
+    sample = record_sample(ctx)
+    assert (sample.claims_held, sample.claims_booked) == (1, 0)
+    charted = client.get("/console/bookings").text
+    assert "Holds (pending or held): <strong>1</strong>" in charted
+    assert "Bookings: <strong>0</strong>" in charted
 
 
 def test_the_overview_reads_no_slots(client: TestClient, engine: Engine) -> None:
