@@ -87,12 +87,17 @@ def _settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def _user(request: Request) -> ConsoleSession:
-    """The logged-in operator, whose API key still holds the admin scope."""
+def _logged_in(request: Request) -> ConsoleSession | None:
+    """The logged-in operator, whose API key still holds the admin scope, or None."""
     settings = _settings(request)
     found = console_session.current(request, settings)
     admins = request.app.state.authenticator.api_key_subjects(settings.admin_scope)
-    if found is None or found.subject not in admins:
+    return found if found is not None and found.subject in admins else None
+
+
+def _user(request: Request) -> ConsoleSession:
+    found = _logged_in(request)
+    if found is None:
         raise LoginRequired
     return found
 
@@ -121,7 +126,7 @@ def _page(request: Request, name: str, user: ConsoleSession | None, **context: A
 
 @router.get("/login", response_class=HTMLResponse)
 def login_form(request: Request) -> Response:
-    if console_session.current(request, _settings(request)) is not None:
+    if _logged_in(request) is not None:
         return RedirectResponse("/console", status_code=303)
     return _login_form(request, None, status=200)
 

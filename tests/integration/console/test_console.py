@@ -148,6 +148,7 @@ def test_a_session_ends_when_its_key_no_longer_holds_the_admin_scope(
     with TestClient(demoted) as client:
         client.cookies.set(SESSION_COOKIE, cookie or "", path="/console")
         assert client.get("/console", follow_redirects=False).status_code == 303
+        assert client.get("/console/login", follow_redirects=False).status_code == 200
     again = create_app(console_settings(engine, tmp_path))
     with TestClient(again) as client:  # the cookie itself was good
         client.cookies.set(SESSION_COOKIE, cookie or "", path="/console")
@@ -173,6 +174,12 @@ def test_posts_without_the_csrf_token_are_refused_and_do_nothing(client: TestCli
         assert answer.headers["x-frame-options"] == "DENY"
     assert dispatcher.calls == []
     assert client.get("/console", follow_redirects=False).status_code == 200  # still logged in
+
+
+def test_a_logged_in_operator_skips_the_login_form(client: TestClient) -> None:
+    log_in(client)
+    answer = client.get("/console/login", follow_redirects=False)
+    assert answer.status_code == 303 and answer.headers["location"] == "/console"
 
 
 def test_logout_ends_the_session(client: TestClient) -> None:
