@@ -33,6 +33,7 @@ BENCHMARKS = {
     "bench-readme": "benchmarks.bench_readme",
     "smart-feed": "benchmarks.smart_feed",
     "smart-feed-readme": "benchmarks.smart_feed_readme",
+    "console": "benchmarks.console",
     "all": "benchmarks.suite",
 }
 

@@ -21,7 +21,7 @@ from celery.exceptions import MaxRetriesExceededError
 
 from app.runtime import sync_context
 from app.settings import get_settings
-from app.sync import capabilities, feed, follow_up, messages, periodic, reaper, refresh
+from app.sync import capabilities, feed, follow_up, messages, periodic, reaper, refresh, samples
 from app.sync.broker import BrokerDispatcher
 from app.sync.messages import ResyncRequest, request_from_json
 from app.sync.retry import Backoff, describe_error, is_transient
@@ -196,3 +196,11 @@ def expire_holds_task(self: Task) -> dict[str, Any]:
     except Exception as exc:
         _retry_or_raise(self, exc)
     return {"cancelled": report.cancelled, "gone": report.gone, "failed": report.failed}
+
+
+@celery_app.task(name=messages.SAMPLE)
+def sample_task() -> dict[str, Any]:
+    """Record the cache's size and freshness (the ops console's charts); a lost sample is
+    only a gap in a chart, so no retry."""
+    sample = samples.record_sample(sync_context())
+    return {"slots_cached": sample.slots_cached, "schedules": sample.schedules}

@@ -63,6 +63,11 @@ class Authenticator:
         if self.tokens is not None and self.tokens.jwks is not None:
             self.tokens.jwks.close()
 
+    def api_key_subjects(self, scope: str) -> frozenset[str]:
+        """The subjects of the API keys that grant ``scope`` (the console checks that its
+        session's key still does: a key taken out of the settings ends its sessions)."""
+        return frozenset(p.subject for p in self._api_keys.values() if scope in p.scopes)
+
     def _api_key(self, key: str) -> Principal:
         principal = self._api_keys.get(_fingerprint(key.strip()))
         if principal is None:

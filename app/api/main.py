@@ -10,6 +10,7 @@ from functools import partial
 from fastapi import FastAPI
 
 from app.cache.db import transaction
+from app.console import install_console
 from app.observability.logging import configure_logging
 from app.runtime import ApiServices, api_services
 from app.settings import Settings, get_settings
@@ -85,5 +86,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(webhook.router, tags=["sync"])
     app.include_router(admin.router, tags=["ops"])
     app.include_router(smart_publish.router(settings))
+    install_console(app)
     install_openapi(app, settings.effective_api_docs)
     return app

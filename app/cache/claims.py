@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, exists, insert, select, text, update
+from sqlalchemy import and_, bindparam, delete, exists, func, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -335,3 +335,24 @@ def slots_by_id(session: Session, slot_ids: Collection[str]) -> dict[str, Slot]:
     """Cached slots by id whatever their status or claims (to explain why one is not free)."""
     stmt = select(*SLOT_COLUMNS).where(SlotRow.id.in_(list(slot_ids)))
     return {row[0]: slot_from_row(row) for row in session.execute(stmt)}
+
+
+def live_claims_by_kind(session: Session, now: datetime) -> dict[str, int]:
+    """Unexpired claims per kind (pending, held, booked): the overlay at a glance."""
+    rows = session.execute(
+        select(SlotClaimRow.kind, func.count())
+        .where(SlotClaimRow.expires_at > now)
+        .group_by(SlotClaimRow.kind)
+    )
+    return {r[0]: int(r[1]) for r in rows}
+
+
+def recent_live_claims(session: Session, now: datetime, limit: int = 50) -> list[Claim]:
+    """The newest unexpired claims, newest first."""
+    rows = session.execute(
+        select(*_COLUMNS)
+        .where(SlotClaimRow.expires_at > now)
+        .order_by(SlotClaimRow.created_at.desc())
+        .limit(limit)
+    )
+    return [_claim(row) for row in rows]

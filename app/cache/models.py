@@ -15,6 +15,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -371,3 +372,19 @@ class PublishStateRow(Base):
     # without moving the cache generation
     claims: Mapped[str] = mapped_column(String(64), nullable=False, default="")
     refreshed_at: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
+
+
+class SyncSampleRow(Base):
+    """The cache's size and freshness, sampled every minute (``slotsync.sample``):
+    the history behind the ops console's 24 h charts, so no page counts the slots."""
+
+    __tablename__ = "sync_samples"
+
+    sampled_at: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)
+    slots_cached: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    schedules: Mapped[int] = mapped_column(Integer, nullable=False)
+    max_lag_seconds: Mapped[float | None] = mapped_column(Float)  # most lagging schedule
+    stale_schedules: Mapped[int] = mapped_column(Integer, nullable=False)
+    # the overlay's live claims at that moment (holds and bookings through slotsync)
+    claims_held: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+    claims_booked: Mapped[int] = mapped_column(Integer, nullable=False, default=0)

@@ -464,3 +464,34 @@ def remove_slots(session: Session, slot_ids: Collection[str]) -> None:
     lock_schedules(session, _schedules_holding(session, ids))
     plan = SnapshotPlan(upserts=(), deletes=ids, unchanged=0)
     apply_snapshot(session, plan, datetime.now(UTC))  # no upserts: the time is not used
+
+
+def schedule_page(
+    session: Session, *, search: str | None, offset: int, limit: int
+) -> tuple[list[ScheduleRow], int]:
+    """One page of schedules in id order, and how many match: ``search`` matches a part of
+    the schedule id or of an actor reference (the ops console's table)."""
+    stmt = select(ScheduleRow)
+    if search:
+        pattern = "%" + search.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        by_actor = select(ScheduleActorRow.schedule_id).where(
+            ScheduleActorRow.actor_ref.like(pattern, escape="\\")
+        )
+        stmt = stmt.where(
+            or_(ScheduleRow.id.like(pattern, escape="\\"), ScheduleRow.id.in_(by_actor))
+        )
+    total = int(session.scalar(select(func.count()).select_from(stmt.subquery())) or 0)
+    rows = session.scalars(stmt.order_by(ScheduleRow.id).offset(offset).limit(limit))
+    return list(rows), total
+
+
+def slots_in_schedules(session: Session, schedule_ids: Collection[str]) -> dict[str, int]:
+    """Cached slots of just these schedules (the slot index's schedule column serves it)."""
+    if not schedule_ids:
+        return {}
+    rows = session.execute(
+        select(SlotRow.schedule_id, func.count())
+        .where(SlotRow.schedule_id.in_(list(schedule_ids)))
+        .group_by(SlotRow.schedule_id)
+    )
+    return {r[0]: int(r[1]) for r in rows}

@@ -29,6 +29,7 @@ SUBSCRIBE = "slotsync.subscribe"
 CAPABILITIES = "slotsync.capabilities"
 REAPER = "slotsync.reaper"
 EXPIRE_HOLDS = "slotsync.expire_holds"
+SAMPLE = "slotsync.sample"
 
 
 def queue_of(task_name: str) -> str:

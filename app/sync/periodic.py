@@ -14,6 +14,7 @@ from app.settings import Settings
 from . import messages
 from .context import SyncContext
 from .dispatch import Dispatcher
+from .samples import SAMPLE_SECONDS
 
 CAPABILITIES_SECONDS = 6 * 3600
 
@@ -89,6 +90,12 @@ def _expire_holds(ctx: SyncContext, dispatcher: Dispatcher) -> object:
     return expire_holds_now(ctx)
 
 
+def _sample(ctx: SyncContext, dispatcher: Dispatcher) -> object:
+    from .samples import record_sample
+
+    return record_sample(ctx)
+
+
 def periodic_jobs(settings: Settings) -> list[PeriodicJob]:
     """Every periodic job; both run modes run all of them (embedded mode in process)."""
     hour, minute = (int(part) for part in settings.daily_load_at.split(":"))
@@ -157,6 +164,17 @@ def periodic_jobs(settings: Settings) -> list[PeriodicJob]:
             _expire_holds,
             "cancel at the EHR the holds (pending Appointments) that lapsed unbooked; there"
             " are such holds only where the EHR has no $hold of its own",
+        )
+    )
+    jobs.append(
+        PeriodicJob(
+            "sample-sync-health",
+            messages.SAMPLE,
+            SAMPLE_SECONDS,
+            None,
+            _sample,
+            "record the cache's size and freshness (the ops console's 24 h charts)",
+            first_after=5.0,
         )
     )
     return jobs

@@ -7,6 +7,7 @@ feed state) and overall (last full load, running runs with progress, feeds).
 from __future__ import annotations
 
 from collections.abc import Collection
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,7 +17,7 @@ from app.cache import feeds, slot_reads
 from app.cache import repository as repo
 from app.cache import runs as runs_repo
 from app.cache.models import SubscriptionRow, SyncRunRow
-from app.cache.sync_health import collect_sync_health
+from app.cache.sync_health import SyncHealth, collect_sync_health
 from app.core.times import optional_instant
 from app.settings import Settings
 from rules.coverage import summarise_slots, uncovered_schedules
@@ -132,16 +133,20 @@ def uncovered_json(
     }
 
 
-def sync_status(
-    session: Session,
-    *,
-    now: datetime,
-    settings: Settings,
-    schedule_ids: Collection[str] | None = None,
-    limit: int = 1000,
-    rules: RulesFile | None = None,
-) -> dict[str, Any]:
-    """The report; ``rules`` are those in force (default: read from the rules file)."""
+@dataclass(frozen=True, slots=True)
+class SyncVerdict:
+    """Healthy, degraded or down, with every reason, and what it was judged from."""
+
+    state: str  # ok | degraded | down
+    problems: list[str]
+    health: SyncHealth
+    feeds: list[SubscriptionRow]
+    feed_state: str
+
+
+def sync_verdict(session: Session, *, now: datetime, settings: Settings) -> SyncVerdict:
+    """The overall verdict of the report, alone: no scan of the slots, so it stays cheap
+    at any cache size (the ops console's overview renders it on every request)."""
     feed_rows = feeds.all_feeds(session)
     feed_state = overall_feed_state(feed_rows)
     health = collect_sync_health(
@@ -154,6 +159,22 @@ def sync_status(
     if feed_state == "stale":
         problems.append("the EHR's notifications stopped: polling")
         state = "degraded" if state == "ok" else state
+    return SyncVerdict(state, problems, health, feed_rows, feed_state)
+
+
+def sync_status(
+    session: Session,
+    *,
+    now: datetime,
+    settings: Settings,
+    schedule_ids: Collection[str] | None = None,
+    limit: int = 1000,
+    rules: RulesFile | None = None,
+) -> dict[str, Any]:
+    """The report; ``rules`` are those in force (default: read from the rules file)."""
+    verdict = sync_verdict(session, now=now, settings=settings)
+    health, state, problems = verdict.health, verdict.state, verdict.problems
+    feed_rows, feed_state = verdict.feeds, verdict.feed_state
     age = health.full_load_age_seconds
     schedules = repo.schedule_rows(session, schedule_ids, limit)
     counts = repo.slots_per_schedule(session)
