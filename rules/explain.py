@@ -39,7 +39,7 @@ NOT_OFFERED_SYSTEM = "http://slotsync.example/fhir/CodeSystem/not-offered"
 # code -> display; in the order of the composer's checks (a later one got further).
 CODES: dict[str, str] = {
     "not-covered": "no rule offers this schedule's asset",
-    "busy": "not free at the EHR",
+    "busy": "no free slot at the EHR (busy, deleted or never offered)",
     "claimed": "held or booked through slotsync",
     "service-type": "the slot's service type is not allowed for the visit type",
     "lead-time": "within the minimum lead time",
@@ -159,6 +159,7 @@ def explain(
             )
         verdicts[slot.id] = (slot, verdict)
     reasons = _group(verdicts.values())
+    reasons += _gaps(request, every, primaries)
     for schedule_id, why in sorted((stale or {}).items()):
         window = sorted(
             (s for s in every if s.schedule_id == schedule_id and s.id not in offered),
@@ -178,7 +179,64 @@ def explain(
                     why,
                 )
             )
+    reasons.sort(key=lambda r: (r.schedule_id, r.start, _RANK[r.code]))
     return reasons
+
+
+def _gaps(
+    request: FindRequest, every: Sequence[Slot], primaries: Mapping[str, list[_Plan]]
+) -> list[Reason]:
+    """Opening hours in the window where a schedule has no cached slot at all.
+
+    The cache holds free slots only: a slot the EHR has busy, or deleted, is simply
+    not there. So "why not Tuesday 10:00?" is often answered by the gap itself."""
+    held: dict[str, list[tuple[datetime, datetime]]] = {}
+    for slot in every:
+        held.setdefault(slot.schedule_id, []).append((slot.start, slot.end))
+    out = []
+    for schedule_id, own in primaries.items():
+        plan = own[0]
+        unit = plan.units_by_schedule[schedule_id]
+        spans = sorted(held.get(schedule_id, []))
+        hours = plan.plan.calendar.site(unit.site)
+        day = request.start.astimezone(hours.zone).date() - timedelta(days=1)
+        last = request.end.astimezone(hours.zone).date()
+        while day <= last:
+            for opens, closes in hours.ranges(day):
+                low, high = max(opens, request.start), min(closes, request.end)
+                for start, end in _uncovered(spans, low, high):
+                    out.append(
+                        Reason(
+                            "busy",
+                            schedule_id,
+                            start,
+                            end,
+                            (),
+                            None,
+                            None,
+                            "no cached free slot in opening hours: the EHR has the time busy,"
+                            " or no slot",
+                        )
+                    )
+            day += timedelta(days=1)
+    return out
+
+
+def _uncovered(
+    spans: Sequence[tuple[datetime, datetime]], low: datetime, high: datetime
+) -> Iterable[tuple[datetime, datetime]]:
+    """Parts of ``[low, high)`` that no span (sorted by start) covers."""
+    cursor = low
+    for start, end in spans:
+        if cursor >= high or start >= high:
+            break
+        if end <= cursor:
+            continue
+        if start > cursor:
+            yield cursor, start
+        cursor = max(cursor, end)
+    if cursor < high:
+        yield cursor, high
 
 
 def _wanted(request: FindRequest, schedule: Schedule) -> bool:

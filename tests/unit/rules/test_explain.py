@@ -48,20 +48,29 @@ def _world(count: int = 4, **kw: Any) -> tuple[World, str]:
     return world, sid
 
 
+MORNING = {"tue": ["09:00-10:20"]}
+
+
 def test_every_offered_slot_is_left_out_and_a_free_world_has_no_reason() -> None:
     world, _ = _world()
-    reasons, offered = _explain(world, make_rules([visit()]))
+    reasons, offered = _explain(world, make_rules([visit()], hours=MORNING))
     assert len(offered) == 4
     assert reasons == []
 
 
-def test_busy_at_the_ehr() -> None:
-    world, sid = _world(statuses=["free", "busy", "busy-unavailable", "free"])
-    reasons, _ = _explain(world, make_rules([visit()]))
-    busy = [r for r in reasons if r.code == "busy"]
-    assert [r.slot_ids for r in busy] == [(world.slots[1].id,), (world.slots[2].id,)]
-    assert {r.schedule_id for r in busy} == {sid}
-    assert busy[0].rule is None and "busy" in busy[0].detail
+def test_busy_at_the_ehr_is_a_gap_in_the_cache_or_a_slot_not_free() -> None:
+    world, sid = _world(statuses=["free", "free", "busy", "free"])
+    del world.slots[1]  # the cache holds free slots only: a busy one is not there
+    reasons, _ = _explain(world, make_rules([visit()], hours=MORNING))
+    gap, stated = reasons
+    assert (gap.code, gap.start, gap.end, gap.slot_ids) == (
+        "busy",
+        at(f"{DAY} 09:20"),
+        at(f"{DAY} 09:40"),
+        (),
+    )
+    assert (stated.code, stated.slot_ids) == ("busy", (world.slots[1].id,))
+    assert gap.rule is None and gap.schedule_id == stated.schedule_id == sid
 
 
 def test_held_or_booked_through_us() -> None:

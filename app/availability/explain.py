@@ -1,0 +1,72 @@
+"""``$find`` explain mode: why the cached slots of a request's window were not offered.
+
+A pass of its own, run only when a request asks for it (``_explain=true``, admin
+only) and after the answer is composed: the normal ``$find`` does no extra work.
+It reads every cached slot of the window (busy ones too, which the slot index
+does not hold), the live claims and the schedules' sync state, and hands them to
+the pure :func:`rules.explain.explain` with the slots the answer offered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session
+
+from app.availability.catalog import Catalog
+from app.availability.service import MAX_SLOT_LENGTH
+from app.cache import claims
+from app.cache import repository as repo
+from rules.composer import slot_fetch_window
+from rules.explain import Reason, explain
+from rules.request import FindRequest
+from rules.schema import RulesFile
+
+
+def explain_find(
+    session: Session,
+    request: FindRequest,
+    *,
+    rules: RulesFile,
+    catalog: Catalog,
+    offered: Collection[str],
+    now: datetime,
+    stale_after: timedelta,
+) -> list[Reason]:
+    """The reasons why cached slots starting in the request's window are not among
+    ``offered`` (the slot ids of the answer's offers). Schedules whose last sync
+    confirmation is older than ``stale_after``, or whose last sync failed, are
+    reported as stale."""
+    span_start, span_end = slot_fetch_window(request, rules, now)
+    start = min(request.start, span_start) - MAX_SLOT_LENGTH
+    end = max(request.end, span_end)
+    slots = repo.cached_slots(session, None, start, end)
+    _, claimed = claims.generation_and_claimed(session, start, end, now)
+    return explain(
+        request,
+        rules,
+        slots.values(),
+        catalog.schedules,
+        catalog.actors,
+        now,
+        claimed=claimed,
+        offered=offered,
+        stale=stale_schedules(catalog.confirmations, catalog.errors, now, stale_after),
+    )
+
+
+def stale_schedules(
+    confirmations: Mapping[str, datetime],
+    errors: Mapping[str, str],
+    now: datetime,
+    stale_after: timedelta,
+) -> dict[str, str]:
+    """Schedule id -> why its cached availability may differ from the EHR's."""
+    out = {
+        sid: f"availability last confirmed {int((now - at).total_seconds())} s ago"
+        for sid, at in confirmations.items()
+        if now - at > stale_after
+    }
+    out.update({sid: f"the last sync failed: {error}" for sid, error in errors.items()})
+    return out
