@@ -10,6 +10,7 @@ the pure :func:`rules.explain.explain` with the slots the answer offered.
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -18,9 +19,11 @@ from app.availability.catalog import Catalog
 from app.availability.service import MAX_SLOT_LENGTH
 from app.cache import claims
 from app.cache import repository as repo
-from rules.composer import slot_fetch_window
+from app.core.domain import Slot
+from rules.appointment_id import ProposalPayload
+from rules.composer import compose, slot_fetch_window
 from rules.explain import Reason, explain
-from rules.request import FindRequest
+from rules.request import FindRequest, Page
 from rules.schema import RulesFile
 
 
@@ -38,15 +41,11 @@ def explain_find(
     ``offered`` (the slot ids of the answer's offers). Schedules whose last sync
     confirmation is older than ``stale_after``, or whose last sync failed, are
     reported as stale."""
-    span_start, span_end = slot_fetch_window(request, rules, now)
-    start = min(request.start, span_start) - MAX_SLOT_LENGTH
-    end = max(request.end, span_end)
-    slots = repo.cached_slots(session, None, start, end)
-    _, claimed = claims.generation_and_claimed(session, start, end, now)
+    slots, claimed = _window(session, request, rules, now)
     return explain(
         request,
         rules,
-        slots.values(),
+        slots,
         catalog.schedules,
         catalog.actors,
         now,
@@ -54,6 +53,70 @@ def explain_find(
         offered=offered,
         stale=stale_schedules(catalog.confirmations, catalog.errors, now, stale_after),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Explained:
+    """What ``slotsync explain`` shows: how many offers, and why the rest are not."""
+
+    offers: int
+    offered_slots: int
+    reasons: list[Reason]
+
+
+def explain_offline(
+    session: Session,
+    request: FindRequest,
+    *,
+    rules: RulesFile,
+    catalog: Catalog,
+    now: datetime,
+    page_size: int,
+    stale_after: timedelta,
+) -> Explained:
+    """:func:`explain_find` without an API process: the offers are composed here, from
+    the cache as ``$find`` would (its first page of ``page_size``), then explained."""
+    slots, claimed = _window(session, request, rules, now)
+    free = [s for s in slots if s.status == "free" and s.id not in claimed]
+    page = Page(size=request.count or page_size)
+    composed = compose(
+        request, rules, free, catalog.schedules, catalog.actors, now, _unsigned, page=page
+    )
+    offered = {slot_id for a in composed.appointments for slot_id in a.slot_ids}
+    reasons = explain(
+        request,
+        rules,
+        slots,
+        catalog.schedules,
+        catalog.actors,
+        now,
+        claimed=claimed,
+        offered=offered,
+        stale=stale_schedules(catalog.confirmations, catalog.errors, now, stale_after),
+    )
+    return Explained(composed.total or 0, len(offered), reasons)
+
+
+def _unsigned(payload: ProposalPayload) -> str:
+    """No proposal leaves the command: its id need not be signed."""
+    return ""
+
+
+def _window(
+    session: Session, request: FindRequest, rules: RulesFile, now: datetime
+) -> tuple[list[Slot], set[str]]:
+    """Every cached slot the explanation may look at (buffers reach outside the window),
+    and the ids of those a live claim holds."""
+    span_start, span_end = slot_fetch_window(request, rules, now)
+    start = min(request.start, span_start) - MAX_SLOT_LENGTH
+    end = max(request.end, span_end)
+    slots = sorted(repo.cached_slots(session, None, start, end).values(), key=_by_start)
+    _, claimed = claims.generation_and_claimed(session, start, end, now)
+    return slots, claimed
+
+
+def _by_start(slot: Slot) -> tuple[datetime, str]:
+    return slot.start, slot.id
 
 
 def stale_schedules(

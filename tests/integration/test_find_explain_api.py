@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
 
 from app.api.main import create_app
+from app.cache import claims
 from app.settings import DEMO_API_KEY, Settings
 from app.sync.load import load_window
 from rules.explain import CODES, NOT_OFFERED_SYSTEM
@@ -170,3 +172,29 @@ def test_explain_false_or_absent_leaves_the_bundle_as_it_was(api):
 def test_explain_must_be_true_or_false(api):
     client, _, _ = api
     assert_outcome(client.get(FIND, params={**WINDOW, "_explain": "yes"}), 400)
+
+
+def test_a_slot_held_through_us_is_explained_as_claimed(api, engine):
+    client, slots, version = api
+    now = datetime.now(UTC)
+    with Session(engine) as session, session.begin():
+        claims.insert_claims(
+            session,
+            [slots[4]],
+            claim_id="hold-1",
+            kind="hold",
+            expires_at=now + timedelta(minutes=10),
+            now=now,
+        )
+    bundle = client.get(FIND, params={**WINDOW, "_explain": "true"}).json()
+    offered = {
+        ref["reference"]
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "Appointment"
+        for ref in e["resource"]["slot"]
+    }
+    assert f"Slot/{slots[4].id}" not in offered
+    outcome = _explained(bundle)
+    fhir_model(version, "OperationOutcome").model_validate(outcome)
+    (held,) = _codes(outcome)["claimed"]
+    assert _slot_refs(held) == [f"Slot/{slots[4].id}"]
