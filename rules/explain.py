@@ -8,8 +8,9 @@ for the assets, :mod:`rules.hours` for opening hours and closures,
 :mod:`rules.eligibility`), in the composer's order, and stops at the first that
 says no. Each not-offered slot gets one reason: the one of the visit type that got
 furthest with it (the one that came closest to offering it), with the rule's path
-in the rules file. Slots of one schedule with the same reason, next to each other
-in time, are one :class:`Reason`.
+in the rules file. Back-to-back slots of one schedule with the same reason are one
+:class:`Reason`; so is each stretch of opening hours without any cached slot (the
+cache holds free slots only: that time is busy at the EHR).
 
 Only the slots of schedules that can be the primary asset of a requested visit type
 (after the request's practitioner, specialty and location filters) are explained,
@@ -21,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from app.core.domain import Actor, Schedule, Slot
 from rules.assets import AssetIndex, Unit, by_schedule_id
@@ -214,8 +215,7 @@ def _gaps(
                             (),
                             None,
                             None,
-                            "no cached free slot in opening hours: the EHR has the time busy,"
-                            " or no slot",
+                            "no cached free slot in opening hours (busy at the EHR, or none)",
                         )
                     )
             day += timedelta(days=1)
@@ -252,6 +252,7 @@ def _group(verdicts: Iterable[tuple[Slot, _Verdict]]) -> list[Reason]:
     out: list[Reason] = []
     run: list[Slot] = []
     current: tuple[str, _Verdict] | None = None
+    reach = datetime.min.replace(tzinfo=UTC)  # where the run's slots end
 
     def close() -> None:
         if current is not None and run:
@@ -271,10 +272,12 @@ def _group(verdicts: Iterable[tuple[Slot, _Verdict]]) -> list[Reason]:
 
     for slot, verdict in ordered:
         key = (slot.schedule_id, verdict)
-        if key != current:
+        # a gap (time with no cached slot) ends a range: it has a reason of its own
+        if key != current or slot.start > reach:
             close()
-            run, current = [], key
+            run, current, reach = [], key, slot.end
         run.append(slot)
+        reach = max(reach, slot.end)
     close()
     return out
 

@@ -7,6 +7,7 @@ check`` does), without an API process.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from app.cli.exit_codes import DEPENDENCY_EXIT, FAILED_EXIT, OK_EXIT, USAGE_EXIT
@@ -17,7 +18,7 @@ if TYPE_CHECKING:
     from app.settings import Settings
     from rules.explain import Reason
 
-LISTED_SLOTS = 3  # slot ids a row names; the count says how many in all
+LISTED_SLOTS = 2  # slot ids a row names; the count says how many in all
 
 
 def _cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
@@ -78,7 +79,9 @@ def _cmd_explain(args: argparse.Namespace, settings: Settings) -> int:
             }
         )
         return OK_EXIT
-    _print_table(explained.reasons, explained.offers, explained.offered_slots, str(rules_path))
+    _print_table(
+        explained.reasons, explained.offers, explained.offered_slots, Path(rules_path).name
+    )
     return OK_EXIT
 
 
@@ -99,18 +102,18 @@ def _reason_json(reason: Reason) -> dict[str, object]:
 
 def _print_table(reasons: list[Reason], offers: int, offered_slots: int, source: str) -> None:
     from rich.console import Console
-    from rich.table import Table
+    from rich.table import Column, Table
 
     out = Console()
     table = Table(
-        "schedule",
-        "from (UTC)",
-        "to",
-        "reason",
+        Column("schedule", no_wrap=True),
+        Column("from (UTC)", no_wrap=True),
+        Column("to", no_wrap=True),
+        Column("reason", no_wrap=True),
         "slots",
-        "rule",
+        Column("rule", no_wrap=True),
         "detail",
-        title=f"{offers} offers on {offered_slots} slots; not offered ({source}):",
+        title=f"{offers} offers on {offered_slots} slots; not offered (rules: {source}):",
         title_justify="left",
     )
     for r in reasons:

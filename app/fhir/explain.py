@@ -70,8 +70,12 @@ def _issue(reason: Reason) -> dict[str, Any]:
             "text": reason.detail or reason.display,
         },
         "diagnostics": (
-            f"Schedule/{reason.schedule_id} {instant(reason.start)} to {instant(reason.end)}:"
-            f" {len(ids)} slot{'s' if len(ids) != 1 else ''} not offered, {reason.display}"
-            f"{rule}: {listed}"
+            f"Schedule/{reason.schedule_id} {instant(reason.start)} to {instant(reason.end)}: "
+            + (
+                f"{len(ids)} slot{'s' if len(ids) != 1 else ''} not offered, {reason.display}"
+                f"{rule}: {listed}"
+                if ids
+                else f"{reason.display}{rule}"
+            )
         ),
     }

@@ -235,3 +235,11 @@ def test_practitioner_filter_limits_what_is_explained() -> None:
 
 def test_every_code_has_a_display() -> None:
     assert all(CODES.values()) and len(CODES) == len(set(CODES))
+
+
+def test_a_gap_in_the_cache_splits_a_range_of_one_reason() -> None:
+    world, _ = _world()
+    del world.slots[1]
+    rules = make_rules([visit()], closures=[{"date": DAY}])
+    reasons, _ = _explain(world, rules)
+    assert [(r.code, len(r.slot_ids)) for r in reasons] == [("holiday", 1), ("holiday", 2)]
