@@ -20,6 +20,7 @@ slots are not offers on their own.
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
@@ -161,13 +162,15 @@ def explain(
         verdicts[slot.id] = (slot, verdict)
     reasons = _group(verdicts.values())
     reasons += _gaps(request, every, primaries)
-    for schedule_id, why in sorted((stale or {}).items()):
-        window = sorted(
-            (s for s in every if s.schedule_id == schedule_id and s.id not in offered),
-            key=lambda s: s.start,
-        )
-        window = [s for s in window if request.start <= s.start < request.end]
-        if window and (schedule_id in primaries or schedule_id in secondaries):
+    stale = stale or {}
+    in_window: dict[str, list[Slot]] = {}
+    for slot in every:
+        inside = request.start <= slot.start < request.end
+        if inside and slot.schedule_id in stale and slot.id not in offered:
+            in_window.setdefault(slot.schedule_id, []).append(slot)
+    for schedule_id, window in sorted(in_window.items()):
+        if schedule_id in primaries or schedule_id in secondaries:
+            window.sort(key=lambda s: s.start)
             reasons.append(
                 Reason(
                     "stale",
@@ -177,7 +180,7 @@ def explain(
                     tuple(s.id for s in window),
                     None,
                     None,
-                    why,
+                    stale[schedule_id],
                 )
             )
     reasons.sort(key=lambda r: (r.schedule_id, r.start, _RANK[r.code]))
@@ -354,8 +357,9 @@ class _Plan:
             reason = ineligible_reason(vt.eligibility, patient, local_day, local_day)
             return no("eligibility", f"{self.at}.eligibility.{field}", reason or "")
         time = unit.free
-        i = time.starts.index(t) if t in time.starts else -1
-        stop = 0 if i < 0 else time.stop(i, t, end, plan.join, self.accepts)
+        i = bisect_left(time.starts, t)
+        held = i < len(time.starts) and time.slots[i].id == slot.id  # not dropped as overlapping
+        stop = time.stop(i, t, end, plan.join, self.accepts) if held else 0
         if not stop:
             return no(
                 "no-contiguous-run",
