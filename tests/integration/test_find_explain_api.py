@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from app.api.main import create_app
 from app.cache import claims
+from app.cache import repository as repo
 from app.settings import DEMO_API_KEY, Settings
 from app.sync.load import load_window
 from rules.explain import CODES, NOT_OFFERED_SYSTEM
@@ -198,3 +199,17 @@ def test_a_slot_held_through_us_is_explained_as_claimed(api, engine):
     fhir_model(version, "OperationOutcome").model_validate(outcome)
     (held,) = _codes(outcome)["claimed"]
     assert _slot_refs(held) == [f"Slot/{slots[4].id}"]
+
+
+def test_a_schedule_whose_last_sync_failed_is_explained_as_stale(api, engine):
+    client, slots, version = api
+    with Session(engine) as session, session.begin():
+        repo.record_schedule_error(session, ["sch-1"], "EHR answered 503")
+    bundle = client.get(
+        FIND, params={**WINDOW, "visit-type": OFFICE, "_count": "1", "_explain": "true"}
+    ).json()
+    outcome = _explained(bundle)
+    fhir_model(version, "OperationOutcome").model_validate(outcome)
+    (stale,) = _codes(outcome)["stale"]
+    assert "EHR answered 503" in stale["details"]["text"]
+    assert _period(stale) == (slots[1].start, slots[5].end)  # every slot but the one offered
