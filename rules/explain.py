@@ -243,9 +243,18 @@ def _uncovered(
 
 
 def _wanted(request: FindRequest, schedule: Schedule) -> bool:
-    """Whether the request's practitioner filter leaves ``schedule`` in."""
-    return not request.practitioners or not set(request.practitioners).isdisjoint(
-        schedule.actor_refs
+    """Whether the request's practitioner, location and specialty filters leave
+    ``schedule`` in (for the schedules no rule uses: the others are filtered as the
+    composer filters them)."""
+    refs = set(schedule.actor_refs)
+    if request.practitioners and refs.isdisjoint(request.practitioners):
+        return False
+    if request.locations and refs.isdisjoint(request.locations):
+        return False
+    return not (
+        request.specialties
+        and schedule.specialties
+        and set(request.specialties).isdisjoint(schedule.specialties)
     )
 
 

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from app.availability.catalog import Catalog
-from app.availability.service import MAX_SLOT_LENGTH
+from app.availability.service import MAX_SLOT_LENGTH, relevant_schedules
 from app.cache import claims
 from app.cache import repository as repo
 from app.core.domain import Slot
@@ -41,7 +41,7 @@ def explain_find(
     ``offered`` (the slot ids of the answer's offers). Schedules whose last sync
     confirmation is older than ``stale_after``, or whose last sync failed, are
     reported as stale."""
-    slots, claimed = _window(session, request, rules, now)
+    slots, claimed = _window(session, request, rules, catalog, now)
     return explain(
         request,
         rules,
@@ -76,7 +76,7 @@ def explain_offline(
 ) -> Explained:
     """:func:`explain_find` without an API process: the offers are composed here, from
     the cache as ``$find`` would (its first page of ``page_size``), then explained."""
-    slots, claimed = _window(session, request, rules, now)
+    slots, claimed = _window(session, request, rules, catalog, now)
     free = [s for s in slots if s.status == "free" and s.id not in claimed]
     page = Page(size=request.count or page_size)
     composed = compose(
@@ -103,14 +103,17 @@ def _unsigned(payload: ProposalPayload) -> str:
 
 
 def _window(
-    session: Session, request: FindRequest, rules: RulesFile, now: datetime
+    session: Session, request: FindRequest, rules: RulesFile, catalog: Catalog, now: datetime
 ) -> tuple[list[Slot], set[str]]:
-    """Every cached slot the explanation may look at (buffers reach outside the window),
-    and the ids of those a live claim holds."""
+    """Every cached slot the explanation may look at (buffers reach outside the window)
+    of the schedules the request's practitioner and specialty filters leave (rooms and
+    devices all stay), and the ids of those a live claim holds."""
     span_start, span_end = slot_fetch_window(request, rules, now)
     start = min(request.start, span_start) - MAX_SLOT_LENGTH
     end = max(request.end, span_end)
-    slots = sorted(repo.cached_slots(session, None, start, end).values(), key=_by_start)
+    # no service-type narrowing: a schedule of the wrong service type is a reason to give
+    scope = relevant_schedules(request, catalog.schedules.values(), None)
+    slots = sorted(repo.cached_slots(session, scope, start, end).values(), key=_by_start)
     _, claimed = claims.generation_and_claimed(session, start, end, now)
     return slots, claimed
 

@@ -243,3 +243,17 @@ def test_a_gap_in_the_cache_splits_a_range_of_one_reason() -> None:
     rules = make_rules([visit()], closures=[{"date": DAY}])
     reasons, _ = _explain(world, rules)
     assert [(r.code, len(r.slot_ids)) for r in reasons] == [("holiday", 1), ("holiday", 2)]
+
+
+def test_a_schedule_no_rule_uses_is_left_out_by_the_request_filters() -> None:
+    world, _ = _world()
+    other = world.practitioner(2, clinic=2, specialty="http://snomed.info/sct|394582007")
+    world.add_slots(other, at(f"{DAY} 09:00"), 20, count=2)
+    rules = make_rules([visit()])
+    assert _only(_explain(world, rules)[0], "not-covered").schedule_id == other
+    for filters in (
+        {"locations": ("Location/clinic-1",)},
+        {"practitioners": ("Practitioner/pr-1",)},
+        {"specialties": ("http://snomed.info/sct|419772000",)},
+    ):
+        assert not [r for r in _explain(world, rules, **filters)[0] if r.code == "not-covered"]
