@@ -257,3 +257,12 @@ def test_a_schedule_no_rule_uses_is_left_out_by_the_request_filters() -> None:
         {"specialties": ("http://snomed.info/sct|419772000",)},
     ):
         assert not [r for r in _explain(world, rules, **filters)[0] if r.code == "not-covered"]
+
+
+def test_a_visit_that_would_end_after_the_window() -> None:
+    world, _ = _world()
+    reasons, offered = _explain(world, make_rules([visit()]), end=f"{DAY} 09:50")
+    assert len(offered) == 2  # 09:00 and 09:20; 09:40 would end at 10:00
+    reason = _only(reasons, "outside-window")
+    assert reason.slot_ids == (world.slots[2].id,)
+    assert reason.rule == "visit_types[0].duration_minutes"
