@@ -12,6 +12,8 @@ type and provider, 30 days, ``_count`` 100):
 - concurrent clients on loopback (wrk when installed, else asyncio httpx, which
   takes far more of the two cores from the server): throughput and latency at each
   level of ``--clients``; the throughput reported is the best level whose p99 <= 100 ms;
+- explain on: the typical request with ``_explain=true`` (single client, a quarter
+  of ``--requests``), reported apart from the figures above, which are explain off;
 - bare SQL: the cache read the request would need without the in-memory index
   (free, unclaimed slots of the same schedules and window), timed with psycopg;
 - EHR in real time (Use Case 2 style): the same window fetched from the EHR's
@@ -135,13 +137,15 @@ def percentiles(values_ms: list[float]) -> dict[str, float]:
     }
 
 
-def _single_client(base: str, kind: str, days: list[date], n: int) -> dict[str, Any]:
+def _single_client(
+    base: str, kind: str, days: list[date], n: int, extra: tuple[tuple[str, str], ...] = ()
+) -> dict[str, Any]:
     build = KINDS[kind][0]
     timings: list[float] = []
     offers: list[int] = []
     with httpx.Client(base_url=base, headers=HEADERS, timeout=60) as client:
         for i in range(n):
-            params = build(days[i % len(days)])
+            params = build(days[i % len(days)]) + list(extra)
             t0 = time.perf_counter()
             response = client.get("/fhir/Appointment/$find", params=params)
             timings.append((time.perf_counter() - t0) * 1000)
@@ -388,6 +392,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         ),
                     }
             days = _full_days(base, "typical", _days(first_day, 7, args.horizon_days))
+            # $find?_explain=true (issue #21): a pass of its own, measured apart; the
+            # figures above are explain off, the path every consumer takes
+            results["typical"]["explain_on_single_client"] = _single_client(
+                base, "typical", days, max(1, args.requests // 4), (("_explain", "true"),)
+            )
             ehr = _ehr_realtime(sandbox.base_url, days, args.ehr_samples)
             results["typical"]["ehr_realtime"] = ehr
             results["typical"]["ehr_p50_over_find_p50"] = round(

@@ -71,6 +71,7 @@ __all__ = [
     "api_key_scheme",
     "authenticate",
     "bearer_scheme",
+    "ensure_admin",
     "get_principal",
     "install_auth",
     "is_operator",
@@ -184,6 +185,15 @@ async def require_admin(request: Request, principal: PrincipalDep) -> Principal:
     if scope not in principal.scopes:
         raise forbidden([scope])
     return principal
+
+
+def ensure_admin(request: Request) -> None:
+    """Inside a route already authenticated: 403 unless the caller holds the admin scope
+    (for a parameter only administrators may use, such as ``$find``'s ``_explain``)."""
+    scope = request.app.state.settings.admin_scope
+    principal: Principal = request.state.principal
+    if scope not in principal.scopes:
+        raise forbidden([scope])
 
 
 async def require_metrics(

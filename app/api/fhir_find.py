@@ -16,9 +16,10 @@ from app.availability.params import ParsedFind, parse_find_parameters, parse_fin
 from app.cache.db import Session
 from app.core.errors import InvalidParameter
 from app.fhir.bundle import avail_bundle, included_actors, outcome_issue
+from app.fhir.explain import explain_entry
 from rules.request import PageKey
 
-from .auth import APPOINTMENT_READ, require_scopes
+from .auth import APPOINTMENT_READ, ensure_admin, require_scopes
 from .deps import AutocommitSessionDep
 from .openapi import BUNDLE_REF, fhir_content
 from .openapi_examples import FIND_EXAMPLES, query_parameter, request_body
@@ -60,6 +61,13 @@ FIND_PARAMETERS = [
         "WyIyMDMwLTAxLTA3VDA5OjAwOjAwKzAwOjAwIiwwLCJQcmFjdGl0aW9uZXIvcHItMSIsInNjaC1wci0xIl0",
     ),
     _query(
+        "_explain",
+        "true: one more OperationOutcome saying why cached slots were not offered (admin"
+        " scope only)",
+        "true",
+        enum=["true", "false"],
+    ),
+    _query(
         "_include",
         "Appointment:practitioner | Appointment:location | Appointment:actor",
         "Appointment:actor",
@@ -85,6 +93,8 @@ FIND_DOC: _RouteDoc = {
 
 def _answer(request: Request, parsed: ParsedFind, session: Session) -> FhirResponse:
     state = request.app.state
+    if parsed.explain:
+        ensure_admin(request)
     answer = state.finder.answer(session, parsed, datetime.now(UTC))
     result = answer.result
     version = state.fhir_version
@@ -102,6 +112,8 @@ def _answer(request: Request, parsed: ParsedFind, session: Session) -> FhirRespo
         total=result.total,
         links=page_links(request, result.next_after),
     )
+    if answer.reasons is not None:
+        bundle["entry"].append(explain_entry(answer.reasons))
     return FhirResponse(bundle)
 
 

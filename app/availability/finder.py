@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.orm import Session
 
 from app.availability.catalog import CatalogCache, read_catalog
+from app.availability.explain import explain_find
 from app.availability.params import ParsedFind
 from app.availability.patients import PatientLookup
 from app.availability.service import FindResult, find_appointments, warm_offers
@@ -26,6 +27,7 @@ from app.availability.slot_index import SlotIndex
 from app.core.errors import CacheStale
 from app.settings import Settings
 from rules.composer import Signer
+from rules.explain import Reason
 from rules.loader import RulesStore
 from rules.offer_memo import OfferMemo
 from rules.request import Page, summarise_notices
@@ -49,6 +51,7 @@ class Issue:
 class FindAnswer:
     result: FindResult
     issues: list[Issue]
+    reasons: list[Reason] | None = None  # _explain=true: why cached slots were not offered
 
 
 @dataclass
@@ -93,7 +96,18 @@ class Finder:
         issues += self._freshness(result, now)
         if not result.total:
             issues.append(Issue("information", "not-found", "no appointments available"))
-        return FindAnswer(result, issues)
+        if not parsed.explain:
+            return FindAnswer(result, issues)
+        reasons = explain_find(
+            session,
+            find_request,
+            rules=self.rules_store.current,
+            catalog=self.catalog.get(session),
+            offered={slot_id for a in result.appointments for slot_id in a.slot_ids},
+            now=now,
+            stale_after=timedelta(seconds=settings.stale_warning_seconds),
+        )
+        return FindAnswer(result, issues, reasons)
 
     def _freshness(self, result: FindResult, now: datetime) -> list[Issue]:
         """Refuse a cache older than the limit; warn of an old one, and of schedules

@@ -34,9 +34,10 @@ REFERENCE_TYPES = {
 TOKEN_PARAMS = ("specialty", "visit-type", "reason", "appt-type")
 STRING_PARAMS = ("location-string",)
 RESOURCE_PARAMS = {"patient-resource": "Patient", "coverage": "Coverage"}
+EXPLAIN = "_explain"  # admin only: also say why cached slots were not offered
 KNOWN = {
-    "start", "end", "_count", page_cursor.NAME, "_include", *REFERENCE_TYPES, *TOKEN_PARAMS,
-    *STRING_PARAMS, *RESOURCE_PARAMS,
+    "start", "end", "_count", page_cursor.NAME, "_include", EXPLAIN, *REFERENCE_TYPES,
+    *TOKEN_PARAMS, *STRING_PARAMS, *RESOURCE_PARAMS,
 }  # fmt: skip
 # Result-shaping parameters every FHIR server may receive; not ours to warn about.
 GENERAL = {"_format", "_pretty", "_summary", "_elements"}
@@ -52,6 +53,7 @@ class ParsedFind:
     includes: tuple[str, ...] = ()  # _include values
     after: PageKey | None = None  # _cursor: the page starts after this offer
     extra: dict[str, Any] = field(default_factory=dict)
+    explain: bool = False  # _explain=true: reasons for what is not offered (admin only)
 
 
 def parse_datetime_param(name: str, value: str) -> datetime:
@@ -203,11 +205,20 @@ def build_find_request(
     except InvalidFindRequest as exc:
         raise InvalidParameter(str(exc)) from exc
     cursor = single(page_cursor.NAME) if values.get(page_cursor.NAME) else None
+    explain = False
+    if values.get(EXPLAIN):
+        raw = single(EXPLAIN).strip()
+        if raw not in ("true", "false"):
+            raise InvalidParameter(
+                f"parameter '{EXPLAIN}' must be true or false", expression=EXPLAIN
+            )
+        explain = raw == "true"
     return ParsedFind(
         request=request,
         ignored=ignored,
         includes=tuple(values.get("_include", [])),
         after=page_cursor.decode(cursor) if cursor is not None else None,
+        explain=explain,
     )
 
 
@@ -259,6 +270,8 @@ def _token_value(param: Mapping[str, Any], name: str, where: str) -> str:
     if len(keys) != 1:
         raise InvalidParameter(f"parameter '{name}' needs one value[x]", expression=where)
     kind, value = keys[0], param[keys[0]]
+    if kind == "valueBoolean" and isinstance(value, bool):  # _explain
+        return "true" if value else "false"
     if kind == "valueCoding":
         return _coding_token(value, name, where)
     if kind == "valueCodeableConcept":

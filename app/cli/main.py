@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
-from app.cli import config, db, demo, processes, rules, sync
+from app.cli import config, db, demo, explain, processes, rules, sync
 from app.cli.exit_codes import (
     DEPENDENCY_EXIT,
     EXIT_CODES,
@@ -26,7 +26,7 @@ from app.cli.output import console
 from app.settings import UnsafeSettings, get_settings
 
 # In the order `slotsync --help` lists their commands.
-GROUPS = (processes, demo, sync, rules, db, config)
+GROUPS = (processes, demo, sync, rules, explain, db, config)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
             EXIT_CODES,
         )
         + "\n\n"
-        + fill(f"--json (status, sync-status, resync, rules check, config): {JSON_HELP}."),
+        + fill(f"--json (status, sync-status, resync, rules check, explain, config): {JSON_HELP}."),
     )
     parser.add_argument("--log-level", default=None, help="default: SLOTSYNC_LOG_LEVEL")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
