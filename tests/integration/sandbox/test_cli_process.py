@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-import time
 from datetime import UTC, datetime
 
 import httpx
@@ -71,11 +70,14 @@ def test_start_sandbox_serves_and_stops_idempotently() -> None:
         httpx.get(f"{sp.base_url}/metadata")
 
 
-def test_prefetch_pages_serve_well_above_the_load_target() -> None:
-    """1000-slot pages from a 300k-slot sandbox, bytes only (JSON parsing is the client's
-    cost). Unloaded this runs at ~90-120k slots/s; the floor leaves room for a busy
-    shared 2-core machine while still failing if paging stopped being O(page)."""
+def test_prefetch_pages_a_large_window_in_full_pages_to_the_end() -> None:
+    """100k slots of a 300k-slot sandbox in 1000-slot pages, following next links: every
+    page full, no slot twice. (How fast the sandbox serves pages is measured by
+    ``python -m benchmarks load``, not asserted here.)"""
     next_link = re.compile(rb'"relation":"next","url":"([^"]+)"')
+    slot_id = re.compile(rb'"resourceType":"Slot","id":"([^"]+)"')
+    seen: set[bytes] = set()
+    pages = 0
     with (
         start_sandbox(size=300_000, start_date="2026-11-26", page_size=1000) as sp,
         httpx.Client(timeout=30) as c,
@@ -83,15 +85,16 @@ def test_prefetch_pages_serve_well_above_the_load_target() -> None:
         url: str | None = (
             f"{sp.base_url}/Slot/$prefetch?start=2026-11-26&end=2027-03-01&_count=1000"
         )
-        slots, t0 = 0, time.perf_counter()
-        while url and slots < 100_000:
+        while url and len(seen) < 100_000:
             body = c.get(url).content
-            slots += body.count(b'"resourceType":"Slot"')
+            ids = slot_id.findall(body)
+            assert len(ids) == 1000, f"page {pages} held {len(ids)} slots"
+            assert seen.isdisjoint(ids), f"page {pages} repeats slots"
+            seen.update(ids)
+            pages += 1
             found = next_link.search(body)
             url = found.group(1).decode() if found else None
-        rate = slots / (time.perf_counter() - t0)
-    assert slots == 100_000
-    assert rate > 30_000, f"{rate:.0f} slots/s"
+    assert (len(seen), pages) == (100_000, 100)
 
 
 def test_create_app_serves_in_process() -> None:
