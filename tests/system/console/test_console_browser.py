@@ -115,7 +115,10 @@ def test_the_console_in_a_browser(demo: str, browser: WebDriver, tmp_path: Path)
     wait(browser, 90).until(
         lambda d: d.refresh() or d.find_element(By.ID, "slots-cached").text not in {"-", "0"}
     )  # and a sample of the loaded cache is recorded
-    assert browser.find_elements(By.CSS_SELECTOR, "svg polyline.series")
+    # a line needs two samples (one a minute): the first may predate the load or not
+    wait(browser, 150).until(
+        lambda d: d.refresh() or d.find_elements(By.CSS_SELECTOR, "svg polyline.series")
+    )
     shot(browser, "02-overview")
 
     # the demo's schedules
