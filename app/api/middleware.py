@@ -25,6 +25,7 @@ from app.fhir.media import (
     JSON_TYPES,
     LEGACY_FHIR_JSON,
     PLAIN_JSON,
+    accepted_types,
     media_type,
 )
 from app.observability.context import (
@@ -192,17 +193,10 @@ class FhirContentMiddleware:
         accept = headers.get("accept")
         if not accept:
             return FHIR_JSON
-        fallback = None
-        for part in accept.split(","):
-            media, *params = (p.strip() for p in part.split(";"))
-            if any(p.replace(" ", "") in ("q=0", "q=0.0", "q=0.00", "q=0.000") for p in params):
-                continue
-            media = media.lower()
-            if media in ACCEPT_FHIR:
-                return FHIR_JSON
-            if media == PLAIN_JSON:
-                fallback = PLAIN_JSON
-        return fallback
+        kinds = accepted_types(accept)
+        if kinds & ACCEPT_FHIR:
+            return FHIR_JSON
+        return PLAIN_JSON if PLAIN_JSON in kinds else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")

@@ -17,7 +17,7 @@ from fastapi.responses import Response, StreamingResponse
 from app.cache.db import read_session
 from app.cache.publish_queries import PublishState
 from app.core.errors import SlotsyncError
-from app.fhir.media import FHIR_JSON, PLAIN_JSON
+from app.fhir.media import FHIR_JSON, PLAIN_JSON, accepted_types
 from app.publish import feed
 from app.publish.service import Publisher
 from app.settings import Settings
@@ -38,13 +38,12 @@ class NotAcceptable(SlotsyncError):
 
 
 def _check_accept(request: Request, offered: tuple[str, ...]) -> None:
-    """No Accept, ``*/*``, or any of ``offered`` (parameters and q-values aside)."""
+    """No Accept, ``*/*``, or any of ``offered`` (parameters aside; ``q=0`` refuses)."""
     header = request.headers.get("accept")
     if not header or not header.strip():
         return
-    kinds = {part.split(";", 1)[0].strip().lower() for part in header.split(",")}
     wildcards = {"*/*", "application/*"}
-    if kinds & (set(offered) | wildcards):
+    if accepted_types(header) & (set(offered) | wildcards):
         return
     raise NotAcceptable(f"Accept {header!r} cannot be served: this answers {', '.join(offered)}")
 

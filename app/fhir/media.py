@@ -17,6 +17,18 @@ FORM = "application/x-www-form-urlencoded"
 JSON_TYPES = (FHIR_JSON, LEGACY_FHIR_JSON, PLAIN_JSON)
 
 
+def accepted_types(accept: str) -> set[str]:
+    """The media types an ``Accept`` header allows, lower case, parameters aside; a type
+    given ``q=0`` is refused, so it is not among them."""
+    kinds = set()
+    for part in accept.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        if any(p.replace(" ", "") in ("q=0", "q=0.0", "q=0.00", "q=0.000") for p in params):
+            continue
+        kinds.add(media.lower())
+    return kinds
+
+
 def media_type(content_type: str | None) -> str:
     """``type/subtype`` of a Content-Type header, lower case, without parameters."""
     return (content_type or "").split(";", 1)[0].strip().lower()
