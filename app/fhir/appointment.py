@@ -21,11 +21,12 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
 from app.core.domain import Actor, ProposedAppointment, split_token
+from app.core.times import second_instant
 from rules.appointment_id import IDENTIFIER_SYSTEM, fhir_id
 
 ARGO_APPT_PROFILE = "http://fhir.org/guides/argonaut-scheduling/StructureDefinition/argo-appt"
@@ -311,14 +312,17 @@ def _appointment(
         "id": fhir_id(appt.id),
         "identifier": [{"system": IDENTIFIER_SYSTEM, "value": appt.id}],
         "status": "proposed",
-        "start": instant(appt.start),
-        "end": instant(appt.end),
+        "start": second_instant(appt.start),
+        "end": second_instant(appt.end),
         "minutesDuration": appt.minutes,
         "participant": [
             _participant(p.ref, p.display, p.required, p.status, actors) for p in appt.participants
         ],
         "requestedPeriod": [
-            {"start": instant(requested_period[0]), "end": instant(requested_period[1])}
+            {
+                "start": second_instant(requested_period[0]),
+                "end": second_instant(requested_period[1]),
+            }
         ],
     }
     if appt.service_types:
@@ -374,15 +378,6 @@ def _cached_concept(token: str, r4: bool, text: str | None) -> dict[str, Any]:
     if text or display:
         concept["text"] = text or display
     return concept
-
-
-@lru_cache(maxsize=1 << 16)
-def instant(moment: datetime) -> str:
-    """A FHIR instant in UTC ``Z`` form (seconds precision). Remembered: answers
-    repeat the same slot times, and formatting one costs more than finding it."""
-    if moment.tzinfo is None:
-        raise ValueError("appointment times must be timezone-aware")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def render_displays(expansions: Mapping[str, Any]) -> str:

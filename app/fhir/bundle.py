@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from app.core.domain import Actor, split_token
-from app.fhir.appointment import instant
+from app.core.times import second_instant
 
 AVAIL_BUNDLE = "http://fhir.org/guides/argonaut-scheduling/StructureDefinition/avail-bundle"
 
@@ -139,7 +139,7 @@ def avail_bundle(
     if profile:
         meta["profile"] = [AVAIL_BUNDLE]
     if last_updated is not None:
-        meta["lastUpdated"] = instant(last_updated)
+        meta["lastUpdated"] = second_instant(last_updated)
     if meta:
         bundle["meta"] = meta
     bundle["total"] = len(appointments) if total is None else total

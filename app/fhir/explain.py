@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from app.fhir.appointment import instant
+from app.core.times import second_instant
 from rules.explain import NOT_OFFERED_SYSTEM, Reason
 
 EXTENSION = "http://slotsync.example/fhir/StructureDefinition/not-offered-"
@@ -47,7 +47,10 @@ def _issue(reason: Reason) -> dict[str, Any]:
         },
         {
             "url": EXTENSION + "period",
-            "valuePeriod": {"start": instant(reason.start), "end": instant(reason.end)},
+            "valuePeriod": {
+                "start": second_instant(reason.start),
+                "end": second_instant(reason.end),
+            },
         },
         {"url": EXTENSION + "slot-count", "valueInteger": len(ids)},
         *(
@@ -70,7 +73,8 @@ def _issue(reason: Reason) -> dict[str, Any]:
             "text": reason.detail or reason.display,
         },
         "diagnostics": (
-            f"Schedule/{reason.schedule_id} {instant(reason.start)} to {instant(reason.end)}: "
+            f"Schedule/{reason.schedule_id} {second_instant(reason.start)} to"
+            f" {second_instant(reason.end)}: "
             + (
                 f"{len(ids)} slot{'s' if len(ids) != 1 else ''} not offered, {reason.display}"
                 f"{rule}: {listed}"

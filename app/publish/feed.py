@@ -32,6 +32,7 @@ from app.cache import publish_queries as q
 from app.cache import repository as repo
 from app.core.domain import Actor
 from app.core.errors import InvalidParameter, NotFound
+from app.core.times import millisecond_instant
 from rules.appointment_id import ProposalPayload
 from rules.offer_memo import OfferMemo
 from rules.schema import RulesFile
@@ -232,7 +233,7 @@ def manifest(
 ) -> Manifest:
     """The ``$bulk-publish`` manifest of the feed as of ``state``; ``states``: the
     states of the published locations (the hint on the files other than Slot files)."""
-    query = f"?_since={resources.instant(since)}" if since is not None else ""
+    query = f"?_since={millisecond_instant(since)}" if since is not None else ""
     output: list[dict[str, Any]] = []
     hint = {"extension": {"state": states}} if states else {}
     for kind, name in (
@@ -248,7 +249,7 @@ def manifest(
         output.append(item)
     body = msgspec.json.encode(
         {
-            "transactionTime": resources.instant(state.refreshed_at),
+            "transactionTime": millisecond_instant(state.refreshed_at),
             "request": request_url,
             "output": output,
             "error": [],

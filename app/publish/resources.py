@@ -12,13 +12,14 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from urllib.parse import quote
 
 import msgspec
 
 from app.core.domain import Actor, Schedule, split_token
+from app.core.times import millisecond_instant
 
 BOOKING_DEEP_LINK = "http://fhir-registry.smarthealthit.org/StructureDefinition/booking-deep-link"
 BOOKING_PHONE = "http://fhir-registry.smarthealthit.org/StructureDefinition/booking-phone"
@@ -28,13 +29,6 @@ _ID = re.compile(r"[A-Za-z0-9.\-]{1,64}")
 _STATE = re.compile(r"[A-Z]{2}")
 _POSTAL = re.compile(r"\d{5}(-\d{4})?")
 _URL_SAFE = re.compile(r"[A-Za-z0-9_-]*")  # base64url: safe in a URL and in JSON
-
-
-def instant(value: datetime) -> str:
-    """A FHIR instant in UTC with milliseconds and a ``Z`` offset (a naive time is UTC)."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return value.astimezone(UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
 
 
 def _hashed(prefix: str, *parts: str) -> str:
@@ -55,7 +49,9 @@ def schedule_id(ehr_schedule_id: str, visit_type: str) -> str:
 
 def slot_id(visit_type: str, ehr_schedule_id: str, start: datetime, end: datetime) -> str:
     """One offer's feed Slot: visit type, primary schedule and span make it unique."""
-    return _hashed("o", visit_type, ehr_schedule_id, instant(start), instant(end))
+    return _hashed(
+        "o", visit_type, ehr_schedule_id, millisecond_instant(start), millisecond_instant(end)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +152,7 @@ def location(actor: Actor, contact: Contact, last_updated: datetime) -> dict[str
     out: dict[str, Any] = {
         "resourceType": "Location",
         "id": lid,
-        "meta": {"lastUpdated": instant(last_updated)},
+        "meta": {"lastUpdated": millisecond_instant(last_updated)},
         "identifier": [{"system": contact.identifier_system, "value": actor.ref.split("/", 1)[1]}],
         "name": actor.display or lid,
     }
@@ -180,7 +176,7 @@ def practitioner_role(
     out: dict[str, Any] = {
         "resourceType": "PractitionerRole",
         "id": plain_id(practitioner.ref),
-        "meta": {"lastUpdated": instant(last_updated)},
+        "meta": {"lastUpdated": millisecond_instant(last_updated)},
         "active": True,
     }
     if practitioner.display:
@@ -211,7 +207,7 @@ def schedule(
     out: dict[str, Any] = {
         "resourceType": "Schedule",
         "id": feed_id,
-        "meta": {"lastUpdated": instant(last_updated)},
+        "meta": {"lastUpdated": millisecond_instant(last_updated)},
         "serviceType": [_concept(visit_type, visit_type_display)],
         "actor": actors,
     }

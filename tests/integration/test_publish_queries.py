@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from app.cache import publish_queries as q
 from app.cache.db import transaction
+from app.core.times import millisecond_instant
 from app.publish import resources
 
 T = datetime(2026, 12, 7, 14, 0, tzinfo=UTC)
@@ -62,11 +63,11 @@ def test_database_lines_are_the_python_lines(engine):
             lines.line(
                 r["id"],
                 r["schedule"],
-                resources.instant(r["start"]),
-                resources.instant(r["end"]),
+                millisecond_instant(r["start"]),
+                millisecond_instant(r["end"]),
                 r["status"],
                 r["proposal_id"],
-                resources.instant(r["updated_at"]),
+                millisecond_instant(r["updated_at"]),
             )
             for r in sorted(rows[:7], key=lambda r: (r["start"], r["id"]))
         ]

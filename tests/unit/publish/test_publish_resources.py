@@ -20,6 +20,7 @@ from app.core.domain import (
     PostalAddress,
     Schedule,
 )
+from app.core.times import millisecond_instant
 from app.publish import resources
 from app.publish.feed import SlotFile, parse_file_name, slot_files
 from app.publish.offers import week_of
@@ -52,7 +53,7 @@ def example_lines(name: str) -> list[dict]:
 
 def test_instant_has_a_full_offset_and_milliseconds():
     eastern = timezone(timedelta(hours=-5))
-    stamp = resources.instant(datetime(2026, 3, 10, 15, 0, tzinfo=eastern))
+    stamp = millisecond_instant(datetime(2026, 3, 10, 15, 0, tzinfo=eastern))
     assert stamp == "2026-03-10T20:00:00.000Z"
     assert TIMESTAMP.fullmatch(stamp)
     # the spec's inline example breaks its own rule; ours never does
@@ -200,9 +201,9 @@ def test_schedule_and_practitioner_role_are_r4_with_the_example_shape():
 
 def test_slot_lines_are_r4_json_with_the_example_extensions():
     lines = resources.SlotLines(CONTACT)
-    start = resources.instant(datetime(2026, 12, 7, 14, tzinfo=UTC))
-    end = resources.instant(datetime(2026, 12, 7, 14, 15, tzinfo=UTC))
-    now = resources.instant(NOW)
+    start = millisecond_instant(datetime(2026, 12, 7, 14, tzinfo=UTC))
+    end = millisecond_instant(datetime(2026, 12, 7, 14, 15, tzinfo=UTC))
+    now = millisecond_instant(NOW)
     free = json.loads(lines.line("o1", "sch-1.office-visit", start, end, "free", "AQ-_9z", now))
     r4_model("Slot").model_validate(free)
     example = example_lines("slots-2021-W09.ndjson")[0]
@@ -223,14 +224,14 @@ def test_slot_lines_are_r4_json_with_the_example_extensions():
 
 def test_ids_that_would_need_escaping_are_refused():
     lines = resources.SlotLines(CONTACT)
-    stamp = resources.instant(NOW)
+    stamp = millisecond_instant(NOW)
     with pytest.raises(ValueError):
         lines.line("o1", "s", stamp, stamp, "free", 'a"b', stamp)
 
 
 def test_without_link_or_phone_a_slot_has_no_extension():
     lines = resources.SlotLines(resources.Contact(identifier_system="urn:x"))
-    start = resources.instant(datetime(2026, 12, 7, 14, tzinfo=UTC))
+    start = millisecond_instant(datetime(2026, 12, 7, 14, tzinfo=UTC))
     assert "extension" not in json.loads(lines.line("o1", "s", start, start, "free", "x", start))
 
 

@@ -11,11 +11,11 @@ from fhir.resources.R4B.appointment import Appointment as R4Appointment
 from fhir.resources.STU3.appointment import Appointment as STU3Appointment
 
 from app.core.domain import Participant, ProposedAppointment
+from app.core.times import second_instant
 from app.fhir.appointment import (
     ARGO_APPT_PROFILE,
     DISPLAYS,
     display_of,
-    instant,
     render_displays,
     to_r4,
     to_stu3,
@@ -161,9 +161,9 @@ def test_r4_rendering_uses_r4_systems_and_validates() -> None:
 
 def test_instant_is_utc_z_and_refuses_naive_times() -> None:
     minus_five = datetime.fromisoformat("2026-03-09T08:00:00-05:00")
-    assert instant(minus_five) == "2026-03-09T13:00:00Z"
+    assert second_instant(minus_five) == "2026-03-09T13:00:00Z"
     with pytest.raises(ValueError):
-        instant(datetime(2026, 3, 9, 8, 0))
+        second_instant(datetime(2026, 3, 9, 8, 0))
 
 
 def test_display_table_is_generated_from_the_ig_expansions() -> None:
