@@ -94,7 +94,6 @@ class EhrClient:
         out the backoff of a request to an EHR that is gone."""
         self.base_url = base_url.rstrip("/")
         self._stop = stop
-        self.fhir_version = fhir_version
         self.version = fhir_version_of(fhir_version)
         self.retry = retry or RetryPolicy()
         self.page_size = page_size
