@@ -38,7 +38,7 @@ def newest(results: Path = RESULTS) -> Path | None:
     """The newest full ``bench-*.json`` (names sort by date); none full: the newest."""
     files = sorted(results.glob("bench-*.json"))
     full = [f for f in files if is_full(_load(f, "all"))]
-    return (full or files or [None])[-1]
+    return (full or files)[-1] if files else None
 
 
 def newest_scale(results: Path = RESULTS) -> Path | None:

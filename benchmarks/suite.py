@@ -19,6 +19,7 @@ import os
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from . import find, freshness, load
@@ -74,7 +75,7 @@ def size_steps(
         load_args = _defaults(load, size=size)
         if load_timeout is not None:
             load_args.timeout = load_timeout
-        steps.append(("load", str(size), lambda a=load_args: load.run(a)))
+        steps.append(("load", str(size), partial(load.run, load_args)))
         find_args = _defaults(
             find,
             size=size,
@@ -83,7 +84,7 @@ def size_steps(
             seconds=3.0 if quick else 10.0,
             ehr_samples=ehr_samples or (3 if quick else 10),
         )
-        steps.append(("find", str(size), lambda a=find_args: find.run(a)))
+        steps.append(("find", str(size), partial(find.run, find_args)))
     return steps
 
 
@@ -93,24 +94,24 @@ def _steps(args: argparse.Namespace) -> list[Step]:
     notify = _defaults(
         freshness, size=args.freshness_size, mutations=20 if quick else args.mutations
     )
-    steps.append(("freshness", "notifications", lambda: freshness.run(notify)))
+    steps.append(("freshness", "notifications", partial(freshness.run, notify)))
     poll = _defaults(
         freshness,
         size=args.freshness_size,
         mode="polling",
         mutations=6 if quick else args.polling_mutations,
     )
-    steps.append(("freshness", "polling", lambda: freshness.run(poll)))
+    steps.append(("freshness", "polling", partial(freshness.run, poll)))
     # a generic R4 server: load by plain Slot search, freshness by polling only
     plain_load = _defaults(load, size=max(sizes), profile="plain-r4")
-    steps.append(("load_plain_r4", "plain-r4", lambda: load.run(plain_load)))
+    steps.append(("load_plain_r4", "plain-r4", partial(load.run, plain_load)))
     plain_poll = _defaults(
         freshness,
         size=args.freshness_size,
         profile="plain-r4",
         mutations=6 if quick else args.polling_mutations,
     )
-    steps.append(("freshness", "polling-plain-r4", lambda: freshness.run(plain_poll)))
+    steps.append(("freshness", "polling-plain-r4", partial(freshness.run, plain_poll)))
     return steps
 
 
