@@ -5,6 +5,7 @@ result's larger sizes, so no figure in them is typed in."""
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 from benchmarks import readme_blocks
@@ -19,6 +20,8 @@ from benchmarks.bench_readme import (
 )
 from benchmarks.growth import predictions, table
 from benchmarks.repeats import aggregate
+
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 def test_the_readme_performance_blocks_and_chart_are_the_newest_full_result() -> None:
@@ -103,3 +106,35 @@ def test_the_growth_curve_takes_larger_sizes_from_the_scale_result(tmp_path: Pat
     assert any(line.startswith("Initial load at 100M: 1.9 h") for line in lines), lines
     # API memory: (520 - 240) MB over 7,992,000 slots, 36.7 bytes a slot
     assert any("37 bytes per slot" in line for line in lines), lines
+
+
+def test_a_repeated_result_shows_its_runs_rounds_and_chart(tmp_path: Path) -> None:
+    path = tmp_path / "bench-2026-12-01T1000.json"
+    parts = {"10000": _part(2_000, 120, 8_000), "1000000": _part(11_000, 200, 800_000)}
+    result = {
+        "sizes": [10_000, 1_000_000],
+        "quick": False,
+        "repeat": 3,
+        "rounds": [{"round": n, "load_average_before": [n, 0.5, 0.2]} for n in (1, 2, 3)],
+        "load": parts,
+        "find": parts,
+        "meta": {
+            "command": "python -m benchmarks all --repeat 3",
+            "commit": "abc1234",
+            "cores": 2,
+            "load_average_before": [1, 0.5, 0.2],
+        },
+    }
+    path.write_text(json.dumps({"all": result}))
+    text = block_content(path)
+    assert "each figure the median of 3 runs, with the least and greatest run" in text
+    assert "before each round: [1, 0.5, 0.2]; [2, 0.5, 0.2]; [3, 0.5, 0.2]" in text
+    assert "| initial load, 1,000,000-slot EHR: slots/s | 11,000 | 10,900-11,100 |" in text
+    assert f"]({chart_path(path).name})" in text
+    root = ET.fromstring(chart_svg(path))
+    sizes_drawn = {
+        g.get("data-series"): sorted(int(c.get("data-size", "0")) for c in g.iter(f"{SVG}circle"))
+        for g in root.iter(f"{SVG}g")
+        if g.get("data-series")
+    }
+    assert sizes_drawn and all(v == [10_000, 1_000_000] for v in sizes_drawn.values())
