@@ -87,6 +87,7 @@ class Figure:
     low: float | None
     high: float | None
     runs: int
+    failed: int = 0  # runs of the part that failed, left out of the figure
 
     @property
     def spread(self) -> bool:
@@ -107,5 +108,6 @@ def figure(part: Any, *path: str) -> Figure:
     whole = normalize(part)
     values = {view: _get(whole.get(view), path) for view in VIEWS}
     usable = {k: v if _is_number(v) else None for k, v in values.items()}
-    good = len(whole.get("runs", [])) - int(whole.get("failed_runs", 0))
-    return Figure(usable["median"], usable["min"], usable["max"], good)
+    bad = int(whole.get("failed_runs", 0))
+    good = len(whole.get("runs", [])) - bad
+    return Figure(usable["median"], usable["min"], usable["max"], good, bad)

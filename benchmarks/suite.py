@@ -152,12 +152,14 @@ def number(value: float, unit: str = "") -> str:
 
 def _cell(part: Any, path: tuple[str, ...], unit: str) -> tuple[str, str]:
     fig = figure(part, *path)
+    failed = f"{fig.failed} of {fig.runs + fig.failed} runs failed" if fig.failed else ""
     if fig.median is None:
-        return "failed / not run", ""
+        return "failed / not run", failed
     if not fig.spread:
-        return number(fig.median, unit), "one run"
+        return number(fig.median, unit), "; ".join(filter(None, ["one run", failed]))
     assert fig.low is not None and fig.high is not None
-    return number(fig.median, unit), f"{number(fig.low)}-{number(fig.high, unit)}"
+    spread = f"{number(fig.low)}-{number(fig.high, unit)}"
+    return number(fig.median, unit), "; ".join(filter(None, [spread, failed]))
 
 
 def table(results: dict[str, Any]) -> str:

@@ -19,13 +19,28 @@ def test_the_table_lists_each_size_with_median_and_spread_and_marks_failed_parts
             )
         },
         "find": {"100000": aggregate([{"error": "TimeoutError: the index did not warm up"}])},
-        "freshness": {"notifications": aggregate([{"all": {"p50_ms": 140.2, "p99_ms": 310.0}}])},
+        "freshness": {
+            "notifications": aggregate([{"all": {"p50_ms": 140.2, "p99_ms": 310.0}}]),
+            "polling": aggregate(
+                [
+                    {"all": {"p99_ms": 5_000.0}},
+                    {"error": "TimeoutError"},
+                    {"all": {"p99_ms": 7_000.0}},
+                ]
+            ),
+        },
     }
     text = table(results)
     assert "| initial load, 100,000-slot EHR: slots/s | 15,234 | 14,000-16,010 |" in text
     assert "| initial load, 100,000-slot EHR: wall | 6.1 s | 5.8-6.6 s |" in text
-    assert "| $find typical, 100,000: p99 single client | failed / not run |  |" in text
+    assert (
+        "| $find typical, 100,000: p99 single client | failed / not run | 1 of 1 runs failed |"
+        in text
+    )
     assert "| freshness (notifications): p99 | 310.0 ms | one run |" in text
+    assert (
+        "| freshness (polling): p99 | 6,000.0 ms | 5,000.0-7,000.0 ms; 1 of 3 runs failed |" in text
+    )
 
 
 def test_an_older_result_renders_as_one_run() -> None:
