@@ -114,7 +114,7 @@ def table(sizes: list[Size]) -> str:
             before = previous.median("load", "wall_seconds")
             if before:
                 ratio = f" (x{wall / before:.1f} for x{s.size / previous.size:g} slots)"
-        per_slot = f"{wall / loaded * 1e6:.0f} µs" if wall and loaded else "-"
+        per_slot = f"{wall / loaded * 1e6:,.0f} µs" if wall and loaded else "-"
         rows.append(
             f"| {s.size:,} | {_f(loaded)} | {_f(wall, ' s')}{ratio} |"
             f" {_f(s.median('load', 'slots_per_second'))} | {per_slot} |"
