@@ -7,7 +7,7 @@ loaded cache and two API processes run side by side: ``baseline`` is ``--baselin
 (a commit, checked out into a temporary git worktree) and ``head`` is this tree. Each
 round sends the same typical request to every arm in a shuffled order, so a busy
 moment falls on all arms alike. A third arm, ``head_explain``, is this tree with
-``_explain=true``, reported beside the others.
+``_explain=true`` in an API process of its own, reported beside the others.
 
 The result has each arm's percentiles, and the median and 95 % bootstrap interval of
 the per-round difference ``head - baseline``: an interval that holds 0 means "no
@@ -35,7 +35,7 @@ from sandbox_ehr.process import start_sandbox
 
 from .find import HEADERS, _days, _full_days, _wait_warm, percentiles, typical
 from .processes import ROOT, free_port, run_slotsync, slotsync, spawn
-from .stacks import serve, stack
+from .stacks import serve, stack, start_api
 
 ARMS = ("baseline", "head", "head_explain")
 
@@ -128,6 +128,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         with stack(ehr_base_url=sandbox.base_url, fhir_version="stu3", extra=extra) as running:
             run_slotsync("resync", env=running.env, timeout=1800, check=True, log_level="WARNING")
             head = running.start_api(workers=1)
+            # explain gets a process of its own: its requests would otherwise share the
+            # head arm's offer memo, heap and garbage collector, and weigh on its figures
+            explaining = start_api(running.env, workers=1)
             port = free_port()
             env = {**running.env, "PYTHONPATH": str(tree)}
             # python -m puts the working directory first on sys.path: the old tree's code
@@ -135,14 +138,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             old.url = f"http://127.0.0.1:{port}"
             try:
                 old.wait_for_http(f"{old.url}/healthz", timeout=120)
-                for url in (head.url, old.url):
+                for url in (head.url, explaining.url, old.url):
                     _wait_warm(url, 1)
                 days = _full_days(head.url, "typical", _days(first_day, 7, args.horizon_days))
-                urls = {"baseline": old.url, "head": head.url, "head_explain": head.url}
+                urls = {"baseline": old.url, "head": head.url, "head_explain": explaining.url}
                 _interleave(urls, days, min(50, args.rounds), args.seed)  # warm both alike
                 timings = _interleave(urls, days, args.rounds, args.seed + 1)
             finally:
                 old.stop()
+                explaining.stop()
     return {
         "sandbox_size": args.size,
         "request": "typical (one visit type, one specialty, 7 days, _count 20)",
