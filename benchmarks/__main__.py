@@ -26,6 +26,7 @@ BENCHMARKS = {
     "load": "benchmarks.load",
     "freshness": "benchmarks.freshness",
     "find": "benchmarks.find",
+    "find-ab": "benchmarks.find_ab",
     "faults": "benchmarks.faults",
     "faults-readme": "benchmarks.faults_readme",
     "first-find": "benchmarks.first_find",

@@ -7,19 +7,18 @@ from datetime import UTC, datetime
 from typing import Any, TypedDict
 from urllib.parse import urlencode
 
-import msgspec
 from fastapi import APIRouter, Depends, Request, params
 from fastapi.responses import Response
 
 from app.availability import page_cursor
 from app.availability.params import ParsedFind, parse_find_parameters, parse_find_query
 from app.cache.db import Session
-from app.core.errors import InvalidParameter
 from app.fhir.bundle import avail_bundle, included_actors, outcome_issue
 from app.fhir.explain import explain_entry
 from rules.request import PageKey
 
 from .auth import APPOINTMENT_READ, ensure_admin, require_scopes
+from .body import json_body
 from .deps import AutocommitSessionDep
 from .openapi import BUNDLE_REF, fhir_content
 from .openapi_examples import FIND_EXAMPLES, query_parameter, request_body
@@ -140,9 +139,6 @@ def find_get(request: Request, session: AutocommitSessionDep) -> FhirResponse:
     **FIND_DOC,
 )
 async def find_post(request: Request, session: AutocommitSessionDep) -> FhirResponse:
-    try:
-        body = msgspec.json.decode(await request.body())
-    except (msgspec.DecodeError, RecursionError):
-        raise InvalidParameter("the body is not valid JSON") from None
+    body = await json_body(request)
     parsed = parse_find_parameters(body, request.query_params.multi_items())
     return _answer(request, parsed, session)

@@ -378,6 +378,27 @@ def test_bad_post_bodies_get_400(api, body):
     assert_operation_outcome(resp.json())
 
 
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded"])
+def test_post_bodies_of_another_media_type_get_415(api, content_type):
+    """$find's POST form is a FHIR Parameters resource: other media types are refused."""
+    client, _ = api
+    body = b'{"resourceType": "Parameters", "parameter": []}'
+    resp = client.post(
+        "/fhir/Appointment/$find", content=body, headers={"content-type": content_type}
+    )
+    assert resp.status_code == 415
+    assert_operation_outcome(resp.json())
+
+
+def test_an_empty_post_body_gets_400(api):
+    client, _ = api
+    resp = client.post(
+        "/fhir/Appointment/$find", content=b"", headers={"content-type": "application/fhir+json"}
+    )
+    assert resp.status_code == 400
+    assert "empty" in resp.json()["issue"][0]["diagnostics"]
+
+
 def test_without_count_the_page_size_is_the_default(engine, tmp_path):
     rules_path = tmp_path / "rules.yaml"
     rules_path.write_text(yaml.safe_dump(RULES))
