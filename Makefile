@@ -10,7 +10,7 @@ SYNC    = UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked --python $(PYTHON) 
 DEV     = $(VENV)/.installed-dev
 DEMO    = $(VENV)/.installed-demo
 
-.PHONY: demo test lint format bench faults clean venv
+.PHONY: demo test lint format bench bench-scale faults clean venv
 
 venv: $(DEV)
 
@@ -50,15 +50,29 @@ format: $(DEV)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# The README's performance table is generated from the newest result (bench-readme).
-BENCH_OUT ?= benchmarks/results/bench-$(shell date -u +%Y-%m-%dT%H%M).json
+# Every part 3 times (median and spread), the chart beside the result, and the README's
+# performance blocks from the newest full result (bench-readme). About an hour at the
+# default sizes; `make bench BENCH_ARGS="--sizes 10000 --quick"` tries it out in minutes.
+STAMP      := $(shell date -u +%Y-%m-%dT%H%M)
+BENCH_OUT  ?= benchmarks/results/bench-$(STAMP).json
+BENCH_REPEAT ?= 3
+BENCH_ARGS ?=
 bench: $(DEV)
-	$(BIN)/python -m benchmarks all --out $(BENCH_OUT)
+	$(BIN)/python -m benchmarks all --repeat $(BENCH_REPEAT) $(BENCH_ARGS) --out $(BENCH_OUT)
+	$(BIN)/python -m benchmarks bench-chart --result $(BENCH_OUT)
+	$(BIN)/python -m benchmarks bench-readme
+
+# Load and $find at 10M slots (one run, most of an hour, several GB of memory); the README's
+# growth curve and chart take its sizes beyond make bench's.
+SCALE_SIZES ?= 10000000
+SCALE_OUT   ?= benchmarks/results/scale-$(STAMP).json
+bench-scale: $(DEV)
+	$(BIN)/python -m benchmarks scale --sizes $(SCALE_SIZES) --out $(SCALE_OUT)
 	$(BIN)/python -m benchmarks bench-readme
 
 # Fault suite (about 40 minutes): private PostgreSQL/Redis, sandbox, API, 2 workers, beat.
 FAULTS_SIZE ?= 50000
-FAULTS_OUT  ?= benchmarks/results/faults-$(shell date -u +%Y-%m-%dT%H%M).json
+FAULTS_OUT  ?= benchmarks/results/faults-$(STAMP).json
 faults: $(DEV)
 	mkdir -p $(dir $(FAULTS_OUT))
 	$(BIN)/python -m benchmarks faults --size $(FAULTS_SIZE) --out $(FAULTS_OUT)

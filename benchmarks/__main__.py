@@ -1,4 +1,4 @@
-"""``python -m benchmarks {load,find,freshness,faults,smart-feed,all}``: run, print, save.
+"""``python -m benchmarks {load,find,freshness,faults,smart-feed,all,scale}``: run, print, save.
 
 To add a benchmark: a module with ``add_arguments(parser)`` and ``run(args) -> dict``,
 listed in :data:`BENCHMARKS` (and in :mod:`benchmarks.suite` if ``all`` should run
@@ -32,10 +32,12 @@ BENCHMARKS = {
     "first-find": "benchmarks.first_find",
     "first-find-readme": "benchmarks.first_find_readme",
     "bench-readme": "benchmarks.bench_readme",
+    "bench-chart": "benchmarks.bench_chart",
     "smart-feed": "benchmarks.smart_feed",
     "smart-feed-readme": "benchmarks.smart_feed_readme",
     "console": "benchmarks.console",
     "all": "benchmarks.suite",
+    "scale": "benchmarks.scale",
 }
 
 
@@ -53,9 +55,14 @@ def _write(out: Path, results: dict[str, Any]) -> None:
 def machine_facts(argv: list[str]) -> dict[str, Any]:
     """What a figure depends on, recorded beside it: the command, the code, the machine
     and how busy it was just before the run."""
+    root = Path(__file__).resolve().parents[1]
     commit = subprocess.run(
-        ["git", "rev-parse", "--short", "HEAD"],
-        cwd=Path(__file__).resolve().parents[1],
+        ["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True
+    ).stdout.strip()
+    # uncommitted changes to tracked files: the figures are not those of the commit alone
+    changed = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=root,
         capture_output=True,
         text=True,
     ).stdout.strip()
@@ -64,6 +71,7 @@ def machine_facts(argv: list[str]) -> dict[str, Any]:
     return {
         "command": " ".join(["python -m benchmarks", *words]),
         "commit": commit or None,
+        "uncommitted_changes": bool(changed),
         "started_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "cores": os.cpu_count(),
         "load_average_before": [round(x, 2) for x in os.getloadavg()],

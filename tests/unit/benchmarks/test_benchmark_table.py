@@ -1,19 +1,48 @@
-"""The benchmark suite's results table: every part shows, failures say so."""
+"""The benchmark suite's results table: every part shows with its median and spread,
+failures say so, and a result from before repetition still renders (as one run)."""
 
 from __future__ import annotations
 
+from benchmarks.repeats import aggregate
 from benchmarks.suite import table
 
 
-def test_the_table_lists_each_size_and_marks_failed_parts() -> None:
+def test_the_table_lists_each_size_with_median_and_spread_and_marks_failed_parts() -> None:
     results = {
         "load": {
-            "100000": {"slots_per_second": 15234, "wall_seconds": 6.1, "peak_rss_total_mb": 120.5}
+            "100000": aggregate(
+                [
+                    {"slots_per_second": 15234, "wall_seconds": 6.1, "peak_rss_total_mb": 120.5},
+                    {"slots_per_second": 14000, "wall_seconds": 6.6, "peak_rss_total_mb": 121.0},
+                    {"slots_per_second": 16010, "wall_seconds": 5.8, "peak_rss_total_mb": 119.9},
+                ]
+            )
         },
-        "find": {"100000": {"error": "TimeoutError: the API's slot index did not warm up"}},
-        "freshness": {"notifications": {"all": {"p50_ms": 140.2, "p99_ms": 310.0}}},
+        "find": {"100000": aggregate([{"error": "TimeoutError: the index did not warm up"}])},
+        "freshness": {
+            "notifications": aggregate([{"all": {"p50_ms": 140.2, "p99_ms": 310.0}}]),
+            "polling": aggregate(
+                [
+                    {"all": {"p99_ms": 5_000.0}},
+                    {"error": "TimeoutError"},
+                    {"all": {"p99_ms": 7_000.0}},
+                ]
+            ),
+        },
     }
     text = table(results)
-    assert "| initial load, 100,000-slot EHR: slots/s | 15,234 |" in text
-    assert "| $find typical, 100,000: p50 / p99 single client | failed / not run |" in text
-    assert "| freshness (notifications): p50 / p99 | 140.2 / 310.0 ms |" in text
+    assert "| initial load, 100,000-slot EHR: slots/s | 15,234 | 14,000-16,010 |" in text
+    assert "| initial load, 100,000-slot EHR: wall | 6.1 s | 5.8-6.6 s |" in text
+    assert (
+        "| $find typical, 100,000: p99 single client | failed / not run | 1 of 1 runs failed |"
+        in text
+    )
+    assert "| freshness (notifications): p99 | 310.0 ms | one run |" in text
+    assert (
+        "| freshness (polling): p99 | 6,000.0 ms | 5,000.0-7,000.0 ms; 1 of 3 runs failed |" in text
+    )
+
+
+def test_an_older_result_renders_as_one_run() -> None:
+    old = {"load": {"10000": {"slots_per_second": 1851, "wall_seconds": 4.36}}}
+    assert "| initial load, 10,000-slot EHR: slots/s | 1,851 | one run |" in table(old)

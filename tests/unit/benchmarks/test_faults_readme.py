@@ -23,16 +23,6 @@ def test_the_readme_states_the_newest_clean_clone_timing():
     assert readme_blocks.current(README.read_text(), "first-find") == expected
 
 
-def test_the_readme_performance_table_is_the_newest_bench_result():
-    from benchmarks import readme_blocks
-    from benchmarks.bench_readme import block_content, newest
-
-    path = newest()
-    assert path is not None, "a committed benchmarks/results/bench-*.json (make bench)"
-    expected = readme_blocks.wrap("bench", block_content(path))
-    assert readme_blocks.current(README.read_text(), "bench") == expected
-
-
 def test_the_readme_feed_figures_are_the_newest_smart_feed_result():
     from benchmarks import readme_blocks
     from benchmarks.smart_feed_readme import block_content, newest
