@@ -90,7 +90,7 @@ class ScheduleRow(Base):
     horizon_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
     covered_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
     covered_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    last_confirmed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_confirmed_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     last_error: Mapped[str | None] = mapped_column(Text)
     # Bumped in the transaction that changes any of this schedule's slots, so that an
     # API process holding them in memory (app.availability.slot_index) knows to re-read them.
@@ -388,3 +388,27 @@ class SyncSampleRow(Base):
     # the overlay's live claims at that moment (holds and bookings through slotsync)
     claims_held: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     claims_booked: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+
+class BookingCountRow(Base):
+    """Holds, bookings, cancellations and expired holds through slotsync, counted per
+    UTC hour as they happen (``app.cache.booking_counts``): the ops console's Bookings
+    chart. A counter, not an event log: no ids, no patient, nothing to protect."""
+
+    __tablename__ = "booking_counts"
+
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)  # hh:00 UTC
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # hold|book|cancel|expire
+    count: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class ScheduleSlotCountRow(Base):
+    """How many slots a schedule had cached when its ``slots_version`` was
+    ``counted_version`` (``app.cache.slot_counts``): the sampler recounts only the
+    schedules whose version moved, instead of counting every cached slot a minute."""
+
+    __tablename__ = "schedule_slot_counts"
+
+    schedule_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    slots: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    counted_version: Mapped[int] = mapped_column(BigInteger, nullable=False)
