@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -177,6 +178,8 @@ class SyncRunRow(Base):
         Index("ix_sync_runs_token", "token", unique=True),
         Index("ix_sync_runs_status", "status"),
         Index("ix_sync_runs_parent", "parent_run_id"),
+        # the last complete full load (every status read, the console's overview)
+        Index("ix_sync_runs_kind_finished", "kind", "status", "finished_at"),
     )
 
 
@@ -211,6 +214,18 @@ class SyncChunkRow(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # retry put off
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # last sent to a worker
+
+    __table_args__ = (
+        # The few pending chunks among the hundreds of thousands a week of runs leaves:
+        # which runs hold a live lease (stuck runs, on every status read) and the reaper.
+        Index(
+            "ix_sync_chunks_pending",
+            "run_id",
+            "heartbeat_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+    )
 
 
 class CacheGenerationRow(Base):

@@ -1,6 +1,7 @@
-"""Booking counts per hour, maintained slot counts per schedule, and the index of the
-schedules' last confirmation (the ops console's Bookings chart and a cheap overview and
-sampler at 1M slots).
+"""Booking counts per hour, maintained slot counts per schedule, and indexes for the
+reads of every status view (the schedules' last confirmation, the last complete full
+load, the pending chunks): the ops console's Bookings chart, and an overview and a
+sampler that scan nothing at 1M slots and a week of runs.
 
 Revision ID: 0011
 Revises: 0010
@@ -34,9 +35,20 @@ def upgrade() -> None:
         sa.Column("counted_version", sa.BigInteger(), nullable=False),
     )
     op.create_index("ix_schedules_last_confirmed_at", "schedules", ["last_confirmed_at"])
+    op.create_index("ix_sync_runs_kind_finished", "sync_runs", ["kind", "status", "finished_at"])
+    pending = sa.text("status = 'pending'")
+    op.create_index(
+        "ix_sync_chunks_pending",
+        "sync_chunks",
+        ["run_id", "heartbeat_at"],
+        postgresql_where=pending,
+        sqlite_where=pending,
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_sync_chunks_pending", table_name="sync_chunks")
+    op.drop_index("ix_sync_runs_kind_finished", table_name="sync_runs")
     op.drop_index("ix_schedules_last_confirmed_at", table_name="schedules")
     op.drop_table("schedule_slot_counts")
     op.drop_table("booking_counts")
