@@ -25,7 +25,9 @@ def block_content(path: Path) -> str:
         else ""
     )
     cpu = result.get("overview_cpu_ms")
-    cpu_text = f" (CPU {cpu['median']:.1f} / {cpu['p95']:.1f} ms)" if cpu else ""
+    cpu_text = (
+        f" (CPU per request: {cpu['median']:.1f} ms median, {cpu['p95']:.1f} ms p95)" if cpu else ""
+    )
     sampler = result.get("sampler_ms")
     sampler_text = (
         f" The minute sampler took {sampler['steady']:,.0f} ms ({sampler['first']:,.0f} ms"
