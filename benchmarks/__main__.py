@@ -36,6 +36,7 @@ BENCHMARKS = {
     "smart-feed": "benchmarks.smart_feed",
     "smart-feed-readme": "benchmarks.smart_feed_readme",
     "console": "benchmarks.console",
+    "console-readme": "benchmarks.console_readme",
     "all": "benchmarks.suite",
     "scale": "benchmarks.scale",
 }

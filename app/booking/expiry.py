@@ -16,7 +16,7 @@ from datetime import datetime
 
 from sqlalchemy import Engine
 
-from app.cache import claims, holds
+from app.cache import booking_counts, claims, holds
 from app.cache.db import transaction
 from app.ehr.errors import EhrError, EhrRejected
 from app.ehr.gateway import EhrGateway
@@ -56,7 +56,8 @@ def expire_holds(
             _failed(engine, report, appointment_id, exc)
             continue
         (report.cancelled if cancelled else report.gone).append(appointment_id)
-        refresh_quietly(refresh, overlay.windows(_forget(engine, appointment_id)))
+        ended = _forget(engine, appointment_id, expired_at=now if cancelled else None)
+        refresh_quietly(refresh, overlay.windows(ended))
     if report.cancelled or report.failed:
         log.info(
             "expired holds: %d cancelled at the EHR, %d failed",
@@ -78,8 +79,8 @@ def end_lapsed(
     with transaction(engine) as session:
         lapsed = holds.expires_before(session, wanted, now)
     for appointment_id in lapsed:
-        _end(gateway, appointment_id)
-        _forget(engine, appointment_id)
+        cancelled = _end(gateway, appointment_id)
+        _forget(engine, appointment_id, expired_at=now if cancelled else None)
     return lapsed
 
 
@@ -98,10 +99,15 @@ def _end(gateway: EhrGateway, appointment_id: str) -> bool:
     return True
 
 
-def _forget(engine: Engine, appointment_id: str) -> list[claims.Claim]:
-    """Drop the hold's row and claims; returns the claims that had a schedule."""
+def _forget(
+    engine: Engine, appointment_id: str, *, expired_at: datetime | None
+) -> list[claims.Claim]:
+    """Drop the hold's row and claims, and count it as expired if we cancelled it at
+    ``expired_at``; returns the claims that had a schedule."""
     with transaction(engine) as session:
         holds.forget(session, appointment_id)
+        if expired_at is not None:
+            booking_counts.add(session, booking_counts.EXPIRE, expired_at)
         return [c for c in claims.release_appointment(session, appointment_id) if c.schedule_id]
 
 

@@ -15,7 +15,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from app.cache import claims
+from app.cache import booking_counts, claims
 from app.cache import repository as repo
 from app.cache.db import transaction
 from app.core.domain import Slot
@@ -139,6 +139,8 @@ def confirm(
     expires_at: datetime,
     now: datetime,
 ) -> None:
+    """The EHR accepted: the claim becomes a hold or booking, counted in the same
+    transaction (the ops console's Bookings chart)."""
     with transaction(ctx.engine) as session:
         claims.confirm(
             session,
@@ -147,6 +149,9 @@ def confirm(
             kind=kind,
             expires_at=expires_at,
             now=now,
+        )
+        booking_counts.add(
+            session, booking_counts.HOLD if kind == claims.HELD else booking_counts.BOOK, now
         )
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import msgspec
 
-from app.cache import claims, holds
+from app.cache import booking_counts, claims, holds
 from app.cache import repository as repo
 from app.cache.db import transaction
 from app.core.errors import Conflict, EhrBadAnswer, EhrNoAnswer, InvalidParameter, SlotsyncError
@@ -462,6 +462,7 @@ def cancel(ctx: BookingContext, appointment_id: str, patch: CancelPatch) -> dict
     released = overlay.release_appointment(ctx, appointment_id)
     with transaction(ctx.engine) as session:
         holds.forget(session, appointment_id)
+        booking_counts.add(session, booking_counts.CANCEL, ctx.clock())
     _mark_slots(ctx, slot_ids_of(result), "free")
     refresh_quietly(
         ctx.refresh, overlay.windows(released) or overlay.appointment_windows(ctx, result)

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -90,7 +91,7 @@ class ScheduleRow(Base):
     horizon_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
     covered_start: Mapped[datetime | None] = mapped_column(UTCDateTime)
     covered_end: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    last_confirmed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_confirmed_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     last_error: Mapped[str | None] = mapped_column(Text)
     # Bumped in the transaction that changes any of this schedule's slots, so that an
     # API process holding them in memory (app.availability.slot_index) knows to re-read them.
@@ -177,6 +178,8 @@ class SyncRunRow(Base):
         Index("ix_sync_runs_token", "token", unique=True),
         Index("ix_sync_runs_status", "status"),
         Index("ix_sync_runs_parent", "parent_run_id"),
+        # the last complete full load (every status read, the console's overview)
+        Index("ix_sync_runs_kind_finished", "kind", "status", "finished_at"),
     )
 
 
@@ -211,6 +214,18 @@ class SyncChunkRow(Base):
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # retry put off
     dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # last sent to a worker
+
+    __table_args__ = (
+        # The few pending chunks among the hundreds of thousands a week of runs leaves:
+        # which runs hold a live lease (stuck runs, on every status read) and the reaper.
+        Index(
+            "ix_sync_chunks_pending",
+            "run_id",
+            "heartbeat_at",
+            postgresql_where=text("status = 'pending'"),
+            sqlite_where=text("status = 'pending'"),
+        ),
+    )
 
 
 class CacheGenerationRow(Base):
@@ -388,3 +403,27 @@ class SyncSampleRow(Base):
     # the overlay's live claims at that moment (holds and bookings through slotsync)
     claims_held: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
     claims_booked: Mapped[int] = mapped_column(Integer, nullable=False, default=0)
+
+
+class BookingCountRow(Base):
+    """Holds, bookings, cancellations and expired holds through slotsync, counted per
+    UTC hour as they happen (``app.cache.booking_counts``): the ops console's Bookings
+    chart. A counter, not an event log: no ids, no patient, nothing to protect."""
+
+    __tablename__ = "booking_counts"
+
+    hour: Mapped[datetime] = mapped_column(UTCDateTime, primary_key=True)  # hh:00 UTC
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # hold|book|cancel|expire
+    count: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class ScheduleSlotCountRow(Base):
+    """How many slots a schedule had cached when its ``slots_version`` was
+    ``counted_version`` (``app.cache.slot_counts``): the sampler recounts only the
+    schedules whose version moved, instead of counting every cached slot a minute."""
+
+    __tablename__ = "schedule_slot_counts"
+
+    schedule_id: Mapped[str] = mapped_column(String(200), primary_key=True)
+    slots: Mapped[int] = mapped_column(BigInteger, nullable=False)
+    counted_version: Mapped[int] = mapped_column(BigInteger, nullable=False)

@@ -4,6 +4,10 @@ Read-only queries over the cache's own tables (schedules, slot counts, sync runs
 They stay cheap at production size: the schedule table has one row per
 schedulable entity, the run queries use the ``started_at`` index, and the slot
 count is one grouped scan that callers cache (see the metrics collector).
+
+``lagging_after`` (the ops console's overview, on every page view) reads the schedules
+as one aggregate plus the few that lag, through the ``last_confirmed_at`` index,
+instead of one Python object per schedule.
 """
 
 from __future__ import annotations
@@ -38,6 +42,15 @@ class FailedRun:
 
 
 @dataclass(frozen=True, slots=True)
+class ScheduleTotals:
+    """Every schedule, aggregated in SQL: how many, how many errored, the oldest confirmation."""
+
+    count: int
+    errored: int
+    oldest_confirmed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
 class SyncHealth:
     """What an operator asks first: is the cache filled, fresh, and is sync failing?"""
 
@@ -53,6 +66,10 @@ class SyncHealth:
     failed_chunks: int = 0  # chunks of the unresolved runs
     follow_ups_scheduled: list[tuple[int, datetime | None]] = field(default_factory=list)
     errored_schedules: int = 0  # last sync attempt of theirs failed for good
+    # Set when only the schedules lagging more than ``lags_from`` seconds were listed
+    # (``collect_sync_health(lagging_after=...)``): the totals then come from SQL.
+    totals: ScheduleTotals | None = None
+    lags_from: float | None = None
 
     def assess(
         self, *, stale_after_seconds: float, max_load_age_hours: float
@@ -93,7 +110,7 @@ class SyncHealth:
 
     @property
     def schedules(self) -> int:
-        return len(self.schedule_lags)
+        return self.totals.count if self.totals is not None else len(self.schedule_lags)
 
     @property
     def slots(self) -> int:
@@ -101,6 +118,9 @@ class SyncHealth:
 
     @property
     def max_lag_seconds(self) -> float | None:
+        if self.totals is not None:
+            oldest = self.totals.oldest_confirmed_at
+            return None if oldest is None else max(0.0, (self.now - oldest).total_seconds())
         return self.schedule_lags[0].lag_seconds if self.schedule_lags else None
 
     @property
@@ -110,6 +130,10 @@ class SyncHealth:
         return (self.now - self.last_full_load_at).total_seconds()
 
     def stale(self, after_seconds: float) -> list[ScheduleLag]:
+        if self.lags_from is not None and after_seconds < self.lags_from:
+            raise ValueError(
+                f"only schedules lagging over {self.lags_from} s were read, not {after_seconds} s"
+            )
         return [lag for lag in self.schedule_lags if lag.lag_seconds > after_seconds]
 
     def failed_recent(self) -> int:
@@ -126,8 +150,18 @@ def collect_sync_health(
     now: datetime | None = None,
     count_slots: bool = True,
     stall_seconds: float = 180.0,
+    lagging_after: float | None = None,
 ) -> SyncHealth:
+    """``lagging_after``: list only the schedules unconfirmed for longer than that many
+    seconds (``stale()`` then answers for that age or more), with the totals from SQL."""
     now = now or datetime.now(UTC)
+    lagging = select(ScheduleRow.id, ScheduleRow.last_confirmed_at, ScheduleRow.last_error)
+    totals: ScheduleTotals | None = None
+    if lagging_after is not None:
+        lagging = lagging.where(
+            ScheduleRow.last_confirmed_at < now - timedelta(seconds=lagging_after)
+        )
+        totals = schedule_totals(session)
     lags = [
         ScheduleLag(
             schedule_id=sid,
@@ -135,9 +169,7 @@ def collect_sync_health(
             lag_seconds=max(0.0, (now - confirmed).total_seconds()),
             last_error=error,
         )
-        for sid, confirmed, error in session.execute(
-            select(ScheduleRow.id, ScheduleRow.last_confirmed_at, ScheduleRow.last_error)
-        )
+        for sid, confirmed, error in session.execute(lagging)
     ]
     lags.sort(key=lambda lag: (-lag.lag_seconds, lag.schedule_id))
     last_full = last_complete_load(session)
@@ -169,7 +201,7 @@ def collect_sync_health(
         # a complete full load since replaced whatever an older run failed to sync
         if last_full is None or run.started_at >= last_full
     ]
-    errored = sum(1 for lag in lags if lag.last_error)
+    errored = totals.errored if totals is not None else sum(1 for lag in lags if lag.last_error)
     return SyncHealth(
         now=now,
         stuck_runs=[r.id for r in recovery.stuck_runs(session, now, stall_seconds)],
@@ -182,7 +214,21 @@ def collect_sync_health(
         runs_recent=recent,
         last_failure=FailedRun(*failed) if failed else None,
         slots_by_status=slots,
+        totals=totals,
+        lags_from=lagging_after,
     )
+
+
+def schedule_totals(session: Session) -> ScheduleTotals:
+    """One aggregate row over the schedule table (one row per schedule, never the slots)."""
+    count, errored, oldest = session.execute(
+        select(
+            func.count(),
+            func.count(ScheduleRow.last_error),
+            func.min(ScheduleRow.last_confirmed_at),
+        )
+    ).one()
+    return ScheduleTotals(int(count), int(errored), oldest)
 
 
 def last_complete_load(session: Session) -> datetime | None:

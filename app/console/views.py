@@ -19,11 +19,11 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
+from app.cache import booking_counts, slot_reads
 from app.cache import claims as claims_repo
 from app.cache import repository as repo
 from app.cache import runs as runs_repo
 from app.cache import samples as samples_repo
-from app.cache import slot_reads
 from app.cache.db import Session, read_session
 from app.settings import Settings
 from app.sync.messages import ResyncRequest
@@ -33,7 +33,7 @@ from rules.check import format_report, summarise
 from rules.loader import RulesError, parse_rules
 
 from . import session as console_session
-from .charts import line_chart
+from .charts import Chart, line_chart
 from .session import ConsoleSession
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
@@ -396,8 +396,34 @@ def _check_rules(request: Request, raw: bytes, name: str) -> dict[str, Any]:
 # -- bookings ------------------------------------------------------------------
 
 
+# What the Bookings page counts, as its charts name them.
+EVENT_TITLES = {
+    booking_counts.HOLD: "Holds per hour",
+    booking_counts.BOOK: "Bookings per hour",
+    booking_counts.CANCEL: "Cancellations per hour",
+    booking_counts.EXPIRE: "Expired holds per hour",
+}
+
+
+def _event_charts(
+    counts: booking_counts.HourlyCounts, start: datetime, end: datetime
+) -> list[Chart]:
+    """A chart per kind of event, a point per hour at the middle of its hour (the
+    current hour so far at ``end``), unbroken across the hours without events."""
+    middles = [min(max(hour + timedelta(minutes=30), start), end) for hour in counts.hours]
+    return [
+        line_chart(
+            title, [(m, float(n)) for m, n in zip(middles, counts.by_kind[kind], strict=True)],
+            start=start, end=end, gap_seconds=2 * 3600,
+        )
+        for kind, title in EVENT_TITLES.items()
+    ]  # fmt: skip
+
+
 @router.get("/bookings", response_class=HTMLResponse)
 def bookings(request: Request) -> Response:
+    """The overlay's live claims, and the holds, bookings and cancellations counted as
+    they happened (per hour, :mod:`app.cache.booking_counts`): resource ids only."""
     user = _user(request)
     now = utcnow()
     day_ago = now - CHART_SPAN
@@ -405,6 +431,7 @@ def bookings(request: Request) -> Response:
         by_kind = claims_repo.live_claims_by_kind(session, now)
         recent = claims_repo.recent_live_claims(session, now, CLAIMS_SHOWN)
         history = samples_repo.since(session, day_ago)
+        counts = booking_counts.hourly(session, day_ago, now)
     charts = [
         line_chart(
             "Holds (pending or held)",
@@ -417,5 +444,7 @@ def bookings(request: Request) -> Response:
         ),
     ]  # fmt: skip
     return _page(
-        request, "bookings.html", user, by_kind=by_kind, claims=recent, charts=charts, now=now
-    )
+        request, "bookings.html", user, by_kind=by_kind, claims=recent, charts=charts, now=now,
+        totals={kind: counts.total(kind) for kind in booking_counts.KINDS},
+        counted_since=counts.hours[0], event_charts=_event_charts(counts, day_ago, now),
+    )  # fmt: skip

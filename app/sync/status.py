@@ -150,7 +150,11 @@ def sync_verdict(session: Session, *, now: datetime, settings: Settings) -> Sync
     feed_rows = feeds.all_feeds(session)
     feed_state = overall_feed_state(feed_rows)
     health = collect_sync_health(
-        session, now=now, count_slots=False, stall_seconds=settings.run_stall_seconds
+        session,
+        now=now,
+        count_slots=False,
+        stall_seconds=settings.run_stall_seconds,
+        lagging_after=settings.ops_stale_after_minutes * 60,
     )
     state, problems = health.assess(
         stale_after_seconds=settings.ops_stale_after_minutes * 60,

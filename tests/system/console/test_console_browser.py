@@ -1,6 +1,7 @@
 """The ops console in a real browser (headless Chromium through selenium) against a
 started ``slotsync demo``: log in, see the demo's schedules, resync one and watch its
-run finish, upload a rules file with an error and see the error, log out, and be
+run finish, hold a slot through the API and see it counted on the Bookings page,
+upload a rules file with an error and see the error, log out, and be
 turned away as an anonymous visitor. Screenshots of each step are kept in
 ``artifacts/console/`` (git-ignored); the path is printed.
 
@@ -12,8 +13,10 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 
 from benchmarks.processes import free_port, process_env, slotsync, spawn
@@ -98,6 +101,27 @@ def log_in(driver: WebDriver, base: str) -> None:
     wait(driver).until(lambda d: d.current_url == f"{base}/console")
 
 
+def _hold_one(base: str) -> str:
+    """``$hold`` the first offer of the demo's next week through its API; the hold's
+    Appointment id."""
+    today = datetime.now(UTC).date()
+    found = httpx.get(
+        f"{base}/fhir/Appointment/$find",
+        params={"start": str(today + timedelta(days=1)), "end": str(today + timedelta(days=8)),
+                "_count": "5"},
+        headers={"X-API-Key": KEY}, timeout=60,
+    )  # fmt: skip
+    assert found.status_code == 200, found.text
+    offer = next(e["resource"] for e in found.json()["entry"] if e["search"]["mode"] == "match")
+    token = offer["identifier"][0]["value"]
+    body = {"resourceType": "Parameters", "parameter": [{"name": "appt-id", "valueUri": token}]}
+    held = httpx.post(
+        f"{base}/fhir/Appointment/$hold", json=body, headers={"X-API-Key": KEY}, timeout=60
+    )
+    assert held.status_code == 201, held.text
+    return str(held.json()["entry"][0]["resource"]["id"])
+
+
 def test_the_console_in_a_browser(demo: str, browser: WebDriver, tmp_path: Path) -> None:
     # anonymous: turned away to the login form
     browser.get(f"{demo}/console/schedules")
@@ -149,6 +173,17 @@ def test_the_console_in_a_browser(demo: str, browser: WebDriver, tmp_path: Path)
     assert overflow <= 0
     shot(browser, "04b-schedules-phone")
     browser.set_window_size(1280, 900)
+
+    # a hold through the demo's API is counted, and shown beside the live claims
+    held = _hold_one(demo)
+    browser.get(f"{demo}/console/bookings")
+    assert int(browser.find_element(By.ID, "count-hold").text) >= 1
+    for kind in ("book", "cancel", "expire"):
+        assert browser.find_element(By.ID, f"count-{kind}").text.isdigit()
+    assert "Holds per hour" in browser.page_source
+    assert browser.find_elements(By.CSS_SELECTOR, "#booking-counts ~ .charts svg polyline.series")
+    assert held in browser.find_element(By.ID, "claims").text  # the hold's appointment id
+    shot(browser, "04c-bookings")
 
     # a rules file with an error: the check says what is wrong
     broken = tmp_path / "broken-rules.yaml"

@@ -31,3 +31,13 @@ def test_the_readme_feed_figures_are_the_newest_smart_feed_result():
     assert path is not None, "a committed benchmarks/results/smart-feed-*.json"
     expected = readme_blocks.wrap("smart-feed", block_content(path))
     assert readme_blocks.current(README.read_text(), "smart-feed") == expected
+
+
+def test_the_readme_console_figure_is_the_newest_console_result():
+    from benchmarks import readme_blocks
+    from benchmarks.console_readme import block_content, newest
+
+    path = newest()
+    assert path is not None, "a committed benchmarks/results/console-*.json"
+    expected = readme_blocks.wrap("console", block_content(path))
+    assert readme_blocks.current(README.read_text(), "console") == expected
