@@ -13,9 +13,12 @@ from 1; a field's position is its key's (an item's, in a list).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
+import os
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -29,6 +32,10 @@ from app.core.errors import SlotsyncError
 from rules.schema import RuleProblems, RulesFile
 
 log = logging.getLogger(__name__)
+
+# A rules file is hand-written: a few hundred visit types fit in far less. Larger
+# uploads (console, admin API) are refused before they are parsed.
+MAX_RULES_BYTES = 512 * 1024
 
 Loc = tuple[str | int, ...]
 Position = tuple[int, int]  # (line, column), from 1
@@ -214,6 +221,40 @@ def _data_loc(loc: tuple[Any, ...]) -> Loc:
     return tuple(p for p in loc if isinstance(p, int) or "[" not in str(p))
 
 
+def replace_rules_file(
+    path: Path, text: str, *, fmt: str, source: str = "<new rules>"
+) -> RulesFile:
+    """Replace the rules file at ``path`` by ``text``, which must validate.
+
+    Validated first: an invalid text raises :class:`RulesError` and nothing is
+    written. Then written beside the live file and renamed over it
+    (:func:`os.replace`, atomic on one file system), so that a process reading the
+    file sees either the old or the new one whole; every process serving from the
+    file picks the new one up at its next change check
+    (:meth:`RulesStore.reload_if_changed`). The text is written as given (comments
+    stay); a ``.json`` file takes JSON only.
+    """
+    rules = parse_rules(text, source=source, fmt=fmt)
+    if fmt != "json" and path.suffix.lower() == ".json":
+        problem = _problem("(document)", None, f"the rules file {path.name} is JSON: send JSON")
+        raise RulesError(source, [problem])
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".new", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as out:
+            out.write(text.encode("utf-8"))
+            out.flush()
+            os.fsync(out.fileno())
+        if path.exists():
+            os.chmod(temporary, path.stat().st_mode & 0o777)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(temporary)
+        raise
+    log.info("rules file %s replaced", path)
+    return rules
+
+
 class RulesStore:
     """The rules in force, reloaded when the file changes; safe to share across threads.
 
@@ -270,6 +311,13 @@ class RulesStore:
             self._last_check = self._clock()
             self._load_if_new(force=True)
             return self._current
+
+    def apply(self, text: str, *, fmt: str, source: str = "<new rules>") -> RulesFile:
+        """:func:`replace_rules_file` of this store's file, then in force here at once
+        (raises :class:`RulesError`, nothing written, if ``text`` is invalid)."""
+        with self._lock:
+            replace_rules_file(self.path, text, fmt=fmt, source=source)
+        return self.reload()
 
     def _load_if_new(self, *, force: bool) -> bool:
         data = self._read()

@@ -173,7 +173,7 @@ def cohorts(
         for bound in (rule.min_age_years, rule.max_age_years):
             if bound is not None:
                 ages.update({bound - 1, bound, bound + 1})
-    genders = sorted({g for rule in rules for g in rule.genders})
+    genders: list[str] = sorted({g for rule in rules for g in rule.genders})
     if genders:  # and one the rules do not name, which a gender rule excludes
         genders += [g for g in FHIR_GENDERS if g not in genders][:1]
     statuses = {rule.patient_status for rule in rules} - {"any"}

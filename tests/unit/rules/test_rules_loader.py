@@ -75,32 +75,36 @@ def test_every_problem_is_listed_in_line_order() -> None:
     )
     assert problems(text) == [
         "  organization.timezone (line 4, column 3): unknown IANA time zone 'Mars/Olympus'",
-        "  organization.opening_hours.mon[0] (line 6, column 11): opening range '17:00-08:00' ends before "
-        "it starts",
+        "  organization.opening_hours.mon[0] (line 6, column 11): opening range '17:00-08:00'"
+        " ends before it starts",
         "  visit_types[0].duration_minutes (line 9, column 5): Input should be greater than 0",
     ]
 
 
 def test_missing_field_points_at_its_parent() -> None:
     text = GOOD.replace("    duration_minutes: 20\n", "")
-    assert problems(text) == ["  visit_types[0].duration_minutes (line 8, column 5): Field required"]
+    assert problems(text) == [
+        "  visit_types[0].duration_minutes (line 8, column 5): Field required"
+    ]
 
 
 def test_unknown_field_is_rejected_at_its_line() -> None:
     text = GOOD.replace("    duration_minutes: 20\n", "    duration_minutes: 20\n    colour: red\n")
-    assert problems(text) == ["  visit_types[0].colour (line 10, column 5): Extra inputs are not permitted"]
+    assert problems(text) == [
+        "  visit_types[0].colour (line 10, column 5): Extra inputs are not permitted"
+    ]
 
 
 def test_cross_field_problems_carry_their_own_path() -> None:
     item = GOOD[GOOD.index("  - code") :]
     text = GOOD + item.replace("kind: practitioner", "kind: room\n        ids: [Practitioner/x]")
     assert problems(text) == [
-        "  visit_types[1].assets[0].ids[0] (line 17, column 15): a room must be a Location reference, "
-        "not 'Practitioner/x'"
+        "  visit_types[1].assets[0].ids[0] (line 17, column 15): a room must be a Location"
+        " reference, not 'Practitioner/x'"
     ]
     assert problems(GOOD + item) == [
-        "  visit_types[1].code (line 13, column 5): duplicate visit type (also item 0); entries sharing "
-        "a code need distinct names"
+        "  visit_types[1].code (line 13, column 5): duplicate visit type (also item 0);"
+        " entries sharing a code need distinct names"
     ]
     named = GOOD + item.replace("duration_minutes: 20", "name: other\n    duration_minutes: 20")
     assert len(parse_rules(named).visit_types) == 2
@@ -151,13 +155,15 @@ def test_json_field_errors_have_lines() -> None:
     text = json.dumps(data, indent=2)
     expected_line = text.splitlines().index('      "duration_minutes": "long",') + 1
     assert problems(text, fmt="json") == [
-        f"  visit_types[0].duration_minutes (line {expected_line}, column 7): Input should be a valid "
-        "integer, unable to parse string as an integer"
+        f"  visit_types[0].duration_minutes (line {expected_line}, column 7): Input should be a"
+        " valid integer, unable to parse string as an integer"
     ]
 
 
 def test_not_a_mapping_empty_and_wrong_version() -> None:
-    assert problems("- 1\n- 2\n") == ["  (document) (line 1, column 1): the rules file must be a mapping"]
+    assert problems("- 1\n- 2\n") == [
+        "  (document) (line 1, column 1): the rules file must be a mapping"
+    ]
     assert problems("") == ["  (document) (line 1, column 1): the rules file is empty"]
     assert problems(GOOD.replace("version: 1", "version: 2")) == [
         "  version (line 1, column 1): Input should be 1"
