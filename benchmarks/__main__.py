@@ -1,4 +1,5 @@
-"""``python -m benchmarks {load,find,freshness,faults,smart-feed,all}``: run, print, save.
+"""``python -m benchmarks {load,find,freshness,faults,smart-feed,rules-preview,all}``: run,
+print, save.
 
 To add a benchmark: a module with ``add_arguments(parser)`` and ``run(args) -> dict``,
 listed in :data:`BENCHMARKS` (and in :mod:`benchmarks.suite` if ``all`` should run
@@ -34,6 +35,7 @@ BENCHMARKS = {
     "smart-feed": "benchmarks.smart_feed",
     "smart-feed-readme": "benchmarks.smart_feed_readme",
     "console": "benchmarks.console",
+    "rules-preview": "benchmarks.rules_preview",
     "all": "benchmarks.suite",
 }
 

@@ -24,9 +24,14 @@ from datetime import date, datetime
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
+from app.core.domain import Actor, Schedule, Slot
+from rules.assets import AssetIndex
 from rules.loader import format_loc
-from rules.request import PatientInfo
+from rules.offer_memo import Basis, OfferMemo
+from rules.planning import MemoUse
+from rules.request import FindRequest, PatientInfo
 from rules.schema import Eligibility, RulesFile
+from rules.selection import selections
 
 GAINED, LOST = "gained", "lost"
 EXAMPLES = 5  # per direction and cohort
@@ -36,7 +41,10 @@ FHIR_GENDERS = ("female", "male", "other", "unknown")
 
 class OfferKey(NamedTuple):
     """One offer of ``$find`` as the preview compares them: the visit type, the primary
-    asset's schedule and reference, the span and every slot it takes."""
+    asset's schedule and reference, the span, and the slots of the primary and every
+    required asset. Optional assets are not part of it: they are listed when free but
+    never decide whether an offer exists (and resolving them for every offer of a
+    horizon would cost more than composing it)."""
 
     visit_type: str
     schedule_id: str
@@ -44,6 +52,87 @@ class OfferKey(NamedTuple):
     start: datetime
     end: datetime
     slot_ids: tuple[str, ...]
+
+
+def offer_keys(
+    request: FindRequest,
+    rules: RulesFile,
+    slots: Mapping[str, list[Slot]],
+    schedules: Mapping[str, Schedule],
+    actors: Mapping[str, Actor],
+    now: datetime,
+    *,
+    memo: OfferMemo | None = None,
+    basis: Basis | None = None,
+    keep: tuple[datetime, datetime] | None = None,
+) -> set[Key]:
+    """Every offer :func:`rules.composer.compose` makes for ``request`` (no ``_count``),
+    as keys (an :class:`OfferKey`'s fields as a plain tuple: millions are made): the
+    composer's own selection (:func:`rules.selection.selections`), each
+    selected offer read off as it is selected, none resolved or built. ``slots`` as
+    ``compose`` takes them (free ones per schedule id, in start order); with ``memo``
+    and ``basis``, the candidate offers it remembers are reused as ``compose`` reuses
+    them (for the rules in force, whose memo ``$find`` keeps warm). ``keep``: only the
+    offers starting in this span (default: the request's)."""
+    use = None
+    if memo is not None and basis is not None:
+        state = memo.state(basis.key, rules, schedules, actors)
+        dirty = frozenset(slot.schedule_id for slot in basis.taken)
+        index, shared = state.index(basis, slots, dirty)
+        use = MemoUse(state, basis, dirty, shared)
+    else:
+        index = AssetIndex(slots, schedules, actors)
+    out: set[Key] = set()
+    add = out.add
+    low, high = keep if keep is not None else (request.start, request.end)
+    for plan, offers, _optional in selections(request, rules, index, actors, now, use):
+        code, duration, assets = plan.rule.code, plan.duration, plan.rule.assets
+        for offer in offers:
+            start = offer[0]
+            if not low <= start < high:
+                continue
+            first, stop, others = offer[5], offer[6], offer[7]
+            held = offer[3].free.slots
+            # one slot (the usual case) is its id alone: a tuple per offer costs
+            ids: str | tuple[str, ...] = (
+                held[first].id if stop - first == 1 else tuple(s.id for s in held[first:stop])
+            )
+            if others:
+                parts = [ids] if isinstance(ids, str) else list(ids)
+                for i, other, a, b in others:
+                    if not assets[i].optional:
+                        parts += [s.id for s in other.free.slots[a:b]]
+                ids = tuple(parts)
+            add((code, offer[2], offer[1], start, start + duration, ids))
+    return out
+
+
+def composing(old: RulesFile, new: RulesFile) -> tuple[str, ...] | None:
+    """The visit type codes whose offers can differ between the files (None: all of
+    them). A code's offers depend on its entries (with the defaults they inherit) and
+    the organisation (hours, closures, sites, zone), so when neither changed its
+    offers are the same under both files and need not be composed."""
+    if old.organization != new.organization:
+        return None
+    before, after = _effective(old), _effective(new)
+    return tuple(sorted(c for c in before.keys() | after.keys() if before.get(c) != after.get(c)))
+
+
+def _effective(rules: RulesFile) -> dict[str, list[Any]]:
+    out: dict[str, list[Any]] = {}
+    for vt in rules.visit_types:
+        out.setdefault(vt.code, []).append((vt, rules.effective(vt)))
+    return out
+
+
+# An OfferKey's fields as a plain tuple (cheaper to make by the million), except that
+# an offer on one slot holds that slot's id rather than a 1-tuple; see as_offer_key.
+Key = tuple[str, str, str | None, datetime, datetime, str | tuple[str, ...]]
+
+
+def as_offer_key(key: Key) -> OfferKey:
+    code, schedule_id, ref, start, end, ids = key
+    return OfferKey(code, schedule_id, ref, start, end, (ids,) if isinstance(ids, str) else ids)
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,12 +338,13 @@ class Tally:
     days: dict[str, Counter[str]] = field(default_factory=dict)
     examples: dict[str, list[Example]] = field(default_factory=lambda: {GAINED: [], LOST: []})
 
-    def add(self, direction: str, offer: OfferKey) -> None:
+    def add(self, direction: str, offer: Key) -> None:
         self.totals[direction] += 1
-        day = offer.start.astimezone(self.zone).date().isoformat()
+        code, schedule_id, _, start = offer[:4]
+        day = start.astimezone(self.zone).date().isoformat()
         for table, key in (
-            (self.schedules, offer.schedule_id),
-            (self.visit_types, offer.visit_type),
+            (self.schedules, schedule_id),
+            (self.visit_types, code),
             (self.days, day),
         ):
             counter = table.get(key)
@@ -263,7 +353,7 @@ class Tally:
             counter[direction] += 1
         kept = self.examples[direction]
         if len(kept) < self.examples_wanted:
-            kept.append(Example(offer))
+            kept.append(Example(as_offer_key(offer)))
 
     @property
     def gained(self) -> int:
@@ -294,13 +384,11 @@ def _rows(table: Mapping[str, Counter[str]]) -> list[dict[str, Any]]:
     ]
 
 
-def set_difference(
-    old: Iterable[OfferKey], new: Iterable[OfferKey]
-) -> Iterator[tuple[str, OfferKey]]:
+def set_difference(old: Iterable[Key], new: Iterable[Key]) -> Iterator[tuple[str, Key]]:
     """``(GAINED, offer)`` for offers only ``new`` has and ``(LOST, offer)`` for those only
     ``old`` has, in start order."""
     before = old if isinstance(old, set) else set(old)
     after = new if isinstance(new, set) else set(new)
     changes = [(LOST, o) for o in before - after] + [(GAINED, o) for o in after - before]
-    changes.sort(key=lambda c: (c[1].start, c[1].schedule_id, c[1].visit_type, c[0]))
+    changes.sort(key=lambda c: (c[1][3], c[1][1], c[1][0], c[0]))
     return iter(changes)

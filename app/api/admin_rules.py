@@ -129,7 +129,7 @@ async def preview(
     store = request.app.state.rules_store
     store.reload_if_changed()
     old = store.current
-    index = request.app.state.finder.slot_index
+    finder = request.app.state.finder
     engine = request.app.state.engine
 
     def work() -> dict[str, Any]:
@@ -140,10 +140,11 @@ async def preview(
                 old=old,
                 new=new,
                 catalog=read_catalog(session),
-                slot_index=index,
+                slot_index=finder.slot_index,
                 now=now,
                 patient=request_patient(now.date(), age, gender),
                 examples=examples,
+                memo=finder.offer_memo,  # $find's, for the rules in force
             )
         return {"valid": True, "live": store.path.name, **result.as_json()}
 

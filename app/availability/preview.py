@@ -30,20 +30,21 @@ from sqlalchemy.orm import Session
 
 from app.availability.catalog import Catalog
 from app.availability.explain import explain_find
-from app.availability.service import find_appointments
+from app.availability.service import composable_slots
 from app.availability.slot_index import SlotIndex
-from app.core.domain import ProposedAppointment
-from rules.appointment_id import ProposalPayload
+from rules.offer_memo import OfferMemo
 from rules.preview import (
     LOST,
     Change,
     Cohort,
     Example,
-    OfferKey,
+    Key,
     Tally,
     cause_of,
     cohorts,
+    composing,
     diff_rules,
+    offer_keys,
     patient_of,
     set_difference,
 )
@@ -80,17 +81,6 @@ def preview_horizon(old: RulesFile, new: RulesFile, now: datetime) -> tuple[date
     return now, now + timedelta(days=days + 1)
 
 
-def offer_key(a: ProposedAppointment) -> OfferKey:
-    return OfferKey(
-        a.service_types[0],
-        a.schedule_ids[0],
-        a.participants[0].ref if a.participants else None,
-        a.start,
-        a.end,
-        a.slot_ids,
-    )
-
-
 def exhaustive_offers(
     session: Session,
     rules: RulesFile,
@@ -102,9 +92,15 @@ def exhaustive_offers(
     end: datetime,
     patient: PatientInfo | None = None,
     visit_types: tuple[str, ...] | None = None,
-) -> set[OfferKey]:
-    """Every offer ``$find`` makes for ``[start, end)`` (no ``_count``), as keys. With
-    ``visit_types``, only those codes the file has (none: no offer)."""
+    memo: OfferMemo | None = None,
+    keep: tuple[datetime, datetime] | None = None,
+) -> set[Key]:
+    """Every offer ``$find`` makes for ``[start, end)`` (no ``_count``), as keys
+    (:class:`rules.preview.OfferKey`): the slots ``find_appointments`` reads and the
+    composer's own selection, each offer read off as it is selected rather than built.
+    With ``visit_types``, only those codes the file has (none: no offer); with ``keep``,
+    only the offers starting in that span. ``memo``: the
+    offer memo ``$find`` keeps for these rules, whose remembered offers are reused."""
     if visit_types is not None:
         visit_types = tuple(c for c in visit_types if rules.visit_types_for(c))
         if not visit_types:
@@ -112,16 +108,26 @@ def exhaustive_offers(
     request = FindRequest(
         start=start, end=end, visit_types=visit_types or (), patient=patient, count=None
     )
-    found = find_appointments(
+    slots, basis = composable_slots(
         session,
         request,
         rules=rules,
         catalog=catalog,
         slot_index=slot_index,
         now=now,
-        sign=_unsigned,
+        memo=memo is not None,
     )
-    return {offer_key(a) for a in found.appointments}
+    return offer_keys(
+        request,
+        rules,
+        slots,
+        catalog.schedules,
+        catalog.actors,
+        now,
+        memo=memo,
+        basis=basis,
+        keep=keep,
+    )
 
 
 def changes_by_week(
@@ -134,13 +140,19 @@ def changes_by_week(
     now: datetime,
     cohort: Cohort,
     sizes: Counter[str] | None = None,
-) -> Iterator[tuple[str, OfferKey]]:
+    memo: OfferMemo | None = None,
+) -> Iterator[tuple[str, Key]]:
     """``(GAINED | LOST, offer)`` over the horizon, a week at a time, in start order;
-    ``sizes`` counts the offers under each file (``"old"``, ``"new"``)."""
+    ``sizes`` counts the offers under each file (``"old"``, ``"new"``). ``memo``: the
+    offer memo of ``$find`` for ``old`` (the rules in force), used for ``old`` only: the
+    new rules must not take its place."""
     first, last = preview_horizon(old, new, now)
     longest = timedelta(
         minutes=max(vt.duration_minutes for r in (old, new) for vt in r.visit_types)
     )
+    codes = composing(old, new)  # codes whose offers can differ (None: every one)
+    if cohort.visit_types is not None:
+        codes = tuple(c for c in cohort.visit_types if codes is None or c in codes)
     day = first.date()
     monday = datetime.combine(day - timedelta(days=day.weekday()), time(0), first.tzinfo)
     while monday < last:
@@ -157,9 +169,11 @@ def changes_by_week(
                 start=window[0],
                 end=window[1],
                 patient=cohort.patient,
-                visit_types=cohort.visit_types,
+                visit_types=codes,
+                memo=memo if rules is old else None,
+                keep=(start, end),
             )
-            sides.append({o for o in offers if start <= o.start < end})
+            sides.append(offers)
         before, after = sides
         if sizes is not None:
             sizes["old"] += len(before)
@@ -178,9 +192,11 @@ def preview_rules(
     now: datetime,
     patient: PatientInfo | None = None,
     examples: int = 5,
+    memo: OfferMemo | None = None,
 ) -> Preview:
     """What replacing ``old`` by ``new`` gains and loses over the horizon, per cohort
-    (:func:`rules.preview.cohorts`; ``patient`` previews just that patient)."""
+    (:func:`rules.preview.cohorts`; ``patient`` previews just that patient). ``memo``:
+    the offer memo ``$find`` keeps for ``old`` in this process, if any."""
     changes = diff_rules(old, new)
     zone = ZoneInfo(old.organization.timezone)
     tallies = []
@@ -196,6 +212,7 @@ def preview_rules(
             now=now,
             cohort=cohort,
             sizes=sizes,
+            memo=memo,
         ):
             tally.add(direction, offer)
         tally.offers_before, tally.offers_after = sizes["old"], sizes["new"]
@@ -271,11 +288,6 @@ def _visit_type_change(code: str, rules: RulesFile, changes: list[Change]) -> Ch
             if change.path == entry or change.path.startswith((entry + ".", entry + "[")):
                 return change
     return next((c for c in changes if c.path.startswith("visit_types[")), None)
-
-
-def _unsigned(payload: ProposalPayload) -> str:
-    """Nothing leaves the preview as a proposal: its ids need no signature."""
-    return ""
 
 
 def request_patient(today: date, age: int | None, gender: str | None) -> PatientInfo | None:

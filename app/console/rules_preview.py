@@ -29,11 +29,17 @@ def preview_context(request: Request, new: RulesFile) -> dict[str, Any]:
     store = request.app.state.rules_store
     store.reload_if_changed()
     old = store.current
-    index = request.app.state.finder.slot_index
+    finder = request.app.state.finder
     now = utcnow()
     with read_session(request.app.state.engine) as session:
         preview = preview_rules(
-            session, old=old, new=new, catalog=read_catalog(session), slot_index=index, now=now
+            session,
+            old=old,
+            new=new,
+            catalog=read_catalog(session),
+            slot_index=finder.slot_index,
+            now=now,
+            memo=finder.offer_memo,  # $find's, for the rules in force
         )
     return _rows(preview)
 
