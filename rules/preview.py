@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -103,7 +103,7 @@ def offer_keys(
                     if not assets[i].optional:
                         parts += [s.id for s in other.free.slots[a:b]]
                 ids = tuple(parts)
-            add((code, offer[2], offer[1], start, start + duration, ids))
+            add((code, offer[2], offer[1], start, duration, ids))
     return out
 
 
@@ -125,14 +125,16 @@ def _effective(rules: RulesFile) -> dict[str, list[Any]]:
     return out
 
 
-# An OfferKey's fields as a plain tuple (cheaper to make by the million), except that
-# an offer on one slot holds that slot's id rather than a 1-tuple; see as_offer_key.
-Key = tuple[str, str, str | None, datetime, datetime, str | tuple[str, ...]]
+# An OfferKey's fields as a plain tuple (cheaper to make and hold by the million), but
+# with the length (the plan's own timedelta) for the end, and an offer on one slot
+# holding that slot's id rather than a 1-tuple; see as_offer_key.
+Key = tuple[str, str, str | None, datetime, timedelta, str | tuple[str, ...]]
 
 
 def as_offer_key(key: Key) -> OfferKey:
-    code, schedule_id, ref, start, end, ids = key
-    return OfferKey(code, schedule_id, ref, start, end, (ids,) if isinstance(ids, str) else ids)
+    code, schedule_id, ref, start, length, ids = key
+    slot_ids = (ids,) if isinstance(ids, str) else ids
+    return OfferKey(code, schedule_id, ref, start, start + length, slot_ids)
 
 
 @dataclass(frozen=True, slots=True)

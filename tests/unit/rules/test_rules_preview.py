@@ -16,8 +16,10 @@ from rules.preview import (
     GAINED,
     LOST,
     Change,
+    Key,
     OfferKey,
     Tally,
+    as_offer_key,
     birth_date_for,
     cause_of,
     cohorts,
@@ -148,9 +150,9 @@ def test_a_given_patient_is_the_only_cohort() -> None:
     assert birth == date(1994, 2, 28)
 
 
-def _offer(hours: int, schedule: str = "sch-1", code: str = "a|office") -> OfferKey:
+def _offer(hours: int, schedule: str = "sch-1", code: str = "a|office") -> Key:
     start = datetime(2026, 3, 10, 12, tzinfo=UTC) + timedelta(hours=hours)
-    return OfferKey(code, schedule, "Practitioner/1", start, start + timedelta(minutes=20), ("s",))
+    return (code, schedule, "Practitioner/1", start, timedelta(minutes=20), "s")
 
 
 def test_the_tally_counts_each_way_and_keeps_the_first_examples() -> None:
@@ -168,7 +170,16 @@ def test_the_tally_counts_each_way_and_keeps_the_first_examples() -> None:
     # 12:00 UTC + 14 h is 22:00 in New York: still 10 March; + 30 h is 11 March
     assert tally.days["2026-03-10"] == {GAINED: 3, LOST: 1}
     assert tally.days["2026-03-11"] == {LOST: 1}
-    assert [e.offer for e in tally.examples[GAINED]] == [_offer(2, code="a|follow"), _offer(3)]
+    shown = [e.offer for e in tally.examples[GAINED]]
+    assert shown == [as_offer_key(_offer(2, code="a|follow")), as_offer_key(_offer(3))]
+    assert shown[0] == OfferKey(
+        "a|follow",
+        "sch-1",
+        "Practitioner/1",
+        datetime(2026, 3, 10, 14, tzinfo=UTC),
+        datetime(2026, 3, 10, 14, 20, tzinfo=UTC),
+        ("s",),
+    )
     body = tally.as_json()
     assert body["gained"] == 3 and body["by_day"][0] == {"key": "2026-03-10", GAINED: 3, LOST: 1}
 
