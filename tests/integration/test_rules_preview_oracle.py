@@ -21,12 +21,13 @@ from sqlalchemy.orm import Session
 
 from app.availability.catalog import Catalog, read_catalog
 from app.availability.preview import changes_by_week, preview_horizon, preview_rules
-from app.availability.service import MAX_SLOT_LENGTH, find_appointments
+from app.availability.service import MAX_SLOT_LENGTH, find_appointments, warm_offers
 from app.availability.slot_index import SlotIndex
 from app.cache import repository as repo
 from app.cache.db import make_engine
 from app.core.domain import ProposedAppointment
 from rules.loader import parse_rules
+from rules.offer_memo import OfferMemo
 from rules.preview import GAINED, LOST, OfferKey, as_offer_key, cohorts
 from rules.request import FindRequest, PatientInfo
 from rules.schema import RulesFile
@@ -182,8 +183,15 @@ def test_the_preview_equals_find_under_each_file_subtracted(loaded: str, kind: s
             preview = preview_rules(
                 session, old=old, new=new, catalog=catalog, slot_index=index, now=now
             )
+            # as the API runs it: $find's warm offer memo for the rules in force
+            memo = OfferMemo()
+            warm_offers(session, rules=old, catalog=catalog, slot_index=index, memo=memo, now=now)
+            served = preview_rules(
+                session, old=old, new=new, catalog=catalog, slot_index=index, now=now, memo=memo
+            )
     finally:
         engine.dispose()
+    assert [t.as_json() for t in served.tallies] == [t.as_json() for t in preview.tallies]
     assert preview.changes and all(c.path for c in preview.changes)
     changed = [t for t in preview.tallies if t.gained or t.lost]
     assert changed
