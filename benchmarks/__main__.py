@@ -1,4 +1,5 @@
-"""``python -m benchmarks {load,find,freshness,faults,smart-feed,all,scale}``: run, print, save.
+"""``python -m benchmarks {load,find,freshness,faults,smart-feed,rules-preview,all,scale}``:
+run, print, save.
 
 To add a benchmark: a module with ``add_arguments(parser)`` and ``run(args) -> dict``,
 listed in :data:`BENCHMARKS` (and in :mod:`benchmarks.suite` if ``all`` should run
@@ -37,6 +38,7 @@ BENCHMARKS = {
     "smart-feed-readme": "benchmarks.smart_feed_readme",
     "console": "benchmarks.console",
     "console-readme": "benchmarks.console_readme",
+    "rules-preview": "benchmarks.rules_preview",
     "all": "benchmarks.suite",
     "scale": "benchmarks.scale",
 }

@@ -48,6 +48,21 @@ def choose(
 _Selection = tuple[VisitTypePlan, Sequence[Offer | Keyed], list[Requirement]]
 
 
+def selections(
+    request: FindRequest,
+    rules: RulesFile,
+    index: AssetIndex,
+    actors: Mapping[str, Actor],
+    now: datetime,
+    memo: MemoUse | None = None,
+) -> list[_Selection]:
+    """What :func:`choose` selects, before it resolves candidates: per requested visit
+    type (and variant), its plan, its bare selected offers and its optional assets. For
+    callers that need every offer's identity but no proposal (the rules preview): the
+    same selection, without the cost of resolving and building each offer."""
+    return _selections(request, rules, index, actors, now, memo)[0]
+
+
 def _selections(
     request: FindRequest,
     rules: RulesFile,

@@ -15,7 +15,16 @@ from app.observability.logging import configure_logging
 from app.runtime import ApiServices, api_services
 from app.settings import Settings, get_settings
 
-from . import admin, fhir_find, fhir_patient, fhir_write, metadata, smart_publish, webhook
+from . import (
+    admin,
+    admin_rules,
+    fhir_find,
+    fhir_patient,
+    fhir_write,
+    metadata,
+    smart_publish,
+    webhook,
+)
 from .auth import install_auth
 from .errors import install_error_handlers
 from .health import Check, add_readiness_check, install_health
@@ -85,6 +94,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(fhir_patient.router, prefix="/fhir", tags=["fhir"])
     app.include_router(webhook.router, tags=["sync"])
     app.include_router(admin.router, tags=["ops"])
+    app.include_router(admin_rules.router, tags=["ops"])
     app.include_router(smart_publish.router(settings))
     install_console(app)
     install_openapi(app, settings.effective_api_docs)

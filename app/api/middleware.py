@@ -8,6 +8,7 @@ OperationOutcome the route handlers produce, with the correlation id.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from typing import Any
@@ -333,10 +334,21 @@ class RequestLimitsMiddleware:
         except (msgspec.DecodeError, RecursionError) as exc:
             if isinstance(exc, RecursionError):  # msgspec's limit on nesting
                 return f"request body nests deeper than {self.max_depth} levels"
-            return "request body is not valid JSON"
+            return "request body is not valid JSON" + _json_position(body)
         if json_too_deep(parsed, self.max_depth):
             return f"request body nests deeper than {self.max_depth} levels"
         return None
+
+
+def _json_position(body: bytes) -> str:
+    """Where the JSON breaks, as line and column (a rules file is edited by hand)."""
+    try:
+        json.loads(body)
+    except json.JSONDecodeError as exc:
+        return f": {exc.msg} (line {exc.lineno}, column {exc.colno})"
+    except (ValueError, RecursionError):
+        return ""
+    return ""
 
 
 def install_middleware(app: FastAPI, settings: Settings) -> None:

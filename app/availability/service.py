@@ -176,6 +176,31 @@ def find_appointments(
     )
 
 
+def composable_slots(
+    session: Session,
+    request: FindRequest,
+    *,
+    rules: RulesFile,
+    catalog: Catalog,
+    slot_index: SlotIndex,
+    now: datetime,
+    memo: bool = False,
+) -> tuple[dict[str, list[Slot]], Basis | None]:
+    """The free slots :func:`find_appointments` composes ``request`` from, read the same
+    way, and with ``memo`` the basis the offer memo needs (then the slots are only
+    those the memo cannot serve): for callers composing offers in bulk that need every
+    offer's identity but no proposal (the rules preview)."""
+    check_visit_types(request, rules)
+    span_start, span_end = slot_fetch_window(request, rules, now)
+    schedule_ids = _relevant_schedules(request, rules, catalog)
+    if span_end <= span_start or not schedule_ids:
+        return {}, None
+    read = slot_index.read(session, schedule_ids, span_start, span_end, now)
+    if not memo:
+        return read.slots, None
+    return read.cut, Basis(None, read.full, read.taken)
+
+
 def warm_offers(
     session: Session,
     *,

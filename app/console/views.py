@@ -30,17 +30,18 @@ from app.sync.messages import ResyncRequest
 from app.sync.status import feed_json, sync_verdict
 from app.sync.windows import utcnow
 from rules.check import format_report, summarise
-from rules.loader import RulesError, parse_rules
+from rules.loader import MAX_RULES_BYTES, RulesError, parse_rules
 
 from . import session as console_session
 from .charts import Chart, line_chart
+from .rules_preview import preview_context
 from .session import ConsoleSession
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
 PAGE_SIZE = 50
 RUNS_SHOWN = 50
 CLAIMS_SHOWN = 50
-MAX_RULES_UPLOAD = 512 * 1024
+MAX_RULES_UPLOAD = MAX_RULES_BYTES
 CHART_SPAN = timedelta(hours=24)
 
 router = APIRouter(prefix="/console", include_in_schema=False)
@@ -368,7 +369,8 @@ async def rules_check(
 
 
 def _check_rules(request: Request, raw: bytes, name: str) -> dict[str, Any]:
-    """`slotsync rules check` of an uploaded file against the cache."""
+    """`slotsync rules diff` (what it gains and loses against the rules in force) and
+    `slotsync rules check` of an uploaded file, against the cache."""
     if len(raw) > MAX_RULES_UPLOAD:
         return {"file": name, "valid": False, "error": "the file is larger than 512 KiB"}
     try:
@@ -390,6 +392,7 @@ def _check_rules(request: Request, raw: bytes, name: str) -> dict[str, Any]:
         "valid": True,
         "report": format_report(rules, summaries, source=name),
         "empty": [s.code for s in summaries if s.offers == 0],
+        "preview": preview_context(request, rules),
     }
 
 

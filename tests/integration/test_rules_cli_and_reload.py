@@ -46,7 +46,7 @@ def test_rules_check_reports_field_and_line(monkeypatch, tmp_path, capsys):
     )
     assert run_cli(["rules", "check", str(bad)], monkeypatch, tmp_path) == 1
     err = capsys.readouterr().err
-    assert "organization.timezone (line 4)" in err
+    assert "organization.timezone (line 4, column 3)" in err
 
 
 def test_api_reloads_changed_rules_and_keeps_old_on_invalid(engine, tmp_path):

@@ -259,7 +259,9 @@ def test_invalid_json_is_400(failing, body):
     response = failing.post(
         "/fhir/echo", content=body, headers={"Content-Type": "application/json"}
     )
-    assert outcome(response, 400)["issue"][0]["diagnostics"] == "request body is not valid JSON"
+    assert outcome(response, 400)["issue"][0]["diagnostics"].startswith(
+        "request body is not valid JSON"
+    )
 
 
 def test_non_numeric_content_length_is_400(failing):

@@ -366,6 +366,39 @@ def test_rules_page_and_upload_check(client: TestClient) -> None:
     assert forged.status_code == 403
 
 
+def test_the_rules_upload_previews_what_the_file_gains_and_loses(
+    client: TestClient, engine: Engine
+) -> None:
+    seed(engine, confirmed_at=utcnow(), schedules=2, per=3)  # six 15-minute slots on T0
+    csrf = log_in(client)
+    same = client.post(
+        "/console/rules/check",
+        data={"csrf": csrf},
+        files={"file": ("same.yaml", OPEN_RULES.read_bytes(), "application/yaml")},
+    )
+    assert 'id="preview-same"' in same.text
+    text = (
+        OPEN_RULES.read_text()
+        .replace("min_lead_minutes: 0", "min_lead_minutes: 525600")  # a year ahead
+        .replace("name: Test organisation", 'name: "<script>alert(1)</script>"')
+    )
+    answer = client.post(
+        "/console/rules/check",
+        data={"csrf": csrf},
+        files={"file": ("later.yaml", text.encode(), "application/yaml")},
+    )
+    assert answer.status_code == 200
+    page = answer.text
+    assert 'id="preview"' in page and 'id="preview-changes"' in page
+    assert "defaults.min_lead_minutes" in page and "525600" in page
+    assert "any patient: 6 offers &rarr; 0" in page and "6 lost" in page
+    examples = page.split('class="preview-examples"', 1)[1].split("</table>", 1)[0]
+    assert examples.count("lead-time") == 5  # the first five of six, each explained
+    assert "defaults.min_lead_minutes: 0 -&gt; 525600" in examples
+    assert "sch-0" in examples and "Patient" not in page
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)" in page
+
+
 def test_bookings_show_live_claims_by_kind(client: TestClient, engine: Engine) -> None:
     log_in(client)
     now = utcnow()

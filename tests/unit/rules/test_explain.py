@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from rules.explain import CODES, Reason, explain
 from rules.request import FindRequest, PatientInfo
-from rules.schema import RulesFile
+from rules.schema import WEEKDAYS, RulesFile
 from tests.unit.rules.factories import ROOM_KIND, World, at, make_rules, visit, vt
 
 DAY = "2026-03-10"  # a Tuesday
@@ -266,3 +267,33 @@ def test_a_visit_that_would_end_after_the_window() -> None:
     reason = _only(reasons, "outside-window")
     assert reason.slot_ids == (world.slots[2].id,)
     assert reason.rule == "visit_types[0].duration_minutes"
+
+
+def test_not_selected_when_no_single_check_removes_the_slot() -> None:
+    """``not-selected``: the slot passes every check the explanation asks of it, yet no
+    offer takes it. The one way found: eligibility across a day line. The composer
+    rules a patient out for the whole window by the organisation's dates (too young on
+    its last day), while a slot's own day is the clinic's, a day later here
+    (Kiritimati is 24 hours ahead of Honolulu), when the patient is old enough."""
+    world = World()
+    world.clinic(1, tz="Pacific/Kiritimati")
+    sid = world.practitioner(1)
+    kiritimati = ZoneInfo("Pacific/Kiritimati")
+    world.add_slots(sid, at("2026-03-11 09:00", kiritimati), 20)  # 10 March in Honolulu
+    rules = make_rules(
+        [visit(eligibility={"min_age_years": 18})],
+        hours={day: ["00:00-24:00"] for day in WEEKDAYS},
+        timezone="Pacific/Honolulu",
+    )
+    turns_18 = PatientInfo(birth_date=date(2008, 3, 11))  # on 11 March
+    window = {"start": "2026-03-11 00:00", "end": "2026-03-11 23:59"}
+    request = FindRequest(
+        start=at(window["start"], kiritimati),
+        end=at(window["end"], kiritimati),
+        patient=turns_18,
+    )
+    found = world.find(rules, request.start, request.end, now=NOW, patient=turns_18)
+    assert found.appointments == []
+    reasons = explain(request, rules, world.slots, world.schedules, world.actors, NOW)
+    reason = _only(reasons, "not-selected")
+    assert reason.rule == "visit_types[0].ordering" and reason.slot_ids == (world.slots[0].id,)

@@ -62,7 +62,7 @@ def test_json_rules_load_like_yaml(tmp_path: Path) -> None:
 def test_bad_field_is_reported_with_path_and_line() -> None:
     text = GOOD.replace("kind: practitioner", "kind: doctor")
     assert problems(text) == [
-        "  visit_types[0].assets[0].kind (line 11): Input should be 'practitioner', "
+        "  visit_types[0].assets[0].kind (line 11, column 9): Input should be 'practitioner', "
         "'location', 'room', 'device' or 'service'"
     ]
 
@@ -74,33 +74,37 @@ def test_every_problem_is_listed_in_line_order() -> None:
         .replace('["08:00-17:00"]', '["17:00-08:00"]')
     )
     assert problems(text) == [
-        "  organization.timezone (line 4): unknown IANA time zone 'Mars/Olympus'",
-        "  organization.opening_hours.mon[0] (line 6): opening range '17:00-08:00' ends before "
-        "it starts",
-        "  visit_types[0].duration_minutes (line 9): Input should be greater than 0",
+        "  organization.timezone (line 4, column 3): unknown IANA time zone 'Mars/Olympus'",
+        "  organization.opening_hours.mon[0] (line 6, column 11): opening range '17:00-08:00'"
+        " ends before it starts",
+        "  visit_types[0].duration_minutes (line 9, column 5): Input should be greater than 0",
     ]
 
 
 def test_missing_field_points_at_its_parent() -> None:
     text = GOOD.replace("    duration_minutes: 20\n", "")
-    assert problems(text) == ["  visit_types[0].duration_minutes (line 8): Field required"]
+    assert problems(text) == [
+        "  visit_types[0].duration_minutes (line 8, column 5): Field required"
+    ]
 
 
 def test_unknown_field_is_rejected_at_its_line() -> None:
     text = GOOD.replace("    duration_minutes: 20\n", "    duration_minutes: 20\n    colour: red\n")
-    assert problems(text) == ["  visit_types[0].colour (line 10): Extra inputs are not permitted"]
+    assert problems(text) == [
+        "  visit_types[0].colour (line 10, column 5): Extra inputs are not permitted"
+    ]
 
 
 def test_cross_field_problems_carry_their_own_path() -> None:
     item = GOOD[GOOD.index("  - code") :]
     text = GOOD + item.replace("kind: practitioner", "kind: room\n        ids: [Practitioner/x]")
     assert problems(text) == [
-        "  visit_types[1].assets[0].ids[0] (line 17): a room must be a Location reference, "
-        "not 'Practitioner/x'"
+        "  visit_types[1].assets[0].ids[0] (line 17, column 15): a room must be a Location"
+        " reference, not 'Practitioner/x'"
     ]
     assert problems(GOOD + item) == [
-        "  visit_types[1].code (line 13): duplicate visit type (also item 0); entries sharing "
-        "a code need distinct names"
+        "  visit_types[1].code (line 13, column 5): duplicate visit type (also item 0);"
+        " entries sharing a code need distinct names"
     ]
     named = GOOD + item.replace("duration_minutes: 20", "name: other\n    duration_minutes: 20")
     assert len(parse_rules(named).visit_types) == 2
@@ -108,7 +112,7 @@ def test_cross_field_problems_carry_their_own_path() -> None:
 
 def test_duplicate_yaml_key_is_an_error() -> None:
     text = GOOD.replace("  name: Test\n", "  name: Test\n  name: Again\n")
-    assert problems(text) == ["  organization.name (line 4): duplicate key"]
+    assert problems(text) == ["  organization.name (line 4, column 3): duplicate key"]
 
 
 def test_yaml_syntax_error_has_a_line() -> None:
@@ -117,9 +121,31 @@ def test_yaml_syntax_error_has_a_line() -> None:
     assert line.startswith("  (document) (line ") and "YAML syntax" in line
 
 
+def test_yaml_and_json_problems_carry_line_and_column() -> None:
+    """The column points at the field's key (or list item) in either format."""
+    text = GOOD.replace("duration_minutes: 20", "duration_minutes: 0")
+    with pytest.raises(RulesError) as info:
+        parse_rules(text)
+    [problem] = info.value.problems
+    lines = text.splitlines()
+    assert lines[problem.line - 1][problem.column - 1 :].startswith("duration_minutes: 0")
+    data = yaml.safe_load(text)
+    as_json = json.dumps(data, indent=3)
+    with pytest.raises(RulesError) as info:
+        parse_rules(as_json, fmt="json")
+    [problem] = info.value.problems
+    assert problem.as_json()["path"] == "visit_types[0].duration_minutes"
+    lines = as_json.splitlines()
+    assert lines[problem.line - 1][problem.column - 1 :].startswith('"duration_minutes": 0')
+    with pytest.raises(RulesError) as info:
+        parse_rules("version: 1\norganization: {name: [x\n", fmt="yaml")
+    [problem] = info.value.problems
+    assert (problem.line, problem.column) is not None and problem.column is not None
+
+
 def test_json_syntax_error_has_a_line() -> None:
     assert problems('{\n  "version": 1,\n  oops\n}', fmt="json") == [
-        "  (document) (line 3): Expecting property name enclosed in double quotes"
+        "  (document) (line 3, column 3): Expecting property name enclosed in double quotes"
     ]
 
 
@@ -129,22 +155,24 @@ def test_json_field_errors_have_lines() -> None:
     text = json.dumps(data, indent=2)
     expected_line = text.splitlines().index('      "duration_minutes": "long",') + 1
     assert problems(text, fmt="json") == [
-        f"  visit_types[0].duration_minutes (line {expected_line}): Input should be a valid "
-        "integer, unable to parse string as an integer"
+        f"  visit_types[0].duration_minutes (line {expected_line}, column 7): Input should be a"
+        " valid integer, unable to parse string as an integer"
     ]
 
 
 def test_not_a_mapping_empty_and_wrong_version() -> None:
-    assert problems("- 1\n- 2\n") == ["  (document) (line 1): the rules file must be a mapping"]
-    assert problems("") == ["  (document) (line 1): the rules file is empty"]
+    assert problems("- 1\n- 2\n") == [
+        "  (document) (line 1, column 1): the rules file must be a mapping"
+    ]
+    assert problems("") == ["  (document) (line 1, column 1): the rules file is empty"]
     assert problems(GOOD.replace("version: 1", "version: 2")) == [
-        "  version (line 1): Input should be 1"
+        "  version (line 1, column 1): Input should be 1"
     ]
 
 
 def test_recursive_alias_is_an_error_not_a_crash() -> None:
     text = GOOD + "extra: &loop [1, *loop]\n"
-    assert problems(text)[-1].startswith("  extra (line 13): ")
+    assert problems(text)[-1].startswith("  extra (line 13, column 1): ")
 
 
 def test_unreadable_file(tmp_path: Path) -> None:
@@ -194,7 +222,7 @@ def test_invalid_new_file_keeps_old_rules(tmp_path: Path, caplog: pytest.LogCapt
     with caplog.at_level(logging.ERROR, logger="rules.loader"):
         assert store.reload_if_changed() is False
     assert store.current is old
-    assert "visit_types[0].duration_minutes (line 9)" in caplog.text
+    assert "visit_types[0].duration_minutes (line 9, column 5)" in caplog.text
     assert store.last_error is not None
     caplog.clear()
     clock.now += 5
