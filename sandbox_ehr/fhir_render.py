@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from sandbox_ehr import codes
@@ -77,6 +78,7 @@ class Renderer:
         ]
         self.sched_tz = [org.clinics[s.clinic_index].tz for s in org.schedules]
         self._schedules: dict[tuple[int, int | None], dict[str, Any]] = {}
+        self._entries: dict[tuple[str, str, int | None], msgspec.Raw | None] = {}
         self.zone_names = sorted(set(self.sched_tz))
         self.sched_tz_index = np.array(
             [self.zone_names.index(tz) for tz in self.sched_tz], dtype=np.int64
@@ -150,6 +152,37 @@ class Renderer:
         if cached is None:
             cached = self._schedules[key] = self._schedule(s, horizon_end_minute)
         return cached
+
+    def schedule_entry(
+        self, base: str, s: ScheduleDef, horizon_end_minute: int | None
+    ) -> msgspec.Raw:
+        """The Schedule as an ``include`` entry of a search Bundle, encoded once.
+
+        Every page of a search with ``_include`` repeats its schedules and their actors
+        (hundreds a page on a large organisation); they change only with the
+        schedule's horizon (part of the key) or a reset (a new renderer), so each is
+        encoded once, as servers cache their serialised resources.
+        """
+        key = (base, f"Schedule/{s.id}", horizon_end_minute)
+        found = self._entries.get(key)
+        if found is None:
+            res = self.schedule(s, horizon_end_minute)
+            found = self._entries[key] = msgspec.Raw(
+                msgspec.json.encode(entry(base, res, "include"))
+            )
+        return found
+
+    def resource_entry(self, base: str, ref: str) -> msgspec.Raw | None:
+        """An actor as an ``include`` entry, encoded once (see :meth:`schedule_entry`)."""
+        key = (base, ref, None)
+        if key not in self._entries:
+            res = self.resource(ref)
+            self._entries[key] = (
+                None
+                if res is None
+                else msgspec.Raw(msgspec.json.encode(entry(base, res, "include")))
+            )
+        return self._entries[key]
 
     def _schedule(self, s: ScheduleDef, horizon_end_minute: int | None) -> dict[str, Any]:
         res: dict[str, Any] = {

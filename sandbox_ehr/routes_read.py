@@ -70,26 +70,26 @@ def _slot_bundle(
     )
 
 
-def _includes(
-    request: Request, params: list[tuple[str, str]], schedules: list[int]
-) -> list[dict[str, Any]]:
+def _includes(request: Request, params: list[tuple[str, str]], schedules: list[int]) -> list[Any]:
+    """The page's Schedules (and their actors), as already encoded entries (see
+    :meth:`~sandbox_ehr.fhir_render.Renderer.schedule_entry`)."""
     inc = search.includes(params)
     if not inc.schedules:
         return []
     sb = sandbox(request)
     base = fhir_base(request)
-    out = []
+    out: list[Any] = []
     actors: dict[str, None] = {}
     for s in schedules:
         sd = sb.store.org.schedules[s]
-        out.append(entry(base, sb.renderer.schedule(sd, int(sb.store.horizon_end[s])), "include"))
+        out.append(sb.renderer.schedule_entry(base, sd, int(sb.store.horizon_end[s])))
         for ref in sd.actor_refs:
             actors[ref] = None
     if inc.actors:
         for ref in actors:
-            res = sb.renderer.resource(ref)
-            if res is not None:
-                out.append(entry(base, res, "include"))
+            found = sb.renderer.resource_entry(base, ref)
+            if found is not None:
+                out.append(found)
     return out
 
 
