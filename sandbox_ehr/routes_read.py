@@ -22,7 +22,7 @@ from fastapi.responses import Response
 
 from sandbox_ehr import codes, paging, search
 from sandbox_ehr.errors import FhirError, not_found
-from sandbox_ehr.fhir_render import bundle, entry
+from sandbox_ehr.fhir_render import bundle
 from sandbox_ehr.listing import offset_bundle, page_params
 from sandbox_ehr.model import slot_index
 from sandbox_ehr.store import Page
@@ -56,7 +56,7 @@ def _slot_bundle(
         page = sb.store.page(query, after, count, want_total=total is None)
     total = total if total is not None else page.total
     base = fhir_base(request)
-    entries = [entry(base, r) for r in sb.renderer.slot_resources(sb.store, page.indices)]
+    entries: list[Any] = sb.renderer.slot_entries(sb.store, page.indices, base)
     entries += _includes(
         request, params, sorted({int(sb.store.sched[i]) for i in page.indices}, key=lambda s: s)
     )
