@@ -51,7 +51,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--horizon-days", type=int, default=90)
     p.add_argument("--pool", choices=("prefork", "threads"), default="threads")
-    p.add_argument("--concurrency", type=int, default=3, help="worker threads or processes")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        default=2,
+        help="worker threads or processes (2: one chunk writes while one fetches; whole-window"
+        " chunks write one at a time, and a third thread only adds memory)",
+    )
     p.add_argument("--chunking", choices=("auto", "schedule", "window"), default="auto")
     p.add_argument("--window-days", type=int, default=None, help="default: the setting's")
     p.add_argument("--bulk-window-days", type=int, default=None, help="default: the setting's")
