@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import numpy as np
 
 from sandbox_ehr import codes
@@ -46,6 +47,13 @@ def statuses_for(flavour: str, code: str) -> frozenset[int] | None:
     return found or None
 
 
+def _raw(value: Any) -> msgspec.Raw:
+    return msgspec.Raw(msgspec.json.encode(value))
+
+
+_MATCH = _raw({"mode": "match"})
+
+
 def _cc(system: str, code: str, display: str) -> dict[str, Any]:
     return {"coding": [{"system": system, "code": code, "display": display}], "text": display}
 
@@ -75,8 +83,16 @@ class Renderer:
             else None
             for s in org.schedules
         ]
+        # The same pieces already encoded, for search pages (see slot_entries).
+        self._encoded = (
+            [_raw(x) for x in self.sched_service],
+            [None if x is None else _raw(x) for x in self.sched_specialty],
+            [_raw(x) for x in self.sched_ref],
+            None if self.slot_meta_profile is None else _raw(self.slot_meta_profile),
+        )
         self.sched_tz = [org.clinics[s.clinic_index].tz for s in org.schedules]
         self._schedules: dict[tuple[int, int | None], dict[str, Any]] = {}
+        self._entries: dict[tuple[str, str, int | None], msgspec.Raw | None] = {}
         self.zone_names = sorted(set(self.sched_tz))
         self.sched_tz_index = np.array(
             [self.zone_names.index(tz) for tz in self.sched_tz], dtype=np.int64
@@ -109,6 +125,19 @@ class Renderer:
 
     def slot_resources(self, store: Any, indices: list[int]) -> list[dict[str, Any]]:
         """Slot resources for the given indices, columns fetched in one numpy gather each."""
+        parts = (self.sched_service, self.sched_specialty, self.sched_ref, self.slot_meta_profile)
+        return self._slots(store, indices, parts, None)
+
+    def slot_entries(self, store: Any, indices: list[int], base: str) -> list[dict[str, Any]]:
+        """A search page's match entries of the given slots: ``entry(base, resource)`` of
+        :meth:`slot_resources`, with the per-schedule parts (service types, specialty,
+        schedule reference, profile) already encoded, since they repeat on every slot of
+        their schedule; for the response body only (the parts are ``msgspec.Raw``)."""
+        return self._slots(store, indices, self._encoded, base)
+
+    def _slots(
+        self, store: Any, indices: list[int], parts: tuple[Any, ...], base: str | None
+    ) -> list[dict[str, Any]]:
         if not indices:
             return []
         arr = np.asarray(indices, dtype=np.int64)
@@ -119,17 +148,19 @@ class Renderer:
         versions = store.version[arr].tolist()
         updated = store.updated[arr].tolist()
         out = []
-        names, profile = self.status_names, self.slot_meta_profile
-        service, specialty, ref = self.sched_service, self.sched_specialty, self.sched_ref
+        names = self.status_names
+        service, specialty, ref, profile = parts
+        prefix = f"{base}/Slot/" if base is not None else None
         for i, s, st, v, up, a, b in zip(
             indices, scheds, statuses, versions, updated, start_txt, end_txt, strict=True
         ):
             meta: dict[str, Any] = {"versionId": str(v), "lastUpdated": instant_ms(up)}
             if profile:
                 meta["profile"] = profile
+            sid = f"sl-{i:08d}"
             res: dict[str, Any] = {
                 "resourceType": "Slot",
-                "id": f"sl-{i:08d}",
+                "id": sid,
                 "meta": meta,
                 "serviceType": service[s],
             }
@@ -139,7 +170,10 @@ class Renderer:
             res["status"] = names[st]
             res["start"] = a
             res["end"] = b
-            out.append(res)
+            if prefix is None:
+                out.append(res)
+            else:
+                out.append({"fullUrl": prefix + sid, "resource": res, "search": _MATCH})
         return out
 
     # ----- schedules and actors ------------------------------------------------------------
@@ -150,6 +184,37 @@ class Renderer:
         if cached is None:
             cached = self._schedules[key] = self._schedule(s, horizon_end_minute)
         return cached
+
+    def schedule_entry(
+        self, base: str, s: ScheduleDef, horizon_end_minute: int | None
+    ) -> msgspec.Raw:
+        """The Schedule as an ``include`` entry of a search Bundle, encoded once.
+
+        Every page of a search with ``_include`` repeats its schedules and their actors
+        (hundreds a page on a large organisation); they change only with the
+        schedule's horizon (part of the key) or a reset (a new renderer), so each is
+        encoded once, as servers cache their serialised resources.
+        """
+        key = (base, f"Schedule/{s.id}", horizon_end_minute)
+        found = self._entries.get(key)
+        if found is None:
+            res = self.schedule(s, horizon_end_minute)
+            found = self._entries[key] = msgspec.Raw(
+                msgspec.json.encode(entry(base, res, "include"))
+            )
+        return found
+
+    def resource_entry(self, base: str, ref: str) -> msgspec.Raw | None:
+        """An actor as an ``include`` entry, encoded once (see :meth:`schedule_entry`)."""
+        key = (base, ref, None)
+        if key not in self._entries:
+            res = self.resource(ref)
+            self._entries[key] = (
+                None
+                if res is None
+                else msgspec.Raw(msgspec.json.encode(entry(base, res, "include")))
+            )
+        return self._entries[key]
 
     def _schedule(self, s: ScheduleDef, horizon_end_minute: int | None) -> dict[str, Any]:
         res: dict[str, Any] = {

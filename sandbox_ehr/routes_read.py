@@ -22,7 +22,7 @@ from fastapi.responses import Response
 
 from sandbox_ehr import codes, paging, search
 from sandbox_ehr.errors import FhirError, not_found
-from sandbox_ehr.fhir_render import bundle, entry
+from sandbox_ehr.fhir_render import bundle
 from sandbox_ehr.listing import offset_bundle, page_params
 from sandbox_ehr.model import slot_index
 from sandbox_ehr.store import Page
@@ -56,7 +56,7 @@ def _slot_bundle(
         page = sb.store.page(query, after, count, want_total=total is None)
     total = total if total is not None else page.total
     base = fhir_base(request)
-    entries = [entry(base, r) for r in sb.renderer.slot_resources(sb.store, page.indices)]
+    entries: list[Any] = sb.renderer.slot_entries(sb.store, page.indices, base)
     entries += _includes(
         request, params, sorted({int(sb.store.sched[i]) for i in page.indices}, key=lambda s: s)
     )
@@ -70,26 +70,26 @@ def _slot_bundle(
     )
 
 
-def _includes(
-    request: Request, params: list[tuple[str, str]], schedules: list[int]
-) -> list[dict[str, Any]]:
+def _includes(request: Request, params: list[tuple[str, str]], schedules: list[int]) -> list[Any]:
+    """The page's Schedules (and their actors), as already encoded entries (see
+    :meth:`~sandbox_ehr.fhir_render.Renderer.schedule_entry`)."""
     inc = search.includes(params)
     if not inc.schedules:
         return []
     sb = sandbox(request)
     base = fhir_base(request)
-    out = []
+    out: list[Any] = []
     actors: dict[str, None] = {}
     for s in schedules:
         sd = sb.store.org.schedules[s]
-        out.append(entry(base, sb.renderer.schedule(sd, int(sb.store.horizon_end[s])), "include"))
+        out.append(sb.renderer.schedule_entry(base, sd, int(sb.store.horizon_end[s])))
         for ref in sd.actor_refs:
             actors[ref] = None
     if inc.actors:
         for ref in actors:
-            res = sb.renderer.resource(ref)
-            if res is not None:
-                out.append(entry(base, res, "include"))
+            found = sb.renderer.resource_entry(base, ref)
+            if found is not None:
+                out.append(found)
     return out
 
 

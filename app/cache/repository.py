@@ -6,7 +6,7 @@ executemany (SQLAlchemy's insertmanyvalues), never row-by-row ORM flushes.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -148,34 +148,50 @@ def apply_snapshot(
     plan: SnapshotPlan,
     confirmed_at: datetime,
     cached: Mapping[str, Slot] | None = None,
-) -> None:
+    moved: Callable[[Sequence[Slot]], Sequence[Slot]] | None = None,
+) -> int:
     """Write a snapshot plan: upserts, then deletes, and bump ``slots_version`` of every
     schedule whose slots changed (API processes keep slots in memory by that version).
+    Returns the number of slots written.
 
     ``cached`` is the scope's cached slots the plan was made from. On PostgreSQL big
     writes go through ``COPY``: straight into the table for slots not in ``cached``,
-    staged and upserted for the others."""
+    staged and upserted for the others. ``moved`` keeps, of the slots new to the scope,
+    those to write after all when the cache may already hold some elsewhere (another
+    schedule or day): it is asked only then, which on PostgreSQL means once the
+    straight ``COPY`` has met one, never on a first load."""
     cached = cached or {}
-    touched = {s.schedule_id for s in plan.upserts}
-    touched.update(cached[s.id].schedule_id for s in plan.upserts if s.id in cached)
     new = [s for s in plan.upserts if s.id not in cached]
+    changed = [s for s in plan.upserts if s.id in cached]
+    touched = {s.schedule_id for s in changed} | {cached[s.id].schedule_id for s in changed}
+
+    def elsewhere() -> list[Slot]:
+        """The new slots still to write, and the schedules holding them now touched."""
+        kept = list(moved(new)) if moved is not None and new else new
+        touched.update(_schedules_holding(session, [s.id for s in kept]))
+        return kept
+
     if len(plan.upserts) < COPY_THRESHOLD or session.get_bind().dialect.name != "postgresql":
-        # a slot new to the scope may still be cached under another schedule (moved)
-        touched.update(_schedules_holding(session, [s.id for s in new]))
-        upsert(session, SlotRow, [slot_row(s, confirmed_at) for s in plan.upserts], ["id"])
+        new = elsewhere()
+        kept = {s.id for s in new}
+        # in the plan's order (start, id): concurrent upserts lock rows in one order
+        rows = [slot_row(s, confirmed_at) for s in plan.upserts if s.id in cached or s.id in kept]
+        upsert(session, SlotRow, rows, ["id"])
     else:
-        changed = [s for s in plan.upserts if s.id in cached]
         if new and not copy_insert_slots(session, new, confirmed_at):
-            touched.update(_schedules_holding(session, [s.id for s in new]))
-            copy_upsert_slots(session, new, confirmed_at)
+            new = elsewhere()
+            if new:
+                copy_upsert_slots(session, new, confirmed_at)
         if changed:
             copy_upsert_slots(session, changed, confirmed_at)
+    touched.update(s.schedule_id for s in new)
     for chunk in batched(list(plan.deletes)):
         deleted = session.execute(
             delete(SlotRow).where(SlotRow.id.in_(chunk)).returning(SlotRow.schedule_id)
         )
         touched.update(deleted.scalars())
     bump_slots_version(session, touched)
+    return len(new) + len(changed)
 
 
 def _schedules_holding(session: Session, slot_ids: Sequence[str]) -> set[str]:

@@ -4,20 +4,23 @@ A page of a thousand slots is about 1 MB of JSON. Building Python dicts for all
 of it and walking them (:func:`app.fhir.parse.parse_bundle_page`) costs several
 times more than the rest of a load; here typed structs of only the fields we use
 are decoded directly, entry by entry, and turned into the same
-:class:`~app.fhir.parse.BundlePage`. The few non-Slot entries (included
-Schedules, actors, OperationOutcomes) go through the dict parser. The rules are
-those of :mod:`app.fhir.parse`: a malformed resource is rejected alone, a page
-that is not a Bundle is an error.
+:class:`~app.fhir.parse.BundlePage`. The non-Slot entries (included Schedules,
+actors, OperationOutcomes) go through the dict parser, once per distinct resource:
+``_include`` repeats the same Schedules and actors on every page (several hundred
+a page on a large organisation, as costly as the page's slots), so each is
+remembered by its exact bytes. The rules are those of :mod:`app.fhir.parse`: a
+malformed resource is rejected alone, a page that is not a Bundle is an error.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 
 import msgspec
 
-from app.core.domain import Slot
+from app.core.domain import Actor, Schedule, Slot
 
 from .parse import (
     ACTOR_TYPES,
@@ -131,12 +134,12 @@ def _utc_instant(raw: bytes) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def _instant(raw: msgspec.Raw, where: str) -> datetime:
+def _instant(raw: msgspec.Raw, slot_id: str, element: str) -> datetime:
     """An instant, in UTC (a malformed one is not remembered: it fails every time)."""
     try:
         return _utc_instant(bytes(raw))
     except FhirParseError as exc:
-        raise FhirParseError(f"{where}: {exc}") from exc
+        raise FhirParseError(f"Slot/{slot_id}.{element}: {exc}") from exc
 
 
 @lru_cache(maxsize=_MEMO_SIZE)
@@ -145,44 +148,88 @@ def _schedule_id(reference: str) -> str:
 
 
 def _to_slot(res: _Slot) -> Slot:
-    where = f"Slot/{res.id}"
-    if not res.id:
+    sid = res.id
+    if not sid:
         raise FhirParseError("Slot.id: missing")
     if not res.schedule.reference:
-        raise FhirParseError(f"{where}.schedule: expected a Reference with a reference string")
-    start = _instant(res.start, f"{where}.start")
-    end = _instant(res.end, f"{where}.end")
+        raise FhirParseError(f"Slot/{sid}.schedule: expected a Reference with a reference string")
+    start = _instant(res.start, sid, "start")
+    end = _instant(res.end, sid, "end")
     if end <= start:
-        raise FhirParseError(f"{where}: end is not after start")
+        raise FhirParseError(f"Slot/{sid}: end is not after start")
     meta = res.meta
+    # positional, in the order of Slot's fields: a third cheaper than keywords on the
+    # load's hottest line (one call per slot)
     return Slot(
-        id=res.id,
-        schedule_id=_schedule_id(res.schedule.reference),
-        start=start,
-        end=end,
-        status=res.status,
-        service_types=_codes(res.serviceType),
-        specialties=_codes(res.specialty),
-        appointment_types=_codes(res.appointmentType, single=True),
-        overbooked=res.overbooked,
-        comment=res.comment,
-        version_id=meta.versionId if meta else None,
-        last_updated=_instant(meta.lastUpdated, f"{where}.meta.lastUpdated")
+        sid,
+        _schedule_id(res.schedule.reference),
+        start,
+        end,
+        res.status,
+        _codes(res.serviceType),
+        _codes(res.specialty),
+        _codes(res.appointmentType, single=True),
+        res.overbooked,
+        res.comment,
+        meta.versionId if meta else None,
+        _instant(meta.lastUpdated, sid, "meta.lastUpdated")
         if meta and _given(meta.lastUpdated)
         else None,
     )
 
 
-def _decode_slot(raw: msgspec.Raw) -> Slot | None:
-    """The entry as a slot, or None if it is some other resource (decoded once: most are
-    slots). A Slot that does not fit the struct raises as malformed."""
-    try:
-        res = _slot.decode(raw)
-    except (msgspec.DecodeError, RecursionError):
-        if _kind.decode(raw).resourceType == "Slot":
-            raise
-        return None
-    return _to_slot(res) if res.resourceType == "Slot" else None
+def _decode_slot(raw: msgspec.Raw) -> Slot:
+    """A Slot entry (its ``resourceType`` known); one that does not fit raises as malformed."""
+    return _to_slot(_slot.decode(raw))
+
+
+@dataclass(frozen=True, slots=True)
+class _Included:
+    """What a non-Slot entry contributes to a page (one of them, or nothing)."""
+
+    schedule: Schedule | None = None
+    actor: Actor | None = None
+    warnings: tuple[str, ...] = ()
+
+
+_SLOT = _Included()  # marker: the entry is a Slot after all (its fields in another order)
+# Distinct included resources remembered, by their exact bytes: an organisation's
+# schedules and actors (a few KB each); emptied when full, so it never grows further.
+_INCLUDED_MEMO = 16_384
+_included: dict[bytes, _Included] = {}
+
+
+def _decode_included(raw: bytes) -> _Included:
+    """A non-Slot entry, decoded once per distinct content (a malformed one raises
+    every time it occurs, as a malformed slot does)."""
+    found = _included.get(raw)
+    if found is not None:
+        return found
+    rtype = _kind.decode(raw).resourceType
+    if rtype == "Slot":
+        return _SLOT
+    found = _Included()
+    if rtype == "Schedule":
+        found = _Included(schedule=parse_schedule(msgspec.json.decode(raw)))
+    elif rtype in ACTOR_TYPES:
+        found = _Included(actor=parse_actor(msgspec.json.decode(raw)))
+    elif rtype == "OperationOutcome":
+        res = msgspec.json.decode(raw)
+        found = _Included(
+            warnings=tuple(
+                str(i.get("diagnostics") or i.get("details", {}).get("text") or i.get("code"))
+                for i in res.get("issue") or ()
+            )
+        )
+    if len(_included) >= _INCLUDED_MEMO:
+        _included.clear()
+    _included[raw] = found
+    return found
+
+
+# How a Slot entry starts when its server writes ``resourceType`` first (most do, the
+# sandbox too): those skip the sniffing of the type. Any other entry is sniffed.
+_SLOT_HEAD = b'{"resourceType":"Slot",'
 
 
 def decode_bundle_page(content: bytes) -> BundlePage:
@@ -195,27 +242,25 @@ def decode_bundle_page(content: bytes) -> BundlePage:
         raise FhirParseError("expected a Bundle")
     page = BundlePage(total=bundle.total)
     page.next_url = next((lk.url for lk in bundle.link if lk.relation == "next" and lk.url), None)
+    head = len(_SLOT_HEAD)
     for entry in bundle.entry:
         raw = entry.resource
-        if not raw or bytes(raw) == b"null":
+        if not raw or (len(raw) == 4 and bytes(raw) == b"null"):
             raise FhirParseError("Bundle.entry without a resource")
         try:
-            slot = _decode_slot(raw)
-            if slot is not None:
-                page.slots.append(slot)
+            if memoryview(raw)[:head] == _SLOT_HEAD:
+                page.slots.append(_decode_slot(raw))
                 continue
-            rtype = _kind.decode(raw).resourceType
-            if rtype == "Schedule":
-                page.schedules.append(parse_schedule(msgspec.json.decode(memoryview(raw))))
-            elif rtype in ACTOR_TYPES:
-                page.actors.append(parse_actor(msgspec.json.decode(memoryview(raw))))
-            elif rtype == "OperationOutcome":
-                res = msgspec.json.decode(memoryview(raw))
-                page.warnings.extend(
-                    str(i.get("diagnostics") or i.get("details", {}).get("text") or i.get("code"))
-                    for i in res.get("issue") or ()
-                )
-        except (FhirParseError, msgspec.DecodeError) as exc:
+            included = _decode_included(bytes(raw))
+            if included is _SLOT:
+                page.slots.append(_decode_slot(raw))
+            elif included.schedule is not None:
+                page.schedules.append(included.schedule)
+            elif included.actor is not None:
+                page.actors.append(included.actor)
+            else:
+                page.warnings.extend(included.warnings)
+        except (FhirParseError, msgspec.DecodeError, RecursionError) as exc:
             # one malformed resource must not block every other slot of the window
             page.rejected.append(str(exc))
     return page

@@ -16,8 +16,8 @@ workers from doing the same fetch at once.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 from app.cache import claims
 from app.cache import repository as repo
 from app.cache.db import transaction
-from app.cache.snapshot import SnapshotPlan, plan_snapshot
+from app.cache.snapshot import plan_snapshot
 from app.core.domain import Actor, Schedule, Slot
 from app.core.occupancy import ACTIVE_STATUSES, mark_taken, taken_slot_ids
 from app.ehr.client import EhrClient
@@ -232,10 +232,14 @@ def write_chunk(
         for sid, s in repo.cached_slots(session, scope, chunk.start, chunk.end).items()
         if writable(s)
     }
-    plan = _leave_fresher_elsewhere(
-        session, plan_snapshot(cached, answer.slots, in_scope=writable), cached, fetch_started
+    plan = plan_snapshot(cached, answer.slots, in_scope=writable)
+    written = repo.apply_snapshot(
+        session,
+        plan,
+        fetch_started,
+        cached=cached,
+        moved=lambda new: _not_fresher_elsewhere(session, new, fetch_started),
     )
-    repo.apply_snapshot(session, plan, fetch_started, cached=cached)
     # A booking the EHR now shows (slot busy, taken by an Appointment, or gone) no longer
     # needs its claim; one whose slot the EHR still offers keeps it (see reconcile_taken).
     claims.reconcile_taken(
@@ -255,7 +259,7 @@ def write_chunk(
     repo.confirm_schedules(session, scope, chunk.start, chunk.end, fetch_started)
     return ChunkResult(
         seen=len(answer.slots),
-        upserted=len(plan.upserts),
+        upserted=written,
         deleted=len(plan.deletes),
         unchanged=plan.unchanged,
         skipped_days=len(fresher),
@@ -263,21 +267,19 @@ def write_chunk(
     )
 
 
-def _leave_fresher_elsewhere(
-    session: Session, plan: SnapshotPlan, cached: Mapping[str, Slot], fetch_started: datetime
-) -> SnapshotPlan:
-    """Drop the upserts of slots that a newer fetch has placed on another (schedule, day).
+def _not_fresher_elsewhere(
+    session: Session, new: Sequence[Slot], fetch_started: datetime
+) -> list[Slot]:
+    """Of slots new to the chunk's scope, those to write: not the ones that a newer fetch
+    has placed on another (schedule, day).
 
     A slot moved at the EHR while this fetch paged: a newer refresh of its new day
     already wrote it there, and marked only that day. Writing this fetch's older copy
     (on the old day) would move it back, where no later refresh of the new day sees it.
     """
-    elsewhere = [s.id for s in plan.upserts if s.id not in cached]
-    if not elsewhere:
-        return plan
-    positions = repo.slot_positions(session, elsewhere)
+    positions = repo.slot_positions(session, [s.id for s in new])
     if not positions:
-        return plan
+        return list(new)
     days = [day_start(start) for _, start in positions.values()]
     fresher = repo.fresher_days(
         session,
@@ -287,13 +289,13 @@ def _leave_fresher_elsewhere(
         fetch_started,
     )
     if not fresher:
-        return plan
+        return list(new)
     stale = {
         sid
         for sid, (schedule, start) in positions.items()
         if (schedule, day_start(start)) in fresher
     }
-    return replace(plan, upserts=tuple(s for s in plan.upserts if s.id not in stale))
+    return [s for s in new if s.id not in stale]
 
 
 K = TypeVar("K")

@@ -7,9 +7,12 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from app.cache import repository as repo
+from app.cache.bulk import COPY_THRESHOLD
+from app.cache.models import SlotRow
 from app.cache.snapshot import SnapshotPlan
 from app.core.domain import Actor, ContactPoint, Position, PostalAddress, Schedule, Slot
 from app.core.times import fhir_instant
@@ -285,6 +288,32 @@ def test_an_older_fetch_never_moves_back_a_slot_a_newer_fetch_moved_to_another_d
     ehr.book(moved)
     sync_chunk(engine, client_for(ehr), next_day, clock=clock)
     assert moved not in cached(engine)
+
+
+def test_older_days_written_by_copy_leave_a_slot_a_newer_fetch_moved(engine, sandbox):
+    """As above, but the slow chunk's days are not in the cache any more, so every slot of
+    its answer is new to it and goes by the straight COPY on PostgreSQL: the copy meets
+    the moved slot (cached days later) and only then is the slot left where it is."""
+    ehr = sandbox()
+    old = sandbox()
+    clock = Clock(DAY0)
+    sync_chunk(engine, client_for(ehr), WEEK, clock=clock)
+    days = Chunk(None, DAY0, DAY0 + 2 * DAY)
+    slow_started = clock()
+    schedule = ehr.busiest()
+    moved = on_first_day(ehr, schedule)
+    was = ehr.truth()[moved][1]
+    ehr.mutate({"op": "move", "slot": moved, "minutes": 3 * 24 * 60})
+    later = Chunk((schedule,), DAY0 + 3 * DAY, DAY0 + 4 * DAY)
+    sync_chunk(engine, client_for(ehr), later, clock=clock)
+    with Session(engine) as s, s.begin():
+        s.execute(delete(SlotRow).where(SlotRow.start < days.end))  # the days forgotten
+    truth = set(old.truth(start=days.start, end=days.end))
+    assert len(truth) >= COPY_THRESHOLD  # the answer goes by COPY
+    result = sync_chunk(engine, client_for(old), days, clock=lambda: slow_started)
+    assert cached(engine)[moved].start == was + 3 * DAY  # still where the EHR has it
+    assert {k for k, v in cached(engine).items() if v.start < days.end} == truth - {moved}
+    assert result.upserted == len(truth) - 1
 
 
 def test_actors_keep_every_field_exactly(engine):
