@@ -8,7 +8,7 @@ composer asks for; the composer then applies every rule itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -138,7 +138,7 @@ def find_appointments(
     check_visit_types(request, rules)
     span_start, span_end = slot_fetch_window(request, rules, now)
     schedule_ids = _relevant_schedules(request, rules, catalog)
-    slots: dict[str, list[Slot]] = {}
+    slots: Mapping[str, Sequence[Slot]] = {}
     basis = None
     if span_end > span_start and schedule_ids:
         read = slot_index.read(session, schedule_ids, span_start, span_end, now)
