@@ -16,6 +16,12 @@ reader racing a writer at worst reads a schedule once more. Claims (slots held
 or booked through slotsync) change with every booking rather than with syncs and
 are applied per request from the claims table, so a booked slot leaves ``$find``
 at once.
+
+Memory: each schedule's slots are held as columns (:class:`~app.core.slot_columns.
+SlotColumns`), 28 bytes a slot plus its id's length (39 bytes with the sandbox's
+11-character ids), with instants and code combinations shared through the index's
+tables; :attr:`SlotIndex.nbytes` says what the columns hold. A :class:`Slot` object
+is made only for what a request shows.
 """
 
 from __future__ import annotations
