@@ -25,6 +25,7 @@ from __future__ import annotations
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
+from itertools import pairwise
 from typing import overload
 
 from app.core.domain import Slot
@@ -109,7 +110,8 @@ class SlotColumns(Sequence[Slot]):
         return self._ids[offsets[i] : offsets[i + 1]].decode()
 
     def ids(self) -> list[str]:
-        return [self.id_at(i) for i in range(len(self.starts))]
+        ids = self._ids
+        return [ids[a:b].decode() for a, b in pairwise(self._offsets)]
 
     def part(self, first: int, stop: int) -> SlotColumns:
         """Positions ``[first, stop)`` as columns of their own (the ids are shared)."""
