@@ -24,32 +24,39 @@ from datetime import datetime
 from operator import attrgetter, le, lt
 
 from app.core.domain import Actor, Schedule, Slot
+from app.core.slot_columns import Codes, SlotColumns
 from rules.tokens import TokenSet
 
 # Which actor of a schedule is the schedulable asset (the rest say where it is).
 _ASSET_PRIORITY = {"Practitioner": 0, "Device": 1, "HealthcareService": 2, "Location": 3}
 
-Codes = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]
-Accepts = Callable[[Slot], bool]
+# Whether a slot qualifies, asked of its codes (:attr:`FreeTime.codes`).
+Accepts = Callable[[Codes], bool]
 # The codes a Qualifier looks at, as one hashable value per slot.
 _codes: attrgetter[Codes] = attrgetter("service_types", "appointment_types", "specialties")
 
 
 class FreeTime:
-    """Disjoint, non-empty slots sorted by start, with their starts and ends as
-    plain lists.
+    """Disjoint, non-empty slots sorted by start, with their starts, ends and codes
+    as plain lists.
 
     Searches answer with index spans into :attr:`slots` rather than lists of
-    slots: the composer tries far more spans than it keeps, and reading two lists
-    of datetimes is cheaper than visiting the slot objects.
+    slots: the composer tries far more spans than it keeps, and reading lists of
+    datetimes is cheaper than visiting the slot objects. Slots held as columns
+    (:class:`SlotColumns`, the slot index's) are searched in their own lists, and
+    a slot object is made only for the spans an offer keeps.
     """
 
-    __slots__ = ("ends", "slots", "starts")
+    __slots__ = ("codes", "ends", "slots", "starts")
 
-    def __init__(self, slots: list[Slot]):
+    def __init__(self, slots: Sequence[Slot]):
         self.slots = slots
-        self.starts = [s.start for s in slots]
-        self.ends = [s.end for s in slots]
+        if isinstance(slots, SlotColumns):
+            self.starts, self.ends, self.codes = slots.starts, slots.ends, slots.codes
+        else:
+            self.starts = [s.start for s in slots]
+            self.ends = [s.end for s in slots]
+            self.codes = list(map(_codes, slots))
 
     def span(
         self, start: datetime, end: datetime, join: bool, accepts: Accepts | None = None
@@ -59,7 +66,7 @@ class FreeTime:
         ``start`` and the ones following it back to back. With ``accepts``, only
         slots it accepts count (the others are gaps)."""
         i = bisect_right(self.starts, start) - 1
-        if i < 0 or (accepts is not None and not accepts(self.slots[i])):
+        if i < 0 or (accepts is not None and not accepts(self.codes[i])):
             return None
         stop = self.stop(i, start, end, join, accepts)
         return (i, stop) if stop else None
@@ -74,10 +81,10 @@ class FreeTime:
             return i + 1 if reach > start else 0
         if not join or reach <= start:
             return 0
-        slots, starts, ends = self.slots, self.starts, self.ends
+        codes, starts, ends = self.codes, self.starts, self.ends
         n = i + 1
         while n < len(starts) and starts[n] == reach:
-            if accepts is not None and not accepts(slots[n]):
+            if accepts is not None and not accepts(codes[n]):
                 return 0
             reach = ends[n]
             n += 1
@@ -85,14 +92,28 @@ class FreeTime:
                 return n
         return 0
 
+    def window(self, first: int, stop: int) -> Sequence[Slot]:
+        """``slots[first:stop]``; held as columns, still columns (no slot made)."""
+        slots = self.slots
+        if isinstance(slots, SlotColumns):
+            return slots.part(first, stop)
+        return slots[first:stop]
+
     def cover(self, start: datetime, end: datetime, join: bool) -> list[Slot] | None:
         """The slots of :meth:`span`, or None."""
         found = self.span(start, end, join)
-        return None if found is None else self.slots[found[0] : found[1]]
+        return None if found is None else list(self.slots[found[0] : found[1]])
 
     def covers(self, start: datetime, end: datetime) -> bool:
         """Whether contiguous slots cover ``[start, end)`` (buffers around a visit)."""
         return self.span(start, end, True) is not None
+
+
+def slot_ids_of(slots: Sequence[Slot]) -> list[str]:
+    """The ids of ``slots``, read from the columns when they are held so."""
+    if isinstance(slots, SlotColumns):
+        return slots.ids()
+    return [slot.id for slot in slots]
 
 
 def disjoint(slots: Iterable[Slot]) -> list[Slot]:
@@ -108,7 +129,7 @@ def disjoint(slots: Iterable[Slot]) -> list[Slot]:
     return out
 
 
-def _free_time(slots: list[Slot]) -> FreeTime:
+def _free_time(slots: Sequence[Slot]) -> FreeTime:
     """:func:`disjoint` of ``slots`` as FreeTime, without sorting when they already are
     in order, non-empty and non-overlapping (then :func:`disjoint` keeps them as
     they are: the starts strictly increase, so the sort key never looks further)."""
@@ -154,15 +175,18 @@ class Qualifier:
 
     @property
     def predicate(self) -> Accepts | None:
-        """:meth:`accepts`, or None when every slot qualifies (nothing to check)."""
+        """:meth:`accepts_codes`, or None when every slot qualifies (nothing to check)."""
         if self._service_types or self._appointment_types or self._specialties:
-            return self.accepts
+            return self.accepts_codes
         return None
 
     def accepts(self, slot: Slot) -> bool:
         """A slot qualifies unless it states values and none is wanted; an empty
         wanted list accepts everything."""
-        codes = _codes(slot)
+        return self.accepts_codes(_codes(slot))
+
+    def accepts_codes(self, codes: Codes) -> bool:
+        """:meth:`accepts` of a slot with these codes (:data:`Codes` order)."""
         verdict = self._memo.get(codes)
         if verdict is None:
             service_types, appointment_types, specialties = codes
@@ -184,7 +208,7 @@ class Unit:
 
     __slots__ = ("_free", "_raw", "actor", "codes", "ref", "schedule", "site")
 
-    def __init__(self, actor: Actor, schedule: Schedule, site: str | None, slots: list[Slot]):
+    def __init__(self, actor: Actor, schedule: Schedule, site: str | None, slots: Sequence[Slot]):
         self.actor = actor
         self.ref = actor.ref
         self.schedule = schedule
@@ -220,7 +244,7 @@ class AssetIndex:
 
     def __init__(
         self,
-        slots: Iterable[Slot] | Mapping[str, list[Slot]],
+        slots: Iterable[Slot] | Mapping[str, Sequence[Slot]],
         schedules: Mapping[str, Schedule],
         actors: Mapping[str, Actor],
     ):
@@ -241,7 +265,7 @@ class AssetIndex:
             index.by_type[unit.actor.resource_type].append(unit)
         return index
 
-    def unit(self, schedule: Schedule, slots: list[Slot]) -> Unit | None:
+    def unit(self, schedule: Schedule, slots: Sequence[Slot]) -> Unit | None:
         """The unit of ``schedule`` with these free slots; None when the schedule
         names no actor."""
         if not schedule.actor_refs:

@@ -18,7 +18,7 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Sequence
 from datetime import datetime, timedelta
 
-from rules.assets import AssetIndex, Qualifier, Unit
+from rules.assets import AssetIndex, Qualifier, Unit, slot_ids_of
 from rules.eligibility import age_allows, ineligible_reason
 from rules.hours import Calendar
 from rules.matching import AssetMatcher, Requirement
@@ -136,6 +136,10 @@ class VisitTypePlan:
             selected = self.ordering.select([offer for stream in streams for offer in stream])
         return selected, deferred
 
+    def primary_schedules(self) -> frozenset[str]:
+        """The schedules its offers can start on (an offer's place names one)."""
+        return frozenset(unit.schedule.id for unit in self.matcher.primary_units())
+
     def unit_offers(self, unit: Unit, required: list[Requirement]) -> Iterator[Offer]:
         """Offers with ``unit`` as primary asset, in start order: one per qualifying
         slot starting in the bookable window that passes every check."""
@@ -155,7 +159,7 @@ class VisitTypePlan:
         """Offers starting at ``unit.free.slots[first:stop_at]``: each qualifying slot
         that passes every check (the patient's age on the day, when given)."""
         time = unit.free
-        slots, starts, ends = time.slots, time.starts, time.ends
+        codes, starts, ends = time.codes, time.starts, time.ends
         accepts = self.qualifiers[self.primary].predicate
         buffered = self.buffered
         join, duration, before, after = self.join, self.duration, self.before, self.after
@@ -165,7 +169,7 @@ class VisitTypePlan:
         ref, schedule_id = unit.ref, unit.schedule.id
         others = None
         for i in range(first, stop_at):
-            if accepts is not None and not accepts(slots[i]):
+            if accepts is not None and not accepts(codes[i]):
                 continue
             t = starts[i]
             end = t + duration
@@ -193,7 +197,7 @@ class VisitTypePlan:
         if deferred:
             used = {unit.ref, *(other.ref for _, other, _, _ in found)}
             found += self.find_assets(unit, start, end, deferred, used) or []
-        parts: list[Part] = [(self.primary, unit, unit.free.slots[first:stop])]
-        parts += [(i, other, other.free.slots[a:b]) for i, other, a, b in found]
-        slot_ids = tuple(s.id for _, _, part in parts for s in part)
+        parts: list[Part] = [(self.primary, unit, unit.free.window(first, stop))]
+        parts += [(i, other, other.free.window(a, b)) for i, other, a, b in found]
+        slot_ids = tuple(sid for _, _, part in parts for sid in slot_ids_of(part))
         return Candidate(start, end, self.pref, self.rule, unit, unit.site, parts, slot_ids)

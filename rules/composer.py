@@ -52,7 +52,7 @@ __all__ = ["Signer", "compose", "covering_slots", "reconstruct", "slot_fetch_win
 def compose(
     request: FindRequest,
     rules: RulesFile,
-    slots: Sequence[Slot] | Mapping[str, list[Slot]],
+    slots: Sequence[Slot] | Mapping[str, Sequence[Slot]],
     schedules: Mapping[str, Schedule],
     actors: Mapping[str, Actor],
     now: datetime,

@@ -32,7 +32,7 @@ The request's own slots must be these lists cut to the fetch window minus
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Hashable, Mapping
+from collections.abc import Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from operator import is_
@@ -51,7 +51,7 @@ class Basis:
     """The full slot lists a request's slots were cut from (see the module doc)."""
 
     key: Hashable
-    slots: Mapping[str, list[Slot]]
+    slots: Mapping[str, Sequence[Slot]]
     taken: Collection[Slot] = ()
 
 
@@ -71,7 +71,7 @@ class Day:
 class Entry:
     """Days of one visit type for one primary unit and pool of other assets."""
 
-    sources: tuple[list[Slot], ...]  # the slot lists the days were computed from
+    sources: tuple[Sequence[Slot], ...]  # the slot lists the days were computed from
     primary: Unit
     others: list[list[Unit]]  # per deciding requirement, its pool as memo units
     days: dict[date, Day] = field(default_factory=dict)
@@ -97,14 +97,16 @@ class MemoState:
         self._held = 0
         # schedule ids of a basis -> (their full lists, the schedules served by
         # memo units, the shared index of those units)
-        self._indexes: dict[tuple[str, ...], tuple[tuple[list[Slot], ...], set[str], AssetIndex]]
+        self._indexes: dict[
+            tuple[str, ...], tuple[tuple[Sequence[Slot], ...], set[str], AssetIndex]
+        ]
         self._indexes = {}
         # The composer's plans (per visit type and request filters), each valid for
         # the shared index it was made against.
         self.plans: dict[Hashable, Any] = {}
 
     def index(
-        self, basis: Basis, window: Mapping[str, list[Slot]], dirty: Collection[str]
+        self, basis: Basis, window: Mapping[str, Sequence[Slot]], dirty: Collection[str]
     ) -> tuple[AssetIndex, bool]:
         """The units of a request: the memo's, over the full lists, for each schedule
         of the basis that the memo can serve, so that they (their sorted slots and

@@ -10,6 +10,7 @@ dataclass, no logic beyond :func:`keyed`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -44,7 +45,7 @@ def keyed(offer: Offer) -> Keyed:
 
 
 # (requirement index, unit, slots) of one asset of a chosen offer
-Part = tuple[int, Unit, list[Slot]]
+Part = tuple[int, Unit, Sequence[Slot]]
 
 
 @dataclass(slots=True)

@@ -87,6 +87,7 @@ class Plan:
     zones: list[tzinfo]  # per unit, of its site
     shared: set[str]  # practitioners with several schedules among the units
     days: dict[date, MergedDay]  # by local date (each unit's own zone)
+    schedules: frozenset[str] | None = None  # of the units, once asked
 
 
 # Offers of one primary unit on one local day, in start order: (ref, day, offers,
@@ -114,6 +115,12 @@ class MemoisedPlan(VisitTypePlan):
         """The selection from the plan's days, and the optional assets to look up."""
         plan = self._plan()
         return self._select_planned(plan), plan.deferred
+
+    def primary_schedules(self) -> frozenset[str]:
+        plan = self._plan()
+        if plan.schedules is None:
+            plan.schedules = frozenset(unit.schedule.id for unit in plan.units)
+        return plan.schedules
 
     def _plan(self) -> Plan:
         """The plan of this visit type for the request's filters: the memo's when it

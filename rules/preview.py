@@ -18,7 +18,7 @@ runs it exhaustively under each rules file); this module holds what needs no cac
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, NamedTuple
@@ -57,7 +57,7 @@ class OfferKey(NamedTuple):
 def offer_keys(
     request: FindRequest,
     rules: RulesFile,
-    slots: Mapping[str, list[Slot]],
+    slots: Mapping[str, Sequence[Slot]],
     schedules: Mapping[str, Schedule],
     actors: Mapping[str, Actor],
     now: datetime,

@@ -11,8 +11,9 @@ those kept are resolved into candidates for :mod:`rules.building`.
 
 from __future__ import annotations
 
+import heapq
 from bisect import bisect_right
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import replace
 from datetime import datetime
 from operator import itemgetter
@@ -113,24 +114,111 @@ def choose_page(
     counting the rest costs a key each. Offers with one key (two variants of a visit
     type found the same practitioner, schedule and start) count once."""
     chosen, notices = _selections(replace(request, count=None), rules, index, actors, now, memo)
-    # An offer's place: start, visit type preference, primary asset, its schedule (an
-    # asset's schedule has one free slot at a time). Built from the bare offer, so that
-    # every offer of a window is counted and ordered while only a page of them is built.
+    if all(plan.eff.ordering != "practitioner-preference" for plan, _, _ in chosen):
+        candidates, total, next_after = _page_merged(chosen, page)
+    else:
+        candidates, total, next_after = _page_sorted(chosen, page)
+    return candidates, total, next_after, notices
+
+
+# An offer's place: start, visit type preference, primary asset, its schedule (an
+# asset's schedule has one free slot at a time). Built from the bare offer, so that
+# every offer of a window is counted and ordered while only a page of them is built.
+_Placed = tuple[PageKey, VisitTypePlan, Offer | Keyed, list[Requirement]]
+_place = itemgetter(0)
+_start_ref_schedule = itemgetter(0, 1, 2)
+
+
+def _page_sorted(
+    chosen: list[_Selection], page: Page
+) -> tuple[list[Candidate], int, PageKey | None]:
+    """:func:`choose_page`'s page, total and next key by ordering every offer."""
     keyed = [
         ((offer[0], plan.pref, offer[1], offer[2]), plan, offer, deferred)
         for plan, offers, deferred in chosen
         for offer in offers
     ]
-    keyed.sort(key=itemgetter(0))
+    keyed.sort(key=_place)
     every = keyed
     prefs = [plan.pref for plan, _, _ in chosen]
     if len(prefs) != len(set(prefs)):  # only variants of one visit type can coincide
         every = [e for n, e in enumerate(keyed) if n == 0 or e[0] != keyed[n - 1][0]]
-    first = 0 if page.after is None else bisect_right(every, page.after, key=itemgetter(0))
+    first = 0 if page.after is None else bisect_right(every, page.after, key=_place)
     shown = every[first : first + page.size]
     more = first + page.size < len(every)
     candidates = [plan.candidate(offer, deferred) for _, plan, offer, deferred in shown]
-    return candidates, len(every), shown[-1][0] if more and shown else None, notices
+    return candidates, len(every), shown[-1][0] if more and shown else None
+
+
+def _page_merged(
+    chosen: list[_Selection], page: Page
+) -> tuple[list[Candidate], int, PageKey | None]:
+    """:func:`_page_sorted` without ordering every offer: each plan's offers already
+    come in start order (then primary asset and schedule) unless its ordering is
+    ``practitioner-preference``, so the total is a sum of lengths (a set of places
+    only among variants of one visit type) and the page a lazy merge from where
+    each plan passes ``page.after``. A broad request has tens of thousands of
+    offers, of which a page shows a hundred."""
+    by_pref: dict[int, list[tuple[VisitTypePlan, Sequence[Offer | Keyed]]]] = {}
+    for plan, offers, _ in chosen:
+        by_pref.setdefault(plan.pref, []).append((plan, offers))
+    total = 0
+    for group in by_pref.values():
+        total += sum(len(offers) for _, offers in group)
+        if len(group) > 1 and not _apart(plan for plan, _ in group):
+            # variants of one visit type on common schedules: an offer both found
+            # counts once
+            places = set().union(*(map(_start_ref_schedule, offers) for _, offers in group))
+            total += len(places) - sum(len(offers) for _, offers in group)
+    after = page.after
+    streams = [
+        _placed(n, plan, offers, deferred, after)
+        for n, (plan, offers, deferred) in enumerate(chosen)
+    ]
+    shown: list[_Placed] = []
+    more = False
+    last: PageKey | None = None
+    for place, _, plan, offer, deferred in heapq.merge(*streams):
+        if place == last:  # the same offer from another variant: counted once
+            continue
+        if len(shown) == page.size:
+            more = True
+            break
+        shown.append((place, plan, offer, deferred))
+        last = place
+    candidates = [plan.candidate(offer, deferred) for _, plan, offer, deferred in shown]
+    return candidates, total, shown[-1][0] if more and shown else None
+
+
+def _apart(plans: Iterable[VisitTypePlan]) -> bool:
+    """Whether no two of the plans can start an offer on the same schedule (variants of
+    a visit type for different specialties, say), so that none of their offers
+    coincide."""
+    seen: set[str] = set()
+    for plan in plans:
+        schedules = plan.primary_schedules()
+        if not seen.isdisjoint(schedules):
+            return False
+        seen |= schedules
+    return True
+
+
+def _placed(
+    n: int,
+    plan: VisitTypePlan,
+    offers: Sequence[Offer | Keyed],
+    deferred: list[Requirement],
+    after: PageKey | None,
+) -> Iterator[tuple[PageKey, int, VisitTypePlan, Offer | Keyed, list[Requirement]]]:
+    """A plan's offers placed after ``after``, in order; ``n`` (the plan's position)
+    breaks ties as a stable sort of every offer would."""
+    pref = plan.pref
+    first = 0
+    if after is not None:
+        first = bisect_right(offers, after, key=lambda o: (o[0], pref, o[1], o[2]))
+    for i in range(first, len(offers)):
+        offer = offers[i]
+        yield (offer[0], pref, offer[1], offer[2]), n, plan, offer, deferred
 
 
 def _unique(candidates: list[Candidate], count: int | None) -> list[Candidate]:

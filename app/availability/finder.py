@@ -7,6 +7,8 @@ refuse (a cache older than ``SLOTSYNC_STALE_REFUSE_SECONDS``) lives here.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import gc
 import logging
 import threading
@@ -181,7 +183,23 @@ class Finder:
                 log.info("offer memo warm in %.1f s", time.perf_counter() - started)
             gc.collect()
             gc.freeze()
+            _release_free_memory()
 
         thread = threading.Thread(target=run, name="find-warm-up", daemon=True)
         thread.start()
         return thread
+
+
+def _release_free_memory() -> None:
+    """Hand the heap the warm-up freed back to the system (glibc's ``malloc_trim``).
+
+    Reading every cached slot passes ~10 times the memory the index keeps through
+    rows that are freed at once; glibc keeps such freed memory in the process, which
+    then showed as tens of MB of RSS per API process that no object used. Elsewhere
+    (no glibc) this does nothing."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):
+        return
+    trim(0)

@@ -8,7 +8,7 @@ composer asks for; the composer then applies every rule itself.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -138,7 +138,7 @@ def find_appointments(
     check_visit_types(request, rules)
     span_start, span_end = slot_fetch_window(request, rules, now)
     schedule_ids = _relevant_schedules(request, rules, catalog)
-    slots: dict[str, list[Slot]] = {}
+    slots: Mapping[str, Sequence[Slot]] = {}
     basis = None
     if span_end > span_start and schedule_ids:
         read = slot_index.read(session, schedule_ids, span_start, span_end, now)
@@ -185,7 +185,7 @@ def composable_slots(
     slot_index: SlotIndex,
     now: datetime,
     memo: bool = False,
-) -> tuple[dict[str, list[Slot]], Basis | None]:
+) -> tuple[Mapping[str, Sequence[Slot]], Basis | None]:
     """The free slots :func:`find_appointments` composes ``request`` from, read the same
     way, and with ``memo`` the basis the offer memo needs (then the slots are only
     those the memo cannot serve): for callers composing offers in bulk that need every

@@ -16,56 +16,79 @@ reader racing a writer at worst reads a schedule once more. Claims (slots held
 or booked through slotsync) change with every booking rather than with syncs and
 are applied per request from the claims table, so a booked slot leaves ``$find``
 at once.
+
+Memory: each schedule's slots are held as columns (:class:`~app.core.slot_columns.
+SlotColumns`), 28 bytes a slot plus its id's length (39 bytes with the sandbox's
+11-character ids), with instants and code combinations shared through the index's
+tables; :attr:`SlotIndex.nbytes` says what the columns hold. A :class:`Slot` object
+is made only for what a request shows.
 """
 
 from __future__ import annotations
 
 import threading
 from bisect import bisect_left
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from itertools import pairwise
+from operator import le
 
 from sqlalchemy.orm import Session
 
 from app.cache import claims, slot_reads
 from app.cache import repository as repo
 from app.core.domain import Slot
+from app.core.slot_columns import Codes, SlotColumns
 
 WARM_BATCH = 50  # schedules read per query while warming up
+# Shared instants held at most before the table is rebuilt from the slots held (a
+# million slots on a 5-minute grid over 90 days use ~26,000).
+_MAX_SHARED = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
 class _Entry:
-    """One schedule's free slots, sorted by start, as of ``version``; ``tidy`` when
-    they do not overlap, none is empty and none is longer than the look-back, so
-    that every cut of them to a window is the whole list cut the same way."""
+    """One schedule's free slots, sorted by start, as of ``version``, as columns
+    (:class:`SlotColumns`: no object per slot); ``tidy`` when they do not overlap,
+    none is empty and none is longer than the look-back, so that every cut of them
+    to a window is the whole list cut the same way."""
 
     version: int
-    slots: list[Slot]
-    starts: list[datetime]
+    slots: SlotColumns
     tidy: bool
 
-    def cut(self, start: datetime, end: datetime, earliest: datetime) -> list[Slot]:
-        """The slots overlapping ``[start, end)``; none starts before ``earliest``."""
-        starts, held = self.starts, self.slots
+    def span(self, start: datetime, end: datetime, earliest: datetime) -> tuple[int, int]:
+        """``(first, stop)``: in a tidy schedule, the positions of the slots overlapping
+        ``[start, end)``; else those of the slots starting from ``earliest`` (that may
+        reach into the window) up to ``end``, to be filtered by :meth:`cut`."""
+        starts = self.slots.starts
         inside = bisect_left(starts, start)
         stop = bisect_left(starts, end, inside)
         # slots starting before the window count only if they reach into it; in a
         # tidy schedule (sorted, disjoint) only the last of them can
         if self.tidy:
-            reaches = inside and held[inside - 1].end > start
-            return held[inside - 1 if reaches else inside : stop]
-        first = bisect_left(starts, earliest, 0, inside)
-        return [s for s in held[first:inside] if s.end > start] + held[inside:stop]
+            reaches = inside and self.slots.ends[inside - 1] > start
+            return (inside - 1 if reaches else inside), stop
+        return bisect_left(starts, earliest, 0, inside), stop
+
+    def window(self, start: datetime, end: datetime, earliest: datetime) -> SlotColumns:
+        """A tidy schedule's slots overlapping ``[start, end)``, still as columns."""
+        return self.slots.part(*self.span(start, end, earliest))
+
+    def cut(self, start: datetime, end: datetime, earliest: datetime) -> list[Slot]:
+        """The slots overlapping ``[start, end)``; none starts before ``earliest``."""
+        first, stop = self.span(start, end, earliest)
+        held, ends = self.slots, self.slots.ends
+        if self.tidy:
+            return held[first:stop]
+        return [held[i] for i in range(first, stop) if ends[i] > start]
 
 
 class WindowRead:
     """A request's slots with what they were cut from, for the composer's memo.
 
-    ``full``: schedule id -> every free slot of the tidy schedules read (lists that
+    ``full``: schedule id -> every free slot of the tidy schedules read (columns that
     are replaced, never changed, when a schedule changes); ``cut``: schedule id ->
     the free, unclaimed slots overlapping the window of each schedule that is not
     tidy or has claimed slots there (left out when none is left); ``taken``: the
@@ -77,7 +100,7 @@ class WindowRead:
 
     def __init__(
         self,
-        full: dict[str, list[Slot]],
+        full: dict[str, SlotColumns],
         cut: dict[str, list[Slot]],
         taken: list[Slot],
         entries: dict[str, _Entry],
@@ -88,21 +111,21 @@ class WindowRead:
         self.taken = taken
         self._entries = entries
         self._span = span
-        self._slots: dict[str, list[Slot]] | None = None
+        self._slots: dict[str, Sequence[Slot]] | None = None
 
     @property
-    def slots(self) -> dict[str, list[Slot]]:
+    def slots(self) -> dict[str, Sequence[Slot]]:
         """Schedule id -> its free, unclaimed slots overlapping the window, in start
-        order (schedules without any are left out)."""
+        order (schedules without any are left out); a tidy schedule's as columns."""
         if self._slots is None:
             # a schedule not in ``cut`` and not tidy, or with taken slots, has none left
             settled = self.cut.keys() | {slot.schedule_id for slot in self.taken}
-            out: dict[str, list[Slot]] = {}
+            out: dict[str, Sequence[Slot]] = {}
             for schedule_id, entry in self._entries.items():
                 if schedule_id in self.cut:
                     out[schedule_id] = self.cut[schedule_id]
                 elif entry.tidy and schedule_id not in settled:
-                    slots = entry.cut(*self._span)
+                    slots = entry.window(*self._span)
                     if slots:
                         out[schedule_id] = slots
             self._slots = out
@@ -116,6 +139,9 @@ class SlotIndex:
         # a slot that began this long before a window can still overlap it
         self._lookback = lookback
         self._entries: dict[str, _Entry] = {}
+        # equal instants and code combinations, one object each for every schedule
+        self._instants: dict[datetime, datetime] = {}
+        self._codes: dict[Codes, Codes] = {}
         self._versions: dict[str, int] = {}  # every cached schedule, as of _generation
         # schedules of _versions not held at that version (so that a request whose
         # generation is current checks a set, not every schedule it reads)
@@ -139,7 +165,7 @@ class SlotIndex:
         generation, claimed = claims.generation_and_claimed(session, earliest, end, now)
         self._catch_up(session, schedule_ids, generation)
         read: dict[str, _Entry] = {}
-        full: dict[str, list[Slot]] = {}
+        full: dict[str, SlotColumns] = {}
         cut: dict[str, list[Slot]] = {}
         taken: list[Slot] = []
         for schedule_id in schedule_ids:
@@ -151,14 +177,21 @@ class SlotIndex:
                 full[schedule_id] = entry.slots
                 if not claimed:
                     continue  # cut only if asked (WindowRead.slots)
+                first, stop = entry.span(start, end, earliest)
+                held = entry.slots
+                hidden_at = [i for i in range(first, stop) if held.id_at(i) in claimed]
+                if not hidden_at:
+                    continue
+                taken += [held[i] for i in hidden_at]
+                hidden = set(hidden_at)
+                kept = [held[i] for i in range(first, stop) if i not in hidden]
+                if kept:
+                    cut[schedule_id] = kept
+                continue
             slots = entry.cut(start, end, earliest)
             if claimed:
-                hidden = [s for s in slots if s.id in claimed]
-                if hidden:
-                    taken += hidden
-                    slots = [s for s in slots if s.id not in claimed]
-                elif entry.tidy:
-                    continue
+                taken += [s for s in slots if s.id in claimed]
+                slots = [s for s in slots if s.id not in claimed]
             if slots:
                 cut[schedule_id] = slots
         return WindowRead(full, cut, taken, read, (start, end, earliest))
@@ -181,6 +214,11 @@ class SlotIndex:
     def size(self) -> int:
         return sum(len(e.slots) for e in list(self._entries.values()))
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes the held columns take beyond the shared instants and code tuples."""
+        return sum(e.slots.nbytes for e in list(self._entries.values()))
+
     def _catch_up(self, session: Session, wanted: Collection[str], generation: int) -> None:
         """Bring the index up to ``generation`` (just read) for the wanted schedules."""
         if generation == self._generation and not self._missing(wanted):
@@ -200,22 +238,37 @@ class SlotIndex:
                 self._generation = generation
             missing = self._missing(wanted)
             if missing:
-                loaded = slot_reads.free_slots_by_schedule(session, missing)
+                loaded = slot_reads.free_slot_columns(
+                    session, missing, instants=self._instants, codes=self._codes
+                )
                 for schedule_id in missing:
                     slots = loaded[schedule_id]
                     self._entries[schedule_id] = _Entry(
-                        self._versions[schedule_id],
-                        slots,
-                        [s.start for s in slots],
-                        self._tidy(slots),
+                        self._versions[schedule_id], slots, self._tidy(slots)
                     )
                 self._stale.difference_update(missing)
+                if len(self._instants) > _MAX_SHARED:
+                    self._forget_shared()
 
-    def _tidy(self, slots: list[Slot]) -> bool:
+    def _tidy(self, slots: SlotColumns) -> bool:
         lookback = self._lookback
-        if not all(s.start < s.end and s.end - s.start <= lookback for s in slots):
+        starts, ends = slots.starts, slots.ends
+        if not all(a < b and b - a <= lookback for a, b in zip(starts, ends, strict=True)):
             return False
-        return all(a.end <= b.start for a, b in pairwise(slots))
+        return all(map(le, ends, starts[1:]))
+
+    def _forget_shared(self) -> None:
+        """Start the tables of shared values afresh from what is held (instants of
+        slots long gone would otherwise pile up over weeks of syncs)."""
+        instants: dict[datetime, datetime] = {}
+        codes: dict[Codes, Codes] = {}
+        for entry in self._entries.values():
+            held = entry.slots
+            for moment in (*held.starts, *held.ends):
+                instants.setdefault(moment, moment)
+            for combination in held.codes:
+                codes.setdefault(combination, combination)
+        self._instants, self._codes = instants, codes
 
     def _missing(self, wanted: Collection[str]) -> list[str]:
         """Wanted cached schedules not held, or held at an older version."""

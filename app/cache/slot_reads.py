@@ -17,6 +17,7 @@ from sqlalchemy import Row, Text, cast, select
 from sqlalchemy.orm import Session
 
 from app.core.domain import Slot
+from app.core.slot_columns import Codes, ColumnsBuilder, SlotColumns
 
 from . import claims
 from .bulk import batched
@@ -137,16 +138,22 @@ def slot_versions(session: Session) -> dict[str, int]:
     }
 
 
-def free_slots_by_schedule(
-    session: Session, schedule_ids: Collection[str]
-) -> dict[str, list[Slot]]:
-    """Every free cached slot of these schedules, per schedule, ordered by start.
+def free_slot_columns(
+    session: Session,
+    schedule_ids: Collection[str],
+    *,
+    instants: dict[datetime, datetime],
+    codes: dict[Codes, Codes],
+) -> dict[str, SlotColumns]:
+    """Every free cached slot of these schedules, as columns per schedule, by start.
 
     The read behind the in-memory slot index: only the columns composition uses,
-    code lists parsed once per distinct value. Claims are not applied here (they
-    change per booking, not per sync) but per request.
+    code lists parsed once per distinct value, equal instants and code combinations
+    shared through ``instants`` and ``codes`` (the index's tables), and no
+    :class:`Slot` made. Claims are not applied here (they change per booking, not per
+    sync) but per request.
     """
-    out: dict[str, list[Slot]] = {sid: [] for sid in schedule_ids}
+    builders = {sid: ColumnsBuilder(sid, instants, codes) for sid in schedule_ids}
     for chunk in batched(list(schedule_ids)):
         stmt = (
             select(*_LEAN_COLUMNS)
@@ -154,8 +161,10 @@ def free_slots_by_schedule(
             .order_by(SlotRow.schedule_id, SlotRow.start, SlotRow.id)
         )
         for row in session.execute(stmt):
-            out[row[1]].append(_lean_slot(row))
-    return out
+            builders[row[1]].add(
+                row[0], row[2], row[3], (_codes(row[4]), _codes(row[6]), _codes(row[5]))
+            )
+    return {sid: builder.build() for sid, builder in builders.items()}
 
 
 # Columns, not ORM entities: every API process reads all schedules and actors every

@@ -21,6 +21,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from app.core.domain import Actor, Schedule, Slot
+from app.core.slot_columns import SlotColumns
 from rules.assets import disjoint
 from rules.composer import compose, slot_fetch_window
 from rules.loader import load_rules
@@ -334,3 +335,36 @@ def test_a_new_key_forgets_and_changed_lists_are_never_served() -> None:
     assert memo.state(1, other, world.schedules, world.actors) is not memo.state(
         1, rules, world.schedules, world.actors
     )
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(st.randoms(use_true_random=True))
+def test_slots_held_as_columns_answer_as_slot_lists_do(rng: random.Random) -> None:
+    """The app's slot index holds each schedule's slots as columns (no object per
+    slot) and hands a request's unclaimed window of them as columns too: with and
+    without the memo, the answer is the reference composer's."""
+    day = rng.choice(DAYS)
+    actors, schedules, slots = organisation(rng, day)
+    rules = rules_file(rng)
+    base = full_lists(slots, rng)
+    columns = {sid: SlotColumns.of(sid, full) for sid, full in base.items()}
+    every_id = [s.id for full in base.values() for s in full]
+    memo = OfferMemo()
+    base_time = datetime.fromisoformat(f"{day} 00:00").replace(tzinfo=UTC)
+    for _ in range(6):
+        request = find_request(rng, day)
+        now = base_time + timedelta(minutes=rng.randint(-36 * 60, 6 * 60))
+        claimed = set(rng.sample(every_id, min(len(every_id), rng.choice([0, 0, 1, 5]))))
+        start, end = slot_fetch_window(request, rules, now)
+        request_slots, taken = cut(base, start, end, claimed)
+        flat = [s for kept in request_slots.values() for s in kept]
+        expected = reference_compose(request, rules, flat, schedules, actors, now, sign)
+        as_columns = {sid: SlotColumns.of(sid, kept) for sid, kept in request_slots.items()}
+        basis = Basis("generation-1", columns, taken)
+        args = (request, rules, as_columns, schedules, actors, now, sign)
+        assert compose(*args, memo=memo, basis=basis) == expected
+        assert compose(*args) == expected

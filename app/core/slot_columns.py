@@ -1,0 +1,188 @@
+"""One schedule's free slots as columns, not one object per slot.
+
+Why: every API process holds every free slot in memory (the slot index), and a
+:class:`~app.core.domain.Slot` object costs ~190 bytes with its id string, ~250 MB
+of a process at a million slots, and a million objects for the garbage collector to
+walk. Held as columns the same slots cost ~40 bytes each:
+
+- ``starts``, ``ends``: lists of the slots' instants, 8 bytes a slot each; the
+  instants themselves are shared (slots sit on a grid of a few thousand times), and
+  they are what the composer binary-searches, so it searches these very lists;
+- ``codes``: per slot, its ``(service_types, appointment_types, specialties)``, one
+  shared tuple per distinct combination (an organisation has a handful): 8 bytes;
+- ids: one ``bytes`` of every id back to back and an ``array`` of offsets into it,
+  4 bytes plus the id's length.
+
+It is a read-only :class:`~collections.abc.Sequence` of slots: a :class:`Slot` is
+made only for the position asked (a request's offers need a few dozen of a
+schedule's thousands). A slice makes a list of them; :meth:`part` is the cheap cut
+that stays columnar. Never changed once built, so that a consumer may trust its
+identity (the composer's offer memo does).
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
+from itertools import pairwise
+from typing import overload
+
+from app.core.domain import Slot
+
+# What decides whether a slot qualifies for a visit type, in the composer's order.
+Codes = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]
+
+# A slot's part of the columns: 8 bytes in each of starts, ends and codes, 4 of offset.
+FIXED_BYTES_PER_SLOT = 28
+
+
+def slot_codes(slot: Slot) -> Codes:
+    return (slot.service_types, slot.appointment_types, slot.specialties)
+
+
+class SlotColumns(Sequence[Slot]):
+    """Free slots of one schedule as columns (see the module doc), in the order given."""
+
+    __slots__ = ("_ids", "_offsets", "codes", "ends", "schedule_id", "starts")
+
+    def __init__(
+        self,
+        schedule_id: str,
+        starts: list[datetime],
+        ends: list[datetime],
+        codes: list[Codes],
+        ids: bytes,
+        offsets: array[int],
+    ):
+        self.schedule_id = schedule_id
+        self.starts = starts
+        self.ends = ends
+        self.codes = codes
+        self._ids = ids  # may be shared with the columns this was cut from (part)
+        self._offsets = offsets  # len(self) + 1 positions into _ids
+
+    @classmethod
+    def of(cls, schedule_id: str, slots: Iterable[Slot]) -> SlotColumns:
+        """Columns of ``slots`` (all of ``schedule_id``), in the order given."""
+        builder = ColumnsBuilder(schedule_id)
+        for s in slots:
+            builder.add(s.id, s.start, s.end, slot_codes(s))
+        return builder.build()
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    @overload
+    def __getitem__(self, index: int) -> Slot: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Slot]: ...
+
+    def __getitem__(self, index: int | slice) -> Slot | list[Slot]:
+        if isinstance(index, slice):
+            return [self._slot(i) for i in range(*index.indices(len(self.starts)))]
+        n = len(self.starts)
+        if index < 0:
+            index += n
+        if not 0 <= index < n:
+            raise IndexError("slot index out of range")
+        return self._slot(index)
+
+    def __iter__(self) -> Iterator[Slot]:
+        return map(self._slot, range(len(self.starts)))
+
+    def __eq__(self, other: object) -> bool:
+        """Equal to any sequence of the same slots (a list of them, say)."""
+        if other is self:
+            return True
+        if not isinstance(other, Sequence) or isinstance(other, str | bytes):
+            return NotImplemented
+        return len(other) == len(self) and all(a == b for a, b in zip(self, other, strict=True))
+
+    __hash__ = None  # type: ignore[assignment]  # compared by content, as a list is
+
+    def __repr__(self) -> str:
+        return f"SlotColumns({self.schedule_id!r}, {len(self)} slots)"
+
+    def id_at(self, i: int) -> str:
+        offsets = self._offsets
+        return self._ids[offsets[i] : offsets[i + 1]].decode()
+
+    def ids(self) -> list[str]:
+        ids = self._ids
+        return [ids[a:b].decode() for a, b in pairwise(self._offsets)]
+
+    def part(self, first: int, stop: int) -> SlotColumns:
+        """Positions ``[first, stop)`` as columns of their own (the ids are shared)."""
+        return SlotColumns(
+            self.schedule_id,
+            self.starts[first:stop],
+            self.ends[first:stop],
+            self.codes[first:stop],
+            self._ids,
+            self._offsets[first : stop + 1],
+        )
+
+    def _slot(self, i: int) -> Slot:
+        service_types, appointment_types, specialties = self.codes[i]
+        offsets = self._offsets
+        return Slot(
+            id=self._ids[offsets[i] : offsets[i + 1]].decode(),
+            schedule_id=self.schedule_id,
+            start=self.starts[i],
+            end=self.ends[i],
+            service_types=service_types,
+            specialties=specialties,
+            appointment_types=appointment_types,
+        )
+
+    @property
+    def nbytes(self) -> int:
+        """What the columns hold beyond the shared instants and code tuples."""
+        return FIXED_BYTES_PER_SLOT * len(self) + len(self._ids)
+
+
+class ColumnsBuilder:
+    """Builds one :class:`SlotColumns` slot by slot. ``instants`` and ``codes``: the
+    tables equal values are shared through (one per index, so that every schedule's
+    columns point at the same objects)."""
+
+    __slots__ = (
+        "_codes",
+        "_ids",
+        "_instants",
+        "_offsets",
+        "codes",
+        "ends",
+        "schedule_id",
+        "starts",
+    )
+
+    def __init__(
+        self,
+        schedule_id: str,
+        instants: dict[datetime, datetime] | None = None,
+        codes: dict[Codes, Codes] | None = None,
+    ):
+        self.schedule_id = schedule_id
+        self._instants = {} if instants is None else instants
+        self._codes = {} if codes is None else codes
+        self.starts: list[datetime] = []
+        self.ends: list[datetime] = []
+        self.codes: list[Codes] = []
+        self._ids = bytearray()
+        self._offsets = array("I", (0,))
+
+    def add(self, slot_id: str, start: datetime, end: datetime, codes: Codes) -> None:
+        instants = self._instants
+        self.starts.append(instants.setdefault(start, start))
+        self.ends.append(instants.setdefault(end, end))
+        self.codes.append(self._codes.setdefault(codes, codes))
+        self._ids += slot_id.encode()
+        self._offsets.append(len(self._ids))
+
+    def build(self) -> SlotColumns:
+        return SlotColumns(
+            self.schedule_id, self.starts, self.ends, self.codes, bytes(self._ids), self._offsets
+        )
