@@ -31,6 +31,11 @@ from rules.schema import EffectiveRule
 class VisitTypePlan:
     """Everything needed to compose one visit type for one request."""
 
+    # Whether the selected offers must come in start order ($find pages merge them);
+    # a caller that only collects them as a set (the rules preview) says not, and an
+    # uncapped ``earliest`` visit type then skips merging its units' offers.
+    ordered = True
+
     def __init__(
         self,
         request: FindRequest,
@@ -129,6 +134,10 @@ class VisitTypePlan:
         required, deferred = self.matcher.requirements()
         selected: list[Offer] | list[Offer | Keyed]
         streams = [self.unit_offers(unit, required) for unit in self.matcher.primary_units()]
+        ordering = self.ordering
+        if self.eff.ordering == "earliest" and not self.ordered and ordering.count is None:
+            if ordering.per_day is None:  # every offer, in no particular order
+                return [offer for stream in streams for offer in stream], deferred
         if self.eff.ordering == "earliest":
             # Each stream is in start order: merge lazily and stop at _count.
             selected = self.ordering.take_earliest(heapq.merge(*streams))

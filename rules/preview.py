@@ -86,7 +86,9 @@ def offer_keys(
     out: set[Key] = set()
     add = out.add
     low, high = keep if keep is not None else (request.start, request.end)
-    for plan, offers, _optional in selections(request, rules, index, actors, now, use):
+    for plan, offers, _optional in selections(
+        request, rules, index, actors, now, use, ordered=False
+    ):
         code, duration, assets = plan.rule.code, plan.duration, plan.rule.assets
         for offer in offers:
             start = offer[0]
