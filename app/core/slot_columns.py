@@ -111,8 +111,8 @@ class SlotColumns(Sequence[Slot]):
 
     def ids_between(self, first: int, stop: int) -> tuple[str, ...]:
         """The ids of positions ``[first, stop)``, without a slot made for each."""
-        ids, offsets = self._ids, self._offsets
-        return tuple(ids[offsets[i] : offsets[i + 1]].decode() for i in range(first, stop))
+        ids = self._ids
+        return tuple([ids[a:b].decode() for a, b in pairwise(self._offsets[first : stop + 1])])
 
     def ids(self) -> list[str]:
         ids = self._ids
