@@ -134,11 +134,11 @@ class VisitTypePlan:
         required, deferred = self.matcher.requirements()
         selected: list[Offer] | list[Offer | Keyed]
         streams = [self.unit_offers(unit, required) for unit in self.matcher.primary_units()]
-        ordering = self.ordering
-        if self.eff.ordering == "earliest" and not self.ordered and ordering.count is None:
-            if ordering.per_day is None:  # every offer, in no particular order
-                return [offer for stream in streams for offer in stream], deferred
-        if self.eff.ordering == "earliest":
+        uncapped = self.ordering.count is None and self.ordering.per_day is None
+        if self.eff.ordering == "earliest" and uncapped and not self.ordered:
+            # every offer, in no particular order: the caller wants them as a set
+            selected = [offer for stream in streams for offer in stream]
+        elif self.eff.ordering == "earliest":
             # Each stream is in start order: merge lazily and stop at _count.
             selected = self.ordering.take_earliest(heapq.merge(*streams))
         else:
