@@ -31,6 +31,11 @@ from rules.schema import EffectiveRule
 class VisitTypePlan:
     """Everything needed to compose one visit type for one request."""
 
+    # Whether the selected offers must come in start order ($find pages merge them);
+    # a caller that only collects them as a set (the rules preview) says not, and an
+    # uncapped ``earliest`` visit type then skips merging its units' offers.
+    ordered = True
+
     def __init__(
         self,
         request: FindRequest,
@@ -129,7 +134,11 @@ class VisitTypePlan:
         required, deferred = self.matcher.requirements()
         selected: list[Offer] | list[Offer | Keyed]
         streams = [self.unit_offers(unit, required) for unit in self.matcher.primary_units()]
-        if self.eff.ordering == "earliest":
+        uncapped = self.ordering.count is None and self.ordering.per_day is None
+        if self.eff.ordering == "earliest" and uncapped and not self.ordered:
+            # every offer, in no particular order: the caller wants them as a set
+            selected = [offer for stream in streams for offer in stream]
+        elif self.eff.ordering == "earliest":
             # Each stream is in start order: merge lazily and stop at _count.
             selected = self.ordering.take_earliest(heapq.merge(*streams))
         else:

@@ -56,12 +56,15 @@ def selections(
     actors: Mapping[str, Actor],
     now: datetime,
     memo: MemoUse | None = None,
+    *,
+    ordered: bool = True,
 ) -> list[_Selection]:
     """What :func:`choose` selects, before it resolves candidates: per requested visit
     type (and variant), its plan, its bare selected offers and its optional assets. For
     callers that need every offer's identity but no proposal (the rules preview): the
-    same selection, without the cost of resolving and building each offer."""
-    return _selections(request, rules, index, actors, now, memo)[0]
+    same selection, without the cost of resolving and building each offer. Without
+    ``ordered``, a visit type's offers may come in any order (the same offers)."""
+    return _selections(request, rules, index, actors, now, memo, ordered=ordered)[0]
 
 
 def _selections(
@@ -71,6 +74,8 @@ def _selections(
     actors: Mapping[str, Actor],
     now: datetime,
     memo: MemoUse | None,
+    *,
+    ordered: bool = True,
 ) -> tuple[list[_Selection], list[Notice]]:
     """Each requested visit type's (and variant's) plan with its bare selected offers and
     the optional assets to look up for those kept; notices say why a visit type gave none."""
@@ -89,6 +94,7 @@ def _selections(
                 if memo is None
                 else MemoisedPlan(request, eff, pref, index, calendar, now, memo)
             )
+            plan.ordered = ordered
             selected = plan.selected(blocked)
             if selected is not None:
                 offered = True

@@ -109,6 +109,11 @@ class SlotColumns(Sequence[Slot]):
         offsets = self._offsets
         return self._ids[offsets[i] : offsets[i + 1]].decode()
 
+    def ids_between(self, first: int, stop: int) -> tuple[str, ...]:
+        """The ids of positions ``[first, stop)``, without a slot made for each."""
+        ids = self._ids
+        return tuple([ids[a:b].decode() for a, b in pairwise(self._offsets[first : stop + 1])])
+
     def ids(self) -> list[str]:
         ids = self._ids
         return [ids[a:b].decode() for a, b in pairwise(self._offsets)]

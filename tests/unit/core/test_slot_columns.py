@@ -49,6 +49,10 @@ def test_a_part_is_the_same_slots_as_columns_of_their_own() -> None:
     assert list(part) == slots[1:4]
     assert part.id_at(1) == slots[2].id
     assert list(columns.part(3, 3)) == []
+    # ids of a run of positions, of the columns and of a part cut from them
+    assert columns.ids_between(1, 4) == tuple(s.id for s in slots[1:4])
+    assert part.ids_between(1, 3) == (slots[2].id, slots[3].id)
+    assert columns.ids_between(2, 2) == ()
 
 
 def test_equal_instants_and_codes_are_shared_across_schedules() -> None:

@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
+from app.core.slot_columns import SlotColumns
+from rules.composer import compose
 from rules.eligibility import ineligible_reason
 from rules.loader import RulesError, RulesStore, load_rules, parse_rules, replace_rules_file
 from rules.preview import (
@@ -24,11 +26,15 @@ from rules.preview import (
     cause_of,
     cohorts,
     diff_rules,
+    offer_keys,
     patient_of,
     set_difference,
 )
+from rules.request import FindRequest
 from rules.schema import RulesFile
 from tests.paths import EXAMPLE_RULES
+from tests.unit.rules.factories import at, example_world, sign
+from tests.unit.rules.test_rules_offer_memo import full_lists
 
 LIVE = yaml.safe_load(EXAMPLE_RULES.read_text())
 
@@ -209,3 +215,32 @@ def test_a_json_rules_file_takes_json_only(tmp_path: Path) -> None:
     with pytest.raises(RulesError, match="is JSON: send JSON"):
         replace_rules_file(live, EXAMPLE_RULES.read_text(), fmt="yaml")
     assert not live.exists()
+
+
+def test_offer_keys_are_the_composer_s_offers_from_slot_lists_and_columns() -> None:
+    """The preview's keys (read from the selection, no proposal built, offers not put
+    in start order) are compose's offers, and the same whether a schedule's slots come
+    as a list of slots or as the slot index's columns."""
+    rules = load_rules(EXAMPLE_RULES)
+    world = example_world()
+    lists = full_lists(world.slots)
+    columns = {sid: SlotColumns.of(sid, held) for sid, held in lists.items()}
+    now = at("2026-03-09 00:00")
+    request = FindRequest(start=now, end=now + timedelta(days=3), count=None)
+    composed = compose(request, rules, lists, world.schedules, world.actors, now, sign)
+    keys = offer_keys(request, rules, lists, world.schedules, world.actors, now)
+    assert offer_keys(request, rules, columns, world.schedules, world.actors, now) == keys
+    offers = [as_offer_key(k) for k in keys]
+    assert any(len(o.slot_ids) > 1 for o in offers)  # joined slots and other assets too
+    assert {(o.visit_type, o.schedule_id, o.start, o.end, o.slot_ids[0]) for o in offers} == {
+        (a.service_types[0], a.schedule_ids[0], a.start, a.end, a.slot_ids[0])
+        for a in composed.appointments
+    }
+    used: dict[tuple[object, ...], set[str]] = {}
+    for a in composed.appointments:
+        used.setdefault((a.service_types[0], a.start, a.end, a.slot_ids[0]), set()).update(
+            a.slot_ids
+        )
+    assert all(
+        set(o.slot_ids) <= used[(o.visit_type, o.start, o.end, o.slot_ids[0])] for o in offers
+    )
