@@ -28,7 +28,7 @@ class SiteHours:
     with its ranges cached per date, not a lookup through the rules each time.
     """
 
-    __slots__ = ("_closures", "_hours", "_ranges", "site", "zone")
+    __slots__ = ("_closures", "_day", "_hours", "_ranges", "site", "zone")
 
     def __init__(
         self, site: str | None, zone: ZoneInfo, hours: WeeklyHours, closures: Sequence[Closure]
@@ -38,10 +38,14 @@ class SiteHours:
         self._hours = hours
         self._closures = closures
         self._ranges: dict[date, Ranges] = {}
+        # the last local day asked about, as [first instant, next day's first instant)
+        self._day: tuple[datetime, datetime, date] | None = None
 
     def open_day(self, start: datetime, end: datetime) -> date | None:
         """The local date of ``start`` when ``[start, end)`` is inside opening hours."""
-        day = _local_date(self.zone, start)
+        span = self._day
+        within = span is not None and span[0] <= start < span[1]
+        day = span[2] if within and span is not None else self._local_day(start)
         ranges = self._ranges.get(day)
         if ranges is None:
             ranges = self.ranges(day)
@@ -49,6 +53,27 @@ class SiteHours:
             if opens <= start and end <= closes:
                 return day
         return None
+
+    def _local_day(self, start: datetime) -> date:
+        """The local date of ``start``, remembered as its day's span of instants.
+
+        The composer asks about one schedule's slots in start order, so the next start
+        is nearly always on the same local day: two comparisons instead of a zone
+        conversion. A per-moment cache thrashed at a million slots (more distinct
+        starts times zones than it holds). A day whose UTC offset changes inside it
+        (DST) is not remembered, so a repeated hour never lands on the wrong date."""
+        zone = self.zone
+        day = start.astimezone(zone).date()
+        first = _instant(day, 0, zone)
+        after = _instant(day, _DAY, zone)
+        last = (after - timedelta(microseconds=1)).astimezone(zone)
+        plain = (
+            first.astimezone(zone).utcoffset() == last.utcoffset()
+            and first.astimezone(zone).timetz().replace(tzinfo=None) == time(0)
+            and after.astimezone(zone).timetz().replace(tzinfo=None) == time(0)
+        )
+        self._day = (first, after, day) if plain else None
+        return day
 
     def ranges(self, day: date) -> Ranges:
         """Opening ranges of local date ``day`` as instants (none on a closure)."""
