@@ -127,12 +127,7 @@ def explain(
             primaries.setdefault(unit.schedule.id, []).append(plan)
         for requirement in plan.required + plan.deferred:
             secondaries.update(u.schedule.id for u in requirement.everywhere)
-    # Schedules a requested visit type could use at all, whatever the request's filters:
-    # only the others are "not covered".
-    coverable = set(secondaries)
-    bare = FindRequest(start=request.start, end=request.end, visit_types=request.visit_types)
-    for plan in _plans(bare, rules, index, actors, now):
-        coverable.update(u.schedule.id for u in plan.units)
+    usable = secondaries | _primary_anywhere(request, rules, index, actors, now)
     chosen, _ = choose(uncapped, rules, index, actors, now)
     selected = {slot_id for c in chosen for slot_id in c.slot_ids}
     verdicts: dict[str, tuple[Slot, _Verdict]] = {}
@@ -144,7 +139,7 @@ def explain(
             continue
         own = primaries.get(slot.schedule_id)
         if own is None:
-            if slot.schedule_id in coverable or not _wanted(request, schedule):
+            if slot.schedule_id in usable or not _wanted(request, schedule):
                 continue
             verdict = _Verdict(
                 "not-covered",
@@ -186,6 +181,41 @@ def explain(
             )
     reasons.sort(key=lambda r: (r.schedule_id, r.start, _RANK[r.code]))
     return reasons
+
+
+def coverable(
+    request: FindRequest,
+    rules: RulesFile,
+    schedule_ids: Iterable[str],
+    schedules: Mapping[str, Schedule],
+    actors: Mapping[str, Actor],
+    now: datetime,
+) -> set[str]:
+    """Of ``schedule_ids``, those a requested visit type could use at all, as its
+    primary asset (whatever the request's filters) or another: :func:`explain` looks
+    at the slots of these; of the others only at their times (``not-covered``).
+
+    Which schedules a plan uses does not depend on their slots, so a reader can ask
+    this before it reads any, and read the others' times only."""
+    index = AssetIndex({sid: [] for sid in schedule_ids}, schedules, actors)
+    out = _primary_anywhere(request, rules, index, actors, now)
+    for plan in _plans(replace(request, count=None), rules, index, actors, now):
+        for requirement in plan.required + plan.deferred:
+            out.update(u.schedule.id for u in requirement.everywhere)
+    return out
+
+
+def _primary_anywhere(
+    request: FindRequest,
+    rules: RulesFile,
+    index: AssetIndex,
+    actors: Mapping[str, Actor],
+    now: datetime,
+) -> set[str]:
+    """Schedules a requested visit type could use as its primary asset, whatever the
+    request's practitioner, specialty and location filters."""
+    bare = FindRequest(start=request.start, end=request.end, visit_types=request.visit_types)
+    return {u.schedule.id for plan in _plans(bare, rules, index, actors, now) for u in plan.units}
 
 
 def _gaps(

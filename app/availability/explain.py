@@ -22,7 +22,7 @@ from app.cache import repository as repo
 from app.core.domain import Slot
 from rules.appointment_id import ProposalPayload
 from rules.composer import compose, slot_fetch_window
-from rules.explain import Reason, explain
+from rules.explain import Reason, coverable, explain
 from rules.request import FindRequest, Page
 from rules.schema import RulesFile
 
@@ -113,7 +113,15 @@ def _window(
     end = max(request.end, span_end)
     # no service-type narrowing: a schedule of the wrong service type is a reason to give
     scope = relevant_schedules(request, catalog.schedules.values(), None)
-    slots = sorted(repo.cached_slots(session, scope, start, end).values(), key=_by_start)
+    # the slots of a schedule no requested visit type can use are only "not covered":
+    # their times suffice (most of a window's slots are rooms' and devices')
+    usable = coverable(request, rules, scope, catalog.schedules, catalog.actors, now)
+    full = [sid for sid in scope if sid in usable]
+    slots = list(repo.cached_slots(session, full, start, end).values())
+    slots += repo.cached_slot_spans(
+        session, [sid for sid in scope if sid not in usable], start, end
+    )
+    slots.sort(key=_by_start)
     _, claimed = claims.generation_and_claimed(session, start, end, now)
     return slots, claimed
 

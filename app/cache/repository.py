@@ -140,7 +140,23 @@ def cached_slots(
     stmt = select(*SLOT_COLUMNS).where(SlotRow.start >= start, SlotRow.start < end)
     if schedule_ids is not None:
         stmt = stmt.where(SlotRow.schedule_id.in_(list(schedule_ids)))
-    return {row[0]: slot_from_row(row) for row in session.execute(stmt)}
+    # a Core read: the ORM's row loading costs more than the query for many rows
+    return {row[0]: slot_from_row(row) for row in session.connection().execute(stmt)}
+
+
+def cached_slot_spans(
+    session: Session, schedule_ids: Collection[str], start: datetime, end: datetime
+) -> list[Slot]:
+    """The cached slots of ``schedule_ids`` starting in [start, end) with their id,
+    schedule, times and status only (no codes, no comment): for a reader that looks at
+    nothing else, such as explain's "not covered" schedules, a fraction of the cost."""
+    if not schedule_ids:
+        return []
+    stmt = select(SlotRow.id, SlotRow.schedule_id, SlotRow.start, SlotRow.end, SlotRow.status)
+    stmt = stmt.where(
+        SlotRow.start >= start, SlotRow.start < end, SlotRow.schedule_id.in_(list(schedule_ids))
+    )
+    return [Slot(*row) for row in session.connection().execute(stmt)]
 
 
 def apply_snapshot(
