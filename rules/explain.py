@@ -91,6 +91,13 @@ class _Verdict:
     detail: str = ""
 
 
+# Shared: most explained slots get one of these, and a run compares them by identity.
+_NOT_COVERED = _Verdict(
+    "not-covered", "visit_types", None, "no requested visit type uses this schedule's asset"
+)
+_CLAIMED = _Verdict("claimed", None, None, "a hold or booking through slotsync")
+
+
 def explain(
     request: FindRequest,
     rules: RulesFile,
@@ -131,6 +138,7 @@ def explain(
     chosen, _ = choose(uncapped, rules, index, actors, now)
     selected = {slot_id for c in chosen for slot_id in c.slot_ids}
     verdicts: dict[str, tuple[Slot, _Verdict]] = {}
+    busy: dict[str, _Verdict] = {}  # one verdict object a status: runs compare by identity
     for slot in every:
         if not request.start <= slot.start < request.end or slot.id in offered:
             continue
@@ -141,16 +149,15 @@ def explain(
         if own is None:
             if slot.schedule_id in usable or not _wanted(request, schedule):
                 continue
-            verdict = _Verdict(
-                "not-covered",
-                "visit_types",
-                None,
-                "no requested visit type uses this schedule's asset",
-            )
+            verdict = _NOT_COVERED
         elif slot.status != "free":
-            verdict = _Verdict("busy", None, None, f"the EHR has the slot {slot.status}")
+            verdict = busy.get(slot.status) or busy.setdefault(
+                slot.status, _Verdict("busy", None, None, f"the EHR has the slot {slot.status}")
+            )
         elif slot.id in claimed:
-            verdict = _Verdict("claimed", None, None, "a hold or booking through slotsync")
+            verdict = _CLAIMED
+        elif len(own) == 1:
+            verdict = own[0].verdict(slot, selected)
         else:
             verdict = max(
                 (plan.verdict(slot, selected) for plan in own), key=lambda v: _RANK[v.code]
@@ -305,7 +312,7 @@ def _group(verdicts: Iterable[tuple[Slot, _Verdict]]) -> list[Reason]:
                     verdict.code,
                     current[0],
                     run[0].start,
-                    max(s.end for s in run),
+                    reach,
                     tuple(s.id for s in run),
                     verdict.rule,
                     verdict.visit_type,
@@ -320,7 +327,8 @@ def _group(verdicts: Iterable[tuple[Slot, _Verdict]]) -> list[Reason]:
             close()
             run, current, reach = [], key, slot.end
         run.append(slot)
-        reach = max(reach, slot.end)
+        if slot.end > reach:
+            reach = slot.end
     close()
     return out
 

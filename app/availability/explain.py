@@ -117,7 +117,7 @@ def _window(
     # their times suffice (most of a window's slots are rooms' and devices')
     usable = coverable(request, rules, scope, catalog.schedules, catalog.actors, now)
     full = [sid for sid in scope if sid in usable]
-    slots = list(repo.cached_slots(session, full, start, end).values())
+    slots = repo.cached_window_slots(session, full, start, end)
     slots += repo.cached_slot_spans(
         session, [sid for sid in scope if sid not in usable], start, end
     )
