@@ -232,21 +232,23 @@ def _gaps(
 
     The cache holds free slots only: a slot the EHR has busy, or deleted, is simply
     not there. So "why not Tuesday 10:00?" is often answered by the gap itself."""
-    held: dict[str, list[tuple[datetime, datetime]]] = {}
+    held: dict[str, list[tuple[datetime, datetime]]] = {sid: [] for sid in primaries}
     for slot in every:
-        held.setdefault(slot.schedule_id, []).append((slot.start, slot.end))
+        own_spans = held.get(slot.schedule_id)  # only the primaries' (rooms' are most slots)
+        if own_spans is not None:
+            own_spans.append((slot.start, slot.end))
     out = []
     for schedule_id, own in primaries.items():
         plan = own[0]
         unit = plan.units_by_schedule[schedule_id]
-        spans = sorted(held.get(schedule_id, []))
+        spans = _Spans(sorted(held[schedule_id]))
         hours = plan.plan.calendar.site(unit.site)
         day = request.start.astimezone(hours.zone).date() - timedelta(days=1)
         last = request.end.astimezone(hours.zone).date()
         while day <= last:
             for opens, closes in hours.ranges(day):
                 low, high = max(opens, request.start), min(closes, request.end)
-                for start, end in _uncovered(spans, low, high):
+                for start, end in spans.uncovered(low, high):
                     out.append(
                         Reason(
                             "busy",
@@ -263,21 +265,31 @@ def _gaps(
     return out
 
 
-def _uncovered(
-    spans: Sequence[tuple[datetime, datetime]], low: datetime, high: datetime
-) -> Iterable[tuple[datetime, datetime]]:
-    """Parts of ``[low, high)`` that no span (sorted by start) covers."""
-    cursor = low
-    for start, end in spans:
-        if cursor >= high or start >= high:
-            break
-        if end <= cursor:
-            continue
-        if start > cursor:
-            yield cursor, start
-        cursor = max(cursor, end)
-    if cursor < high:
-        yield cursor, high
+class _Spans:
+    """Spans sorted by start, asked for the uncovered parts of one range after another:
+    each question starts at its range (a bisection), not at the first span."""
+
+    def __init__(self, spans: Sequence[tuple[datetime, datetime]]):
+        self.spans = spans
+        self.starts = [start for start, _ in spans]
+        self.reach: list[datetime] = []  # the latest end of spans[: k + 1]
+        for _, end in spans:
+            self.reach.append(max(self.reach[-1], end) if self.reach else end)
+
+    def uncovered(self, low: datetime, high: datetime) -> Iterable[tuple[datetime, datetime]]:
+        k = bisect_left(self.starts, low)
+        # the spans starting before ``low`` only move the cursor to their latest end
+        cursor = max(low, self.reach[k - 1]) if k else low
+        for start, end in self.spans[k:]:
+            if cursor >= high or start >= high:
+                break
+            if end <= cursor:
+                continue
+            if start > cursor:
+                yield cursor, start
+            cursor = max(cursor, end)
+        if cursor < high:
+            yield cursor, high
 
 
 def _wanted(request: FindRequest, schedule: Schedule) -> bool:
