@@ -107,7 +107,8 @@ def _window(
 ) -> tuple[list[Slot], set[str]]:
     """Every cached slot the explanation may look at (buffers reach outside the window)
     of the schedules the request's practitioner and specialty filters leave (rooms and
-    devices all stay), and the ids of those a live claim holds."""
+    devices all stay), and the ids of those a live claim holds. Of a schedule no
+    requested visit type can use only the times are read: it is only "not covered"."""
     span_start, span_end = slot_fetch_window(request, rules, now)
     start = min(request.start, span_start) - MAX_SLOT_LENGTH
     end = max(request.end, span_end)
