@@ -91,6 +91,13 @@ class _Verdict:
     detail: str = ""
 
 
+# Shared: most explained slots get one of these, and a run compares them by identity.
+_NOT_COVERED = _Verdict(
+    "not-covered", "visit_types", None, "no requested visit type uses this schedule's asset"
+)
+_CLAIMED = _Verdict("claimed", None, None, "a hold or booking through slotsync")
+
+
 def explain(
     request: FindRequest,
     rules: RulesFile,
@@ -127,15 +134,11 @@ def explain(
             primaries.setdefault(unit.schedule.id, []).append(plan)
         for requirement in plan.required + plan.deferred:
             secondaries.update(u.schedule.id for u in requirement.everywhere)
-    # Schedules a requested visit type could use at all, whatever the request's filters:
-    # only the others are "not covered".
-    coverable = set(secondaries)
-    bare = FindRequest(start=request.start, end=request.end, visit_types=request.visit_types)
-    for plan in _plans(bare, rules, index, actors, now):
-        coverable.update(u.schedule.id for u in plan.units)
+    usable = secondaries | _primary_anywhere(request, rules, index, actors, now)
     chosen, _ = choose(uncapped, rules, index, actors, now)
     selected = {slot_id for c in chosen for slot_id in c.slot_ids}
     verdicts: dict[str, tuple[Slot, _Verdict]] = {}
+    busy: dict[str, _Verdict] = {}  # one verdict object a status: runs compare by identity
     for slot in every:
         if not request.start <= slot.start < request.end or slot.id in offered:
             continue
@@ -144,18 +147,17 @@ def explain(
             continue
         own = primaries.get(slot.schedule_id)
         if own is None:
-            if slot.schedule_id in coverable or not _wanted(request, schedule):
+            if slot.schedule_id in usable or not _wanted(request, schedule):
                 continue
-            verdict = _Verdict(
-                "not-covered",
-                "visit_types",
-                None,
-                "no requested visit type uses this schedule's asset",
-            )
+            verdict = _NOT_COVERED
         elif slot.status != "free":
-            verdict = _Verdict("busy", None, None, f"the EHR has the slot {slot.status}")
+            verdict = busy.get(slot.status) or busy.setdefault(
+                slot.status, _Verdict("busy", None, None, f"the EHR has the slot {slot.status}")
+            )
         elif slot.id in claimed:
-            verdict = _Verdict("claimed", None, None, "a hold or booking through slotsync")
+            verdict = _CLAIMED
+        elif len(own) == 1:
+            verdict = own[0].verdict(slot, selected)
         else:
             verdict = max(
                 (plan.verdict(slot, selected) for plan in own), key=lambda v: _RANK[v.code]
@@ -188,6 +190,41 @@ def explain(
     return reasons
 
 
+def coverable(
+    request: FindRequest,
+    rules: RulesFile,
+    schedule_ids: Iterable[str],
+    schedules: Mapping[str, Schedule],
+    actors: Mapping[str, Actor],
+    now: datetime,
+) -> set[str]:
+    """Of ``schedule_ids``, those a requested visit type could use at all, as its
+    primary asset (whatever the request's filters) or another: :func:`explain` looks
+    at the slots of these; of the others only at their times (``not-covered``).
+
+    Which schedules a plan uses does not depend on their slots, so a reader can ask
+    this before it reads any, and read the others' times only."""
+    index = AssetIndex({sid: [] for sid in schedule_ids}, schedules, actors)
+    out = _primary_anywhere(request, rules, index, actors, now)
+    for plan in _plans(replace(request, count=None), rules, index, actors, now):
+        for requirement in plan.required + plan.deferred:
+            out.update(u.schedule.id for u in requirement.everywhere)
+    return out
+
+
+def _primary_anywhere(
+    request: FindRequest,
+    rules: RulesFile,
+    index: AssetIndex,
+    actors: Mapping[str, Actor],
+    now: datetime,
+) -> set[str]:
+    """Schedules a requested visit type could use as its primary asset, whatever the
+    request's practitioner, specialty and location filters."""
+    bare = FindRequest(start=request.start, end=request.end, visit_types=request.visit_types)
+    return {u.schedule.id for plan in _plans(bare, rules, index, actors, now) for u in plan.units}
+
+
 def _gaps(
     request: FindRequest, every: Sequence[Slot], primaries: Mapping[str, list[_Plan]]
 ) -> list[Reason]:
@@ -195,21 +232,23 @@ def _gaps(
 
     The cache holds free slots only: a slot the EHR has busy, or deleted, is simply
     not there. So "why not Tuesday 10:00?" is often answered by the gap itself."""
-    held: dict[str, list[tuple[datetime, datetime]]] = {}
+    held: dict[str, list[tuple[datetime, datetime]]] = {sid: [] for sid in primaries}
     for slot in every:
-        held.setdefault(slot.schedule_id, []).append((slot.start, slot.end))
+        own_spans = held.get(slot.schedule_id)  # only the primaries' (rooms' are most slots)
+        if own_spans is not None:
+            own_spans.append((slot.start, slot.end))
     out = []
     for schedule_id, own in primaries.items():
         plan = own[0]
         unit = plan.units_by_schedule[schedule_id]
-        spans = sorted(held.get(schedule_id, []))
+        spans = _Spans(sorted(held[schedule_id]))
         hours = plan.plan.calendar.site(unit.site)
         day = request.start.astimezone(hours.zone).date() - timedelta(days=1)
         last = request.end.astimezone(hours.zone).date()
         while day <= last:
             for opens, closes in hours.ranges(day):
                 low, high = max(opens, request.start), min(closes, request.end)
-                for start, end in _uncovered(spans, low, high):
+                for start, end in spans.uncovered(low, high):
                     out.append(
                         Reason(
                             "busy",
@@ -226,21 +265,31 @@ def _gaps(
     return out
 
 
-def _uncovered(
-    spans: Sequence[tuple[datetime, datetime]], low: datetime, high: datetime
-) -> Iterable[tuple[datetime, datetime]]:
-    """Parts of ``[low, high)`` that no span (sorted by start) covers."""
-    cursor = low
-    for start, end in spans:
-        if cursor >= high or start >= high:
-            break
-        if end <= cursor:
-            continue
-        if start > cursor:
-            yield cursor, start
-        cursor = max(cursor, end)
-    if cursor < high:
-        yield cursor, high
+class _Spans:
+    """Spans sorted by start, asked for the uncovered parts of one range after another:
+    each question starts at its range (a bisection), not at the first span."""
+
+    def __init__(self, spans: Sequence[tuple[datetime, datetime]]):
+        self.spans = spans
+        self.starts = [start for start, _ in spans]
+        self.reach: list[datetime] = []  # the latest end of spans[: k + 1]
+        for _, end in spans:
+            self.reach.append(max(self.reach[-1], end) if self.reach else end)
+
+    def uncovered(self, low: datetime, high: datetime) -> Iterable[tuple[datetime, datetime]]:
+        k = bisect_left(self.starts, low)
+        # the spans starting before ``low`` only move the cursor to their latest end
+        cursor = max(low, self.reach[k - 1]) if k else low
+        for start, end in self.spans[k:]:
+            if cursor >= high or start >= high:
+                break
+            if end <= cursor:
+                continue
+            if start > cursor:
+                yield cursor, start
+            cursor = max(cursor, end)
+        if cursor < high:
+            yield cursor, high
 
 
 def _wanted(request: FindRequest, schedule: Schedule) -> bool:
@@ -275,7 +324,7 @@ def _group(verdicts: Iterable[tuple[Slot, _Verdict]]) -> list[Reason]:
                     verdict.code,
                     current[0],
                     run[0].start,
-                    max(s.end for s in run),
+                    reach,
                     tuple(s.id for s in run),
                     verdict.rule,
                     verdict.visit_type,
@@ -290,7 +339,8 @@ def _group(verdicts: Iterable[tuple[Slot, _Verdict]]) -> list[Reason]:
             close()
             run, current, reach = [], key, slot.end
         run.append(slot)
-        reach = max(reach, slot.end)
+        if slot.end > reach:
+            reach = slot.end
     close()
     return out
 

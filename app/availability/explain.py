@@ -22,7 +22,7 @@ from app.cache import repository as repo
 from app.core.domain import Slot
 from rules.appointment_id import ProposalPayload
 from rules.composer import compose, slot_fetch_window
-from rules.explain import Reason, explain
+from rules.explain import Reason, coverable, explain
 from rules.request import FindRequest, Page
 from rules.schema import RulesFile
 
@@ -107,13 +107,22 @@ def _window(
 ) -> tuple[list[Slot], set[str]]:
     """Every cached slot the explanation may look at (buffers reach outside the window)
     of the schedules the request's practitioner and specialty filters leave (rooms and
-    devices all stay), and the ids of those a live claim holds."""
+    devices all stay), and the ids of those a live claim holds. Of a schedule no
+    requested visit type can use only the times are read: it is only "not covered"."""
     span_start, span_end = slot_fetch_window(request, rules, now)
     start = min(request.start, span_start) - MAX_SLOT_LENGTH
     end = max(request.end, span_end)
     # no service-type narrowing: a schedule of the wrong service type is a reason to give
     scope = relevant_schedules(request, catalog.schedules.values(), None)
-    slots = sorted(repo.cached_slots(session, scope, start, end).values(), key=_by_start)
+    # the slots of a schedule no requested visit type can use are only "not covered":
+    # their times suffice (most of a window's slots are rooms' and devices')
+    usable = coverable(request, rules, scope, catalog.schedules, catalog.actors, now)
+    full = [sid for sid in scope if sid in usable]
+    slots = repo.cached_window_slots(session, full, start, end)
+    slots += repo.cached_slot_spans(
+        session, [sid for sid in scope if sid not in usable], start, end
+    )
+    slots.sort(key=_by_start)
     _, claimed = claims.generation_and_claimed(session, start, end, now)
     return slots, claimed
 
