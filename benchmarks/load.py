@@ -30,7 +30,7 @@ from app.cache import repository as repo
 from app.sync.windows import horizon, utcnow
 from sandbox_ehr.process import start_sandbox
 
-from .processes import MemorySampler
+from .processes import MemorySampler, Sampling
 from .stacks import stack
 
 log = logging.getLogger(__name__)
@@ -75,7 +75,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 @dataclass
-class CpuMeter:
+class CpuMeter(Sampling):
     """CPU seconds spent during the load by each side: the worker's process tree, the
     sandbox EHR's, and the PostgreSQL backends serving the run's own database (found by
     their process title). Where the time goes between processes is the first question
@@ -109,22 +109,6 @@ class CpuMeter:
                 used = times.user + times.system
                 self._first.setdefault(p.pid, (side, used))
                 self._last[p.pid] = used
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._sample()
-
-    def __enter__(self) -> CpuMeter:
-        self._sample()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self._sample()
 
     def as_json(self) -> dict[str, float]:
         used: dict[str, float] = {}

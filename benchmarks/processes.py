@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Self, TypeVar
 
 import httpx
 import psutil
@@ -37,6 +37,7 @@ __all__ = [
     "ROOT",
     "Child",
     "MemorySampler",
+    "Sampling",
     "free_port",
     "process_env",
     "run_slotsync",
@@ -230,8 +231,37 @@ def spawn(
     return Child(name=name, proc=proc, log=log)
 
 
+class Sampling:
+    """The skeleton of every sampler here: ``_sample`` once on entry, every
+    ``interval`` seconds in a thread while entered, and once more on exit (so that a
+    short run still has a first and a last sample)."""
+
+    interval: float
+    _stop: threading.Event
+    _thread: threading.Thread | None
+
+    def _sample(self) -> None:
+        raise NotImplementedError
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._sample()
+
+    def __enter__(self) -> Self:
+        self._sample()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+        self._sample()
+
+
 @dataclass
-class MemorySampler:
+class MemorySampler(Sampling):
     """Peak memory of a process and all its descendants, sampled in a thread."""
 
     pid: int
@@ -257,22 +287,6 @@ class MemorySampler:
                 self.peak_rss_process = max(self.peak_rss_process, info.rss)
         self.peak_rss_total = max(self.peak_rss_total, rss)
         self.peak_pss_total = max(self.peak_pss_total, pss)
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.interval):
-            self._sample()
-
-    def __enter__(self) -> MemorySampler:
-        self._sample()
-        self._thread = threading.Thread(target=self._loop, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-        self._sample()
 
     def as_json(self) -> dict[str, float]:
         mb = 1024 * 1024
