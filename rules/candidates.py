@@ -16,7 +16,7 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from rules.assets import AssetIndex, Qualifier, Unit, slot_ids_of
 from rules.eligibility import age_allows, ineligible_reason
@@ -26,6 +26,9 @@ from rules.offers import Candidate, Keyed, Offer, Part
 from rules.ordering import Ordering
 from rules.request import FindRequest, Notice, PatientInfo
 from rules.schema import EffectiveRule
+
+# An opening range that holds no span, with a day never used: where a scan starts.
+_NO_RANGE = (datetime.max.replace(tzinfo=UTC), datetime.min.replace(tzinfo=UTC), date.min)
 
 
 class VisitTypePlan:
@@ -172,7 +175,9 @@ class VisitTypePlan:
         accepts = self.qualifiers[self.primary].predicate
         buffered = self.buffered
         join, duration, before, after = self.join, self.duration, self.before, self.after
-        open_day = self.calendar.site(unit.site).open_day
+        open_range = self.calendar.site(unit.site).open_range
+        # the opening range (and its day) the last candidate was inside: none yet
+        opens, closes, open_on = _NO_RANGE
         age_rule = self.rule.eligibility
         find_assets = self.find_assets
         ref, schedule_id = unit.ref, unit.schedule.id
@@ -188,8 +193,15 @@ class VisitTypePlan:
                 continue
             if buffered and not time.covers(t - before, end + after):
                 continue
-            day = open_day(t, end)
-            if day is None or (patient is not None and not age_allows(age_rule, patient, day)):
+            if opens <= t and end <= closes:
+                day = open_on
+            else:
+                found = open_range(t, end)
+                if found is None:
+                    continue
+                day, opens, closes = found
+                open_on = day
+            if patient is not None and not age_allows(age_rule, patient, day):
                 continue
             if required:
                 others = find_assets(unit, t, end, required, {ref})

@@ -8,7 +8,8 @@ and correct across the change.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import suppress
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -43,6 +44,16 @@ class SiteHours:
 
     def open_day(self, start: datetime, end: datetime) -> date | None:
         """The local date of ``start`` when ``[start, end)`` is inside opening hours."""
+        found = self.open_range(start, end)
+        return None if found is None else found[0]
+
+    def open_range(self, start: datetime, end: datetime) -> tuple[date, datetime, datetime] | None:
+        """:meth:`open_day` with the opening range that holds ``[start, end)``.
+
+        A range lies within its local day (hours end by 24:00), so any later span
+        inside the same range is open on the same day: the composer, which scans a
+        schedule's slots in start order, checks the next candidate against this
+        range with two comparisons and asks again only when it leaves it."""
         span = self._day
         within = span is not None and span[0] <= start < span[1]
         day = span[2] if within and span is not None else self._local_day(start)
@@ -51,7 +62,7 @@ class SiteHours:
             ranges = self.ranges(day)
         for opens, closes in ranges:
             if opens <= start and end <= closes:
-                return day
+                return day, opens, closes
         return None
 
     def _local_day(self, start: datetime) -> date:
@@ -129,6 +140,19 @@ class Calendar:
     def open_ranges(self, site: str | None, day: date) -> Ranges:
         return self.site(site).ranges(day)
 
+    def zones(self) -> set[ZoneInfo]:
+        """Every zone a site's local days can be in: the organisation's, the sites' in
+        the rules, and every zone the EHR states for an actor (a superset: any of
+        them may be a site)."""
+        zones = {ZoneInfo(self._rules.organization.timezone)}
+        zones.update(ZoneInfo(s.timezone) for s in self._rules.organization.sites if s.timezone)
+        for actor in self._actors.values():
+            if actor.timezone:
+                # a zone we cannot read is not used: the organisation's is the rule
+                with suppress(ZoneInfoNotFoundError, ValueError):
+                    zones.add(ZoneInfo(actor.timezone))
+        return zones
+
     def _hours(self, site: str | None) -> WeeklyHours:
         override = self._rules.site(site)
         if override is not None and override.opening_hours is not None:
@@ -163,3 +187,30 @@ def _instant(day: date, minutes: int, zone: ZoneInfo) -> datetime:
     # datetime.UTC, as the cache's slot times carry: comparing datetimes that share
     # one tzinfo object skips two utcoffset() calls, and the composer compares a lot.
     return local.astimezone(UTC)
+
+
+# Beyond any shift of a local midnight by a DST change (or a skipped day) near it.
+_MIDNIGHT_SLACK = timedelta(hours=3)
+
+
+def whole_local_days(
+    start: datetime, end: datetime, zones: Iterable[ZoneInfo]
+) -> tuple[datetime, datetime]:
+    """``[start, end)`` widened to whole local days in every one of ``zones``.
+
+    Composing a span that holds every local day it touches gives each offer in it the
+    offers its per-day cap and ``spread`` ordering see in a horizon-wide request. Where
+    all sites share one zone and the span is already cut at its midnights, nothing is
+    added (a margin of a day on each side composed 9 days for every 7 kept)."""
+    low, high = start, end
+    for zone in zones:
+        local_start, local_end = start.astimezone(zone), end.astimezone(zone)
+        if local_start.time() != time(0):
+            first = datetime.combine(local_start.date(), time(0), zone).astimezone(UTC)
+            low = min(low, first - _MIDNIGHT_SLACK)
+        if local_end.time() != time(0):
+            after = local_end.date() + timedelta(days=1)
+            high = max(
+                high, datetime.combine(after, time(0), zone).astimezone(UTC) + _MIDNIGHT_SLACK
+            )
+    return low, high

@@ -40,8 +40,20 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 
 
+# Start -> microseconds: offers share starts (a clinic's grid), and the datetime
+# arithmetic costs three times the lookup. Bounded: cleared when full.
+_MICROS: dict[datetime, int] = {}
+_MICROS_HELD = 1 << 16
+
+
 def keyed(offer: Offer) -> Keyed:
-    return (*offer, (offer[0] - _EPOCH) // _MICROSECOND)
+    start = offer[0]
+    micros = _MICROS.get(start)
+    if micros is None:
+        if len(_MICROS) >= _MICROS_HELD:
+            _MICROS.clear()
+        micros = _MICROS[start] = (start - _EPOCH) // _MICROSECOND
+    return (*offer, micros)
 
 
 # (requirement index, unit, slots) of one asset of a chosen offer

@@ -26,7 +26,7 @@ from zoneinfo import ZoneInfo
 
 from app.core.domain import Actor, Schedule, Slot
 from app.core.slot_columns import SlotColumns
-from rules.assets import AssetIndex
+from rules.assets import AssetIndex, Unit
 from rules.loader import format_loc
 from rules.offer_memo import Basis, OfferMemo
 from rules.planning import MemoUse
@@ -90,13 +90,18 @@ def offer_keys(
         request, rules, index, actors, now, use, ordered=False
     ):
         code, duration, assets = plan.rule.code, plan.duration, plan.rule.assets
+        unit: Unit | None = None
+        held: Sequence[Slot] = ()
         for offer in offers:
             start = offer[0]
             if not low <= start < high:
                 continue
             first, stop, others = offer[5], offer[6], offer[7]
+            if offer[3] is not unit:  # offers come unit by unit: look its slots up once
+                unit = offer[3]
+                held = unit.free.slots
             # one slot (the usual case) is its id alone: a tuple per offer costs
-            ids: str | tuple[str, ...] = _ids(offer[3].free.slots, first, stop)
+            ids: str | tuple[str, ...] = _ids(held, first, stop)
             if others:
                 parts = [ids] if isinstance(ids, str) else list(ids)
                 for i, other, a, b in others:
@@ -349,11 +354,17 @@ class Tally:
     visit_types: dict[str, Counter[str]] = field(default_factory=dict)
     days: dict[str, Counter[str]] = field(default_factory=dict)
     examples: dict[str, list[Example]] = field(default_factory=lambda: {GAINED: [], LOST: []})
+    _last_day: tuple[datetime, str] | None = None  # the last start counted, and its day
 
     def add(self, direction: str, offer: Key) -> None:
         self.totals[direction] += 1
         code, schedule_id, _, start = offer[:4]
-        day = start.astimezone(self.zone).date().isoformat()
+        last = self._last_day  # offers come in start order, many at each start
+        if last is not None and last[0] == start:
+            day = last[1]
+        else:
+            day = start.astimezone(self.zone).date().isoformat()
+            self._last_day = (start, day)
         for table, key in (
             (self.schedules, schedule_id),
             (self.visit_types, code),

@@ -2,11 +2,11 @@
 
 The offers are ``$find``'s own: :func:`app.availability.service.find_appointments`
 without ``_count``, from the slot index, under each rules file, a week at a time
-(as :mod:`app.publish.offers` publishes them: a request spanning the week plus a
-day on either side keeps local days whole, so the per-day cap and the ``spread``
-ordering see the days a horizon-wide request sees). Nothing about the rules is
-re-implemented here: a week's offers under the live rules and under the new rules
-are compared as sets and only their difference is kept, counted in a
+(as :mod:`app.publish.offers` publishes them: a request spanning the week widened to
+whole local days in every zone in use, :func:`rules.hours.whole_local_days`, so the
+per-day cap and the ``spread`` ordering see the days a horizon-wide request sees).
+Nothing about the rules is re-implemented here: a week's offers under the live rules
+and under the new rules are compared as sets and only their difference is kept, counted in a
 :class:`rules.preview.Tally`, so memory holds one week of offers, never the horizon.
 
 Each example is explained with the explain engine (:func:`app.availability.
@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -32,6 +32,7 @@ from app.availability.catalog import Catalog
 from app.availability.explain import explain_find
 from app.availability.service import composable_slots
 from app.availability.slot_index import SlotIndex
+from rules.hours import Calendar, whole_local_days
 from rules.offer_memo import OfferMemo
 from rules.preview import (
     LOST,
@@ -52,7 +53,6 @@ from rules.request import FindRequest, PatientInfo
 from rules.schema import RulesFile
 
 WEEK = timedelta(days=7)
-_MARGIN = timedelta(days=1)  # wider than any UTC offset: local days stay whole
 # A preview-only reason: the other rules offer this start too, on other slots or for
 # another length (a duration, join or asset change), so no rule removes it there.
 OFFERED_DIFFERENTLY = "offered-differently"
@@ -153,11 +153,16 @@ def changes_by_week(
     codes = composing(old, new)  # codes whose offers can differ (None: every one)
     if cohort.visit_types is not None:
         codes = tuple(c for c in cohort.visit_types if codes is None or c in codes)
-    day = first.date()
-    monday = datetime.combine(day - timedelta(days=day.weekday()), time(0), first.tzinfo)
-    while monday < last:
-        start, end = max(monday, first), min(monday + WEEK, last)
-        window = (max(start - _MARGIN, first), min(end + _MARGIN + longest, last))
+    # Weeks start on the organisation's local Mondays, so that where every site keeps
+    # its hours, a week is whole local days already and is composed without a margin.
+    zones = Calendar(old, catalog.actors).zones() | Calendar(new, catalog.actors).zones()
+    org_zone = ZoneInfo(old.organization.timezone)
+    today = first.astimezone(org_zone).date()
+    monday = today - timedelta(days=today.weekday())
+    while (week := _local_midnight(monday, org_zone)) < last:
+        start, end = max(week, first), min(_local_midnight(monday + WEEK, org_zone), last)
+        low, high = whole_local_days(start, end, zones)
+        window = (max(low, first), min(high + longest, last))
         sides = []
         for rules in (old, new):
             offers = exhaustive_offers(
@@ -180,6 +185,10 @@ def changes_by_week(
             sizes["new"] += len(after)
         yield from set_difference(before, after)
         monday += WEEK
+
+
+def _local_midnight(day: date, zone: ZoneInfo) -> datetime:
+    return datetime.combine(day, time(0), zone).astimezone(UTC)
 
 
 def preview_rules(

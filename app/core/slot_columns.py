@@ -111,8 +111,11 @@ class SlotColumns(Sequence[Slot]):
 
     def ids_between(self, first: int, stop: int) -> tuple[str, ...]:
         """The ids of positions ``[first, stop)``, without a slot made for each."""
-        ids = self._ids
-        return tuple([ids[a:b].decode() for a, b in pairwise(self._offsets[first : stop + 1])])
+        ids, offsets = self._ids, self._offsets
+        if stop - first == 2:  # a visit on two joined slots, the usual case: no loop
+            a, b, c = offsets[first], offsets[first + 1], offsets[first + 2]
+            return (ids[a:b].decode(), ids[b:c].decode())
+        return tuple([ids[a:b].decode() for a, b in pairwise(offsets[first : stop + 1])])
 
     def ids(self) -> list[str]:
         ids = self._ids

@@ -7,8 +7,9 @@ its span the Slot's start and end. The rules are not re-implemented: offers come
 from :func:`app.availability.service.find_appointments`, a week at a time so that a million slots
 are never composed at once.
 
-A week's offers are those of a request spanning the week plus a day on either side,
-kept when they start inside the week: whole local days are then composed as the
+A week's offers are those of a request spanning the week widened to whole local days
+in every zone in use (:func:`rules.hours.whole_local_days`), kept when they start
+inside the week: whole local days are then composed as the
 horizon-wide request composes them (the per-day cap counts a local day at a time),
 whatever the sites' time zones.
 """
@@ -26,6 +27,7 @@ from app.availability.service import find_appointments
 from app.availability.slot_index import SlotIndex
 from app.core.domain import Actor, Schedule
 from rules.appointment_id import ProposalPayload
+from rules.hours import Calendar, whole_local_days
 from rules.offer_memo import OfferMemo
 from rules.request import FindRequest
 from rules.schema import RulesFile
@@ -33,7 +35,6 @@ from rules.schema import RulesFile
 from . import resources
 
 WEEK = timedelta(days=7)
-_MARGIN = timedelta(days=1)  # wider than any UTC offset: local days stay whole
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,12 +134,12 @@ def weekly_offers(
     longest = timedelta(minutes=max(vt.duration_minutes for vt in rules.visit_types))
     schedules = feed_schedules(rules, catalog)
     states = {key: resources.state_of(fs.location) for key, fs in schedules.items()}
+    zones = Calendar(rules, catalog.actors).zones()
     label, monday = week_of(first)
     while monday < last:
         start, end = max(monday, first), min(monday + WEEK, last)
-        request = FindRequest(
-            start=max(start - _MARGIN, first), end=min(end + _MARGIN + longest, last), count=None
-        )
+        low, high = whole_local_days(start, end, zones)
+        request = FindRequest(start=max(low, first), end=min(high + longest, last), count=None)
         offers = []
         if request.start < request.end:
             found = find_appointments(
