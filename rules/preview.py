@@ -26,12 +26,13 @@ from zoneinfo import ZoneInfo
 
 from app.core.domain import Actor, Schedule, Slot
 from app.core.slot_columns import SlotColumns
-from rules.assets import AssetIndex, Unit
+from rules.assets import AssetIndex
 from rules.loader import format_loc
 from rules.offer_memo import Basis, OfferMemo
+from rules.offers import Keyed, Offer
 from rules.planning import MemoUse
 from rules.request import FindRequest, PatientInfo
-from rules.schema import Eligibility, RulesFile
+from rules.schema import AssetRequirement, Eligibility, RulesFile
 from rules.selection import selections
 
 GAINED, LOST = "gained", "lost"
@@ -66,15 +67,15 @@ def offer_keys(
     memo: OfferMemo | None = None,
     basis: Basis | None = None,
     keep: tuple[datetime, datetime] | None = None,
-) -> set[Key]:
+) -> dict[Place, Where]:
     """Every offer :func:`rules.composer.compose` makes for ``request`` (no ``_count``),
-    as keys (an :class:`OfferKey`'s fields as a plain tuple: millions are made): the
-    composer's own selection (:func:`rules.selection.selections`), each
-    selected offer read off as it is selected, none resolved or built. ``slots`` as
-    ``compose`` takes them (free ones per schedule id, in start order); with ``memo``
-    and ``basis``, the candidate offers it remembers are reused as ``compose`` reuses
-    them (for the rules in force, whose memo ``$find`` keeps warm). ``keep``: only the
-    offers starting in this span (default: the request's)."""
+    by :data:`Place`, with where to read its slot ids (:func:`full_key`): the
+    composer's own selection (:func:`rules.selection.selections`), each selected offer
+    read off as it is selected, none resolved or built. ``slots`` as ``compose`` takes
+    them (free ones per schedule id, in start order); with ``memo`` and ``basis``, the
+    candidate offers it remembers are reused as ``compose`` reuses them (for the rules
+    in force, whose memo ``$find`` keeps warm). ``keep``: only the offers starting in
+    this span (default: the request's)."""
     use = None
     if memo is not None and basis is not None:
         state = memo.state(basis.key, rules, schedules, actors)
@@ -83,40 +84,47 @@ def offer_keys(
         use = MemoUse(state, basis, dirty, shared)
     else:
         index = AssetIndex(slots, schedules, actors)
-    out: set[Key] = set()
-    add = out.add
+    out: dict[Place, Where] = {}
     low, high = keep if keep is not None else (request.start, request.end)
     for plan, offers, _optional in selections(
         request, rules, index, actors, now, use, ordered=False
     ):
         code, duration, assets = plan.rule.code, plan.duration, plan.rule.assets
-        unit: Unit | None = None
-        held: Sequence[Slot] = ()
         for offer in offers:
             start = offer[0]
             if not low <= start < high:
                 continue
-            first, stop, others = offer[5], offer[6], offer[7]
-            if offer[3] is not unit:  # offers come unit by unit: look its slots up once
-                unit = offer[3]
-                held = unit.free.slots
-            # one slot (the usual case) is its id alone: a tuple per offer costs
-            ids: str | tuple[str, ...] = _ids(held, first, stop)
+            others = offer[7]
+            assigned = None
             if others:
-                parts = [ids] if isinstance(ids, str) else list(ids)
-                for i, other, a, b in others:
-                    if not assets[i].optional:
-                        more = _ids(other.free.slots, a, b)
-                        parts += [more] if isinstance(more, str) else more
-                ids = tuple(parts)
-            add((code, offer[2], offer[1], start, duration, ids))
+                assigned = tuple(
+                    (other.ref, other.schedule.id)
+                    for i, other, _, _ in others
+                    if not assets[i].optional
+                )
+            out[code, offer[2], offer[1], start, duration, assigned] = (offer, assets)
     return out
+
+
+def full_key(place: Place, where: Where) -> Key:
+    """The :data:`Key` of the offer at ``place``: its slot ids read where
+    :func:`offer_keys` found it."""
+    offer, assets = where
+    ids = _ids(offer[3].free.slots, offer[5], offer[6])
+    others = offer[7]
+    if others:
+        parts = [ids] if isinstance(ids, str) else list(ids)
+        for i, other, a, b in others:
+            if not assets[i].optional:
+                more = _ids(other.free.slots, a, b)
+                parts += [more] if isinstance(more, str) else more
+        ids = tuple(parts)
+    return (*place[:5], ids)  # type: ignore[return-value]
 
 
 def _ids(held: Sequence[Slot], first: int, stop: int) -> str | tuple[str, ...]:
     """The ids of ``held[first:stop]`` (one slot: its id alone), read straight from
-    the columns when the slots are held so: making a slot object per offer only to
-    read its id was most of a preview's time."""
+    the columns when the slots are held so (no slot object made to read its id)."""
     if isinstance(held, SlotColumns):
         return held.id_at(first) if stop - first == 1 else held.ids_between(first, stop)
     return held[first].id if stop - first == 1 else tuple(s.id for s in held[first:stop])
@@ -144,6 +152,16 @@ def _effective(rules: RulesFile) -> dict[str, list[Any]]:
 # with the length (the plan's own timedelta) for the end, and an offer on one slot
 # holding that slot's id rather than a 1-tuple; see as_offer_key.
 Key = tuple[str, str, str | None, datetime, timedelta, str | tuple[str, ...]]
+
+# What tells two offers apart, cheaper than their Key: the same fields but, for the
+# slot ids, which other required assets (reference, schedule) it was assigned.
+# Within one reading of the cache, an asset's slots for a span are the ones covering
+# it on its schedule, so the primary's and the others' slot ids follow from these;
+# they are read (full_key) only for the offers that differ, a fraction of the
+# millions compared. (A key per offer with its ids cost a quarter of a preview.)
+Place = tuple[str, str, str | None, datetime, timedelta, tuple[tuple[str, str], ...] | None]
+# An offer as the selection gave it, and its visit type's assets (which are optional)
+Where = tuple[Offer | Keyed, Sequence[AssetRequirement]]
 
 
 def as_offer_key(key: Key) -> OfferKey:
@@ -407,11 +425,12 @@ def _rows(table: Mapping[str, Counter[str]]) -> list[dict[str, Any]]:
     ]
 
 
-def set_difference(old: Iterable[Key], new: Iterable[Key]) -> Iterator[tuple[str, Key]]:
+def set_difference(
+    old: Mapping[Place, Where], new: Mapping[Place, Where]
+) -> Iterator[tuple[str, Key]]:
     """``(GAINED, offer)`` for offers only ``new`` has and ``(LOST, offer)`` for those only
-    ``old`` has, in start order."""
-    before = old if isinstance(old, set) else set(old)
-    after = new if isinstance(new, set) else set(new)
-    changes = [(LOST, o) for o in before - after] + [(GAINED, o) for o in after - before]
+    ``old`` has (as :func:`offer_keys` gives them), in start order, with their slot ids."""
+    changes = [(LOST, p, old[p]) for p in old.keys() - new.keys()]
+    changes += [(GAINED, p, new[p]) for p in new.keys() - old.keys()]
     changes.sort(key=lambda c: (c[1][3], c[1][1], c[1][0], c[0]))
-    return iter(changes)
+    return ((direction, full_key(place, where)) for direction, place, where in changes)

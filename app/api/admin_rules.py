@@ -15,8 +15,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from app.availability.catalog import read_catalog
-from app.availability.preview import preview_rules, request_patient
+from app.availability.preview import request_patient
 from app.cache.db import read_session
 from app.core.errors import Conflict, SlotsyncError, UnsupportedMediaType
 from app.sync.windows import utcnow
@@ -127,25 +126,14 @@ async def preview(
     text, fmt = await rules_body(request)
     new = _parse(text, fmt)
     store = request.app.state.rules_store
-    store.reload_if_changed()
-    old = store.current
     finder = request.app.state.finder
     engine = request.app.state.engine
 
     def work() -> dict[str, Any]:
         now = utcnow()
         with read_session(engine) as session:
-            result = preview_rules(
-                session,
-                old=old,
-                new=new,
-                catalog=read_catalog(session),
-                slot_index=finder.slot_index,
-                now=now,
-                patient=request_patient(now.date(), age, gender),
-                examples=examples,
-                memo=finder.offer_memo,  # $find's, for the rules in force
-            )
+            patient = request_patient(now.date(), age, gender)
+            result = finder.preview(session, new, now, patient=patient, examples=examples)
         return {"valid": True, "live": store.path.name, **result.as_json()}
 
     return FhirResponse(await run_in_threadpool(work))

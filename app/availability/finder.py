@@ -24,6 +24,7 @@ from app.availability.catalog import CatalogCache, read_catalog
 from app.availability.explain import explain_find
 from app.availability.params import ParsedFind
 from app.availability.patients import PatientLookup
+from app.availability.preview import Preview, preview_rules
 from app.availability.service import FindResult, find_appointments, warm_offers
 from app.availability.slot_index import SlotIndex
 from app.core.errors import CacheStale
@@ -32,7 +33,9 @@ from rules.composer import Signer
 from rules.explain import Reason
 from rules.loader import RulesStore
 from rules.offer_memo import OfferMemo
-from rules.request import Page, summarise_notices
+from rules.preview import EXAMPLES
+from rules.request import Page, PatientInfo, summarise_notices
+from rules.schema import RulesFile
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,31 @@ class Finder:
     offer_memo: OfferMemo
     sign: Signer
     patients: PatientLookup
+
+    def preview(
+        self,
+        session: Session,
+        new: RulesFile,
+        now: datetime,
+        *,
+        patient: PatientInfo | None = None,
+        examples: int = EXAMPLES,
+    ) -> Preview:
+        """What replacing the rules in force by ``new`` would gain and lose, from this
+        process's slot index and ``$find``'s offer memo (kept for the rules in force);
+        the admin API and the console's Rules page both ask this."""
+        self.rules_store.reload_if_changed()
+        return preview_rules(
+            session,
+            old=self.rules_store.current,
+            new=new,
+            catalog=read_catalog(session),
+            slot_index=self.slot_index,
+            now=now,
+            patient=patient,
+            examples=examples,
+            memo=self.offer_memo,
+        )
 
     def answer(self, session: Session, parsed: ParsedFind, now: datetime) -> FindAnswer:
         settings = self.settings

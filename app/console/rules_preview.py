@@ -13,8 +13,7 @@ from typing import Any
 
 from fastapi import Request
 
-from app.availability.catalog import read_catalog
-from app.availability.preview import Preview, preview_rules
+from app.availability.preview import Preview
 from app.cache.db import read_session
 from app.sync.windows import utcnow
 from rules.preview import GAINED, LOST, Change, Tally
@@ -26,21 +25,8 @@ VALUE_WIDTH = 60
 
 def preview_context(request: Request, new: RulesFile) -> dict[str, Any]:
     """The preview of ``new`` against the rules in force, from this process's slot index."""
-    store = request.app.state.rules_store
-    store.reload_if_changed()
-    old = store.current
-    finder = request.app.state.finder
-    now = utcnow()
     with read_session(request.app.state.engine) as session:
-        preview = preview_rules(
-            session,
-            old=old,
-            new=new,
-            catalog=read_catalog(session),
-            slot_index=finder.slot_index,
-            now=now,
-            memo=finder.offer_memo,  # $find's, for the rules in force
-        )
+        preview = request.app.state.finder.preview(session, new, utcnow())
     return _rows(preview)
 
 

@@ -10,7 +10,9 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
+from app.core.domain import Actor, Schedule, Slot
 from app.core.slot_columns import SlotColumns
+from rules.assets import Unit
 from rules.composer import compose
 from rules.eligibility import ineligible_reason
 from rules.loader import RulesError, RulesStore, load_rules, parse_rules, replace_rules_file
@@ -20,12 +22,15 @@ from rules.preview import (
     Change,
     Key,
     OfferKey,
+    Place,
     Tally,
+    Where,
     as_offer_key,
     birth_date_for,
     cause_of,
     cohorts,
     diff_rules,
+    full_key,
     offer_keys,
     patient_of,
     set_difference,
@@ -161,12 +166,32 @@ def _offer(hours: int, schedule: str = "sch-1", code: str = "a|office") -> Key:
     return (code, schedule, "Practitioner/1", start, timedelta(minutes=20), "s")
 
 
+def _found(keys: set[Key]) -> dict[Place, Where]:
+    """Offers as offer_keys gives them: by place, with where their slot ids are read
+    (here one slot of columns holding just the key's id)."""
+    out: dict[Place, Where] = {}
+    for code, schedule, ref, start, length, slot_id in keys:
+        assert isinstance(slot_id, str)
+        held = SlotColumns.of(
+            schedule,
+            [
+                Slot(
+                    id=slot_id, schedule_id=schedule, start=start, end=start + length, status="free"
+                )
+            ],
+        )
+        unit = Unit(Actor(ref=ref or "", display=None), Schedule(id=schedule, actor_refs=(ref or "",)), None, held)
+        offer = (start, ref or "", schedule, unit, start.date(), 0, 1, None)
+        out[code, schedule, ref, start, length, None] = (offer, ())
+    return out
+
+
 def test_the_tally_counts_each_way_and_keeps_the_first_examples() -> None:
     anyone = cohorts(_rules(), _rules(), date(2026, 3, 10))[0]
     tally = Tally(anyone, ZoneInfo("America/New_York"), examples_wanted=2)
     old = {_offer(0), _offer(1), _offer(30, "sch-2")}
     new = {_offer(1), _offer(2, code="a|follow"), _offer(3), _offer(14)}
-    changes = list(set_difference(old, new))
+    changes = list(set_difference(_found(old), _found(new)))
     assert [d for d, _ in changes] == [LOST, GAINED, GAINED, GAINED, LOST]  # in start order
     for direction, offer in changes:
         tally.add(direction, offer)
@@ -228,8 +253,11 @@ def test_offer_keys_are_the_composer_s_offers_from_slot_lists_and_columns() -> N
     now = at("2026-03-09 00:00")
     request = FindRequest(start=now, end=now + timedelta(days=3), count=None)
     composed = compose(request, rules, lists, world.schedules, world.actors, now, sign)
-    keys = offer_keys(request, rules, lists, world.schedules, world.actors, now)
-    assert offer_keys(request, rules, columns, world.schedules, world.actors, now) == keys
+    found = offer_keys(request, rules, lists, world.schedules, world.actors, now)
+    from_columns = offer_keys(request, rules, columns, world.schedules, world.actors, now)
+    assert from_columns.keys() == found.keys()
+    keys = {full_key(place, where) for place, where in found.items()}
+    assert {full_key(place, where) for place, where in from_columns.items()} == keys
     offers = [as_offer_key(k) for k in keys]
     assert any(len(o.slot_ids) > 1 for o in offers)  # joined slots and other assets too
     assert {(o.visit_type, o.schedule_id, o.start, o.end, o.slot_ids[0]) for o in offers} == {
