@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,12 +21,13 @@ import yaml
 from sqlalchemy.orm import Session
 
 from app.availability.catalog import Catalog, read_catalog
-from app.availability.preview import changes_by_week, preview_horizon, preview_rules
+from app.availability.preview import changes_by_part, preview_horizon, preview_rules
 from app.availability.service import MAX_SLOT_LENGTH, find_appointments, warm_offers
 from app.availability.slot_index import SlotIndex
 from app.cache import repository as repo
 from app.cache.db import make_engine
 from app.core.domain import ProposedAppointment
+from rules.hours import Calendar
 from rules.loader import parse_rules
 from rules.offer_memo import OfferMemo
 from rules.preview import GAINED, LOST, OfferKey, as_offer_key, cohorts
@@ -139,8 +141,19 @@ def _find_everything(
     return {_key(a, schedule_of, catalog) for a in found.appointments}
 
 
+def _one_zone(catalog: Catalog) -> Catalog:
+    """The catalog with no zone stated by the EHR: every site keeps the organisation's
+    hours in its zone, and the preview composes a day at a time (the sandbox's clinics
+    are in four zones, for which it composes a week at a time)."""
+    actors = {ref: replace(actor, timezone=None) for ref, actor in catalog.actors.items()}
+    return replace(catalog, actors=actors)
+
+
+@pytest.mark.parametrize("zones", ["clinic-zones", "one-zone"])
 @pytest.mark.parametrize("kind", list(CHANGES))
-def test_the_preview_equals_find_under_each_file_subtracted(loaded: str, kind: str) -> None:
+def test_the_preview_equals_find_under_each_file_subtracted(
+    loaded: str, kind: str, zones: str
+) -> None:
     edit, direction, reason, cause = CHANGES[kind]
     data = copy.deepcopy(_live())
     edit(data)
@@ -152,12 +165,17 @@ def test_the_preview_equals_find_under_each_file_subtracted(loaded: str, kind: s
     try:
         with Session(engine) as session:
             catalog = read_catalog(session)
+            if zones == "one-zone":
+                catalog = _one_zone(catalog)
+                assert len(Calendar(old, catalog.actors).zones()) == 1
+            else:
+                assert len(Calendar(old, catalog.actors).zones()) > 1
             index = SlotIndex(lookback=MAX_SLOT_LENGTH)
             first, last = preview_horizon(old, new, now)
             previewed_any = 0
             for cohort in cohorts(old, new, now.date()):
                 gained, lost = set(), set()
-                for side, offer in changes_by_week(
+                for side, offer in changes_by_part(
                     session,
                     old=old,
                     new=new,

@@ -180,7 +180,12 @@ def _found(keys: set[Key]) -> dict[Place, Where]:
                 )
             ],
         )
-        unit = Unit(Actor(ref=ref or "", display=None), Schedule(id=schedule, actor_refs=(ref or "",)), None, held)
+        unit = Unit(
+            Actor(ref=ref or "", display=None),
+            Schedule(id=schedule, actor_refs=(ref or "",)),
+            None,
+            held,
+        )
         offer = (start, ref or "", schedule, unit, start.date(), 0, 1, None)
         out[code, schedule, ref, start, length, None] = (offer, ())
     return out
