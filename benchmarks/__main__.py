@@ -39,6 +39,7 @@ BENCHMARKS = {
     "console": "benchmarks.console",
     "console-readme": "benchmarks.console_readme",
     "rules-preview": "benchmarks.rules_preview",
+    "rules-preview-readme": "benchmarks.rules_preview_readme",
     "all": "benchmarks.suite",
     "scale": "benchmarks.scale",
 }

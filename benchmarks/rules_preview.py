@@ -14,7 +14,7 @@ in force (as an API process does at start-up; ``--no-memo``: not, as the CLI run
 then each preview runs as ``POST /admin/rules/preview`` runs it. Per preview: wall
 and CPU time, the process's RSS just before it and at its peak (sampled every 50 ms:
 the growth is the preview's own memory), and the counts. Target (issue #21): at most
-30 s at 1M cached slots, memory bounded (offers are compared a week at a time, never
+30 s at 1M cached slots, memory bounded (offers are compared a day at a time, never
 the horizon's at once). ``python -m benchmarks rules-preview --slots 1000000``.
 """
 

@@ -41,3 +41,13 @@ def test_the_readme_console_figure_is_the_newest_console_result():
     assert path is not None, "a committed benchmarks/results/console-*.json"
     expected = readme_blocks.wrap("console", block_content(path))
     assert readme_blocks.current(README.read_text(), "console") == expected
+
+
+def test_the_readme_rules_preview_figure_is_the_newest_rules_preview_results():
+    from benchmarks import readme_blocks
+    from benchmarks.rules_preview_readme import NAME, block_content, newest
+
+    with_memo, without = newest()
+    assert with_memo is not None and without is not None, "committed rules-preview results"
+    expected = readme_blocks.wrap(NAME, block_content(with_memo, without))
+    assert readme_blocks.current(README.read_text(), NAME) == expected
