@@ -22,6 +22,7 @@ from celery.signals import (
     worker_process_init,
 )
 
+from app.core.gc_pause import tune_collector
 from app.settings import Settings, get_settings
 from app.sync.messages import LOAD_QUEUE, SYNC_CHUNK, SYNC_QUEUE
 from workers.observability import install_celery_observability
@@ -81,9 +82,6 @@ def make_celery(settings: Settings) -> Celery:
 celery_app = make_celery(get_settings())
 
 
-GC_GEN0_THRESHOLD = 50_000
-
-
 @celeryd_init.connect
 def _observe(**_: object) -> None:
     # The first signal of a worker starting, before its logging is set up: slotsync's
@@ -98,8 +96,7 @@ def _tune_gc(**_: object) -> None:
     # (700) the collector walks the live heap every few hundred objects and costs
     # more than the parsing. Startup objects are frozen out of its way (and, before
     # prefork forks, out of the pages children would otherwise copy).
-    gc.freeze()
-    gc.set_threshold(GC_GEN0_THRESHOLD, 20, 20)
+    tune_collector()
 
 
 @task_postrun.connect

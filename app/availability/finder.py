@@ -28,6 +28,7 @@ from app.availability.preview import Preview, preview_rules
 from app.availability.service import FindResult, find_appointments, warm_offers
 from app.availability.slot_index import SlotIndex
 from app.core.errors import CacheStale
+from app.core.gc_pause import tune_collector
 from app.settings import Settings
 from rules.composer import Signer
 from rules.explain import Reason
@@ -210,7 +211,7 @@ class Finder:
             else:
                 log.info("offer memo warm in %.1f s", time.perf_counter() - started)
             gc.collect()
-            gc.freeze()
+            tune_collector()
             _release_free_memory()
 
         thread = threading.Thread(target=run, name="find-warm-up", daemon=True)

@@ -53,3 +53,17 @@ def test_an_error_in_the_block_still_resumes_the_collector() -> None:
     except RuntimeError:
         pass
     assert gc.isenabled()
+
+
+def test_tuning_freezes_the_heap_and_makes_young_collections_rarer() -> None:
+    from app.core.gc_pause import GC_GEN0_THRESHOLD, tune_collector
+
+    before = gc.get_threshold()
+    kept = [object() for _ in range(10)]  # noqa: F841  alive through the freeze
+    try:
+        tune_collector()
+        assert gc.get_threshold()[0] == GC_GEN0_THRESHOLD > before[0]
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
