@@ -293,16 +293,21 @@ class RulesStore:
         with self._lock:
             if now - self._last_check < self._interval:
                 return False
-            self._last_check = now
-            stat = self._stat_key()
-            if stat == self._stat:
-                return False
-            self._stat = stat
             try:
-                return self._load_if_new(force=False)
-            except RulesError as exc:
-                log.error("rules file rejected, previous rules stay in force:\n%s", exc)
-                return False
+                stat = self._stat_key()
+                if stat == self._stat:
+                    return False
+                self._stat = stat
+                try:
+                    return self._load_if_new(force=False)
+                except RulesError as exc:
+                    log.error("rules file rejected, previous rules stay in force:\n%s", exc)
+                    return False
+            finally:
+                # Marked checked only once the new rules are in force: a request arriving
+                # while they load waits on the lock and then uses them, where it used to
+                # see the check just made and answer with the old rules.
+                self._last_check = now
 
     def reload(self) -> RulesFile:
         """Load the file now (signal or admin call); raises :class:`RulesError` if invalid."""

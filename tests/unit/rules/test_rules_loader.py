@@ -211,6 +211,43 @@ def test_reload_if_changed_picks_up_a_valid_new_file(tmp_path: Path) -> None:
     assert store.reload_if_changed() is False  # nothing changed since
 
 
+def test_a_request_during_a_reload_waits_for_the_new_rules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Requests check the file concurrently: one that arrives while another is loading
+    the changed file must get the new rules, not the old ones (an API worker answered
+    $find under the old rules more than a second after an apply)."""
+    path = tmp_path / "rules.yaml"
+    write(path, GOOD, 1)
+    clock = FakeClock()
+    store = RulesStore(path, clock=clock)
+    write(path, GOOD.replace("name: Test", "name: Renamed"), 2)
+    clock.now += 1.0
+    parsing, release = threading.Event(), threading.Event()
+    parse = store._parse
+
+    def slow_parse(data: bytes) -> RulesFile:
+        parsing.set()
+        release.wait(5)
+        return parse(data)
+
+    monkeypatch.setattr(store, "_parse", slow_parse)
+    loader = threading.Thread(target=store.reload_if_changed)
+    loader.start()
+    assert parsing.wait(5)
+    seen: list[str] = []
+    other = threading.Thread(
+        target=lambda: (store.reload_if_changed(), seen.append(store.current.organization.name))
+    )
+    other.start()
+    other.join(0.2)
+    assert seen == [], "answered before the new rules were in force"
+    release.set()
+    loader.join(5)
+    other.join(5)
+    assert seen == ["Renamed"]
+
+
 def test_invalid_new_file_keeps_old_rules(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     path = tmp_path / "rules.yaml"
     write(path, GOOD, 1)
