@@ -176,8 +176,8 @@ class VisitTypePlan:
         buffered = self.buffered
         join, duration, before, after = self.join, self.duration, self.before, self.after
         open_range = self.calendar.site(unit.site).open_range
-        # the opening range (and its day) the last candidate was inside: none yet
-        opens, closes, open_on = _NO_RANGE
+        # the opening range the last candidate was inside, and its day: none yet
+        opens, closes, day = _NO_RANGE
         age_rule = self.rule.eligibility
         find_assets = self.find_assets
         ref, schedule_id = unit.ref, unit.schedule.id
@@ -193,14 +193,11 @@ class VisitTypePlan:
                 continue
             if buffered and not time.covers(t - before, end + after):
                 continue
-            if opens <= t and end <= closes:
-                day = open_on
-            else:
+            if not (opens <= t and end <= closes):
                 found = open_range(t, end)
                 if found is None:
                     continue
                 day, opens, closes = found
-                open_on = day
             if patient is not None and not age_allows(age_rule, patient, day):
                 continue
             if required:

@@ -9,7 +9,6 @@ and correct across the change.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from contextlib import suppress
 from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -141,17 +140,13 @@ class Calendar:
         return self.site(site).ranges(day)
 
     def zones(self) -> set[ZoneInfo]:
-        """Every zone a site's local days can be in: the organisation's, the sites' in
-        the rules, and every zone the EHR states for an actor (a superset: any of
-        them may be a site)."""
-        zones = {ZoneInfo(self._rules.organization.timezone)}
-        zones.update(ZoneInfo(s.timezone) for s in self._rules.organization.sites if s.timezone)
-        for actor in self._actors.values():
-            if actor.timezone:
-                # a zone we cannot read is not used: the organisation's is the rule
-                with suppress(ZoneInfoNotFoundError, ValueError):
-                    zones.add(ZoneInfo(actor.timezone))
-        return zones
+        """Every zone a site's local days can be in: the organisation's, and the zone
+        :meth:`zone` resolves for each site in the rules and each actor the EHR knows
+        (any of them may be a site)."""
+        refs = [s.ref for s in self._rules.organization.sites] + list(self._actors)
+        return {ZoneInfo(self._rules.organization.timezone)} | {
+            self._resolve_zone(ref) for ref in refs
+        }
 
     def _hours(self, site: str | None) -> WeeklyHours:
         override = self._rules.site(site)
