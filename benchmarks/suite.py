@@ -190,6 +190,9 @@ def table(results: dict[str, Any]) -> str:
                 unit=" ms")  # fmt: skip
             add(f"$find {kind}, {n}: req/s at p99 <= 100 ms", r, kind, "throughput_at_p99_100ms")
             add(f"$find {kind}, {n}: bare SQL read p50", r, kind, "bare_sql", "p50_ms", unit=" ms")
+        if figure(r, "mixed", "broad_share").median is not None:
+            add(f"$find mixed (1 broad in 5), {n}: req/s at p99 <= 50 ms", r, "mixed",
+                "throughput_at_p99_50ms")  # fmt: skip
         add(f"$find typical, {n}: EHR in real time p50", r, "typical", "ehr_realtime", "p50_ms",
             unit=" ms")  # fmt: skip
         workers = figure(r, "api_workers").median

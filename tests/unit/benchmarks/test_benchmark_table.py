@@ -46,3 +46,13 @@ def test_the_table_lists_each_size_with_median_and_spread_and_marks_failed_parts
 def test_an_older_result_renders_as_one_run() -> None:
     old = {"load": {"10000": {"slots_per_second": 1851, "wall_seconds": 4.36}}}
     assert "| initial load, 10,000-slot EHR: slots/s | 1,851 | one run |" in table(old)
+
+
+def test_the_mixed_workload_row_shows_only_where_it_was_measured() -> None:
+    before = {"find": {"1000000": aggregate([{"typical": {"single_client": {"p99_ms": 5.0}}}])}}
+    assert "mixed" not in table(before)
+    mixed = {"broad_share": 0.2, "throughput_at_p99_50ms": 812.5}
+    after = {"find": {"1000000": aggregate([{"mixed": mixed}, {"mixed": mixed}])}}
+    assert "| $find mixed (1 broad in 5), 1,000,000: req/s at p99 <= 50 ms | 812.5 |" in table(
+        after
+    )
