@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from rules.assets import Accepts, AssetIndex, Qualifier, Unit
-from rules.offers import Found
+from rules.offers import Found, found
 from rules.request import FindRequest
 from rules.schema import KIND_RESOURCE_TYPE, VisitTypeRule
 from rules.tokens import TokenSet
@@ -99,7 +99,7 @@ class AssetMatcher:
         """A free unit for each requirement (an optional one when available), never
         one in ``used`` (which grows with each unit found); None when a required one
         has none."""
-        found: list[Found] = []
+        parts: list[Found] = []
         for requirement in requirements:
             for unit in requirement.pool(primary.site):
                 if unit.ref in used:
@@ -111,12 +111,12 @@ class AssetMatcher:
                 if self.buffered and not time.covers(start - self.before, end + self.after):
                     continue
                 used.add(unit.ref)
-                found.append((requirement.index, unit, *span))
+                parts.append(found(requirement.index, unit, *span))
                 break
             else:
                 if not requirement.optional:
                     return None
-        return found
+        return parts
 
     def _units(self, i: int) -> list[Unit]:
         """Units that can fill requirement ``i``, in the rule's preference order."""

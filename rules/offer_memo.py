@@ -71,10 +71,12 @@ class Day:
 class Entry:
     """Days of one visit type for one primary unit and pool of other assets."""
 
+    key: Hashable  # (visit type, primary schedule, pools): where the memo files it
     sources: tuple[Sequence[Slot], ...]  # the slot lists the days were computed from
     primary: Unit
     others: list[list[Unit]]  # per deciding requirement, its pool as memo units
     days: dict[date, Day] = field(default_factory=dict)
+    held: int = 0  # what its days count towards the memo's bound (see MemoState.hold)
 
 
 class MemoState:
@@ -94,7 +96,8 @@ class MemoState:
         self._units: dict[str, Unit | None] = {}
         self._entries: dict[Hashable, Entry] = {}
         self._max_offers = max_offers
-        self._held = 0
+        self._held = 0  # offers (and days) the entries in _entries hold
+        self._counting = threading.Lock()
         # schedule ids of a basis -> (their full lists, the schedules served by
         # memo units, the shared index of those units)
         self._indexes: dict[
@@ -172,23 +175,47 @@ class MemoState:
         if any(unit is None for unit in units.values()):
             return None
         entry = Entry(
+            key=key,
             sources=tuple(s for s in sources if s is not None),
             primary=units[primary],  # type: ignore[arg-type]
             others=[[units[sid] for sid in pool] for pool in pools],  # type: ignore[misc]
         )
-        if len(self._entries) >= 1 << 16:
-            self._entries = {}
-        self._entries[key] = entry
+        with self._counting:
+            if len(self._entries) >= 1 << 16:
+                self._entries = {}
+                self._held = 0
+            replaced = self._entries.get(key)
+            if replaced is not None:  # a schedule of it changed: its days are let go
+                self._held -= replaced.held
+            self._entries[key] = entry
         return entry
 
     def hold(self, entry: Entry, day: date, value: Day) -> None:
-        """Remember a computed day, forgetting every entry first when full."""
-        self._held += len(value.offers) + 1
-        if self._held > self._max_offers:
-            self._entries = {}
-            self.plans = {}  # they hold days of the entries too
-            self._held = len(value.offers) + 1
-        entry.days[day] = value
+        """Remember a computed day, forgetting every entry first when full.
+
+        The bound counts what the entries in the memo hold: a day computed again
+        (two requests at once) replaces its twin, and an entry replaced because a
+        schedule changed takes its days' count with it, so that notifications
+        changing schedules one at a time never add up to a flush of every other
+        schedule's offers."""
+        size = len(value.offers) + 1
+        with self._counting:
+            if entry is not self._entries.get(entry.key):
+                entry.days[day] = value  # an entry already let go: this request's only
+                return
+            twin = entry.days.get(day)
+            if twin is not None:
+                entry.held -= len(twin.offers) + 1
+                self._held -= len(twin.offers) + 1
+            if self._held + size > self._max_offers:
+                self._entries = {entry.key: entry}
+                entry.days = {}
+                entry.held = 0
+                self.plans = {}  # they hold days of the entries too
+                self._held = 0
+            entry.days[day] = value
+            entry.held += size
+            self._held += size
 
     def _unit(self, schedule_id: str, basis: Basis) -> Unit | None:
         """The memo's unit of a schedule over its full list, rebuilt when the list

@@ -44,16 +44,30 @@ _MICROSECOND = timedelta(microseconds=1)
 # arithmetic costs three times the lookup. Bounded: cleared when full.
 _MICROS: dict[datetime, int] = {}
 _MICROS_HELD = 1 << 16
+# Slot positions as shared int objects: the scan makes a new int for every position
+# past 256, and two of them per remembered offer (``first``, ``stop``) were a fifth of
+# the offer memo's memory. Positions beyond (a schedule with more slots) stay as made.
+_POSITIONS = tuple(range(1 << 16))
+_POSITIONS_HELD = len(_POSITIONS)
+
+
+def found(requirement: int, unit: Unit, first: int, stop: int) -> Found:
+    """Another asset's part of an offer, its slot positions shared (as in :func:`keyed`)."""
+    if stop < _POSITIONS_HELD:
+        first, stop = _POSITIONS[first], _POSITIONS[stop]
+    return (requirement, unit, first, stop)
 
 
 def keyed(offer: Offer) -> Keyed:
-    start = offer[0]
+    start, ref, schedule_id, unit, day, first, stop, others = offer
     micros = _MICROS.get(start)
     if micros is None:
         if len(_MICROS) >= _MICROS_HELD:
             _MICROS.clear()
         micros = _MICROS[start] = (start - _EPOCH) // _MICROSECOND
-    return (*offer, micros)
+    if stop < _POSITIONS_HELD:
+        first, stop = _POSITIONS[first], _POSITIONS[stop]
+    return (start, ref, schedule_id, unit, day, first, stop, others, micros)
 
 
 # (requirement index, unit, slots) of one asset of a chosen offer

@@ -368,3 +368,44 @@ def test_slots_held_as_columns_answer_as_slot_lists_do(rng: random.Random) -> No
         args = (request, rules, as_columns, schedules, actors, now, sign)
         assert compose(*args, memo=memo, basis=basis) == expected
         assert compose(*args) == expected
+
+
+def test_schedules_changing_one_at_a_time_never_flush_the_others_days() -> None:
+    """The memo's bound counts what it holds now: a schedule whose list a sync
+    replaces lets go of its old days' count, so notifications about one schedule,
+    however many, leave every other schedule's remembered days in place (they used
+    to add up until the bound flushed everything, and broad requests composed their
+    30 days afresh)."""
+    rules = load_rules(EXAMPLE_RULES)
+    world = example_world()
+    base = full_lists(world.slots)
+    request = FindRequest(
+        start=at("2026-03-09 00:00"), end=at("2026-03-12 00:00"), visit_types=(vt("office-visit"),)
+    )
+    now = at("2026-03-01 00:00")
+    args = (world.schedules, world.actors, now, set[str]())
+    probe = OfferMemo()
+    assert check(probe, 1, request, rules, base, *args)
+    entries = probe.state(1, rules, world.schedules, world.actors)._entries
+    held = sum(len(day.offers) + 1 for e in entries.values() for day in e.days.values())
+
+    memo = OfferMemo(max_offers=held + held // 2)
+    assert check(memo, 1, request, rules, base, *args)
+    state = memo.state(1, rules, world.schedules, world.actors)
+    # the primary schedule with the most offers remembered
+    busiest = max(
+        state._entries.values(), key=lambda e: sum(len(d.offers) for d in e.days.values())
+    )
+    changing = busiest.primary.schedule.id
+    before = {
+        key: dict(entry.days)
+        for key, entry in state._entries.items()
+        if all(s is not base[changing] for s in entry.sources)
+    }
+    assert before and any(before.values())
+    for _ in range(20):  # a notification about one schedule, again and again
+        base = {**base, changing: list(base[changing])}
+        assert check(memo, 1, request, rules, base, *args)
+    for key, days in before.items():
+        kept = state._entries[key].days
+        assert all(kept[day] is value for day, value in days.items())
