@@ -277,7 +277,6 @@ def mixed_requests(
     """The mixed workload's cycle: every ``broad_every``-th request broad, the others
     typical, each kind cycling through its own full start days."""
     n = max(len(typical_days), len(broad_days) * (broad_every - 1)) * broad_every
-    n -= n % broad_every
     out: list[list[tuple[str, str]]] = []
     t = b = 0
     for i in range(n):

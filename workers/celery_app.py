@@ -92,10 +92,8 @@ def _observe(**_: object) -> None:
 
 @worker_init.connect
 def _tune_gc(**_: object) -> None:
-    # A chunk allocates a page of slots at a time; with CPython's default threshold
-    # (700) the collector walks the live heap every few hundred objects and costs
-    # more than the parsing. Startup objects are frozen out of its way (and, before
-    # prefork forks, out of the pages children would otherwise copy).
+    # before a prefork pool forks, so that its children share the frozen pages
+    # (why the collector is tuned: app.core.gc_pause)
     tune_collector()
 
 
