@@ -1,5 +1,5 @@
-"""``python -m benchmarks {load,find,freshness,faults,smart-feed,rules-preview,all,scale}``:
-run, print, save.
+"""``python -m benchmarks <name>`` (load, find, freshness, faults, smart-feed, rules-preview,
+index-read, all, scale, and the readme and chart writers below): run, print, save.
 
 To add a benchmark: a module with ``add_arguments(parser)`` and ``run(args) -> dict``,
 listed in :data:`BENCHMARKS` (and in :mod:`benchmarks.suite` if ``all`` should run
@@ -42,6 +42,7 @@ BENCHMARKS = {
     "rules-preview-readme": "benchmarks.rules_preview_readme",
     "all": "benchmarks.suite",
     "scale": "benchmarks.scale",
+    "index-read": "benchmarks.index_read",
 }
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 import threading
 from datetime import timedelta
 
+import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from app.availability.slot_index import SlotIndex
 from app.cache import claims, slot_reads
 from app.cache import repository as repo
-from app.cache.db import transaction
+from app.cache.db import make_engine, read_session, transaction
 from app.cache.snapshot import plan_snapshot
 from app.core.domain import Schedule, Slot
 from tests.factories import T0, slot
@@ -232,3 +233,52 @@ def test_a_long_slot_reaching_into_the_window_counts_even_behind_a_later_one(
         read = index.read(session, ["sch-1"], T0 + timedelta(hours=1), T0 + timedelta(hours=3), NOW)
     # not tidy: no full list for the memo, the window cut up front
     assert read.full == {} and [s.id for s in read.cut["sch-1"]] == ["long"]
+
+
+def _coded_slots() -> list[Slot]:
+    """Slots whose three code lists all differ, so that a mix-up of any two shows."""
+    return [
+        slot(
+            i,
+            schedule=sid,
+            service_types=(f"svc|{sid}-{i}",),
+            specialties=(f"spec|{i}", "spec|shared"),
+            appointment_types=(f"appt|{i % 2}",),
+        )
+        for sid in SCHEDULES
+        for i in range(4)
+    ]
+
+
+def _held(engine: Engine, index: SlotIndex) -> list[Slot]:
+    with read_session(engine, autocommit=True) as session:  # as $find reads
+        window = index.read(session, SCHEDULES, T0 - timedelta(hours=1), DAY_END, NOW).slots
+    return sorted((s for slots in window.values() for s in slots), key=lambda s: s.id)
+
+
+def test_the_index_holds_each_slot_as_written_field_by_field(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Times in UTC and every code list in its own field, whatever the connection's
+    time zone; also when the read streams its rows a few at a time."""
+    written = _coded_slots()
+    with transaction(engine) as session:
+        repo.upsert_schedules(
+            session, [Schedule(sid, (f"Practitioner/{sid}",)) for sid in SCHEDULES], NOW
+        )
+        repo.apply_snapshot(session, plan_snapshot({}, written), NOW)
+    monkeypatch.setattr(slot_reads, "_READ_ROWS", 3)  # fewer than one schedule's slots
+    if engine.dialect.name == "postgresql":  # a server in another zone than UTC
+        url = engine.url.update_query_dict({"options": "-c timezone=America/New_York"})
+        engine = make_engine(url.render_as_string(hide_password=False))
+    index = SlotIndex(lookback=timedelta(hours=1))
+    held = _held(engine, index)
+    fields = ("id", "schedule_id", "start", "end", "service_types", "specialties")
+    expected = sorted(written, key=lambda s: s.id)
+    assert [[getattr(s, f) for f in fields] for s in held] == [
+        [getattr(s, f) for f in fields] for s in expected
+    ]
+    assert [s.appointment_types for s in held] == [s.appointment_types for s in expected]
+    assert all(s.start.utcoffset() == timedelta(0) for s in held)
+    if engine.dialect.name == "postgresql":
+        engine.dispose()
