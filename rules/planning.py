@@ -53,22 +53,28 @@ class MemoUse:
 @dataclass(slots=True)
 class MergedDay:
     """What the per-day cap keeps of every primary unit of a plan on one local day,
-    merged in start order (then primary asset and schedule), with the first and
-    last start of all their offers: a request whose window holds both takes the
-    day whole."""
+    merged in start order (then primary asset and schedule), with every start of
+    all their offers: a request whose window holds them all takes the day whole."""
 
     offers: list[Keyed]
-    first: datetime | None
-    last: datetime | None
-    # (earliest, latest) -> the day cut by a window from earliest to latest: windows
-    # recur (this week, from tomorrow...), and a cut goes through every unit
-    cuts: dict[tuple[datetime, datetime], list[Keyed]] = field(default_factory=dict)
+    starts: list[datetime]  # each start among the units' offers of the day (uncapped), sorted
+    # span (see below) -> the day cut to a window holding those starts: windows recur
+    # (this week, from tomorrow...), and a cut goes through every unit
+    cuts: dict[tuple[int, int], list[Keyed]] = field(default_factory=dict)
 
     def inside(self, earliest: datetime, latest: datetime) -> bool:
         """Whether every offer of the day starts from ``earliest`` to ``latest``."""
-        if self.first is None or self.last is None:
-            return True
-        return earliest <= self.first and self.last <= latest
+        starts = self.starts
+        return not starts or (earliest <= starts[0] and starts[-1] <= latest)
+
+    def span(self, earliest: datetime, latest: datetime) -> tuple[int, int]:
+        """Which of the day's starts a window from ``earliest`` to ``latest`` holds, as
+        ``(first, stop)`` positions in :attr:`starts`. Two windows holding the same
+        starts cut the day alike whatever their bounds, so the cut is remembered by
+        this: a window reaching the horizon ends at ``now`` + the horizon, a new
+        instant every request, and keyed by its bounds the last day's cut (every unit
+        of the plan gone through again) was never found."""
+        return bisect_left(self.starts, earliest), bisect_right(self.starts, latest)
 
 
 @dataclass(slots=True)
@@ -182,12 +188,13 @@ class MemoisedPlan(VisitTypePlan):
                 if merged.inside(earliest, latest):
                     part = merged.offers
                 else:
-                    part = merged.cuts.get((earliest, latest))
+                    span = merged.span(earliest, latest)
+                    part = merged.cuts.get(span)
                     if part is None:
-                        part = self._cut_day(plan, day)
+                        part = self._cut_day(plan, day) if span[0] < span[1] else []
                         if len(merged.cuts) >= 8:
                             merged.cuts.clear()
-                        merged.cuts[earliest, latest] = part
+                        merged.cuts[span] = part
                 if part:
                     if offers and _order(part[0]) < _order(offers[-1]):
                         in_order = False
@@ -203,16 +210,14 @@ class MemoisedPlan(VisitTypePlan):
     def _merge_day(self, plan: Plan, day: date) -> MergedDay:
         """Merge (and remember) the capped whole-day offers of every unit of ``plan``."""
         runs: list[Run] = []
-        first = last = None
+        starts: set[datetime] = set()
         for unit, entry, zone in zip(plan.units, plan.entries, plan.zones, strict=True):
             assert entry is not None
             memo_day = entry.days.get(day) or self._memo_day(entry, plan.required, day, zone)
             if memo_day.offers:
                 runs.append((unit.ref, day, memo_day.offers, memo_day))
-                starts = memo_day.starts
-                first = starts[0] if first is None or starts[0] < first else first
-                last = starts[-1] if last is None or starts[-1] > last else last
-        merged = plan.days[day] = MergedDay(self._capped(runs, plan.shared), first, last)
+                starts.update(memo_day.starts)
+        merged = plan.days[day] = MergedDay(self._capped(runs, plan.shared), sorted(starts))
         return merged
 
     def _cut_day(self, plan: Plan, day: date) -> list[Keyed]:

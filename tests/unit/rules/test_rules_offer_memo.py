@@ -14,6 +14,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import date, datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -409,3 +410,37 @@ def test_schedules_changing_one_at_a_time_never_flush_the_others_days() -> None:
     for key, days in before.items():
         kept = state._entries[key].days
         assert all(kept[day] is value for day, value in days.items())
+
+
+def test_a_window_ending_at_the_horizon_cuts_its_last_day_once() -> None:
+    """A window reaching past the horizon ends at ``now`` + the horizon, a new instant
+    every request. While no offer starts between two such instants, the last day's
+    cut is the same, and is made once (each cut goes through every unit of the plan);
+    a clock past the next offer start cuts the day anew."""
+    rules = load_rules(EXAMPLE_RULES)
+    world = example_world()
+    base = full_lists(world.slots)
+    memo = OfferMemo()
+    request = FindRequest(
+        start=at("2026-03-09 00:00"),
+        end=at("2026-03-12 00:00"),
+        visit_types=(vt("office-visit"),),
+        count=10,
+    )
+    last_day = date(2026, 3, 10)
+
+    def cuts() -> list[dict[tuple[int, int], list[Any]]]:
+        plans = memo.state(1, rules, world.schedules, world.actors).plans.values()
+        return [plan.days[last_day].cuts for plan in plans if last_day in plan.days]
+
+    seen: list[list[list[Any]]] = []
+    # the office visit's horizon is 30 days: the window ends inside 2026-03-10's hours
+    for now in ("2026-02-08 08:02:00", "2026-02-08 08:02:10", "2026-02-08 08:02:40"):
+        assert check(memo, 1, request, rules, base, world.schedules, world.actors, at(now), set())
+        assert cuts() and all(len(day_cuts) == 1 for day_cuts in cuts())
+        seen.append([part for day_cuts in cuts() for part in day_cuts.values()])
+    assert all(a is b for later in seen[1:] for a, b in zip(seen[0], later, strict=True))
+    check(
+        memo, 1, request, rules, base, world.schedules, world.actors, at("2026-02-08 09:31"), set()
+    )
+    assert all(len(day_cuts) == 2 for day_cuts in cuts())
