@@ -19,7 +19,7 @@ import redis
 from celery import Celery
 from sqlalchemy import Engine
 
-from app.availability.catalog import CatalogCache, read_catalog
+from app.availability.catalog import CatalogCache, catalog_reader, read_catalog
 from app.availability.finder import Finder
 from app.availability.patients import PatientLookup
 from app.availability.service import MAX_SLOT_LENGTH
@@ -204,7 +204,7 @@ def api_services(settings: Settings) -> ApiServices:
     finder = Finder(
         settings=settings,
         rules_store=rules_store,
-        catalog=CatalogCache(),
+        catalog=CatalogCache(read_fresh=catalog_reader(engine)),
         slot_index=SlotIndex(lookback=MAX_SLOT_LENGTH),
         offer_memo=OfferMemo(),
         sign=signer(settings.proposal_secret.get_secret_value().encode()),

@@ -3,12 +3,15 @@ TTL, and never a queue of requests waiting while one of them reads it."""
 
 from __future__ import annotations
 
+import threading
+import time
+from collections.abc import Callable
 from datetime import timedelta
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from app.availability.catalog import CatalogCache
+from app.availability.catalog import Catalog, CatalogCache, catalog_reader
 from app.cache import repository as repo
 from app.cache.db import transaction
 from app.core.domain import Actor, Schedule
@@ -55,3 +58,58 @@ def test_read_once_per_ttl_and_held_while_another_request_reads(engine: Engine) 
         second = cache.get(session)
     assert set(second.schedules) == {"sch-1", "sch-2"}
     assert "Practitioner/pr-2" in second.actors
+
+
+def test_an_expired_catalog_is_read_again_behind_the_request(engine: Engine) -> None:
+    """With a reader of its own, the request that finds the catalog expired is
+    answered at once from the one held; the next catalog arrives from a thread, and
+    a failed read keeps the held one for another TTL."""
+    _add(engine, 1)
+    clock = Clock()
+    reading = threading.Event()
+    release = threading.Event()
+    fail = False
+    reads = 0
+
+    def read_fresh() -> Catalog:
+        nonlocal reads
+        reads += 1
+        reading.set()
+        assert release.wait(10)
+        if fail:
+            raise OSError("the database is away")
+        return catalog_reader(engine)()
+
+    cache = CatalogCache(ttl=2.0, clock=clock, read_fresh=read_fresh)
+    with Session(engine) as session:
+        first = cache.get(session)  # the first read is the request's own
+        assert set(first.schedules) == {"sch-1"} and reads == 0
+        _add(engine, 2)
+        clock.now += 2.1
+        assert cache.get(session) is first  # expired: answered at once, read behind
+        assert reading.wait(10)
+        assert cache.get(session) is first and reads == 1  # one read at a time
+        release.set()
+        second = _wait_for_another(cache, session, first)
+        assert set(second.schedules) == {"sch-1", "sch-2"}
+        # a failed read: the held catalog stays, and is asked again only after the TTL
+        fail = True
+        clock.now += 2.1
+        assert cache.get(session) is second
+        _wait_until(lambda: not cache._lock.locked())
+        assert cache.get(session) is second and reads == 2
+        clock.now += 2.1
+        assert cache.get(session) is second
+        _wait_until(lambda: reads == 3)
+
+
+def _wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "not within the timeout"
+        time.sleep(0.01)
+
+
+def _wait_for_another(cache: CatalogCache, session: Session, held: Catalog) -> Catalog:
+    _wait_until(lambda: cache.get(session) is not held)
+    return cache.get(session)
