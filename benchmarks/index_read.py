@@ -19,9 +19,6 @@ time, the peak RSS during it (sampled every 50 ms) and the RSS after.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import ctypes
-import ctypes.util
 import gc
 import time
 from datetime import UTC, datetime, timedelta
@@ -31,6 +28,7 @@ import psutil
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.availability.finder import release_free_memory
 from app.availability.service import MAX_SLOT_LENGTH
 from app.availability.slot_index import SlotIndex
 from app.cache import repository as repo
@@ -52,8 +50,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _settle() -> int:
     """RSS once freed memory is handed back (what the API does after its warm-up)."""
     gc.collect()
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim(0)
+    release_free_memory()
     return int(psutil.Process().memory_info().rss)
 
 

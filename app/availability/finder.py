@@ -212,14 +212,14 @@ class Finder:
                 log.info("offer memo warm in %.1f s", time.perf_counter() - started)
             gc.collect()
             tune_collector()
-            _release_free_memory()
+            release_free_memory()
 
         thread = threading.Thread(target=run, name="find-warm-up", daemon=True)
         thread.start()
         return thread
 
 
-def _release_free_memory() -> None:
+def release_free_memory() -> None:
     """Hand the heap the warm-up freed back to the system (glibc's ``malloc_trim``).
 
     Reading every cached slot passes ~10 times the memory the index keeps through

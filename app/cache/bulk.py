@@ -108,8 +108,9 @@ def _copy_rows(cur: Any, table: str, slots: Sequence[Slot], confirmed_at: dateti
             )
 
 
-def _driver_connection(session: Session) -> Any:
-    """The psycopg connection under the session's transaction (for ``COPY``)."""
+def driver_connection(session: Session) -> Any:
+    """The psycopg connection under the session's connection (for ``COPY``, server-side
+    cursors and reads that skip SQLAlchemy's row processing)."""
     raw = session.connection().connection.driver_connection
     assert raw is not None, "the session's connection is closed"
     return raw
@@ -118,7 +119,7 @@ def _driver_connection(session: Session) -> Any:
 def copy_upsert_slots(session: Session, slots: Sequence[Slot], confirmed_at: datetime) -> None:
     """PostgreSQL: ``COPY`` into a per-connection temporary table, then one
     ``INSERT ... SELECT ... ON CONFLICT DO UPDATE``: the fast path for big upserts."""
-    raw = _driver_connection(session)
+    raw = driver_connection(session)
     columns = ", ".join(f'"{c}"' for c in SLOT_FIELDS)
     updates = ", ".join(f'"{c}" = excluded."{c}"' for c in SLOT_FIELDS if c != "id")
     with raw.cursor() as cur:
@@ -135,7 +136,7 @@ def copy_insert_slots(session: Session, slots: Sequence[Slot], confirmed_at: dat
     """PostgreSQL, slots new to the cache (an initial load): ``COPY`` straight into
     ``slots``. Should one exist after all (moved in from another window or schedule),
     the savepoint undoes the copy and the answer is False: upsert them instead."""
-    raw = _driver_connection(session)
+    raw = driver_connection(session)
     with raw.cursor() as cur:
         cur.execute("SAVEPOINT slot_copy")
         try:

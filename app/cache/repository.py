@@ -23,6 +23,7 @@ from .bulk import (
     batched,
     copy_insert_slots,
     copy_upsert_slots,
+    driver_connection,
     insert_statement,
     upsert,
 )
@@ -218,8 +219,7 @@ def _window_rows(
     """``columns`` of the slots of ``schedule_ids`` starting in [start, end). On
     PostgreSQL from the driver's cursor (plain tuples, times in the session's zone)."""
     if session.get_bind().dialect.name == "postgresql":
-        raw = session.connection().connection.driver_connection
-        assert raw is not None, "the session's connection is closed"
+        raw = driver_connection(session)
         with raw.cursor() as cursor:
             sql = _PG_WINDOW.format(_PG_COLUMNS[columns])
             cursor.execute(sql, (start, end, list(schedule_ids)))

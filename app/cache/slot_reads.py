@@ -22,7 +22,7 @@ from app.core.domain import Slot
 from app.core.slot_columns import Codes, ColumnsBuilder, SlotColumns
 
 from . import claims
-from .bulk import batched
+from .bulk import batched, driver_connection
 from .models import (
     ScheduleRow,
     SlotRow,
@@ -190,8 +190,7 @@ def _free_rows(session: Session, schedule_ids: list[str]) -> Iterator[Sequence[A
     """(schedule id, slot id, start, end, and the service type, appointment type and
     specialty codes as JSON text) of the free slots of ``schedule_ids``, streamed."""
     if session.get_bind().dialect.name == "postgresql":
-        raw = session.connection().connection.driver_connection
-        assert raw is not None, "the session's connection is closed"
+        raw = driver_connection(session)
         # a server-side cursor lives in a transaction: $find's sessions run without one
         within = raw.transaction() if raw.autocommit else nullcontext()
         with within, raw.cursor(name="slot_index_read") as cursor:
