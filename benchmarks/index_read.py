@@ -32,11 +32,10 @@ from app.availability.finder import release_free_memory
 from app.availability.service import MAX_SLOT_LENGTH
 from app.availability.slot_index import SlotIndex
 from app.cache import repository as repo
-from app.cache.db import make_engine, transaction
+from app.cache.db import transaction
 from app.cache.models import ScheduleRow
 
-from .databases import throwaway_postgres
-from .rules_preview import _fill
+from .rules_preview import filled_cache
 from .smart_feed import _RssPeak
 
 MB = 1024 * 1024
@@ -56,30 +55,23 @@ def _settle() -> int:
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     now = datetime.now(UTC)
-    with throwaway_postgres(migrated=True) as url:
-        started = time.monotonic()
-        _fill(url, args.slots, args.schedules, now)
-        fill_seconds = time.monotonic() - started
-        engine = make_engine(url)
-        try:
-            before = _settle()
-            index = SlotIndex(lookback=MAX_SLOT_LENGTH)
-            started = time.perf_counter()
-            with _RssPeak(psutil.Process().pid) as warm_peak:
-                held = index.warm(lambda: Session(engine))
-            warm_seconds = time.perf_counter() - started
-            warm = _settle()
-            with transaction(engine) as session:
-                ids = list(session.execute(select(ScheduleRow.id)).scalars())
-                repo.bump_slots_version(session, ids)
-            started = time.perf_counter()
-            with _RssPeak(psutil.Process().pid) as catch_up_peak, Session(engine) as session:
-                read = index.read(session, ids, now, now + timedelta(days=30), now)
-                in_window = sum(len(slots) for slots in read.slots.values())
-            catch_up_seconds = time.perf_counter() - started
-            after = _settle()
-        finally:
-            engine.dispose()
+    with filled_cache(args.slots, args.schedules, now) as (engine, fill_seconds):
+        before = _settle()
+        index = SlotIndex(lookback=MAX_SLOT_LENGTH)
+        started = time.perf_counter()
+        with _RssPeak(psutil.Process().pid) as warm_peak:
+            held = index.warm(lambda: Session(engine))
+        warm_seconds = time.perf_counter() - started
+        warm = _settle()
+        with transaction(engine) as session:
+            ids = list(session.execute(select(ScheduleRow.id)).scalars())
+            repo.bump_slots_version(session, ids)
+        started = time.perf_counter()
+        with _RssPeak(psutil.Process().pid) as catch_up_peak, Session(engine) as session:
+            read = index.read(session, ids, now, now + timedelta(days=30), now)
+            in_window = sum(len(slots) for slots in read.slots.values())
+        catch_up_seconds = time.perf_counter() - started
+        after = _settle()
     return {
         "slots": args.slots,
         "schedules": args.schedules,

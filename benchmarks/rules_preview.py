@@ -23,10 +23,13 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import yaml
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from app.availability.catalog import read_catalog
@@ -157,39 +160,47 @@ def _fill(url: str, slots: int, schedules: int, now: datetime) -> None:
         engine.dispose()
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    now = datetime.now(UTC)
-    old, new = _parse(live_rules()), _parse(new_rules())
+@contextmanager
+def filled_cache(slots: int, schedules: int, now: datetime) -> Iterator[tuple[Engine, float]]:
+    """A throwaway PostgreSQL cache filled as the module doc says, with the seconds the
+    fill took; disposed of afterwards."""
     with throwaway_postgres(migrated=True) as url:
         started = time.monotonic()
-        _fill(url, args.slots, args.schedules, now)
+        _fill(url, slots, schedules, now)
         fill_seconds = time.monotonic() - started
         engine = make_engine(url)
         try:
-            started = time.perf_counter()
-            index = SlotIndex(lookback=MAX_SLOT_LENGTH)
-            index.warm(lambda: Session(engine))
-            index_seconds = time.perf_counter() - started
-            memo = OfferMemo() if args.memo else None
-            warm_seconds = 0.0
-            if memo is not None:  # as an API process does at start-up for $find
-                started = time.perf_counter()
-                with Session(engine) as session:
-                    warm_offers(
-                        session,
-                        rules=old,
-                        catalog=read_catalog(session),
-                        slot_index=index,
-                        memo=memo,
-                        now=now,
-                    )
-                warm_seconds = time.perf_counter() - started
-            measured = {}
-            for name, edited in (("broad", new), ("one_visit_type", _parse(one_visit_type()))):
-                measured[name] = _measure(engine, index, memo, old, edited, now)
-            held = index.size
+            yield engine, fill_seconds
         finally:
             engine.dispose()
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    old, new = _parse(live_rules()), _parse(new_rules())
+    with filled_cache(args.slots, args.schedules, now) as (engine, fill_seconds):
+        started = time.perf_counter()
+        index = SlotIndex(lookback=MAX_SLOT_LENGTH)
+        index.warm(lambda: Session(engine))
+        index_seconds = time.perf_counter() - started
+        memo = OfferMemo() if args.memo else None
+        warm_seconds = 0.0
+        if memo is not None:  # as an API process does at start-up for $find
+            started = time.perf_counter()
+            with Session(engine) as session:
+                warm_offers(
+                    session,
+                    rules=old,
+                    catalog=read_catalog(session),
+                    slot_index=index,
+                    memo=memo,
+                    now=now,
+                )
+            warm_seconds = time.perf_counter() - started
+        measured = {}
+        for name, edited in (("broad", new), ("one_visit_type", _parse(one_visit_type()))):
+            measured[name] = _measure(engine, index, memo, old, edited, now)
+        held = index.size
     return {
         "slots": args.slots,
         "schedules": args.schedules,
