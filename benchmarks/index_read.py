@@ -28,12 +28,12 @@ import psutil
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from app.availability.finder import release_free_memory
 from app.availability.service import MAX_SLOT_LENGTH
 from app.availability.slot_index import SlotIndex
 from app.cache import repository as repo
 from app.cache.db import transaction
 from app.cache.models import ScheduleRow
+from app.core.heap import release_free_memory
 
 from .rules_preview import filled_cache
 from .smart_feed import _RssPeak

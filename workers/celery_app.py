@@ -23,6 +23,7 @@ from celery.signals import (
 )
 
 from app.core.gc_pause import tune_collector
+from app.core.heap import limit_heap_arenas
 from app.settings import Settings, get_settings
 from app.sync.messages import LOAD_QUEUE, SYNC_CHUNK, SYNC_QUEUE
 from workers.observability import install_celery_observability
@@ -88,6 +89,12 @@ def _observe(**_: object) -> None:
     # JSON logs with the task id as correlation id, task metrics (served on
     # SLOTSYNC_WORKER_METRICS_PORT). Only in workers: signals are process-wide.
     install_celery_observability(celery_app, get_settings())
+
+
+@celeryd_init.connect
+def _cap_heap_arenas(**_: object) -> None:
+    # before the worker starts its pool's threads (why: app.core.heap)
+    limit_heap_arenas()
 
 
 @worker_init.connect

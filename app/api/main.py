@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from app.cache.db import transaction
 from app.console import install_console
+from app.core.heap import limit_heap_arenas
 from app.observability.logging import configure_logging
 from app.runtime import ApiServices, api_services
 from app.settings import Settings, get_settings
@@ -59,6 +60,7 @@ def slot_index_check(app: FastAPI) -> Check:
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings)
+    limit_heap_arenas()  # before the server's thread pool allocates (see app.core.heap)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

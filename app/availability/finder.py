@@ -7,8 +7,6 @@ refuse (a cache older than ``SLOTSYNC_STALE_REFUSE_SECONDS``) lives here.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import gc
 import logging
 import threading
@@ -29,6 +27,7 @@ from app.availability.service import FindResult, find_appointments, warm_offers
 from app.availability.slot_index import SlotIndex
 from app.core.errors import CacheStale
 from app.core.gc_pause import tune_collector
+from app.core.heap import release_free_memory
 from app.settings import Settings
 from rules.composer import Signer
 from rules.explain import Reason
@@ -217,18 +216,3 @@ class Finder:
         thread = threading.Thread(target=run, name="find-warm-up", daemon=True)
         thread.start()
         return thread
-
-
-def release_free_memory() -> None:
-    """Hand the heap the warm-up freed back to the system (glibc's ``malloc_trim``).
-
-    Reading every cached slot passes ~10 times the memory the index keeps through
-    rows that are freed at once; glibc keeps such freed memory in the process, which
-    then showed as tens of MB of RSS per API process that no object used. Elsewhere
-    (no glibc) this does nothing."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        trim = libc.malloc_trim
-    except (OSError, AttributeError):
-        return
-    trim(0)
