@@ -31,10 +31,10 @@ Found = tuple[int, Unit, int, int]
 # times more to build). The first three fields are unique within one visit type
 # and give the start order, so offers sort and merge as tuples without ever
 # comparing the fields after them.
-Offer = tuple[datetime, str, str, Unit, date, int, int, list[Found] | None]
+Offer = tuple[datetime, str, str, Unit, date, int, int, Sequence[Found] | None]
 # An offer remembered by the memo, with its start in microseconds appended: sorting
 # thousands of offers by an int is several times cheaper than by their tuples.
-Keyed = tuple[datetime, str, str, Unit, date, int, int, list[Found] | None, int]
+Keyed = tuple[datetime, str, str, Unit, date, int, int, Sequence[Found] | None, int]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)

@@ -29,6 +29,7 @@ from rules.offers import Keyed, keyed
 from rules.request import FindRequest
 from rules.schema import EffectiveRule
 
+_start = itemgetter(0)
 _day = itemgetter(4)
 _start_key = itemgetter(8)
 _ONE_DAY = timedelta(days=1)
@@ -216,7 +217,7 @@ class MemoisedPlan(VisitTypePlan):
             memo_day = entry.days.get(day) or self._memo_day(entry, plan.required, day, zone)
             if memo_day.offers:
                 runs.append((unit.ref, day, memo_day.offers, memo_day))
-                starts.update(memo_day.starts)
+                starts.update(map(_start, memo_day.offers))
         merged = plan.days[day] = MergedDay(self._capped(runs, plan.shared), sorted(starts))
         return merged
 
@@ -281,9 +282,9 @@ class MemoisedPlan(VisitTypePlan):
         offers = memo_day.offers
         a, b = 0, len(offers)
         if day == first:
-            a = bisect_left(memo_day.starts, self.earliest)
+            a = bisect_left(offers, self.earliest, key=_start)
         if day == last:
-            b = bisect_right(memo_day.starts, self.latest)
+            b = bisect_right(offers, self.latest, key=_start)
         if a == 0 and b == len(offers):
             return (unit.ref, day, offers, memo_day) if offers else None
         return (unit.ref, day, offers[a:b], None) if a < b else None
@@ -315,8 +316,13 @@ class MemoisedPlan(VisitTypePlan):
         hi = (midnight + _ONE_DAY + _DAY_MARGIN).astimezone(UTC)
         starts = unit.free.starts
         scan = self.scan(unit, others, bisect_left(starts, lo), bisect_left(starts, hi), None)
-        offers = [keyed(offer) for offer in scan if offer[4] == day]
-        computed = Day(offers, [offer[0] for offer in offers])
+        share = use.state.share_others
+        offers = [
+            keyed(offer if offer[7] is None else (*offer[:7], share(offer[7])))
+            for offer in scan
+            if offer[4] == day
+        ]
+        computed = Day(offers)
         use.state.hold(entry, day, computed)
         return computed
 

@@ -444,3 +444,45 @@ def test_a_window_ending_at_the_horizon_cuts_its_last_day_once() -> None:
         memo, 1, request, rules, base, world.schedules, world.actors, at("2026-02-08 09:31"), set()
     )
     assert all(len(day_cuts) == 2 for day_cuts in cuts())
+
+
+def _others_of(memo: OfferMemo, rules: RulesFile, world: World) -> list[tuple[Any, ...]]:
+    state = memo.state(1, rules, world.schedules, world.actors)
+    return [
+        offer[7]
+        for entry in state._entries.values()
+        for day in entry.days.values()
+        for offer in day.offers
+        if offer[7]
+    ]
+
+
+def test_offers_pairing_with_the_same_asset_slots_share_one_part() -> None:
+    """Offers of several primary units at one time often pair with the same room slot:
+    the memo keeps one tuple of those parts for all of them, and lets the table go
+    when a schedule's list is replaced (it must not keep stale units alive)."""
+    rules = load_rules(EXAMPLE_RULES)
+    world = example_world()
+    base = full_lists(world.slots)
+    memo = OfferMemo()
+    request = FindRequest(start=at("2026-03-09 00:00"), end=at("2026-03-12 00:00"))
+    now = at("2026-03-01 00:00")
+    assert check(memo, 1, request, rules, base, world.schedules, world.actors, now, set())
+    parts = _others_of(memo, rules, world)
+    by_value: dict[tuple[tuple[int, int, int, int], ...], set[int]] = {}
+    for part in parts:
+        key = tuple((req, id(unit), first, stop) for req, unit, first, stop in part)
+        by_value.setdefault(key, set()).add(id(part))
+    assert len(parts) > len(by_value)  # some offers pair with the same slots...
+    assert all(len(objects) == 1 for objects in by_value.values())  # ...through one tuple
+
+    state = memo.state(1, rules, world.schedules, world.actors)
+    assert state._others
+    other_schedule = next(iter(parts[0]))[1].schedule.id
+    base = {**base, other_schedule: list(base[other_schedule])}  # a sync replaced its list
+    assert check(memo, 1, request, rules, base, world.schedules, world.actors, now, set())
+    held_units = {id(unit) for part in state._others.values() for _, unit, _, _ in part}
+    live_units = {
+        id(unit) for entry in state._entries.values() for pool in entry.others for unit in pool
+    }
+    assert held_units <= live_units
