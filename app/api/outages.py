@@ -6,9 +6,10 @@ being unreachable, is an outage the caller should retry after, not a bug of ours
 EHR's notifications: a 5xx makes the EHR deliver them again, and nothing of a
 notification is kept until it has been queued (:mod:`app.sync.inbox`).
 
-The database engine pings pooled connections before use (``pool_pre_ping``) and
-redis-py and Celery reconnect by themselves, so the first request after the service
-is back succeeds without restarting the API.
+The database engine pings a pooled connection that sat idle before use
+(:func:`app.cache.db.ping_when_idle`), drops the whole pool on a lost connection, and
+redis-py and Celery reconnect by themselves, so requests after the service is back
+succeed without restarting the API.
 """
 
 from __future__ import annotations
