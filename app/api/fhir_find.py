@@ -9,6 +9,7 @@ from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request, params
 from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
 
 from app.availability import page_cursor
 from app.availability.params import ParsedFind, parse_find_parameters, parse_find_query
@@ -19,7 +20,7 @@ from rules.request import PageKey
 
 from .auth import APPOINTMENT_READ, ensure_admin, require_scopes
 from .body import json_body
-from .deps import AutocommitSessionDep
+from .deps import autocommit_session
 from .openapi import BUNDLE_REF, fhir_content
 from .openapi_examples import FIND_EXAMPLES, query_parameter, request_body
 from .responses import FhirResponse
@@ -128,9 +129,10 @@ def page_links(request: Request, next_after: PageKey | None) -> list[dict[str, s
 
 
 @router.get("/Appointment/$find", openapi_extra={"parameters": FIND_PARAMETERS}, **FIND_DOC)
-def find_get(request: Request, session: AutocommitSessionDep) -> FhirResponse:
+def find_get(request: Request) -> FhirResponse:
     parsed = parse_find_query(request.query_params.multi_items())
-    return _answer(request, parsed, session)
+    with autocommit_session(request) as session:
+        return _answer(request, parsed, session)
 
 
 @router.post(
@@ -138,7 +140,14 @@ def find_get(request: Request, session: AutocommitSessionDep) -> FhirResponse:
     openapi_extra=request_body(FIND_EXAMPLES, "Parameters: the GET parameters, typed"),
     **FIND_DOC,
 )
-async def find_post(request: Request, session: AutocommitSessionDep) -> FhirResponse:
+async def find_post(request: Request) -> FhirResponse:
     body = await json_body(request)
     parsed = parse_find_parameters(body, request.query_params.multi_items())
-    return _answer(request, parsed, session)
+    # composed in the thread pool as a GET is: on the event loop it held every other
+    # request of the process up for its whole length
+    return await run_in_threadpool(_answer_in_session, request, parsed)
+
+
+def _answer_in_session(request: Request, parsed: ParsedFind) -> FhirResponse:
+    with autocommit_session(request) as session:
+        return _answer(request, parsed, session)

@@ -14,7 +14,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response, StreamingResponse
 
-from app.cache.db import read_session
+from app.cache.db import Session, read_session
 from app.cache.publish_queries import PublishState
 from app.core.errors import SlotsyncError
 from app.fhir.media import FHIR_JSON, PLAIN_JSON, accepted_types
@@ -23,7 +23,7 @@ from app.publish.service import Publisher
 from app.settings import Settings
 
 from .auth import require_scopes
-from .deps import AutocommitSessionDep
+from .deps import autocommit_session
 from .responses import outcome_response
 
 SLOT_READ = "system/Slot.read"
@@ -131,7 +131,11 @@ def router(settings: Settings) -> APIRouter:
         }
 
     @routes.get(manifest_path, summary="SMART Scheduling Links manifest", **MANIFEST_DOC)
-    def bulk_publish(request: Request, session: AutocommitSessionDep) -> Response:
+    def bulk_publish(request: Request) -> Response:
+        with autocommit_session(request) as session:
+            return _manifest(request, session)
+
+    def _manifest(request: Request, session: Session) -> Response:
         _check_accept(request, MANIFEST_TYPES)
         since = feed.parse_since(request.query_params.getlist("_since"))
         publisher = _publisher(request)
@@ -155,7 +159,11 @@ def router(settings: Settings) -> APIRouter:
         return Response(found.body, media_type="application/json", headers=sent)
 
     @routes.get(files_path + "/{name}", summary="SMART Scheduling Links NDJSON file", **FILE_DOC)
-    def bulk_file(request: Request, name: str, session: AutocommitSessionDep) -> Response:
+    def bulk_file(request: Request, name: str) -> Response:
+        with autocommit_session(request) as session:
+            return _file(request, name, session)
+
+    def _file(request: Request, name: str, session: Session) -> Response:
         _check_accept(request, FILE_TYPES)
         since = feed.parse_since(request.query_params.getlist("_since"))
         wanted = feed.parse_file_name(name)

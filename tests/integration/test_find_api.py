@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import base64
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -155,6 +157,32 @@ def test_post_parameters_equals_get(api):
     assert post.status_code == 200
     assert get.json()["entry"] == post.json()["entry"]
     assert get.json()["total"] == 3
+
+
+def test_a_post_find_is_composed_off_the_event_loop(api):
+    """While a POST $find is being composed, the process answers other requests: it
+    used to compose on the event loop itself and hold every request up meanwhile."""
+    client, _ = api
+    finder = client.app.state.finder
+    compose_started = threading.Event()
+    answer = finder.answer
+
+    def slow_answer(*args, **kwargs):
+        compose_started.set()
+        time.sleep(1.5)
+        return answer(*args, **kwargs)
+
+    finder.answer = slow_answer
+    with ThreadPoolExecutor(1) as pool:
+        posted = pool.submit(post_find, client)
+        assert compose_started.wait(10)
+        started = time.perf_counter()
+        health = client.get("/healthz")
+        waited = time.perf_counter() - started
+        assert health.status_code == 200
+        assert not posted.done()  # answered while the POST was still composing
+        assert waited < 1.0
+        assert posted.result().status_code == 200
 
 
 @pytest.mark.parametrize(
