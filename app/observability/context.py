@@ -6,8 +6,8 @@ into the thread pool FastAPI runs sync endpoints in.
 
 from __future__ import annotations
 
+import os
 import re
-import uuid
 from contextvars import ContextVar, Token
 
 # What a caller-supplied id may look like: short, printable, no spaces or quotes.
@@ -17,7 +17,9 @@ _request_id: ContextVar[str | None] = ContextVar("slotsync_request_id", default=
 
 
 def new_request_id() -> str:
-    return uuid.uuid4().hex
+    """32 random hex digits, as ``uuid4().hex`` but without the UUID object (a fifth
+    of the cost, on every request)."""
+    return os.urandom(16).hex()
 
 
 def sane_request_id(value: str | None) -> str | None:
