@@ -513,16 +513,41 @@ def schedules_by_id(session: Session, ids: Collection[str] | None = None) -> dic
     return {row.id: schedule_from_row(row) for row in session.execute(stmt)}
 
 
-def schedule_confirmations(session: Session) -> dict[str, datetime]:
-    """``schedule id -> when a sync last confirmed it``, for every cached schedule."""
-    stmt = select(ScheduleRow.id, ScheduleRow.last_confirmed_at)
-    return {sid: confirmed for sid, confirmed in session.execute(stmt)}
+def schedule_states(session: Session) -> tuple[dict[str, datetime], dict[str, str]]:
+    """``schedule id -> when a sync last confirmed it`` for every cached schedule, and
+    ``schedule id -> why its last sync failed for good`` for those in that state."""
+    stmt = select(ScheduleRow.id, ScheduleRow.last_confirmed_at, ScheduleRow.last_error)
+    confirmations: dict[str, datetime] = {}
+    errors: dict[str, str] = {}
+    for sid, confirmed, error in session.execute(stmt):
+        confirmations[sid] = confirmed
+        if error is not None:
+            errors[sid] = error
+    return confirmations, errors
 
 
-def schedule_errors(session: Session) -> dict[str, str]:
-    """``schedule id -> why its last sync failed for good``, for schedules in that state."""
-    stmt = select(ScheduleRow.id, ScheduleRow.last_error).where(ScheduleRow.last_error.is_not(None))
-    return {sid: error or "" for sid, error in session.execute(stmt)}
+def _content_digest(columns: Sequence[Any], key: Any) -> str:
+    names = ", ".join(column.name for column in columns)
+    table = columns[0].table.name
+    return f"(SELECT md5(string_agg(ROW({names})::text, ',' ORDER BY {key.name})) FROM {table})"
+
+
+# Over exactly the columns the catalog's Schedule and Actor objects are made of: a
+# column added to those tuples is in the digest too.
+_CATALOG_DIGEST = text(
+    f"SELECT {_content_digest(SCHEDULE_COLUMNS, ScheduleRow.id)}"
+    f" || {_content_digest(ACTOR_COLUMNS, ActorRow.ref)}"
+)
+
+
+def catalog_digest(session: Session) -> str | None:
+    """A digest of every cached schedule and actor as the catalog holds them (not their
+    sync times), computed by PostgreSQL: equal digests, equal schedules and actors.
+    None on SQLite (no md5 there; its catalog is read whole)."""
+    if session.get_bind().dialect.name != "postgresql":
+        return None
+    value = session.execute(_CATALOG_DIGEST).scalar()
+    return str(value) if value is not None else ""
 
 
 def actors_by_ref(session: Session, refs: Collection[str] | None = None) -> dict[str, Actor]:

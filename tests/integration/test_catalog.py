@@ -11,7 +11,7 @@ from datetime import timedelta
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from app.availability.catalog import Catalog, CatalogCache, catalog_reader
+from app.availability.catalog import Catalog, CatalogCache, catalog_reader, read_catalog
 from app.cache import repository as repo
 from app.cache.db import transaction
 from app.core.domain import Actor, Schedule
@@ -71,14 +71,14 @@ def test_an_expired_catalog_is_read_again_behind_the_request(engine: Engine) -> 
     fail = False
     reads = 0
 
-    def read_fresh() -> Catalog:
+    def read_fresh(held: Catalog | None) -> Catalog:
         nonlocal reads
         reads += 1
         reading.set()
         assert release.wait(10)
         if fail:
             raise OSError("the database is away")
-        return catalog_reader(engine)()
+        return catalog_reader(engine)(held)
 
     cache = CatalogCache(ttl=2.0, clock=clock, read_fresh=read_fresh)
     with Session(engine) as session:
@@ -113,3 +113,47 @@ def _wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
 def _wait_for_another(cache: CatalogCache, session: Session, held: Catalog) -> Catalog:
     _wait_until(lambda: cache.get(session) is not held)
     return cache.get(session)
+
+
+def test_an_unchanged_catalog_keeps_its_maps_and_reads_only_sync_times(engine: Engine) -> None:
+    """Read again with the held catalog: while no schedule or actor changed (on
+    PostgreSQL, by the database's digest of them), the very same maps are kept (and
+    what was derived from them), yet sync times and errors are always read anew; any
+    change to a schedule or an actor is read whole, on both backends."""
+    _add(engine, 1)
+    _add(engine, 2)
+    read = catalog_reader(engine)
+    first = read(None)
+    first.derived["kind"] = "worked out from the schedules"
+    later = NOW + timedelta(hours=1)
+    with transaction(engine) as session:  # a sync confirms one, another fails for good
+        repo.confirm_schedules(session, ["sch-1"], NOW, later, later)
+        repo.record_schedule_error(session, ["sch-2"], "EHR said 500")
+    second = read(first)
+    assert second.confirmations["sch-1"] == later
+    assert second.errors == {"sch-2": "EHR said 500"}
+    postgres = engine.dialect.name == "postgresql"
+    kept = second.schedules is first.schedules and second.actors is first.actors
+    assert kept == postgres
+    assert (second.derived is first.derived) == postgres
+
+    with transaction(engine) as session:  # the EHR changed a schedule's service types
+        repo.upsert_schedules(
+            session, [Schedule("sch-2", ("Practitioner/pr-2",), service_types=("c|d",))], None
+        )
+    third = read(second)
+    assert third.schedules is not second.schedules and "kind" not in third.derived
+    assert third.schedules["sch-2"].service_types == ("c|d",)
+    assert third.actors == second.actors
+
+    with transaction(engine) as session:  # and an actor's name
+        repo.upsert_actors(session, [Actor("Practitioner/pr-1", display="Dr One")], later)
+    fourth = read(third)
+    assert fourth.actors["Practitioner/pr-1"].display == "Dr One"
+    assert fourth.schedules == third.schedules
+    assert fourth == read_catalog_whole(engine)
+
+
+def read_catalog_whole(engine: Engine) -> Catalog:
+    with Session(engine) as session:
+        return read_catalog(session)
