@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING
 
 import httpx
 
 from app.settings import Settings
 
 from .auth_scopes import Principal, unauthorized
-from .auth_tokens import JwksKeys, TokenVerifier
+
+if TYPE_CHECKING:
+    from .auth_tokens import TokenVerifier
 
 
 def _fingerprint(key: str) -> bytes:
@@ -41,6 +44,10 @@ class Authenticator:
     ) -> Authenticator:
         tokens = None
         if settings.jwt_shared_key is not None or settings.jwt_jwks_url:
+            # imported only here: PyJWT and cryptography are 14 MB that every API process
+            # of a deployment taking API keys alone would hold for nothing
+            from .auth_tokens import JwksKeys, TokenVerifier
+
             jwks = None
             if settings.jwt_shared_key is None and settings.jwt_jwks_url:
                 jwks = JwksKeys(

@@ -16,7 +16,6 @@ from collections.abc import Callable, Generator
 from dataclasses import dataclass
 
 import httpx
-import jwt
 
 from app.fhir.media import PLAIN_JSON
 
@@ -89,6 +88,9 @@ class SmartBackendAuth(httpx.Auth):
             "jti": uuid.uuid4().hex,
         }
         headers = {"kid": self._kid} if self._kid else None
+        import jwt  # here, not above: PyJWT and cryptography are 14 MB a process never
+        # signing for SMART Backend Services (a bearer token or no EHR auth) needs not hold
+
         return jwt.encode(claims, self._key, algorithm=self._alg, headers=headers)
 
     def token(self) -> str:
