@@ -229,7 +229,9 @@ class MemoState:
         one time often pair with the same room slot (at 1M slots, 102k offers held
         58k distinct parts, 6 MB of copies). Keyed by the units' identity, which the
         table's own reference keeps valid; emptied whenever an entry is replaced,
-        so that it never keeps a unit alive that no entry holds."""
+        so that units a sync replaced are let go with their entries (a request
+        still computing a day of the replaced entry may put a few back, held until
+        the next replacement)."""
         key = tuple((req, id(unit), first, stop) for req, unit, first, stop in others)
         shared = self._others.get(key)
         if shared is None:

@@ -529,7 +529,9 @@ def schedule_states(session: Session) -> tuple[dict[str, datetime], dict[str, st
 def _content_digest(columns: Sequence[Any], key: Any) -> str:
     names = ", ".join(column.name for column in columns)
     table = columns[0].table.name
-    return f"(SELECT md5(string_agg(ROW({names})::text, ',' ORDER BY {key.name})) FROM {table})"
+    # coalesce: string_agg of no rows is NULL, and NULL || anything is NULL
+    digest = f"md5(string_agg(ROW({names})::text, ',' ORDER BY {key.name}))"
+    return f"(SELECT coalesce({digest}, '') FROM {table})"
 
 
 # Over exactly the columns the catalog's Schedule and Actor objects are made of: a
@@ -546,8 +548,7 @@ def catalog_digest(session: Session) -> str | None:
     None on SQLite (no md5 there; its catalog is read whole)."""
     if session.get_bind().dialect.name != "postgresql":
         return None
-    value = session.execute(_CATALOG_DIGEST).scalar()
-    return str(value) if value is not None else ""
+    return str(session.execute(_CATALOG_DIGEST).scalar_one())
 
 
 def actors_by_ref(session: Session, refs: Collection[str] | None = None) -> dict[str, Actor]:

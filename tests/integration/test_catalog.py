@@ -157,3 +157,14 @@ def test_an_unchanged_catalog_keeps_its_maps_and_reads_only_sync_times(engine: E
 def read_catalog_whole(engine: Engine) -> Catalog:
     with Session(engine) as session:
         return read_catalog(session)
+
+
+def test_actors_alone_are_digested_too(engine: Engine) -> None:
+    """No schedule cached (yet) must not make the digest blind to the actors."""
+    with transaction(engine) as session:
+        repo.upsert_actors(session, [Actor("Location/site-1", display="North")], NOW)
+    read = catalog_reader(engine)
+    first = read(None)
+    with transaction(engine) as session:
+        repo.upsert_actors(session, [Actor("Location/site-1", display="North Clinic")], NOW)
+    assert read(first).actors["Location/site-1"].display == "North Clinic"
