@@ -44,7 +44,7 @@ lint: $(DEV)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
-	$(BIN)/mypy app rules workers
+	$(BIN)/mypy app rules workers benchmarks sandbox_ehr
 
 format: $(DEV)
 	$(BIN)/ruff format .

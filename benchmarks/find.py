@@ -120,7 +120,7 @@ def _full_days(base: str, kind: str, days: list[date]) -> list[date]:
             params = build(day)
             count = int(dict(params)["_count"])
             for _ in range(2):  # each of the (usually two) API processes
-                response = client.get("/fhir/Appointment/$find", params=params)
+                response = client.get("/fhir/Appointment/$find", params=tuple(params))
                 response.raise_for_status()
             if response.json().get("total", 0) >= count:
                 full.append(day)
@@ -154,7 +154,7 @@ def _single_client(
         for i in range(n):
             params = build(days[i % len(days)]) + list(extra)
             t0 = time.perf_counter()
-            response = client.get("/fhir/Appointment/$find", params=params)
+            response = client.get("/fhir/Appointment/$find", params=tuple(params))
             timings.append((time.perf_counter() - t0) * 1000)
             response.raise_for_status()
             offers.append(response.json().get("total", 0))
@@ -182,7 +182,7 @@ async def _concurrent(
             params = requests[i % len(requests)]
             i += clients
             t0 = time.perf_counter()
-            response = await client.get("/fhir/Appointment/$find", params=params)
+            response = await client.get("/fhir/Appointment/$find", params=tuple(params))
             timings.append((time.perf_counter() - t0) * 1000)
             errors += response.status_code != 200
 
@@ -217,7 +217,7 @@ def _concurrent_wrk(
 ) -> dict[str, Any]:
     """The concurrent level with wrk (C, a fraction of the client CPU an asyncio
     client needs on the same two cores), cycling through the same requests."""
-    paths = [f"/fhir/Appointment/$find?{httpx.QueryParams(params)}" for params in requests]
+    paths = [f"/fhir/Appointment/$find?{httpx.QueryParams(tuple(params))}" for params in requests]
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
         script.write(WRK_SCRIPT % (", ".join(f'"{p}"' for p in paths), DEMO_API_KEY))
     duration = max(1, round(seconds))

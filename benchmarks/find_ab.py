@@ -96,7 +96,7 @@ def _interleave(
             for arm in order:
                 extra = [("_explain", "true")] if arm == "head_explain" else []
                 t0 = time.perf_counter()
-                response = clients[arm].get("/fhir/Appointment/$find", params=params + extra)
+                response = clients[arm].get("/fhir/Appointment/$find", params=tuple(params + extra))
                 timings[arm].append((time.perf_counter() - t0) * 1000)
                 response.raise_for_status()
     finally:

@@ -149,16 +149,18 @@ def py_spy(out: Path | None, pids: dict[str, int]) -> Iterator[None]:
 
 def _ehr_free_total(base_url: str, fhir_version: str, start: str, end: str) -> int:
     """The EHR's own count of free slots in the window (a zero-size page's total)."""
+    params: tuple[tuple[str, str], ...]
     if fhir_version == "stu3":
-        url, params = f"{base_url}/Slot/$prefetch", {"start": start, "end": end, "_count": "0"}
+        url = f"{base_url}/Slot/$prefetch"
+        params = (("start", start), ("end", end), ("_count", "0"))
     else:
         url = f"{base_url}/Slot"
-        params = [
+        params = (
             ("start", f"ge{start}"),
             ("start", f"lt{end}"),
             ("status", "free"),
             ("_count", "0"),
-        ]
+        )
     return int(httpx.get(url, params=params, timeout=120).json()["total"])
 
 
