@@ -10,7 +10,7 @@ dataclass, no logic beyond :func:`keyed`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
@@ -58,8 +58,12 @@ def found(requirement: int, unit: Unit, first: int, stop: int) -> Found:
     return (requirement, unit, first, stop)
 
 
-def keyed(offer: Offer) -> Keyed:
+def keyed(offer: Offer, share: Callable[[Sequence[Found]], Sequence[Found]] | None = None) -> Keyed:
+    """``offer`` with its start in microseconds; ``share`` (the memo's) gives its other
+    assets' parts as one object shared by equal parts."""
     start, ref, schedule_id, unit, day, first, stop, others = offer
+    if others is not None and share is not None:
+        others = share(others)
     micros = _MICROS.get(start)
     if micros is None:
         if len(_MICROS) >= _MICROS_HELD:

@@ -317,11 +317,7 @@ class MemoisedPlan(VisitTypePlan):
         starts = unit.free.starts
         scan = self.scan(unit, others, bisect_left(starts, lo), bisect_left(starts, hi), None)
         share = use.state.share_others
-        offers = [
-            keyed(offer if offer[7] is None else (*offer[:7], share(offer[7])))
-            for offer in scan
-            if offer[4] == day
-        ]
+        offers = [keyed(offer, share) for offer in scan if offer[4] == day]
         computed = Day(offers)
         use.state.hold(entry, day, computed)
         return computed

@@ -131,8 +131,7 @@ def page_links(request: Request, next_after: PageKey | None) -> list[dict[str, s
 @router.get("/Appointment/$find", openapi_extra={"parameters": FIND_PARAMETERS}, **FIND_DOC)
 def find_get(request: Request) -> FhirResponse:
     parsed = parse_find_query(request.query_params.multi_items())
-    with autocommit_session(request) as session:
-        return _answer(request, parsed, session)
+    return _answer_in_session(request, parsed)
 
 
 @router.post(

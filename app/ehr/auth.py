@@ -88,8 +88,9 @@ class SmartBackendAuth(httpx.Auth):
             "jti": uuid.uuid4().hex,
         }
         headers = {"kid": self._kid} if self._kid else None
-        import jwt  # here, not above: PyJWT and cryptography are 14 MB a process never
-        # signing for SMART Backend Services (a bearer token or no EHR auth) needs not hold
+        # imported here, not above: PyJWT and cryptography are 14 MB that a process never
+        # signing for SMART Backend Services (a bearer token or no EHR auth) need not hold
+        import jwt
 
         return jwt.encode(claims, self._key, algorithm=self._alg, headers=headers)
 
