@@ -13,6 +13,7 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left, bisect_right
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from datetime import time as wall_time
@@ -23,6 +24,7 @@ from rules.assets import AssetIndex, Unit
 from rules.candidates import VisitTypePlan
 from rules.eligibility import age_allows
 from rules.hours import Calendar
+from rules.joined import Joined
 from rules.matching import Requirement
 from rules.offer_memo import Basis, Day, Entry, MemoState
 from rules.offers import Keyed, keyed
@@ -118,7 +120,7 @@ class MemoisedPlan(VisitTypePlan):
         super().__init__(request, eff, pref, index, calendar, now)
         self.memo = memo
 
-    def offers(self) -> tuple[list[Keyed], list[Requirement]]:
+    def offers(self) -> tuple[Sequence[Keyed], list[Requirement]]:
         """The selection from the plan's days, and the optional assets to look up."""
         plan = self._plan()
         return self._select_planned(plan), plan.deferred
@@ -162,7 +164,7 @@ class MemoisedPlan(VisitTypePlan):
             use.state.keep_plan(key, plan)
         return plan
 
-    def _select_planned(self, plan: Plan) -> list[Keyed]:
+    def _select_planned(self, plan: Plan) -> Sequence[Keyed]:
         """:meth:`offers`' selection from the plan's merged days.
 
         A unit's offers on a local day D between the window's first and last local
@@ -179,7 +181,7 @@ class MemoisedPlan(VisitTypePlan):
         first = min((earliest.astimezone(zone).date() for zone in zones), default=None)
         last = max((latest.astimezone(zone).date() for zone in zones), default=None)
         age_rule, patient = self.rule.eligibility, self.request.patient
-        offers: list[Keyed] = []
+        parts: list[list[Keyed]] = []  # the days' offers, each a list the plan keeps
         in_order = True
         day = first
         while day is not None and last is not None and day <= last:
@@ -197,14 +199,18 @@ class MemoisedPlan(VisitTypePlan):
                             merged.cuts.clear()
                         merged.cuts[span] = part
                 if part:
-                    if offers and _order(part[0]) < _order(offers[-1]):
+                    if parts and _order(part[0]) < _order(parts[-1][-1]):
                         in_order = False
-                    offers += part
+                    parts.append(part)
             day += _ONE_DAY
+        joined = Joined(parts)
+        count = self.request.count
+        if self.eff.ordering == "earliest" and in_order:
+            return joined if count is None else joined.head(count)
+        offers = list(joined)
         if not in_order:
             offers.sort()  # by start, primary asset, schedule (unique in a visit type)
         if self.eff.ordering == "earliest":
-            count = self.request.count
             return offers if count is None else offers[:count]
         return self.ordering.rank_and_count(offers)  # type: ignore[arg-type,return-value]
 

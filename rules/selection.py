@@ -22,6 +22,7 @@ from app.core.domain import Actor
 from rules.assets import AssetIndex
 from rules.candidates import VisitTypePlan
 from rules.hours import Calendar
+from rules.joined import items_from
 from rules.matching import Requirement
 from rules.offers import Candidate, Keyed, Offer
 from rules.planning import MemoisedPlan, MemoUse
@@ -222,8 +223,7 @@ def _placed(
     first = 0
     if after is not None:
         first = bisect_right(offers, after, key=lambda o: (o[0], pref, o[1], o[2]))
-    for i in range(first, len(offers)):
-        offer = offers[i]
+    for offer in items_from(offers, first):
         yield (offer[0], pref, offer[1], offer[2]), n, plan, offer, deferred
 
 

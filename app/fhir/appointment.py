@@ -265,9 +265,7 @@ def to_stu3(
     actors: Mapping[str, Actor],
 ) -> dict[str, Any]:
     """An Argonaut (STU3) proposed Appointment: ``status`` proposed, participants needs-action."""
-    resource = _appointment(appt, requested_period, actors, systems={})
-    resource["meta"] = {"profile": [ARGO_APPT_PROFILE]}
-    return _ordered(resource)
+    return _appointment(appt, requested_period, actors, r4=False)
 
 
 def to_r4(
@@ -276,66 +274,47 @@ def to_r4(
     actors: Mapping[str, Actor],
 ) -> dict[str, Any]:
     """The same appointment as an R4 Appointment (R4 code systems, no Argonaut profile)."""
-    return _ordered(_appointment(appt, requested_period, actors, systems=_R4_SYSTEMS))
-
-
-_KEY_ORDER = (
-    "resourceType",
-    "id",
-    "meta",
-    "identifier",
-    "status",
-    "serviceType",
-    "specialty",
-    "appointmentType",
-    "start",
-    "end",
-    "minutesDuration",
-    "slot",
-    "participant",
-    "requestedPeriod",
-)
-
-
-def _ordered(resource: dict[str, Any]) -> dict[str, Any]:
-    return {key: resource[key] for key in _KEY_ORDER if key in resource}
+    return _appointment(appt, requested_period, actors, r4=True)
 
 
 def _appointment(
     appt: ProposedAppointment,
     requested_period: tuple[datetime, datetime],
     actors: Mapping[str, Actor],
-    systems: Mapping[str, str],
+    *,
+    r4: bool,
 ) -> dict[str, Any]:
-    resource: dict[str, Any] = {
-        "resourceType": "Appointment",
-        "id": fhir_id(appt.id),
-        "identifier": [{"system": IDENTIFIER_SYSTEM, "value": appt.id}],
-        "status": "proposed",
-        "start": second_instant(appt.start),
-        "end": second_instant(appt.end),
-        "minutesDuration": appt.minutes,
-        "participant": [
-            _participant(p.ref, p.display, p.required, p.status, actors) for p in appt.participants
-        ],
-        "requestedPeriod": [
-            {
-                "start": second_instant(requested_period[0]),
-                "end": second_instant(requested_period[1]),
-            }
-        ],
-    }
+    """The resource, its elements made in the order FHIR's JSON lists them (a ``$find``
+    page renders a hundred: no second pass to order them).
+
+    Only the coded concepts are shared between resources (see :func:`_cached_concept`);
+    everything else is the resource's own, since fhir.resources' validation and the
+    booking path change what they are given."""
+    resource: dict[str, Any] = {"resourceType": "Appointment", "id": fhir_id(appt.id)}
+    if not r4:
+        resource["meta"] = {"profile": [ARGO_APPT_PROFILE]}
+    resource["identifier"] = [{"system": IDENTIFIER_SYSTEM, "value": appt.id}]
+    resource["status"] = "proposed"
     if appt.service_types:
         resource["serviceType"] = [
-            _concept(token, systems, text=appt.visit_type_display if n == 0 else None)
+            _cached_concept(token, r4, appt.visit_type_display if n == 0 else None)
             for n, token in enumerate(appt.service_types)
         ]
     if appt.specialties:
-        resource["specialty"] = [_concept(token, systems) for token in appt.specialties]
+        resource["specialty"] = [_cached_concept(token, r4, None) for token in appt.specialties]
     if appt.appointment_type:
-        resource["appointmentType"] = _concept(appt.appointment_type, systems)
+        resource["appointmentType"] = _cached_concept(appt.appointment_type, r4, None)
+    resource["start"] = second_instant(appt.start)
+    resource["end"] = second_instant(appt.end)
+    resource["minutesDuration"] = appt.minutes
     if appt.slot_ids:
         resource["slot"] = [{"reference": f"Slot/{slot_id}"} for slot_id in appt.slot_ids]
+    resource["participant"] = [
+        _participant(p.ref, p.display, p.required, p.status, actors) for p in appt.participants
+    ]
+    resource["requestedPeriod"] = [
+        {"start": second_instant(requested_period[0]), "end": second_instant(requested_period[1])}
+    ]
     return resource
 
 
@@ -354,11 +333,6 @@ def _participant(
     if display:
         actor["display"] = display
     return {"actor": actor, "required": required, "status": status}
-
-
-def _concept(token: str, systems: Mapping[str, str], text: str | None = None) -> dict[str, Any]:
-    """A CodeableConcept for ``token`` (``systems`` maps code systems for R4)."""
-    return _cached_concept(token, systems is _R4_SYSTEMS, text)
 
 
 @lru_cache(maxsize=4096)

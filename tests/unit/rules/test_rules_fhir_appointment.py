@@ -10,7 +10,7 @@ import pytest
 from fhir.resources.R4B.appointment import Appointment as R4Appointment
 from fhir.resources.STU3.appointment import Appointment as STU3Appointment
 
-from app.core.domain import Participant, ProposedAppointment
+from app.core.domain import Actor, Participant, ProposedAppointment
 from app.core.times import second_instant
 from app.fhir.appointment import (
     ARGO_APPT_PROFILE,
@@ -197,3 +197,29 @@ def test_example_rules_compose_valid_appointments_for_every_visit_type() -> None
         STU3Appointment.model_validate(stu3)
         assert argo_appt_problems(stu3) == []
         R4Appointment.model_validate(to_r4(appt, (start, end), world.actors))
+
+
+def test_elements_come_in_the_order_fhir_lists_them() -> None:
+    period = PERIOD
+    order = ["resourceType", "id", "meta", "identifier", "status", "serviceType", "specialty",
+             "appointmentType", "start", "end", "minutesDuration", "slot", "participant",
+             "requestedPeriod"]  # fmt: skip
+    stu3 = to_stu3(proposed(), period, {})
+    r4 = to_r4(proposed(), period, {})
+    assert list(stu3) == [k for k in order if k in stu3] and "meta" in stu3
+    assert list(r4) == [k for k in order if k in r4] and "meta" not in r4
+    assert stu3["requestedPeriod"] == [
+        {"start": second_instant(period[0]), "end": second_instant(period[1])}
+    ]
+
+
+def test_a_participant_without_display_takes_the_actors() -> None:
+    appt = proposed()
+    nameless = Participant(ref=appt.participants[0].ref, display=None, required="required")
+    appt = ProposedAppointment(**{**{f: getattr(appt, f) for f in appt.__slots__},
+                                  "participants": (nameless,)})  # fmt: skip
+    actor = Actor(ref=nameless.ref, display="Dr From Catalog")
+    rendered = to_stu3(appt, PERIOD, {nameless.ref: actor})
+    assert rendered["participant"][0]["actor"] == {
+        "reference": nameless.ref, "display": "Dr From Catalog"
+    }  # fmt: skip
