@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from functools import partial
 
 from fastapi import FastAPI
+from fastapi.telemetry import TelemetryConfig
 
 from app.cache.db import transaction
 from app.console import install_console
@@ -57,6 +58,15 @@ def slot_index_check(app: FastAPI) -> Check:
     return Check(True, f"{state}: {index.size} free slots held in this process")
 
 
+_NO_LIBRARY_TELEMETRY: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+    "auto_configure": False,
+}
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings)
@@ -82,6 +92,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json" if public_docs else None,
         docs_url="/docs" if public_docs else None,
         redoc_url="/redoc" if public_docs else None,
+        # FastAPI's own OpenTelemetry, on by default wherever a global provider is set,
+        # puts url.query on its spans (a $find's patient, birthdate) and may start
+        # exporters from FASTAPI_OTEL_AUTO_CONFIGURE: off, ours is app.observability
+        telemetry=_NO_LIBRARY_TELEMETRY,
     )
     app.state.settings = settings
     install_error_handlers(app)
