@@ -32,6 +32,7 @@ from app.ehr.client import EhrClient
 from app.ehr.gateway import EhrGateway
 from app.ehr.transport import RetryPolicy
 from app.fhir.versions import FhirVersion
+from app.observability.metrics import offer_memo_full
 from app.publish.feed import Sources as FeedSources
 from app.publish.service import Publisher, options_from
 from app.settings import Settings, get_settings
@@ -206,7 +207,7 @@ def api_services(settings: Settings) -> ApiServices:
         rules_store=rules_store,
         catalog=CatalogCache(read_fresh=catalog_reader(engine)),
         slot_index=SlotIndex(lookback=MAX_SLOT_LENGTH),
-        offer_memo=OfferMemo(),
+        offer_memo=OfferMemo(settings.offer_memo_max_offers, on_full=offer_memo_full),
         sign=signer(settings.proposal_secret.get_secret_value().encode()),
         patients=PatientLookup(
             partial(gateway.read_patient, timeout=settings.patient_read_timeout_seconds),

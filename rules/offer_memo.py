@@ -32,7 +32,7 @@ The request's own slots must be these lists cut to the fetch window minus
 from __future__ import annotations
 
 import threading
-from collections.abc import Collection, Hashable, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from operator import is_
@@ -89,6 +89,7 @@ class MemoState:
         self,
         key: tuple[Hashable, RulesFile, Mapping[str, Schedule], Mapping[str, Actor]],
         max_offers: int,
+        on_full: Callable[[int], None] | None = None,
     ):
         self.key = key
         _, _, schedules, actors = key
@@ -98,6 +99,7 @@ class MemoState:
         self._units: dict[str, Unit | None] = {}
         self._entries: dict[Hashable, Entry] = {}
         self._max_offers = max_offers
+        self._on_full = on_full
         self._held = 0  # offers (and days) the entries in _entries hold
         self._counting = threading.Lock()
         # schedule ids of a basis -> (their full lists, the schedules served by
@@ -214,6 +216,8 @@ class MemoState:
                 entry.held -= len(twin.offers) + 1
                 self._held -= len(twin.offers) + 1
             if self._held + size > self._max_offers:
+                if self._on_full is not None:
+                    self._on_full(self._held)
                 self._entries = {entry.key: entry}
                 entry.days = {}
                 entry.held = 0
@@ -265,8 +269,16 @@ class OfferMemo:
     concurrent requests may compute the same day twice and store equal values.
     """
 
-    def __init__(self, max_offers: int = DEFAULT_MAX_OFFERS):
+    def __init__(
+        self,
+        max_offers: int = DEFAULT_MAX_OFFERS,
+        on_full: Callable[[int], None] | None = None,
+    ):
+        """``on_full`` is told how many offers were held each time the bound makes the
+        memo forget them all (a memo too small for its cache does so again and again:
+        operators need to see it)."""
         self._max_offers = max_offers
+        self._on_full = on_full
         self._state: MemoState | None = None
         self._lock = threading.Lock()
 
@@ -289,5 +301,5 @@ class OfferMemo:
         with self._lock:
             state = self._state
             if state is None or state.key != full:
-                state = self._state = MemoState(full, self._max_offers)
+                state = self._state = MemoState(full, self._max_offers, self._on_full)
             return state

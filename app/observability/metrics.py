@@ -13,7 +13,9 @@ computes them from the database when Prometheus scrapes, at most once per
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -32,6 +34,8 @@ from prometheus_client.registry import Collector
 
 from app.cache.sync_health import SyncHealth
 from app.core.recent import Recent
+
+log = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 UNMATCHED_ROUTE = "unmatched"
@@ -69,6 +73,11 @@ TASK_DURATION = Histogram(
     ["task"],
     buckets=(0.05, 0.1, 0.5, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0),
 )
+OFFER_MEMO_FULL = Counter(
+    "slotsync_offer_memo_full",
+    "Times an API process's offer memo reached SLOTSYNC_OFFER_MEMO_MAX_OFFERS and forgot"
+    " every offer (often: the bound is below the horizon's offers, and $find recomposes)",
+)
 NOTIFICATIONS = Counter(
     "slotsync_webhook_notifications",
     "Subscription notifications received, by kind (handshake, heartbeat, event, rejected)",
@@ -100,6 +109,29 @@ def task_outcome(task: str, outcome: str, seconds: float | None = None) -> None:
 
 def notification_received(kind: str) -> None:
     NOTIFICATIONS.labels(kind).inc()
+
+
+_OFFER_MEMO_WARNING_EVERY_SECONDS = 300.0
+_offer_memo_warned_at: float | None = None
+
+
+def offer_memo_full(held: int) -> None:
+    """The offer memo forgot ``held`` offers at its bound: counted, and logged at most
+    every five minutes (a memo too small for its cache reaches the bound again and
+    again, and each time every request recomposes until it has filled once more)."""
+    global _offer_memo_warned_at
+    OFFER_MEMO_FULL.inc()
+    now = time.monotonic()
+    if _offer_memo_warned_at is None or now - _offer_memo_warned_at >= (
+        _OFFER_MEMO_WARNING_EVERY_SECONDS
+    ):
+        _offer_memo_warned_at = now
+        log.warning(
+            "offer memo full at %d offers: forgot them all, $find recomposes until it fills"
+            " again; if this repeats, raise SLOTSYNC_OFFER_MEMO_MAX_OFFERS (~200 bytes an"
+            " offer) or narrow broad searches",
+            held,
+        )
 
 
 # -- scrape-time gauges from the database ----------------------------------------

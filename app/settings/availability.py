@@ -43,6 +43,13 @@ class AvailabilitySettings(BaseSettings):
         default=True,
         description="read every cached slot, then the offers, into memory at API start-up",
     )
+    offer_memo_max_offers: int = Field(
+        default=2_000_000,
+        ge=10_000,
+        le=100_000_000,
+        description="candidate offers each API process remembers across $find requests"
+        " (~200 bytes each); when full it forgets them all and works them out again",
+    )
     stale_warning_seconds: int = Field(
         default=26 * 3600, ge=1, description="$find warns when data is older than this"
     )

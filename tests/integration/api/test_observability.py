@@ -23,6 +23,7 @@ from app.cache.models import ScheduleRow
 from app.cli.status_report import print_status
 from app.observability import metrics
 from app.observability.logging import configure_logging, make_handler
+from app.runtime import api_services
 from app.settings import Settings
 from benchmarks.processes import free_port
 from tests.factories import OPEN_RULES
@@ -245,6 +246,33 @@ def test_recording_helpers(client):
     assert delta("slotsync_task_outcomes_total", task="refresh_schedule", outcome="failed") == 1
     assert delta("slotsync_task_duration_seconds_count", task="refresh_schedule") == 1
     assert delta("slotsync_webhook_notifications_total", kind="heartbeat") == 1
+
+
+def test_a_full_offer_memo_is_counted_and_warned_at_most_every_five_minutes(
+    client, log_buffer, monkeypatch
+):
+    clock = [1000.0]
+    monkeypatch.setattr(metrics.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(metrics, "_offer_memo_warned_at", None)
+    before = scrape(client)
+    metrics.offer_memo_full(2_000_000)
+    clock[0] += 60
+    metrics.offer_memo_full(1_999_000)
+    clock[0] += 300
+    metrics.offer_memo_full(1_998_000)
+    after = scrape(client)
+    key = ("slotsync_offer_memo_full_total", ())
+    assert after[key] - before.get(key, 0.0) == 3
+    warnings = [r for r in json_logs(log_buffer) if "offer memo full" in r.get("message", "")]
+    assert [w["level"] for w in warnings] == ["WARNING", "WARNING"]
+    assert "2000000" in warnings[0]["message"] and "1998000" in warnings[1]["message"]
+    assert "SLOTSYNC_OFFER_MEMO_MAX_OFFERS" in warnings[0]["message"]
+
+
+def test_the_offer_memo_takes_its_bound_from_the_settings(settings):
+    services = api_services(settings.model_copy(update={"offer_memo_max_offers": 12_345}))
+    memo = services.finder.offer_memo
+    assert memo._max_offers == 12_345 and memo._on_full is metrics.offer_memo_full
 
 
 RECORD = """

@@ -486,3 +486,28 @@ def test_offers_pairing_with_the_same_asset_slots_share_one_part() -> None:
         id(unit) for entry in state._entries.values() for pool in entry.others for unit in pool
     }
     assert held_units <= live_units
+
+
+def test_reaching_the_bound_is_told_with_what_was_held() -> None:
+    """A memo smaller than what a request needs forgets everything at its bound, and
+    says so each time (the API counts and logs it): the sign of a bound set below
+    the horizon's offers. Answers stay compose's."""
+    rules = load_rules(EXAMPLE_RULES)
+    world = example_world()
+    base = full_lists(world.slots)
+    request = FindRequest(
+        start=at("2026-03-09 00:00"), end=at("2026-03-12 00:00"), visit_types=(vt("office-visit"),)
+    )
+    now = at("2026-03-01 00:00")
+    args = (world.schedules, world.actors, now, set[str]())
+    roomy: list[int] = []
+    probe = OfferMemo(on_full=roomy.append)
+    assert check(probe, 1, request, rules, base, *args)
+    entries = probe.state(1, rules, world.schedules, world.actors)._entries
+    held = sum(len(day.offers) + 1 for e in entries.values() for day in e.days.values())
+    assert roomy == [] and held > 4
+
+    told: list[int] = []
+    small = OfferMemo(max_offers=held // 2, on_full=told.append)
+    assert check(small, 1, request, rules, base, *args)
+    assert told and all(0 < n <= held // 2 for n in told)
