@@ -80,6 +80,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--clients", default="1,2,4,8,16", help="concurrency levels")
     p.add_argument("--seconds", type=float, default=10.0, help="per concurrency level")
     p.add_argument("--ehr-samples", type=int, default=10, help="real-time EHR requests")
+    p.add_argument(
+        "--offer-memo-max-offers",
+        type=int,
+        default=None,
+        help="the API's SLOTSYNC_OFFER_MEMO_MAX_OFFERS (default: the setting's); at 10M slots"
+        " the horizon holds more offers than the default bound",
+    )
 
 
 def typical(day: date) -> list[tuple[str, str]]:
@@ -421,6 +428,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         ready_timeout=600.0,
     ) as sandbox:
         extra = {"SLOTSYNC_HORIZON_DAYS": str(args.horizon_days), "SLOTSYNC_LOG_LEVEL": "WARNING"}
+        if args.offer_memo_max_offers is not None:
+            extra["SLOTSYNC_OFFER_MEMO_MAX_OFFERS"] = str(args.offer_memo_max_offers)
         with stack(
             ehr_base_url=sandbox.base_url, fhir_version="stu3", extra=extra, api_port=port
         ) as running:
@@ -471,6 +480,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "slots_cached": cached[0] if cached else 0,
         "load_seconds": round(load_seconds, 1),
         "api_workers": args.workers,
+        "offer_memo_max_offers": args.offer_memo_max_offers
+        or Settings.model_fields["offer_memo_max_offers"].default,
         "api_warm_up_seconds": round(warm_seconds, 1),
         "api_memory": memory.as_json(),
         **results,
