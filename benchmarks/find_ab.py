@@ -11,7 +11,9 @@ moment falls on all arms alike. A third arm, ``head_explain``, is this tree with
 
 The result has each arm's percentiles, and the median and 95 % bootstrap interval of
 the per-round difference ``head - baseline``: an interval that holds 0 means "no
-difference within noise".
+difference within noise". ``--kind broad`` compares broad requests instead (every visit
+type, 30 days, ``_count`` 100), and ``--no-explain`` leaves the explain arm out (explain
+on a broad request takes a second).
 """
 
 from __future__ import annotations
@@ -33,11 +35,15 @@ import httpx
 
 from sandbox_ehr.process import start_sandbox
 
-from .find import HEADERS, _days, _full_days, _wait_warm, percentiles, typical
+from .find import HEADERS, KINDS, _days, _full_days, _wait_warm, percentiles
 from .processes import ROOT, free_port, run_slotsync, slotsync, spawn
 from .stacks import serve, stack, start_api
 
 ARMS = ("baseline", "head", "head_explain")
+REQUESTS = {
+    "typical": "typical (one visit type, one specialty, 7 days, _count 20)",
+    "broad": "broad (every visit type and provider, 30 days, _count 100)",
+}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,6 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--horizon-days", type=int, default=90)
     p.add_argument("--rounds", type=int, default=600, help="requests per arm")
     p.add_argument("--seed", type=int, default=21)
+    p.add_argument("--kind", choices=tuple(REQUESTS), default="typical", help="the request")
+    p.add_argument("--no-explain", action="store_true", help="leave out the head_explain arm")
 
 
 @contextmanager
@@ -83,15 +91,18 @@ def paired_difference(
 
 
 def _interleave(
-    urls: dict[str, str], days: list[Any], rounds: int, seed: int
+    urls: dict[str, str], days: list[Any], rounds: int, seed: int, kind: str = "typical"
 ) -> dict[str, list[float]]:
     rng = random.Random(seed)
-    timings: dict[str, list[float]] = {arm: [] for arm in ARMS}
-    clients = {arm: httpx.Client(base_url=urls[arm], headers=HEADERS, timeout=60) for arm in ARMS}
+    build = KINDS[kind][0]
+    timings: dict[str, list[float]] = {arm: [] for arm in urls}
+    clients = {
+        arm: httpx.Client(base_url=url, headers=HEADERS, timeout=60) for arm, url in urls.items()
+    }
     try:
         for i in range(rounds):
-            params = typical(days[i % len(days)])
-            order = list(ARMS)
+            params = build(days[i % len(days)])
+            order = list(urls)
             rng.shuffle(order)
             for arm in order:
                 extra = [("_explain", "true")] if arm == "head_explain" else []
@@ -130,7 +141,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             head = running.start_api(workers=1)
             # explain gets a process of its own: its requests would otherwise share the
             # head arm's offer memo, heap and garbage collector, and weigh on its figures
-            explaining = start_api(running.env, workers=1)
+            explaining = None if args.no_explain else start_api(running.env, workers=1)
             port = free_port()
             env = {**running.env, "PYTHONPATH": str(tree)}
             # python -m puts the working directory first on sys.path: the old tree's code
@@ -138,25 +149,36 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             old.url = f"http://127.0.0.1:{port}"
             try:
                 old.wait_for_http(f"{old.url}/healthz", timeout=120)
-                for url in (head.url, explaining.url, old.url):
+                urls = {"baseline": old.url, "head": head.url}
+                if explaining is not None:
+                    urls["head_explain"] = explaining.url
+                for url in urls.values():
                     _wait_warm(url, 1)
-                days = _full_days(head.url, "typical", _days(first_day, 7, args.horizon_days))
-                urls = {"baseline": old.url, "head": head.url, "head_explain": explaining.url}
-                _interleave(urls, days, min(50, args.rounds), args.seed)  # warm both alike
-                timings = _interleave(urls, days, args.rounds, args.seed + 1)
+                span = KINDS[args.kind][1]
+                days = _full_days(head.url, args.kind, _days(first_day, span, args.horizon_days))
+                # warm every arm alike first
+                _interleave(urls, days, min(50, args.rounds), args.seed, args.kind)
+                timings = _interleave(urls, days, args.rounds, args.seed + 1, args.kind)
             finally:
                 old.stop()
-                explaining.stop()
+                if explaining is not None:
+                    explaining.stop()
     return {
         "sandbox_size": args.size,
-        "request": "typical (one visit type, one specialty, 7 days, _count 20)",
+        "request": REQUESTS[args.kind],
         "baseline_commit": baseline_commit,
         "rounds": args.rounds,
         "arms": {arm: percentiles(values) for arm, values in timings.items()},
         "head_minus_baseline": paired_difference(
             timings["baseline"], timings["head"], seed=args.seed
         ),
-        "explain_on_minus_off": paired_difference(
-            timings["head"], timings["head_explain"], seed=args.seed
+        **(
+            {}
+            if "head_explain" not in timings
+            else {
+                "explain_on_minus_off": paired_difference(
+                    timings["head"], timings["head_explain"], seed=args.seed
+                )
+            }
         ),
     }
