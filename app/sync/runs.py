@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 from app.cache import feeds
 from app.cache import repository as repo
 from app.cache import runs as runs_repo
-from app.cache.db import transaction
+from app.cache.db import DATABASE_OUTAGES, transaction
 from app.cache.runs import ChunkOutcome, ChunkSpec
 from app.core.domain import Schedule
 from app.ehr.client import PROVIDER_TYPES, can_filter_to
@@ -360,6 +360,7 @@ def after_run(ctx: SyncContext, run_id: int, status: str | None) -> None:
     from .follow_up import run_ended  # follow-ups plan runs: imported late (no cycle)
 
     run_ended(ctx, run_id, status)
+    _refresh_statistics(ctx, run_id)
     if status != "ok":
         return
     from .feed import feed_row  # the feed plans no runs, but imports what does (no cycle)
@@ -374,6 +375,23 @@ def after_run(ctx: SyncContext, run_id: int, status: str | None) -> None:
         feeds.advance_cursor(session, run.started_at)  # nothing older needs polling for
     if gone:
         log.info("run %s: %s schedules no longer in the EHR were removed", run_id, gone)
+
+
+def _refresh_statistics(ctx: SyncContext, run_id: int) -> None:
+    """After a run over every schedule that wrote slots (a load, the daily resync, ended
+    well or not): fresh planner statistics (:func:`repo.refresh_planner_statistics`).
+    Worth a warning when it fails, never the run."""
+    try:
+        with transaction(ctx.engine) as session:
+            run = runs_repo.get_run(session, run_id)
+            if run is None or not (run.scope or "").startswith("*"):
+                return
+            if not (run.slots_upserted or run.slots_deleted):
+                return
+        with transaction(ctx.engine) as session:
+            repo.refresh_planner_statistics(session)
+    except DATABASE_OUTAGES as exc:
+        log.warning("run %s: planner statistics not refreshed: %s", run_id, describe_error(exc))
 
 
 @dataclass(frozen=True, slots=True)
