@@ -42,8 +42,8 @@ class Joined(Sequence[T]):
             i += size
         if not 0 <= i < size:
             raise IndexError("Joined index out of range")
-        part = bisect_right(self._ends, i)
-        return self._parts[part][i - (self._ends[part - 1] if part else 0)]
+        part, offset = self._locate(i)
+        return self._parts[part][offset]
 
     def __iter__(self) -> Iterator[T]:
         return chain.from_iterable(self._parts)
@@ -56,10 +56,14 @@ class Joined(Sequence[T]):
         """The items from position ``first`` on, without stepping over those before."""
         if first >= len(self):
             return iter(())
-        part = bisect_right(self._ends, first)
-        skip = first - (self._ends[part - 1] if part else 0)
+        part, skip = self._locate(first)
         rest = self._parts[part + 1 :]
         return chain(islice(self._parts[part], skip, None), chain.from_iterable(rest))
+
+    def _locate(self, i: int) -> tuple[int, int]:
+        """``(part, offset)`` of position ``i`` (0 <= i < len)."""
+        part = bisect_right(self._ends, i)
+        return part, i - (self._ends[part - 1] if part else 0)
 
 
 def items_from(items: Sequence[T], first: int) -> Iterator[T]:

@@ -626,15 +626,14 @@ def slots_in_schedules(session: Session, schedule_ids: Collection[str]) -> dict[
     return {r[0]: int(r[1]) for r in rows}
 
 
-def refresh_planner_statistics(session: Session) -> bool:
+def refresh_planner_statistics(session: Session) -> None:
     """``ANALYZE`` the tables a whole-horizon run rewrites (PostgreSQL; elsewhere
     nothing): PostgreSQL's own advice after a bulk load. The planner otherwise works
     from the statistics of before the load (an empty table, after the first one) until
     autovacuum gets to it, minutes later on a big table, or never where it is off.
     ANALYZE samples a fixed number of rows, so it takes about as long at 10M slots as at
-    1M; it takes no lock that writers or readers wait for. False when it did not run."""
+    1M; it takes no lock that writers or readers wait for."""
     if session.get_bind().dialect.name != "postgresql":
-        return False
+        return
     session.execute(text("SET LOCAL lock_timeout = '5s'"))  # behind a manual VACUUM: skip
     session.execute(text("ANALYZE slots, sync_marks, schedules"))
-    return True

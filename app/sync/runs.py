@@ -386,10 +386,8 @@ def _refresh_statistics(ctx: SyncContext, run_id: int) -> None:
             run = runs_repo.get_run(session, run_id)
             if run is None or not (run.scope or "").startswith("*"):
                 return
-            if not (run.slots_upserted or run.slots_deleted):
-                return
-        with transaction(ctx.engine) as session:
-            repo.refresh_planner_statistics(session)
+            if run.slots_upserted or run.slots_deleted:
+                repo.refresh_planner_statistics(session)
     except DATABASE_OUTAGES as exc:
         log.warning("run %s: planner statistics not refreshed: %s", run_id, describe_error(exc))
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
 from datetime import timedelta
 
 import pytest
@@ -26,6 +25,7 @@ from app.sync.runs import (
     plan_run,
     run_in_process,
 )
+from benchmarks.processes import wait_until
 from tests.sync_support import DAY0, cached, context, view
 
 WINDOWS = 4  # ceil(7 days / 2)
@@ -210,8 +210,8 @@ def test_a_run_over_every_schedule_leaves_fresh_planner_statistics(engine, sandb
 
     before = analyzed()
     assert run_in_process(ctx, ResyncRequest(kind="initial-load")).status == "ok"
-    after_load = _wait_for(analyzed, before)
-    assert after_load > before
+    # the statistics collector reports a little after the fact
+    after_load = wait_until(lambda: (n := analyzed()) > before and n, 5, "ANALYZE of slots")
     with Session(engine) as s:
         estimate = s.execute(
             text("SELECT reltuples FROM pg_class WHERE relname = 'slots'")
@@ -233,13 +233,3 @@ def test_a_run_over_every_schedule_leaves_fresh_planner_statistics(engine, sandb
     assert result.status == "ok" and result.deleted > 0
     time.sleep(0.6)  # as long as the collector could take to report one
     assert analyzed() == after_load
-
-
-def _wait_for(read: Callable[[], int], than: int, seconds: float = 5.0) -> int:
-    """The statistics collector reports a little after the fact."""
-    deadline = time.monotonic() + seconds
-    value = read()
-    while value <= than and time.monotonic() < deadline:
-        time.sleep(0.1)
-        value = read()
-    return value

@@ -371,24 +371,36 @@ def test_slots_held_as_columns_answer_as_slot_lists_do(rng: random.Random) -> No
         assert compose(*args) == expected
 
 
+def office_visit_case() -> tuple[
+    RulesFile, World, dict[str, list[Slot]], FindRequest, tuple[Any, ...]
+]:
+    """The example organisation's office visits over three days: the rules, the world,
+    its full slot lists, the request and :func:`check`'s remaining arguments."""
+    rules = load_rules(EXAMPLE_RULES)
+    world = example_world()
+    request = FindRequest(
+        start=at("2026-03-09 00:00"), end=at("2026-03-12 00:00"), visit_types=(vt("office-visit"),)
+    )
+    args = (world.schedules, world.actors, at("2026-03-01 00:00"), set[str]())
+    return rules, world, full_lists(world.slots), request, args
+
+
+def held_offers(memo: OfferMemo, rules: RulesFile, world: World) -> int:
+    """What ``memo`` counts towards its bound for key 1: offers, and one per day."""
+    entries = memo.state(1, rules, world.schedules, world.actors)._entries
+    return sum(len(day.offers) + 1 for e in entries.values() for day in e.days.values())
+
+
 def test_schedules_changing_one_at_a_time_never_flush_the_others_days() -> None:
     """The memo's bound counts what it holds now: a schedule whose list a sync
     replaces lets go of its old days' count, so notifications about one schedule,
     however many, leave every other schedule's remembered days in place (they used
     to add up until the bound flushed everything, and broad requests composed their
     30 days afresh)."""
-    rules = load_rules(EXAMPLE_RULES)
-    world = example_world()
-    base = full_lists(world.slots)
-    request = FindRequest(
-        start=at("2026-03-09 00:00"), end=at("2026-03-12 00:00"), visit_types=(vt("office-visit"),)
-    )
-    now = at("2026-03-01 00:00")
-    args = (world.schedules, world.actors, now, set[str]())
+    rules, world, base, request, args = office_visit_case()
     probe = OfferMemo()
     assert check(probe, 1, request, rules, base, *args)
-    entries = probe.state(1, rules, world.schedules, world.actors)._entries
-    held = sum(len(day.offers) + 1 for e in entries.values() for day in e.days.values())
+    held = held_offers(probe, rules, world)
 
     memo = OfferMemo(max_offers=held + held // 2)
     assert check(memo, 1, request, rules, base, *args)
@@ -492,19 +504,11 @@ def test_reaching_the_bound_is_told_with_what_was_held() -> None:
     """A memo smaller than what a request needs forgets everything at its bound, and
     says so each time (the API counts and logs it): the sign of a bound set below
     the horizon's offers. Answers stay compose's."""
-    rules = load_rules(EXAMPLE_RULES)
-    world = example_world()
-    base = full_lists(world.slots)
-    request = FindRequest(
-        start=at("2026-03-09 00:00"), end=at("2026-03-12 00:00"), visit_types=(vt("office-visit"),)
-    )
-    now = at("2026-03-01 00:00")
-    args = (world.schedules, world.actors, now, set[str]())
+    rules, world, base, request, args = office_visit_case()
     roomy: list[int] = []
     probe = OfferMemo(on_full=roomy.append)
     assert check(probe, 1, request, rules, base, *args)
-    entries = probe.state(1, rules, world.schedules, world.actors)._entries
-    held = sum(len(day.offers) + 1 for e in entries.values() for day in e.days.values())
+    held = held_offers(probe, rules, world)
     assert roomy == [] and held > 4
 
     told: list[int] = []
