@@ -6,7 +6,12 @@ BIN     = $(VENV)/bin
 # pip into .uv/ (pinned). `uv lock` after changing dependencies in pyproject.toml.
 UV_VERSION = 0.13.8
 UV     ?= $(shell command -v uv 2>/dev/null || echo .uv/bin/uv)
-SYNC    = UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked --python $(PYTHON) --quiet
+SYNC    = UV_PROJECT_ENVIRONMENT=$(VENV) $(UV) sync --locked --python $(PYTHON) --quiet --compile-bytecode
+# Bytecode for our own packages too (the dependencies get theirs at install): where
+# PYTHONDONTWRITEBYTECODE is set, as on this machine class, a process without .pyc files
+# compiles every module it imports, each time it starts (the API: 3.4 s and +12 MB RSS
+# against 1.1 s). Stale files are only recompiled; a stale .pyc is never used.
+COMPILE = $(BIN)/python -m compileall -q -j 0 app rules workers sandbox_ehr benchmarks
 DEV     = $(VENV)/.installed-dev
 DEMO    = $(VENV)/.installed-demo
 
@@ -18,13 +23,13 @@ venv: $(DEV)
 	$(PYTHON) -m pip install --quiet --disable-pip-version-check --target .uv uv==$(UV_VERSION)
 
 # Everything the tests, linters and benchmarks need (re-synced when the lock changes).
-$(DEV): pyproject.toml uv.lock | $(UV)
+$(DEV): pyproject.toml uv.lock Makefile | $(UV)
 	$(SYNC) --extra dev
 	touch $@
 
 # Just the server and the sandbox EHR: the quickest path to a first $find. --inexact
 # keeps whatever a `make test` added.
-$(DEMO): pyproject.toml uv.lock | $(UV)
+$(DEMO): pyproject.toml uv.lock Makefile | $(UV)
 	$(SYNC) --extra sandbox --inexact
 	touch $@
 
@@ -32,9 +37,11 @@ $(DEMO): pyproject.toml uv.lock | $(UV)
 EHR ?= sandbox
 DEMO_ARGS ?=
 demo: $(DEMO)
+	$(COMPILE)
 	$(BIN)/slotsync demo --ehr-profile $(EHR) $(DEMO_ARGS)
 
 test: $(DEV)
+	$(COMPILE)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
@@ -58,6 +65,7 @@ BENCH_OUT  ?= benchmarks/results/bench-$(STAMP).json
 BENCH_REPEAT ?= 3
 BENCH_ARGS ?=
 bench: $(DEV)
+	$(COMPILE)
 	$(BIN)/python -m benchmarks all --repeat $(BENCH_REPEAT) $(BENCH_ARGS) --out $(BENCH_OUT)
 	$(BIN)/python -m benchmarks bench-chart --result $(BENCH_OUT)
 	$(BIN)/python -m benchmarks bench-readme
@@ -67,6 +75,7 @@ bench: $(DEV)
 SCALE_SIZES ?= 10000000
 SCALE_OUT   ?= benchmarks/results/scale-$(STAMP).json
 bench-scale: $(DEV)
+	$(COMPILE)
 	$(BIN)/python -m benchmarks scale --sizes $(SCALE_SIZES) --out $(SCALE_OUT)
 	$(BIN)/python -m benchmarks bench-readme
 
@@ -74,6 +83,7 @@ bench-scale: $(DEV)
 FAULTS_SIZE ?= 50000
 FAULTS_OUT  ?= benchmarks/results/faults-$(STAMP).json
 faults: $(DEV)
+	$(COMPILE)
 	mkdir -p $(dir $(FAULTS_OUT))
 	$(BIN)/python -m benchmarks faults --size $(FAULTS_SIZE) --out $(FAULTS_OUT)
 	$(BIN)/python -m benchmarks faults-readme  # the README's table, from the newest two runs

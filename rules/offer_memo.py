@@ -111,9 +111,9 @@ class MemoState:
         # The composer's plans (per visit type and request filters), each valid for
         # the shared index it was made against.
         self.plans: dict[Hashable, Any] = {}
-        # (requirement, id(unit), first, stop) of the other assets of an offer -> the
-        # one tuple of them the memo's offers share (see share_others)
-        self._others: dict[tuple[tuple[int, int, int, int], ...], tuple[Found, ...]] = {}
+        # the other assets' parts of an offer -> the one equal tuple of them the memo's
+        # offers share (see share_others)
+        self._others: dict[tuple[Found, ...], tuple[Found, ...]] = {}
 
     def index(
         self, basis: Basis, window: Mapping[str, Sequence[Slot]], dirty: Collection[str]
@@ -231,17 +231,19 @@ class MemoState:
     def share_others(self, others: Sequence[Found]) -> tuple[Found, ...]:
         """One tuple for equal other-asset parts: offers of several primary units at
         one time often pair with the same room slot (at 1M slots, 102k offers held
-        58k distinct parts, 6 MB of copies). Keyed by the units' identity, which the
-        table's own reference keeps valid; emptied whenever an entry is replaced,
-        so that units a sync replaced are let go with their entries (a request
-        still computing a day of the replaced entry may put a few back, held until
-        the next replacement)."""
-        key = tuple((req, id(unit), first, stop) for req, unit, first, stop in others)
-        shared = self._others.get(key)
+        58k distinct parts, 6 MB of copies). The parts are their own key: a
+        :class:`~rules.assets.Unit` hashes and compares by identity, which the
+        table's own reference keeps valid (a key of the units' ids beside it was
+        another 8.6 MB at 1M slots). Emptied whenever an entry is replaced, so that
+        units a sync replaced are let go with their entries (a request still
+        computing a day of the replaced entry may put a few back, held until the
+        next replacement)."""
+        parts = tuple(others)
+        shared = self._others.get(parts)
         if shared is None:
             if len(self._others) >= 1 << 18:
                 self._others = {}
-            shared = self._others[key] = tuple(others)
+            shared = self._others[parts] = parts
         return shared
 
     def _unit(self, schedule_id: str, basis: Basis) -> Unit | None:

@@ -10,6 +10,7 @@ dataclass, no logic beyond :func:`keyed`.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -46,14 +47,27 @@ _MICROS: dict[datetime, int] = {}
 _MICROS_HELD = 1 << 16
 # Slot positions as shared int objects: the scan makes a new int for every position
 # past 256, and two of them per remembered offer (``first``, ``stop``) were a fifth of
-# the offer memo's memory. Positions beyond (a schedule with more slots) stay as made.
-_POSITIONS = tuple(range(1 << 16))
-_POSITIONS_HELD = len(_POSITIONS)
+# the offer memo's memory. The table grows to the positions met (a schedule holds a
+# few thousand slots; all 65,536 made up front were 2.4 MB of every process) and only
+# ever grows, so a reader that saw a length may index below it. Positions beyond
+# _POSITIONS_HELD (a schedule with more slots) stay as made.
+_POSITIONS: list[int] = list(range(1 << 10))
+_POSITIONS_HELD = 1 << 16
+_GROWING = threading.Lock()
+
+
+def _grow_positions(stop: int) -> bool:
+    """Make the table hold ``stop`` when it may; whether it does."""
+    with _GROWING:
+        held = len(_POSITIONS)
+        if held <= stop < _POSITIONS_HELD:
+            _POSITIONS.extend(range(held, min(max(stop + 1, 2 * held), _POSITIONS_HELD)))
+        return stop < len(_POSITIONS)
 
 
 def found(requirement: int, unit: Unit, first: int, stop: int) -> Found:
     """Another asset's part of an offer, its slot positions shared (as in :func:`keyed`)."""
-    if stop < _POSITIONS_HELD:
+    if stop < len(_POSITIONS) or _grow_positions(stop):
         first, stop = _POSITIONS[first], _POSITIONS[stop]
     return (requirement, unit, first, stop)
 
@@ -69,7 +83,7 @@ def keyed(offer: Offer, share: Callable[[Sequence[Found]], Sequence[Found]] | No
         if len(_MICROS) >= _MICROS_HELD:
             _MICROS.clear()
         micros = _MICROS[start] = (start - _EPOCH) // _MICROSECOND
-    if stop < _POSITIONS_HELD:
+    if stop < len(_POSITIONS) or _grow_positions(stop):
         first, stop = _POSITIONS[first], _POSITIONS[stop]
     return (start, ref, schedule_id, unit, day, first, stop, others, micros)
 

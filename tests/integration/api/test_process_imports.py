@@ -36,3 +36,27 @@ def test_jwt_is_loaded_only_to_verify_tokens(
         check=True,
     )
     assert out.stdout.strip() == str(loaded)
+
+
+CLI_LIBRARIES = """
+import sys
+import {module}
+import httpx
+with httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(204))) as client:
+    assert client.get("http://ehr.test/").status_code == 204
+print(sorted(m for m in ("rich", "pygments", "httpx._main") if sys.modules.get(m) is not None))
+"""
+
+
+@pytest.mark.parametrize("module", ["app.api.main", "workers.tasks"])
+def test_server_processes_leave_out_httpx_command_line_client(module: str) -> None:
+    """httpx imports its CLI (rich and pygments with it, ~9 MB) unless told not to;
+    app/__init__ tells it, and httpx itself still works."""
+    out = subprocess.run(
+        [sys.executable, "-c", CLI_LIBRARIES.format(module=module)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.strip() == "[]"
