@@ -24,21 +24,21 @@ from datetime import datetime
 from operator import attrgetter, le, lt
 
 from app.core.domain import Actor, Schedule, Slot
-from app.core.slot_columns import Codes, SlotColumns
+from app.core.slot_columns import Codes, SlotColumns, code_number, numbered_codes
 from rules.tokens import TokenSet
 
 # Which actor of a schedule is the schedulable asset (the rest say where it is).
 _ASSET_PRIORITY = {"Practitioner": 0, "Device": 1, "HealthcareService": 2, "Location": 3}
 
-# Whether a slot qualifies, asked of its codes (:attr:`FreeTime.codes`).
-Accepts = Callable[[Codes], bool]
+# Whether a slot qualifies, asked of its code combination's number (:attr:`FreeTime.codes`).
+Accepts = Callable[[int], bool]
 # The codes a Qualifier looks at, as one hashable value per slot.
 _codes: attrgetter[Codes] = attrgetter("service_types", "appointment_types", "specialties")
 
 
 class FreeTime:
-    """Disjoint, non-empty slots sorted by start, with their starts, ends and codes
-    as plain lists.
+    """Disjoint, non-empty slots sorted by start, with their starts, ends and code
+    numbers (:func:`~app.core.slot_columns.code_number`) as sequences.
 
     Searches answer with index spans into :attr:`slots` rather than lists of
     slots: the composer tries far more spans than it keeps, and reading lists of
@@ -51,12 +51,13 @@ class FreeTime:
 
     def __init__(self, slots: Sequence[Slot]):
         self.slots = slots
+        self.codes: Sequence[int]
         if isinstance(slots, SlotColumns):
             self.starts, self.ends, self.codes = slots.starts, slots.ends, slots.codes
         else:
             self.starts = [s.start for s in slots]
             self.ends = [s.end for s in slots]
-            self.codes = list(map(_codes, slots))
+            self.codes = [code_number(_codes(s)) for s in slots]
 
     def span(
         self, start: datetime, end: datetime, join: bool, accepts: Accepts | None = None
@@ -157,7 +158,7 @@ class Qualifier:
     """Which slots may be used for one asset of one visit type.
 
     The slots of an organisation share a handful of code combinations, so the
-    verdict is worked out once per combination.
+    verdict is worked out once per combination, by its number.
     """
 
     __slots__ = ("_appointment_types", "_memo", "_service_types", "_specialties")
@@ -171,7 +172,7 @@ class Qualifier:
         self._service_types = TokenSet(service_types)
         self._appointment_types = TokenSet(appointment_types)
         self._specialties = TokenSet(specialties)
-        self._memo: dict[Codes, bool] = {}
+        self._memo: dict[int, bool] = {}
 
     @property
     def predicate(self) -> Accepts | None:
@@ -183,19 +184,19 @@ class Qualifier:
     def accepts(self, slot: Slot) -> bool:
         """A slot qualifies unless it states values and none is wanted; an empty
         wanted list accepts everything."""
-        return self.accepts_codes(_codes(slot))
+        return self.accepts_codes(code_number(_codes(slot)))
 
-    def accepts_codes(self, codes: Codes) -> bool:
-        """:meth:`accepts` of a slot with these codes (:data:`Codes` order)."""
-        verdict = self._memo.get(codes)
+    def accepts_codes(self, number: int) -> bool:
+        """:meth:`accepts` of a slot with the code combination numbered ``number``."""
+        verdict = self._memo.get(number)
         if verdict is None:
-            service_types, appointment_types, specialties = codes
+            service_types, appointment_types, specialties = numbered_codes(number)
             verdict = (
                 _ok(self._service_types, service_types)
                 and _ok(self._appointment_types, appointment_types)
                 and _ok(self._specialties, specialties)
             )
-            self._memo[codes] = verdict
+            self._memo[number] = verdict
         return verdict
 
 

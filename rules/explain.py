@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
 from app.core.domain import Actor, Schedule, Slot
-from app.core.slot_columns import slot_codes
+from app.core.slot_columns import code_number, slot_codes
 from rules.assets import AssetIndex, Unit, by_schedule_id
 from rules.candidates import VisitTypePlan
 from rules.eligibility import ineligible_reason
@@ -376,7 +376,7 @@ class _Plan:
         def no(kind: str, rule: str | None, detail: str) -> _Verdict:
             return _Verdict(kind, rule, code, detail)
 
-        if self.accepts is not None and not self.accepts(slot_codes(slot)):
+        if self.accepts is not None and not self.accepts(code_number(slot_codes(slot))):
             asset = vt.assets[plan.primary]
             where = (
                 f"{self.at}.assets[{plan.primary}].slot_service_types"

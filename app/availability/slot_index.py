@@ -18,9 +18,9 @@ are applied per request from the claims table, so a booked slot leaves ``$find``
 at once.
 
 Memory: each schedule's slots are held as columns (:class:`~app.core.slot_columns.
-SlotColumns`), 28 bytes a slot plus its id's length (39 bytes with the sandbox's
-11-character ids), with instants and code combinations shared through the index's
-tables; :attr:`SlotIndex.nbytes` says what the columns hold. A :class:`Slot` object
+SlotColumns`), 22 bytes a slot plus its id's length (33 bytes with the sandbox's
+11-character ids), with instants shared through the index's table and code
+combinations numbered; :attr:`SlotIndex.nbytes` says what the columns hold. A :class:`Slot` object
 is made only for what a request shows.
 """
 
@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 from app.cache import claims, slot_reads
 from app.cache import repository as repo
 from app.core.domain import Slot
-from app.core.slot_columns import Codes, SlotColumns
+from app.core.slot_columns import SlotColumns
 
 WARM_BATCH = 50  # schedules read per query while warming up
 # Shared instants held at most before the table is rebuilt from the slots held (a
@@ -139,9 +139,8 @@ class SlotIndex:
         # a slot that began this long before a window can still overlap it
         self._lookback = lookback
         self._entries: dict[str, _Entry] = {}
-        # equal instants and code combinations, one object each for every schedule
+        # equal instants, one object each for every schedule
         self._instants: dict[datetime, datetime] = {}
-        self._codes: dict[Codes, Codes] = {}
         self._versions: dict[str, int] = {}  # every cached schedule, as of _generation
         # schedules of _versions not held at that version (so that a request whose
         # generation is current checks a set, not every schedule it reads)
@@ -238,9 +237,7 @@ class SlotIndex:
                 self._generation = generation
             missing = self._missing(wanted)
             if missing:
-                loaded = slot_reads.free_slot_columns(
-                    session, missing, instants=self._instants, codes=self._codes
-                )
+                loaded = slot_reads.free_slot_columns(session, missing, instants=self._instants)
                 for schedule_id in missing:
                     slots = loaded[schedule_id]
                     self._entries[schedule_id] = _Entry(
@@ -258,17 +255,14 @@ class SlotIndex:
         return all(map(le, ends, starts[1:]))
 
     def _forget_shared(self) -> None:
-        """Start the tables of shared values afresh from what is held (instants of
+        """Start the table of shared instants afresh from what is held (instants of
         slots long gone would otherwise pile up over weeks of syncs)."""
         instants: dict[datetime, datetime] = {}
-        codes: dict[Codes, Codes] = {}
         for entry in self._entries.values():
             held = entry.slots
             for moment in (*held.starts, *held.ends):
                 instants.setdefault(moment, moment)
-            for combination in held.codes:
-                codes.setdefault(combination, combination)
-        self._instants, self._codes = instants, codes
+        self._instants = instants
 
     def _missing(self, wanted: Collection[str]) -> list[str]:
         """Wanted cached schedules not held, or held at an older version."""

@@ -19,7 +19,7 @@ from sqlalchemy import Row, Text, cast, select
 from sqlalchemy.orm import Session
 
 from app.core.domain import Slot
-from app.core.slot_columns import Codes, ColumnsBuilder, SlotColumns
+from app.core.slot_columns import ColumnsBuilder, SlotColumns
 
 from . import claims
 from .bulk import batched, driver_connection
@@ -159,13 +159,12 @@ def free_slot_columns(
     schedule_ids: Collection[str],
     *,
     instants: dict[datetime, datetime],
-    codes: dict[Codes, Codes],
 ) -> dict[str, SlotColumns]:
     """Every free cached slot of these schedules, as columns per schedule, by start.
 
     The read behind the in-memory slot index: only the columns composition uses,
-    code lists parsed once per distinct value, equal instants and code combinations
-    shared through ``instants`` and ``codes`` (the index's tables), and no
+    code lists parsed once per distinct value, equal instants shared through
+    ``instants`` (the index's table), code combinations numbered, and no
     :class:`Slot` made. Claims are not applied here (they change per booking, not per
     sync) but per request.
 
@@ -174,7 +173,7 @@ def free_slot_columns(
     (the first of each instant) scattered over the memory its rows took, which the
     process can then not give back.
     """
-    builders = {sid: ColumnsBuilder(sid, instants, codes) for sid in schedule_ids}
+    builders = {sid: ColumnsBuilder(sid, instants) for sid in schedule_ids}
     for sid, slot_id, start, end, service, appointment, specialty in _free_rows(
         session, list(schedule_ids)
     ):

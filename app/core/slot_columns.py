@@ -8,8 +8,10 @@ walk. Held as columns the same slots cost ~40 bytes each:
 - ``starts``, ``ends``: lists of the slots' instants, 8 bytes a slot each; the
   instants themselves are shared (slots sit on a grid of a few thousand times), and
   they are what the composer binary-searches, so it searches these very lists;
-- ``codes``: per slot, its ``(service_types, appointment_types, specialties)``, one
-  shared tuple per distinct combination (an organisation has a handful): 8 bytes;
+- ``codes``: per slot, the number of its ``(service_types, appointment_types,
+  specialties)`` combination (:func:`code_number`; an organisation has a handful),
+  2 bytes in an ``array``: a qualifier decides once per number, and hashing an int
+  is cheaper than hashing the nested tuple;
 - ids: one ``bytes`` of every id back to back and an ``array`` of offsets into it,
   4 bytes plus the id's length.
 
@@ -22,6 +24,7 @@ identity (the composer's offer memo does).
 
 from __future__ import annotations
 
+import threading
 from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
@@ -33,12 +36,38 @@ from app.core.domain import Slot
 # What decides whether a slot qualifies for a visit type, in the composer's order.
 Codes = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]
 
-# A slot's part of the columns: 8 bytes in each of starts, ends and codes, 4 of offset.
-FIXED_BYTES_PER_SLOT = 28
+# A slot's part of the columns besides its code number (2 bytes, 4 past 65,535
+# combinations) and id: 8 bytes in each of starts and ends, 4 of offset.
+FIXED_BYTES_PER_SLOT = 20
+
+# Every code combination this process has met, numbered in order of arrival. Only ever
+# grows (numbers are held in columns and qualifiers' verdicts): combinations come from
+# the EHR's code systems, a handful per organisation, not one per slot.
+_COMBINATIONS: list[Codes] = []
+_NUMBERS: dict[Codes, int] = {}
+_NUMBERING = threading.Lock()
 
 
 def slot_codes(slot: Slot) -> Codes:
     return (slot.service_types, slot.appointment_types, slot.specialties)
+
+
+def code_number(codes: Codes) -> int:
+    """The process-wide number of a code combination (see :data:`_COMBINATIONS`)."""
+    number = _NUMBERS.get(codes)
+    if number is None:
+        with _NUMBERING:
+            number = _NUMBERS.get(codes)
+            if number is None:
+                number = len(_COMBINATIONS)
+                _COMBINATIONS.append(codes)
+                _NUMBERS[codes] = number
+    return number
+
+
+def numbered_codes(number: int) -> Codes:
+    """The code combination of :func:`code_number`'s ``number``."""
+    return _COMBINATIONS[number]
 
 
 class SlotColumns(Sequence[Slot]):
@@ -51,14 +80,14 @@ class SlotColumns(Sequence[Slot]):
         schedule_id: str,
         starts: list[datetime],
         ends: list[datetime],
-        codes: list[Codes],
+        codes: array[int],
         ids: bytes,
         offsets: array[int],
     ):
         self.schedule_id = schedule_id
         self.starts = starts
         self.ends = ends
-        self.codes = codes
+        self.codes = codes  # code numbers (code_number)
         self._ids = ids  # may be shared with the columns this was cut from (part)
         self._offsets = offsets  # len(self) + 1 positions into _ids
 
@@ -133,7 +162,7 @@ class SlotColumns(Sequence[Slot]):
         )
 
     def _slot(self, i: int) -> Slot:
-        service_types, appointment_types, specialties = self.codes[i]
+        service_types, appointment_types, specialties = _COMBINATIONS[self.codes[i]]
         offsets = self._offsets
         return Slot(
             id=self._ids[offsets[i] : offsets[i + 1]].decode(),
@@ -148,16 +177,15 @@ class SlotColumns(Sequence[Slot]):
     @property
     def nbytes(self) -> int:
         """What the columns hold beyond the shared instants and code tuples."""
-        return FIXED_BYTES_PER_SLOT * len(self) + len(self._ids)
+        return (FIXED_BYTES_PER_SLOT + self.codes.itemsize) * len(self) + len(self._ids)
 
 
 class ColumnsBuilder:
-    """Builds one :class:`SlotColumns` slot by slot. ``instants`` and ``codes``: the
-    tables equal values are shared through (one per index, so that every schedule's
-    columns point at the same objects)."""
+    """Builds one :class:`SlotColumns` slot by slot. ``instants``: the table equal
+    instants are shared through (one per index, so that every schedule's columns point
+    at the same objects)."""
 
     __slots__ = (
-        "_codes",
         "_ids",
         "_instants",
         "_offsets",
@@ -171,14 +199,12 @@ class ColumnsBuilder:
         self,
         schedule_id: str,
         instants: dict[datetime, datetime] | None = None,
-        codes: dict[Codes, Codes] | None = None,
     ):
         self.schedule_id = schedule_id
         self._instants = {} if instants is None else instants
-        self._codes = {} if codes is None else codes
         self.starts: list[datetime] = []
         self.ends: list[datetime] = []
-        self.codes: list[Codes] = []
+        self.codes = array("H")
         self._ids = bytearray()
         self._offsets = array("I", (0,))
 
@@ -186,7 +212,10 @@ class ColumnsBuilder:
         instants = self._instants
         self.starts.append(instants.setdefault(start, start))
         self.ends.append(instants.setdefault(end, end))
-        self.codes.append(self._codes.setdefault(codes, codes))
+        number = code_number(codes)
+        if number > 0xFFFF and self.codes.typecode == "H":
+            self.codes = array("I", self.codes)
+        self.codes.append(number)
         self._ids += slot_id.encode()
         self._offsets.append(len(self._ids))
 

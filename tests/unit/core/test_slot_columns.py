@@ -6,8 +6,15 @@ from datetime import timedelta
 
 import pytest
 
+from app.core import slot_columns
 from app.core.domain import Slot
-from app.core.slot_columns import ColumnsBuilder, SlotColumns, slot_codes
+from app.core.slot_columns import (
+    ColumnsBuilder,
+    SlotColumns,
+    code_number,
+    numbered_codes,
+    slot_codes,
+)
 from tests.factories import T0
 
 
@@ -36,7 +43,8 @@ def test_columns_read_back_every_slot_and_slice() -> None:
     assert columns == slots and columns != slots[:4]
     assert columns.ids() == [s.id for s in slots]
     assert columns.starts == [s.start for s in slots]
-    assert columns.codes == [slot_codes(s) for s in slots]
+    assert [numbered_codes(n) for n in columns.codes] == [slot_codes(s) for s in slots]
+    assert columns.codes.itemsize == 2  # a number each, not a tuple
     with pytest.raises(IndexError):
         columns[5]
 
@@ -57,15 +65,46 @@ def test_a_part_is_the_same_slots_as_columns_of_their_own() -> None:
 
 def test_equal_instants_and_codes_are_shared_across_schedules() -> None:
     instants: dict = {}
-    codes: dict = {}
     built = []
     for sid in ("sch-1", "sch-2"):
-        builder = ColumnsBuilder(sid, instants, codes)
+        builder = ColumnsBuilder(sid, instants)
         for s in _slots():
             # fresh but equal objects, as every database row brings
             builder.add(s.id, s.start + timedelta(0), s.end + timedelta(0), slot_codes(s))
         built.append(builder.build())
     first, second = built
     assert all(a is b for a, b in zip(first.starts, second.starts, strict=True))
-    assert all(a is b for a, b in zip(first.codes, second.codes, strict=True))
+    assert list(first.codes) == list(second.codes)
     assert second[0].schedule_id == "sch-2"
+
+
+def test_code_numbers_are_one_per_combination_and_read_back() -> None:
+    """Equal combinations (fresh tuples, as every row brings) get one number; distinct
+    ones distinct numbers; a number reads back its combination."""
+    combos = {slot_codes(s) for s in _slots()}
+    numbers = {code_number(c) for c in combos}
+    assert len(numbers) == len(combos)
+    for combo in combos:
+        fresh = tuple(tuple(list(part)) for part in combo)
+        assert code_number(fresh) == code_number(combo)  # type: ignore[arg-type]
+        assert numbered_codes(code_number(combo)) == combo
+
+
+def test_columns_widen_past_65535_combinations(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 2-byte number column becomes 4-byte when a combination numbered past 65,535
+    arrives, and every slot still reads back its own codes."""
+    slots = _slots()
+    early = slot_codes(slots[0])
+    # a process that has met 65,536 combinations already (the table only grows)
+    monkeypatch.setattr(slot_columns, "_COMBINATIONS", [early] * 0x10000)
+    monkeypatch.setattr(slot_columns, "_NUMBERS", {early: 0})
+    builder = ColumnsBuilder("sch-1")
+    builder.add(slots[0].id, slots[0].start, slots[0].end, early)
+    assert builder.codes.itemsize == 2
+    late = (("st|wide",), (), ("sp|late",))
+    builder.add("late", slots[1].start, slots[1].end, late)
+    columns = builder.build()
+    assert columns.codes.itemsize == 4
+    assert list(columns.codes) == [0, 0x10000]
+    assert columns[0] == slots[0]
+    assert (columns[1].service_types, columns[1].specialties) == (late[0], late[2])
