@@ -12,8 +12,10 @@ walk. Held as columns the same slots cost ~40 bytes each:
   specialties)`` combination (:func:`code_number`; an organisation has a handful),
   2 bytes in an ``array``: a qualifier decides once per number, and hashing an int
   is cheaper than hashing the nested tuple;
-- ids: one ``bytes`` of every id back to back and an ``array`` of offsets into it,
-  4 bytes plus the id's length.
+- ids: what follows the prefix all of the schedule's ids share (an EHR's ids of one
+  schedule often do: the sandbox's share 7 of their 11 characters), one ``bytes`` of
+  those back to back, and an ``array`` of offsets into it: 4 bytes plus the rest of
+  the id's length.
 
 It is a read-only :class:`~collections.abc.Sequence` of slots: a :class:`Slot` is
 made only for the position asked (a request's offers need a few dozen of a
@@ -29,6 +31,7 @@ from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from itertools import pairwise
+from os.path import commonprefix
 from typing import overload
 
 from app.core.domain import Slot
@@ -73,7 +76,7 @@ def numbered_codes(number: int) -> Codes:
 class SlotColumns(Sequence[Slot]):
     """Free slots of one schedule as columns (see the module doc), in the order given."""
 
-    __slots__ = ("_ids", "_offsets", "codes", "ends", "schedule_id", "starts")
+    __slots__ = ("_ids", "_offsets", "_prefix", "codes", "ends", "schedule_id", "starts")
 
     def __init__(
         self,
@@ -83,6 +86,7 @@ class SlotColumns(Sequence[Slot]):
         codes: array[int],
         ids: bytes,
         offsets: array[int],
+        prefix: str = "",
     ):
         self.schedule_id = schedule_id
         self.starts = starts
@@ -90,6 +94,7 @@ class SlotColumns(Sequence[Slot]):
         self.codes = codes  # code numbers (code_number)
         self._ids = ids  # may be shared with the columns this was cut from (part)
         self._offsets = offsets  # len(self) + 1 positions into _ids
+        self._prefix = prefix  # of every id; _ids holds what follows it
 
     @classmethod
     def of(cls, schedule_id: str, slots: Iterable[Slot]) -> SlotColumns:
@@ -136,19 +141,19 @@ class SlotColumns(Sequence[Slot]):
 
     def id_at(self, i: int) -> str:
         offsets = self._offsets
-        return self._ids[offsets[i] : offsets[i + 1]].decode()
+        return self._prefix + self._ids[offsets[i] : offsets[i + 1]].decode()
 
     def ids_between(self, first: int, stop: int) -> tuple[str, ...]:
         """The ids of positions ``[first, stop)``, without a slot made for each."""
-        ids, offsets = self._ids, self._offsets
+        ids, offsets, prefix = self._ids, self._offsets, self._prefix
         if stop - first == 2:  # a visit on two joined slots, the usual case: no loop
             a, b, c = offsets[first], offsets[first + 1], offsets[first + 2]
-            return (ids[a:b].decode(), ids[b:c].decode())
-        return tuple([ids[a:b].decode() for a, b in pairwise(offsets[first : stop + 1])])
+            return (prefix + ids[a:b].decode(), prefix + ids[b:c].decode())
+        return tuple([prefix + ids[a:b].decode() for a, b in pairwise(offsets[first : stop + 1])])
 
     def ids(self) -> list[str]:
-        ids = self._ids
-        return [ids[a:b].decode() for a, b in pairwise(self._offsets)]
+        ids, prefix = self._ids, self._prefix
+        return [prefix + ids[a:b].decode() for a, b in pairwise(self._offsets)]
 
     def part(self, first: int, stop: int) -> SlotColumns:
         """Positions ``[first, stop)`` as columns of their own (the ids are shared)."""
@@ -159,13 +164,14 @@ class SlotColumns(Sequence[Slot]):
             self.codes[first:stop],
             self._ids,
             self._offsets[first : stop + 1],
+            self._prefix,
         )
 
     def _slot(self, i: int) -> Slot:
         service_types, appointment_types, specialties = _COMBINATIONS[self.codes[i]]
         offsets = self._offsets
         return Slot(
-            id=self._ids[offsets[i] : offsets[i + 1]].decode(),
+            id=self._prefix + self._ids[offsets[i] : offsets[i + 1]].decode(),
             schedule_id=self.schedule_id,
             start=self.starts[i],
             end=self.ends[i],
@@ -177,7 +183,8 @@ class SlotColumns(Sequence[Slot]):
     @property
     def nbytes(self) -> int:
         """What the columns hold beyond the shared instants and code tuples."""
-        return (FIXED_BYTES_PER_SLOT + self.codes.itemsize) * len(self) + len(self._ids)
+        fixed = (FIXED_BYTES_PER_SLOT + self.codes.itemsize) * len(self)
+        return fixed + len(self._ids) + len(self._prefix.encode())
 
 
 class ColumnsBuilder:
@@ -189,6 +196,7 @@ class ColumnsBuilder:
         "_ids",
         "_instants",
         "_offsets",
+        "_prefix",
         "codes",
         "ends",
         "schedule_id",
@@ -207,6 +215,7 @@ class ColumnsBuilder:
         self.codes = array("H")
         self._ids = bytearray()
         self._offsets = array("I", (0,))
+        self._prefix: str | None = None  # shared by every id added so far
 
     def add(self, slot_id: str, start: datetime, end: datetime, codes: Codes) -> None:
         instants = self._instants
@@ -218,8 +227,25 @@ class ColumnsBuilder:
         self.codes.append(number)
         self._ids += slot_id.encode()
         self._offsets.append(len(self._ids))
+        prefix = self._prefix
+        if prefix is None:
+            self._prefix = slot_id
+        elif not slot_id.startswith(prefix):
+            # character by character is what is wanted here (ids, not paths)
+            self._prefix = commonprefix((prefix, slot_id))  # noqa: RUF071
 
     def build(self) -> SlotColumns:
+        """The columns, each id stored without the prefix they all share (UTF-8 keeps a
+        common prefix of the strings a common prefix of their bytes)."""
+        prefix = self._prefix or ""
+        cut = len(prefix.encode())
+        ids, offsets = self._ids, self._offsets
+        if cut:
+            with memoryview(ids) as whole:
+                rest = b"".join([whole[a + cut : b] for a, b in pairwise(offsets)])
+            offsets = array("I", (a - cut * n for n, a in enumerate(offsets)))
+        else:
+            rest = bytes(ids)
         return SlotColumns(
-            self.schedule_id, self.starts, self.ends, self.codes, bytes(self._ids), self._offsets
+            self.schedule_id, self.starts, self.ends, self.codes, rest, offsets, prefix
         )

@@ -108,3 +108,38 @@ def test_columns_widen_past_65535_combinations(monkeypatch: pytest.MonkeyPatch) 
     assert list(columns.codes) == [0, 0x10000]
     assert columns[0] == slots[0]
     assert (columns[1].service_types, columns[1].specialties) == (late[0], late[2])
+
+
+@pytest.mark.parametrize(
+    ("ids", "prefix"),
+    [
+        (["sch-9/sl-00012", "sch-9/sl-00013", "sch-9/sl-00107"], "sch-9/sl-00"),
+        (["é-1", "é-2"], "é-"),  # a prefix ending in a two-byte character
+        (["é1", "è2"], ""),  # the same first byte, not the same character
+        (["a", "ab", "abc"], "a"),  # an id that is the whole prefix
+        (["only"], "only"),
+        (["x1", "y1"], ""),
+    ],
+)
+def test_ids_are_held_once_past_their_shared_prefix(ids: list[str], prefix: str) -> None:
+    base = _slots()[0]
+    slots = [
+        Slot(
+            id=sid,
+            schedule_id="sch-1",
+            start=base.start + timedelta(minutes=20 * n),
+            end=base.end + timedelta(minutes=20 * n),
+            service_types=base.service_types,
+            specialties=base.specialties,
+            appointment_types=base.appointment_types,
+        )
+        for n, sid in enumerate(ids)
+    ]
+    columns = SlotColumns.of("sch-1", slots)
+    assert columns.ids() == ids and list(columns) == slots
+    assert [columns.id_at(i) for i in range(len(ids))] == ids
+    assert columns.ids_between(0, len(ids)) == tuple(ids)
+    part = columns.part(1, len(ids))
+    assert part.ids() == ids[1:] and list(part) == slots[1:]
+    held = sum(len(i.encode()) for i in ids) - len(prefix.encode()) * (len(ids) - 1)
+    assert columns.nbytes == (2 + 20) * len(ids) + held
