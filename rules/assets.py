@@ -218,6 +218,14 @@ class Unit:
         self._raw = slots  # free slots in arrival order, sorted on first use
         self._free: FreeTime | None = None
 
+    def __lt__(self, other: Unit) -> bool:
+        """By schedule id: offers (:data:`rules.offers.Offer`) sort as tuples by start,
+        asset and then unit, which must mean its schedule. Equality stays identity."""
+        return self.schedule.id < other.schedule.id
+
+    def __gt__(self, other: Unit) -> bool:
+        return self.schedule.id > other.schedule.id
+
     @property
     def free(self) -> FreeTime:
         """All free slots, sorted; whether one qualifies for a visit type is asked of

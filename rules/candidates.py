@@ -22,7 +22,7 @@ from rules.assets import AssetIndex, Qualifier, Unit, slot_ids_of
 from rules.eligibility import age_allows, ineligible_reason
 from rules.hours import Calendar
 from rules.matching import AssetMatcher, Requirement
-from rules.offers import Candidate, Keyed, Offer, Part
+from rules.offers import Candidate, Offer, Part
 from rules.ordering import Ordering
 from rules.request import FindRequest, Notice, PatientInfo
 from rules.schema import EffectiveRule
@@ -95,9 +95,7 @@ class VisitTypePlan:
             {ref: n for n, ref in enumerate(refs)},
         )
 
-    def selected(
-        self, notices: list[Notice]
-    ) -> tuple[Sequence[Offer | Keyed], list[Requirement]] | None:
+    def selected(self, notices: list[Notice]) -> tuple[Sequence[Offer], list[Requirement]] | None:
         """Selected offers, bare (built by :meth:`candidate` only if kept), and the
         optional assets to look up for those kept; None (with a notice) when the request
         rules them out."""
@@ -131,11 +129,11 @@ class VisitTypePlan:
             return None
         return self.offers()
 
-    def offers(self) -> tuple[Sequence[Offer | Keyed], list[Requirement]]:
+    def offers(self) -> tuple[Sequence[Offer], list[Requirement]]:
         """:meth:`selected` once the request allows the visit type, composed from the
         request's slots."""
         required, deferred = self.matcher.requirements()
-        selected: list[Offer] | list[Offer | Keyed]
+        selected: list[Offer]
         streams = [self.unit_offers(unit, required) for unit in self.matcher.primary_units()]
         uncapped = self.ordering.count is None and self.ordering.per_day is None
         if self.eff.ordering == "earliest" and uncapped and not self.ordered:
@@ -180,7 +178,7 @@ class VisitTypePlan:
         opens, closes, day = _NO_RANGE
         age_rule = self.rule.eligibility
         find_assets = self.find_assets
-        ref, schedule_id = unit.ref, unit.schedule.id
+        ref = unit.ref
         others = None
         for i in range(first, stop_at):
             if accepts is not None and not accepts(codes[i]):
@@ -204,12 +202,12 @@ class VisitTypePlan:
                 others = find_assets(unit, t, end, required, {ref})
                 if others is None:
                     continue
-            yield (t, ref, schedule_id, unit, day, i, stop, others)
+            yield (t, ref, unit, day, i, stop, others)
 
-    def candidate(self, offer: Offer | Keyed, deferred: list[Requirement]) -> Candidate:
+    def candidate(self, offer: Offer, deferred: list[Requirement]) -> Candidate:
         """A selected offer with its slots, plus the optional assets left out while
         selecting."""
-        start, unit, first, stop, others = offer[0], offer[3], offer[5], offer[6], offer[7]
+        start, unit, first, stop, others = offer[0], offer[2], offer[4], offer[5], offer[6]
         end = start + self.duration
         found = list(others or ())
         if deferred:

@@ -2,10 +2,10 @@
 stages share.
 
 Separate from the stages because every one of them passes these values on: asset
-matching finds :data:`Found`, the scan yields :data:`Offer`, the memo keeps
-:data:`Keyed`, the ordering picks among both, and the builder turns a
+matching finds :data:`Found`, the scan yields :data:`Offer`, the memo keeps them
+(:func:`remembered`), the ordering picks among them, and the builder turns a
 :class:`Candidate` into a proposed appointment. Plain tuples and one small
-dataclass, no logic beyond :func:`keyed`.
+dataclass, no logic beyond sharing equal values.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime
 
 from app.core.domain import Slot
 from rules.assets import Unit
@@ -23,28 +23,18 @@ from rules.schema import VisitTypeRule
 Found = tuple[int, Unit, int, int]
 
 # A candidate offer while a visit type is being composed:
-#   (start, ref, schedule_id, unit, day, first, stop, others)
-# ``ref`` and ``schedule_id`` are the primary asset's and ``unit`` the primary unit;
-# ``day`` is the local date at its site (for the per-day cap); its slots are
-# ``unit.free.slots[first:stop]``; ``others`` are the other assets that
+#   (start, ref, unit, day, first, stop, others)
+# ``ref`` is the primary asset's and ``unit`` the primary unit (its schedule:
+# ``unit.schedule``); ``day`` is the local date at its site (for the per-day cap);
+# its slots are ``unit.free.slots[first:stop]``; ``others`` are the other assets that
 # decide whether the offer exists (or None). Most candidates are dropped by the
 # ordering, the cap or ``_count``, so this is a bare tuple (a class costs several
-# times more to build). The first three fields are unique within one visit type
-# and give the start order, so offers sort and merge as tuples without ever
-# comparing the fields after them.
-Offer = tuple[datetime, str, str, Unit, date, int, int, Sequence[Found] | None]
-# An offer remembered by the memo, with its start in microseconds appended: sorting
-# thousands of offers by an int is several times cheaper than by their tuples.
-Keyed = tuple[datetime, str, str, Unit, date, int, int, Sequence[Found] | None, int]
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-# Start -> microseconds: offers share starts (a clinic's grid), and the datetime
-# arithmetic costs three times the lookup. Bounded: cleared when full.
-_MICROS: dict[datetime, int] = {}
-_MICROS_HELD = 1 << 16
+# times more to build), and the memo keeps a quarter of a million of them at 1M
+# slots: seven fields are 96 bytes, eight 112 (the allocator's sizes step by 16).
+# The first three fields are unique within one visit type and give the start order
+# (a unit orders by its schedule id), so offers sort and merge as tuples without
+# ever comparing the fields after them.
+Offer = tuple[datetime, str, Unit, date, int, int, Sequence[Found] | None]
 # Slot positions as shared int objects: the scan makes a new int for every position
 # past 256, and two of them per remembered offer (``first``, ``stop``) were a fifth of
 # the offer memo's memory. The table grows to the positions met (a schedule holds a
@@ -72,20 +62,20 @@ def found(requirement: int, unit: Unit, first: int, stop: int) -> Found:
     return (requirement, unit, first, stop)
 
 
-def keyed(offer: Offer, share: Callable[[Sequence[Found]], Sequence[Found]] | None = None) -> Keyed:
-    """``offer`` with its start in microseconds; ``share`` (the memo's) gives its other
-    assets' parts as one object shared by equal parts."""
-    start, ref, schedule_id, unit, day, first, stop, others = offer
+def remembered(
+    offer: Offer, share: Callable[[Sequence[Found]], Sequence[Found]] | None = None
+) -> Offer:
+    """``offer`` as the memo keeps it: its slot positions shared ints, and with
+    ``share`` (the memo's) its other assets' parts one object shared by equal parts.
+    (The start in microseconds, kept for cheaper sorts, and the schedule id were 16
+    more bytes an offer; sorting by the start instead is ~18% slower on the merges
+    the plans keep, which run once per day.)"""
+    start, ref, unit, day, first, stop, others = offer
     if others is not None and share is not None:
         others = share(others)
-    micros = _MICROS.get(start)
-    if micros is None:
-        if len(_MICROS) >= _MICROS_HELD:
-            _MICROS.clear()
-        micros = _MICROS[start] = (start - _EPOCH) // _MICROSECOND
     if stop < len(_POSITIONS) or _grow_positions(stop):
         first, stop = _POSITIONS[first], _POSITIONS[stop]
-    return (start, ref, schedule_id, unit, day, first, stop, others, micros)
+    return (start, ref, unit, day, first, stop, others)
 
 
 # (requirement index, unit, slots) of one asset of a chosen offer

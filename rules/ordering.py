@@ -15,10 +15,10 @@ from datetime import date
 from operator import itemgetter
 from typing import TypeVar
 
-from rules.offers import Keyed, Offer
+from rules.offers import Offer
 
 _ref = itemgetter(1)
-_ref_and_day = itemgetter(1, 4)
+_ref_and_day = itemgetter(1, 3)
 _T = TypeVar("_T")
 
 
@@ -45,12 +45,12 @@ class Ordering:
         self.count = count
         self.preference = preference  # practitioner ref -> rank
 
-    def take_earliest(self, merged: Iterable[Offer | Keyed]) -> list[Offer | Keyed]:
+    def take_earliest(self, merged: Iterable[Offer]) -> list[Offer]:
         """The per-day cap and ``_count`` applied to offers arriving in start order."""
         cap = self.per_day
         count = self.count
         per_day: dict[tuple[str, date], int] = defaultdict(int)
-        out: list[Offer | Keyed] = []
+        out: list[Offer] = []
         if count == 0:
             return out
         for offer in merged:
@@ -92,6 +92,6 @@ class Ordering:
             offers = spread(offers, count) if ordering == "spread" else offers[:count]
         return offers
 
-    def cap(self, offers: list[Keyed], cap: int) -> list[Keyed]:
+    def cap(self, offers: list[Offer], cap: int) -> list[Offer]:
         """What the per-day cap keeps of one practitioner-day in start order."""
         return spread(offers, cap) if self.kind == "spread" else offers[:cap]

@@ -27,13 +27,12 @@ from rules.hours import Calendar
 from rules.joined import Joined
 from rules.matching import Requirement
 from rules.offer_memo import Basis, Day, Entry, MemoState
-from rules.offers import Keyed, keyed
+from rules.offers import Offer, remembered
 from rules.request import FindRequest
 from rules.schema import EffectiveRule
 
 _start = itemgetter(0)
-_day = itemgetter(4)
-_start_key = itemgetter(8)
+_day = itemgetter(3)
 _ONE_DAY = timedelta(days=1)
 # Wider than any UTC offset change around a local midnight: a day's offers are
 # searched this far beyond it, then kept by their local date.
@@ -59,11 +58,11 @@ class MergedDay:
     merged in start order (then primary asset and schedule), with every start of
     all their offers: a request whose window holds them all takes the day whole."""
 
-    offers: list[Keyed]
+    offers: list[Offer]
     starts: list[datetime]  # each start among the units' offers of the day (uncapped), sorted
     # span (see below) -> the day cut to a window holding those starts: windows recur
     # (this week, from tomorrow...), and a cut goes through every unit
-    cuts: dict[tuple[int, int], list[Keyed]] = field(default_factory=dict)
+    cuts: dict[tuple[int, int], list[Offer]] = field(default_factory=dict)
 
     def inside(self, earliest: datetime, latest: datetime) -> bool:
         """Whether every offer of the day starts from ``earliest`` to ``latest``."""
@@ -101,7 +100,7 @@ class Plan:
 
 # Offers of one primary unit on one local day, in start order: (ref, day, offers,
 # the memo's whole day when the offers are all of it, else None).
-Run = tuple[str, date, list[Keyed], Day | None]
+Run = tuple[str, date, list[Offer], Day | None]
 
 
 class MemoisedPlan(VisitTypePlan):
@@ -120,7 +119,7 @@ class MemoisedPlan(VisitTypePlan):
         super().__init__(request, eff, pref, index, calendar, now)
         self.memo = memo
 
-    def offers(self) -> tuple[Sequence[Keyed], list[Requirement]]:
+    def offers(self) -> tuple[Sequence[Offer], list[Requirement]]:
         """The selection from the plan's days, and the optional assets to look up."""
         plan = self._plan()
         return self._select_planned(plan), plan.deferred
@@ -164,7 +163,7 @@ class MemoisedPlan(VisitTypePlan):
             use.state.keep_plan(key, plan)
         return plan
 
-    def _select_planned(self, plan: Plan) -> Sequence[Keyed]:
+    def _select_planned(self, plan: Plan) -> Sequence[Offer]:
         """:meth:`offers`' selection from the plan's merged days.
 
         A unit's offers on a local day D between the window's first and last local
@@ -181,13 +180,13 @@ class MemoisedPlan(VisitTypePlan):
         first = min((earliest.astimezone(zone).date() for zone in zones), default=None)
         last = max((latest.astimezone(zone).date() for zone in zones), default=None)
         age_rule, patient = self.rule.eligibility, self.request.patient
-        parts: list[list[Keyed]] = []  # the days' offers, each a list the plan keeps
+        parts: list[list[Offer]] = []  # the days' offers, each a list the plan keeps
         in_order = True
         day = first
         while day is not None and last is not None and day <= last:
             if patient is None or age_allows(age_rule, patient, day):
                 merged = plan.days.get(day) or self._merge_day(plan, day)
-                part: list[Keyed] | None  # a list again once the cut is looked up or made
+                part: list[Offer] | None  # a list again once the cut is looked up or made
                 if merged.inside(earliest, latest):
                     part = merged.offers
                 else:
@@ -227,7 +226,7 @@ class MemoisedPlan(VisitTypePlan):
         merged = plan.days[day] = MergedDay(self._capped(runs, plan.shared), sorted(starts))
         return merged
 
-    def _cut_day(self, plan: Plan, day: date) -> list[Keyed]:
+    def _cut_day(self, plan: Plan, day: date) -> list[Offer]:
         """The capped offers of every unit of ``plan`` on ``day`` that start in the
         bookable window, in order."""
         runs = []
@@ -238,7 +237,7 @@ class MemoisedPlan(VisitTypePlan):
                 runs.append(run)
         return self._capped(runs, plan.shared)
 
-    def _select_memoised(self, plan: Plan) -> list[Keyed]:
+    def _select_memoised(self, plan: Plan) -> list[Offer]:
         """:meth:`offers`' selection unit by unit from the memo's days (what
         :meth:`Ordering.select` and :meth:`Ordering.take_earliest` would select from
         :meth:`unit_offers`), for plans whose days cannot be merged."""
@@ -257,7 +256,7 @@ class MemoisedPlan(VisitTypePlan):
         the bookable window, less the days the patient's age rules out; composed
         from the request's slots when the memo cannot serve the unit (no entry)."""
         if entry is None:
-            offers = [keyed(offer) for offer in self.unit_offers(unit, required)]
+            offers = [remembered(offer) for offer in self.unit_offers(unit, required)]
             return [(unit.ref, day, list(run), None) for day, run in groupby(offers, _day)]
         zone = self.calendar.zone(unit.site)
         first, last = self.earliest.astimezone(zone).date(), self.latest.astimezone(zone).date()
@@ -323,24 +322,24 @@ class MemoisedPlan(VisitTypePlan):
         starts = unit.free.starts
         scan = self.scan(unit, others, bisect_left(starts, lo), bisect_left(starts, hi), None)
         share = use.state.share_others
-        offers = [keyed(offer, share) for offer in scan if offer[4] == day]
+        offers = [remembered(offer, share) for offer in scan if offer[3] == day]
         computed = Day(offers)
         use.state.hold(entry, day, computed)
         return computed
 
-    def _capped(self, runs: list[Run], shared: set[str]) -> list[Keyed]:
+    def _capped(self, runs: list[Run], shared: set[str]) -> list[Offer]:
         """What the per-day cap keeps of runs of offers (each unit's in start order,
         units in order of primary asset and schedule), in start order. The cap of a
         whole memo day is remembered; a practitioner on several schedules has its
         days merged first."""
         cap = self.eff.max_offers_per_day_per_practitioner
-        offers: list[Keyed] = []
+        offers: list[Offer] = []
         if cap is None:
             for run in runs:
                 offers += run[2]
         else:
             cap_day = self.ordering.cap
-            groups: dict[tuple[str, date], list[Keyed]] = defaultdict(list)
+            groups: dict[tuple[str, date], list[Offer]] = defaultdict(list)
             for ref, day, part, memo_day in runs:
                 if ref in shared:
                     groups[ref, day] += part
@@ -358,13 +357,13 @@ class MemoisedPlan(VisitTypePlan):
         else:
             # Runs come by primary asset and schedule, each in start order: a stable
             # sort by start alone gives the order of start, asset, schedule.
-            offers.sort(key=_start_key)
+            offers.sort(key=_start)
         return offers
 
 
-def _order(offer: Keyed) -> tuple[int, str, str]:
+def _order(offer: Offer) -> tuple[datetime, str, str]:
     """An offer's place among its visit type's: start, primary asset, schedule."""
-    return (offer[8], offer[1], offer[2])
+    return (offer[0], offer[1], offer[2].schedule.id)
 
 
 def _unit_order(unit: Unit) -> tuple[str, str]:

@@ -29,7 +29,7 @@ from app.core.slot_columns import SlotColumns
 from rules.assets import AssetIndex
 from rules.loader import format_loc
 from rules.offer_memo import Basis, OfferMemo
-from rules.offers import Keyed, Offer
+from rules.offers import Offer
 from rules.planning import MemoUse
 from rules.request import FindRequest, PatientInfo
 from rules.schema import AssetRequirement, Eligibility, RulesFile
@@ -94,7 +94,7 @@ def offer_keys(
             start = offer[0]
             if not low <= start < high:
                 continue
-            others = offer[7]
+            others = offer[6]
             assigned = None
             if others:
                 assigned = tuple(
@@ -102,7 +102,7 @@ def offer_keys(
                     for i, other, _, _ in others
                     if not assets[i].optional
                 )
-            out[code, offer[2], offer[1], start, duration, assigned] = (offer, assets)
+            out[code, offer[2].schedule.id, offer[1], start, duration, assigned] = (offer, assets)
     return out
 
 
@@ -110,8 +110,8 @@ def full_key(place: Place, where: Where) -> Key:
     """The :data:`Key` of the offer at ``place``: its slot ids read where
     :func:`offer_keys` found it."""
     offer, assets = where
-    ids = _ids(offer[3].free.slots, offer[5], offer[6])
-    others = offer[7]
+    ids = _ids(offer[2].free.slots, offer[4], offer[5])
+    others = offer[6]
     if others:
         parts = [ids] if isinstance(ids, str) else list(ids)
         for i, other, a, b in others:
@@ -161,7 +161,7 @@ Key = tuple[str, str, str | None, datetime, timedelta, str | tuple[str, ...]]
 # millions compared. (A key per offer with its ids cost a quarter of a preview.)
 Place = tuple[str, str, str | None, datetime, timedelta, tuple[tuple[str, str], ...] | None]
 # An offer as the selection gave it, and its visit type's assets (which are optional)
-Where = tuple[Offer | Keyed, Sequence[AssetRequirement]]
+Where = tuple[Offer, Sequence[AssetRequirement]]
 
 
 def as_offer_key(key: Key) -> OfferKey:

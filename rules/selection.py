@@ -24,7 +24,7 @@ from rules.candidates import VisitTypePlan
 from rules.hours import Calendar
 from rules.joined import items_from
 from rules.matching import Requirement
-from rules.offers import Candidate, Keyed, Offer
+from rules.offers import Candidate, Offer
 from rules.planning import MemoisedPlan, MemoUse
 from rules.request import FindRequest, InvalidFindRequest, Notice, Page, PageKey
 from rules.schema import RulesFile, VisitTypeRule
@@ -47,7 +47,7 @@ def choose(
     return _unique(sorted(candidates, key=Candidate.final_key), request.count), notices
 
 
-_Selection = tuple[VisitTypePlan, Sequence[Offer | Keyed], list[Requirement]]
+_Selection = tuple[VisitTypePlan, Sequence[Offer], list[Requirement]]
 
 
 def selections(
@@ -131,9 +131,8 @@ def choose_page(
 # An offer's place: start, visit type preference, primary asset, its schedule (an
 # asset's schedule has one free slot at a time). Built from the bare offer, so that
 # every offer of a window is counted and ordered while only a page of them is built.
-_Placed = tuple[PageKey, VisitTypePlan, Offer | Keyed, list[Requirement]]
+_Placed = tuple[PageKey, VisitTypePlan, Offer, list[Requirement]]
 _place = itemgetter(0)
-_start_ref_schedule = itemgetter(0, 1, 2)
 
 
 def _page_sorted(
@@ -141,7 +140,7 @@ def _page_sorted(
 ) -> tuple[list[Candidate], int, PageKey | None]:
     """:func:`choose_page`'s page, total and next key by ordering every offer."""
     keyed = [
-        ((offer[0], plan.pref, offer[1], offer[2]), plan, offer, deferred)
+        ((offer[0], plan.pref, offer[1], offer[2].schedule.id), plan, offer, deferred)
         for plan, offers, deferred in chosen
         for offer in offers
     ]
@@ -166,7 +165,7 @@ def _page_merged(
     only among variants of one visit type) and the page a lazy merge from where
     each plan passes ``page.after``. A broad request has tens of thousands of
     offers, of which a page shows a hundred."""
-    by_pref: dict[int, list[tuple[VisitTypePlan, Sequence[Offer | Keyed]]]] = {}
+    by_pref: dict[int, list[tuple[VisitTypePlan, Sequence[Offer]]]] = {}
     for plan, offers, _ in chosen:
         by_pref.setdefault(plan.pref, []).append((plan, offers))
     total = 0
@@ -175,7 +174,7 @@ def _page_merged(
         if len(group) > 1 and not _apart(plan for plan, _ in group):
             # variants of one visit type on common schedules: an offer both found
             # counts once
-            places = set().union(*(map(_start_ref_schedule, offers) for _, offers in group))
+            places = {(o[0], o[1], o[2].schedule.id) for _, offers in group for o in offers}
             total += len(places) - sum(len(offers) for _, offers in group)
     after = page.after
     streams = [
@@ -213,18 +212,18 @@ def _apart(plans: Iterable[VisitTypePlan]) -> bool:
 def _placed(
     n: int,
     plan: VisitTypePlan,
-    offers: Sequence[Offer | Keyed],
+    offers: Sequence[Offer],
     deferred: list[Requirement],
     after: PageKey | None,
-) -> Iterator[tuple[PageKey, int, VisitTypePlan, Offer | Keyed, list[Requirement]]]:
+) -> Iterator[tuple[PageKey, int, VisitTypePlan, Offer, list[Requirement]]]:
     """A plan's offers placed after ``after``, in order; ``n`` (the plan's position)
     breaks ties as a stable sort of every offer would."""
     pref = plan.pref
     first = 0
     if after is not None:
-        first = bisect_right(offers, after, key=lambda o: (o[0], pref, o[1], o[2]))
+        first = bisect_right(offers, after, key=lambda o: (o[0], pref, o[1], o[2].schedule.id))
     for offer in items_from(offers, first):
-        yield (offer[0], pref, offer[1], offer[2]), n, plan, offer, deferred
+        yield (offer[0], pref, offer[1], offer[2].schedule.id), n, plan, offer, deferred
 
 
 def _unique(candidates: list[Candidate], count: int | None) -> list[Candidate]:

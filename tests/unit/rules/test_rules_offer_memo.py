@@ -461,11 +461,11 @@ def test_a_window_ending_at_the_horizon_cuts_its_last_day_once() -> None:
 def _others_of(memo: OfferMemo, rules: RulesFile, world: World) -> list[tuple[Any, ...]]:
     state = memo.state(1, rules, world.schedules, world.actors)
     return [
-        offer[7]
+        offer[6]
         for entry in state._entries.values()
         for day in entry.days.values()
         for offer in day.offers
-        if offer[7]
+        if offer[6]
     ]
 
 

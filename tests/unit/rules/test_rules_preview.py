@@ -186,7 +186,7 @@ def _found(keys: set[Key]) -> dict[Place, Where]:
             None,
             held,
         )
-        offer = (start, ref or "", schedule, unit, start.date(), 0, 1, None)
+        offer = (start, ref or "", unit, start.date(), 0, 1, None)
         out[code, schedule, ref, start, length, None] = (offer, ())
     return out
 
