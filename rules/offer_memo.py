@@ -43,7 +43,8 @@ from rules.assets import AssetIndex, Unit
 from rules.offers import Found
 from rules.schema import RulesFile
 
-# Offers remembered at most, over all days of all entries: about 150 bytes each.
+# Offers remembered at most, over all days of all entries: about 190 bytes each with
+# their days and shared parts (43.9 MB for 235,588 offers at 1M slots, example rules).
 DEFAULT_MAX_OFFERS = 2_000_000
 
 

@@ -48,7 +48,7 @@ class AvailabilitySettings(BaseSettings):
         ge=10_000,
         le=100_000_000,
         description="candidate offers each API process remembers across $find requests"
-        " (~200 bytes each); when full it forgets them all and works them out again",
+        " (~190 bytes each); when full it forgets them all and works them out again",
     )
     stale_warning_seconds: int = Field(
         default=26 * 3600, ge=1, description="$find warns when data is older than this"
