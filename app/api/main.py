@@ -75,13 +75,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = api_services(settings)
-        for name in ApiServices.__dataclass_fields__:
-            setattr(app.state, name, getattr(services, name))
-        if settings.find_warm_up:
-            services.finder.start_warm_up(partial(transaction, services.engine))
-        yield
-        services.close()
-        app.state.authenticator.close()
+        try:
+            for name in ApiServices.__dataclass_fields__:
+                setattr(app.state, name, getattr(services, name))
+            if settings.find_warm_up:
+                services.finder.start_warm_up(partial(transaction, services.engine))
+            yield
+        finally:  # a start-up or shutdown that raises must not leave the dispatcher running
+            services.close()
+            app.state.authenticator.close()
 
     public_docs = settings.effective_api_docs == "public"
     app = FastAPI(

@@ -271,8 +271,11 @@ def test_a_full_offer_memo_is_counted_and_warned_at_most_every_five_minutes(
 
 def test_the_offer_memo_takes_its_bound_from_the_settings(settings):
     services = api_services(settings.model_copy(update={"offer_memo_max_offers": 12_345}))
-    memo = services.finder.offer_memo
-    assert memo._max_offers == 12_345 and memo._on_full is metrics.offer_memo_full
+    try:
+        memo = services.finder.offer_memo
+        assert memo._max_offers == 12_345 and memo._on_full is metrics.offer_memo_full
+    finally:
+        services.close()  # its embedded dispatcher runs periodic jobs on a thread
 
 
 RECORD = """
