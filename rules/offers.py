@@ -56,7 +56,7 @@ def _grow_positions(stop: int) -> bool:
 
 
 def found(requirement: int, unit: Unit, first: int, stop: int) -> Found:
-    """Another asset's part of an offer, its slot positions shared (as in :func:`keyed`)."""
+    """Another asset's part of an offer, its slot positions shared (as in :func:`remembered`)."""
     if stop < len(_POSITIONS) or _grow_positions(stop):
         first, stop = _POSITIONS[first], _POSITIONS[stop]
     return (requirement, unit, first, stop)

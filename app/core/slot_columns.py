@@ -3,7 +3,7 @@
 Why: every API process holds every free slot in memory (the slot index), and a
 :class:`~app.core.domain.Slot` object costs ~190 bytes with its id string, ~250 MB
 of a process at a million slots, and a million objects for the garbage collector to
-walk. Held as columns the same slots cost ~40 bytes each:
+walk. Held as columns the same slots cost ~20-30 bytes each:
 
 - ``starts``, ``ends``: lists of the slots' instants, 8 bytes a slot each; the
   instants themselves are shared (slots sit on a grid of a few thousand times), and
