@@ -19,10 +19,10 @@ at once.
 
 Memory: each schedule's slots are held as columns (:class:`~app.core.slot_columns.
 SlotColumns`), 22 bytes a slot plus what its id adds to the prefix its schedule's
-ids share (~28 bytes a slot in all in the ``index-read`` benchmark), with instants shared
-through the index's table and code combinations numbered; :attr:`SlotIndex.nbytes`
-says what the columns hold. A :class:`Slot` object is made only for what a request
-shows.
+ids share (~28 bytes a slot in all in the ``index-read`` benchmark), with instants
+shared through the index's table and code combinations numbered;
+:attr:`SlotIndex.nbytes` says what the columns hold. A :class:`Slot` object is made
+only for what a request shows.
 """
 
 from __future__ import annotations
