@@ -326,25 +326,45 @@ def cache_generation(session: Session) -> int:
     return int(value or 0)
 
 
-def lock_schedules(session: Session, schedule_ids: Collection[str] | None) -> None:
-    """Row-lock the schedules about to be written (all of them for None), in id order.
+def lock_schedules(session: Session, schedule_ids: Collection[str] | None) -> set[str]:
+    """Row-lock the schedules about to be written (all of them for None), in id order;
+    returns the ids locked, i.e. those the cache holds.
 
     Writers of one schedule then queue up in the database, so the check of the day
-    marks and the write that follows it see no concurrent change. Locking in id
-    order keeps two multi-schedule writers from deadlocking. SQLite has one writer
-    at a time anyway and ignores it.
+    marks and the write that follows it see no concurrent change, and no schedule can
+    be deleted under slots being written to it (slots have no foreign key, see
+    :func:`check_schedules_held`). Locking in id order keeps two multi-schedule writers
+    from deadlocking. SQLite has one writer at a time: it only reads the ids.
     """
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    stmt = select(ScheduleRow.id).order_by(ScheduleRow.id).with_for_update()
+    stmt = select(ScheduleRow.id).order_by(ScheduleRow.id)
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+        if schedule_ids is None:
+            # Writers of every schedule also insert schedules the row locks cannot cover
+            # yet (a first load): they take turns as a whole.
+            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ALL_SCHEDULES_LOCK})
     if schedule_ids is None:
-        # Writers of every schedule also insert schedules the row locks cannot cover
-        # yet (a first load): they take turns as a whole.
-        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ALL_SCHEDULES_LOCK})
-        session.execute(stmt)
-        return
+        return set(session.execute(stmt).scalars())
+    locked: set[str] = set()
     for chunk in batched(sorted(schedule_ids)):
-        session.execute(stmt.where(ScheduleRow.id.in_(chunk)))
+        locked.update(session.execute(stmt.where(ScheduleRow.id.in_(chunk))).scalars())
+    return locked
+
+
+class ScheduleGone(Exception):
+    """Slots about to be written belong to a schedule the cache no longer holds: it was
+    forgotten (:func:`delete_schedules_not_in`) after the fetch looked it up. Transient:
+    the next attempt reads the schedule from the EHR again, or leaves its slots out if
+    the EHR no longer has it."""
+
+
+def check_schedules_held(slots: Iterable[Slot], held: Collection[str]) -> None:
+    """Raise :class:`ScheduleGone` unless every slot's schedule is among ``held`` (the
+    schedules the writing transaction has locked or written). The database no longer
+    checks this row by row (migration 0012): this is the check, once per write."""
+    missing = {s.schedule_id for s in slots} - set(held)
+    if missing:
+        raise ScheduleGone(f"slots of schedules no longer cached: {', '.join(sorted(missing)[:5])}")
 
 
 def fresher_days(
@@ -469,13 +489,20 @@ def record_schedule_error(
 
 
 def delete_schedules_not_in(session: Session, keep: Collection[str], older_than: datetime) -> int:
-    """Forget schedules the EHR no longer lists (their slots go with them, by cascade)."""
+    """Forget schedules the EHR no longer lists, and their slots."""
     keep_set = set(keep)
-    stale = [
-        sid
-        for sid, confirmed in session.execute(select(ScheduleRow.id, ScheduleRow.last_confirmed_at))
-        if sid not in keep_set and confirmed < older_than
-    ]
+    # Locked as the writers lock them, and the age checked again on the locked rows: a
+    # writer of one of them finishes first (its slots are then deleted with it) or, if it
+    # confirmed the schedule, keeps it; one that comes after finds it gone
+    # (:class:`ScheduleGone`).
+    stmt = (
+        select(ScheduleRow.id)
+        .where(ScheduleRow.last_confirmed_at < older_than)
+        .order_by(ScheduleRow.id)
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        stmt = stmt.with_for_update()
+    stale = [sid for sid in session.execute(stmt).scalars() if sid not in keep_set]
     for chunk in batched(stale):
         session.execute(delete(SlotRow).where(SlotRow.schedule_id.in_(chunk)))
         session.execute(delete(ScheduleRow).where(ScheduleRow.id.in_(chunk)))

@@ -214,12 +214,23 @@ def write_chunk(
 ) -> ChunkResult:
     """Merge a complete answer into the cache inside the caller's transaction."""
     scope = None if chunk.schedule_ids is None else set(chunk.schedule_ids)
-    repo.lock_schedules(session, scope)
+    locked = repo.lock_schedules(session, scope)
 
     changed_actors = _changed(repo.actors_by_ref(session, answer.actors), answer.actors)
     repo.upsert_actors(session, changed_actors, fetch_started)
-    changed = _changed(repo.schedules_by_id(session, answer.schedules), answer.schedules)
-    repo.upsert_schedules(session, changed, fetch_started)
+    cached_schedules = repo.schedules_by_id(session, answer.schedules)
+    # Written when changed, and when not locked above (new, or new since): the upsert
+    # locks it, so every schedule the slots may name is held until commit.
+    repo.upsert_schedules(
+        session,
+        [
+            s
+            for sid, s in answer.schedules.items()
+            if sid not in locked or cached_schedules.get(sid) != s
+        ],
+        fetch_started,
+    )
+    held = locked.union(answer.schedules)
 
     fresher = repo.fresher_days(session, scope, chunk.start, chunk.end, fetch_started)
 
@@ -233,6 +244,7 @@ def write_chunk(
         if writable(s)
     }
     plan = plan_snapshot(cached, answer.slots, in_scope=writable)
+    repo.check_schedules_held(plan.upserts, held)
     written = repo.apply_snapshot(
         session,
         plan,

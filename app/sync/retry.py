@@ -20,6 +20,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from app.cache.repository import ScheduleGone
 from app.ehr.errors import EhrAuthError, EhrProtocolError, EhrUnavailable
 from app.fhir.parse import FhirParseError
 from app.settings import Settings
@@ -32,6 +33,7 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     EhrAuthError,
     FhirParseError,
     ScheduleBusy,
+    ScheduleGone,  # forgotten while its slots were fetched: read again
     OperationalError,  # PostgreSQL/SQLite: connection lost, server restarting, locked
     InterfaceError,
     PoolTimeout,

@@ -7,18 +7,22 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, text
 from sqlalchemy.orm import Session
 
 from app.cache import repository as repo
 from app.cache.bulk import COPY_THRESHOLD
+from app.cache.db import transaction
 from app.cache.models import SlotRow
+from app.cache.repository import ScheduleGone
 from app.cache.snapshot import SnapshotPlan
 from app.core.domain import Actor, ContactPoint, Position, PostalAddress, Schedule, Slot
 from app.core.times import fhir_instant
 from app.ehr.errors import EhrUnavailable
-from app.sync.chunk import Chunk, IncompleteAnswer, sync_chunk
+from app.sync.chunk import Chunk, IncompleteAnswer, fetch_chunk, sync_chunk, write_chunk
 from app.sync.discovery import discover_schedules
+from app.sync.retry import is_transient
+from app.sync.windows import utcnow
 from tests.factories import slot
 from tests.sync_support import DAY0, Clock, SandboxEhr, cached, client_for, context, view
 
@@ -407,3 +411,46 @@ def test_locations_are_cached_as_the_ehr_states_them_and_kept_up_to_date(
     sync()
     with Session(engine) as s:
         assert repo.actors_by_ref(s, [ref])[ref] == actors[ref]
+
+
+def test_slots_of_a_schedule_forgotten_meanwhile_are_not_written_and_a_retry_reads_it(
+    engine, sandbox
+):
+    """Slots carry no foreign key to their schedule (migration 0012): the writer checks.
+
+    A schedule forgotten (a full load's clean-up) after the fetch looked it up, in an
+    answer that does not include it: the write refuses the whole chunk, retryably, and
+    leaves the cache as it was; the next attempt reads the schedule from the EHR."""
+    ehr = sandbox()
+    client = client_for(ehr)
+    sync_chunk(engine, client, WEEK)
+    before = cached(engine)
+    schedule = ehr.busiest()
+    with transaction(engine) as s:
+        known = repo.schedules_by_id(s, [schedule])
+    answer = fetch_chunk(client, WEEK, known)
+    answer.schedules.pop(schedule)  # as from an EHR that ignores _include
+    with transaction(engine) as s:
+        keep = [sid for sid in repo.schedules_by_id(s) if sid != schedule]
+        repo.delete_schedules_not_in(s, keep, older_than=utcnow() + timedelta(days=1))
+    left = cached(engine)
+    assert left == {k: v for k, v in before.items() if v.schedule_id != schedule}
+
+    with pytest.raises(ScheduleGone, match=schedule) as refused, transaction(engine) as s:
+        write_chunk(s, WEEK, answer, utcnow())
+    assert is_transient(refused.value)
+    assert cached(engine) == left
+    assert _orphans(engine) == 0
+
+    ehr.fail("/Slot/$prefetch", kind="no-includes")  # the same EHR for the retry
+    sync_chunk(engine, client, WEEK)
+    assert view(cached(engine)) == week_truth(ehr)
+    assert f"/fhir/Schedule/{schedule}" in set(ehr.paths())
+
+
+def _orphans(engine) -> int:
+    with Session(engine) as s:
+        count = s.execute(
+            text("SELECT count(*) FROM slots WHERE schedule_id NOT IN (SELECT id FROM schedules)")
+        ).scalar_one()
+    return int(count)
