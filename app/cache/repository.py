@@ -20,6 +20,8 @@ from .bulk import (
     ALL_SCHEDULES_LOCK,
     BATCH,
     COPY_THRESHOLD,
+    NO_SYNC,
+    among,
     batched,
     copy_insert_slots,
     copy_upsert_slots,
@@ -126,8 +128,8 @@ def upsert_schedules(
     else:
         upsert(session, ScheduleRow, rows, ["id"])
     ids = list(unique)
-    for chunk in batched(ids):
-        session.execute(delete(ScheduleActorRow).where(ScheduleActorRow.schedule_id.in_(chunk)))
+    for matched in among(session, ScheduleActorRow.schedule_id, ids):
+        session.execute(delete(ScheduleActorRow).where(matched), execution_options=NO_SYNC)
     links = [
         {"schedule_id": s.id, "actor_ref": ref} for s in unique.values() for ref in s.actor_refs
     ]
@@ -141,7 +143,9 @@ def cached_slots(
     """Every cached slot of the scope (``None`` = all schedules) starting in [start, end)."""
     stmt = select(*SLOT_COLUMNS).where(SlotRow.start >= start, SlotRow.start < end)
     if schedule_ids is not None:
-        stmt = stmt.where(SlotRow.schedule_id.in_(list(schedule_ids)))
+        if not schedule_ids:
+            return {}
+        stmt = stmt.where(*among(session, SlotRow.schedule_id, schedule_ids))
     # a Core read: the ORM's row loading costs more than the query for many rows
     rows = session.connection().execute(stmt).all()  # one fetch, not a call per row
     return {row[0]: slot_from_row(row) for row in rows}
@@ -261,7 +265,7 @@ def apply_snapshot(
     if len(plan.upserts) < COPY_THRESHOLD or session.get_bind().dialect.name != "postgresql":
         new = elsewhere()
         kept = {s.id for s in new}
-        # in the plan's order (start, id): concurrent upserts lock rows in one order
+        # in the plan's order (by id): concurrent upserts lock rows in one order
         rows = [slot_row(s, confirmed_at) for s in plan.upserts if s.id in cached or s.id in kept]
         upsert(session, SlotRow, rows, ["id"])
     else:
@@ -272,9 +276,10 @@ def apply_snapshot(
         if changed:
             copy_upsert_slots(session, changed, confirmed_at)
     touched.update(s.schedule_id for s in new)
-    for chunk in batched(list(plan.deletes)):
+    for matched in among(session, SlotRow.id, plan.deletes):
         deleted = session.execute(
-            delete(SlotRow).where(SlotRow.id.in_(chunk)).returning(SlotRow.schedule_id)
+            delete(SlotRow).where(matched).returning(SlotRow.schedule_id),
+            execution_options=NO_SYNC,
         )
         touched.update(deleted.scalars())
     bump_slots_version(session, touched)
@@ -284,8 +289,8 @@ def apply_snapshot(
 def _schedules_holding(session: Session, slot_ids: Sequence[str]) -> set[str]:
     """Schedules that currently hold any of these slots."""
     found: set[str] = set()
-    for chunk in batched(list(slot_ids)):
-        stmt = select(SlotRow.schedule_id).where(SlotRow.id.in_(chunk)).distinct()
+    for matched in among(session, SlotRow.id, slot_ids):
+        stmt = select(SlotRow.schedule_id).where(matched).distinct()
         found.update(session.execute(stmt).scalars())
     return found
 
@@ -297,10 +302,9 @@ def bump_slots_version(session: Session, schedule_ids: Collection[str]) -> None:
     if not schedule_ids:
         return
     generation = next_generation(session)
-    for chunk in batched(sorted(schedule_ids)):
-        session.execute(
-            update(ScheduleRow).where(ScheduleRow.id.in_(chunk)).values(slots_version=generation)
-        )
+    stmt = update(ScheduleRow).values(slots_version=generation)
+    for matched in among(session, ScheduleRow.id, schedule_ids):
+        session.execute(stmt.where(matched), execution_options=NO_SYNC)
 
 
 def next_generation(session: Session) -> int:
@@ -346,8 +350,8 @@ def lock_schedules(session: Session, schedule_ids: Collection[str] | None) -> se
     if schedule_ids is None:
         return set(session.execute(stmt).scalars())
     locked: set[str] = set()
-    for chunk in batched(sorted(schedule_ids)):
-        locked.update(session.execute(stmt.where(ScheduleRow.id.in_(chunk))).scalars())
+    for matched in among(session, ScheduleRow.id, schedule_ids):
+        locked.update(session.execute(stmt.where(matched)).scalars())
     return locked
 
 
@@ -381,8 +385,8 @@ def fresher_days(
     if schedule_ids is None:
         return {(r[0], r[1]) for r in session.execute(stmt)}
     found: set[tuple[str, datetime]] = set()
-    for chunk in batched(sorted(schedule_ids)):
-        rows = session.execute(stmt.where(SyncMarkRow.schedule_id.in_(chunk)))
+    for matched in among(session, SyncMarkRow.schedule_id, schedule_ids):
+        rows = session.execute(stmt.where(matched))
         found.update((r[0], r[1]) for r in rows)
     return found
 
@@ -390,10 +394,9 @@ def fresher_days(
 def slot_positions(session: Session, slot_ids: Collection[str]) -> dict[str, tuple[str, datetime]]:
     """``slot id -> (schedule id, start)`` of the cached slots among ``slot_ids``."""
     out: dict[str, tuple[str, datetime]] = {}
-    for chunk in batched(sorted(slot_ids)):
-        rows = session.execute(
-            select(SlotRow.id, SlotRow.schedule_id, SlotRow.start).where(SlotRow.id.in_(chunk))
-        )
+    stmt = select(SlotRow.id, SlotRow.schedule_id, SlotRow.start)
+    for matched in among(session, SlotRow.id, slot_ids):
+        rows = session.execute(stmt.where(matched))
         out.update((sid, (schedule, start)) for sid, schedule, start in rows)
     return out
 
@@ -468,10 +471,10 @@ def confirm_schedules(
         last_error=None,
     )
     if schedule_ids is None:
-        session.execute(stmt)
+        session.execute(stmt, execution_options=NO_SYNC)
         return
-    for chunk in batched(sorted(schedule_ids)):
-        session.execute(stmt.where(ScheduleRow.id.in_(chunk)))
+    for matched in among(session, ScheduleRow.id, schedule_ids):
+        session.execute(stmt.where(matched), execution_options=NO_SYNC)
 
 
 def record_schedule_error(
@@ -536,7 +539,9 @@ def schedule_ids_for_actors(
 def schedules_by_id(session: Session, ids: Collection[str] | None = None) -> dict[str, Schedule]:
     stmt = select(*SCHEDULE_COLUMNS)
     if ids is not None:
-        stmt = stmt.where(ScheduleRow.id.in_(list(ids)))
+        if not ids:
+            return {}
+        stmt = stmt.where(*among(session, ScheduleRow.id, ids))
     return {row.id: schedule_from_row(row) for row in session.execute(stmt)}
 
 
@@ -581,7 +586,9 @@ def catalog_digest(session: Session) -> str | None:
 def actors_by_ref(session: Session, refs: Collection[str] | None = None) -> dict[str, Actor]:
     stmt = select(*ACTOR_COLUMNS)
     if refs is not None:
-        stmt = stmt.where(ActorRow.ref.in_(list(refs)))
+        if not refs:
+            return {}
+        stmt = stmt.where(*among(session, ActorRow.ref, refs))
     return {row.ref: actor_from_row(row) for row in session.execute(stmt)}
 
 
