@@ -54,9 +54,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--concurrency",
         type=int,
-        default=2,
-        help="worker threads or processes (2: one chunk writes while one fetches; whole-window"
-        " chunks write one at a time, and a third thread only adds memory)",
+        default=3,
+        help="worker threads or processes (3, as `slotsync worker`: whole-window chunks write"
+        " one at a time, and while one writes two fetch)",
     )
     p.add_argument("--chunking", choices=("auto", "schedule", "window"), default="auto")
     p.add_argument("--window-days", type=int, default=None, help="default: the setting's")
