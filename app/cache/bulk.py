@@ -159,7 +159,8 @@ def batched(items: Sequence[str]) -> Iterable[Sequence[str]]:
 
 
 def among(session: Session, column: Any, values: Collection[str]) -> Iterator[ColumnElement[bool]]:
-    """``column`` is one of ``values``, as conditions to run one statement each.
+    """``column`` is one of ``values``, as conditions to run one statement each (never
+    to AND into one statement: on SQLite a row matches only one of them).
 
     PostgreSQL: a single ``= ANY(array)``, whatever the count. Its text is the same every
     time, so SQLAlchemy compiles it once and psycopg parses one placeholder; an ``IN``

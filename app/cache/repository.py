@@ -142,13 +142,17 @@ def cached_slots(
 ) -> dict[str, Slot]:
     """Every cached slot of the scope (``None`` = all schedules) starting in [start, end)."""
     stmt = select(*SLOT_COLUMNS).where(SlotRow.start >= start, SlotRow.start < end)
-    if schedule_ids is not None:
-        if not schedule_ids:
-            return {}
-        stmt = stmt.where(*among(session, SlotRow.schedule_id, schedule_ids))
-    # a Core read: the ORM's row loading costs more than the query for many rows
-    rows = session.connection().execute(stmt).all()  # one fetch, not a call per row
-    return {row[0]: slot_from_row(row) for row in rows}
+    # a Core read: the ORM's row loading costs more than the query for many rows; one
+    # fetch per statement, not a call per row
+    connection = session.connection()
+    if schedule_ids is None:
+        return {row[0]: slot_from_row(row) for row in connection.execute(stmt).all()}
+    out: dict[str, Slot] = {}
+    for matched in among(session, SlotRow.schedule_id, schedule_ids):
+        out.update(
+            (row[0], slot_from_row(row)) for row in connection.execute(stmt.where(matched)).all()
+        )
+    return out
 
 
 def cached_window_slots(
@@ -538,11 +542,12 @@ def schedule_ids_for_actors(
 
 def schedules_by_id(session: Session, ids: Collection[str] | None = None) -> dict[str, Schedule]:
     stmt = select(*SCHEDULE_COLUMNS)
-    if ids is not None:
-        if not ids:
-            return {}
-        stmt = stmt.where(*among(session, ScheduleRow.id, ids))
-    return {row.id: schedule_from_row(row) for row in session.execute(stmt)}
+    if ids is None:
+        return {row.id: schedule_from_row(row) for row in session.execute(stmt)}
+    out: dict[str, Schedule] = {}
+    for matched in among(session, ScheduleRow.id, ids):
+        out.update((row.id, schedule_from_row(row)) for row in session.execute(stmt.where(matched)))
+    return out
 
 
 def schedule_states(session: Session) -> tuple[dict[str, datetime], dict[str, str]]:
@@ -585,11 +590,12 @@ def catalog_digest(session: Session) -> str | None:
 
 def actors_by_ref(session: Session, refs: Collection[str] | None = None) -> dict[str, Actor]:
     stmt = select(*ACTOR_COLUMNS)
-    if refs is not None:
-        if not refs:
-            return {}
-        stmt = stmt.where(*among(session, ActorRow.ref, refs))
-    return {row.ref: actor_from_row(row) for row in session.execute(stmt)}
+    if refs is None:
+        return {row.ref: actor_from_row(row) for row in session.execute(stmt)}
+    out: dict[str, Actor] = {}
+    for matched in among(session, ActorRow.ref, refs):
+        out.update((row.ref, actor_from_row(row)) for row in session.execute(stmt.where(matched)))
+    return out
 
 
 def count_slots(session: Session) -> int:
