@@ -7,7 +7,7 @@ executemany (SQLAlchemy's insertmanyvalues), never row-by-row ORM flushes.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -145,14 +145,26 @@ def cached_slots(
     # a Core read: the ORM's row loading costs more than the query for many rows; one
     # fetch per statement, not a call per row
     connection = session.connection()
-    if schedule_ids is None:
-        return {row[0]: slot_from_row(row) for row in connection.execute(stmt).all()}
-    out: dict[str, Slot] = {}
-    for matched in among(session, SlotRow.schedule_id, schedule_ids):
-        out.update(
-            (row[0], slot_from_row(row)) for row in connection.execute(stmt.where(matched)).all()
-        )
-    return out
+    rows = _rows_among(
+        lambda s: connection.execute(s).all(), stmt, session, SlotRow.schedule_id, schedule_ids
+    )
+    return {row[0]: slot_from_row(row) for row in rows}
+
+
+def _rows_among(
+    execute: Callable[[Any], Iterable[Any]],
+    stmt: Any,
+    session: Session,
+    column: Any,
+    values: Collection[str] | None,
+) -> Iterator[Any]:
+    """The rows of ``stmt`` whose ``column`` is among ``values`` (every row for None), by
+    ``execute`` once per condition of :func:`among`."""
+    if values is None:
+        yield from execute(stmt)
+        return
+    for matched in among(session, column, values):
+        yield from execute(stmt.where(matched))
 
 
 def cached_window_slots(
@@ -351,12 +363,7 @@ def lock_schedules(session: Session, schedule_ids: Collection[str] | None) -> se
             # Writers of every schedule also insert schedules the row locks cannot cover
             # yet (a first load): they take turns as a whole.
             session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ALL_SCHEDULES_LOCK})
-    if schedule_ids is None:
-        return set(session.execute(stmt).scalars())
-    locked: set[str] = set()
-    for matched in among(session, ScheduleRow.id, schedule_ids):
-        locked.update(session.execute(stmt.where(matched)).scalars())
-    return locked
+    return set(_rows_among(session.scalars, stmt, session, ScheduleRow.id, schedule_ids))
 
 
 class ScheduleGone(Exception):
@@ -386,13 +393,8 @@ def fresher_days(
     stmt = select(SyncMarkRow.schedule_id, SyncMarkRow.day).where(
         SyncMarkRow.day >= start, SyncMarkRow.day < end, SyncMarkRow.confirmed_at > than
     )
-    if schedule_ids is None:
-        return {(r[0], r[1]) for r in session.execute(stmt)}
-    found: set[tuple[str, datetime]] = set()
-    for matched in among(session, SyncMarkRow.schedule_id, schedule_ids):
-        rows = session.execute(stmt.where(matched))
-        found.update((r[0], r[1]) for r in rows)
-    return found
+    rows = _rows_among(session.execute, stmt, session, SyncMarkRow.schedule_id, schedule_ids)
+    return {(r[0], r[1]) for r in rows}
 
 
 def slot_positions(session: Session, slot_ids: Collection[str]) -> dict[str, tuple[str, datetime]]:
@@ -403,10 +405,6 @@ def slot_positions(session: Session, slot_ids: Collection[str]) -> dict[str, tup
         rows = session.execute(stmt.where(matched))
         out.update((sid, (schedule, start)) for sid, schedule, start in rows)
     return out
-
-
-def all_schedule_ids(session: Session) -> list[str]:
-    return list(session.scalars(select(ScheduleRow.id).order_by(ScheduleRow.id)))
 
 
 def mark_days(
@@ -541,13 +539,8 @@ def schedule_ids_for_actors(
 
 
 def schedules_by_id(session: Session, ids: Collection[str] | None = None) -> dict[str, Schedule]:
-    stmt = select(*SCHEDULE_COLUMNS)
-    if ids is None:
-        return {row.id: schedule_from_row(row) for row in session.execute(stmt)}
-    out: dict[str, Schedule] = {}
-    for matched in among(session, ScheduleRow.id, ids):
-        out.update((row.id, schedule_from_row(row)) for row in session.execute(stmt.where(matched)))
-    return out
+    rows = _rows_among(session.execute, select(*SCHEDULE_COLUMNS), session, ScheduleRow.id, ids)
+    return {row.id: schedule_from_row(row) for row in rows}
 
 
 def schedule_states(session: Session) -> tuple[dict[str, datetime], dict[str, str]]:
@@ -589,13 +582,8 @@ def catalog_digest(session: Session) -> str | None:
 
 
 def actors_by_ref(session: Session, refs: Collection[str] | None = None) -> dict[str, Actor]:
-    stmt = select(*ACTOR_COLUMNS)
-    if refs is None:
-        return {row.ref: actor_from_row(row) for row in session.execute(stmt)}
-    out: dict[str, Actor] = {}
-    for matched in among(session, ActorRow.ref, refs):
-        out.update((row.ref, actor_from_row(row)) for row in session.execute(stmt.where(matched)))
-    return out
+    rows = _rows_among(session.execute, select(*ACTOR_COLUMNS), session, ActorRow.ref, refs)
+    return {row.ref: actor_from_row(row) for row in rows}
 
 
 def count_slots(session: Session) -> int:

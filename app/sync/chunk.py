@@ -264,9 +264,9 @@ def write_chunk(
         in_scope=lambda c: not fresher or (c.schedule_id, day_start(c.start)) not in fresher,
     )
 
-    marked = sorted(scope) if scope is not None else repo.all_schedule_ids(session)
-    known = set(repo.schedules_by_id(session, marked)) if scope is not None else set(marked)
-    marked = [sid for sid in marked if sid in known]  # a schedule the EHR does not know
+    # The scope's cached schedules are those this transaction holds (a schedule of the
+    # scope the EHR does not know is neither locked nor written): no second read of them.
+    marked = sorted(held if scope is None else held & scope)
     repo.mark_days(session, marked, days_in(chunk.start, chunk.end), fetch_started, fresher)
     repo.confirm_schedules(session, scope, chunk.start, chunk.end, fetch_started)
     return ChunkResult(
