@@ -19,6 +19,7 @@ import redis
 from celery import Celery
 from sqlalchemy import Engine
 
+from app.availability.answer_memo import AnswerMemo
 from app.availability.catalog import CatalogCache, catalog_reader, read_catalog
 from app.availability.finder import Finder
 from app.availability.patients import PatientLookup
@@ -175,6 +176,7 @@ class ApiServices:
     fhir_version: FhirVersion
     rules_store: RulesStore
     finder: Finder
+    answers: AnswerMemo | None  # rendered $find answers (None: not kept)
     booking: BookingContext
     coordinator: Coordinator
     dispatcher: Dispatcher
@@ -239,6 +241,9 @@ def api_services(settings: Settings) -> ApiServices:
         fhir_version=client.version,
         rules_store=rules_store,
         finder=finder,
+        answers=AnswerMemo(settings.find_answer_memo_bytes)
+        if settings.find_answer_memo_bytes
+        else None,
         booking=booking,
         coordinator=coordinator(settings),
         dispatcher=dispatcher(settings, periodic=True),

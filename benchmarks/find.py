@@ -8,12 +8,19 @@ type and provider, 30 days, ``_count`` 100):
 
 - single client: p50/p95/p99 over ``--requests`` sequential requests, cycling
   through every start day whose answer is full (``_count`` offers), so that no two
-  consecutive requests are the same and none is cheap for being empty;
+  consecutive requests are the same and none is cheap for being empty; on the
+  connection that asked each window first, so that they are mostly served again from
+  the answer memo, as steady traffic is;
 - concurrent clients on loopback (wrk when installed, else asyncio httpx, which
   takes far more of the two cores from the server): throughput and latency at each
   level of ``--clients``; the throughput reported is the best level whose p99 <= 100 ms;
 - mixed: the same levels over a workload of both kinds, one broad request in 5;
   reported is the best level whose p99 <= 50 ms (issue #24's target: >= 1,500 req/s);
+- composed: each window's first request in each API process, single client: none is
+  served from the answer memo (:mod:`app.availability.answer_memo`), which serves the
+  repeats above while the slots, claims, rules and minute are the same; how the
+  answers were made over the whole run (memo, composed, ahead) is in
+  ``answer_sources``;
 - explain on: the typical request with ``_explain=true`` (single client, a quarter
   of ``--requests``), reported apart from the figures above, which are explain off;
 - bare SQL: the cache read the request would need without the in-memory index
@@ -118,22 +125,49 @@ def _days(first: date, span: int, horizon_days: int) -> list[date]:
 def _full_days(base: str, kind: str, days: list[date]) -> list[date]:
     """The start days whose answer is full (``_count`` offers): a window past the
     rules' booking horizon answers almost nothing, fast, and would flatter the
-    figures. Asking each once also leaves each API process's offer memo as warm
-    as steady traffic keeps it."""
+    figures."""
+    with _client(base) as client:
+        return _first_asked(client, kind, days)[0]
+
+
+def _client(base: str) -> httpx.Client:
+    """One keep-alive connection: every request of it reaches the same API process."""
+    return httpx.Client(base_url=base, headers=HEADERS, timeout=120)
+
+
+def _first_asked(
+    client: httpx.Client, kind: str, days: list[date]
+) -> tuple[list[date], list[float]]:
+    """:func:`_full_days`, and how long each window's first request took (ms): none
+    was asked before, so each was composed, not served from the answer memo."""
     build = KINDS[kind][0]
     full: list[date] = []
-    with httpx.Client(base_url=base, headers=HEADERS, timeout=120) as client:
-        for day in days:
-            params = build(day)
-            count = int(dict(params)["_count"])
-            for _ in range(2):  # each of the (usually two) API processes
-                response = client.get("/fhir/Appointment/$find", params=tuple(params))
-                response.raise_for_status()
-            if response.json().get("total", 0) >= count:
-                full.append(day)
+    timings: list[float] = []
+    for day in days:
+        params = build(day)
+        count = int(dict(params)["_count"])
+        t0 = time.perf_counter()
+        response = client.get("/fhir/Appointment/$find", params=tuple(params))
+        timings.append((time.perf_counter() - t0) * 1000)
+        response.raise_for_status()
+        if response.json().get("total", 0) >= count:
+            full.append(day)
     if not full:
         raise RuntimeError(f"no {kind} request window gets a full answer")
-    return full
+    return full, timings
+
+
+def answer_sources(base: str) -> dict[str, int]:
+    """How the API's $find answers were made, over all its processes (``/metrics``):
+    served again from the answer memo, composed for the request, or made ahead."""
+    with httpx.Client(base_url=base, headers=HEADERS, timeout=30) as client:
+        text = client.get("/metrics").text
+    return {
+        source: int(float(value))
+        for source, value in re.findall(
+            r'^slotsync_find_answers_total\{source="(\w+)"\} ([\d.e+]+)$', text, re.M
+        )
+    }
 
 
 def percentiles(values_ms: list[float]) -> dict[str, float]:
@@ -152,19 +186,22 @@ def percentiles(values_ms: list[float]) -> dict[str, float]:
 
 
 def _single_client(
-    base: str, kind: str, days: list[date], n: int, extra: tuple[tuple[str, str], ...] = ()
+    client: httpx.Client,
+    kind: str,
+    days: list[date],
+    n: int,
+    extra: tuple[tuple[str, str], ...] = (),
 ) -> dict[str, Any]:
     build = KINDS[kind][0]
     timings: list[float] = []
     offers: list[int] = []
-    with httpx.Client(base_url=base, headers=HEADERS, timeout=60) as client:
-        for i in range(n):
-            params = build(days[i % len(days)]) + list(extra)
-            t0 = time.perf_counter()
-            response = client.get("/fhir/Appointment/$find", params=tuple(params))
-            timings.append((time.perf_counter() - t0) * 1000)
-            response.raise_for_status()
-            offers.append(response.json().get("total", 0))
+    for i in range(n):
+        params = build(days[i % len(days)]) + list(extra)
+        t0 = time.perf_counter()
+        response = client.get("/fhir/Appointment/$find", params=tuple(params))
+        timings.append((time.perf_counter() - t0) * 1000)
+        response.raise_for_status()
+        offers.append(response.json().get("total", 0))
     return {**percentiles(timings), "mean_offers": round(statistics.mean(offers), 1)}
 
 
@@ -445,15 +482,22 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             warm_seconds = time.perf_counter() - t0
             results: dict[str, Any] = {}
             full_days: dict[str, list[date]] = {}
-            with MemorySampler(api.pid) as memory:
+            with MemorySampler(api.pid) as memory, _client(base) as client:
                 for kind, (build, span) in KINDS.items():
-                    days = _full_days(base, kind, _days(first_day, span, args.horizon_days))
-                    single = _single_client(base, kind, days, args.requests)
+                    # the single client on the connection of the first requests: the
+                    # process answering has each window's answer once, as steady
+                    # traffic leaves it (the other meets them in the levels below)
+                    days, first = _first_asked(
+                        client, kind, _days(first_day, span, args.horizon_days)
+                    )
+                    single = _single_client(client, kind, days, args.requests)
                     full_days[kind] = days
                     levels = _levels(base, [build(day) for day in days], args)
                     sql = _bare_sql(db_url, build(days[len(days) // 2]), 20)
                     results[kind] = {
                         "start_days": len(days),
+                        # every window's first request: composed
+                        "composed_single_client": percentiles(first),
                         "single_client": single,
                         "concurrent": levels,
                         "throughput_at_p99_100ms": best_rate(levels, THROUGHPUT_P99_MS),
@@ -463,12 +507,14 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                         ),
                     }
                 results["mixed"] = _mixed(base, full_days, args)
+                results["answer_sources"] = answer_sources(base)
             days = full_days["typical"]
             # $find?_explain=true (issue #21): a pass of its own, measured apart; the
             # figures above are explain off, the path every consumer takes
-            results["typical"]["explain_on_single_client"] = _single_client(
-                base, "typical", days, max(1, args.requests // 4), (("_explain", "true"),)
-            )
+            with _client(base) as client:
+                results["typical"]["explain_on_single_client"] = _single_client(
+                    client, "typical", days, max(1, args.requests // 4), (("_explain", "true"),)
+                )
             ehr = _ehr_realtime(sandbox.base_url, days, args.ehr_samples)
             results["typical"]["ehr_realtime"] = ehr
             results["typical"]["ehr_p50_over_find_p50"] = round(

@@ -188,6 +188,9 @@ def table(results: dict[str, Any]) -> str:
                 unit=" ms")  # fmt: skip
             add(f"$find {kind}, {n}: p99 single client", r, kind, "single_client", "p99_ms",
                 unit=" ms")  # fmt: skip
+            if figure(r, kind, "composed_single_client", "p99_ms").median is not None:
+                add(f"$find {kind}, {n}: p99 composed (first request of each window)", r,
+                    kind, "composed_single_client", "p99_ms", unit=" ms")  # fmt: skip
             add(f"$find {kind}, {n}: req/s at p99 <= 100 ms", r, kind, "throughput_at_p99_100ms")
             add(f"$find {kind}, {n}: bare SQL read p50", r, kind, "bare_sql", "p50_ms", unit=" ms")
         if figure(r, "mixed", "broad_share").median is not None:

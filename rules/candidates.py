@@ -19,6 +19,7 @@ from collections.abc import Iterator, Sequence
 from datetime import UTC, date, datetime, timedelta
 
 from rules.assets import AssetIndex, Qualifier, Unit, slot_ids_of
+from rules.bookable import first_start, last_start
 from rules.eligibility import age_allows, ineligible_reason
 from rules.hours import Calendar
 from rules.matching import AssetMatcher, Requirement
@@ -59,8 +60,8 @@ class VisitTypePlan:
         self.after = timedelta(minutes=eff.buffer_after_minutes)
         self.buffered = bool(self.before or self.after)
         self.join = eff.join_contiguous
-        self.earliest = max(request.start, now + timedelta(minutes=eff.min_lead_minutes))
-        self.latest = min(now + timedelta(days=eff.max_horizon_days), request.end - self.duration)
+        self.earliest = max(request.start, first_start(eff, now))
+        self.latest = min(last_start(eff, now), request.end - self.duration)
         assets = self.rule.assets
         required = [i for i, a in enumerate(assets) if not a.optional]
         self.primary = next((i for i in required if assets[i].kind == "practitioner"), required[0])

@@ -21,6 +21,7 @@ from typing import Literal
 
 from app.core.domain import Actor, Schedule, Slot, split_token
 from rules.assets import AssetIndex, Qualifier, Unit
+from rules.bookable import first_start, last_start
 from rules.hours import Calendar
 from rules.schema import (
     KIND_RESOURCE_TYPE,
@@ -205,8 +206,7 @@ class _Check:
             appointment = Qualifier(appointment_types=vt.slot_appointment_types)
             specialty = Qualifier(specialties=asset.codes if asset.kind == "practitioner" else ())
             duration = timedelta(minutes=vt.duration_minutes)
-            earliest = self.now + timedelta(minutes=eff.min_lead_minutes)
-            latest = self.now + timedelta(days=eff.max_horizon_days)
+            earliest, latest = first_start(eff, self.now), last_start(eff, self.now)
             for slot in samples:
                 if not service.accepts(slot):
                     continue

@@ -28,6 +28,7 @@ from datetime import UTC, date, datetime, timedelta
 from app.core.domain import Actor, Schedule, Slot
 from app.core.slot_columns import code_number, slot_codes
 from rules.assets import AssetIndex, Unit, by_schedule_id
+from rules.bookable import last_start
 from rules.candidates import VisitTypePlan
 from rules.eligibility import ineligible_reason
 from rules.hours import Calendar
@@ -394,8 +395,7 @@ class _Plan:
                 self._path("min_lead_minutes", vt.min_lead_minutes),
                 f"bookable from {minutes} minutes after now",
             )
-        horizon_end = self.now + timedelta(days=plan.eff.max_horizon_days)
-        if t > horizon_end:
+        if t > last_start(plan.eff, self.now):
             days = plan.eff.max_horizon_days
             return no(
                 "horizon",

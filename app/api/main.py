@@ -78,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         try:
             for name in ApiServices.__dataclass_fields__:
                 setattr(app.state, name, getattr(services, name))
+            app.state.find_limiter = fhir_find.find_limiter()
             if settings.find_warm_up:
                 services.finder.start_warm_up(partial(transaction, services.engine))
             yield

@@ -23,10 +23,19 @@ class JsonResponse(Response):
 
 
 class FhirResponse(Response):
+    """A FHIR resource as JSON; ``bytes`` are taken as the resource already rendered."""
+
     media_type = FHIR_JSON
 
     def render(self, content: Any) -> bytes:
-        return msgspec.json.encode(content)
+        if isinstance(content, bytes):
+            return content
+        return fhir_json(content)
+
+
+def fhir_json(resource: Any) -> bytes:
+    """A resource (plain data) as the bytes of its JSON."""
+    return msgspec.json.encode(resource)
 
 
 def operation_outcome(

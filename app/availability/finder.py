@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from app.availability.answer_memo import FindInputs
 from app.availability.catalog import CatalogCache, read_catalog
 from app.availability.explain import explain_find
 from app.availability.params import ParsedFind
@@ -29,12 +30,13 @@ from app.core.errors import CacheStale
 from app.core.gc_pause import tune_collector
 from app.core.heap import release_free_memory
 from app.settings import Settings
-from rules.composer import Signer
+from rules.bookable import same_answer_until
+from rules.composer import Signer, slot_fetch_window
 from rules.explain import Reason
 from rules.loader import RulesStore
 from rules.offer_memo import OfferMemo
 from rules.preview import EXAMPLES
-from rules.request import Page, PatientInfo, summarise_notices
+from rules.request import FindRequest, Page, PatientInfo, summarise_notices
 from rules.schema import RulesFile
 
 log = logging.getLogger(__name__)
@@ -56,7 +58,14 @@ class Issue:
 class FindAnswer:
     result: FindResult
     issues: list[Issue]
+    # the last ``now`` at which the same inputs give this very answer (AnswerMemo)
+    same_until: datetime
     reasons: list[Reason] | None = None  # _explain=true: why cached slots were not offered
+
+    @property
+    def shown_schedules(self) -> set[str]:
+        """The schedules of the offers shown (their sync times give meta.lastUpdated)."""
+        return {sid for a in self.result.appointments for sid in a.schedule_ids}
 
 
 @dataclass
@@ -96,10 +105,30 @@ class Finder:
             memo=self.offer_memo,
         )
 
-    def answer(self, session: Session, parsed: ParsedFind, now: datetime) -> FindAnswer:
-        settings = self.settings
+    def inputs(self, session: Session, request: FindRequest, now: datetime) -> FindInputs:
+        """What answering ``request`` at ``now`` reads besides the request: the rules
+        in force, the catalog, and the slot index's state of the request's window."""
         self.rules_store.reload_if_changed()
+        rules = self.rules_store.current
+        catalog = self.catalog.get(session)
+        generation, claimed = self.slot_index.state(
+            session, *slot_fetch_window(request, rules, now), now
+        )
+        return FindInputs(rules, catalog, generation, frozenset(claimed))
+
+    def answer(
+        self,
+        session: Session,
+        parsed: ParsedFind,
+        now: datetime,
+        inputs: FindInputs | None = None,
+    ) -> FindAnswer:
+        """The answer to ``parsed`` at ``now``, from ``inputs`` when already read
+        (:meth:`inputs` of the same request and ``now``)."""
+        settings = self.settings
         find_request = parsed.request
+        if inputs is None:
+            inputs = self.inputs(session, find_request, now)
         patient = self.patients.resolve(find_request.patient)
         if patient is not None:
             find_request = replace(find_request, patient=patient.patient)
@@ -107,13 +136,14 @@ class Finder:
         result = find_appointments(
             session,
             find_request,
-            rules=self.rules_store.current,
-            catalog=self.catalog.get(session),
+            rules=inputs.rules,
+            catalog=inputs.catalog,
             slot_index=self.slot_index,
             now=now,
             sign=self.sign,
             memo=self.offer_memo,
             page=page,
+            state=inputs.index_state,
         )
         notices = summarise_notices(result.notices)
         issues = [Issue("warning", "informational", text) for text in notices]
@@ -123,25 +153,39 @@ class Finder:
             Issue("warning", "not-supported", f"parameter {name} was not used")
             for name in parsed.ignored
         ]
-        issues += self._freshness(result, now)
+        staleness = self._staleness(result, now)
+        issues += staleness + self._failures(result)
         if not result.total:
             issues.append(Issue("information", "not-found", "no appointments available"))
+        same_until = min(
+            same_answer_until(find_request, inputs.rules, now),
+            now if staleness else self._fresh_until(result, now),  # its text counts seconds
+        )
         if not parsed.explain:
-            return FindAnswer(result, issues)
+            return FindAnswer(result, issues, same_until)
         reasons = explain_find(
             session,
             find_request,
-            rules=self.rules_store.current,
-            catalog=self.catalog.get(session),
+            rules=inputs.rules,
+            catalog=inputs.catalog,
             offered={slot_id for a in result.appointments for slot_id in a.slot_ids},
             now=now,
             stale_after=timedelta(seconds=settings.stale_warning_seconds),
         )
-        return FindAnswer(result, issues, reasons)
+        return FindAnswer(result, issues, now, reasons)  # the reasons change with the clock
 
-    def _freshness(self, result: FindResult, now: datetime) -> list[Issue]:
-        """Refuse a cache older than the limit; warn of an old one, and of schedules
-        whose last sync failed (their availability may differ from the EHR's)."""
+    def _fresh_until(self, result: FindResult, now: datetime) -> datetime:
+        """The last ``now`` at which :meth:`_staleness` still says nothing of
+        ``result`` (its data then becomes old enough to warn of or refuse)."""
+        if result.oldest_confirmation is None:
+            return datetime.max.replace(tzinfo=UTC)
+        settings = self.settings
+        limits = [settings.stale_warning_seconds, settings.stale_refuse_seconds]
+        seconds = min(limit for limit in limits if limit)
+        return max(now, result.oldest_confirmation + timedelta(seconds=seconds))
+
+    def _staleness(self, result: FindResult, now: datetime) -> list[Issue]:
+        """Refuse a cache older than the limit; warn of an old one."""
         issues = []
         settings = self.settings
         if result.oldest_confirmation is not None:
@@ -157,6 +201,12 @@ class Finder:
             if age > timedelta(seconds=settings.stale_warning_seconds):
                 text = f"availability was last confirmed {seconds} s ago"
                 issues.append(Issue("warning", "informational", text))
+        return issues
+
+    def _failures(self, result: FindResult) -> list[Issue]:
+        """Warn of the schedules searched whose last sync failed (their availability
+        may differ from the EHR's)."""
+        issues = []
         if result.failed_schedules:
             failed = result.failed_schedules
             listed = ", ".join(f"Schedule/{sid}" for sid in failed[:FAILED_NAMED])

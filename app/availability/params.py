@@ -8,7 +8,7 @@ Errors name the offending parameter so the caller can fix the request.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -52,7 +52,6 @@ class ParsedFind:
     ignored: tuple[str, ...] = ()  # parameter names given but not acted upon
     includes: tuple[str, ...] = ()  # _include values
     after: PageKey | None = None  # _cursor: the page starts after this offer
-    extra: dict[str, Any] = field(default_factory=dict)
     explain: bool = False  # _explain=true: reasons for what is not offered (admin only)
 
 

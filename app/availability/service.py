@@ -131,17 +131,19 @@ def find_appointments(
     sign: Callable[[ProposalPayload], str],
     memo: OfferMemo | None = None,
     page: Page | None = None,
+    state: tuple[int, Collection[str]] | None = None,
 ) -> FindResult:
     """Offers for ``request`` from the slot index; with ``memo``, candidate offers
     are reused across requests while the rules and the catalog stay the same
-    (:mod:`rules.offer_memo`); the answer is the same."""
+    (:mod:`rules.offer_memo`); the answer is the same. ``state``: the slot index's
+    :meth:`~SlotIndex.state` of the request's :func:`slot_fetch_window`, if read."""
     check_visit_types(request, rules)
     span_start, span_end = slot_fetch_window(request, rules, now)
     schedule_ids = _relevant_schedules(request, rules, catalog)
     slots: Mapping[str, Sequence[Slot]] = {}
     basis = None
     if span_end > span_start and schedule_ids:
-        read = slot_index.read(session, schedule_ids, span_start, span_end, now)
+        read = slot_index.read(session, schedule_ids, span_start, span_end, now, state)
         if memo is None:
             slots = read.slots
         else:

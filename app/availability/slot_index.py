@@ -157,12 +157,14 @@ class SlotIndex:
         start: datetime,
         end: datetime,
         now: datetime,
+        state: tuple[int, Collection[str]] | None = None,
     ) -> WindowRead:
         """The free, unclaimed slots of ``schedule_ids`` overlapping ``[start, end)``
         as of now (:class:`WindowRead`), with the full lists they are cut from and
-        the claimed slots left out. Tidy schedules are cut only when asked."""
+        the claimed slots left out. Tidy schedules are cut only when asked.
+        ``state``: :meth:`state` of the same window and ``now``, when already read."""
         earliest = start - self._lookback
-        generation, claimed = claims.generation_and_claimed(session, earliest, end, now)
+        generation, claimed = state or self.state(session, start, end, now)
         self._catch_up(session, schedule_ids, generation)
         read: dict[str, _Entry] = {}
         full: dict[str, SlotColumns] = {}
@@ -195,6 +197,14 @@ class SlotIndex:
             if slots:
                 cut[schedule_id] = slots
         return WindowRead(full, cut, taken, read, (start, end, earliest))
+
+    def state(
+        self, session: Session, start: datetime, end: datetime, now: datetime
+    ) -> tuple[int, set[str]]:
+        """What :meth:`read` of ``[start, end)`` depends on besides the schedules asked
+        for, in one round trip: the cache generation (the slots held) and the ids of
+        the slots there that a live claim hides."""
+        return claims.generation_and_claimed(session, start - self._lookback, end, now)
 
     def warm(self, session_scope: Callable[[], AbstractContextManager[Session]]) -> int:
         """Read every cached schedule now (at start-up, off the request path), in

@@ -78,6 +78,12 @@ OFFER_MEMO_FULL = Counter(
     "Times an API process's offer memo reached SLOTSYNC_OFFER_MEMO_MAX_OFFERS and forgot"
     " every offer (often: the bound is below the horizon's offers, and $find recomposes)",
 )
+FIND_ANSWERS = Counter(
+    "slotsync_find_answers",
+    "$find answers by how they were made: memo (served again, the inputs unchanged),"
+    " composed (made for the request), ahead (made for the next minute's requests)",
+    ["source"],
+)
 NOTIFICATIONS = Counter(
     "slotsync_webhook_notifications",
     "Subscription notifications received, by kind (handshake, heartbeat, event, rejected)",
@@ -105,6 +111,10 @@ def task_outcome(task: str, outcome: str, seconds: float | None = None) -> None:
     TASKS.labels(task, outcome).inc()
     if seconds is not None:
         TASK_DURATION.labels(task).observe(seconds)
+
+
+def find_answered(source: str) -> None:
+    FIND_ANSWERS.labels(source).inc()
 
 
 def notification_received(kind: str) -> None:

@@ -50,6 +50,13 @@ class AvailabilitySettings(BaseSettings):
         description="candidate offers each API process remembers across $find requests"
         " (~190 bytes each); when full it forgets them all and works them out again",
     )
+    find_answer_memo_bytes: int = Field(
+        default=16 << 20,
+        ge=0,
+        le=1 << 32,
+        description="bytes of rendered $find answers each API process keeps, served again"
+        " while the rules, slots, claims and clock give the same answer (0 = none)",
+    )
     stale_warning_seconds: int = Field(
         default=26 * 3600, ge=1, description="$find warns when data is older than this"
     )

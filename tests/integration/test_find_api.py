@@ -12,6 +12,7 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
+from app.api.fhir_find import FIND_THREADS
 from app.api.main import create_app
 from app.core.domain import VISIT_TYPE_SYSTEM, Slot
 from app.settings import DEMO_API_KEY, Settings
@@ -183,6 +184,36 @@ def test_a_post_find_is_composed_off_the_event_loop(api):
         assert not posted.done()  # answered while the POST was still composing
         assert waited < 1.0
         assert posted.result().status_code == 200
+
+
+def test_find_composes_at_most_find_threads_at_once(api):
+    """GETs and POSTs share the $find threads; more requests wait for one to free
+    (more threads would only contend for the GIL)."""
+    client, _ = api
+    finder = client.app.state.finder
+    answer = finder.answer
+    lock = threading.Lock()
+    running = peak = 0
+
+    def counted_answer(*args, **kwargs):
+        nonlocal running, peak
+        with lock:
+            running += 1
+            peak = max(peak, running)
+        try:
+            time.sleep(0.2)
+            return answer(*args, **kwargs)
+        finally:
+            with lock:
+                running -= 1
+
+    finder.answer = counted_answer
+    client.app.state.answers = None  # every request composes
+    with ThreadPoolExecutor(6) as pool:
+        calls = [pool.submit(find, client, **WINDOW) for _ in range(3)]
+        calls += [pool.submit(post_find, client) for _ in range(3)]
+        assert all(c.result().status_code == 200 for c in calls)
+    assert peak == FIND_THREADS
 
 
 @pytest.mark.parametrize(

@@ -62,7 +62,7 @@ def scrape(client: TestClient) -> dict[tuple[str, tuple], float]:
 def test_access_log_is_json_with_request_id_and_no_query_values(client, log_buffer):
     url = f"{FIND}&patient-reference=Patient/{PHI}&location-string={PHI}"
     response = client.get(url, headers={"X-API-Key": READER, "X-Request-ID": "trace-42"})
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     lines = json_logs(log_buffer)
     access = [line for line in lines if line["logger"] == "slotsync.access"]
     assert access, lines

@@ -431,8 +431,13 @@ class _VisitTypePlan:
         self.duration = timedelta(minutes=self.rule.duration_minutes)
         self.before = timedelta(minutes=eff.buffer_before_minutes)
         self.after = timedelta(minutes=eff.buffer_after_minutes)
-        self.earliest = max(request.start, now + timedelta(minutes=eff.min_lead_minutes))
-        self.latest = min(now + timedelta(days=eff.max_horizon_days), request.end - self.duration)
+        # the lead time counts from the next whole minute, the horizon from the last
+        last_minute = now.replace(second=0, microsecond=0)
+        next_minute = last_minute if last_minute == now else last_minute + timedelta(minutes=1)
+        self.earliest = max(request.start, next_minute + timedelta(minutes=eff.min_lead_minutes))
+        self.latest = min(
+            last_minute + timedelta(days=eff.max_horizon_days), request.end - self.duration
+        )
         assets = self.rule.assets
         required = [i for i, a in enumerate(assets) if not a.optional]
         self.primary = next((i for i in required if assets[i].kind == "practitioner"), required[0])

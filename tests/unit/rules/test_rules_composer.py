@@ -294,6 +294,38 @@ def test_horizon_boundary_is_inclusive() -> None:
     assert starts(find_day(world, rules, now=now)) == ["08:00", "08:20"]
 
 
+def test_lead_time_and_horizon_step_only_at_whole_minutes() -> None:
+    """Within a minute the clock changes nothing: slots on whole minutes are offered
+    exactly as the arithmetic on the instant says, at every second of the minute."""
+    world = one_practitioner(20, count=3)  # 08:00, 08:20, 08:40
+    lead = make_rules([visit(minutes=20, min_lead_minutes=60)])
+    for second in (0.000001, 30, 59.999999):
+        now = at(f"{DAY} 07:19") + timedelta(seconds=second)
+        assert starts(find_day(world, lead, now=now)) == ["08:20", "08:40"]
+    horizon = make_rules([visit(minutes=20, max_horizon_days=1)])
+    for second in (0, 30, 59.999999):
+        now = at(f"{DAY} 08:20") - timedelta(days=1) + timedelta(seconds=second)
+        assert starts(find_day(world, horizon, now=now)) == ["08:00", "08:20"]
+
+
+def test_a_slot_starting_mid_minute_is_bookable_from_whole_minutes_only() -> None:
+    """The lead time counts from the next whole minute and the horizon from the last:
+    for a slot off the minute grid the bounds are narrower by under a minute, never
+    wider than the arithmetic on the instant."""
+    world = World()
+    sid = world.practitioner(1)
+    world.add_slots(sid, at(f"{DAY} 08:00") + timedelta(seconds=30), 20)
+    rules = make_rules([visit(minutes=20, min_lead_minutes=60)])
+    assert starts(find_day(world, rules, now=at(f"{DAY} 07:00"))) == ["08:00"]
+    # 07:00:10 + 60 min is before 08:00:30, but 07:01 + 60 min is not
+    assert starts(find_day(world, rules, now=at(f"{DAY} 07:00") + timedelta(seconds=10))) == []
+    short = make_rules([visit(minutes=20, max_horizon_days=1)])
+    a_day_before = at(f"{DAY} 08:00") - timedelta(days=1)
+    # 08:00:40 the day before + 1 day reaches the slot; 08:00 + 1 day does not
+    assert starts(find_day(world, short, now=a_day_before + timedelta(seconds=40))) == []
+    assert starts(find_day(world, short, now=a_day_before + timedelta(minutes=1))) == ["08:00"]
+
+
 def test_appointment_lies_inside_the_requested_window() -> None:
     world = one_practitioner(20, count=3)
     rules = make_rules([visit(minutes=20)])

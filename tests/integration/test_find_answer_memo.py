@@ -1,0 +1,195 @@
+"""$find answers served again from the answer memo, through the app on both backends:
+never an answer the inputs of the moment would not give."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import yaml
+from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
+
+from app.api.main import create_app
+from app.cache import claims
+from app.cache import repository as repo
+from app.settings import Settings
+from app.sync.load import load_window
+from tests.integration.test_find_api import AUTH, BASE, OFFICE, RULES, WINDOW, find, post_find, slot
+from tests.integration.test_load_window import ScriptedEhr, client_for
+
+CONSULT = RULES["visit_types"][1]["code"]
+LOAD_WINDOW = (BASE - timedelta(hours=1), BASE + timedelta(days=1))
+
+
+def _app(engine, tmp_path, **settings):
+    rules_path = tmp_path / "rules.yaml"
+    rules_path.write_text(yaml.safe_dump(RULES))
+    return create_app(
+        Settings(
+            database_url=engine.url.render_as_string(hide_password=False),
+            rules_path=rules_path,
+            **settings,
+        )
+    )
+
+
+@pytest.fixture
+def loaded(engine, tmp_path):
+    slots = [slot(i) for i in range(6)] + [slot(i, "sch-2") for i in (0, 1, 3)]
+    load_window(engine, client_for(ScriptedEhr(slots)), *LOAD_WINDOW)
+    with TestClient(_app(engine, tmp_path), headers=AUTH) as client:
+        yield client, slots
+
+
+def _offered(response) -> set[str]:
+    return {
+        ref["reference"].removeprefix("Slot/")
+        for e in response.json()["entry"]
+        if e["resource"]["resourceType"] == "Appointment"
+        for ref in e["resource"]["slot"]
+    }
+
+
+def test_the_same_request_is_served_again_byte_for_byte(loaded):
+    client, slots = loaded
+    memo = client.app.state.answers
+    first = find(client, **WINDOW, **{"visit-type": OFFICE})
+    hits = memo.hits
+    again = find(client, **WINDOW, **{"visit-type": OFFICE})
+    assert memo.hits == hits + 1
+    assert again.content == first.content
+    assert again.headers["content-type"] == first.headers["content-type"]
+    assert _offered(again) == {s.id for s in slots}
+
+
+def test_a_claim_hides_its_slot_from_the_next_request_and_its_release_shows_it(loaded, engine):
+    client, slots = loaded
+    params = {**WINDOW, "visit-type": OFFICE}
+    assert slots[2].id in _offered(find(client, **params))
+    assert slots[2].id in _offered(find(client, **params))  # now held in the memo
+    now = datetime.now(UTC)
+    with Session(engine) as session, session.begin():
+        claims.insert_claims(
+            session,
+            [slots[2]],
+            claim_id="held-1",
+            kind="held",
+            expires_at=now + timedelta(minutes=5),
+            now=now,
+        )
+    assert slots[2].id not in _offered(find(client, **params))
+    with Session(engine) as session, session.begin():
+        claims.release(session, "held-1")
+    assert slots[2].id in _offered(find(client, **params))
+
+
+def test_a_sync_that_takes_a_slot_away_reaches_the_next_request(loaded, engine):
+    client, slots = loaded
+    params = {**WINDOW, "visit-type": OFFICE}
+    find(client, **params)
+    assert slots[0].id in _offered(find(client, **params))
+    load_window(engine, client_for(ScriptedEhr(slots[1:])), *LOAD_WINDOW)
+    assert slots[0].id not in _offered(find(client, **params))
+
+
+def test_posts_to_one_url_with_other_parameters_get_their_own_answers(loaded):
+    client, _ = loaded
+    office = {
+        "name": "visit-type",
+        "valueCoding": {"system": OFFICE.split("|")[0], "code": "office-visit"},
+    }
+    consult = {
+        "name": "visit-type",
+        "valueCoding": {"system": CONSULT.split("|")[0], "code": "consult"},
+    }
+    for _ in range(2):
+        a = post_find(client, office).json()
+        b = post_find(client, consult).json()
+        assert a["total"] != b["total"]
+        assert {e["resource"]["minutesDuration"] for e in a["entry"][: a["total"]]} == {15}
+        assert {e["resource"]["minutesDuration"] for e in b["entry"][: b["total"]]} == {30}
+
+
+def test_answers_are_those_of_a_process_keeping_none(loaded, engine, tmp_path):
+    client, _ = loaded
+    requests = [
+        {**WINDOW, "visit-type": OFFICE},
+        {**WINDOW, "_count": "2"},
+        {**WINDOW, "visit-type": CONSULT, "_include": "Appointment:actor"},
+    ]
+    with TestClient(_app(engine, tmp_path, find_answer_memo_bytes=0), headers=AUTH) as plain:
+        assert plain.app.state.answers is None
+        for params in requests * 2:
+            mine, theirs = find(client, **params), find(plain, **params)
+            assert mine.status_code == theirs.status_code == 200
+            assert mine.content == theirs.content
+    assert client.app.state.answers.hits >= len(requests)
+
+
+def test_a_sync_confirming_the_schedules_shown_moves_meta_last_updated(loaded, engine):
+    client, slots = loaded
+    params = {**WINDOW, "visit-type": OFFICE}
+    before = find(client, **params).json()["meta"]["lastUpdated"]
+    assert find(client, **params).json()["meta"]["lastUpdated"] == before  # from the memo
+    time.sleep(1.1)  # meta.lastUpdated is in whole seconds
+    load_window(engine, client_for(ScriptedEhr(slots)), *LOAD_WINDOW)  # the same slots
+    # the catalog is read again once its TTL (2 s) is over, behind the request that
+    # finds it expired: the new sync time shows within the TTL and one read
+    deadline = time.monotonic() + 5.0
+    while (after := find(client, **params).json()["meta"]["lastUpdated"]) == before:
+        assert time.monotonic() < deadline, "the answer kept the old sync time"
+        time.sleep(0.1)
+    assert after > before
+
+
+class _Clock:
+    """``datetime`` as app.api.fhir_find sees it, with ``now`` set by the test."""
+
+    at: datetime
+
+    @classmethod
+    def now(cls, tz=None):
+        return cls.at
+
+
+def test_the_next_minutes_answer_is_made_ahead_and_served_after_the_minute(
+    loaded, engine, tmp_path, monkeypatch
+):
+    """A request in a minute's last seconds makes the answer the next minute holds; the
+    first request past the minute is served it, as a process keeping none answers."""
+    client, _ = loaded
+    memo = client.app.state.answers
+    monkeypatch.setattr("app.api.fhir_find.datetime", _Clock)
+    minute = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    params = {**WINDOW, "visit-type": OFFICE}
+    _Clock.at = minute - timedelta(seconds=50)
+    find(client, **params)  # composed, holds to the end of the minute
+    composed, hits = memo.misses, memo.hits
+    _Clock.at = minute - timedelta(seconds=5)
+    find(client, **params)  # served, and asked to make the next minute's answer
+    assert (memo.misses, memo.hits) == (composed, hits + 1)
+    _Clock.at = minute + timedelta(seconds=3)
+    served = find(client, **params)
+    assert (memo.misses, memo.hits) == (composed, hits + 2)  # not composed again
+    with TestClient(_app(engine, tmp_path, find_answer_memo_bytes=0), headers=AUTH) as plain:
+        assert served.content == find(plain, **params).content
+
+
+def test_answers_warning_of_a_failed_sync_are_served_again(loaded, engine):
+    """A failed sync is warned of by every answer searching the schedule until a sync of
+    it succeeds: such answers do not depend on the clock, and are kept like others."""
+    client, _ = loaded
+    memo = client.app.state.answers
+    with Session(engine) as session, session.begin():
+        repo.record_schedule_error(session, ["sch-1"], "EhrUnavailable: EHR answered 503")
+    params = {**WINDOW, "visit-type": OFFICE}
+    deadline = time.monotonic() + 5.0  # the catalog's TTL and one read
+    while "last sync" not in (first := find(client, **params)).text:
+        assert time.monotonic() < deadline, "the failed sync never showed"
+        time.sleep(0.1)
+    hits = memo.hits
+    again = find(client, **params)
+    assert again.content == first.content
+    assert memo.hits == hits + 1
