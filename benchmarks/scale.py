@@ -22,12 +22,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--ehr-samples", type=int, default=3, help="real-time EHR requests")
     p.add_argument("--load-timeout", type=float, default=7200.0, help="seconds per load")
     p.add_argument("--quick", action="store_true", help="fewer samples (a smoke run)")
+    p.add_argument(
+        "--offer-memo-max-offers",
+        type=int,
+        default=None,
+        help="the API's SLOTSYNC_OFFER_MEMO_MAX_OFFERS (default: the setting's 2M); a 10M-slot"
+        " horizon holds more candidate offers than that, and a memo at its bound forgets"
+        " them all and recomposes",
+    )
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     sizes = suite.sizes_of(args)
     steps = suite.size_steps(
-        sizes, quick=args.quick, ehr_samples=args.ehr_samples, load_timeout=args.load_timeout
+        sizes,
+        quick=args.quick,
+        ehr_samples=args.ehr_samples,
+        load_timeout=args.load_timeout,
+        offer_memo_max_offers=args.offer_memo_max_offers,
     )
     results: dict[str, Any] = {"sizes": sizes, "quick": bool(args.quick)}
     results.update(suite.run_rounds(steps, args.repeat, ("load", "find")))

@@ -68,6 +68,7 @@ def size_steps(
     quick: bool,
     ehr_samples: int | None = None,
     load_timeout: float | None = None,
+    offer_memo_max_offers: int | None = None,
 ) -> list[Step]:
     """Load and ``$find`` at each size: the growth curve's parts."""
     steps: list[Step] = []
@@ -83,6 +84,7 @@ def size_steps(
             clients="1,4" if quick else "1,2,4,8,16",
             seconds=3.0 if quick else 10.0,
             ehr_samples=ehr_samples or (3 if quick else 10),
+            offer_memo_max_offers=offer_memo_max_offers,
         )
         steps.append(("find", str(size), partial(find.run, find_args)))
     return steps

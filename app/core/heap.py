@@ -4,10 +4,11 @@ make, and handing freed memory back.
 Why: Python's objects of 512 bytes or less come from its own allocator, but every
 larger block (a list of a day's offers, a response body, a driver's row buffer) comes
 from glibc's ``malloc``, which gives each new thread that allocates an arena of its
-own, up to eight per core. An API process runs ``$find`` on a pool of up to 40
-threads, so its freed blocks were scattered over 16 arenas that each kept what they
-once held: at 1M slots, 265 MB RSS against 246 MB with two arenas, at the same
-latency (the GIL lets one thread allocate at a time anyway). Elsewhere (no glibc)
+own, up to eight per core. An API process runs requests on a pool of up to 40
+threads (``$find`` then ran there too), so its freed blocks were scattered over 16
+arenas that each kept what they once held: at 1M slots, 265 MB RSS against 246 MB
+with two arenas, at the same latency (the GIL lets one thread allocate at a time
+anyway). Elsewhere (no glibc)
 both functions do nothing.
 """
 
