@@ -40,8 +40,12 @@ class Embedded(Plain):
 
     def busy_slot(self, day: date, beside: str) -> str:
         """A slot of ``day`` the EHR has busy (so the cache does not hold it), on the
-        schedule of the offered slot ``beside`` (so that the rules would offer it)."""
-        schedule = self.slot(beside)["schedule"]["reference"].removeprefix("Schedule/")
+        schedule of the offered slot ``beside`` and starting after it (so that the
+        rules would offer it: one before it may fall inside a lead time, depending on
+        the hour the test runs at)."""
+        offered = self.slot(beside)
+        schedule = offered["schedule"]["reference"].removeprefix("Schedule/")
+        after = datetime.fromisoformat(offered["start"])
         with EhrClient(self.base_url, fhir_version="r4", page_size=PAGE_SIZE) as client:
             start = datetime(day.year, day.month, day.day, tzinfo=UTC)
             for bundle in client.slot_search_pages(
@@ -52,8 +56,12 @@ class Embedded(Plain):
                 include_schedule=False,
             ):
                 for entry in bundle.get("entry") or ():
-                    if entry["resource"]["resourceType"] == "Slot":
-                        return str(entry["resource"]["id"])
+                    resource = entry["resource"]
+                    if (
+                        resource["resourceType"] == "Slot"
+                        and datetime.fromisoformat(resource["start"]) > after
+                    ):
+                        return str(resource["id"])
         raise AssertionError(f"no busy slot on {day}")
 
     def slot(self, slot_id: str) -> dict[str, Any]:
