@@ -3,12 +3,17 @@ the pieces of the offers ``$find`` makes and of the Parameters ``$hold``/``$book
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import Engine
+
 import rules
-from app.core.domain import VISIT_TYPE_SYSTEM
+from app.cache import claims
+from app.cache.db import transaction
+from app.core.domain import VISIT_TYPE_SYSTEM, Slot
 from rules.loader import load_rules
 from rules.schema import RulesFile
 
@@ -45,3 +50,21 @@ def params(*items: tuple[str, str, Any]) -> dict[str, Any]:
         "resourceType": "Parameters",
         "parameter": [{"name": name, key: value} for name, key, value in items],
     }
+
+
+def claim_slots(
+    engine: Engine,
+    slots: Iterable[Slot],
+    claim_id: str,
+    *,
+    kind: str = claims.HELD,
+    ttl: timedelta = timedelta(minutes=5),
+    now: datetime | None = None,
+) -> None:
+    """Claim ``slots`` in the cache's claims table as ``$hold``/``$book`` do, live for
+    ``ttl`` from ``now`` (the present if None)."""
+    now = now or datetime.now(UTC)
+    with transaction(engine) as session:
+        claims.insert_claims(
+            session, slots, claim_id=claim_id, kind=kind, expires_at=now + ttl, now=now
+        )

@@ -16,6 +16,7 @@ from app.cache import repository as repo
 from app.cache.db import make_engine, transaction
 from app.cache.snapshot import plan_snapshot
 from app.core.domain import Schedule
+from tests.booking_support import claim_slots
 from tests.factories import T0, slot
 
 NOW = T0 - timedelta(days=1)
@@ -44,15 +45,7 @@ def pg_cache(pg_url: str) -> Iterator[Engine]:
 
 
 def _claim(engine: Engine, slots, claim_id: str, *, kind: str = "pending", ttl: int = 60) -> None:
-    with transaction(engine) as session:
-        claims.insert_claims(
-            session,
-            slots,
-            claim_id=claim_id,
-            kind=kind,
-            expires_at=NOW + timedelta(seconds=ttl),
-            now=NOW,
-        )
+    claim_slots(engine, slots, claim_id, kind=kind, ttl=timedelta(seconds=ttl), now=NOW)
 
 
 def _free_ids(engine: Engine, now=NOW) -> list[str]:

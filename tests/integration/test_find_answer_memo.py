@@ -16,6 +16,7 @@ from app.cache import claims
 from app.cache import repository as repo
 from app.settings import Settings
 from app.sync.load import load_window
+from tests.booking_support import claim_slots
 from tests.integration.test_find_api import AUTH, BASE, OFFICE, RULES, WINDOW, find, post_find, slot
 from tests.integration.test_load_window import ScriptedEhr, client_for
 
@@ -69,16 +70,7 @@ def test_a_claim_hides_its_slot_from_the_next_request_and_its_release_shows_it(l
     params = {**WINDOW, "visit-type": OFFICE}
     assert slots[2].id in _offered(find(client, **params))
     assert slots[2].id in _offered(find(client, **params))  # now held in the memo
-    now = datetime.now(UTC)
-    with Session(engine) as session, session.begin():
-        claims.insert_claims(
-            session,
-            [slots[2]],
-            claim_id="held-1",
-            kind="held",
-            expires_at=now + timedelta(minutes=5),
-            now=now,
-        )
+    claim_slots(engine, [slots[2]], "held-1")
     assert slots[2].id not in _offered(find(client, **params))
     with Session(engine) as session, session.begin():
         claims.release(session, "held-1")

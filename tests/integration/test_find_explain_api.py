@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
 import yaml
@@ -13,11 +13,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
 
 from app.api.main import create_app
-from app.cache import claims
 from app.cache import repository as repo
 from app.settings import DEMO_API_KEY, Settings
 from app.sync.load import load_window
 from rules.explain import CODES, NOT_OFFERED_SYSTEM
+from tests.booking_support import claim_slots
 from tests.fhir_checks import assert_outcome, fhir_model
 from tests.integration.test_find_api import BASE, OFFICE, RULES, WINDOW, slot
 from tests.integration.test_load_window import ScriptedEhr, client_for
@@ -177,16 +177,7 @@ def test_explain_must_be_true_or_false(api):
 
 def test_a_slot_held_through_us_is_explained_as_claimed(api, engine):
     client, slots, version = api
-    now = datetime.now(UTC)
-    with Session(engine) as session, session.begin():
-        claims.insert_claims(
-            session,
-            [slots[4]],
-            claim_id="hold-1",
-            kind="hold",
-            expires_at=now + timedelta(minutes=10),
-            now=now,
-        )
+    claim_slots(engine, [slots[4]], "hold-1", kind="hold", ttl=timedelta(minutes=10))
     bundle = client.get(FIND, params={**WINDOW, "_explain": "true"}).json()
     offered = {
         ref["reference"]
