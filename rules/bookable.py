@@ -40,6 +40,14 @@ def last_start(eff: EffectiveRule, now: datetime) -> datetime:
     return minute_floor(now) + timedelta(days=eff.max_horizon_days)
 
 
+def next_answer_from(until: datetime) -> datetime:
+    """Where the answer after one holding to ``until`` starts: the next instant, or the
+    one after it when the next is a whole minute, where both bounds step and an answer
+    holds for that instant only (:func:`same_answer_until`)."""
+    then = until + _INSTANT
+    return then + _INSTANT if then == minute_floor(then) else then
+
+
 def same_answer_until(request: FindRequest, rules: RulesFile, now: datetime) -> datetime:
     """The latest instant at which composing ``request`` gives the answer it gives at
     ``now``, the slots and rules unchanged: the clock enters composition only through

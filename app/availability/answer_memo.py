@@ -28,10 +28,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from app.availability.catalog import Catalog
-from rules.bookable import minute_floor
+from rules.bookable import next_answer_from
 from rules.schema import RulesFile
-
-_INSTANT = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,17 +151,14 @@ class AnswerMemo:
         next for ``key`` (and give it to :meth:`put` with ``ahead=True``), when ``now``
         is within ``ahead`` of the kept answer's end and no one was asked yet.
 
-        That is the instant after the end, or the one after that when the first is a
-        whole minute: an answer made on a whole minute holds for that instant only
-        (:func:`rules.bookable.same_answer_until`), one made a microsecond later for
-        the rest of the minute; a request on the whole minute itself is composed."""
+        That is :func:`rules.bookable.next_answer_from` the kept answer's end (a
+        request on a whole minute it skips is composed)."""
         with self._lock:
             kept = self._kept.get(key)
             if kept is None or kept.next_due or kept.until - now > self.ahead:
                 return None
             kept.next_due = True
-            then = kept.until + _INSTANT
-            return then + _INSTANT if then == minute_floor(then) else then
+            return next_answer_from(kept.until)
 
     def put(
         self,
@@ -196,11 +191,6 @@ class AnswerMemo:
             while self._bytes > self.max_bytes:
                 _, dropped = self._kept.popitem(last=False)
                 self._bytes -= _size(dropped)
-
-    def clear(self) -> None:
-        with self._lock:
-            self._kept.clear()
-            self._bytes = 0
 
     def _replace(self, key: Hashable, old: _Kept | None, new: _Kept | None) -> _Kept | None:
         """Hold ``new`` (None: nothing) for ``key`` instead of ``old``; the lock held."""
