@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import logging
+from collections.abc import Hashable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypedDict
 from urllib.parse import urlencode
@@ -10,10 +11,11 @@ from urllib.parse import urlencode
 from anyio import CapacityLimiter, to_thread
 from fastapi import APIRouter, Depends, Request, params
 from fastapi.responses import Response
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 
 from app.availability import page_cursor
-from app.availability.answer_memo import AnswerMemo
+from app.availability.answer_memo import AnswerMemo, FindInputs
 from app.availability.finder import FindAnswer
 from app.availability.params import ParsedFind, parse_find_parameters, parse_find_query
 from app.cache.db import Session
@@ -31,6 +33,7 @@ from .openapi_examples import FIND_EXAMPLES, query_parameter, request_body
 from .responses import FhirResponse, fhir_json
 
 router = APIRouter()
+log = logging.getLogger(__name__)
 
 
 def _query(name: str, description: str, example: str, **schema: object) -> dict[str, object]:
@@ -120,15 +123,49 @@ def _answer(request: Request, parsed: ParsedFind, session: Session) -> FhirRespo
         find_answered("composed")
         return FhirResponse(body)
     find_answered("memo")
+    response = FhirResponse(body)
     if (then := memo.due_next(key, now)) is not None:
-        try:
-            ahead = finder.answer(session, parsed, then, inputs)
-        except CacheStale:  # then, not now: this request is answered regardless
-            return FhirResponse(body)
+        # made once this response is sent: the request that comes in a minute's last
+        # seconds does not wait for the next minute's answer
+        response.background = BackgroundTask(_make_ahead, request, parsed, key, inputs, then)
+    return response
+
+
+async def _make_ahead(
+    request: Request, parsed: ParsedFind, key: Hashable, inputs: FindInputs, then: datetime
+) -> None:
+    """The answer from ``then`` on, kept in the memo as the one after the answer kept
+    for ``key``, in the process's one made-ahead thread (:func:`ahead_limiter`)."""
+    await to_thread.run_sync(
+        _ahead_in_session,
+        request,
+        parsed,
+        key,
+        inputs,
+        then,
+        limiter=request.app.state.ahead_limiter,
+    )
+
+
+def _ahead_in_session(
+    request: Request, parsed: ParsedFind, key: Hashable, inputs: FindInputs, then: datetime
+) -> None:
+    if datetime.now(UTC) >= then:
+        return  # queued past the minute: its first request composes the answer it needs
+    state = request.app.state
+    try:
+        with autocommit_session(request) as session:
+            ahead = state.finder.answer(session, parsed, then, inputs)
         rendered = fhir_json(_rendered(request, parsed, ahead))
-        memo.put(key, inputs, then, ahead.same_until, rendered, ahead.shown_schedules, ahead=True)
-        find_answered("ahead")
-    return FhirResponse(body)
+    except CacheStale:  # at then, not now: the requests of then are told
+        return
+    except Exception:  # the response has gone; the minute's first request composes
+        log.exception("making the next minute's $find answer failed")
+        return
+    state.answers.put(
+        key, inputs, then, ahead.same_until, rendered, ahead.shown_schedules, ahead=True
+    )
+    find_answered("ahead")
 
 
 def _rendered(request: Request, parsed: ParsedFind, answer: FindAnswer) -> dict[str, Any]:
@@ -196,6 +233,12 @@ def find_limiter() -> CapacityLimiter:
     on the EHR ($hold, $book, reads), so that neither holds the other up. Made in the
     app's lifespan: a limiter belongs to its event loop."""
     return CapacityLimiter(FIND_THREADS)
+
+
+def ahead_limiter() -> CapacityLimiter:
+    """The one thread per process that makes the next minute's answers (one at a time:
+    requests come first, and two compositions at once would only take turns)."""
+    return CapacityLimiter(1)
 
 
 async def _compose(request: Request, parsed: ParsedFind) -> FhirResponse:

@@ -101,8 +101,9 @@ class AnswerMemo:
 
     Answers expire together at whole minutes (:mod:`rules.bookable`); made again all
     at once, they would stall every request for as long. So a request served in an
-    answer's last ``ahead`` is asked (:meth:`due_next`) to make the answer the next
-    minute will hold, and the first request past ``until`` finds it ready.
+    answer's last ``ahead`` is asked (:meth:`due_next`) to have the answer the next
+    minute will hold made (by :mod:`app.api.fhir_find` once its response is sent),
+    and the first request past ``until`` finds it ready.
 
     Shared by the threads of one API process; each call holds the lock only for a
     dictionary operation."""

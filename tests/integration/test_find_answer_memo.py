@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
+from urllib.parse import urlencode
 
 import pytest
 import yaml
@@ -17,7 +18,17 @@ from app.cache import repository as repo
 from app.settings import Settings
 from app.sync.load import load_window
 from tests.booking_support import claim_slots
-from tests.integration.test_find_api import AUTH, BASE, OFFICE, RULES, WINDOW, find, post_find, slot
+from tests.integration.test_find_api import (
+    AUTH,
+    BASE,
+    OFFICE,
+    RULES,
+    WINDOW,
+    find,
+    iso,
+    post_find,
+    slot,
+)
 from tests.integration.test_load_window import ScriptedEhr, client_for
 
 CONSULT = RULES["visit_types"][1]["code"]
@@ -146,6 +157,12 @@ class _Clock:
         return cls.at
 
 
+def _clamped_window(minute: datetime) -> dict[str, str]:
+    """The test window from two hours before ``minute``: its start is clamped to the
+    next whole minute, so that each answer holds to the end of its minute only."""
+    return {**WINDOW, "start": iso(minute - timedelta(hours=2)), "visit-type": OFFICE}
+
+
 def test_the_next_minutes_answer_is_made_ahead_and_served_after_the_minute(
     loaded, engine, tmp_path, monkeypatch
 ):
@@ -155,7 +172,7 @@ def test_the_next_minutes_answer_is_made_ahead_and_served_after_the_minute(
     memo = client.app.state.answers
     monkeypatch.setattr("app.api.fhir_find.datetime", _Clock)
     minute = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
-    params = {**WINDOW, "visit-type": OFFICE}
+    params = _clamped_window(minute)
     _Clock.at = minute - timedelta(seconds=50)
     find(client, **params)  # composed, holds to the end of the minute
     composed, hits = memo.misses, memo.hits
@@ -167,6 +184,57 @@ def test_the_next_minutes_answer_is_made_ahead_and_served_after_the_minute(
     assert (memo.misses, memo.hits) == (composed, hits + 2)  # not composed again
     with TestClient(_app(engine, tmp_path, find_answer_memo_bytes=0), headers=AUTH) as plain:
         assert served.content == find(plain, **params).content
+
+
+def test_the_next_minutes_answer_is_made_after_the_response_is_sent(loaded, monkeypatch):
+    """The request that asks for the next minute's answer gets its own response first:
+    the composition runs once the body has gone, not in the request's time."""
+    client, _ = loaded
+    app = client.app
+    monkeypatch.setattr("app.api.fhir_find.datetime", _Clock)
+    minute = datetime.now(UTC).replace(second=0, microsecond=0) + timedelta(minutes=1)
+    params = _clamped_window(minute)
+    _Clock.at = minute - timedelta(seconds=50)
+    find(client, **params)  # composed
+    events: list[str] = []
+    answer = app.state.finder.answer
+
+    def noted(*args, **kwargs):
+        events.append("composed")
+        return answer(*args, **kwargs)
+
+    monkeypatch.setattr(app.state.finder, "answer", noted)
+
+    async def send(message):
+        if message["type"] == "http.response.body" and not message.get("more_body"):
+            events.append("sent")
+
+    async def receive():
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/fhir/Appointment/$find",
+        "raw_path": b"/fhir/Appointment/$find",
+        "root_path": "",
+        "query_string": urlencode(params).encode(),
+        "headers": [(b"host", b"testserver")]
+        + [(k.lower().encode(), v.encode()) for k, v in AUTH.items()],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+        "state": {},
+    }
+    _Clock.at = minute - timedelta(seconds=5)
+    client.portal.call(app, scope, receive, send)  # served, and the next answer made
+    assert events == ["sent", "composed"]
+    _Clock.at = minute + timedelta(seconds=3)
+    misses = app.state.answers.misses
+    find(client, **params)
+    assert app.state.answers.misses == misses  # served the answer made ahead
 
 
 def test_answers_warning_of_a_failed_sync_are_served_again(loaded, engine):
