@@ -358,9 +358,10 @@ def best_rate(levels: list[dict[str, Any]], p99_ms: float) -> float:
 
 def _connections_per_process(port: int) -> list[int] | None:
     """How the load generator's connections sit on the API's worker processes, mid-run
-    (``ss``): the workers share one listening socket and whichever wakes first
-    accepts, so a few keep-alive connections can all land on one worker, which then
-    runs on one core while the other idles. The figure explains such a level."""
+    (``ss``): the kernel spreads new connections over the workers' ``SO_REUSEPORT``
+    sockets by a hash of the addresses, so a few keep-alive connections can land
+    unevenly, and the busier worker then runs on one core while the other idles. The
+    figure explains such a level."""
     try:
         out = subprocess.run(
             ["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],

@@ -73,7 +73,9 @@ _NO_LIBRARY_TELEMETRY: TelemetryConfig = {
 # loop, its thread, the event loop again); while a long composition runs beside it
 # (the next minute's answer, made after a response), each piece waited up to 5 ms.
 # At 0.5 ms, a single client's broad p99 in a minute's last 15 s went from 7.4 to
-# 5.8 ms, and the mixed throughput at p99 <= 50 ms stayed the same (1,720-1,750 req/s).
+# 5.8 ms (scratch 1M stack, one run each). The mixed throughput at p99 <= 50 ms showed
+# no difference beyond this machine's noise: alternating runs at 0.5, 1, 2 and 5 ms
+# all gave 1,330-1,760 req/s.
 GIL_SWITCH_INTERVAL_S = 0.0005
 
 

@@ -123,7 +123,8 @@ class CorrelationIdMiddleware:
 
 
 class AccessLogMiddleware:
-    """One log line and one latency sample per request, labelled by route template.
+    """One log line and one latency sample per request, labelled by route template;
+    the latency is the caller's, from the request to the response's last byte.
 
     The template (``/fhir/Appointment/{id}``) rather than the path keeps metric
     cardinality bounded and keeps ids and query strings (which may name patients)
@@ -138,13 +139,16 @@ class AccessLogMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        sent: float | None = None
         status = 500
 
         async def send_status(message: Message) -> None:
-            nonlocal status
+            nonlocal status, sent
             if message["type"] == "http.response.start":
                 status = message["status"]
             await send(message)
+            if message["type"] == "http.response.body" and not message.get("more_body"):
+                sent = time.perf_counter()
 
         try:
             await self.app(scope, receive, send_status)
@@ -152,7 +156,9 @@ class AccessLogMiddleware:
             status = 500
             raise
         finally:
-            seconds = time.perf_counter() - started
+            # until the response was sent: a background task run after it (the next
+            # minute's $find answer) is not the caller's wait
+            seconds = (sent or time.perf_counter()) - started
             route = route_template(scope)
             method = scope["method"]
             observe_http(method, route, status, seconds)

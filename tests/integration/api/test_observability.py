@@ -7,15 +7,18 @@ import json
 import logging
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from fastapi import APIRouter
+from fastapi.responses import Response
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from sqlalchemy import update
+from starlette.background import BackgroundTask
 
 from app.api.health import Check, add_readiness_check
 from app.cache.db import transaction
@@ -76,6 +79,28 @@ def test_access_log_is_json_with_request_id_and_no_query_values(client, log_buff
     text = log_buffer.getvalue()
     assert PHI not in text
     assert READER not in text  # the key itself is never logged
+
+
+def test_the_logged_latency_ends_when_the_response_is_sent(app, settings):
+    """Work a route leaves to run after its response (the next minute's $find answer)
+    is not counted in the request's latency: the caller did not wait for it."""
+    router = APIRouter()
+
+    @router.get("/fhir/after")
+    def after() -> Response:
+        return Response(b"{}", background=BackgroundTask(time.sleep, 0.5))
+
+    app.include_router(router)
+    buffer = io.StringIO()
+    with TestClient(app) as client:
+        configure_logging(settings.model_copy(update={"log_format": "json"}), stream=buffer)
+        t0 = time.perf_counter()
+        assert client.get("/fhir/after").status_code == 200
+        assert time.perf_counter() - t0 >= 0.5  # the test client waits for the task
+    configure_logging(settings)
+    access = [line for line in json_logs(buffer) if line["logger"] == "slotsync.access"]
+    assert access[-1]["route"] == "/fhir/after"
+    assert access[-1]["duration_ms"] < 400
 
 
 def test_unmatched_routes_are_logged_by_a_constant(client, log_buffer):
