@@ -225,6 +225,10 @@ async def find_post(request: Request) -> FhirResponse:
 # concurrent clients of the mixed benchmark got ~1,200 req/s with a p99 of 80-900 ms
 # on two processes; with two threads each, ~1,800 req/s with a p99 of 16-25 ms. Two
 # rather than one, so that a request's database round trip overlaps another's work.
+# Python's GIL switch interval stays at its 5 ms default: at 0.5 ms (tried so that a
+# served answer waits less behind a composition), one `benchmarks find` run at 1M gave
+# 1,295-1,474 mixed req/s at 4-16 clients against 1,435-1,655 at 5 ms, and no lower
+# single-client p99 (benchmarks/results/find-1m-gil-*-2026-12-06.json).
 FIND_THREADS = 2
 
 

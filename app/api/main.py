@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import partial
@@ -68,21 +67,9 @@ _NO_LIBRARY_TELEMETRY: TelemetryConfig = {
 }
 
 
-# How long a thread may hold the GIL while another waits for it (Python's default:
-# 5 ms). A $find served from the answer memo needs ~1 ms of CPU in a few pieces (event
-# loop, its thread, the event loop again); while a long composition runs beside it
-# (the next minute's answer, made after a response), each piece waited up to 5 ms.
-# At 0.5 ms, a single client's broad p99 in a minute's last 15 s went from 7.4 to
-# 5.8 ms (scratch 1M stack, one run each). The mixed throughput at p99 <= 50 ms showed
-# no difference beyond this machine's noise: alternating runs at 0.5, 1, 2 and 5 ms
-# all gave 1,330-1,760 req/s.
-GIL_SWITCH_INTERVAL_S = 0.0005
-
-
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings)
-    sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     limit_heap_arenas()  # before the server's thread pool allocates (see app.core.heap)
 
     @asynccontextmanager
