@@ -8,8 +8,7 @@ own, up to eight per core. An API process runs requests on a pool of up to 40
 threads (``$find`` then ran there too), so its freed blocks were scattered over 16
 arenas that each kept what they once held: at 1M slots, 265 MB RSS against 246 MB
 with two arenas, at the same latency (the GIL lets one thread allocate at a time
-anyway). Elsewhere (no glibc)
-both functions do nothing.
+anyway). Elsewhere (no glibc) both functions do nothing.
 """
 
 from __future__ import annotations
