@@ -27,7 +27,9 @@ type and provider, 30 days, ``_count`` 100):
   (free, unclaimed slots of the same schedules and window), timed with psycopg;
 - EHR in real time (Use Case 2 style): the same window fetched from the EHR's
   ``Slot/$prefetch`` (specialty-filtered, all pages) and composed with the same
-  rules, which is what answering without a prefetch cache costs.
+  rules, which is what answering without a prefetch cache costs;
+- the machine: a fixed CPU loop timed before the measuring and the CPU the host took
+  during it (:mod:`benchmarks.machine`), to tell a slow machine from slow code.
 
 Targets (issue #6/#9): typical p99 <= 50 ms single client, >= 300 requests/s.
 """
@@ -63,6 +65,7 @@ from rules.composer import compose, slot_fetch_window
 from rules.loader import RulesStore
 from sandbox_ehr.process import start_sandbox
 
+from .machine import cpu_during, cpu_probe_ms
 from .processes import MemorySampler, free_port, run_slotsync
 from .stacks import stack
 
@@ -483,7 +486,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             warm_seconds = time.perf_counter() - t0
             results: dict[str, Any] = {}
             full_days: dict[str, list[date]] = {}
-            with MemorySampler(api.pid) as memory, _client(base) as client:
+            probe = cpu_probe_ms()
+            with (
+                MemorySampler(api.pid) as memory,
+                cpu_during() as cpu,
+                _client(base) as client,
+            ):
                 for kind, (build, span) in KINDS.items():
                     # the single client on the connection of the first requests: the
                     # process answering has each window's answer once, as steady
@@ -531,6 +539,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         or Settings.model_fields["offer_memo_max_offers"].default,
         "api_warm_up_seconds": round(warm_seconds, 1),
         "api_memory": memory.as_json(),
+        # the machine's own speed at the time (benchmarks.machine): tells a slow run of
+        # the machine from a slow run of the code
+        "machine": {"cpu_probe_ms": probe, "cpu": cpu or None},
         **results,
         "targets": {
             "typical_p99_ms": TARGET_P99_MS,

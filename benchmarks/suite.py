@@ -200,6 +200,11 @@ def table(results: dict[str, Any]) -> str:
                 "throughput_at_p99_50ms")  # fmt: skip
         add(f"$find typical, {n}: EHR in real time p50", r, "typical", "ehr_realtime", "p50_ms",
             unit=" ms")  # fmt: skip
+        if figure(r, "machine", "cpu_probe_ms").median is not None:
+            add(f"$find, {n}: machine probe, a fixed CPU loop before the run", r, "machine",
+                "cpu_probe_ms", unit=" ms")  # fmt: skip
+            add(f"$find, {n}: CPU stolen by the host during the run", r, "machine", "cpu",
+                "steal_share")  # fmt: skip
         workers = figure(r, "api_workers").median
         add(f"$find, {n}: API peak RSS ({workers or '?'} workers)", r, "api_memory",
             "peak_rss_total_mb", unit=" MB")  # fmt: skip

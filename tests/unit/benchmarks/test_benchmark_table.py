@@ -56,3 +56,18 @@ def test_the_mixed_workload_row_shows_only_where_it_was_measured() -> None:
     assert "| $find mixed (1 broad in 5), 1,000,000: req/s at p99 <= 50 ms | 812.5 |" in table(
         after
     )
+
+
+def test_the_machine_probe_rows_show_each_runs_spread_where_it_was_measured() -> None:
+    runs = [
+        {"machine": {"cpu_probe_ms": ms, "cpu": {"steal_share": steal}}}
+        for ms, steal in ((12.5, 0.0), (19.8, 0.12), (12.7, 0.01))
+    ]
+    text = table({"find": {"1000000": aggregate(runs)}})
+    assert (
+        "| $find, 1,000,000: machine probe, a fixed CPU loop before the run | 12.7 ms"
+        " | 12.5-19.8 ms |" in text
+    )
+    assert "| $find, 1,000,000: CPU stolen by the host during the run | 0.01 | 0.0-0.12 |" in text
+    older = {"find": {"1000000": aggregate([{"typical": {"single_client": {"p99_ms": 5.0}}}])}}
+    assert "machine probe" not in table(older)
