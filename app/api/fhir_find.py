@@ -28,6 +28,7 @@ from rules.request import PageKey
 from .auth import APPOINTMENT_READ, ensure_admin, require_scopes
 from .body import json_body
 from .deps import autocommit_session
+from .encoding import packed_response
 from .openapi import BUNDLE_REF, fhir_content
 from .openapi_examples import FIND_EXAMPLES, query_parameter, request_body
 from .responses import FhirResponse, fhir_json
@@ -115,15 +116,15 @@ def _answer(request: Request, parsed: ParsedFind, session: Session) -> FhirRespo
     # (the links and fullUrls rendered carry it)
     key = (str(request.url), parsed)
     inputs = finder.inputs(session, parsed.request, now)
-    body = memo.get(key, inputs, now)
-    if body is None:
+    packed = memo.get(key, inputs, now)
+    if packed is None:
         answer = finder.answer(session, parsed, now, inputs)
         body = fhir_json(_rendered(request, parsed, answer))
-        memo.put(key, inputs, now, answer.same_until, body, answer.shown_schedules)
+        packed = memo.put(key, inputs, now, answer.same_until, body, answer.shown_schedules)
         find_answered("composed")
-        return FhirResponse(body)
+        return packed_response(request.headers, packed, body)
     find_answered("memo")
-    response = FhirResponse(body)
+    response = packed_response(request.headers, packed)
     if (then := memo.due_next(key, now)) is not None:
         # made once this response is sent: the request that comes in a minute's last
         # seconds does not wait for the next minute's answer

@@ -3,6 +3,8 @@ never an answer the inputs of the moment would not give."""
 
 from __future__ import annotations
 
+import gzip
+import json
 import time
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlencode
@@ -74,6 +76,46 @@ def test_the_same_request_is_served_again_byte_for_byte(loaded):
     assert again.content == first.content
     assert again.headers["content-type"] == first.headers["content-type"]
     assert _offered(again) == {s.id for s in slots}
+
+
+def _raw(client, accept_encoding: str | None, **params):
+    """$find as sent: the body's bytes before any decoding, and the headers."""
+    request = client.build_request("GET", "/fhir/Appointment/$find", params=params)
+    if accept_encoding is None:
+        del request.headers["accept-encoding"]
+    else:
+        request.headers["accept-encoding"] = accept_encoding
+    response = client.send(request, stream=True)
+    try:
+        assert response.status_code == 200
+        return b"".join(response.iter_raw()), response.headers
+    finally:
+        response.close()
+
+
+@pytest.mark.parametrize("served", ["composed", "memo"])
+def test_a_client_taking_gzip_gets_the_kept_bytes_and_others_the_plain_body(loaded, served):
+    """Composed or served again, an answer goes out gzip-coded to a client that takes
+    gzip (as it is kept), and plain to one that does not: the same JSON either way."""
+    client, _ = loaded
+    params = {**WINDOW, "visit-type": OFFICE}
+    if served == "memo":
+        find(client, **params)
+    hits = client.app.state.answers.hits
+    packed, headers = _raw(client, "gzip", **params)
+    assert (client.app.state.answers.hits - hits == 1) == (served == "memo")
+    assert headers["content-encoding"] == "gzip" and headers["vary"] == "Accept-Encoding"
+    assert packed[:2] == b"\x1f\x8b"  # gzip's magic number
+    assert int(headers["content-length"]) == len(packed)
+    body = gzip.decompress(packed)
+    assert json.loads(body)["resourceType"] == "Bundle"
+    for refused in (None, "identity", "gzip;q=0, deflate", "br"):
+        plain, headers = _raw(client, refused, **params)
+        assert "content-encoding" not in headers and headers["vary"] == "Accept-Encoding"
+        assert plain == body
+    for taken in ("deflate, gzip;q=0.5", "*", "x-gzip", "GZIP"):
+        got, headers = _raw(client, taken, **params)
+        assert headers["content-encoding"] == "gzip" and gzip.decompress(got) == body
 
 
 def test_a_claim_hides_its_slot_from_the_next_request_and_its_release_shows_it(loaded, engine):
