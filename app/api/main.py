@@ -49,12 +49,17 @@ def rules_check(app: FastAPI) -> Check:
 
 
 def slot_index_check(app: FastAPI) -> Check:
-    """Always ready (a cold index reads on demand); the detail says whether it is warm."""
+    """Always ready (a cold index reads on demand); the detail says how warm it is:
+    ``warming up`` while it reads the slots, ``warming up offers`` while the offer
+    memo is worked out from them (at 10M slots, minutes in which ``$find`` shares the
+    process with that work), then ``warm``."""
     finder = getattr(app.state, "finder", None)
     if finder is None:
         return Check(True, "not started")
     index = finder.slot_index
-    state = "warm" if index.warm_done else "warming up"
+    state = "warming up offers" if index.warm_done else "warming up"
+    if finder.warm_done:
+        state = "warm"
     return Check(True, f"{state}: {index.size} free slots held in this process")
 
 

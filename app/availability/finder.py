@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
@@ -79,6 +79,10 @@ class Finder:
     offer_memo: OfferMemo
     sign: Signer
     patients: PatientLookup
+    # the start-up warm-up is over, offers included (see start_warm_up); what readiness
+    # reports, so that a benchmark or an operator can tell a process still working out
+    # its offers, which answers more slowly meanwhile, from a warm one
+    warm_done: bool = field(default=False, init=False)
 
     def preview(
         self,
@@ -262,6 +266,7 @@ class Finder:
             gc.collect()
             tune_collector()
             release_free_memory()
+            self.warm_done = True
 
         thread = threading.Thread(target=run, name="find-warm-up", daemon=True)
         thread.start()
