@@ -13,6 +13,7 @@ import yaml
 from fastapi.testclient import TestClient
 
 from app.api.main import create_app
+from app.availability.service import warm_offers
 from app.settings import Settings
 from app.sync.load import load_window
 from tests.integration.test_find_api import AUTH, BASE, RULES, slot
@@ -43,18 +44,15 @@ def test_readiness_says_warm_only_once_the_offers_are_worked_out(
     rules_path.write_text(yaml.safe_dump(RULES))
     released = threading.Event()
     reached = threading.Event()
-    from app.availability import finder as finder_module
-
-    real = finder_module.warm_offers
 
     def held_warm_offers(*args, **kwargs):
         reached.set()
         assert released.wait(20)
         if offers_fail:
             raise RuntimeError("offers could not be worked out")
-        return real(*args, **kwargs)
+        return warm_offers(*args, **kwargs)
 
-    monkeypatch.setattr(finder_module, "warm_offers", held_warm_offers)
+    monkeypatch.setattr("app.availability.finder.warm_offers", held_warm_offers)
     settings = Settings(
         database_url=engine.url.render_as_string(hide_password=False), rules_path=rules_path
     )
