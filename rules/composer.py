@@ -43,7 +43,7 @@ from rules.building import Builder, Signer
 from rules.offer_memo import Basis, OfferMemo
 from rules.planning import MemoUse
 from rules.request import ComposeResult, FindRequest, Page, PatientInfo
-from rules.schema import RulesFile
+from rules.schema import RulesFile, effective_rules
 from rules.selection import choose, choose_page
 
 __all__ = ["Signer", "compose", "covering_slots", "reconstruct", "slot_fetch_window"]
@@ -141,7 +141,7 @@ def slot_fetch_window(
     the appointment) and narrowed to what any visit type could book from ``now``.
     Pass every slot overlapping ``[start, end)``.
     """
-    effective = [rules.effective(vt) for vt in rules.visit_types]
+    effective = effective_rules(rules)
     lead = min(e.min_lead_minutes for e in effective)
     horizon = max(e.max_horizon_days for e in effective)
     before = max(e.buffer_before_minutes for e in effective)

@@ -29,6 +29,7 @@ from rules.schema import (
     EffectiveRule,
     RulesFile,
     VisitTypeRule,
+    horizon_days,
 )
 from rules.tokens import TokenSet
 
@@ -150,7 +151,7 @@ class _Check:
     def schedule(self, schedule: Schedule, summary: ScheduleSlots | None) -> Uncovered | None:
         sid = schedule.id
         if summary is None or summary.free == 0:
-            days = max(self.rules.effective(vt).max_horizon_days for vt in self.rules.visit_types)
+            days = horizon_days(self.rules)
             return Uncovered(
                 sid, None, "no-free-slots", f"no free slots cached in the next {days} days"
             )

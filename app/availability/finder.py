@@ -162,7 +162,7 @@ class Finder:
         if not result.total:
             issues.append(Issue("information", "not-found", "no appointments available"))
         same_until = min(
-            same_answer_until(find_request, inputs.rules, now),
+            same_answer_until(find_request, inputs.rules, now, result.next_start),
             now if staleness else self._fresh_until(result, now),  # its text counts seconds
         )
         if not parsed.explain:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 
 from sqlalchemy.orm import Session
 
@@ -19,10 +20,11 @@ from app.availability.slot_index import SlotIndex
 from app.core.domain import Actor, ProposedAppointment, Schedule, Slot
 from app.core.errors import InvalidParameter
 from rules.appointment_id import ProposalPayload
+from rules.bookable import NextStart
 from rules.composer import compose, slot_fetch_window
 from rules.offer_memo import Basis, OfferMemo
 from rules.request import FindRequest, Notice, Page, PageKey
-from rules.schema import RulesFile
+from rules.schema import RulesFile, horizon_days
 
 # Slots are found by start time; a slot that began this long before the span can
 # still overlap it. Longer slots than this are not offered.
@@ -38,6 +40,9 @@ class FindResult:
     failed_schedules: list[str] = field(default_factory=list)  # searched, last sync failed
     total: int | None = None  # paged: offers matching in all
     next_after: PageKey | None = None  # paged: where the next page starts
+    # the first start of a slot read later than an instant (and before the request's
+    # end): how long the answer holds while a horizon narrows it (same_answer_until)
+    next_start: NextStart | None = None
 
 
 def check_visit_types(request: FindRequest, rules: RulesFile) -> None:
@@ -175,6 +180,7 @@ def find_appointments(
         failed_schedules=[sid for sid in schedule_ids if sid in catalog.errors],
         total=result.total,
         next_after=result.next_after,
+        next_start=partial(slot_index.first_start_after, schedule_ids, before=request.end),
     )
 
 
@@ -216,7 +222,7 @@ def warm_offers(
     into ``memo`` (at start-up, off the request path): with a million slots, the first
     broad request otherwise spends seconds on it, and requests with filters reuse the
     same days. Asks for no offers, so nothing is built or signed."""
-    horizon = max(rules.effective(vt).max_horizon_days for vt in rules.visit_types)
+    horizon = horizon_days(rules)
     request = FindRequest(start=now, end=now + timedelta(days=horizon + 1), count=0)
     find_appointments(
         session,

@@ -28,7 +28,7 @@ only for what a request shows.
 from __future__ import annotations
 
 import threading
-from bisect import bisect_left
+from bisect import bisect_left, bisect_right
 from collections.abc import Callable, Collection, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -205,6 +205,24 @@ class SlotIndex:
         for, in one round trip: the cache generation (the slots held) and the ids of
         the slots there that a live claim hides."""
         return claims.generation_and_claimed(session, start - self._lookback, end, now)
+
+    def first_start_after(
+        self, schedule_ids: Collection[str], after: datetime, before: datetime
+    ) -> datetime | None:
+        """The earliest start of a held slot of ``schedule_ids`` later than ``after`` and
+        earlier than ``before`` (claimed or not), None when there is none: where a
+        horizon at ``after`` next reaches a slot (:func:`rules.bookable.same_answer_until`).
+        A bisection per schedule; asked only when an answer is made, not served again."""
+        found: datetime | None = None
+        for schedule_id in schedule_ids:
+            entry = self._entries.get(schedule_id)
+            if entry is None:
+                continue
+            starts = entry.slots.starts
+            i = bisect_right(starts, after)
+            if i < len(starts) and starts[i] < before and (found is None or starts[i] < found):
+                found = starts[i]
+        return found
 
     def warm(self, session_scope: Callable[[], AbstractContextManager[Session]]) -> int:
         """Read every cached schedule now (at start-up, off the request path), in

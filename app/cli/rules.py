@@ -30,6 +30,7 @@ def _cmd_rules_check(args: argparse.Namespace, settings: Settings) -> int:
     from rules.check import format_report, summarise
     from rules.coverage import format_uncovered, summarise_slots, uncovered_schedules
     from rules.loader import RulesError, load_rules
+    from rules.schema import horizon_days
 
     try:
         rules = load_rules(args.file)
@@ -40,7 +41,7 @@ def _cmd_rules_check(args: argparse.Namespace, settings: Settings) -> int:
             print(exc, file=sys.stderr)
         return FAILED_EXIT
     now = datetime.now(UTC)
-    horizon = max(rules.effective(vt).max_horizon_days for vt in rules.visit_types)
+    horizon = horizon_days(rules)
     with console.status("reading the cache"), Session(get_engine(settings)) as session:
         slots = slot_reads.free_slots(
             session, now - timedelta(hours=12), now + timedelta(days=horizon + 1)

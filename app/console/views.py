@@ -31,6 +31,7 @@ from app.sync.status import feed_json, sync_verdict
 from app.sync.windows import utcnow
 from rules.check import format_report, summarise
 from rules.loader import MAX_RULES_BYTES, RulesError, parse_rules
+from rules.schema import horizon_days
 
 from . import session as console_session
 from .charts import Chart, line_chart
@@ -381,7 +382,7 @@ def _check_rules(request: Request, raw: bytes, name: str) -> dict[str, Any]:
     except RulesError as exc:
         return {"file": name, "valid": False, "error": str(exc)}
     now = utcnow()
-    horizon = max(rules.effective(vt).max_horizon_days for vt in rules.visit_types)
+    horizon = horizon_days(rules)
     with _reading(request) as session:
         slots = slot_reads.free_slots(session, now, now + timedelta(days=horizon + 1), now=now)
         schedules_by_id = repo.schedules_by_id(session)

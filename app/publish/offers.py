@@ -30,7 +30,7 @@ from rules.appointment_id import ProposalPayload
 from rules.hours import Calendar, whole_local_days
 from rules.offer_memo import OfferMemo
 from rules.request import FindRequest
-from rules.schema import RulesFile
+from rules.schema import RulesFile, horizon_days
 
 from . import resources
 
@@ -62,7 +62,7 @@ class FeedSchedule:
 
 def horizon(rules: RulesFile, now: datetime) -> tuple[datetime, datetime]:
     """The span the feed covers: what any visit type can book from ``now``."""
-    days = max(rules.effective(vt).max_horizon_days for vt in rules.visit_types)
+    days = horizon_days(rules)
     return now, now + timedelta(days=days + 1)
 
 

@@ -22,7 +22,7 @@ from app.core.times import optional_instant
 from app.settings import Settings
 from rules.coverage import summarise_slots, uncovered_schedules
 from rules.loader import RulesError, load_rules
-from rules.schema import RulesFile
+from rules.schema import RulesFile, horizon_days
 
 from . import capabilities
 
@@ -116,7 +116,7 @@ def uncovered_json(
             rules = load_rules(settings.effective_rules_path)
         except RulesError as exc:
             return {"count": None, "schedules": [], "rules": source, "error": str(exc)}
-    horizon = max(rules.effective(vt).max_horizon_days for vt in rules.visit_types)
+    horizon = horizon_days(rules)
     slots = slot_reads.free_slots(session, now, now + timedelta(days=horizon + 1), now=now)
     found = uncovered_schedules(
         rules,

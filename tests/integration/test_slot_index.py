@@ -282,3 +282,28 @@ def test_the_index_holds_each_slot_as_written_field_by_field(
     assert all(s.start.utcoffset() == timedelta(0) for s in held)
     if engine.dialect.name == "postgresql":
         engine.dispose()
+
+
+def test_the_first_start_after_an_instant_is_the_earliest_of_the_schedules_asked(
+    engine: Engine,
+) -> None:
+    with transaction(engine) as session:
+        repo.upsert_schedules(
+            session, [Schedule(sid, (f"Practitioner/{sid}",)) for sid in SCHEDULES], NOW
+        )
+        # sch-1 every 15 minutes from T0, sch-2 every 20: starts 0,15,30,45 and 0,20,40,60
+        slots = [slot(i, schedule="sch-1") for i in range(4)]
+        slots += [slot(i, schedule="sch-2", minutes=20) for i in range(4)]
+        repo.apply_snapshot(session, plan_snapshot({}, slots), NOW)
+    index = SlotIndex(lookback=timedelta(hours=1))
+    _read(engine, index)  # caught up, as a $find has done before it asks
+    minute = timedelta(minutes=1)
+    later = T0 + timedelta(days=1)
+    assert index.first_start_after(SCHEDULES, T0 + 15 * minute, later) == T0 + 20 * minute
+    # strictly after: a slot starting at the instant itself is reached already
+    assert index.first_start_after(["sch-1"], T0 + 15 * minute, later) == T0 + 30 * minute
+    assert index.first_start_after(["sch-2"], T0 + 41 * minute, later) == T0 + 60 * minute
+    # not at or past the end given, nor of schedules not asked or not held
+    assert index.first_start_after(["sch-2"], T0 + 41 * minute, T0 + 60 * minute) is None
+    assert index.first_start_after(["sch-1", "gone"], T0 + 45 * minute, later) is None
+    assert index.first_start_after([], T0, later) is None

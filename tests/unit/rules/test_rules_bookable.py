@@ -1,14 +1,24 @@
 """How long an answer holds as the clock moves: :func:`rules.bookable.same_answer_until`
-checked against composing again at later instants of the span it names."""
+checked against composing again at later instants of the span it names (and, where a
+horizon narrows the window, just after it)."""
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 
-from rules.bookable import first_start, last_start, minute_ceil, minute_floor, same_answer_until
-from rules.request import FindRequest
+from rules.bookable import (
+    NextStart,
+    first_start,
+    last_start,
+    minute_ceil,
+    minute_floor,
+    same_answer_until,
+)
+from rules.request import FindRequest, PatientInfo
 from tests.unit.rules.factories import World, at, make_rules, visit, vt
 
 DAY = "2026-03-10"
@@ -36,12 +46,14 @@ RULES = make_rules(
 )
 
 
-def _answer(world: World, start: datetime, end: datetime, now: datetime) -> tuple[object, ...]:
-    result = world.find(RULES, start, end, now=now)
+def _answer(
+    world: World, start: datetime, end: datetime, now: datetime, **request: Any
+) -> tuple[object, ...]:
+    result = world.find(RULES, start, end, now=now, **request)
     return (
         tuple(a.id for a in result.appointments),
         result.total,
-        tuple(n.text for n in result.notices),
+        tuple((n.code, n.message) for n in result.notices),
     )
 
 
@@ -117,3 +129,80 @@ def test_a_window_no_bound_narrows_holds_until_the_longest_lead_time_reaches_it(
     assert _answer(world, window.start, window.end, now) != _answer(
         world, window.start, window.end, until + SECOND
     )
+
+
+def _next_start(world: World, end: datetime) -> NextStart:
+    """What the slot index tells $find: the first start of a slot after an instant."""
+    starts = sorted(s.start for s in world.slots)
+
+    def after(moment: datetime) -> datetime | None:
+        i = bisect_right(starts, moment)
+        return starts[i] if i < len(starts) and starts[i] < end else None
+
+    return after
+
+
+OFFICE = (vt("office-visit"),)
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "asked"),
+    [
+        # past the one-day horizon of office visits, asked alone
+        (f"{DAY} 12:00", "2026-03-12 09:00", OFFICE),
+        # the same window for every visit type (consult's horizon is the default's)
+        (f"{DAY} 12:00", "2026-03-12 09:00", ()),
+        # reaching the horizon from inside the lead time
+        (f"{DAY} 07:00", "2026-03-12 18:00", OFFICE),
+        # past the horizon altogether: nothing to book (a notice) until it reaches 06:00
+        ("2026-03-12 06:00", "2026-03-12 12:00", OFFICE),
+        ("2026-03-12 06:00", "2026-03-12 12:00", ()),
+    ],
+)
+@pytest.mark.parametrize("now", [f"{DAY} 07:19", f"{DAY} 07:21", f"{DAY} 07:40"])
+@pytest.mark.parametrize("seconds", [0, 0.5, 31, 59.75])
+def test_an_answer_reaching_the_horizon_holds_until_the_horizon_reaches_the_next_slot(
+    start: str, end: str, asked: tuple[str, ...], now: str, seconds: float
+) -> None:
+    world = _world()
+    request = FindRequest(at(start), at(end), visit_types=asked)
+    clock = at(now) + timedelta(seconds=seconds)
+    until = same_answer_until(request, RULES, clock, _next_start(world, request.end))
+    assert until >= same_answer_until(request, RULES, clock)  # never shorter than without
+    answer = _answer(world, request.start, request.end, clock, visit_types=asked)
+    for k in range(1, 8):
+        moment = clock + (until - clock) * k // 7
+        assert _answer(world, request.start, request.end, moment, visit_types=asked) == answer, k
+
+
+def test_the_horizon_stepping_onto_a_slot_ends_the_answer() -> None:
+    world = _world()
+    request = FindRequest(at(f"{DAY} 12:00"), at("2026-03-12 09:00"), visit_types=OFFICE)
+    now = at(f"{DAY} 07:21") + timedelta(seconds=10)
+    # office visits' horizon reaches 07:21 the next day; its next slot starts at 07:40
+    until = same_answer_until(request, RULES, now, _next_start(world, request.end))
+    assert until == at(f"{DAY} 07:40") - timedelta(microseconds=1)
+    # without the slots, only to the end of the minute
+    assert same_answer_until(request, RULES, now) == at(f"{DAY} 07:22") - timedelta(microseconds=1)
+    held = _answer(world, request.start, request.end, now, visit_types=OFFICE)
+    assert _answer(world, request.start, request.end, until, visit_types=OFFICE) == held
+    # at 07:40 the horizon admits the 07:40 slot of the next day: one more offer
+    after = _answer(world, request.start, request.end, until + SECOND, visit_types=OFFICE)
+    assert len(after[0]) == len(held[0]) + 2  # both practitioners' 07:40 slots
+    # a patient's answer does not rest on it (eligibility reads the window's last date)
+    with_patient = FindRequest(request.start, request.end, OFFICE, patient=PatientInfo("Patient/1"))
+    assert same_answer_until(with_patient, RULES, now, _next_start(world, request.end)) == (
+        at(f"{DAY} 07:22") - timedelta(microseconds=1)
+    )
+
+
+def test_a_window_past_the_horizon_is_told_so_until_the_horizon_reaches_its_start() -> None:
+    world = _world()
+    request = FindRequest(at("2026-03-11 09:00"), at("2026-03-11 12:00"), visit_types=OFFICE)
+    now = at(f"{DAY} 07:21") + timedelta(seconds=10)
+    until = same_answer_until(request, RULES, now, _next_start(world, request.end))
+    assert until == at(f"{DAY} 09:00") - timedelta(microseconds=1)
+    held = _answer(world, request.start, request.end, now, visit_types=OFFICE)
+    assert held[0] == () and held[2]  # no offers, and a notice saying why
+    assert _answer(world, request.start, request.end, until, visit_types=OFFICE) == held
+    assert _answer(world, request.start, request.end, until + SECOND, visit_types=OFFICE) != held

@@ -8,7 +8,14 @@ import jsonschema
 import pytest
 import yaml
 
-from rules.schema import SCHEMA_PATH, RulesFile, json_schema, render_json_schema
+from rules.schema import (
+    SCHEMA_PATH,
+    RulesFile,
+    effective_rules,
+    horizon_days,
+    json_schema,
+    render_json_schema,
+)
 from tests.paths import EXAMPLE_RULES
 
 EXAMPLE = EXAMPLE_RULES
@@ -66,8 +73,8 @@ def test_opening_ranges_of_a_day_must_not_overlap(hours: list[str], ok: bool) ->
             RulesFile.model_validate(data)
 
 
-def test_defaults_are_inherited_unless_overridden() -> None:
-    rules = RulesFile.model_validate(
+def _two_visit_types() -> RulesFile:
+    return RulesFile.model_validate(
         {
             "version": 1,
             "organization": {"name": "x", "timezone": "UTC", "opening_hours": {}},
@@ -85,6 +92,29 @@ def test_defaults_are_inherited_unless_overridden() -> None:
             ],
         }
     )
+
+
+def test_defaults_are_inherited_unless_overridden() -> None:
+    rules = _two_visit_types()
     a, b = (rules.effective(vt) for vt in rules.visit_types)
     assert (a.min_lead_minutes, a.join_contiguous, a.slot_service_types) == (90, True, ("|a",))
     assert (b.min_lead_minutes, b.join_contiguous, b.slot_service_types) == (0, False, ())
+
+
+def test_effective_rules_are_worked_out_once_per_rules_file_and_anew_for_a_changed_copy() -> None:
+    rules = _two_visit_types()
+    first = effective_rules(rules)
+    assert first == tuple(rules.effective(vt) for vt in rules.visit_types)
+    assert effective_rules(rules) is first  # kept, not recomputed
+    assert horizon_days(rules) == rules.defaults.max_horizon_days
+
+    # a copy with other defaults (as `rules check` makes with other visit types) is a
+    # new file: its values, not the kept ones
+    longer = rules.defaults.model_copy(
+        update={"min_lead_minutes": 5, "max_horizon_days": rules.defaults.max_horizon_days + 30}
+    )
+    changed = rules.model_copy(update={"defaults": longer})
+    assert [e.min_lead_minutes for e in effective_rules(changed)] == [5, 0]
+    assert horizon_days(changed) == rules.defaults.max_horizon_days + 30
+    # and the first file's, asked again, are its own
+    assert [e.min_lead_minutes for e in effective_rules(rules)] == [90, 0]
