@@ -525,6 +525,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                     }
                 results["mixed"] = _mixed(base, full_days, args)
                 results["answer_sources"] = answer_sources(base)
+            # a probe before is a moment: with one after too, a machine that slowed
+            # down (or sped up) during the run shows
+            probe_after = cpu_probe_ms()
             days = full_days["typical"]
             # $find?_explain=true (issue #21): a pass of its own, measured apart; the
             # figures above are explain off, the path every consumer takes
@@ -550,7 +553,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "api_memory": memory.as_json(),
         # the machine's own speed at the time (benchmarks.machine): tells a slow run of
         # the machine from a slow run of the code
-        "machine": {"cpu_probe_ms": probe, "cpu": cpu or None},
+        "machine": {"cpu_probe_ms": probe, "cpu_probe_after_ms": probe_after, "cpu": cpu or None},
         **results,
         "targets": {
             "typical_p99_ms": TARGET_P99_MS,

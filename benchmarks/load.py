@@ -30,6 +30,7 @@ from app.cache import repository as repo
 from app.sync.windows import horizon, utcnow
 from sandbox_ehr.process import start_sandbox
 
+from .machine import cpu_during, cpu_probe_ms
 from .processes import MemorySampler, Sampling
 from .stacks import stack
 
@@ -196,14 +197,17 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             worker = running.start_worker(concurrency=args.concurrency, pool=args.pool)
             running.wait_workers(timeout=60)
             database = running.settings.effective_database_url.rsplit("/", 1)[-1]
+            probe = cpu_probe_ms()
             with (
                 py_spy(args.py_spy, {"worker": worker.pid, "sandbox": sandbox.pid}),
                 MemorySampler(worker.pid) as memory,
                 CpuMeter({"worker": worker.pid, "sandbox": sandbox.pid}, database) as cpu,
+                cpu_during() as machine_cpu,
             ):
                 t0 = time.perf_counter()
                 run_row = running.load(timeout=args.timeout)
                 wall = time.perf_counter() - t0
+            probe_after = cpu_probe_ms()
             lo, hi = horizon(utcnow(), args.horizon_days)
             with Session(running.engine) as session:
                 cached = repo.count_slots(session)
@@ -237,6 +241,13 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "slots_per_second": round(rate),
         **mem,
         "cpu_seconds": cpu.as_json(),
+        # the machine's own speed before and after, and its CPU shares during the load
+        # (benchmarks.machine): the same load's CPU seconds grow on a slower machine
+        "machine": {
+            "cpu_probe_ms": probe,
+            "cpu_probe_after_ms": probe_after,
+            "cpu": machine_cpu or None,
+        },
         "targets": {
             "slots_per_second": TARGET_SLOTS_PER_SECOND,
             "worker_rss_mb": TARGET_WORKER_RSS_MB,
