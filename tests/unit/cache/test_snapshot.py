@@ -1,4 +1,4 @@
-from dataclasses import replace
+from msgspec import structs
 
 from app.cache.snapshot import plan_snapshot
 from tests.factories import slot
@@ -13,7 +13,7 @@ def test_unchanged_answer_plans_nothing():
 
 def test_new_changed_and_vanished_slots():
     cached = {s.id: s for s in (slot(0), slot(1), slot(2))}
-    moved = replace(slot(1), start=slot(1).start.replace(minute=50))
+    moved = structs.replace(slot(1), start=slot(1).start.replace(minute=50))
     plan = plan_snapshot(cached, [slot(0), moved, slot(3)])
     assert [s.id for s in plan.upserts] == sorted([moved.id, slot(3).id])  # in id order
     assert plan.deletes == (slot(2).id,)
@@ -22,7 +22,7 @@ def test_new_changed_and_vanished_slots():
 
 def test_slot_that_became_busy_is_deleted_not_cached():
     cached = {slot(0).id: slot(0)}
-    plan = plan_snapshot(cached, [replace(slot(0), status="busy")])
+    plan = plan_snapshot(cached, [structs.replace(slot(0), status="busy")])
     assert plan.deletes == (slot(0).id,)
     assert plan.upserts == ()
 
@@ -41,7 +41,7 @@ def test_out_of_scope_slots_are_ignored():
 
 
 def test_duplicate_ids_across_pages_count_once_last_wins():
-    later = replace(slot(0), comment="changed")
+    later = structs.replace(slot(0), comment="changed")
     plan = plan_snapshot({}, [slot(0), later])
     assert plan.upserts == (later,)
 

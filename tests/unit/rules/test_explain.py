@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from msgspec import structs
 
 from rules.explain import CODES, Reason, explain
 from rules.request import FindRequest, PatientInfo
@@ -221,7 +222,9 @@ def test_the_visit_type_that_got_furthest_gives_the_reason() -> None:
     rules = make_rules(
         [visit("office-visit", min_lead_minutes=10_000), visit("follow-up", minutes=40)],
     )
-    world.slots[0] = replace(world.slots[0], service_types=(vt("office-visit"), vt("follow-up")))
+    world.slots[0] = structs.replace(
+        world.slots[0], service_types=(vt("office-visit"), vt("follow-up"))
+    )
     reason = _only(_explain(world, rules)[0], "no-contiguous-run")
     assert reason.visit_type == vt("follow-up")
 

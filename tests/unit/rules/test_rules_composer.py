@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import random
-from dataclasses import replace
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
+from msgspec import structs
 
 from app.core.domain import Participant
 from rules.appointment_id import decode
@@ -124,8 +124,8 @@ def test_slot_appointment_types_filter() -> None:
     [routine] = world.add_slots(sid, at(f"{DAY} 08:00"), 20)
     [urgent] = world.add_slots(sid, at(f"{DAY} 09:00"), 20)
     world.slots = [
-        replace(routine, appointment_types=("http://hl7.org/fhir/v2/0276|ROUTINE",)),
-        replace(urgent, appointment_types=("http://hl7.org/fhir/v2/0276|EMERGENCY",)),
+        structs.replace(routine, appointment_types=("http://hl7.org/fhir/v2/0276|ROUTINE",)),
+        structs.replace(urgent, appointment_types=("http://hl7.org/fhir/v2/0276|EMERGENCY",)),
     ]
     rules = make_rules(
         [visit(minutes=20, slot_appointment_types=["http://hl7.org/fhir/v2/0276|ROUTINE"])]
@@ -738,6 +738,8 @@ def test_reconstruct_finds_the_offer_only_while_it_is_still_valid() -> None:
         offer.slot_ids,
     )
     assert rebuilt.participants[-1].ref == "Patient/p-1"
-    taken = [replace(s, status="busy") if s.id == offer.slot_ids[1] else s for s in world.slots]
+    taken = [
+        structs.replace(s, status="busy") if s.id == offer.slot_ids[1] else s for s in world.slots
+    ]
     assert again(taken, now) is None
     assert again(world.slots, at(f"{DAY} 07:30")) is None  # lead time has passed

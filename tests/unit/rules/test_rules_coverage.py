@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import timedelta
 
 import pytest
+from msgspec import structs
 
 from app.core.domain import Actor, Schedule
 from rules.coverage import (
@@ -56,7 +56,7 @@ def test_no_free_slots_cached() -> None:
 
 def test_busy_slots_do_not_count() -> None:
     world, sid = family_world()
-    world.slots = [replace(s, status="busy") for s in world.slots]
+    world.slots = [structs.replace(s, status="busy") for s in world.slots]
     assert only(check(make_rules([visit(minutes=15)]), world), sid).code == "no-free-slots"
 
 
@@ -128,7 +128,7 @@ def test_several_service_types_are_named() -> None:
 
 def test_slot_appointment_type_not_accepted() -> None:
     world, sid = family_world()
-    world.slots = [replace(s, appointment_types=("|walkin",)) for s in world.slots]
+    world.slots = [structs.replace(s, appointment_types=("|walkin",)) for s in world.slots]
     rules = make_rules([visit(minutes=15, slot_appointment_types=["|routine"])])
     found = only(check(rules, world), sid)
     assert (found.code, found.reason) == (
@@ -139,7 +139,7 @@ def test_slot_appointment_type_not_accepted() -> None:
 
 def test_slot_specialty_not_matched() -> None:
     world, sid = family_world()
-    world.slots = [replace(s, specialties=(CARDIO,)) for s in world.slots]
+    world.slots = [structs.replace(s, specialties=(CARDIO,)) for s in world.slots]
     found = only(check(make_rules([visit(minutes=15)]), world), sid)
     assert found.code == "specialty"
     assert "394579002" in found.reason
