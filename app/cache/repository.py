@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -566,19 +567,31 @@ def _content_digest(columns: Sequence[Any], key: Any) -> str:
 
 # Over exactly the columns the catalog's Schedule and Actor objects are made of: a
 # column added to those tuples is in the digest too.
-_CATALOG_DIGEST = text(
-    f"SELECT {_content_digest(SCHEDULE_COLUMNS, ScheduleRow.id)}"
+_CATALOG_DIGEST = f"{_content_digest(SCHEDULE_COLUMNS, ScheduleRow.id)}" + (
     f" || {_content_digest(ACTOR_COLUMNS, ActorRow.ref)}"
 )
+# Over exactly what schedule_states reads.
+_STATE_COLUMNS = (ScheduleRow.id, ScheduleRow.last_confirmed_at, ScheduleRow.last_error)
+_DIGESTS = text(f"SELECT {_CATALOG_DIGEST}, {_content_digest(_STATE_COLUMNS, ScheduleRow.id)}")
 
 
-def catalog_digest(session: Session) -> str | None:
-    """A digest of every cached schedule and actor as the catalog holds them (not their
-    sync times), computed by PostgreSQL: equal digests, equal schedules and actors.
-    None on SQLite (no md5 there; its catalog is read whole)."""
+@dataclass(frozen=True, slots=True)
+class CatalogDigests:
+    """Digests computed by PostgreSQL: equal digests, equal rows."""
+
+    catalog: str  # every cached schedule and actor as the catalog holds them
+    states: str  # every schedule's sync time and error (schedule_states)
+
+
+def catalog_digests(session: Session) -> CatalogDigests | None:
+    """The digests of what the catalog is read from, in one statement (its cost is
+    PostgreSQL's, ~1 ms at 600 schedules, against ~3 ms of Python for reading the sync
+    times, and many more for the schedules and actors). None on SQLite (no md5 there;
+    its catalog is read whole)."""
     if session.get_bind().dialect.name != "postgresql":
         return None
-    return str(session.execute(_CATALOG_DIGEST).scalar_one())
+    catalog, states = session.execute(_DIGESTS).one()
+    return CatalogDigests(str(catalog), str(states))
 
 
 def actors_by_ref(session: Session, refs: Collection[str] | None = None) -> dict[str, Actor]:

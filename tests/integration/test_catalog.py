@@ -115,27 +115,39 @@ def _wait_for_another(cache: CatalogCache, session: Session, held: Catalog) -> C
     return cache.get(session)
 
 
-def test_an_unchanged_catalog_keeps_its_maps_and_reads_only_sync_times(engine: Engine) -> None:
+def test_an_unchanged_catalog_is_kept_as_far_as_its_digests_say(engine: Engine) -> None:
     """Read again with the held catalog: while no schedule or actor changed (on
-    PostgreSQL, by the database's digest of them), the very same maps are kept (and
-    what was derived from them), yet sync times and errors are always read anew; any
-    change to a schedule or an actor is read whole, on both backends."""
+    PostgreSQL, by the database's digests of them), the very same maps are kept (and
+    what was derived from them), and so are the sync times and errors while no sync
+    changed them; any change to a schedule, an actor, a sync time or an error is read
+    anew, on both backends."""
     _add(engine, 1)
     _add(engine, 2)
     read = catalog_reader(engine)
     first = read(None)
     first.derived["kind"] = "worked out from the schedules"
+    postgres = engine.dialect.name == "postgresql"
+    same = read(first)  # nothing changed
+    assert same == first
+    assert (same.confirmations is first.confirmations) == postgres
+    assert (same.schedules is first.schedules) == postgres
     later = NOW + timedelta(hours=1)
     with transaction(engine) as session:  # a sync confirms one, another fails for good
         repo.confirm_schedules(session, ["sch-1"], NOW, later, later)
         repo.record_schedule_error(session, ["sch-2"], "EHR said 500")
-    second = read(first)
+    second = read(same)
     assert second.confirmations["sch-1"] == later
     assert second.errors == {"sch-2": "EHR said 500"}
-    postgres = engine.dialect.name == "postgresql"
     kept = second.schedules is first.schedules and second.actors is first.actors
     assert kept == postgres
     assert (second.derived is first.derived) == postgres
+    with transaction(engine) as session:  # an error alone, no sync time moved
+        repo.record_schedule_error(session, ["sch-1"], "EHR said 404")
+    errored = read(second)
+    assert errored.errors == {"sch-1": "EHR said 404", "sch-2": "EHR said 500"}
+    assert errored.confirmations == second.confirmations
+    assert errored == read_catalog_whole(engine)
+    second = errored
 
     with transaction(engine) as session:  # the EHR changed a schedule's service types
         repo.upsert_schedules(
