@@ -151,12 +151,18 @@ class Renderer:
         names = self.status_names
         service, specialty, ref, profile = parts
         prefix = f"{base}/Slot/" if base is not None else None
+        # one meta object per distinct version and time on the page, shared by its slots
+        # (read-only: they are encoded, never changed): most slots of a page have the
+        # same, and formatting the time per slot was an eighth of a page's rendering
+        metas: dict[tuple[int, int], dict[str, Any]] = {}
         for i, s, st, v, up, a, b in zip(
             indices, scheds, statuses, versions, updated, start_txt, end_txt, strict=True
         ):
-            meta: dict[str, Any] = {"versionId": str(v), "lastUpdated": instant_ms(up)}
-            if profile:
-                meta["profile"] = profile
+            meta = metas.get((v, up))
+            if meta is None:
+                meta = metas[v, up] = {"versionId": str(v), "lastUpdated": instant_ms(up)}
+                if profile:
+                    meta["profile"] = profile
             sid = f"sl-{i:08d}"
             res: dict[str, Any] = {
                 "resourceType": "Slot",
