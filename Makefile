@@ -65,6 +65,7 @@ BENCH_OUT  ?= benchmarks/results/bench-$(STAMP).json
 BENCH_REPEAT ?= 3
 BENCH_ARGS ?=
 bench: $(DEV)
+	@command -v wrk >/dev/null || { echo "make bench needs wrk (apt-get install wrk): without it the find benchmark's clients are Python ones, which take the cores the API is measured on"; exit 1; }
 	$(COMPILE)
 	$(BIN)/python -m benchmarks all --repeat $(BENCH_REPEAT) $(BENCH_ARGS) --out $(BENCH_OUT)
 	$(BIN)/python -m benchmarks bench-chart --result $(BENCH_OUT)

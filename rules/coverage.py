@@ -26,9 +26,9 @@ from rules.hours import Calendar
 from rules.schema import (
     KIND_RESOURCE_TYPE,
     AssetRequirement,
-    EffectiveRule,
     RulesFile,
     VisitTypeRule,
+    effective_rules,
     horizon_days,
 )
 from rules.tokens import TokenSet
@@ -145,7 +145,8 @@ class _Check:
         self.index = index
         self.calendar = calendar
         self.now = now
-        self._effectives: dict[int, EffectiveRule] = {}
+        # each visit type's effective rule, by the visit type's identity
+        self._effectives = {id(e.rule): e for e in effective_rules(rules)}
         self._lacks: dict[tuple[int, int, str], str | None] = {}
 
     def schedule(self, schedule: Schedule, summary: ScheduleSlots | None) -> Uncovered | None:
@@ -201,7 +202,7 @@ class _Check:
         lacking = ""
         for use in uses:
             vt, _, asset = use
-            eff = self._effective(vt)
+            eff = self._effectives[id(vt)]
             wanted = asset.slot_service_types
             service = Qualifier(service_types=eff.slot_service_types if wanted is None else wanted)
             appointment = Qualifier(appointment_types=vt.slot_appointment_types)
@@ -267,12 +268,6 @@ class _Check:
                 f"no slots inside opening hours ({unit.site or 'organisation'}, {hours.zone.key})",
             )
         return out("missing-asset", lacking)
-
-    def _effective(self, vt: VisitTypeRule) -> EffectiveRule:
-        eff = self._effectives.get(id(vt))
-        if eff is None:
-            eff = self._effectives[id(vt)] = self.rules.effective(vt)
-        return eff
 
     def _lacking(self, use: _Use, unit: Unit) -> str | None:
         """Which other required asset of the visit type has no candidate; None if all do."""
