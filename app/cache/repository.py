@@ -567,8 +567,10 @@ def _content_digest(columns: Sequence[Any], key: Any) -> str:
 
 # Over exactly the columns the catalog's Schedule and Actor objects are made of: a
 # column added to those tuples is in the digest too.
-_CATALOG_DIGEST = f"{_content_digest(SCHEDULE_COLUMNS, ScheduleRow.id)}" + (
-    f" || {_content_digest(ACTOR_COLUMNS, ActorRow.ref)}"
+_CATALOG_DIGEST = (
+    _content_digest(SCHEDULE_COLUMNS, ScheduleRow.id)
+    + " || "
+    + _content_digest(ACTOR_COLUMNS, ActorRow.ref)
 )
 # Over exactly what schedule_states reads.
 _STATE_COLUMNS = (ScheduleRow.id, ScheduleRow.last_confirmed_at, ScheduleRow.last_error)

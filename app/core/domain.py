@@ -1,8 +1,8 @@
 """The one internal model of slots, schedules, actors and proposed appointments.
 
 Plain frozen dataclasses (and one Struct, :class:`Slot`) over plain data: FHIR JSON
-exists only at the edges (`app.fhir`), SQL only in `app.cache`. Codes are kept as FHIR token strings
-``"system|code"`` so that they compare, hash and serialise trivially.
+exists only at the edges (`app.fhir`), SQL only in `app.cache`. Codes are kept as FHIR
+token strings ``"system|code"`` so that they compare, hash and serialise trivially.
 """
 
 from __future__ import annotations

@@ -125,7 +125,7 @@ def _utc_instant(raw: bytes) -> datetime:
     return parsed.astimezone(UTC)
 
 
-def _instant(raw: msgspec.Raw, slot_id: str, element: str) -> datetime:
+def _instant(raw: msgspec.Raw | bytes, slot_id: str, element: str) -> datetime:
     """An instant, in UTC (a malformed one is not remembered: it fails every time)."""
     try:
         return _utc_instant(bytes(raw))
@@ -157,7 +157,7 @@ def _to_slot(res: _Slot) -> Slot:
     except FhirParseError:  # again, one at a time, to name the element
         start = _instant(res.start, sid, "start")
         end = _instant(res.end, sid, "end")
-        last_updated = _instant(meta.lastUpdated, sid, "meta.lastUpdated") if meta else None
+        last_updated = _instant(updated, sid, "meta.lastUpdated") if given else None
     if end <= start:
         raise FhirParseError(f"Slot/{sid}: end is not after start")
     # positional, in the order of Slot's fields
