@@ -102,8 +102,8 @@ def table(sizes: list[Size]) -> str:
     rows = [
         "| sandbox slots | slots loaded | load wall (x prev) | load slots/s | load time per"
         " slot | worker peak RSS | `$find` typical p50 / p99 | `$find` broad p50 / p99 |"
-        " API RSS per process | from |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        " API RSS per process | EHR page (slots) | from |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     previous: Size | None = None
     for s in sizes:
@@ -122,6 +122,7 @@ def table(sizes: list[Size]) -> str:
             f" {_pair(s.median('find', 'typical', 'single_client', 'p50_ms'), s.median('find', 'typical', 'single_client', 'p99_ms'), ' ms')} |"  # noqa: E501
             f" {_pair(s.median('find', 'broad', 'single_client', 'p50_ms'), s.median('find', 'broad', 'single_client', 'p99_ms'), ' ms')} |"  # noqa: E501
             f" {_f(s.median('find', 'api_memory', 'peak_rss_largest_process_mb'), ' MB')} |"
+            f" {_f(s.median('load', 'page_size'))} |"
             f" `{s.source.rsplit('/', 1)[-1]}` |"
         )
         previous = s

@@ -28,6 +28,7 @@ from .repeats import aggregate, figure
 log = logging.getLogger(__name__)
 
 Step = tuple[str, str, Callable[[], dict[str, Any]]]  # (group, key, run once)
+SMALL_PAGE_SIZE = 1000
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -104,8 +105,13 @@ def _steps(args: argparse.Namespace) -> list[Step]:
         mutations=6 if quick else args.polling_mutations,
     )
     steps.append(("freshness", "polling", partial(freshness.run, poll)))
-    # a generic R4 server: load by plain Slot search, freshness by polling only
-    plain_load = _defaults(load, size=max(sizes), profile="plain-r4")
+    # The largest load again with the pages of 1,000 slots it used to ask for: how much
+    # the page size is worth (an EHR that caps _count lower gives smaller pages).
+    small_pages = _defaults(load, size=max(sizes), page_size=SMALL_PAGE_SIZE)
+    steps.append(("load_small_pages", str(max(sizes)), partial(load.run, small_pages)))
+    # a generic R4 server (load by plain Slot search, freshness by polling only) with
+    # _count capped at 1,000, as generic servers cap it
+    plain_load = _defaults(load, size=max(sizes), profile="plain-r4", page_size=SMALL_PAGE_SIZE)
     steps.append(("load_plain_r4", "plain-r4", partial(load.run, plain_load)))
     plain_poll = _defaults(
         freshness,
@@ -142,7 +148,7 @@ def run_rounds(steps: list[Step], repeat: int, groups: tuple[str, ...]) -> dict[
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
     results = {"sizes": sizes_of(args), "quick": bool(args.quick)}
-    groups = ("load", "find", "freshness", "load_plain_r4")
+    groups = ("load", "find", "freshness", "load_small_pages", "load_plain_r4")
     results.update(run_rounds(_steps(args), args.repeat, groups))
     return results
 
@@ -175,6 +181,12 @@ def table(results: dict[str, Any]) -> str:
 
     for size, r in results.get("load", {}).items():
         n = f"initial load, {int(size):,}-slot EHR"
+        add(f"{n}: slots/s", r, "slots_per_second")
+        add(f"{n}: wall", r, "wall_seconds", unit=" s")
+        add(f"{n}: worker peak RSS", r, "peak_rss_total_mb", unit=" MB")
+    for size, r in results.get("load_small_pages", {}).items():
+        pages = figure(r, "page_size").median
+        n = f"initial load, {int(size):,}-slot EHR, {int(pages or 0):,}-slot pages"
         add(f"{n}: slots/s", r, "slots_per_second")
         add(f"{n}: wall", r, "wall_seconds", unit=" s")
         add(f"{n}: worker peak RSS", r, "peak_rss_total_mb", unit=" MB")

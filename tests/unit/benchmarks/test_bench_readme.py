@@ -40,9 +40,10 @@ def test_the_readme_performance_blocks_and_chart_are_the_newest_full_result() ->
     assert f"]({chart_path(path).relative_to(readme_blocks.ROOT).as_posix()})" in readme
 
 
-def _part(rate: int, rss: float, cached: int) -> dict:
+def _part(rate: int, rss: float, cached: int, page_size: int = 5000) -> dict:
     runs = [
         {
+            "page_size": page_size,
             "slots_per_second": rate + d,
             "wall_seconds": round(cached / (rate + d), 2),
             "slots_loaded": cached,
@@ -92,7 +93,7 @@ def test_the_growth_curve_takes_larger_sizes_from_the_scale_result(tmp_path: Pat
     scale = _write(
         tmp_path / "scale-2026-12-02T1000.json",
         "scale",
-        {10_000: _part(1, 1, 1), 10_000_000: _part(12_000, 260, 8_000_000)},
+        {10_000: _part(1, 1, 1), 10_000_000: _part(12_000, 260, 8_000_000, page_size=1000)},
     )
     curve = sizes(bench, scale)
     assert [s.size for s in curve] == [10_000, 100_000, 1_000_000, 10_000_000]
@@ -101,6 +102,9 @@ def test_the_growth_curve_takes_larger_sizes_from_the_scale_result(tmp_path: Pat
     rows = table(curve).splitlines()
     assert len(rows) == 2 + 4
     assert rows[-1].startswith("| 10,000,000 | 8,000,000 | 667 s (x9.2 for x10 slots) |")
+    # each row says the EHR page its load asked for: runs made with other pages differ
+    assert rows[-2].endswith("| 5,000 | `bench-2026-12-01T1000.json` |")
+    assert rows[-1].endswith("| 1,000 | `scale-2026-12-02T1000.json` |")
     lines = predictions(curve)
     # 100M x 0.8 free / 12,000 slots/s at 10M, one worker
     assert any(line.startswith("Initial load at 100M: 1.9 h") for line in lines), lines

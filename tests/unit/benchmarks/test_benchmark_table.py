@@ -71,3 +71,20 @@ def test_the_machine_probe_rows_show_each_runs_spread_where_it_was_measured() ->
     assert "| $find, 1,000,000: CPU stolen by the host during the run | 0.01 | 0.0-0.12 |" in text
     older = {"find": {"1000000": aggregate([{"typical": {"single_client": {"p99_ms": 5.0}}}])}}
     assert "machine probe" not in table(older)
+
+
+def test_the_load_with_smaller_pages_shows_its_page_size_beside_the_main_load() -> None:
+    def run(rate: int, wall: float, pages: int) -> dict[str, float]:
+        return {"slots_per_second": rate, "wall_seconds": wall, "page_size": pages}
+
+    results = {
+        "load": {
+            "1000000": aggregate([run(r, 810_000 / r, 5000) for r in (51_000, 49_000, 50_000)])
+        },
+        "load_small_pages": {"1000000": aggregate([run(38_000, 21.3, 1000)])},
+    }
+    text = table(results)
+    assert "| initial load, 1,000,000-slot EHR: slots/s | 50,000 | 49,000-51,000 |" in text
+    assert "| initial load, 1,000,000-slot EHR, 1,000-slot pages: slots/s | 38,000 |" in text
+    assert "| initial load, 1,000,000-slot EHR, 1,000-slot pages: wall | 21.3 s |" in text
+    assert "1,000-slot pages" not in table({"load": results["load"]})
