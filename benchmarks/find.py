@@ -404,11 +404,12 @@ def _bare_sql(db_url: str, params: list[tuple[str, str]], n: int) -> dict[str, A
         request, catalog.schedules.values(), qualifying_service_types(request, settings_rules)
     )
     query = (
-        'SELECT id, schedule_id, start, "end", service_types::text, specialties::text,'
-        " appointment_types::text FROM slots s WHERE schedule_id = ANY(%s)"
-        ' AND start >= %s AND start < %s AND "end" > %s AND status = %s'
+        'SELECT s.id, s.schedule_id, s.start, s."end", cs.service_types::text,'
+        " cs.specialties::text, cs.appointment_types::text"
+        " FROM slots s JOIN code_sets cs ON cs.id = s.code_set_id WHERE s.schedule_id = ANY(%s)"
+        ' AND s.start >= %s AND s.start < %s AND s."end" > %s AND s.status = %s'
         " AND NOT EXISTS (SELECT 1 FROM slot_claims c WHERE c.slot_id = s.id"
-        " AND c.expires_at > %s) ORDER BY start, id"
+        " AND c.expires_at > %s) ORDER BY s.start, s.id"
     )
     args = (ids, start - MAX_SLOT_LENGTH, end, start, "free", now)
     timings: list[float] = []

@@ -61,7 +61,7 @@ def _empty(engine: Engine, attempts: int = 5) -> None:
                 conn.exec_driver_sql(
                     "TRUNCATE slot_claims, slots, schedule_actors, schedules, actors, sync_runs,"
                     " sync_chunks, sync_marks, subscriptions, appointment_holds, ehr_capabilities,"
-                    " published_slots, publish_state, sync_samples"
+                    " published_slots, publish_state, sync_samples, code_sets"
                     " RESTART IDENTITY CASCADE"
                 )
             return

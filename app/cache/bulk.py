@@ -5,22 +5,17 @@ never row-by-row ORM flushes.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Iterator, Sequence
+from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
-from functools import lru_cache
 from typing import Any
 
-import msgspec
 import psycopg
-from psycopg import postgres
-from psycopg.adapt import Dumper
-from psycopg.pq import Format
 from sqlalchemy import String, any_, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
-from app.core.domain import Slot
+from app.core.domain import CodeSet, Slot
 
 BATCH = 2000
 # For ORM-mode UPDATE/DELETE of rows no session here holds as objects: the default
@@ -57,9 +52,7 @@ SLOT_COPY_COLUMNS = {
     "start": "timestamptz",
     "end": "timestamptz",
     "status": "text",
-    "service_types": "jsonb",
-    "specialties": "jsonb",
-    "appointment_types": "jsonb",
+    "code_set_id": "int4",
     "overbooked": "bool",
     "comment": "text",
     "version_id": "text",
@@ -67,29 +60,13 @@ SLOT_COPY_COLUMNS = {
     "last_confirmed_at": "timestamptz",
 }
 SLOT_FIELDS = tuple(SLOT_COPY_COLUMNS)
+CodeSetIds = Mapping[CodeSet, int]  # code set -> its row's id (app.cache.code_sets)
 
 
-@lru_cache(maxsize=4096)
-def _jsonb_codes(codes: tuple[str, ...]) -> bytes:
-    """A codes column in jsonb's binary form (a version byte, then the JSON text)."""
-    return b"\x01" + msgspec.json.encode(codes)
-
-
-class _CodesDumper(Dumper):
-    """jsonb from a slot's code tuple, for binary COPY: the same few dozen code lists
-    repeat on every slot, so each distinct one is encoded once (a Jsonb wrapper per
-    value, dumped by a Python callback each time, was two thirds of COPY's CPU)."""
-
-    format = Format.BINARY
-    oid = postgres.types["jsonb"].oid
-
-    def dump(self, obj: Sequence[str]) -> bytes:
-        return _jsonb_codes(obj if type(obj) is tuple else tuple(obj))
-
-
-def _copy_rows(cur: Any, table: str, slots: Sequence[Slot], confirmed_at: datetime) -> None:
+def _copy_rows(
+    cur: Any, table: str, slots: Sequence[Slot], code_sets: CodeSetIds, confirmed_at: datetime
+) -> None:
     columns = ", ".join(f'"{c}"' for c in SLOT_FIELDS)
-    cur.adapters.register_dumper(None, _CodesDumper)  # this cursor only, by the jsonb oid
     with cur.copy(f"COPY {table} ({columns}) FROM STDIN (FORMAT BINARY)") as copy:
         copy.set_types(list(SLOT_COPY_COLUMNS.values()))
         write = copy.write_row
@@ -101,9 +78,7 @@ def _copy_rows(cur: Any, table: str, slots: Sequence[Slot], confirmed_at: dateti
                     s.start,
                     s.end,
                     s.status,
-                    s.service_types,
-                    s.specialties,
-                    s.appointment_types,
+                    code_sets[s.service_types, s.specialties, s.appointment_types],
                     s.overbooked,
                     s.comment,
                     s.version_id,
@@ -121,7 +96,9 @@ def driver_connection(session: Session) -> Any:
     return raw
 
 
-def copy_upsert_slots(session: Session, slots: Sequence[Slot], confirmed_at: datetime) -> None:
+def copy_upsert_slots(
+    session: Session, slots: Sequence[Slot], code_sets: CodeSetIds, confirmed_at: datetime
+) -> None:
     """PostgreSQL: ``COPY`` into a per-connection temporary table, then one
     ``INSERT ... SELECT ... ON CONFLICT DO UPDATE``: the fast path for big upserts."""
     raw = driver_connection(session)
@@ -129,7 +106,7 @@ def copy_upsert_slots(session: Session, slots: Sequence[Slot], confirmed_at: dat
     updates = ", ".join(f'"{c}" = excluded."{c}"' for c in SLOT_FIELDS if c != "id")
     with raw.cursor() as cur:
         cur.execute("CREATE TEMP TABLE IF NOT EXISTS slot_stage (LIKE slots) ON COMMIT DELETE ROWS")
-        _copy_rows(cur, "slot_stage", slots, confirmed_at)
+        _copy_rows(cur, "slot_stage", slots, code_sets, confirmed_at)
         cur.execute(
             f"INSERT INTO slots ({columns}) SELECT {columns} FROM slot_stage"
             f" ON CONFLICT (id) DO UPDATE SET {updates}"
@@ -137,7 +114,9 @@ def copy_upsert_slots(session: Session, slots: Sequence[Slot], confirmed_at: dat
         cur.execute("DELETE FROM slot_stage")
 
 
-def copy_insert_slots(session: Session, slots: Sequence[Slot], confirmed_at: datetime) -> bool:
+def copy_insert_slots(
+    session: Session, slots: Sequence[Slot], code_sets: CodeSetIds, confirmed_at: datetime
+) -> bool:
     """PostgreSQL, slots new to the cache (an initial load): ``COPY`` straight into
     ``slots``. Should one exist after all (moved in from another window or schedule),
     the savepoint undoes the copy and the answer is False: upsert them instead."""
@@ -145,7 +124,7 @@ def copy_insert_slots(session: Session, slots: Sequence[Slot], confirmed_at: dat
     with raw.cursor() as cur:
         cur.execute("SAVEPOINT slot_copy")
         try:
-            _copy_rows(cur, "slots", slots, confirmed_at)
+            _copy_rows(cur, "slots", slots, code_sets, confirmed_at)
         except psycopg.errors.UniqueViolation:
             cur.execute("ROLLBACK TO SAVEPOINT slot_copy")
             return False

@@ -25,7 +25,7 @@ from app.core.domain import Slot
 from app.core.errors import SlotsyncError
 
 from .models import SlotClaimRow, SlotRow
-from .rows import SLOT_COLUMNS, slot_from_row
+from .rows import SLOT_COLUMNS, select_slots, slot_from_row
 
 PENDING = "pending"
 HELD = "held"
@@ -333,7 +333,7 @@ def purge_expired(session: Session, now: datetime) -> int:
 
 def slots_by_id(session: Session, slot_ids: Collection[str]) -> dict[str, Slot]:
     """Cached slots by id whatever their status or claims (to explain why one is not free)."""
-    stmt = select(*SLOT_COLUMNS).where(SlotRow.id.in_(list(slot_ids)))
+    stmt = select_slots(*SLOT_COLUMNS).where(SlotRow.id.in_(list(slot_ids)))
     return {row[0]: slot_from_row(row) for row in session.execute(stmt)}
 
 

@@ -34,7 +34,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
 
 
 def json_text(value: Any) -> str:
-    """JSON as text, by msgspec: the engines' serializer and bulk COPY's jsonb dumper."""
+    """JSON as text, by msgspec: the engines' serializer."""
     return msgspec.json.encode(value).decode()
 
 

@@ -123,9 +123,9 @@ class SlotRow(Base):
     start: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     end: Mapped[datetime] = mapped_column(UTCDateTime, nullable=False)
     status: Mapped[str] = mapped_column(String(32), nullable=False)
-    service_types: Mapped[list[str]] = mapped_column(Codes, default=list)
-    specialties: Mapped[list[str]] = mapped_column(Codes, default=list)
-    appointment_types: Mapped[list[str]] = mapped_column(Codes, default=list)
+    # The slot's codes, as a row of ``code_sets`` (no foreign key, as for the schedule:
+    # code sets are only ever added, and the writers add them first, see migration 0013).
+    code_set_id: Mapped[int] = mapped_column(Integer, nullable=False)
     overbooked: Mapped[bool] = mapped_column(Boolean, default=False)
     comment: Mapped[str | None] = mapped_column(Text)
     version_id: Mapped[str | None] = mapped_column(String(64))
@@ -137,6 +137,23 @@ class SlotRow(Base):
         Index("ix_slots_schedule_start", "schedule_id", "start"),
         Index("ix_slots_start", "start"),
     )
+
+
+class CodeSetRow(Base):
+    """A distinct combination of a slot's service types, specialties and appointment
+    types. An organisation's slots repeat a few dozen of them: a million slots name
+    them by this small id instead of carrying three JSON lists each, which PostgreSQL
+    parsed on every write (a quarter of a load's COPY) and stored a million times."""
+
+    __tablename__ = "code_sets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(Text, nullable=False)  # the three lists, as JSON
+    service_types: Mapped[list[str]] = mapped_column(Codes, nullable=False)
+    specialties: Mapped[list[str]] = mapped_column(Codes, nullable=False)
+    appointment_types: Mapped[list[str]] = mapped_column(Codes, nullable=False)
+
+    __table_args__ = (Index("ix_code_sets_key", "key", unique=True),)
 
 
 class SyncRunRow(Base):

@@ -22,6 +22,7 @@ from .bulk import (
     BATCH,
     COPY_THRESHOLD,
     NO_SYNC,
+    CodeSetIds,
     among,
     batched,
     copy_insert_slots,
@@ -30,9 +31,11 @@ from .bulk import (
     insert_statement,
     upsert,
 )
+from .code_sets import code_set_ids, code_set_of
 from .models import (
     ActorRow,
     CacheGenerationRow,
+    CodeSetRow,
     ScheduleActorRow,
     ScheduleRow,
     SlotRow,
@@ -45,6 +48,7 @@ from .rows import (
     actor_from_row,
     contact_json,
     schedule_from_row,
+    select_slots,
     slot_from_row,
 )
 from .snapshot import SnapshotPlan
@@ -52,16 +56,14 @@ from .snapshot import SnapshotPlan
 # -- conversions --------------------------------------------------------------
 
 
-def slot_row(slot: Slot, confirmed_at: datetime) -> dict[str, Any]:
+def slot_row(slot: Slot, code_sets: CodeSetIds, confirmed_at: datetime) -> dict[str, Any]:
     return {
         "id": slot.id,
         "schedule_id": slot.schedule_id,
         "start": slot.start,
         "end": slot.end,
         "status": slot.status,
-        "service_types": list(slot.service_types),
-        "specialties": list(slot.specialties),
-        "appointment_types": list(slot.appointment_types),
+        "code_set_id": code_sets[code_set_of(slot)],
         "overbooked": slot.overbooked,
         "comment": slot.comment,
         "version_id": slot.version_id,
@@ -142,7 +144,7 @@ def cached_slots(
     session: Session, schedule_ids: Collection[str] | None, start: datetime, end: datetime
 ) -> dict[str, Slot]:
     """Every cached slot of the scope (``None`` = all schedules) starting in [start, end)."""
-    stmt = select(*SLOT_COLUMNS).where(SlotRow.start >= start, SlotRow.start < end)
+    stmt = select_slots(*SLOT_COLUMNS).where(SlotRow.start >= start, SlotRow.start < end)
     # a Core read: the ORM's row loading costs more than the query for many rows; one
     # fetch per statement, not a call per row
     connection = session.connection()
@@ -218,15 +220,16 @@ def cached_slot_spans(
 _SPANS = (SlotRow.id, SlotRow.schedule_id, SlotRow.start, SlotRow.end, SlotRow.status)
 _FULL = (
     *_SPANS,
-    *(cast(c, Text) for c in (SlotRow.service_types, SlotRow.specialties)),
-    cast(SlotRow.appointment_types, Text),
+    *(cast(c, Text) for c in (CodeSetRow.service_types, CodeSetRow.specialties)),
+    cast(CodeSetRow.appointment_types, Text),
     *SLOT_COLUMNS[8:],
 )
-_PG_WINDOW = "SELECT {} FROM slots WHERE start >= %s AND start < %s AND schedule_id = ANY(%s)"
+_PG_WINDOW = "SELECT {} WHERE s.start >= %s AND s.start < %s AND s.schedule_id = ANY(%s)"
 _PG_COLUMNS = {
-    _SPANS: 'id, schedule_id, start, "end", status',
-    _FULL: 'id, schedule_id, start, "end", status, service_types::text, specialties::text,'
-    " appointment_types::text, overbooked, comment, version_id, ehr_last_updated",
+    _SPANS: 's.id, s.schedule_id, s.start, s."end", s.status FROM slots s',
+    _FULL: 's.id, s.schedule_id, s.start, s."end", s.status, c.service_types::text,'
+    " c.specialties::text, c.appointment_types::text, s.overbooked, s.comment, s.version_id,"
+    " s.ehr_last_updated FROM slots s JOIN code_sets c ON c.id = s.code_set_id",
 }
 
 
@@ -245,7 +248,7 @@ def _window_rows(
             sql = _PG_WINDOW.format(_PG_COLUMNS[columns])
             cursor.execute(sql, (start, end, list(schedule_ids)))
             return cursor.fetchall()
-    stmt = select(*columns).where(
+    stmt = select_slots(*columns).where(
         SlotRow.start >= start, SlotRow.start < end, SlotRow.schedule_id.in_(list(schedule_ids))
     )
     return session.connection().execute(stmt).all()
@@ -269,6 +272,7 @@ def apply_snapshot(
     schedule or day): it is asked only then, which on PostgreSQL means once the
     straight ``COPY`` has met one, never on a first load."""
     cached = cached or {}
+    code_sets = code_set_ids(session, plan.upserts)
     new = [s for s in plan.upserts if s.id not in cached]
     changed = [s for s in plan.upserts if s.id in cached]
     touched = {s.schedule_id for s in changed} | {cached[s.id].schedule_id for s in changed}
@@ -283,15 +287,19 @@ def apply_snapshot(
         new = elsewhere()
         kept = {s.id for s in new}
         # in the plan's order (by id): concurrent upserts lock rows in one order
-        rows = [slot_row(s, confirmed_at) for s in plan.upserts if s.id in cached or s.id in kept]
+        rows = [
+            slot_row(s, code_sets, confirmed_at)
+            for s in plan.upserts
+            if s.id in cached or s.id in kept
+        ]
         upsert(session, SlotRow, rows, ["id"])
     else:
-        if new and not copy_insert_slots(session, new, confirmed_at):
+        if new and not copy_insert_slots(session, new, code_sets, confirmed_at):
             new = elsewhere()
             if new:
-                copy_upsert_slots(session, new, confirmed_at)
+                copy_upsert_slots(session, new, code_sets, confirmed_at)
         if changed:
-            copy_upsert_slots(session, changed, confirmed_at)
+            copy_upsert_slots(session, changed, code_sets, confirmed_at)
     touched.update(s.schedule_id for s in new)
     for matched in among(session, SlotRow.id, plan.deletes):
         deleted = session.execute(

@@ -10,11 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row
+from sqlalchemy import Row, Select, join, select
 
 from app.core.domain import Actor, ContactPoint, Position, PostalAddress, Schedule, Slot
 
-from .models import ActorRow, ScheduleRow, SlotRow
+from .models import ActorRow, CodeSetRow, ScheduleRow, SlotRow
 
 SLOT_COLUMNS = (
     SlotRow.id,
@@ -22,15 +22,24 @@ SLOT_COLUMNS = (
     SlotRow.start,
     SlotRow.end,
     SlotRow.status,
-    SlotRow.service_types,
-    SlotRow.specialties,
-    SlotRow.appointment_types,
+    CodeSetRow.service_types,
+    CodeSetRow.specialties,
+    CodeSetRow.appointment_types,
     SlotRow.overbooked,
     SlotRow.comment,
     SlotRow.version_id,
     SlotRow.ehr_last_updated,
 )
-# The row ``select(*SLOT_COLUMNS)`` yields, column by column (SQLAlchemy types rows
+# Slots with their code sets: what reads of slot codes select from (select_slots).
+SLOTS_WITH_CODES = join(SlotRow, CodeSetRow, SlotRow.code_set_id == CodeSetRow.id)
+
+
+def select_slots(*columns: Any) -> Select[Any]:
+    """``SELECT columns FROM slots JOIN code_sets``: columns of a slot and its codes."""
+    return select(*columns).select_from(SLOTS_WITH_CODES)
+
+
+# The row ``select_slots(*SLOT_COLUMNS)`` yields, column by column (SQLAlchemy types rows
 # per selected column, so a bare ``Row[Any]`` would mean a one-column row).
 SlotRecord = Row[
     str,

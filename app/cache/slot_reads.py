@@ -24,10 +24,11 @@ from app.core.slot_columns import ColumnsBuilder, SlotColumns
 from . import claims
 from .bulk import batched, driver_connection
 from .models import (
+    CodeSetRow,
     ScheduleRow,
     SlotRow,
 )
-from .rows import SLOT_COLUMNS, slot_from_row
+from .rows import SLOT_COLUMNS, select_slots, slot_from_row
 
 
 def free_slots(
@@ -45,7 +46,7 @@ def free_slots(
     if the EHR's notification has not arrived yet.
     """
     stmt = (
-        select(*SLOT_COLUMNS)
+        select_slots(*SLOT_COLUMNS)
         .where(
             SlotRow.start >= start,
             SlotRow.start < end,
@@ -79,9 +80,9 @@ _LEAN_COLUMNS = (
     SlotRow.schedule_id,
     SlotRow.start,
     SlotRow.end,
-    cast(SlotRow.service_types, Text),
-    cast(SlotRow.specialties, Text),
-    cast(SlotRow.appointment_types, Text),
+    cast(CodeSetRow.service_types, Text),
+    cast(CodeSetRow.specialties, Text),
+    cast(CodeSetRow.appointment_types, Text),
 )
 _LeanRecord = Row[str, str, datetime, datetime, str, str, str]  # a row of _LEAN_COLUMNS
 
@@ -118,7 +119,7 @@ def free_slots_overlapping(
     :func:`free_slots`.
     """
     stmt = (
-        select(*_LEAN_COLUMNS)
+        select_slots(*_LEAN_COLUMNS)
         .where(
             SlotRow.schedule_id.in_(list(schedule_ids)),
             SlotRow.start >= start - lookback,
@@ -152,9 +153,10 @@ _READ_ROWS = 500
 # PostgreSQL, the same read from the driver: no row objects or per-value conversions
 # on the way (times come in the connection's zone, converted only when not UTC).
 _PG_FREE_COLUMNS = (
-    'SELECT id, schedule_id, start, "end", service_types::text, appointment_types::text,'
-    " specialties::text FROM slots WHERE schedule_id = ANY(%s) AND status = 'free'"
-    " ORDER BY schedule_id, start, id"
+    'SELECT s.id, s.schedule_id, s.start, s."end", c.service_types::text,'
+    " c.appointment_types::text, c.specialties::text"
+    " FROM slots s JOIN code_sets c ON c.id = s.code_set_id"
+    " WHERE s.schedule_id = ANY(%s) AND s.status = 'free' ORDER BY s.schedule_id, s.start, s.id"
 )
 
 
@@ -204,7 +206,7 @@ def _free_rows(session: Session, schedule_ids: list[str]) -> Iterator[Sequence[A
         return
     for chunk in batched(schedule_ids):
         stmt = (
-            select(*_LEAN_COLUMNS)
+            select_slots(*_LEAN_COLUMNS)
             .where(SlotRow.schedule_id.in_(chunk), SlotRow.status == "free")
             .order_by(SlotRow.schedule_id, SlotRow.start, SlotRow.id)
             .execution_options(yield_per=_READ_ROWS)

@@ -117,6 +117,11 @@ class Slot(msgspec.Struct, frozen=True, gc=False):
     last_updated: datetime | None = None
 
 
+# A slot's codes, as it holds them: (service types, specialties, appointment types).
+# The cache keeps each distinct one once (a code set) and slots name it.
+CodeSet = tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]]
+
+
 @dataclass(frozen=True, slots=True)
 class Participant:
     """One participant of a proposed appointment."""
